@@ -1,0 +1,288 @@
+//! The contract between the engine and the action types of `tale-actions`.
+//!
+//! **Boundary:** this module (with `model`, `span`, `yaml` and `diagnostic`)
+//! is all that `tale-actions` uses of the engine. The engine never names an
+//! action type: it asks the [`ActionRegistry`] it is given.
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::diagnostic::{Code, Diagnostic, did_you_mean, one_of};
+use crate::model::RawCommon;
+use crate::span::Span;
+use crate::yaml::{DeCx, DeIssue, DeIssueKind, Node, decode};
+
+/// The checked configuration of one action, whatever its type.
+pub trait ActionConfig: Debug + Send + Sync + 'static {
+    /// The `type:` value, such as `http_request`.
+    fn type_name(&self) -> &'static str;
+
+    /// Named branches other actions may follow with `from: slug.<branch>`.
+    fn branches(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Receives requests: may start a story and be its `entry`.
+    fn is_webhook(&self) -> bool {
+        false
+    }
+
+    /// Can be one of the story's `exits` (a message_only transform).
+    fn is_exit(&self) -> bool {
+        false
+    }
+
+    /// The action is pointless without rules (a trigger).
+    fn needs_rules(&self) -> bool {
+        false
+    }
+
+    /// Every template of the action, for syntax and reference checks.
+    fn templates<'a>(&'a self, out: &mut Vec<TemplateField<'a>>);
+
+    /// Checks of values the type alone cannot express (regexes, URLs…).
+    fn check(&self, _cx: &mut ValueCx<'_>) {}
+
+    /// The call made by a send_to_story action.
+    fn story_call(&self) -> Option<StoryCall<'_>> {
+        None
+    }
+
+    /// The credential a request attaches, with the request's URL.
+    fn credential(&self) -> Option<CredentialUse<'_>> {
+        None
+    }
+}
+
+/// One template string inside an action's configuration.
+#[derive(Clone, Debug)]
+pub struct TemplateField<'a> {
+    /// Where it sits, such as `payload.query` or `headers.Authorization`.
+    pub field: String,
+    pub text: &'a str,
+    pub span: Span,
+    /// Names available in this field only: `request` in a webhook response,
+    /// `response` in a pagination `next_url`, `LOOP` in a looping transform.
+    pub extra_names: &'static [&'static str],
+}
+
+impl<'a> TemplateField<'a> {
+    pub fn new(field: impl Into<String>, text: &'a str, span: Span) -> Self {
+        Self {
+            field: field.into(),
+            text,
+            span,
+            extra_names: &[],
+        }
+    }
+
+    pub fn with_names(mut self, names: &'static [&'static str]) -> Self {
+        self.extra_names = names;
+        self
+    }
+
+    /// Every string of a YAML tree, each a template, named by its path.
+    pub fn collect_node(field: &str, node: &'a Node, out: &mut Vec<TemplateField<'a>>) {
+        collect(field, node, out, &[]);
+    }
+
+    pub fn collect_node_with(
+        field: &str,
+        node: &'a Node,
+        names: &'static [&'static str],
+        out: &mut Vec<TemplateField<'a>>,
+    ) {
+        collect(field, node, out, names);
+    }
+}
+
+fn collect<'a>(path: &str, node: &'a Node, out: &mut Vec<TemplateField<'a>>, names: &'static [&'static str]) {
+    use crate::yaml::NodeKind;
+    match &node.kind {
+        NodeKind::Str(s) => out.push(TemplateField::new(path, s, node.span).with_names(names)),
+        NodeKind::Seq(items) => {
+            for (i, n) in items.iter().enumerate() {
+                collect(&format!("{path}[{i}]"), n, out, names);
+            }
+        }
+        NodeKind::Map(entries) => {
+            for (k, v) in entries {
+                let key = k.key_text().unwrap_or_default();
+                collect(&format!("{path}.{key}"), v, out, names);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A send_to_story call, as the cross-story checks need it.
+#[derive(Debug)]
+pub struct StoryCall<'a> {
+    /// Story id, or a path ending in `.yaml`/`.yml` relative to the caller.
+    pub story: &'a str,
+    pub story_span: Span,
+    /// The payload when it is a literal mapping (its keys are the inputs).
+    pub payload: Option<&'a Node>,
+}
+
+/// A credential attached to a request.
+#[derive(Debug)]
+pub struct CredentialUse<'a> {
+    pub name: &'a str,
+    pub span: Span,
+    /// The request URL (a template) and its span.
+    pub url: Option<(&'a str, Span)>,
+}
+
+/// Context for [`ActionConfig::check`]: where to report.
+pub struct ValueCx<'a> {
+    pub file: &'a Arc<PathBuf>,
+    pub diagnostics: &'a mut Vec<Diagnostic>,
+}
+
+impl ValueCx<'_> {
+    pub fn report(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
+        self.diagnostics.push(Diagnostic::new(code, self.file, span, message));
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
+    /// Checks a regular expression unless it is templated.
+    pub fn regex(&mut self, text: &str, span: Span) {
+        if text.contains("{{") || text.contains("{%") {
+            return;
+        }
+        if let Err(e) = regex::Regex::new(text) {
+            let detail = e.to_string();
+            let last = detail.lines().last().unwrap_or("").trim().to_owned();
+            self.report(Code::InvalidRegex, span, format!("invalid regular expression: {last}"))
+                .label = Some("this regex".into());
+        }
+    }
+}
+
+/// Context for an action type's decoding: collects problems as diagnostics.
+pub struct DecodeCx<'a> {
+    pub file: &'a Arc<PathBuf>,
+    pub diagnostics: &'a mut Vec<Diagnostic>,
+    /// The slug's span: missing keys are reported there.
+    pub slug_span: Span,
+    /// What is being decoded, for messages: "http_request action".
+    pub what: String,
+    /// Keys valid at the top of the body besides the config's own.
+    pub extra_keys: &'static [&'static str],
+}
+
+impl DecodeCx<'_> {
+    /// Decodes `node` as `T`; every problem becomes a diagnostic.
+    pub fn decode<'de, T: Deserialize<'de>>(&mut self, node: &Node) -> Option<T> {
+        let de = DeCx::default();
+        let result = decode::<T>(node, &de);
+        let mut issues = de.take();
+        let value = match result {
+            Ok(v) => Some(v),
+            Err(mut issue) => {
+                if matches!(issue.kind, DeIssueKind::MissingField(_)) && issue.span == node.span {
+                    issue.span = self.slug_span;
+                }
+                issues.push(issue);
+                None
+            }
+        };
+        for issue in issues {
+            let d = issue_to_diagnostic(self.file, &self.what, self.extra_keys, issue);
+            self.diagnostics.push(d);
+        }
+        value
+    }
+
+    pub fn report(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
+        self.diagnostics.push(Diagnostic::new(code, self.file, span, message));
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+}
+
+/// Turns a decoding problem into the diagnostic a user reads.
+pub fn issue_to_diagnostic(file: &Arc<PathBuf>, what: &str, extra_keys: &[&str], issue: DeIssue) -> Diagnostic {
+    match issue.kind {
+        DeIssueKind::UnknownField {
+            field,
+            expected,
+            at_root,
+        } => {
+            let mut valid: Vec<&str> = expected.to_vec();
+            if at_root {
+                valid.extend(extra_keys.iter().copied());
+            }
+            valid.sort_unstable();
+            valid.dedup();
+            let suggestion = did_you_mean(&field, valid.iter().copied());
+            let list = format!("valid keys: {}", valid.join(", "));
+            Diagnostic::new(
+                Code::UnknownKey,
+                file,
+                issue.span,
+                format!("unknown key `{field}` in {what}"),
+            )
+            .label("unknown key")
+            .help(match suggestion {
+                Some(s) => format!("{s} ({list})"),
+                None => list,
+            })
+        }
+        DeIssueKind::MissingField(field) => Diagnostic::new(
+            Code::MissingKey,
+            file,
+            issue.span,
+            format!("{what} is missing the required key `{field}`"),
+        )
+        .label(format!("add `{field}:` here")),
+        DeIssueKind::InvalidType { expected, found } => Diagnostic::new(
+            Code::WrongType,
+            file,
+            issue.span,
+            format!("expected {}, found {}", pretty_expected(&expected), found),
+        )
+        .label("wrong type"),
+        DeIssueKind::UnknownVariant { variant, expected } => Diagnostic::new(
+            Code::InvalidValue,
+            file,
+            issue.span,
+            format!("`{variant}` is not one of {}", one_of(expected)),
+        )
+        .help_opt(did_you_mean(&variant, expected.iter().copied())),
+        DeIssueKind::Invalid(message) => Diagnostic::new(Code::InvalidValue, file, issue.span, message),
+    }
+}
+
+fn pretty_expected(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a non-negative integer".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer".into(),
+        "f32" | "f64" => "a number".into(),
+        "a sequence" => "a list".into(),
+        "a map" => "a mapping".into(),
+        "a value with its source span" => "a value".into(),
+        e if e.starts_with("struct ") => "a mapping".into(),
+        e if e.starts_with("a sequence") => "a list".into(),
+        e => e.into(),
+    }
+}
+
+/// The action types the engine can load, implemented by `tale-actions`.
+pub trait ActionRegistry: Sync {
+    /// Every `type:` value, for "did you mean" and documentation.
+    fn type_names(&self) -> &'static [&'static str];
+
+    /// Decodes an action body (without the common keys) of type `type_name`.
+    /// `None` when the type is unknown; `Some(None)` when the body had errors.
+    fn decode(&self, type_name: &str, body: &Node, cx: &mut DecodeCx<'_>) -> Option<Option<Box<dyn ActionConfig>>>;
+
+    /// The JSON Schema of each action type's body (common keys excluded).
+    fn schemas(&self, generator: &mut schemars::SchemaGenerator) -> Vec<(&'static str, schemars::Schema)>;
+}
+
+/// Keys `RawCommon` handles, for the registry's unknown-key messages.
+pub const COMMON_KEYS: &[&str] = RawCommon::KEYS;

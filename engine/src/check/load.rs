@@ -1,0 +1,523 @@
+//! Phase 1 and 2: YAML syntax, then the shape of the story and of each action
+//! (decoded in two steps: the common keys, then the body by its `type`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use petgraph::graph::DiGraph;
+
+use crate::action::{ActionRegistry, COMMON_KEYS, DecodeCx, issue_to_diagnostic};
+use crate::diagnostic::{Code, Diagnostic, did_you_mean, one_of};
+use crate::model::{RULE_TYPES, RawCommon, RawStory, ScheduleMap};
+use crate::span::{Span, Spanned};
+use crate::story::{Action, Schedule, Source, Story};
+use crate::yaml::{self, DeCx, Limits, Node, NodeKind, YamlError, decode};
+
+use super::values;
+
+/// Loads one story file. Returns the story (possibly with broken actions,
+/// which have no config) unless the file is not even a YAML mapping.
+pub(crate) fn load_story(
+    file: &Arc<PathBuf>,
+    text: &str,
+    registry: &dyn ActionRegistry,
+    limits: &Limits,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Loaded> {
+    let root = match yaml::parse(text, limits) {
+        Ok(root) => root,
+        Err(e) => {
+            out.push(yaml_error(file, &e));
+            return None;
+        }
+    };
+    for dup in yaml::duplicate_keys(&root) {
+        let (code, message) = if dup.in_actions {
+            (Code::DuplicateSlug, format!("two actions are named `{}`", dup.key))
+        } else {
+            (Code::DuplicateKey, format!("the key `{}` is repeated", dup.key))
+        };
+        out.push(
+            Diagnostic::new(code, file, dup.span, message)
+                .label("repeated here")
+                .secondary(file, dup.first, "first defined here")
+                .help("YAML keeps only one of them; rename or remove the copy"),
+        );
+    }
+    if !matches!(root.kind, NodeKind::Map(_)) {
+        out.push(
+            Diagnostic::new(
+                Code::WrongType,
+                file,
+                root.span,
+                format!("a story is a mapping with `actions:`, found {}", root.type_name()),
+            )
+            .label("expected a mapping"),
+        );
+        return None;
+    }
+
+    let de = DeCx::default();
+    let raw: RawStory = match decode(&root, &de) {
+        Ok(raw) => raw,
+        Err(issue) => {
+            out.push(issue_to_diagnostic(file, "the story", &[], issue));
+            RawStory::default()
+        }
+    };
+    for issue in de.take() {
+        out.push(issue_to_diagnostic(file, "the story", &[], issue));
+    }
+
+    if let Some(version) = &raw.tale {
+        if version.value != 1 {
+            out.push(
+                Diagnostic::new(
+                    Code::UnsupportedVersion,
+                    file,
+                    version.span,
+                    format!("story format version {} is not supported", version.value),
+                )
+                .label("this version")
+                .help("this tale reads `tale: 1`"),
+            );
+        }
+    }
+
+    let id = match &raw.id {
+        Some(id) => {
+            if !values::is_story_id(&id.value) {
+                out.push(
+                    Diagnostic::new(
+                        Code::InvalidSlug,
+                        file,
+                        id.span,
+                        format!("`{}` is not a valid story id", id.value),
+                    )
+                    .help("story ids use a-z, 0-9, `_` and `-`"),
+                );
+            }
+            id.clone()
+        }
+        None => Spanned::new(story_id_from_path(file), Span::start_of_file()),
+    };
+
+    let keep_events_for = raw
+        .keep_events_for
+        .as_ref()
+        .and_then(|k| match values::duration(&k.value) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                out.push(
+                    Diagnostic::new(
+                        Code::InvalidDuration,
+                        file,
+                        k.span,
+                        format!("invalid duration `{}`: {e}", k.value),
+                    )
+                    .help("write a duration such as `30d`, `12h` or `90m`"),
+                );
+                None
+            }
+        });
+
+    let mut actions = Vec::new();
+    match &raw.actions {
+        None => {
+            out.push(
+                Diagnostic::new(Code::MissingKey, file, root.span, "the story has no `actions:`")
+                    .label("add `actions:` to this story"),
+            );
+        }
+        Some(node) => match &node.kind {
+            NodeKind::Map(entries) => {
+                for (key, body) in entries {
+                    if let Some(action) = load_action(file, key, body, registry, out) {
+                        actions.push(action);
+                    }
+                }
+            }
+            NodeKind::Null => {}
+            _ => out.push(
+                Diagnostic::new(
+                    Code::WrongType,
+                    file,
+                    node.span,
+                    format!("`actions` is a mapping of slug to action, found {}", node.type_name()),
+                )
+                .label("expected a mapping"),
+            ),
+        },
+    }
+    // A duplicated slug was reported above; keep the first so references stay meaningful.
+    let mut seen = std::collections::HashSet::new();
+    actions.retain(|a| seen.insert(a.slug.value.clone()));
+
+    let mut graph = DiGraph::with_capacity(actions.len(), actions.len());
+    for i in 0..actions.len() {
+        graph.add_node(i);
+    }
+    let name = raw.name.as_ref().map_or_else(|| id.value.clone(), |n| n.value.clone());
+    let inputs = raw.inputs.as_ref().map(|i| i.value.clone()).unwrap_or_default();
+    let story = Story {
+        file: file.clone(),
+        id,
+        name,
+        description: raw.description.clone(),
+        actions,
+        graph,
+        entry: None,
+        exits: Vec::new(),
+        declares_inputs: raw.inputs.is_some(),
+        inputs,
+        keep_events_for,
+    };
+    Some(Loaded {
+        story,
+        entry: raw.entry,
+        exits: raw.exits,
+    })
+}
+
+/// A story before the graph phase, with its `entry`/`exits` still unresolved.
+pub(crate) struct Loaded {
+    pub(crate) story: Story,
+    pub(crate) entry: Option<Spanned<String>>,
+    pub(crate) exits: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+pub(crate) fn yaml_error(file: &Arc<PathBuf>, e: &YamlError) -> Diagnostic {
+    match e {
+        YamlError::Syntax { message, span } => {
+            Diagnostic::new(Code::YamlSyntax, file, *span, format!("invalid YAML: {message}")).label("here")
+        }
+        YamlError::Budget { message, span } => Diagnostic::new(Code::YamlBudget, file, *span, message.clone())
+            .help("tale refuses documents that are too large, too deeply nested or that expand too many aliases"),
+    }
+}
+
+pub(crate) fn story_id_from_path(path: &std::path::Path) -> String {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("story").to_owned()
+}
+
+fn load_action(
+    file: &Arc<PathBuf>,
+    key: &Node,
+    body: &Node,
+    registry: &dyn ActionRegistry,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Action> {
+    let Some(slug) = key.key_text() else {
+        out.push(Diagnostic::new(
+            Code::InvalidSlug,
+            file,
+            key.span,
+            "an action slug must be a plain name",
+        ));
+        return None;
+    };
+    if !values::is_slug(&slug) {
+        out.push(
+            Diagnostic::new(
+                Code::InvalidSlug,
+                file,
+                key.span,
+                format!("`{slug}` is not a valid action slug"),
+            )
+            .label("invalid slug")
+            .help(format!(
+                "slugs use a-z, 0-9 and `_`, such as `{}`",
+                values::slugify(&slug)
+            )),
+        );
+    }
+    let slug = Spanned::new(slug, key.span);
+    let NodeKind::Map(entries) = &body.kind else {
+        out.push(
+            Diagnostic::new(
+                Code::WrongType,
+                file,
+                if body.kind == NodeKind::Null {
+                    key.span
+                } else {
+                    body.span
+                },
+                format!(
+                    "action `{}` must be a mapping with a `type`, found {}",
+                    slug.value,
+                    body.type_name()
+                ),
+            )
+            .label("expected a mapping"),
+        );
+        return None;
+    };
+
+    // Step one: the common keys; step two: the rest, by type.
+    let (common_entries, own_entries): (Vec<_>, Vec<_>) = entries
+        .iter()
+        .cloned()
+        .partition(|(k, _)| k.as_str().is_some_and(|k| COMMON_KEYS.contains(&k)));
+    let common_node = Node::new(body.span, NodeKind::Map(common_entries));
+    let own_node = Node::new(body.span, NodeKind::Map(own_entries));
+
+    let what = format!("action `{}`", slug.value);
+    let mut cx = DecodeCx {
+        file,
+        diagnostics: out,
+        slug_span: key.span,
+        what: what.clone(),
+        extra_keys: COMMON_KEYS,
+    };
+    let common: RawCommon = cx.decode(&common_node).unwrap_or_default();
+
+    let config = match &common.kind {
+        None => {
+            cx.report(
+                Code::MissingKey,
+                key.span,
+                format!("action `{}` has no `type`", slug.value),
+            )
+            .help = Some(format!("add `type:` with one of {}", one_of(registry.type_names())));
+            None
+        }
+        Some(kind) => {
+            cx.what = format!("{} action `{}`", kind.value, slug.value);
+            match registry.decode(&kind.value, &own_node, &mut cx) {
+                Some(config) => config,
+                None => {
+                    let help = did_you_mean(&kind.value, registry.type_names().iter().copied())
+                        .unwrap_or_else(|| format!("action types are {}", one_of(registry.type_names())));
+                    let d = cx.report(
+                        Code::UnknownActionType,
+                        kind.span,
+                        format!("unknown action type `{}`", kind.value),
+                    );
+                    d.label = Some("unknown type".into());
+                    d.help = Some(help);
+                    None
+                }
+            }
+        }
+    };
+
+    let sources = parse_from(file, common.from.as_ref(), out);
+    let schedule = common.schedule.as_ref().and_then(|s| parse_schedule(file, s, out));
+    let rules = common.rules.as_ref().map(|r| r.value.clone()).unwrap_or_default();
+    check_rules(file, &rules, out);
+    let must_match = common.must_match.as_ref().and_then(|m| {
+        let n = m.value as usize;
+        if n == 0 || n > rules.len() {
+            out.push(
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    file,
+                    m.span,
+                    format!("`must_match` is {n}, but the action has {} rule(s)", rules.len()),
+                )
+                .help("must_match counts how many rules must match: between 1 and the number of rules"),
+            );
+            None
+        } else {
+            Some(n)
+        }
+    });
+    if let Some(rules_node) = &common.rules {
+        if rules_node.value.is_empty() {
+            out.push(
+                Diagnostic::new(Code::InvalidValue, file, rules_node.span, "`rules` is empty")
+                    .help("remove `rules:` or add a rule"),
+            );
+        }
+    }
+
+    if rules.is_empty() && config.as_ref().is_some_and(|c| c.needs_rules()) {
+        out.push(
+            Diagnostic::new(Code::MissingKey, file, slug.span, format!("trigger `{}` has no rules", slug.value))
+                .label("add `rules:` to this trigger")
+                .help("a trigger passes on the events that match its `rules`, e.g. `- { type: field==value, path: \"{{ x.status }}\", value: open }`"),
+        );
+    }
+    Some(Action {
+        slug,
+        type_name: common.kind,
+        name: common.name,
+        description: common.description,
+        disabled: common.disabled,
+        sources,
+        schedule,
+        rules,
+        must_match,
+        local: common.local.unwrap_or_default(),
+        config,
+        unresolved_from: false,
+    })
+}
+
+fn parse_from(file: &Arc<PathBuf>, from: Option<&Node>, out: &mut Vec<Diagnostic>) -> Vec<Source> {
+    let Some(from) = from else { return Vec::new() };
+    let items: Vec<&Node> = match &from.kind {
+        NodeKind::Seq(items) => items.iter().collect(),
+        NodeKind::Null => Vec::new(),
+        _ => vec![from],
+    };
+    let mut sources = Vec::new();
+    for item in items {
+        let Some(text) = item.as_str() else {
+            out.push(
+                Diagnostic::new(
+                    Code::WrongType,
+                    file,
+                    item.span,
+                    format!("`from` takes a slug or a list of slugs, found {}", item.type_name()),
+                )
+                .label("expected a slug"),
+            );
+            continue;
+        };
+        let (slug, branch) = match text.split_once('.') {
+            Some((s, b)) => (s.to_owned(), Some(b.to_owned())),
+            None => (text.to_owned(), None),
+        };
+        sources.push(Source {
+            slug,
+            branch,
+            span: item.span,
+        });
+    }
+    sources
+}
+
+fn parse_schedule(file: &Arc<PathBuf>, node: &Node, out: &mut Vec<Diagnostic>) -> Option<Schedule> {
+    let (cron, timezone) = match &node.kind {
+        NodeKind::Str(s) => (Spanned::new(s.clone(), node.span), None),
+        NodeKind::Map(_) => {
+            let mut cx = DecodeCx {
+                file,
+                diagnostics: out,
+                slug_span: node.span,
+                what: "`schedule`".into(),
+                extra_keys: &[],
+            };
+            let map: ScheduleMap = cx.decode(node)?;
+            (map.cron, map.timezone)
+        }
+        _ => {
+            out.push(
+                Diagnostic::new(
+                    Code::WrongType,
+                    file,
+                    node.span,
+                    format!(
+                        "`schedule` is a cron string or `{{cron, timezone}}`, found {}",
+                        node.type_name()
+                    ),
+                )
+                .label("expected a cron string"),
+            );
+            return None;
+        }
+    };
+    let mut ok = true;
+    if let Err(e) = values::cron(&cron.value) {
+        ok = false;
+        out.push(
+            Diagnostic::new(Code::InvalidCron, file, cron.span, format!("invalid cron expression `{}`: {e}", cron.value))
+                .label("this schedule")
+                .help("five fields (minute hour day month weekday), six with seconds first, or @hourly/@daily/@weekly/@monthly"),
+        );
+    }
+    let tz = match &timezone {
+        Some(tz) => {
+            if values::timezone(&tz.value).is_err() {
+                ok = false;
+                let help = did_you_mean(&tz.value, values::timezone_names())
+                    .unwrap_or_else(|| "use an IANA name such as `Europe/Paris` or `UTC`".into());
+                out.push(
+                    Diagnostic::new(
+                        Code::InvalidTimezone,
+                        file,
+                        tz.span,
+                        format!("unknown time zone `{}`", tz.value),
+                    )
+                    .label("not an IANA time zone")
+                    .help(help),
+                );
+            }
+            tz.value.clone()
+        }
+        None => "UTC".to_owned(),
+    };
+    ok.then(|| Schedule {
+        cron: cron.value,
+        timezone: tz,
+        span: node.span,
+    })
+}
+
+/// Rule types, values and regexes (shared by `rules:` and the trigger's rules).
+pub fn check_rules(file: &Arc<PathBuf>, rules: &[crate::model::Rule], out: &mut Vec<Diagnostic>) {
+    for rule in rules {
+        let kind = rule.kind.value.as_str();
+        if !RULE_TYPES.contains(&kind) {
+            let help = did_you_mean(kind, RULE_TYPES.iter().copied())
+                .unwrap_or_else(|| format!("rule types are {}", one_of(RULE_TYPES)));
+            out.push(
+                Diagnostic::new(
+                    Code::UnknownRuleType,
+                    file,
+                    rule.kind.span,
+                    format!("unknown rule type `{kind}`"),
+                )
+                .label("unknown rule type")
+                .help(help),
+            );
+            continue;
+        }
+        let needs_value = !matches!(kind, "is_empty" | "is_present");
+        match (&rule.value, needs_value) {
+            (None, true) => out.push(
+                Diagnostic::new(
+                    Code::MissingKey,
+                    file,
+                    rule.kind.span,
+                    format!("a `{kind}` rule needs a `value`"),
+                )
+                .label("this rule"),
+            ),
+            (Some(v), false) => out.push(
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    file,
+                    v.span,
+                    format!("a `{kind}` rule takes no `value`"),
+                )
+                .help("remove `value:`"),
+            ),
+            (Some(v), true) => {
+                let is_list = matches!(v.kind, NodeKind::Seq(_));
+                let list_rule = matches!(kind, "in" | "not in");
+                if matches!(v.kind, NodeKind::Map(_)) || (is_list && !list_rule) {
+                    out.push(
+                        Diagnostic::new(
+                            Code::WrongType,
+                            file,
+                            v.span,
+                            format!(
+                                "a `{kind}` rule compares with a string, number or boolean, found {}",
+                                v.type_name()
+                            ),
+                        )
+                        .label("wrong type"),
+                    );
+                } else if kind.ends_with("regex") {
+                    if let Some(re) = v.as_str() {
+                        let mut vcx = crate::action::ValueCx { file, diagnostics: out };
+                        vcx.regex(re, v.span);
+                    }
+                }
+            }
+            (None, false) => {}
+        }
+    }
+}

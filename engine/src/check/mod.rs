@@ -1,0 +1,174 @@
+//! `tale check`: phased validation that reports every problem at once.
+//!
+//! 1. syntax (YAML, budgets, duplicate keys)  2. shape (keys, types, action
+//! types, rules)  3. graph (sources, branches, cycles, reachability, entry and
+//! exits)  4. values and templates  5. calls across stories  6. environment.
+//!
+//! **Invariant:** checking does no IO; files are read by [`crate::files`].
+
+mod calls;
+mod env;
+mod graph;
+mod load;
+mod templates;
+pub mod values;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use calls::{StoryIndex, call_target};
+pub use env::{CredentialInfo, Environment};
+pub use load::check_rules;
+
+use crate::action::{ActionRegistry, ValueCx};
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::story::Story;
+use crate::template::TemplateParser;
+use crate::yaml::Limits;
+
+/// A story file's text.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    pub path: Arc<PathBuf>,
+    pub text: Arc<str>,
+}
+
+impl SourceFile {
+    pub fn new(path: impl Into<PathBuf>, text: impl Into<Arc<str>>) -> Self {
+        Self {
+            path: Arc::new(path.into()),
+            text: text.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    /// Environment warnings become errors.
+    pub strict: bool,
+    pub limits: Limits,
+    pub env: Environment,
+}
+
+#[derive(Debug, Default)]
+pub struct CheckOutput {
+    /// Sorted by file, line and column.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The checked stories, in the order of their files (library stories excluded).
+    pub stories: Vec<Story>,
+}
+
+impl CheckOutput {
+    pub fn errors(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+    pub fn warnings(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
+    }
+}
+
+/// Checks `files`. `library` holds stories that calls may target (the
+/// caller's folder, `--stories`); their own problems are not reported.
+pub fn check(
+    files: &[SourceFile],
+    library: &[SourceFile],
+    registry: &dyn ActionRegistry,
+    options: &CheckOptions,
+) -> CheckOutput {
+    let parser = TemplateParser::new();
+    let filters = templates::filter_names();
+    let tcx = templates::TemplateCx {
+        parser: &parser,
+        env: &options.env,
+        filters: &filters,
+    };
+    let mut diagnostics = Vec::new();
+    let mut stories = Vec::new();
+    let mut checked = Vec::new();
+
+    for source in files {
+        if let Some(story) = check_one(source, registry, options, &tcx, &mut diagnostics) {
+            checked.push(stories.len());
+            stories.push(story);
+        }
+    }
+    // Library stories already in the checked set are not loaded twice.
+    for source in library {
+        if files.iter().any(|f| f.path == source.path) {
+            continue;
+        }
+        let mut ignored = Vec::new();
+        if let Some(loaded) = load::load_story(&source.path, &source.text, registry, &options.limits, &mut ignored) {
+            stories.push(graph::build(loaded, &mut ignored));
+        }
+    }
+
+    duplicate_ids(&stories, &checked, &mut diagnostics);
+    calls::check_calls(&stories, &checked, &mut diagnostics);
+    stories.truncate(checked.len());
+
+    if options.strict {
+        for d in &mut diagnostics {
+            d.severity = Severity::Error;
+        }
+    }
+    diagnostics
+        .sort_by(|a, b| (&a.file, a.span.line, a.span.col, a.code).cmp(&(&b.file, b.span.line, b.span.col, b.code)));
+    diagnostics.dedup();
+    CheckOutput { diagnostics, stories }
+}
+
+fn check_one(
+    source: &SourceFile,
+    registry: &dyn ActionRegistry,
+    options: &CheckOptions,
+    tcx: &templates::TemplateCx<'_>,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Story> {
+    let loaded = load::load_story(&source.path, &source.text, registry, &options.limits, out)?;
+    let story = graph::build(loaded, out);
+    for action in &story.actions {
+        if let Some(config) = &action.config {
+            config.check(&mut ValueCx {
+                file: &story.file,
+                diagnostics: out,
+            });
+        }
+    }
+    let map = templates::SourceMap::new(&source.text);
+    templates::check_story(&story, &map, tcx, out);
+    env::check_story(&story, &options.env, out);
+    Some(story)
+}
+
+fn duplicate_ids(stories: &[Story], checked: &[usize], out: &mut Vec<Diagnostic>) {
+    let mut seen: std::collections::HashMap<&str, usize> = Default::default();
+    for &i in checked {
+        let story = &stories[i];
+        if let Some(&first) = seen.get(story.id.value.as_str()) {
+            let other = &stories[first];
+            out.push(
+                Diagnostic::new(
+                    crate::diagnostic::Code::DuplicateStoryId,
+                    &story.file,
+                    story.id.span,
+                    format!(
+                        "story id `{}` is also the id of {}",
+                        story.id.value,
+                        other.file.display()
+                    ),
+                )
+                .secondary(&other.file, other.id.span, "the other story")
+                .help("calls find stories by id: give one of them another `id:`"),
+            );
+        } else {
+            seen.insert(&story.id.value, i);
+        }
+    }
+}

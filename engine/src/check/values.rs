@@ -1,0 +1,129 @@
+//! Checks of single values: slugs, cron, time zones, durations, JSONPath, URLs.
+
+use std::time::Duration;
+
+/// Action slugs: `[a-z0-9_]+`.
+pub fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Story ids (file stems): `[a-z0-9_-]+`.
+pub fn is_story_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// A slug close to what the user wrote: `Get Alert` → `get_alert`.
+pub fn slugify(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+    }
+    let out = out.trim_end_matches('_').to_owned();
+    if out.is_empty() { "action".into() } else { out }
+}
+
+/// `30d`, `12h`, `1h 30m`, or a number of seconds.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// The cron dialect of SPEC §2: five fields, six with seconds first, or a nickname.
+pub fn cron(expr: &str) -> Result<croner::Cron, String> {
+    let parser = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Disallowed)
+        .build();
+    let fields = expr.split_whitespace().count();
+    if !expr.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
+        return Err(format!("expected 5 or 6 fields, found {fields}"));
+    }
+    parser.parse(expr).map_err(|e| e.to_string())
+}
+
+pub fn timezone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse::<chrono_tz::Tz>().map_err(|e| e.to_string())
+}
+
+pub fn timezone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+}
+
+pub fn jsonpath(path: &str) -> Result<(), String> {
+    jsonpath_rust::parser::parse_json_path(path)
+        .map(|_| ())
+        .map_err(|e| e.to_string().lines().next().unwrap_or("invalid JSONPath").to_owned())
+}
+
+/// The literal host of a URL template: `https://graph.microsoft.com/{{ x }}`
+/// has host `graph.microsoft.com`; a templated host has none.
+pub fn literal_host(url: &str) -> Option<String> {
+    let after_scheme = url.split_once("://")?.1;
+    let authority_end = after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len());
+    let authority = &after_scheme[..authority_end];
+    if authority.contains("{{") || authority.contains("{%") || authority.is_empty() {
+        return None;
+    }
+    let prefix_end = url.find("://")? + 3 + authority_end;
+    let literal = &url[..prefix_end];
+    url::Url::parse(literal).ok()?.host_str().map(str::to_owned)
+}
+
+/// Whether `host` matches an `allowed_hosts` entry (exact or `*.example.com`).
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let host = host.to_ascii_lowercase();
+    allowed.iter().any(|pattern| {
+        let pattern = pattern.trim().to_ascii_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(suffix) => host.ends_with(&format!(".{suffix}")),
+            None => host == pattern,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_dialect() {
+        assert!(cron("*/5 * * * *").is_ok());
+        assert!(cron("0 */5 * * * *").is_ok());
+        assert!(cron("@hourly").is_ok());
+        assert!(cron("0 9 * * MON-FRI").is_ok());
+        assert!(cron("61 * * * *").is_err());
+        assert!(cron("* * *").is_err());
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            literal_host("https://graph.microsoft.com/v1.0/{{ x }}").as_deref(),
+            Some("graph.microsoft.com")
+        );
+        assert_eq!(literal_host("https://{{ RESOURCE.host }}/x"), None);
+        assert_eq!(literal_host("{{ url }}"), None);
+        let allowed = vec!["*.microsoft.com".to_owned(), "api.example.com".to_owned()];
+        assert!(host_allowed("graph.microsoft.com", &allowed));
+        assert!(!host_allowed("microsoft.com.evil.net", &allowed));
+        assert!(host_allowed("API.example.com", &allowed));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("30d").ok(), Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(duration("3600").ok(), Some(Duration::from_secs(3600)));
+        assert!(duration("soon").is_err());
+    }
+}

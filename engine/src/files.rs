@@ -1,0 +1,133 @@
+//! Finding and reading the files `tale check` is given: folders are walked
+//! for `*.yaml`/`*.yml`, and each file is classified by its name.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::check::SourceFile;
+use crate::diagnostic::{Code, Diagnostic};
+use crate::span::Span;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Story,
+    /// `*.test.yaml`: story tests, checked by `tale test`.
+    StoryTest,
+    /// `*.mocks.yaml`: dry-run mocks, read by `tale dry-run --mocks`.
+    Mocks,
+    /// `resources.yaml`: shared resources.
+    Resources,
+}
+
+pub fn classify(path: &Path) -> Option<FileKind> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".yaml").or_else(|| name.strip_suffix(".yml"))?;
+    Some(if stem.ends_with(".test") {
+        FileKind::StoryTest
+    } else if stem.ends_with(".mocks") {
+        FileKind::Mocks
+    } else if stem == "resources" {
+        FileKind::Resources
+    } else {
+        FileKind::Story
+    })
+}
+
+/// The files found under `paths`, sorted, each read; unreadable ones are diagnostics.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    pub stories: Vec<SourceFile>,
+    pub resources: Vec<SourceFile>,
+    pub skipped: Vec<(PathBuf, FileKind)>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+pub fn discover(paths: &[PathBuf]) -> Discovered {
+    let mut found = Discovered::default();
+    for path in paths {
+        let mut files = Vec::new();
+        if path.is_dir() {
+            walk(path, &mut files, &mut found.diagnostics);
+            files.sort();
+        } else {
+            files.push(path.clone());
+        }
+        for file in files {
+            match classify(&file) {
+                Some(FileKind::Story) if path.is_dir() || file.exists() => {
+                    read_into(&file, &mut found.stories, &mut found.diagnostics)
+                }
+                Some(FileKind::Story) => found.diagnostics.push(unreadable(&file, "no such file")),
+                Some(FileKind::Resources) => read_into(&file, &mut found.resources, &mut found.diagnostics),
+                Some(kind) => found.skipped.push((file, kind)),
+                None if path.is_dir() => {}
+                // A file named explicitly is checked whatever its extension.
+                None => read_into(&file, &mut found.stories, &mut found.diagnostics),
+            }
+        }
+    }
+    found
+}
+
+/// Story files of one folder (not recursive), for finding sub-stories.
+pub fn library(dir: &Path) -> Vec<SourceFile> {
+    let mut out = Vec::new();
+    let mut ignored = Vec::new();
+    let mut files = Vec::new();
+    walk(dir, &mut files, &mut ignored);
+    files.sort();
+    for f in files {
+        if classify(&f) == Some(FileKind::Story) {
+            read_into(&f, &mut out, &mut ignored);
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnostic>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diagnostics.push(unreadable(dir, &e.to_string()));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name == "target" || name == "node_modules" {
+            continue;
+        }
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => walk(&path, files, diagnostics),
+            Ok(_) if classify(&path).is_some() => files.push(path),
+            _ => {}
+        }
+    }
+}
+
+fn read_into(file: &Path, out: &mut Vec<SourceFile>, diagnostics: &mut Vec<Diagnostic>) {
+    match std::fs::read(file) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => out.push(SourceFile::new(file, text)),
+            Err(e) => diagnostics.push(unreadable(
+                file,
+                &format!(
+                    "not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            )),
+        },
+        Err(e) => diagnostics.push(unreadable(file, &e.to_string())),
+    }
+}
+
+fn unreadable(path: &Path, why: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::FileRead,
+        &Arc::new(path.to_path_buf()),
+        Span::start_of_file(),
+        format!("cannot read {}: {why}", path.display()),
+    )
+}

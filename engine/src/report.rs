@@ -1,0 +1,203 @@
+//! Rendering diagnostics: human (rustc style, through annotate-snippets),
+//! JSON (stable field names, documented in docs/diagnostics.md) and GitHub
+//! workflow commands.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+use serde_json::json;
+
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::span::Span;
+
+/// The texts of the files diagnostics point into.
+pub type Sources = HashMap<Arc<PathBuf>, Arc<str>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+    Github,
+}
+
+/// Renders for a terminal (colour when `color`) or a log.
+pub fn human(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> String {
+    let renderer = if color { Renderer::styled() } else { Renderer::plain() };
+    let mut out = String::new();
+    for d in diagnostics {
+        let level = match d.severity {
+            Severity::Error => Level::ERROR,
+            Severity::Warning => Level::WARNING,
+        };
+        let title = level.primary_title(d.message.as_str()).id(d.code.code());
+        let path = d.file.display().to_string();
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        let mut group = Group::with_title(title);
+        match sources.get(&d.file) {
+            Some(text) if !text.is_empty() => {
+                let mut snippet = Snippet::source(&**text).line_start(1).path(path.clone()).fold(true);
+                let mut primary = AnnotationKind::Primary.span(range(text, d.span));
+                if let Some(label) = &d.label {
+                    primary = primary.label(label.as_str());
+                }
+                snippet = snippet.annotation(primary);
+                let mut others = Vec::new();
+                for l in &d.secondary {
+                    if l.file == d.file {
+                        snippet = snippet.annotation(
+                            AnnotationKind::Context
+                                .span(range(text, l.span))
+                                .label(l.message.as_str()),
+                        );
+                    } else {
+                        others.push(l);
+                    }
+                }
+                group = group.element(snippet);
+                for l in others {
+                    if let Some(other) = sources.get(&l.file) {
+                        group = group.element(
+                            Snippet::source(&**other)
+                                .line_start(1)
+                                .path(l.file.display().to_string())
+                                .fold(true)
+                                .annotation(
+                                    AnnotationKind::Context
+                                        .span(range(other, l.span))
+                                        .label(l.message.as_str()),
+                                ),
+                        );
+                    }
+                }
+            }
+            _ => {
+                group = group.element(
+                    annotate_snippets::Origin::path(path.clone())
+                        .line(d.span.line as usize)
+                        .char_column(d.span.col as usize),
+                );
+            }
+        }
+        groups.push(group);
+        if let Some(help) = &d.help {
+            groups.push(Group::with_title(Level::HELP.secondary_title(help.as_str())));
+        }
+        out.push_str(&renderer.render(&groups));
+        out.push_str("\n\n");
+    }
+    out
+}
+
+/// A byte range of at least one character, inside the text.
+fn range(text: &str, span: Span) -> std::ops::Range<usize> {
+    let start = span.start.min(text.len());
+    let mut end = span.end.min(text.len()).max(start);
+    if end == start {
+        end = text[start..].chars().next().map_or(start, |c| start + c.len_utf8());
+        if text[start..end].starts_with('\n') {
+            end = start;
+        }
+    }
+    start..end
+}
+
+pub fn summary(diagnostics: &[Diagnostic], files: usize) -> String {
+    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = diagnostics.len() - errors;
+    format!(
+        "{} file{} checked: {} error{}, {} warning{}",
+        files,
+        plural(files),
+        errors,
+        plural(errors),
+        warnings,
+        plural(warnings)
+    )
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// One JSON document: `{version, files, errors, warnings, diagnostics: [...]}`.
+pub fn json(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> serde_json::Value {
+    let items: Vec<_> = diagnostics
+        .iter()
+        .map(|d| {
+            let end = end_position(sources.get(&d.file), d.span);
+            json!({
+                "code": d.code.code(),
+                "name": d.code.name(),
+                "severity": d.severity.as_str(),
+                "message": d.message,
+                "file": d.file.display().to_string(),
+                "line": d.span.line,
+                "column": d.span.col,
+                "end_line": end.0,
+                "end_column": end.1,
+                "label": d.label,
+                "help": d.help,
+                "related": d.secondary.iter().map(|l| json!({
+                    "file": l.file.display().to_string(),
+                    "line": l.span.line,
+                    "column": l.span.col,
+                    "message": l.message,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    json!({
+        "version": 1,
+        "files": files,
+        "errors": errors,
+        "warnings": diagnostics.len() - errors,
+        "diagnostics": items,
+    })
+}
+
+fn end_position(text: Option<&Arc<str>>, span: Span) -> (u32, u32) {
+    let Some(text) = text else { return (span.line, span.col) };
+    let r = range(text, span);
+    let index = crate::span::LineIndex::new(text);
+    let (line, col) = index.line_col(text, r.end);
+    (line, col)
+}
+
+/// GitHub Actions workflow commands: one `::error file=…::` line each.
+pub fn github(diagnostics: &[Diagnostic], sources: &Sources) -> String {
+    let mut out = String::new();
+    for d in diagnostics {
+        let level = match d.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let end = end_position(sources.get(&d.file), d.span);
+        let mut message = d.message.clone();
+        if let Some(help) = &d.help {
+            message.push_str("\nhelp: ");
+            message.push_str(help);
+        }
+        out.push_str(&format!(
+            "::{level} file={},line={},col={},endLine={},endColumn={},title={}::{}\n",
+            escape_property(&d.file.display().to_string()),
+            d.span.line,
+            d.span.col,
+            end.0,
+            end.1,
+            escape_property(&format!("{} {}", d.code.code(), d.code.name())),
+            escape_data(&message)
+        ));
+    }
+    out
+}
+
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}

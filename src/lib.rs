@@ -1,0 +1,82 @@
+//! The `tale` command line as a library, so that tests run it in-process:
+//! [`run`] takes the arguments and the output streams and returns the exit
+//! status (0 success, 1 the story is invalid or the run failed, 2 usage or
+//! internal error).
+
+mod commands;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+
+pub use commands::check::CheckArgs;
+pub use commands::graph::GraphArgs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitStatus {
+    Success = 0,
+    Failure = 1,
+    Error = 2,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tale",
+    version,
+    about = "A declarative story engine: security automation as YAML stories"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check stories: syntax, keys, graph, templates, calls and environment.
+    Check(CheckArgs),
+    /// Print the story JSON Schema (for editor completion).
+    Schema,
+    /// Draw a story's graph as Mermaid or Graphviz DOT.
+    Graph(GraphArgs),
+}
+
+/// Runs the command line `args` (the first is the program name).
+pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> ExitStatus
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let status = if e.use_stderr() {
+                ExitStatus::Error
+            } else {
+                ExitStatus::Success
+            };
+            let rendered = e.render();
+            let text = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                rendered.ansi().to_string()
+            } else {
+                rendered.to_string()
+            };
+            let target: &mut dyn Write = if e.use_stderr() { err } else { out };
+            let _ = write!(target, "{text}");
+            return status;
+        }
+    };
+    let result = match cli.command {
+        Command::Check(args) => commands::check::run(&args, out, err),
+        Command::Schema => commands::schema::run(out),
+        Command::Graph(args) => commands::graph::run(&args, out, err),
+    };
+    match result {
+        Ok(status) => status,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e:#}");
+            ExitStatus::Error
+        }
+    }
+}
