@@ -28,9 +28,10 @@ pub struct RawStory {
     pub inputs: Option<Spanned<IndexMap<String, Spanned<Input>>>>,
     /// How long the events of a run are kept, e.g. `30d`, `12h`.
     pub keep_events_for: Option<Spanned<String>>,
-    /// The actions, keyed by slug (`[a-z0-9_]+`).
+    /// The actions, keyed by slug (`[a-z0-9_]+`). The loader takes them out
+    /// of the document before this struct is decoded (each is decoded by type).
     #[schemars(with = "IndexMap<String, Node>")]
-    pub actions: Option<Node>,
+    pub actions: Option<serde::de::IgnoredAny>,
 }
 
 /// One declared input of a sub-story.

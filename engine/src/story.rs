@@ -1,6 +1,7 @@
 //! The checked story: actions with resolved sources, the petgraph DAG,
 //! entry and exits. Built by `check`; what the runtime will execute.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,11 +30,13 @@ pub struct Story {
     /// Whether the story declares `inputs:` at all (no declaration accepts any payload).
     pub declares_inputs: bool,
     pub keep_events_for: Option<Duration>,
+    /// Slug → position in `actions`.
+    pub index: HashMap<String, usize>,
 }
 
 impl Story {
     pub fn action(&self, slug: &str) -> Option<usize> {
-        self.actions.iter().position(|a| a.slug.value == slug)
+        self.index.get(slug).copied()
     }
 
     pub fn node(&self, action: usize) -> NodeIndex {

@@ -86,11 +86,14 @@ pub(crate) fn check_paths(
         sources.insert(r.path.clone(), r.text.clone());
     }
 
-    // Sub-stories: the checked files' folders, then --stories.
+    // Sub-stories: the checked files' folders (read only when some story
+    // calls another), then --stories.
     let mut library: Vec<SourceFile> = Vec::new();
+    let calls = found.stories.iter().any(|s| s.text.contains("send_to_story"));
     let dirs: BTreeSet<PathBuf> = found
         .stories
         .iter()
+        .filter(|_| calls)
         .filter_map(|s| s.path.parent().map(Path::to_path_buf))
         .collect();
     for dir in &dirs {

@@ -1,1 +1,9 @@
+//! The one integration test binary (see matklad's "Delete Cargo Integration
+//! Tests"): a module per feature, all driving `tale` as a user does.
 
+mod check_corpus;
+mod cli;
+mod no_panic;
+mod schema;
+mod support;
+mod valid_stories;

@@ -24,7 +24,7 @@ pub(crate) fn load_story(
     limits: &Limits,
     out: &mut Vec<Diagnostic>,
 ) -> Option<Loaded> {
-    let root = match yaml::parse(text, limits) {
+    let mut root = match yaml::parse(text, limits) {
         Ok(root) => root,
         Err(e) => {
             out.push(yaml_error(file, &e));
@@ -57,6 +57,14 @@ pub(crate) fn load_story(
         return None;
     }
 
+    // The actions are moved out and decoded one by one, by type.
+    let actions_node = match &mut root.kind {
+        NodeKind::Map(entries) => entries
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == Some("actions"))
+            .map(|(_, v)| std::mem::replace(v, Node::new(v.span, NodeKind::Null))),
+        _ => None,
+    };
     let de = DeCx::default();
     let raw: RawStory = match decode(&root, &de) {
         Ok(raw) => raw,
@@ -122,17 +130,17 @@ pub(crate) fn load_story(
         });
 
     let mut actions = Vec::new();
-    match &raw.actions {
+    match actions_node {
         None => {
             out.push(
                 Diagnostic::new(Code::MissingKey, file, root.span, "the story has no `actions:`")
                     .label("add `actions:` to this story"),
             );
         }
-        Some(node) => match &node.kind {
+        Some(node) => match node.kind {
             NodeKind::Map(entries) => {
                 for (key, body) in entries {
-                    if let Some(action) = load_action(file, key, body, registry, out) {
+                    if let Some(action) = load_action(file, &key, body, registry, out) {
                         actions.push(action);
                     }
                 }
@@ -153,6 +161,11 @@ pub(crate) fn load_story(
     let mut seen = std::collections::HashSet::new();
     actions.retain(|a| seen.insert(a.slug.value.clone()));
 
+    let index = actions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.slug.value.clone(), i))
+        .collect();
     let mut graph = DiGraph::with_capacity(actions.len(), actions.len());
     for i in 0..actions.len() {
         graph.add_node(i);
@@ -171,6 +184,7 @@ pub(crate) fn load_story(
         declares_inputs: raw.inputs.is_some(),
         inputs,
         keep_events_for,
+        index,
     };
     Some(Loaded {
         story,
@@ -203,7 +217,7 @@ pub(crate) fn story_id_from_path(path: &std::path::Path) -> String {
 fn load_action(
     file: &Arc<PathBuf>,
     key: &Node,
-    body: &Node,
+    body: Node,
     registry: &dyn ActionRegistry,
     out: &mut Vec<Diagnostic>,
 ) -> Option<Action> {
@@ -232,7 +246,8 @@ fn load_action(
         );
     }
     let slug = Spanned::new(slug, key.span);
-    let NodeKind::Map(entries) = &body.kind else {
+    let body_span = body.span;
+    let NodeKind::Map(entries) = body.kind else {
         out.push(
             Diagnostic::new(
                 Code::WrongType,
@@ -255,11 +270,10 @@ fn load_action(
 
     // Step one: the common keys; step two: the rest, by type.
     let (common_entries, own_entries): (Vec<_>, Vec<_>) = entries
-        .iter()
-        .cloned()
+        .into_iter()
         .partition(|(k, _)| k.as_str().is_some_and(|k| COMMON_KEYS.contains(&k)));
-    let common_node = Node::new(body.span, NodeKind::Map(common_entries));
-    let own_node = Node::new(body.span, NodeKind::Map(own_entries));
+    let common_node = Node::new(body_span, NodeKind::Map(common_entries));
+    let own_node = Node::new(body_span, NodeKind::Map(own_entries));
 
     let what = format!("action `{}`", slug.value);
     let mut cx = DecodeCx {

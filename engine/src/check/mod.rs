@@ -87,6 +87,7 @@ pub fn check(
         parser: &parser,
         env: &options.env,
         filters: &filters,
+        parsed: Default::default(),
     };
     let mut diagnostics = Vec::new();
     let mut stories = Vec::new();

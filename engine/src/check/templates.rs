@@ -10,7 +10,9 @@ use crate::action::TemplateField;
 use crate::diagnostic::{Code, Diagnostic, closest, did_you_mean};
 use crate::span::{LineIndex, Span};
 use crate::story::Story;
-use crate::template::{self, NAMESPACES, TemplateParser, filters};
+use crate::template::{self, NAMESPACES, TemplateError, TemplateParser, filters};
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use super::{Environment, graph, values};
 
@@ -59,6 +61,20 @@ pub(crate) struct TemplateCx<'a> {
     pub(crate) parser: &'a TemplateParser,
     pub(crate) env: &'a Environment,
     pub(crate) filters: &'a [&'static str],
+    /// Parse results by normalized text: the same template (a credential
+    /// header, a resource URL) recurs across actions and stories.
+    pub(crate) parsed: RefCell<HashMap<String, Result<(), TemplateError>>>,
+}
+
+impl TemplateCx<'_> {
+    fn parse(&self, text: &str) -> Result<(), TemplateError> {
+        if let Some(r) = self.parsed.borrow().get(text) {
+            return r.clone();
+        }
+        let r = self.parser.parse(text).map(drop);
+        self.parsed.borrow_mut().insert(text.to_owned(), r.clone());
+        r
+    }
 }
 
 pub(crate) fn check_story(story: &Story, source: &SourceMap<'_>, cx: &TemplateCx<'_>, out: &mut Vec<Diagnostic>) {
@@ -160,7 +176,7 @@ fn check_field(
     }
 
     let normalized = scan.normalized(text);
-    if let Err(e) = cx.parser.parse(&normalized) {
+    if let Err(e) = cx.parse(&normalized) {
         if !(unknown_filter && e.unknown_filter) {
             // Offsets in the normalized text are at most the removed dots away.
             let removed_before = scan.leading_dots.iter().filter(|&&d| d <= e.offset).count();

@@ -16,6 +16,7 @@ use super::node::{Node, NodeKind};
 use crate::span::{Span, Spanned};
 
 const SPANNED: &str = "$tale::Spanned";
+
 const SPANNED_FIELDS: &[&str] = &["$start", "$end", "$line", "$col", "$value"];
 
 /// What went wrong while decoding one value.

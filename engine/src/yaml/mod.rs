@@ -1,12 +1,13 @@
 //! Reading YAML text into a [`Node`] tree, with budgets against hostile input.
 
+mod build;
 pub mod de;
 mod node;
 
 pub use de::{DeCx, DeIssue, DeIssueKind, decode};
 pub use node::{Node, NodeKind};
 
-use crate::span::{LineIndex, Span};
+use crate::span::Span;
 
 /// Limits applied to every document, so that no input makes the loader hang,
 /// abort or exhaust memory.
@@ -74,62 +75,7 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Node, YamlError> {
     {
         return Ok(Node::new(Span::start_of_file(), NodeKind::Map(Vec::new())));
     }
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_depth = limits.max_depth;
-    budget.max_aliases = limits.max_aliases;
-    budget.max_nodes = limits.max_nodes;
-    let mut options = serde_saphyr::Options::default();
-    options.budget = Some(budget);
-    options.with_snippet = false;
-    // Duplicates are found on the tree, so that the message can name both places.
-    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
-    options.alias_limits.max_total_replayed_events = limits.max_nodes;
-    match serde_saphyr::from_str_with_options::<node::SaphyrNode>(text, options) {
-        Ok(node::SaphyrNode(node)) => Ok(node),
-        Err(e) => Err(convert_error(text, &e)),
-    }
-}
-
-fn convert_error(text: &str, e: &serde_saphyr::Error) -> YamlError {
-    let index = LineIndex::new(text);
-    let span = match e.location() {
-        Some(loc) if loc.line() > 0 => {
-            let line = loc.line() as u32;
-            let range = index.line_range(text, line);
-            // Columns from the parser count characters; find the byte offset.
-            let col = loc.column().max(1) as usize;
-            let start = text[range.clone()]
-                .char_indices()
-                .nth(col - 1)
-                .map_or(range.end, |(i, _)| range.start + i);
-            Span::new(start, start, line, col as u32)
-        }
-        _ => Span::start_of_file(),
-    };
-    let message = clean_message(&e.without_snippet().to_string());
-    let budget = matches!(
-        e,
-        serde_saphyr::Error::Budget { .. }
-            | serde_saphyr::Error::AliasReplayLimitExceeded { .. }
-            | serde_saphyr::Error::AliasExpansionLimitExceeded { .. }
-            | serde_saphyr::Error::AliasReplayStackDepthExceeded { .. }
-            | serde_saphyr::Error::AliasReplayCounterOverflow { .. }
-    );
-    if budget {
-        YamlError::Budget { message, span }
-    } else {
-        YamlError::Syntax { message, span }
-    }
-}
-
-/// serde-saphyr appends " at line X column Y"; the diagnostic shows that itself.
-fn clean_message(message: &str) -> String {
-    let first = message.lines().next().unwrap_or(message).trim();
-    let first = match first.rfind(" at line ") {
-        Some(i) => &first[..i],
-        None => first,
-    };
-    first.trim_end_matches('.').to_owned()
+    build::build(text, limits)
 }
 
 /// Every key that repeats an earlier key of the same mapping.

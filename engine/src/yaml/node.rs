@@ -1,13 +1,9 @@
 //! The span-carrying YAML tree every story is first read into.
 //!
-//! serde-saphyr parses the text (with its budgets against hostile input) and
-//! hands us each node with its location; typed decoding happens afterwards
-//! over this tree (`yaml::de`), so spans survive the two-step decoding of
-//! actions by their `type`.
-
-use std::fmt;
-
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+//! `yaml::build` makes it from the parser's events, with budgets against
+//! hostile input; typed decoding happens afterwards over this tree
+//! (`yaml::de`), so spans survive the two-step decoding of actions by their
+//! `type`.
 
 use crate::span::Span;
 
@@ -122,90 +118,5 @@ impl NodeKind {
             NodeKind::Seq(_) => "a list",
             NodeKind::Map(_) => "a mapping",
         }
-    }
-}
-
-/// Reads a [`Node`] out of serde-saphyr, which wraps every node in its own
-/// `Spanned` so we learn where each one came from.
-pub(crate) struct SaphyrNode(pub(crate) Node);
-
-impl<'de> Deserialize<'de> for SaphyrNode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let spanned = serde_saphyr::Spanned::<SaphyrKind>::deserialize(d)?;
-        let loc = spanned.referenced;
-        let sp = loc.span();
-        let start = sp.byte_offset().unwrap_or(0) as usize;
-        let len = sp.byte_len().unwrap_or(0) as usize;
-        let span = Span::new(start, start + len, loc.line() as u32, loc.column() as u32);
-        Ok(SaphyrNode(Node::new(span, spanned.value.0)))
-    }
-}
-
-struct SaphyrKind(NodeKind);
-
-impl<'de> Deserialize<'de> for SaphyrKind {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(KindVisitor).map(SaphyrKind)
-    }
-}
-
-struct KindVisitor;
-
-impl<'de> Visitor<'de> for KindVisitor {
-    type Value = NodeKind;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any YAML value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<NodeKind, E> {
-        Ok(NodeKind::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<NodeKind, E> {
-        Ok(NodeKind::Int(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<NodeKind, E> {
-        Ok(i64::try_from(v).map_or(NodeKind::UInt(v), NodeKind::Int))
-    }
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<NodeKind, E> {
-        Ok(NodeKind::Float(v as f64))
-    }
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<NodeKind, E> {
-        Ok(NodeKind::Float(v as f64))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<NodeKind, E> {
-        Ok(NodeKind::Float(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<NodeKind, E> {
-        Ok(NodeKind::Str(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<NodeKind, E> {
-        Ok(NodeKind::Str(v))
-    }
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<NodeKind, E> {
-        Ok(NodeKind::Str(String::from_utf8_lossy(v).into_owned()))
-    }
-    fn visit_unit<E>(self) -> Result<NodeKind, E> {
-        Ok(NodeKind::Null)
-    }
-    fn visit_none<E>(self) -> Result<NodeKind, E> {
-        Ok(NodeKind::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<NodeKind, D::Error> {
-        d.deserialize_any(KindVisitor)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NodeKind, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(SaphyrNode(n)) = seq.next_element()? {
-            items.push(n);
-        }
-        Ok(NodeKind::Seq(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NodeKind, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some(SaphyrNode(k)) = map.next_key()? {
-            let SaphyrNode(v) = map.next_value()?;
-            entries.push((k, v));
-        }
-        Ok(NodeKind::Map(entries))
     }
 }

@@ -1,0 +1,72 @@
+//! Exit codes, usage errors and `tale graph`.
+
+use crate::support::tale;
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(tale(&["check", "--format", "yaml"]).status, 2);
+    assert_eq!(tale(&["no-such-command"]).status, 2);
+    assert_eq!(tale(&["--help"]).status, 0);
+}
+
+#[test]
+fn a_missing_path_is_an_error_not_a_crash() {
+    let out = tale(&["check", "--format", "json", "does/not/exist.yaml"]);
+    assert_eq!(out.status, 1);
+    assert!(out.stdout.contains("\"E001\""), "{}", out.stdout);
+}
+
+const STORY: &str = r#"
+name: Graph alert intake
+actions:
+  receive:
+    type: webhook
+    path: alerts
+    secret: static-secret
+  get_alert:
+    type: http_request
+    from: receive
+    url: "https://graph.microsoft.com/v1.0/security/alerts_v2/{{ receive.body.id }}"
+  is_high:
+    type: trigger
+    from: get_alert
+    rules:
+      - { type: field==value, path: "{{ get_alert.body.severity }}", value: high }
+  report:
+    type: http_request
+    from: get_alert.failure
+    method: post
+    url: https://hooks.example.com/failures
+"#;
+
+#[test]
+fn graph_draws_mermaid_and_dot_with_branches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("intake.yaml");
+    std::fs::write(&path, STORY).expect("write");
+    let p = path.to_str().expect("utf-8 path");
+
+    let mermaid = tale(&["graph", p]);
+    assert_eq!(mermaid.status, 0, "{}", mermaid.stderr);
+    assert!(mermaid.stdout.contains("flowchart TD"));
+    assert!(mermaid.stdout.contains("receive --> get_alert"));
+    assert!(mermaid.stdout.contains("get_alert -. failure .-> report"));
+
+    let dot = tale(&["graph", "--format", "dot", p]);
+    assert_eq!(dot.status, 0);
+    assert!(dot.stdout.starts_with("digraph \"intake\""));
+    assert!(
+        dot.stdout
+            .contains("\"get_alert\" -> \"report\" [label=\"failure\", style=dashed];")
+    );
+}
+
+#[test]
+fn graph_refuses_a_broken_story() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("loop.yaml");
+    std::fs::write(&path, STORY.replace("from: receive\n", "from: is_high\n")).expect("write");
+    let out = tale(&["graph", path.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("E204"), "{}", out.stderr);
+}

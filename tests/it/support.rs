@@ -1,0 +1,68 @@
+//! Helpers: run the CLI in-process, compare with snapshot files.
+
+use std::path::{Path, PathBuf};
+
+pub(crate) struct Output {
+    pub(crate) status: u8,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// Runs `tale <args>` in-process.
+pub(crate) fn tale(args: &[&str]) -> Output {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let mut argv = vec!["tale"];
+    argv.extend_from_slice(args);
+    let status = tale::run(argv, &mut out, &mut err) as u8;
+    Output {
+        status,
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    }
+}
+
+pub(crate) fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Compares `actual` with the snapshot file `path`. With `UPDATE_SNAPSHOTS=1`
+/// (or when the file is missing outside CI) the file is (re)written.
+pub(crate) fn assert_snapshot(path: &Path, actual: &str) -> Result<(), String> {
+    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
+    match std::fs::read_to_string(path) {
+        Ok(expected) if expected == actual => Ok(()),
+        Ok(_) | Err(_) if update || (!path.exists() && std::env::var_os("CI").is_none()) => {
+            std::fs::write(path, actual).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        Ok(expected) => Err(format!(
+            "snapshot {} differs (run with UPDATE_SNAPSHOTS=1 to accept):\n{}",
+            path.display(),
+            diff(&expected, actual)
+        )),
+        Err(_) => Err(format!(
+            "snapshot {} is missing (run with UPDATE_SNAPSHOTS=1)",
+            path.display()
+        )),
+    }
+}
+
+fn diff(expected: &str, actual: &str) -> String {
+    let e: Vec<&str> = expected.lines().collect();
+    let a: Vec<&str> = actual.lines().collect();
+    let mut out = String::new();
+    for i in 0..e.len().max(a.len()) {
+        match (e.get(i), a.get(i)) {
+            (Some(x), Some(y)) if x == y => {}
+            (x, y) => {
+                if let Some(x) = x {
+                    out.push_str(&format!("-{:>4} {x}\n", i + 1));
+                }
+                if let Some(y) = y {
+                    out.push_str(&format!("+{:>4} {y}\n", i + 1));
+                }
+            }
+        }
+    }
+    out
+}
