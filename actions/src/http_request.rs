@@ -95,37 +95,38 @@ impl ActionConfig for HttpRequestConfig {
     }
 
     fn check(&self, cx: &mut ValueCx<'_>) {
-        if let Some(m) = &self.method {
-            if !METHODS.contains(&m.value.to_ascii_lowercase().as_str()) {
-                cx.report(Code::InvalidValue, m.span, format!("unknown HTTP method `{}`", m.value))
-                    .help = Some(
-                    did_you_mean(&m.value.to_ascii_lowercase(), METHODS.iter().copied())
-                        .unwrap_or_else(|| format!("methods are {}", one_of(METHODS))),
-                );
-            }
+        if let Some(m) = &self.method
+            && !METHODS.contains(&m.value.to_ascii_lowercase().as_str())
+        {
+            cx.report(Code::InvalidValue, m.span, format!("unknown HTTP method `{}`", m.value))
+                .help = Some(
+                did_you_mean(&m.value.to_ascii_lowercase(), METHODS.iter().copied())
+                    .unwrap_or_else(|| format!("methods are {}", one_of(METHODS))),
+            );
         }
-        if let Some(c) = &self.content_type {
-            if !CONTENT_TYPES.contains(&c.value.as_str()) && !c.value.contains('/') {
-                cx.report(
-                    Code::InvalidValue,
-                    c.span,
-                    format!("unknown content type `{}`", c.value),
-                )
-                .help = Some(format!(
-                    "use {} or a MIME type such as `text/plain`",
-                    one_of(CONTENT_TYPES)
-                ));
-            }
+        if let Some(c) = &self.content_type
+            && !CONTENT_TYPES.contains(&c.value.as_str())
+            && !c.value.contains('/')
+        {
+            cx.report(
+                Code::InvalidValue,
+                c.span,
+                format!("unknown content type `{}`", c.value),
+            )
+            .help = Some(format!(
+                "use {} or a MIME type such as `text/plain`",
+                one_of(CONTENT_TYPES)
+            ));
         }
         check_url(&self.url, cx);
-        if let Some(t) = &self.timeout_secs {
-            if !(t.value > 0.0 && t.value.is_finite()) {
-                cx.report(
-                    Code::InvalidValue,
-                    t.span,
-                    "`timeout_secs` must be a positive number of seconds",
-                );
-            }
+        if let Some(t) = &self.timeout_secs
+            && !(t.value > 0.0 && t.value.is_finite())
+        {
+            cx.report(
+                Code::InvalidValue,
+                t.span,
+                "`timeout_secs` must be a positive number of seconds",
+            );
         }
         for list in [&self.retry_on_status, &self.log_error_on_status].into_iter().flatten() {
             list.iter().for_each(|n| check_status(n, cx));
@@ -148,7 +149,7 @@ impl ActionConfig for HttpRequestConfig {
         }
         if let Some(b) = &self.basic_auth {
             let ok = match &b.kind {
-                NodeKind::Str(s) => s.contains(':') || s.contains("{{"),
+                NodeKind::Str(s) => s.contains(':') || tale_engine::template::has_markup(s),
                 NodeKind::Seq(items) => items.len() == 2 && items.iter().all(|i| i.as_str().is_some()),
                 _ => false,
             };
@@ -160,13 +161,16 @@ impl ActionConfig for HttpRequestConfig {
                 );
             }
         }
-        if let Some(p) = &self.pagination {
-            if let Some(m) = &p.max_pages {
-                if m.value == 0 {
-                    cx.report(Code::InvalidValue, m.span, "`max_pages` must be at least 1");
-                }
-            }
+        if let Some(p) = &self.pagination
+            && let Some(m) = &p.max_pages
+            && m.value == 0
+        {
+            cx.report(Code::InvalidValue, m.span, "`max_pages` must be at least 1");
         }
+    }
+
+    fn request_url(&self) -> Option<(&str, tale_engine::span::Span)> {
+        Some((&self.url.value, self.url.span))
     }
 
     fn credential(&self) -> Option<CredentialUse<'_>> {

@@ -239,10 +239,10 @@ impl ActionConfig for TransformConfig {
                         "`to` names the key each element is emitted under; it cannot be empty",
                     );
                 }
-                if let Some(l) = &e.limit {
-                    if l.value == 0 {
-                        cx.report(Code::InvalidValue, l.span, "`limit` must be at least 1");
-                    }
+                if let Some(l) = &e.limit
+                    && l.value == 0
+                {
+                    cx.report(Code::InvalidValue, l.span, "`limit` must be at least 1");
                 }
             }
             TransformConfig::Extract(x) => {

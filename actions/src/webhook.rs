@@ -28,7 +28,7 @@ pub struct WebhookConfig {
     /// the query parameters instead of `{body, headers, query, method, path}`.
     pub include_headers: Option<bool>,
     /// HMAC verification of the request, as GitHub, Slack and Microsoft send it.
-    pub signature: Option<Signature>,
+    pub signature: Option<Spanned<Signature>>,
     /// Largest accepted body (default 1 MiB); larger requests get 413.
     pub max_body_bytes: Option<Spanned<u64>>,
 }
@@ -58,8 +58,9 @@ pub struct Response {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Signature {
-    /// The request header carrying the signature, such as `X-Hub-Signature-256`.
-    pub header: Spanned<String>,
+    /// The request header carrying the signature, such as `X-Hub-Signature-256`
+    /// (required except for `client_state`, which is read from the body).
+    pub header: Option<Spanned<String>>,
     /// `sha256`, `sha1` (HMAC of the body), `slack` (v0 with timestamp) or
     /// `client_state` (Microsoft Graph's `clientState` in the body).
     pub algorithm: Spanned<SignatureAlgorithm>,
@@ -122,18 +123,28 @@ impl ActionConfig for WebhookConfig {
             )
             .help = Some("a path uses letters, digits, `-`, `_`, `.` and `/`".into());
         }
-        if let Some(status) = self.response.as_ref().and_then(|r| r.status.as_ref()) {
-            if !(100..=599).contains(&status.value) {
-                cx.report(
-                    Code::InvalidValue,
-                    status.span,
-                    format!("{} is not an HTTP status", status.value),
-                );
-            }
+        if let Some(status) = self.response.as_ref().and_then(|r| r.status.as_ref())
+            && !(100..=599).contains(&status.value)
+        {
+            cx.report(
+                Code::InvalidValue,
+                status.span,
+                format!("{} is not an HTTP status", status.value),
+            );
         }
-        if let Some(max) = &self.max_body_bytes {
-            if max.value == 0 {
-                cx.report(Code::InvalidValue, max.span, "`max_body_bytes` must be greater than 0");
+        if let Some(max) = &self.max_body_bytes
+            && max.value == 0
+        {
+            cx.report(Code::InvalidValue, max.span, "`max_body_bytes` must be greater than 0");
+        }
+        if let Some(sig) = &self.signature {
+            if sig.header.is_none() && sig.algorithm.value != SignatureAlgorithm::ClientState {
+                cx.report(
+                    Code::MissingKey,
+                    sig.span,
+                    "the signature is missing the required key `header`",
+                )
+                .help = Some("name the request header carrying the signature, such as `X-Hub-Signature-256`".into());
             }
         }
         if self.secret.is_none() && self.signature.is_none() {

@@ -55,6 +55,12 @@ pub trait ActionConfig: Debug + Send + Sync + 'static {
     fn credential(&self) -> Option<CredentialUse<'_>> {
         None
     }
+
+    /// The URL an action sends requests to: credentials read in its templates
+    /// are checked against their allowed hosts.
+    fn request_url(&self) -> Option<(&str, Span)> {
+        None
+    }
 }
 
 /// One template string inside an action's configuration.
@@ -232,20 +238,34 @@ pub fn issue_to_diagnostic(file: &Arc<PathBuf>, what: &str, extra_keys: &[&str],
                 None => list,
             })
         }
-        DeIssueKind::MissingField(field) => Diagnostic::new(
-            Code::MissingKey,
-            file,
-            issue.span,
-            format!("{what} is missing the required key `{field}`"),
-        )
-        .label(format!("add `{field}:` here")),
-        DeIssueKind::InvalidType { expected, found } => Diagnostic::new(
-            Code::WrongType,
-            file,
-            issue.span,
-            format!("expected {}, found {}", pretty_expected(&expected), found),
-        )
-        .label("wrong type"),
+        DeIssueKind::MissingField(field) => {
+            let full = if issue.path.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{}.{field}", issue.path)
+            };
+            Diagnostic::new(
+                Code::MissingKey,
+                file,
+                issue.span,
+                format!("{what} is missing the required key `{full}`"),
+            )
+            .label(format!("add `{field}:` here"))
+        }
+        DeIssueKind::InvalidType { expected, found } => {
+            let place = if issue.path.is_empty() {
+                String::new()
+            } else {
+                format!(" for `{}`", issue.path)
+            };
+            Diagnostic::new(
+                Code::WrongType,
+                file,
+                issue.span,
+                format!("expected {}{place}, found {}", pretty_expected(&expected), found),
+            )
+            .label("wrong type")
+        }
         DeIssueKind::UnknownVariant { variant, expected } => Diagnostic::new(
             Code::InvalidValue,
             file,

@@ -80,6 +80,7 @@ codes! {
     InvalidExit = ("E208", "invalid-exit", Error, "`exits` is missing or names an action that is not a message_only transform"),
     NoEntryPoint = ("E209", "no-entry-point", Error, "nothing can start the story: no webhook and no schedule"),
     EntryWithFrom = ("E210", "entry-with-from", Error, "a webhook has `from`: webhooks only receive requests"),
+    ScheduleOnWebhook = ("E211", "schedule-on-webhook", Error, "a webhook has a `schedule`: webhooks run when called"),
     // Values.
     InvalidCron = ("E301", "invalid-cron", Error, "a schedule is not a valid cron expression"),
     InvalidTimezone = ("E302", "invalid-timezone", Error, "a time zone is not an IANA name"),
@@ -184,9 +185,23 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
 }
 
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // The same words in another order (`parse_json` for `json_parse`) count as a match.
+    let parts = |s: &str| {
+        let mut p: Vec<String> = s.split(['_', '-', '.']).map(str::to_ascii_lowercase).collect();
+        p.sort();
+        p
+    };
+    let word_parts = parts(word);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .map(|c| {
+            let score = if word.contains(['_', '-']) && parts(c) == word_parts {
+                1.0
+            } else {
+                strsim::jaro_winkler(word, c)
+            };
+            (score, c)
+        })
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)

@@ -26,8 +26,9 @@ pub struct RawStory {
     pub exits: Option<Spanned<Vec<Spanned<String>>>>,
     /// Inputs a caller passes, checked at every call site.
     pub inputs: Option<Spanned<IndexMap<String, Spanned<Input>>>>,
-    /// How long the events of a run are kept, e.g. `30d`, `12h`.
-    pub keep_events_for: Option<Spanned<String>>,
+    /// How long the events of a run are kept: `30d`, `12h`, or seconds.
+    #[schemars(with = "Option<StringOrSeconds>")]
+    pub keep_events_for: Option<Node>,
     /// The actions, keyed by slug (`[a-z0-9_]+`). The loader takes them out
     /// of the document before this struct is decoded (each is decoded by type).
     #[schemars(with = "IndexMap<String, Node>")]
@@ -96,6 +97,19 @@ pub struct RawCommon {
 }
 
 impl RawCommon {
+    /// Takes the keys `other` has (the common keys are decoded one by one).
+    pub fn merge(&mut self, other: RawCommon) {
+        self.kind = other.kind.or(self.kind.take());
+        self.name = other.name.or(self.name.take());
+        self.description = other.description.or(self.description.take());
+        self.from = other.from.or(self.from.take());
+        self.disabled |= other.disabled;
+        self.schedule = other.schedule.or(self.schedule.take());
+        self.rules = other.rules.or(self.rules.take());
+        self.must_match = other.must_match.or(self.must_match.take());
+        self.local = other.local.or(self.local.take());
+    }
+
     /// Keys handled here, listed in unknown-key messages beside the type's own.
     pub const KEYS: &'static [&'static str] = &[
         "type",
@@ -123,11 +137,19 @@ enum OneOrMany {
 #[allow(dead_code)]
 enum ScheduleSchema {
     Cron(String),
-    Full { cron: String, timezone: Option<String> },
+    Full(ScheduleMap),
+}
+
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum StringOrSeconds {
+    Text(String),
+    Seconds(u64),
 }
 
 /// `schedule:` as a mapping.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleMap {
     pub cron: Spanned<String>,

@@ -156,3 +156,16 @@ fn github_format_is_one_workflow_command_per_diagnostic() {
     }
     assert_eq!(out.status, 1);
 }
+
+#[test]
+fn every_filter_is_documented() {
+    let docs = std::fs::read_to_string(root().join("docs/templates.md")).expect("docs/templates.md exists");
+    for name in tale_engine::template::filters::all_filter_names() {
+        assert!(
+            docs.contains(&format!("`{name}"))
+                || docs.contains(&format!(" {name} "))
+                || docs.contains(&format!(" {name}`")),
+            "docs/templates.md does not mention the filter `{name}`"
+        );
+    }
+}

@@ -83,6 +83,49 @@ const VALUES: &[&str] = &[
     "\"\"",
 ];
 
+const TEMPLATE_TOKENS: &[&str] = &[
+    "w",
+    ".w",
+    "w.body",
+    "[",
+    "]",
+    "[0]",
+    "['k']",
+    ".[",
+    "|",
+    ":",
+    ",",
+    "'s'",
+    "\"",
+    "1",
+    "..",
+    "(",
+    ")",
+    "default",
+    "jsonpath",
+    "'$.x'",
+    "if",
+    "for",
+    "in",
+    "assign",
+    "=",
+    "==",
+    "and",
+    "raw",
+    "endraw",
+    "comment",
+    "credential",
+    "CREDENTIAL.x",
+    "LOCAL",
+    "{{",
+    "}}",
+    "{%",
+    "%}",
+    "-",
+    "as_object",
+    "é",
+];
+
 fn yaml_tree() -> impl Strategy<Value = String> {
     let leaf = prop::sample::select(VALUES).prop_map(str::to_owned);
     leaf.prop_recursive(4, 48, 6, |inner| {
@@ -128,6 +171,14 @@ proptest! {
 
     #[test]
     fn arbitrary_stories_never_panic(story in story()) {
+        check_text(&story);
+    }
+
+    #[test]
+    fn arbitrary_markup_never_panics(tokens in prop::collection::vec(prop::sample::select(TEMPLATE_TOKENS), 0..12), tag in any::<bool>()) {
+        let (open, close) = if tag { ("{%", "%}") } else { ("{{", "}}") };
+        let t = format!("{open} {} {close}", tokens.join(" "));
+        let story = format!("actions:\n  w:\n    type: webhook\n    path: p\n    secret: s\n  t:\n    type: transform\n    mode: message_only\n    from: w\n    payload: {:?}\n", t);
         check_text(&story);
     }
 

@@ -70,7 +70,7 @@ pub fn call_target(value: &str) -> Option<String> {
     let trimmed = value.trim();
     if let Some(inner) = trimmed.strip_prefix("{%").and_then(|s| s.strip_suffix("%}")) {
         let inner = inner.trim();
-        return inner.strip_prefix("story ").map(|name| story_slug(name));
+        return inner.strip_prefix("story ").map(story_slug);
     }
     if template::has_markup(trimmed) {
         return None;
@@ -146,10 +146,7 @@ pub(crate) fn check_calls(stories: &[Story], checked: &[usize], out: &mut Vec<Di
         let start = *scc.iter().min().unwrap_or(&scc[0]);
         let mut path = vec![start];
         let mut current = start;
-        loop {
-            let Some(next) = calls.neighbors(current).filter(|n| scc.contains(n)).min() else {
-                break;
-            };
+        while let Some(next) = calls.neighbors(current).filter(|n| scc.contains(n)).min() {
             if next == start || path.contains(&next) {
                 break;
             }

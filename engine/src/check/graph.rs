@@ -19,7 +19,7 @@ pub(crate) fn build(loaded: Loaded, out: &mut Vec<Diagnostic>) -> Story {
     let file = story.file.clone();
 
     // Edges.
-    let mut unresolved = vec![false; story.actions.len()];
+    let mut unresolved: Vec<bool> = story.actions.iter().map(|a| a.unresolved_from).collect();
     for (target, action) in story.actions.iter().enumerate() {
         for source in &action.sources {
             let Some(src) = story.action(&source.slug) else {
@@ -83,8 +83,8 @@ pub(crate) fn build(loaded: Loaded, out: &mut Vec<Diagnostic>) -> Story {
     }
 
     // Anything downstream of a broken `from` has an incomplete graph.
-    for i in 0..story.actions.len() {
-        if unresolved[i] {
+    for (i, _) in unresolved.iter().enumerate().filter(|(_, u)| **u) {
+        {
             let mut bfs = Bfs::new(&story.graph, NodeIndex::new(i));
             while let Some(n) = bfs.next(&story.graph) {
                 story.actions[n.index()].unresolved_from = true;
@@ -108,6 +108,18 @@ pub(crate) fn build(loaded: Loaded, out: &mut Vec<Diagnostic>) -> Story {
                     .help("a scheduled action starts runs of its own: remove `from` or `schedule`"),
                 );
             }
+        }
+        if let (true, Some(schedule)) = (action.is_webhook(), &action.schedule) {
+            out.push(
+                Diagnostic::new(
+                    Code::ScheduleOnWebhook,
+                    &file,
+                    schedule.span,
+                    format!("webhook `{}` cannot have a `schedule`", action.slug.value),
+                )
+                .label("schedule")
+                .help("a webhook runs when it is called; put the schedule on the first action of a scheduled story"),
+            );
         }
         if action.is_webhook() && !action.sources.is_empty() {
             out.push(

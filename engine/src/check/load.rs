@@ -110,10 +110,36 @@ pub(crate) fn load_story(
         None => Spanned::new(story_id_from_path(file), Span::start_of_file()),
     };
 
-    let keep_events_for = raw
-        .keep_events_for
-        .as_ref()
-        .and_then(|k| match values::duration(&k.value) {
+    let keep_events_for = raw.keep_events_for.as_ref().and_then(|k| {
+        let text = match &k.kind {
+            NodeKind::Str(s) => s.clone(),
+            NodeKind::Int(_) | NodeKind::UInt(_) => k.key_text().unwrap_or_default(),
+            _ => {
+                out.push(
+                    Diagnostic::new(
+                        Code::WrongType,
+                        file,
+                        k.span,
+                        format!("`keep_events_for` is a duration such as `30d`, found {}", k.type_name()),
+                    )
+                    .label("expected a duration"),
+                );
+                return None;
+            }
+        };
+        match values::duration(&text) {
+            Ok(d) if d.is_zero() => {
+                out.push(
+                    Diagnostic::new(
+                        Code::InvalidDuration,
+                        file,
+                        k.span,
+                        "`keep_events_for` must be longer than 0",
+                    )
+                    .help("remove `keep_events_for` to keep events for ever"),
+                );
+                None
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 out.push(
@@ -121,13 +147,14 @@ pub(crate) fn load_story(
                         Code::InvalidDuration,
                         file,
                         k.span,
-                        format!("invalid duration `{}`: {e}", k.value),
+                        format!("invalid duration `{text}`: {e}"),
                     )
-                    .help("write a duration such as `30d`, `12h` or `90m`"),
+                    .help("write a duration such as `30d`, `12h` or `90m`, or a number of seconds"),
                 );
                 None
             }
-        });
+        }
+    });
 
     let mut actions = Vec::new();
     match actions_node {
@@ -283,7 +310,17 @@ fn load_action(
         what: what.clone(),
         extra_keys: COMMON_KEYS,
     };
-    let common: RawCommon = cx.decode(&common_node).unwrap_or_default();
+    // One common key at a time, so that a wrong type in one (`disabled: "yes"`)
+    // does not hide the others (`type` above all).
+    let mut common = RawCommon::default();
+    if let NodeKind::Map(entries) = common_node.kind {
+        for entry in entries {
+            let single = Node::new(body_span, NodeKind::Map(vec![entry]));
+            if let Some(part) = cx.decode::<RawCommon>(&single) {
+                common.merge(part);
+            }
+        }
+    }
 
     let config = match &common.kind {
         None => {
@@ -315,7 +352,7 @@ fn load_action(
         }
     };
 
-    let sources = parse_from(file, common.from.as_ref(), out);
+    let (sources, from_broken) = parse_from(file, common.from.as_ref(), out);
     let schedule = common.schedule.as_ref().and_then(|s| parse_schedule(file, s, out));
     let rules = common.rules.as_ref().map(|r| r.value.clone()).unwrap_or_default();
     check_rules(file, &rules, out);
@@ -364,12 +401,14 @@ fn load_action(
         must_match,
         local: common.local.unwrap_or_default(),
         config,
-        unresolved_from: false,
+        unresolved_from: from_broken,
     })
 }
 
-fn parse_from(file: &Arc<PathBuf>, from: Option<&Node>, out: &mut Vec<Diagnostic>) -> Vec<Source> {
-    let Some(from) = from else { return Vec::new() };
+/// The sources of `from:`, and whether some entry could not be read.
+fn parse_from(file: &Arc<PathBuf>, from: Option<&Node>, out: &mut Vec<Diagnostic>) -> (Vec<Source>, bool) {
+    let Some(from) = from else { return (Vec::new(), false) };
+    let mut broken = false;
     let items: Vec<&Node> = match &from.kind {
         NodeKind::Seq(items) => items.iter().collect(),
         NodeKind::Null => Vec::new(),
@@ -387,6 +426,7 @@ fn parse_from(file: &Arc<PathBuf>, from: Option<&Node>, out: &mut Vec<Diagnostic
                 )
                 .label("expected a slug"),
             );
+            broken = true;
             continue;
         };
         let (slug, branch) = match text.split_once('.') {
@@ -399,10 +439,17 @@ fn parse_from(file: &Arc<PathBuf>, from: Option<&Node>, out: &mut Vec<Diagnostic
             span: item.span,
         });
     }
-    sources
+    (sources, broken)
 }
 
+/// The schedule, also when invalid (reported here): the action is still an
+/// entry point, and nothing downstream should be called unreachable.
 fn parse_schedule(file: &Arc<PathBuf>, node: &Node, out: &mut Vec<Diagnostic>) -> Option<Schedule> {
+    let placeholder = Schedule {
+        cron: String::new(),
+        timezone: "UTC".into(),
+        span: node.span,
+    };
     let (cron, timezone) = match &node.kind {
         NodeKind::Str(s) => (Spanned::new(s.clone(), node.span), None),
         NodeKind::Map(_) => {
@@ -413,7 +460,9 @@ fn parse_schedule(file: &Arc<PathBuf>, node: &Node, out: &mut Vec<Diagnostic>) -
                 what: "`schedule`".into(),
                 extra_keys: &[],
             };
-            let map: ScheduleMap = cx.decode(node)?;
+            let Some(map) = cx.decode::<ScheduleMap>(node) else {
+                return Some(placeholder);
+            };
             (map.cron, map.timezone)
         }
         _ => {
@@ -429,12 +478,10 @@ fn parse_schedule(file: &Arc<PathBuf>, node: &Node, out: &mut Vec<Diagnostic>) -
                 )
                 .label("expected a cron string"),
             );
-            return None;
+            return Some(placeholder);
         }
     };
-    let mut ok = true;
     if let Err(e) = values::cron(&cron.value) {
-        ok = false;
         out.push(
             Diagnostic::new(Code::InvalidCron, file, cron.span, format!("invalid cron expression `{}`: {e}", cron.value))
                 .label("this schedule")
@@ -444,7 +491,6 @@ fn parse_schedule(file: &Arc<PathBuf>, node: &Node, out: &mut Vec<Diagnostic>) -
     let tz = match &timezone {
         Some(tz) => {
             if values::timezone(&tz.value).is_err() {
-                ok = false;
                 let help = did_you_mean(&tz.value, values::timezone_names())
                     .unwrap_or_else(|| "use an IANA name such as `Europe/Paris` or `UTC`".into());
                 out.push(
@@ -462,7 +508,7 @@ fn parse_schedule(file: &Arc<PathBuf>, node: &Node, out: &mut Vec<Diagnostic>) -
         }
         None => "UTC".to_owned(),
     };
-    ok.then(|| Schedule {
+    Some(Schedule {
         cron: cron.value,
         timezone: tz,
         span: node.span,
@@ -495,7 +541,7 @@ pub fn check_rules(file: &Arc<PathBuf>, rules: &[crate::model::Rule], out: &mut 
                     Code::MissingKey,
                     file,
                     rule.kind.span,
-                    format!("a `{kind}` rule needs a `value`"),
+                    format!("{} rule needs a `value`", article_code(kind)),
                 )
                 .label("this rule"),
             ),
@@ -504,7 +550,7 @@ pub fn check_rules(file: &Arc<PathBuf>, rules: &[crate::model::Rule], out: &mut 
                     Code::InvalidValue,
                     file,
                     v.span,
-                    format!("a `{kind}` rule takes no `value`"),
+                    format!("{} rule takes no `value`", article_code(kind)),
                 )
                 .help("remove `value:`"),
             ),
@@ -518,7 +564,8 @@ pub fn check_rules(file: &Arc<PathBuf>, rules: &[crate::model::Rule], out: &mut 
                             file,
                             v.span,
                             format!(
-                                "a `{kind}` rule compares with a string, number or boolean, found {}",
+                                "{} rule compares with a string, number or boolean, found {}",
+                                article_code(kind),
                                 v.type_name()
                             ),
                         )
@@ -534,4 +581,10 @@ pub fn check_rules(file: &Arc<PathBuf>, rules: &[crate::model::Rule], out: &mut 
             (None, false) => {}
         }
     }
+}
+
+/// "an `is_empty`", "a `regex`"
+fn article_code(word: &str) -> String {
+    let vowel = word.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} `{word}`", if vowel { "an" } else { "a" })
 }

@@ -1,8 +1,11 @@
 //! `tale check`: phased validation that reports every problem at once.
 //!
-//! 1. syntax (YAML, budgets, duplicate keys)  2. shape (keys, types, action
-//! types, rules)  3. graph (sources, branches, cycles, reachability, entry and
-//! exits)  4. values and templates  5. calls across stories  6. environment.
+//! 1. syntax: YAML, budgets, duplicate keys;
+//! 2. shape: keys, types, action types, rules;
+//! 3. graph: sources, branches, cycles, reachability, entry and exits;
+//! 4. values and templates;
+//! 5. calls across stories;
+//! 6. environment.
 //!
 //! **Invariant:** checking does no IO; files are read by [`crate::files`].
 

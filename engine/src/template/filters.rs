@@ -257,9 +257,9 @@ impl FilterReflection for TinesFilter {
 }
 
 impl ParseFilter for TinesFilter {
-    fn parse(&self, arguments: FilterArguments) -> Result<Box<dyn Filter>> {
+    fn parse(&self, mut arguments: FilterArguments) -> Result<Box<dyn Filter>> {
         let spec = self.0;
-        if let Some((key, _)) = arguments.keyword.into_iter().next() {
+        if let Some((key, _)) = arguments.keyword.next() {
             return Err(Error::with_msg(format!(
                 "filter `{}` takes no keyword argument `{key}`",
                 spec.name

@@ -84,25 +84,14 @@ fn convert_error(text: &str, e: &liquid::Error) -> TemplateError {
                 .map_or(line_text.len(), |(i, _)| i);
         }
     }
-    let message = full
-        .lines()
-        .map(str::trim)
-        .find(|l| {
-            !l.is_empty()
-                && !l.starts_with("-->")
-                && !l.starts_with('|')
-                && !l.chars().next().is_some_and(|c| c.is_ascii_digit())
-                && *l != "liquid: Parsing error"
-                && !l.starts_with("from:")
-                && !l.starts_with("with:")
-        })
-        .unwrap_or("invalid template")
-        .trim_start_matches("= ")
-        .to_owned();
-    let message = if message.starts_with("liquid:") {
-        message.trim_start_matches("liquid:").trim().to_owned()
-    } else {
-        message
+    // pest's explanation is the `= expected …` line; otherwise the first line.
+    let explanation = full.lines().map(str::trim).find_map(|l| l.strip_prefix("= "));
+    let first = full.lines().next().unwrap_or("").trim();
+    let first = first.strip_prefix("liquid:").unwrap_or(first).trim();
+    let message = match explanation {
+        Some(e) => e.to_owned(),
+        None if !first.is_empty() && !first.starts_with("-->") => first.to_owned(),
+        None => "invalid template".to_owned(),
     };
     TemplateError {
         unknown_filter: full.contains("Unknown filter") || full.contains("unknown filter"),

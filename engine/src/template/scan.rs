@@ -398,7 +398,7 @@ fn path(tokens: &[Token<'_>], mut i: usize, scan: &mut Scan) -> usize {
                     i += 3;
                 } else {
                     // A computed index: its inside is an expression of its own.
-                    let close = matching_bracket(tokens, i);
+                    let close = matching_bracket(tokens, i).unwrap_or(tokens.len());
                     expression(&tokens[i + 1..close], 0, scan);
                     i = close + 1;
                 }
@@ -417,7 +417,7 @@ fn path(tokens: &[Token<'_>], mut i: usize, scan: &mut Scan) -> usize {
     i
 }
 
-fn matching_bracket(tokens: &[Token<'_>], open: usize) -> usize {
+fn matching_bracket(tokens: &[Token<'_>], open: usize) -> Option<usize> {
     let mut depth = 0;
     for (j, t) in tokens.iter().enumerate().skip(open) {
         match t.tok {
@@ -425,13 +425,13 @@ fn matching_bracket(tokens: &[Token<'_>], open: usize) -> usize {
             Tok::RBracket => {
                 depth -= 1;
                 if depth == 0 {
-                    return j;
+                    return Some(j);
                 }
             }
             _ => {}
         }
     }
-    tokens.len().saturating_sub(1).max(open)
+    None
 }
 
 #[cfg(test)]
@@ -476,6 +476,23 @@ mod tests {
         let s = scan(text);
         assert_eq!(roots(text), vec!["a", "b", "c"]);
         assert_eq!(s.filters[1].literal_arg.as_ref().map(|a| a.0.as_str()), Some("$.x[*]"));
+    }
+
+    #[test]
+    fn unbalanced_markup_does_not_panic() {
+        for text in [
+            "{{ w.body[ }}",
+            "{{ a[b[c }}",
+            "{{ ]] }}",
+            "{{ .[ }}",
+            "{{ a.[ }}",
+            "{{ | }}",
+            "{{ x | f: }}",
+            "{%",
+            "{{",
+        ] {
+            scan(text);
+        }
     }
 
     #[test]

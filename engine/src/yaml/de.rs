@@ -46,6 +46,9 @@ pub enum DeIssueKind {
 pub struct DeIssue {
     pub span: Span,
     pub kind: DeIssueKind,
+    /// Where in the decoded value: `signature`, `pagination.max_pages`,
+    /// `matchers[1]` (empty at the top).
+    pub path: String,
 }
 
 /// Issues found during a decode that did not stop it (unknown keys).
@@ -65,6 +68,7 @@ impl DeCx {
 pub fn decode<'de, T: Deserialize<'de>>(node: &Node, cx: &DeCx) -> Result<T, DeIssue> {
     T::deserialize(NodeDe { node, cx, root: true }).map_err(|e| DeIssue {
         span: e.span.unwrap_or(node.span),
+        path: e.path_string(),
         kind: e.kind,
     })
 }
@@ -73,12 +77,35 @@ pub fn decode<'de, T: Deserialize<'de>>(node: &Node, cx: &DeCx) -> Result<T, DeI
 pub struct DeError {
     span: Option<Span>,
     kind: DeIssueKind,
+    /// Keys and indexes from the failing value outwards.
+    path: Vec<String>,
 }
 
 impl DeError {
+    fn new(kind: DeIssueKind) -> Self {
+        DeError {
+            span: None,
+            kind,
+            path: Vec::new(),
+        }
+    }
     fn at(mut self, span: Span) -> Self {
         self.span.get_or_insert(span);
         self
+    }
+    fn within(mut self, segment: String) -> Self {
+        self.path.push(segment);
+        self
+    }
+    fn path_string(&self) -> String {
+        let mut out = String::new();
+        for segment in self.path.iter().rev() {
+            if !out.is_empty() && !segment.starts_with('[') {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+        out
     }
     fn invalid_type(node: &Node, exp: &dyn de::Expected) -> Self {
         DeError {
@@ -87,6 +114,7 @@ impl DeError {
                 expected: exp.to_string(),
                 found: describe(node),
             },
+            path: Vec::new(),
         }
     }
 }
@@ -110,50 +138,32 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError {
-            span: None,
-            kind: DeIssueKind::Invalid(msg.to_string()),
-        }
+        DeError::new(DeIssueKind::Invalid(msg.to_string()))
     }
     fn invalid_type(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError {
-            span: None,
-            kind: DeIssueKind::InvalidType {
-                expected: exp.to_string(),
-                found: unexp.to_string(),
-            },
-        }
+        DeError::new(DeIssueKind::InvalidType {
+            expected: exp.to_string(),
+            found: unexp.to_string(),
+        })
     }
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        DeError {
-            span: None,
-            kind: DeIssueKind::Invalid(format!("invalid value {unexp}, expected {exp}")),
-        }
+        DeError::new(DeIssueKind::Invalid(format!("invalid value {unexp}, expected {exp}")))
     }
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        DeError {
-            span: None,
-            kind: DeIssueKind::UnknownVariant {
-                variant: variant.to_owned(),
-                expected,
-            },
-        }
+        DeError::new(DeIssueKind::UnknownVariant {
+            variant: variant.to_owned(),
+            expected,
+        })
     }
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        DeError {
-            span: None,
-            kind: DeIssueKind::UnknownField {
-                field: field.to_owned(),
-                expected,
-                at_root: false,
-            },
-        }
+        DeError::new(DeIssueKind::UnknownField {
+            field: field.to_owned(),
+            expected,
+            at_root: false,
+        })
     }
     fn missing_field(field: &'static str) -> Self {
-        DeError {
-            span: None,
-            kind: DeIssueKind::MissingField(field),
-        }
+        DeError::new(DeIssueKind::MissingField(field))
     }
 }
 
@@ -205,12 +215,14 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
             NodeKind::Seq(items) => v.visit_seq(SeqDe {
                 de: self,
                 iter: items.iter(),
+                index: 0,
             }),
             NodeKind::Map(entries) => v.visit_map(MapDe {
                 de: self,
                 iter: entries.iter(),
                 fields: None,
                 value: None,
+                key: None,
             }),
         };
         r.map_err(|e| e.at(self.node.span))
@@ -218,7 +230,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         match self.scalar_text() {
-            Some(s) => v.visit_string(s).map_err(|e: DeError| e.at(self.node.span)),
+            Some(s) => v.visit_string(s.to_owned()).map_err(|e: DeError| e.at(self.node.span)),
             None => Err(DeError::invalid_type(self.node, &v)),
         }
     }
@@ -264,6 +276,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                     iter: entries.iter(),
                     fields: Some(fields),
                     value: None,
+                    key: None,
                 })
                 .map_err(|e| e.at(self.node.span)),
             _ => Err(DeError::invalid_type(self.node, &v)),
@@ -320,16 +333,20 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
 struct SeqDe<'a, I> {
     de: NodeDe<'a>,
     iter: I,
+    index: usize,
 }
 
 impl<'de, 'a, I: Iterator<Item = &'a Node>> de::SeqAccess<'de> for SeqDe<'a, I> {
     type Error = DeError;
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
         match self.iter.next() {
-            Some(node) => seed
-                .deserialize(self.de.child(node))
-                .map(Some)
-                .map_err(|e| e.at(node.span)),
+            Some(node) => {
+                let index = self.index;
+                self.index += 1;
+                seed.deserialize(self.de.child(node))
+                    .map(Some)
+                    .map_err(|e| e.at(node.span).within(format!("[{index}]")))
+            }
             None => Ok(None),
         }
     }
@@ -341,6 +358,7 @@ struct MapDe<'a, I> {
     /// The struct's keys: others are reported and skipped.
     fields: Option<&'static [&'static str]>,
     value: Option<&'a Node>,
+    key: Option<&'a Node>,
 }
 
 impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for MapDe<'a, I> {
@@ -352,6 +370,7 @@ impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for MapDe
                 let known = key.as_str().is_some_and(|k| fields.contains(&k));
                 if !known {
                     self.de.cx.issues.borrow_mut().push(DeIssue {
+                        path: String::new(),
                         span: key.span,
                         kind: DeIssueKind::UnknownField {
                             field: key.key_text().unwrap_or_else(|| key.type_name().into()),
@@ -363,6 +382,7 @@ impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for MapDe
                 }
             }
             self.value = Some(value);
+            self.key = Some(key);
             return seed
                 .deserialize(self.de.child(key))
                 .map(Some)

@@ -112,3 +112,101 @@ fn walk_duplicates(node: &Node, is_root: bool, in_actions: bool, out: &mut Vec<D
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> Node {
+        parse(text, &Limits::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn spans_point_at_values_and_keys() {
+        let text = "actions:\n  get_alert:\n    from: \"receive\"\n    url: https://x.test/{{ a }}\n";
+        let root = parse_ok(text);
+        let action = root.get("actions").and_then(|a| a.get("get_alert")).expect("action");
+        let (key, from) = action.entry("from").expect("from");
+        assert_eq!((key.span.line, key.span.col), (3, 5));
+        assert_eq!((from.span.line, from.span.col), (3, 11));
+        assert_eq!(&text[from.span.start..from.span.end], "\"receive\"");
+        let url = action.get("url").expect("url");
+        assert_eq!(&text[url.span.start..url.span.end], "https://x.test/{{ a }}");
+    }
+
+    #[test]
+    fn columns_count_characters() {
+        let text = "name: \"é\"\nx: été\n";
+        let root = parse_ok(text);
+        let x = root.get("x").expect("x");
+        assert_eq!((x.span.line, x.span.col), (2, 4));
+        assert_eq!(x.as_str(), Some("été"));
+    }
+
+    #[test]
+    fn core_schema_scalars() {
+        let root = parse_ok(
+            "a: 1\nb: -2\nc: 1.5\nd: true\ne: ~\nf: yes\ng: '1'\nh: 0x1F\ni: !!str 3\nj: 18446744073709551615\n",
+        );
+        let kinds: Vec<_> = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
+            .iter()
+            .map(|k| root.get(k).map(|n| n.kind.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Some(NodeKind::Int(1)),
+                Some(NodeKind::Int(-2)),
+                Some(NodeKind::Float(1.5)),
+                Some(NodeKind::Bool(true)),
+                Some(NodeKind::Null),
+                Some(NodeKind::Str("yes".into())),
+                Some(NodeKind::Str("1".into())),
+                Some(NodeKind::Int(31)),
+                Some(NodeKind::Str("3".into())),
+                Some(NodeKind::UInt(u64::MAX)),
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicates_name_both_places() {
+        let text = "actions:\n  a:\n    type: webhook\n  a:\n    type: webhook\nname: x\nname: y\n";
+        let root = parse_ok(text);
+        let dups = duplicate_keys(&root);
+        assert_eq!(dups.len(), 2);
+        let slug = dups.iter().find(|d| d.key == "a").expect("duplicated slug");
+        assert!(slug.in_actions && slug.span.line == 4 && slug.first.line == 2);
+        let name = dups.iter().find(|d| d.key == "name").expect("duplicated key");
+        assert!(!name.in_actions && name.span.line == 7 && name.first.line == 6);
+    }
+
+    #[test]
+    fn merge_keys_and_aliases() {
+        let root = parse_ok("base: &b {method: get, url: x}\nreq:\n  <<: *b\n  url: y\nlist: [*b]\n");
+        let req = root.get("req").expect("req");
+        assert_eq!(req.get("url").and_then(Node::as_str), Some("y"));
+        assert_eq!(req.get("method").and_then(Node::as_str), Some("get"));
+        assert!(req.get("<<").is_none());
+    }
+
+    #[test]
+    fn budgets() {
+        let limits = Limits::default();
+        let bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n";
+        assert!(matches!(parse(bomb, &limits), Err(YamlError::Budget { .. })));
+        let deep = "x: ".to_owned() + &"[".repeat(100) + &"]".repeat(100);
+        assert!(matches!(parse(&deep, &limits), Err(YamlError::Budget { .. })));
+        let big = "x".repeat(limits.max_document_bytes + 1);
+        assert!(matches!(parse(&big, &limits), Err(YamlError::Budget { .. })));
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let err = parse("a: [1, 2\nb: c\n", &Limits::default()).expect_err("invalid");
+        assert!(matches!(err, YamlError::Syntax { .. }));
+        assert!(err.span().line >= 1);
+        let err = parse("a: 1\n---\nb: 2\n", &Limits::default()).expect_err("two documents");
+        assert!(err.to_string().contains("one YAML document"));
+    }
+}
