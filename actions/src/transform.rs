@@ -164,11 +164,13 @@ pub fn decode(body: &Node, cx: &mut DecodeCx<'_>) -> Option<TransformConfig> {
         other => {
             let help = did_you_mean(other, MODES.iter().copied())
                 .unwrap_or_else(|| format!("transform modes are {}", one_of(MODES)));
-            cx.report(
+            let d = cx.report(
                 Code::UnknownMode,
                 mode.span,
                 format!("unknown transform mode `{other}`"),
-            )
+            );
+            d.label = Some("unknown mode".into());
+            d
             .help = Some(help);
             return None;
         }

@@ -84,8 +84,8 @@ impl ActionConfig for WebhookConfig {
         "webhook"
     }
 
-    fn is_webhook(&self) -> bool {
-        true
+    fn webhook_path(&self) -> Option<(&str, tale_engine::span::Span)> {
+        Some((&self.path.value, self.path.span))
     }
 
     fn templates<'a>(&'a self, out: &mut Vec<TemplateField<'a>>) {

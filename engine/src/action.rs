@@ -27,7 +27,12 @@ pub trait ActionConfig: Debug + Send + Sync + 'static {
 
     /// Receives requests: may start a story and be its `entry`.
     fn is_webhook(&self) -> bool {
-        false
+        self.webhook_path().is_some()
+    }
+
+    /// The path a webhook listens on (`/webhook/<path>/…`).
+    fn webhook_path(&self) -> Option<(&str, Span)> {
+        None
     }
 
     /// Can be one of the story's `exits` (a message_only transform).
@@ -160,10 +165,8 @@ impl ValueCx<'_> {
         if text.contains("{{") || text.contains("{%") {
             return;
         }
-        if let Err(e) = regex::Regex::new(text) {
-            let detail = e.to_string();
-            let last = detail.lines().last().unwrap_or("").trim().to_owned();
-            self.report(Code::InvalidRegex, span, format!("invalid regular expression: {last}"))
+        if let Some(why) = crate::check::values::regex_error(text) {
+            self.report(Code::InvalidRegex, span, format!("invalid regular expression: {why}"))
                 .label = Some("this regex".into());
         }
     }

@@ -81,6 +81,7 @@ codes! {
     NoEntryPoint = ("E209", "no-entry-point", Error, "nothing can start the story: no webhook and no schedule"),
     EntryWithFrom = ("E210", "entry-with-from", Error, "a webhook has `from`: webhooks only receive requests"),
     ScheduleOnWebhook = ("E211", "schedule-on-webhook", Error, "a webhook has a `schedule`: webhooks run when called"),
+    DuplicateWebhookPath = ("E212", "duplicate-webhook-path", Error, "two webhooks listen on the same path"),
     // Values.
     InvalidCron = ("E301", "invalid-cron", Error, "a schedule is not a valid cron expression"),
     InvalidTimezone = ("E302", "invalid-timezone", Error, "a time zone is not an IANA name"),
@@ -203,7 +204,11 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
             (score, c)
         })
         .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        // The first best candidate wins a tie (lists are ordered by relevance).
+        .fold(None::<(f64, &str)>, |best, (score, c)| match best {
+            Some((b, _)) if b >= score => best,
+            _ => Some((score, c)),
+        })
         .map(|(_, c)| c)
 }
 

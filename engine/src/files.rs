@@ -37,6 +37,8 @@ pub fn classify(path: &Path) -> Option<FileKind> {
 #[derive(Debug, Default)]
 pub struct Discovered {
     pub stories: Vec<SourceFile>,
+    /// Story files that could not be read (each has a diagnostic).
+    pub unreadable: usize,
     pub resources: Vec<SourceFile>,
     pub skipped: Vec<(PathBuf, FileKind)>,
     pub diagnostics: Vec<Diagnostic>,
@@ -55,9 +57,14 @@ pub fn discover(paths: &[PathBuf]) -> Discovered {
         for file in files {
             match classify(&file) {
                 Some(FileKind::Story) if path.is_dir() || file.exists() => {
-                    read_into(&file, &mut found.stories, &mut found.diagnostics)
+                    let before = found.stories.len();
+                    read_into(&file, &mut found.stories, &mut found.diagnostics);
+                    found.unreadable += usize::from(found.stories.len() == before);
                 }
-                Some(FileKind::Story) => found.diagnostics.push(unreadable(&file, "no such file")),
+                Some(FileKind::Story) => {
+                    found.unreadable += 1;
+                    found.diagnostics.push(unreadable(&file, "no such file"));
+                }
                 Some(FileKind::Resources) => read_into(&file, &mut found.resources, &mut found.diagnostics),
                 Some(kind) => found.skipped.push((file, kind)),
                 None if path.is_dir() => {}
@@ -110,17 +117,42 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnostic>)
 fn read_into(file: &Path, out: &mut Vec<SourceFile>, diagnostics: &mut Vec<Diagnostic>) {
     match std::fs::read(file) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => out.push(SourceFile::new(file, text)),
-            Err(e) => diagnostics.push(unreadable(
+            Ok(text) => out.push(SourceFile::new(
                 file,
-                &format!(
-                    "not UTF-8 text (invalid byte at offset {})",
-                    e.utf8_error().valid_up_to()
-                ),
+                text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text),
             )),
+            Err(e) => diagnostics.push(not_utf8(file, e.as_bytes(), e.utf8_error().valid_up_to())),
         },
         Err(e) => diagnostics.push(unreadable(file, &e.to_string())),
     }
+}
+
+/// Where the first invalid byte is, and what the file probably is.
+fn not_utf8(file: &Path, bytes: &[u8], valid_up_to: usize) -> Diagnostic {
+    let path = Arc::new(file.to_path_buf());
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Diagnostic::new(
+            Code::FileRead,
+            &path,
+            Span::start_of_file(),
+            format!("{} is UTF-16 text, not UTF-8", file.display()),
+        )
+        .help("PowerShell's `Out-File` writes UTF-16: save the file as UTF-8 (`Set-Content -Encoding utf8`, or `iconv -f UTF-16 -t UTF-8`)");
+    }
+    let valid = String::from_utf8_lossy(&bytes[..valid_up_to]);
+    let line = valid.matches('\n').count() as u32 + 1;
+    let col = valid.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
+    Diagnostic::new(
+        Code::FileRead,
+        &path,
+        Span::new(valid_up_to, valid_up_to, line, col),
+        format!(
+            "{} is not UTF-8 text: byte 0x{:02X} at line {line}, column {col}",
+            file.display(),
+            bytes[valid_up_to]
+        ),
+    )
+    .help("save the file as UTF-8 (for Latin-1: `iconv -f LATIN1 -t UTF-8`)")
 }
 
 fn unreadable(path: &Path, why: &str) -> Diagnostic {

@@ -35,6 +35,21 @@ pub struct RawStory {
     pub actions: Option<serde::de::IgnoredAny>,
 }
 
+impl RawStory {
+    /// Takes the keys `other` has (the story keys are decoded one by one).
+    pub fn merge(&mut self, other: RawStory) {
+        self.tale = other.tale.or(self.tale.take());
+        self.id = other.id.or(self.id.take());
+        self.name = other.name.or(self.name.take());
+        self.description = other.description.or(self.description.take());
+        self.entry = other.entry.or(self.entry.take());
+        self.exits = other.exits.or(self.exits.take());
+        self.inputs = other.inputs.or(self.inputs.take());
+        self.keep_events_for = other.keep_events_for.or(self.keep_events_for.take());
+        self.actions = other.actions.or(self.actions.take());
+    }
+}
+
 /// One declared input of a sub-story.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -30,6 +30,9 @@ pub struct Story {
     /// Whether the story declares `inputs:` at all (no declaration accepts any payload).
     pub declares_inputs: bool,
     pub keep_events_for: Option<Duration>,
+    /// `entry`, `exits` or `inputs` could not be read (reported): checks of
+    /// calls to this story stay quiet instead of guessing.
+    pub interface_broken: bool,
     /// Slug → position in `actions`.
     pub index: HashMap<String, usize>,
 }

@@ -74,7 +74,16 @@ pub(crate) fn check_paths(
         env.add_credentials_file(path, &mut pre);
     }
     let mut sources: Sources = Default::default();
-    let extra_resources = files::discover(resources);
+    // The resources.yaml beside each story given, and any named with --resources.
+    let mut resource_paths: Vec<PathBuf> = resources.to_vec();
+    for story in &found.stories {
+        let beside = story.path.parent().unwrap_or(Path::new("")).join("resources.yaml");
+        let known = found.resources.iter().any(|r| *r.path == beside) || resource_paths.contains(&beside);
+        if !known && beside.is_file() {
+            resource_paths.push(beside);
+        }
+    }
+    let extra_resources = files::discover(&resource_paths);
     pre.extend(extra_resources.diagnostics);
     for r in found
         .resources
@@ -122,7 +131,7 @@ pub(crate) fn check_paths(
     Checked {
         output,
         sources,
-        files: found.stories.len(),
+        files: found.stories.len() + found.unreadable,
     }
 }
 

@@ -118,6 +118,9 @@ pub(crate) fn check_calls(stories: &[Story], checked: &[usize], out: &mut Vec<Di
                 continue;
             }
             let callee = &stories[ti];
+            if callee.interface_broken {
+                continue;
+            }
             if !callee.is_callable() {
                 out.push(
                     Diagnostic::new(

@@ -15,7 +15,9 @@ use crate::span::Spanned;
 use crate::story::Story;
 use crate::yaml::{self, DeCx, Limits, NodeKind};
 
-use super::templates::missing_credential;
+use super::templates::{SourceMap, missing_credential};
+use crate::span::Span;
+use crate::template;
 use super::values;
 
 #[derive(Clone, Debug, Default)]
@@ -35,6 +37,16 @@ const RESOURCE_PREFIX: &str = "TALE_RESOURCE_";
 const HOSTS_SUFFIX: &str = "_ALLOWED_HOSTS";
 
 impl Environment {
+    /// A configured credential; names compare case-insensitively, as the
+    /// environment variables that configure them are upper case.
+    pub fn credential(&self, name: &str) -> Option<&CredentialInfo> {
+        self.credentials.get(&name.to_ascii_lowercase())
+    }
+
+    pub fn has_resource(&self, name: &str) -> bool {
+        self.resources.contains(&name.to_ascii_lowercase())
+    }
+
     /// Credentials and resources named by `TALE_CREDENTIAL_<NAME>`,
     /// `TALE_CREDENTIAL_<NAME>_ALLOWED_HOSTS` and `TALE_RESOURCE_<NAME>`.
     pub fn add_vars(&mut self, vars: impl IntoIterator<Item = (String, String)>) {
@@ -81,7 +93,7 @@ impl Environment {
             NodeKind::Map(entries) => {
                 for (k, _) in entries {
                     if let Some(name) = k.key_text() {
-                        self.resources.insert(name);
+                        self.resources.insert(name.to_ascii_lowercase());
                     }
                 }
             }
@@ -139,7 +151,7 @@ impl Environment {
             Ok(entries) => {
                 for (name, entry) in entries {
                     self.credentials.insert(
-                        name,
+                        name.to_ascii_lowercase(),
                         CredentialInfo {
                             allowed_hosts: entry.allowed_hosts.unwrap_or_default(),
                         },
@@ -188,53 +200,84 @@ fn permission_problem(_: &Path) -> Option<String> {
     None
 }
 
-/// Phase 6: credentials attached to requests, their hosts.
-pub(crate) fn check_story(story: &Story, env: &Environment, out: &mut Vec<Diagnostic>) {
+/// A credential a request carries: by `credential:` or read in one of the
+/// action's templates (a header, the payload, the URL itself).
+struct Carried<'a> {
+    name: String,
+    span: Span,
+    /// Read in a template: a missing credential is reported by the template phase.
+    in_template: bool,
+    how: &'a str,
+}
+
+/// Phase 6: the credentials each request carries, against their allowed hosts.
+pub(crate) fn check_story(story: &Story, source: &SourceMap<'_>, env: &Environment, out: &mut Vec<Diagnostic>) {
     let file = &story.file;
     let mut warned_unrestricted = BTreeSet::new();
     for action in &story.actions {
-        let Some(cred) = action.config.as_ref().and_then(|c| c.credential()) else {
-            continue;
-        };
-        let Some(info) = env.credentials.get(cred.name) else {
-            out.push(missing_credential(cred.name, cred.span, env, file));
-            continue;
-        };
-        if info.allowed_hosts.is_empty() {
-            if warned_unrestricted.insert(cred.name.to_owned()) {
-                out.push(
-                    Diagnostic::new(
-                        Code::UnrestrictedCredential,
-                        file,
-                        cred.span,
-                        format!(
-                            "credential `{}` has no allowed hosts: it may be sent anywhere",
-                            cred.name
-                        ),
-                    )
-                    .help(format!(
-                        "set TALE_CREDENTIAL_{}_ALLOWED_HOSTS (or `allowed_hosts` in the credentials file)",
-                        cred.name.to_ascii_uppercase()
-                    )),
-                );
-            }
-            continue;
+        let Some(config) = &action.config else { continue };
+        let mut carried = Vec::new();
+        if let Some(cred) = config.credential() {
+            carried.push(Carried {
+                name: cred.name.to_owned(),
+                span: cred.span,
+                in_template: false,
+                how: "credential attached here",
+            });
         }
-        if let Some((url, span)) = cred.url {
-            if let Some(host) = values::literal_host(url) {
-                if !values::host_allowed(&host, &info.allowed_hosts) {
+        let url = config.request_url();
+        if url.is_some() {
+            let mut fields = Vec::new();
+            config.templates(&mut fields);
+            for field in fields.iter().filter(|f| f.text.contains("CREDENTIAL") || f.text.contains("credential")) {
+                for (name, offset) in template::credential_names(field.text) {
+                    carried.push(Carried {
+                        span: source.inner(field.span, field.text, offset, name.len()),
+                        name,
+                        in_template: true,
+                        how: "credential read here",
+                    });
+                }
+            }
+        }
+        for cred in carried {
+            let Some(info) = env.credential(&cred.name) else {
+                if !cred.in_template {
+                    out.push(missing_credential(&cred.name, cred.span, env, file));
+                }
+                continue;
+            };
+            if info.allowed_hosts.is_empty() {
+                if warned_unrestricted.insert(cred.name.to_ascii_lowercase()) {
                     out.push(
                         Diagnostic::new(
-                            Code::HostNotAllowed,
+                            Code::UnrestrictedCredential,
                             file,
-                            span,
-                            format!("credential `{}` may not be sent to `{host}`", cred.name),
+                            cred.span,
+                            format!("credential `{}` has no allowed hosts: it may be sent anywhere", cred.name),
                         )
-                        .label("this host is not allowed")
-                        .secondary(file, cred.span, "credential attached here")
-                        .help(format!("its allowed hosts are {}", info.allowed_hosts.join(", "))),
+                        .help(format!(
+                            "set TALE_CREDENTIAL_{}_ALLOWED_HOSTS (or `allowed_hosts` in the credentials file)",
+                            cred.name.to_ascii_uppercase()
+                        )),
                     );
                 }
+                continue;
+            }
+            let Some((url, url_span)) = url else { continue };
+            let Some(host) = values::literal_host(url) else { continue };
+            if !values::host_allowed(&host, &info.allowed_hosts) {
+                out.push(
+                    Diagnostic::new(
+                        Code::HostNotAllowed,
+                        file,
+                        url_span,
+                        format!("credential `{}` may not be sent to `{host}`", cred.name),
+                    )
+                    .label("this host is not allowed")
+                    .secondary(file, cred.span, cred.how)
+                    .help(format!("its allowed hosts are {}", info.allowed_hosts.join(", "))),
+                );
             }
         }
     }

@@ -223,7 +223,7 @@ pub(crate) fn build(loaded: Loaded, out: &mut Vec<Diagnostic>) -> Story {
                     &file,
                     e.span,
                     format!(
-                        "`entry` must name a webhook, and `{}` is a {}",
+                        "`entry` must name a webhook, and `{}` is {}",
                         e.value,
                         type_of(&story, i)
                     ),
@@ -284,7 +284,7 @@ pub(crate) fn build(loaded: Loaded, out: &mut Vec<Diagnostic>) -> Story {
                             &file,
                             exit.span,
                             format!(
-                                "exits must be message_only transforms, and `{}` is a {}",
+                                "exits must be message_only transforms, and `{}` is {}",
                                 exit.value,
                                 type_of(&story, i)
                             ),
@@ -306,6 +306,7 @@ pub(crate) fn build(loaded: Loaded, out: &mut Vec<Diagnostic>) -> Story {
                 }
             }
         }
+        None if story.interface_broken => {}
         None => {
             if let Some(e) = &entry {
                 out.push(
@@ -326,7 +327,7 @@ pub(crate) fn build(loaded: Loaded, out: &mut Vec<Diagnostic>) -> Story {
 fn type_of(story: &Story, i: usize) -> String {
     let action = &story.actions[i];
     match &action.config {
-        Some(c) => c.type_name().replace('_', " ") + " action",
+        Some(c) => crate::diagnostic::article(c.type_name()) + " action",
         None => "broken action".into(),
     }
 }

@@ -65,16 +65,36 @@ pub(crate) fn load_story(
             .map(|(_, v)| std::mem::replace(v, Node::new(v.span, NodeKind::Null))),
         _ => None,
     };
-    let de = DeCx::default();
-    let raw: RawStory = match decode(&root, &de) {
-        Ok(raw) => raw,
-        Err(issue) => {
-            out.push(issue_to_diagnostic(file, "the story", &[], issue));
-            RawStory::default()
-        }
+    // One key at a time, so that a wrong type in one (`exits: rows`) does not
+    // hide the others.
+    let actions_key_span = match &root.kind {
+        NodeKind::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some("actions")).map(|(k, _)| k.span),
+        _ => None,
     };
-    for issue in de.take() {
-        out.push(issue_to_diagnostic(file, "the story", &[], issue));
+    let mut raw = RawStory::default();
+    let mut interface_broken = false;
+    let root_span = root.span;
+    if let NodeKind::Map(entries) = root.kind {
+        for entry in entries {
+            let single = Node::new(root_span, NodeKind::Map(vec![entry]));
+            let de = DeCx::default();
+            let key = match &single.kind {
+                NodeKind::Map(e) => e.first().and_then(|(k, _)| k.key_text()),
+                _ => None,
+            };
+            match decode::<RawStory>(&single, &de) {
+                Ok(part) => raw.merge(part),
+                Err(issue) => {
+                    if matches!(key.as_deref(), Some("entry" | "exits" | "inputs")) {
+                        interface_broken = true;
+                    }
+                    out.push(issue_to_diagnostic(file, "the story", &[], issue));
+                }
+            }
+            for issue in de.take() {
+                out.push(issue_to_diagnostic(file, "the story", &[], issue));
+            }
+        }
     }
 
     if let Some(version) = &raw.tale {
@@ -107,7 +127,19 @@ pub(crate) fn load_story(
             }
             id.clone()
         }
-        None => Spanned::new(story_id_from_path(file), Span::start_of_file()),
+        None => {
+            // Without `id:`, the story is named by its file; diagnostics about
+            // the whole story point at its `name:` or at `actions:`.
+            let span = raw.name.as_ref().map(|n| n.span).or(actions_key_span).unwrap_or(Span::start_of_file());
+            let stem = story_id_from_path(file);
+            if !values::is_story_id(&stem) {
+                out.push(
+                    Diagnostic::new(Code::InvalidSlug, file, span, format!("the file name `{stem}` is not a valid story id"))
+                        .help(format!("rename the file (`{}`) or give the story an `id:`", values::slugify(&stem).replace('_', "-"))),
+                );
+            }
+            Spanned::new(stem, span)
+        }
     };
 
     let keep_events_for = raw.keep_events_for.as_ref().and_then(|k| {
@@ -172,7 +204,11 @@ pub(crate) fn load_story(
                     }
                 }
             }
-            NodeKind::Null => {}
+            NodeKind::Null => out.push(
+                Diagnostic::new(Code::MissingKey, file, actions_key_span.unwrap_or(node.span), "the story has no actions")
+                    .label("`actions:` is empty")
+                    .help("add the story's actions under `actions:`, keyed by slug"),
+            ),
             _ => out.push(
                 Diagnostic::new(
                     Code::WrongType,
@@ -212,6 +248,7 @@ pub(crate) fn load_story(
         inputs,
         keep_events_for,
         index,
+        interface_broken,
     };
     Some(Loaded {
         story,
@@ -257,19 +294,14 @@ fn load_action(
         ));
         return None;
     };
-    if !values::is_slug(&slug) {
+    if let Err(why) = values::check_slug(&slug) {
         out.push(
-            Diagnostic::new(
-                Code::InvalidSlug,
-                file,
-                key.span,
-                format!("`{slug}` is not a valid action slug"),
-            )
-            .label("invalid slug")
-            .help(format!(
-                "slugs use a-z, 0-9 and `_`, such as `{}`",
-                values::slugify(&slug)
-            )),
+            Diagnostic::new(Code::InvalidSlug, file, key.span, format!("`{slug}` is not a valid action slug: {why}"))
+                .label("invalid slug")
+                .help(format!(
+                    "slugs use a-z, 0-9 and `_` and start with a letter, such as `{}`",
+                    values::slugify(&slug)
+                )),
         );
     }
     let slug = Spanned::new(slug, key.span);
@@ -382,7 +414,7 @@ fn load_action(
         }
     }
 
-    if rules.is_empty() && config.as_ref().is_some_and(|c| c.needs_rules()) {
+    if common.rules.is_none() && config.as_ref().is_some_and(|c| c.needs_rules()) {
         out.push(
             Diagnostic::new(Code::MissingKey, file, slug.span, format!("trigger `{}` has no rules", slug.value))
                 .label("add `rules:` to this trigger")
@@ -429,6 +461,14 @@ fn parse_from(file: &Arc<PathBuf>, from: Option<&Node>, out: &mut Vec<Diagnostic
             broken = true;
             continue;
         };
+        if sources.iter().any(|s: &Source| s.span != item.span && format!("{}{}", s.slug, s.branch.as_deref().map(|b| format!(".{b}")).unwrap_or_default()) == text) {
+            out.push(
+                Diagnostic::new(Code::InvalidValue, file, item.span, format!("`{text}` is listed twice in `from`"))
+                    .label("listed again")
+                    .help("the action would run twice for every event of that source; list it once"),
+            );
+            continue;
+        }
         let (slug, branch) = match text.split_once('.') {
             Some((s, b)) => (s.to_owned(), Some(b.to_owned())),
             None => (text.to_owned(), None),

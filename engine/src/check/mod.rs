@@ -114,6 +114,7 @@ pub fn check(
     }
 
     duplicate_ids(&stories, &checked, &mut diagnostics);
+    duplicate_paths(&stories, &checked, &mut diagnostics);
     calls::check_calls(&stories, &checked, &mut diagnostics);
     stories.truncate(checked.len());
 
@@ -147,8 +148,36 @@ fn check_one(
     }
     let map = templates::SourceMap::new(&source.text);
     templates::check_story(&story, &map, tcx, out);
-    env::check_story(&story, &options.env, out);
+    env::check_story(&story, &map, &options.env, out);
     Some(story)
+}
+
+/// Two webhooks on one path: `tale serve` could route requests to only one.
+fn duplicate_paths(stories: &[Story], checked: &[usize], out: &mut Vec<Diagnostic>) {
+    let mut seen: std::collections::HashMap<String, (usize, crate::span::Span)> = Default::default();
+    for &i in checked {
+        let story = &stories[i];
+        for action in &story.actions {
+            let Some((path, span)) = action.config.as_ref().and_then(|c| c.webhook_path()) else { continue };
+            let key = path.trim_matches('/').to_owned();
+            match seen.get(&key) {
+                Some(&(first, first_span)) => out.push(
+                    Diagnostic::new(
+                        crate::diagnostic::Code::DuplicateWebhookPath,
+                        &story.file,
+                        span,
+                        format!("another webhook already listens on `/webhook/{key}`"),
+                    )
+                    .label("same path")
+                    .secondary(&stories[first].file, first_span, "the other webhook")
+                    .help("each webhook needs its own `path`"),
+                ),
+                None => {
+                    seen.insert(key, (i, span));
+                }
+            }
+        }
+    }
 }
 
 fn duplicate_ids(stories: &[Story], checked: &[usize], out: &mut Vec<Diagnostic>) {

@@ -31,30 +31,92 @@ impl<'a> SourceMap<'a> {
     }
 
     /// The span of bytes `offset..offset+len` of `value`, the string read at
-    /// `span`. Exact for plain and quoted single-line scalars; otherwise the
-    /// whole value.
+    /// `span`: exact for plain, quoted (escapes included) and literal block
+    /// scalars; otherwise the whole value.
     pub(crate) fn inner(&self, span: Span, value: &str, offset: usize, len: usize) -> Span {
         let Some(raw) = self.text.get(span.start..span.end.max(span.start)) else {
             return span;
         };
-        let start = if raw.starts_with(value) && !value.is_empty() {
-            Some(span.start)
-        } else if (raw.starts_with('"') || raw.starts_with('\''))
-            && raw[1..].starts_with(&value[..offset.min(value.len())])
-        {
-            Some(span.start + 1)
+        let start = if raw.starts_with('"') {
+            quoted_offset(raw, offset, true).map(|o| span.start + o)
+        } else if raw.starts_with('\'') {
+            quoted_offset(raw, offset, false).map(|o| span.start + o)
+        } else if raw.starts_with('|') {
+            literal_block_offset(raw, value, offset).map(|o| span.start + o)
+        } else if !value.is_empty() && raw.starts_with(value) {
+            Some(span.start + offset)
         } else if raw.is_empty() {
             // Some scalars come with an empty span: search the line.
             let line = self.index.line_range(self.text, span.line);
-            self.text[line.clone()].find(value).map(|i| line.start + i)
+            self.text[line.clone()].find(value).map(|i| line.start + i + offset)
         } else {
             None
         };
         match start {
-            Some(s) => self.index.span(self.text, s + offset, s + offset + len),
-            None => span,
+            Some(s) if s <= self.text.len() => self.index.span(self.text, s, (s + len).min(self.text.len())),
+            _ => span,
         }
     }
+}
+
+/// The byte in a quoted scalar's source where byte `offset` of its value is.
+fn quoted_offset(raw: &str, offset: usize, double: bool) -> Option<usize> {
+    let mut value_pos = 0;
+    let mut chars = raw.char_indices().skip(1).peekable();
+    while let Some((i, c)) = chars.next() {
+        if value_pos >= offset {
+            return Some(i);
+        }
+        match c {
+            '\n' => return None, // folded lines: give up, the whole value is shown
+            '\\' if double => {
+                let Some((_, e)) = chars.next() else { return None };
+                let (digits, produced) = match e {
+                    'x' => (2, None),
+                    'u' => (4, None),
+                    'U' => (8, None),
+                    other => (0, Some(other)),
+                };
+                let decoded = match produced {
+                    Some(_) => 1,
+                    None => {
+                        let hex: String = (0..digits).filter_map(|_| chars.next().map(|(_, h)| h)).collect();
+                        u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32).map_or(1, char::len_utf8)
+                    }
+                };
+                value_pos += decoded;
+            }
+            '\'' if !double => {
+                if chars.peek().is_some_and(|&(_, n)| n == '\'') {
+                    chars.next();
+                }
+                value_pos += 1;
+            }
+            c => value_pos += c.len_utf8(),
+        }
+    }
+    None
+}
+
+/// The byte in a literal block scalar (`|`) where byte `offset` of its value is.
+fn literal_block_offset(raw: &str, value: &str, offset: usize) -> Option<usize> {
+    let before = value.get(..offset)?;
+    let line_no = before.matches('\n').count();
+    let col = offset - before.rfind('\n').map_or(0, |i| i + 1);
+    let body_start = raw.find('\n')? + 1;
+    let body = &raw[body_start..];
+    let indent = body.lines().find(|l| !l.trim().is_empty())?.chars().take_while(|c| *c == ' ').count();
+    let mut line_start = body_start;
+    for (n, line) in raw[body_start..].split_inclusive('\n').enumerate() {
+        if n == line_no {
+            let at = line_start + indent + col;
+            let want = &value[offset..value[offset..].find('\n').map_or(value.len(), |e| offset + e)];
+            let want = &want[..want.len().min(8)];
+            return raw.get(at..).filter(|rest| rest.starts_with(want)).map(|_| at);
+        }
+        line_start += line.len();
+    }
+    None
 }
 
 pub(crate) struct TemplateCx<'a> {
@@ -130,7 +192,9 @@ fn check_field(
     for f in &scan.filters {
         if !cx.filters.contains(&f.name.as_str()) {
             unknown_filter = true;
-            let help = did_you_mean(&f.name, cx.filters.iter().copied())
+            let alias = FILTER_ALIASES.iter().find(|(a, _)| *a == f.name).map(|(_, t)| format!("did you mean `{t}`?"));
+            let help = alias
+                .or_else(|| did_you_mean(&f.name, cx.filters.iter().copied()))
                 .unwrap_or_else(|| "see docs/templates.md for the filters tale knows".into());
             out.push(
                 Diagnostic::new(
@@ -158,15 +222,13 @@ fn check_field(
             }
         } else if f.name == "regex_replace" {
             if let Some((re, offset)) = &f.literal_arg {
-                if let Err(e) = regex::Regex::new(re) {
-                    let detail = e.to_string();
-                    let last = detail.lines().last().unwrap_or("").trim().to_owned();
+                if let Some(why) = values::regex_error(re) {
                     out.push(
                         Diagnostic::new(
                             Code::InvalidRegex,
                             file,
                             at(*offset, re.len()),
-                            format!("invalid regular expression: {last}"),
+                            format!("invalid regular expression: {why}"),
                         )
                         .label("this regex"),
                     );
@@ -175,9 +237,31 @@ fn check_field(
         }
     }
 
+    // Tags: liquid's own message ("Unknown tag.") does not name the tag.
+    let mut unknown_tag = false;
+    for tag in &scan.tags {
+        if !KNOWN_TAGS.contains(&tag.name.as_str()) {
+            unknown_tag = true;
+            let help = did_you_mean(&tag.name, KNOWN_TAGS.iter().copied())
+                .unwrap_or_else(|| "see docs/templates.md for the tags tale knows".into());
+            out.push(
+                Diagnostic::new(Code::TemplateSyntax, file, at(tag.offset, tag.name.len()), format!("unknown tag `{{% {} %}}`", tag.name))
+                    .label("unknown tag")
+                    .help(help),
+            );
+        }
+    }
+
     let normalized = scan.normalized(text);
     if let Err(e) = cx.parse(&normalized) {
-        if !(unknown_filter && e.unknown_filter) {
+        // A slug Liquid cannot read (`1_receive`) was reported as E107.
+        let bad_slug = story
+            .actions
+            .iter()
+            .any(|a| values::check_slug(&a.slug.value).is_err() && text.contains(a.slug.value.as_str()));
+        let explained =
+            (unknown_filter && e.unknown_filter) || (unknown_tag && e.message.contains("Unknown tag")) || bad_slug;
+        if !explained {
             // Offsets in the normalized text are at most the removed dots away.
             let removed_before = scan.leading_dots.iter().filter(|&&d| d <= e.offset).count();
             let offset = (e.offset + removed_before).min(text.len());
@@ -238,8 +322,10 @@ fn check_field(
         match story.action(root) {
             Some(j) if upstream[j] => {}
             Some(j) if j == action_index && action.is_webhook() && field.field.starts_with("rules") => {}
-            // The graph around this action is incomplete: already reported.
+            // The graph around this action is incomplete, or the action has no
+            // `from` at all (E205): already reported.
             Some(_) if action.unresolved_from => {}
+            Some(_) if action.sources.is_empty() && !action.is_webhook() && action.schedule.is_none() => {}
             Some(j) => {
                 let other = &story.actions[j];
                 let why = if j == action_index {
@@ -303,7 +389,7 @@ pub(crate) fn check_credential(
     file: &Arc<PathBuf>,
     out: &mut Vec<Diagnostic>,
 ) {
-    if !cx.env.credentials.contains_key(name) {
+    if cx.env.credential(name).is_none() {
         out.push(missing_credential(name, span, cx.env, file));
     }
 }
@@ -327,7 +413,7 @@ pub(crate) fn missing_credential(name: &str, span: Span, env: &Environment, file
 }
 
 fn check_resource(name: &str, span: Span, cx: &TemplateCx<'_>, file: &Arc<PathBuf>, out: &mut Vec<Diagnostic>) {
-    if !cx.env.resources.contains(name) {
+    if !cx.env.has_resource(name) {
         let help = did_you_mean(name, cx.env.resources.iter().map(String::as_str)).unwrap_or_else(|| {
             format!(
                 "add `{name}` to resources.yaml or set TALE_RESOURCE_{}",
@@ -346,6 +432,28 @@ fn check_resource(name: &str, span: Span, cx: &TemplateCx<'_>, file: &Arc<PathBu
         );
     }
 }
+
+/// Tags a template may use: Liquid's and Tines'.
+const KNOWN_TAGS: &[&str] = &[
+    "assign", "break", "capture", "case", "comment", "continue", "cycle", "decrement", "echo", "else", "elsif",
+    "endcapture", "endcase", "endcomment", "endfor", "endif", "endraw", "endtablerow", "endunless", "for", "if",
+    "ifchanged", "endifchanged", "include", "increment", "raw", "render", "tablerow", "unless", "when",
+    "credential", "global_resource", "story", "line_break", "story_run_guid",
+];
+
+/// Names people bring from other template languages.
+const FILTER_ALIASES: &[(&str, &str)] = &[
+    ("upper", "upcase"),
+    ("lower", "downcase"),
+    ("tojson", "to_json"),
+    ("json", "to_json"),
+    ("length", "size"),
+    ("trim", "strip"),
+    ("parse_json", "json_parse"),
+    ("from_json", "json_parse"),
+    ("b64encode", "base64_encode"),
+    ("b64decode", "base64_decode"),
+];
 
 /// Filters a template may use.
 pub(crate) fn filter_names() -> Vec<&'static str> {

@@ -9,6 +9,24 @@ pub fn is_slug(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Words a template cannot use as a variable name.
+const LIQUID_WORDS: &[&str] = &["empty", "blank", "nil", "null", "true", "false", "and", "or", "contains", "in"];
+
+/// Why `s` cannot be an action slug, if it cannot: `[a-z0-9_]+`, starting
+/// with a letter or `_` (templates read slugs as variables), and not a Liquid word.
+pub fn check_slug(s: &str) -> Result<(), &'static str> {
+    if !is_slug(s) {
+        return Err("slugs use a-z, 0-9 and `_`");
+    }
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err("templates cannot read a slug that starts with a digit");
+    }
+    if LIQUID_WORDS.contains(&s) {
+        return Err("it is a Liquid keyword, which templates cannot read as an action");
+    }
+    Ok(())
+}
+
 /// Story ids (file stems): `[a-z0-9_-]+`.
 pub fn is_story_id(s: &str) -> bool {
     !s.is_empty()
@@ -16,8 +34,20 @@ pub fn is_story_id(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-/// A slug close to what the user wrote: `Get Alert` → `get_alert`.
+/// A slug close to what the user wrote: `Get Alert` → `get_alert`,
+/// `1_receive` → `step_1_receive`, `empty` → `empty_action`.
 pub fn slugify(s: &str) -> String {
+    let slug = slugify_chars(s);
+    if slug.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("step_{slug}")
+    } else if LIQUID_WORDS.contains(&slug.as_str()) {
+        format!("{slug}_action")
+    } else {
+        slug
+    }
+}
+
+fn slugify_chars(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
         if c.is_ascii_alphanumeric() {
@@ -63,7 +93,26 @@ pub fn timezone_names() -> impl Iterator<Item = &'static str> {
 pub fn jsonpath(path: &str) -> Result<(), String> {
     jsonpath_rust::parser::parse_json_path(path)
         .map(|_| ())
-        .map_err(|e| e.to_string().lines().next().unwrap_or("invalid JSONPath").to_owned())
+        .map_err(|e| pest_message(&e.to_string()).unwrap_or_else(|| "it does not parse".into()))
+}
+
+/// The explanation in a pest error (`= expected …`), or its first line when
+/// that is not just a position.
+pub fn pest_message(full: &str) -> Option<String> {
+    if let Some(e) = full.lines().map(str::trim).find_map(|l| l.strip_prefix("= ")) {
+        return Some(e.to_owned());
+    }
+    let first = full.lines().next()?.trim();
+    let first = first.split("-->").next().unwrap_or("").trim().trim_end_matches(':').trim();
+    (!first.is_empty()).then(|| first.to_owned())
+}
+
+/// Why a regular expression does not compile, in one line.
+pub fn regex_error(text: &str) -> Option<String> {
+    let e = regex::Regex::new(text).err()?;
+    let detail = e.to_string();
+    let last = detail.lines().map(str::trim).filter(|l| !l.is_empty()).last().unwrap_or("").to_owned();
+    Some(last.trim_start_matches("error:").trim().to_owned())
 }
 
 /// The literal host of a URL template: `https://graph.microsoft.com/{{ x }}`

@@ -84,18 +84,35 @@ fn convert_error(text: &str, e: &liquid::Error) -> TemplateError {
                 .map_or(line_text.len(), |(i, _)| i);
         }
     }
-    // pest's explanation is the `= expected …` line; otherwise the first line.
-    let explanation = full.lines().map(str::trim).find_map(|l| l.strip_prefix("= "));
-    let first = full.lines().next().unwrap_or("").trim();
-    let first = first.strip_prefix("liquid:").unwrap_or(first).trim();
-    let message = match explanation {
-        Some(e) => e.to_owned(),
-        None if !first.is_empty() && !first.starts_with("-->") => first.to_owned(),
-        None => "invalid template".to_owned(),
-    };
+    let message = crate::check::values::pest_message(full.trim_start_matches("liquid:"))
+        .map(|m| match m.as_str() {
+            "expected Literal" | "expected Value" => "an expression is incomplete: is a `}}` or a value missing?".to_owned(),
+            "Invalid number of arguments" => "a filter is given the wrong number of arguments".to_owned(),
+            _ => m,
+        })
+        .unwrap_or_else(|| "invalid template".to_owned());
     TemplateError {
         unknown_filter: full.contains("Unknown filter") || full.contains("unknown filter"),
         message,
         offset: offset.min(text.len()),
     }
+}
+
+/// The credentials a template reads (`CREDENTIAL.x`, `{% credential x %}`),
+/// with their offsets.
+pub fn credential_names(text: &str) -> Vec<(String, usize)> {
+    let scan = scan::scan(text);
+    let mut out: Vec<(String, usize)> = scan
+        .references
+        .iter()
+        .filter(|r| r.root == "CREDENTIAL")
+        .filter_map(|r| r.member.clone().map(|m| (m, r.offset + "CREDENTIAL.".len())))
+        .collect();
+    out.extend(
+        scan.tags
+            .iter()
+            .filter(|t| t.name == "credential")
+            .filter_map(|t| t.arg.clone()),
+    );
+    out
 }

@@ -121,6 +121,10 @@ impl DeError {
 
 fn describe(node: &Node) -> String {
     match &node.kind {
+        // `url: {{ x }}` is YAML for a mapping whose key is a mapping.
+        NodeKind::Map(entries) if entries.iter().any(|(k, _)| matches!(k.kind, NodeKind::Map(_))) => {
+            "a mapping (a template must be quoted: \"{{ … }}\")".into()
+        }
         NodeKind::Str(s) if s.chars().count() <= 40 => format!("the string {s:?}"),
         NodeKind::Int(i) => format!("the integer {i}"),
         NodeKind::Bool(b) => format!("the boolean {b}"),
@@ -223,6 +227,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                 fields: None,
                 value: None,
                 key: None,
+                seen: Vec::new(),
             }),
         };
         r.map_err(|e| e.at(self.node.span))
@@ -277,6 +282,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                     fields: Some(fields),
                     value: None,
                     key: None,
+                    seen: Vec::new(),
                 })
                 .map_err(|e| e.at(self.node.span)),
             _ => Err(DeError::invalid_type(self.node, &v)),
@@ -359,6 +365,7 @@ struct MapDe<'a, I> {
     fields: Option<&'static [&'static str]>,
     value: Option<&'a Node>,
     key: Option<&'a Node>,
+    seen: Vec<&'a str>,
 }
 
 impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for MapDe<'a, I> {
@@ -367,6 +374,13 @@ impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for MapDe
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
         for (key, value) in self.iter.by_ref() {
             if let Some(fields) = self.fields {
+                // A repeated key was reported by `duplicate_keys`: the first one counts.
+                if let Some(k) = key.as_str() {
+                    if self.seen.contains(&k) {
+                        continue;
+                    }
+                    self.seen.push(k);
+                }
                 let known = key.as_str().is_some_and(|k| fields.contains(&k));
                 if !known {
                     self.de.cx.issues.borrow_mut().push(DeIssue {
@@ -396,7 +410,9 @@ impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for MapDe
             .value
             .take()
             .ok_or_else(|| de::Error::custom("value requested before its key"))?;
-        seed.deserialize(self.de.child(node)).map_err(|e| e.at(node.span))
+        let key = self.key.and_then(Node::key_text).unwrap_or_default();
+        seed.deserialize(self.de.child(node))
+            .map_err(|e| e.at(node.span).within(key))
     }
 }
 
