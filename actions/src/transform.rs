@@ -170,8 +170,7 @@ pub fn decode(body: &Node, cx: &mut DecodeCx<'_>) -> Option<TransformConfig> {
                 format!("unknown transform mode `{other}`"),
             );
             d.label = Some("unknown mode".into());
-            d
-            .help = Some(help);
+            d.help = Some(help);
             return None;
         }
     })

@@ -183,6 +183,9 @@ fn every_filter_is_documented() {
     let docs = std::fs::read_to_string(root().join("docs/templates.md")).expect("docs/templates.md exists");
     let words: BTreeSet<&str> = docs.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).collect();
     for name in tale_engine::template::filters::all_filter_names() {
-        assert!(words.contains(name), "docs/templates.md does not mention the filter `{name}`");
+        assert!(
+            words.contains(name),
+            "docs/templates.md does not mention the filter `{name}`"
+        );
     }
 }

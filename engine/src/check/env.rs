@@ -16,9 +16,9 @@ use crate::story::Story;
 use crate::yaml::{self, DeCx, Limits, NodeKind};
 
 use super::templates::{SourceMap, missing_credential};
+use super::values;
 use crate::span::Span;
 use crate::template;
-use super::values;
 
 #[derive(Clone, Debug, Default)]
 pub struct Environment {
@@ -229,7 +229,10 @@ pub(crate) fn check_story(story: &Story, source: &SourceMap<'_>, env: &Environme
         if url.is_some() {
             let mut fields = Vec::new();
             config.templates(&mut fields);
-            for field in fields.iter().filter(|f| f.text.contains("CREDENTIAL") || f.text.contains("credential")) {
+            for field in fields
+                .iter()
+                .filter(|f| f.text.contains("CREDENTIAL") || f.text.contains("credential"))
+            {
                 for (name, offset) in template::credential_names(field.text) {
                     carried.push(Carried {
                         span: source.inner(field.span, field.text, offset, name.len()),
@@ -254,7 +257,10 @@ pub(crate) fn check_story(story: &Story, source: &SourceMap<'_>, env: &Environme
                             Code::UnrestrictedCredential,
                             file,
                             cred.span,
-                            format!("credential `{}` has no allowed hosts: it may be sent anywhere", cred.name),
+                            format!(
+                                "credential `{}` has no allowed hosts: it may be sent anywhere",
+                                cred.name
+                            ),
                         )
                         .help(format!(
                             "set TALE_CREDENTIAL_{}_ALLOWED_HOSTS (or `allowed_hosts` in the credentials file)",
@@ -265,7 +271,9 @@ pub(crate) fn check_story(story: &Story, source: &SourceMap<'_>, env: &Environme
                 continue;
             }
             let Some((url, url_span)) = url else { continue };
-            let Some(host) = values::literal_host(url) else { continue };
+            let Some(host) = values::literal_host(url) else {
+                continue;
+            };
             if !values::host_allowed(&host, &info.allowed_hosts) {
                 out.push(
                     Diagnostic::new(

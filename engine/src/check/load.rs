@@ -68,7 +68,10 @@ pub(crate) fn load_story(
     // One key at a time, so that a wrong type in one (`exits: rows`) does not
     // hide the others.
     let actions_key_span = match &root.kind {
-        NodeKind::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some("actions")).map(|(k, _)| k.span),
+        NodeKind::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some("actions"))
+            .map(|(k, _)| k.span),
         _ => None,
     };
     let mut raw = RawStory::default();
@@ -130,12 +133,25 @@ pub(crate) fn load_story(
         None => {
             // Without `id:`, the story is named by its file; diagnostics about
             // the whole story point at its `name:` or at `actions:`.
-            let span = raw.name.as_ref().map(|n| n.span).or(actions_key_span).unwrap_or(Span::start_of_file());
+            let span = raw
+                .name
+                .as_ref()
+                .map(|n| n.span)
+                .or(actions_key_span)
+                .unwrap_or(Span::start_of_file());
             let stem = story_id_from_path(file);
             if !values::is_story_id(&stem) {
                 out.push(
-                    Diagnostic::new(Code::InvalidSlug, file, span, format!("the file name `{stem}` is not a valid story id"))
-                        .help(format!("rename the file (`{}`) or give the story an `id:`", values::slugify(&stem).replace('_', "-"))),
+                    Diagnostic::new(
+                        Code::InvalidSlug,
+                        file,
+                        span,
+                        format!("the file name `{stem}` is not a valid story id"),
+                    )
+                    .help(format!(
+                        "rename the file (`{}`) or give the story an `id:`",
+                        values::slugify(&stem).replace('_', "-")
+                    )),
                 );
             }
             Spanned::new(stem, span)
@@ -205,9 +221,14 @@ pub(crate) fn load_story(
                 }
             }
             NodeKind::Null => out.push(
-                Diagnostic::new(Code::MissingKey, file, actions_key_span.unwrap_or(node.span), "the story has no actions")
-                    .label("`actions:` is empty")
-                    .help("add the story's actions under `actions:`, keyed by slug"),
+                Diagnostic::new(
+                    Code::MissingKey,
+                    file,
+                    actions_key_span.unwrap_or(node.span),
+                    "the story has no actions",
+                )
+                .label("`actions:` is empty")
+                .help("add the story's actions under `actions:`, keyed by slug"),
             ),
             _ => out.push(
                 Diagnostic::new(
@@ -296,12 +317,17 @@ fn load_action(
     };
     if let Err(why) = values::check_slug(&slug) {
         out.push(
-            Diagnostic::new(Code::InvalidSlug, file, key.span, format!("`{slug}` is not a valid action slug: {why}"))
-                .label("invalid slug")
-                .help(format!(
-                    "slugs use a-z, 0-9 and `_` and start with a letter, such as `{}`",
-                    values::slugify(&slug)
-                )),
+            Diagnostic::new(
+                Code::InvalidSlug,
+                file,
+                key.span,
+                format!("`{slug}` is not a valid action slug: {why}"),
+            )
+            .label("invalid slug")
+            .help(format!(
+                "slugs use a-z, 0-9 and `_` and start with a letter, such as `{}`",
+                values::slugify(&slug)
+            )),
         );
     }
     let slug = Spanned::new(slug, key.span);
@@ -461,11 +487,23 @@ fn parse_from(file: &Arc<PathBuf>, from: Option<&Node>, out: &mut Vec<Diagnostic
             broken = true;
             continue;
         };
-        if sources.iter().any(|s: &Source| s.span != item.span && format!("{}{}", s.slug, s.branch.as_deref().map(|b| format!(".{b}")).unwrap_or_default()) == text) {
+        if sources.iter().any(|s: &Source| {
+            s.span != item.span
+                && format!(
+                    "{}{}",
+                    s.slug,
+                    s.branch.as_deref().map(|b| format!(".{b}")).unwrap_or_default()
+                ) == text
+        }) {
             out.push(
-                Diagnostic::new(Code::InvalidValue, file, item.span, format!("`{text}` is listed twice in `from`"))
-                    .label("listed again")
-                    .help("the action would run twice for every event of that source; list it once"),
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    file,
+                    item.span,
+                    format!("`{text}` is listed twice in `from`"),
+                )
+                .label("listed again")
+                .help("the action would run twice for every event of that source; list it once"),
             );
             continue;
         }

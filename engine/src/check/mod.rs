@@ -158,7 +158,9 @@ fn duplicate_paths(stories: &[Story], checked: &[usize], out: &mut Vec<Diagnosti
     for &i in checked {
         let story = &stories[i];
         for action in &story.actions {
-            let Some((path, span)) = action.config.as_ref().and_then(|c| c.webhook_path()) else { continue };
+            let Some((path, span)) = action.config.as_ref().and_then(|c| c.webhook_path()) else {
+                continue;
+            };
             let key = path.trim_matches('/').to_owned();
             match seen.get(&key) {
                 Some(&(first, first_span)) => out.push(

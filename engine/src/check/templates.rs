@@ -41,8 +41,12 @@ impl<'a> SourceMap<'a> {
             quoted_offset(raw, offset, true).map(|o| span.start + o)
         } else if raw.starts_with('\'') {
             quoted_offset(raw, offset, false).map(|o| span.start + o)
-        } else if raw.starts_with('|') {
-            literal_block_offset(raw, value, offset).map(|o| span.start + o)
+        } else if !value.is_empty() && raw.starts_with(value) {
+            Some(span.start + offset)
+        } else if value.contains('\n') && raw.starts_with(value.lines().next().unwrap_or("\u{0}")) {
+            // A literal block scalar (`|`): its span starts at the first
+            // content line; the others are indented like it.
+            literal_block_offset(raw, value, offset, (span.col as usize).saturating_sub(1)).map(|o| span.start + o)
         } else if !value.is_empty() && raw.starts_with(value) {
             Some(span.start + offset)
         } else if raw.is_empty() {
@@ -81,7 +85,10 @@ fn quoted_offset(raw: &str, offset: usize, double: bool) -> Option<usize> {
                     Some(_) => 1,
                     None => {
                         let hex: String = (0..digits).filter_map(|_| chars.next().map(|(_, h)| h)).collect();
-                        u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32).map_or(1, char::len_utf8)
+                        u32::from_str_radix(&hex, 16)
+                            .ok()
+                            .and_then(char::from_u32)
+                            .map_or(1, char::len_utf8)
                     }
                 };
                 value_pos += decoded;
@@ -98,21 +105,19 @@ fn quoted_offset(raw: &str, offset: usize, double: bool) -> Option<usize> {
     None
 }
 
-/// The byte in a literal block scalar (`|`) where byte `offset` of its value is.
-fn literal_block_offset(raw: &str, value: &str, offset: usize) -> Option<usize> {
+/// The byte in a literal block scalar where byte `offset` of its value is;
+/// `raw` starts at the first content line, the next ones are indented by `indent`.
+fn literal_block_offset(raw: &str, value: &str, offset: usize, indent: usize) -> Option<usize> {
     let before = value.get(..offset)?;
     let line_no = before.matches('\n').count();
     let col = offset - before.rfind('\n').map_or(0, |i| i + 1);
-    let body_start = raw.find('\n')? + 1;
-    let body = &raw[body_start..];
-    let indent = body.lines().find(|l| !l.trim().is_empty())?.chars().take_while(|c| *c == ' ').count();
-    let mut line_start = body_start;
-    for (n, line) in raw[body_start..].split_inclusive('\n').enumerate() {
+    let mut line_start = 0;
+    for (n, line) in raw.split_inclusive('\n').enumerate() {
         if n == line_no {
-            let at = line_start + indent + col;
-            let want = &value[offset..value[offset..].find('\n').map_or(value.len(), |e| offset + e)];
-            let want = &want[..want.len().min(8)];
-            return raw.get(at..).filter(|rest| rest.starts_with(want)).map(|_| at);
+            let at = line_start + if n == 0 { 0 } else { indent } + col;
+            let rest_of_line = &value[offset..value[offset..].find('\n').map_or(value.len(), |e| offset + e)];
+            let want: String = rest_of_line.chars().take(8).collect();
+            return raw.get(at..).filter(|rest| rest.starts_with(&want)).map(|_| at);
         }
         line_start += line.len();
     }
@@ -192,7 +197,10 @@ fn check_field(
     for f in &scan.filters {
         if !cx.filters.contains(&f.name.as_str()) {
             unknown_filter = true;
-            let alias = FILTER_ALIASES.iter().find(|(a, _)| *a == f.name).map(|(_, t)| format!("did you mean `{t}`?"));
+            let alias = FILTER_ALIASES
+                .iter()
+                .find(|(a, _)| *a == f.name)
+                .map(|(_, t)| format!("did you mean `{t}`?"));
             let help = alias
                 .or_else(|| did_you_mean(&f.name, cx.filters.iter().copied()))
                 .unwrap_or_else(|| "see docs/templates.md for the filters tale knows".into());
@@ -245,9 +253,14 @@ fn check_field(
             let help = did_you_mean(&tag.name, KNOWN_TAGS.iter().copied())
                 .unwrap_or_else(|| "see docs/templates.md for the tags tale knows".into());
             out.push(
-                Diagnostic::new(Code::TemplateSyntax, file, at(tag.offset, tag.name.len()), format!("unknown tag `{{% {} %}}`", tag.name))
-                    .label("unknown tag")
-                    .help(help),
+                Diagnostic::new(
+                    Code::TemplateSyntax,
+                    file,
+                    at(tag.offset, tag.name.len()),
+                    format!("unknown tag `{{% {} %}}`", tag.name),
+                )
+                .label("unknown tag")
+                .help(help),
             );
         }
     }
@@ -435,10 +448,41 @@ fn check_resource(name: &str, span: Span, cx: &TemplateCx<'_>, file: &Arc<PathBu
 
 /// Tags a template may use: Liquid's and Tines'.
 const KNOWN_TAGS: &[&str] = &[
-    "assign", "break", "capture", "case", "comment", "continue", "cycle", "decrement", "echo", "else", "elsif",
-    "endcapture", "endcase", "endcomment", "endfor", "endif", "endraw", "endtablerow", "endunless", "for", "if",
-    "ifchanged", "endifchanged", "include", "increment", "raw", "render", "tablerow", "unless", "when",
-    "credential", "global_resource", "story", "line_break", "story_run_guid",
+    "assign",
+    "break",
+    "capture",
+    "case",
+    "comment",
+    "continue",
+    "cycle",
+    "decrement",
+    "echo",
+    "else",
+    "elsif",
+    "endcapture",
+    "endcase",
+    "endcomment",
+    "endfor",
+    "endif",
+    "endraw",
+    "endtablerow",
+    "endunless",
+    "for",
+    "if",
+    "ifchanged",
+    "endifchanged",
+    "include",
+    "increment",
+    "raw",
+    "render",
+    "tablerow",
+    "unless",
+    "when",
+    "credential",
+    "global_resource",
+    "story",
+    "line_break",
+    "story_run_guid",
 ];
 
 /// Names people bring from other template languages.
@@ -458,4 +502,42 @@ const FILTER_ALIASES: &[(&str, &str)] = &[
 /// Filters a template may use.
 pub(crate) fn filter_names() -> Vec<&'static str> {
     filters::all_filter_names()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::{self, Limits};
+
+    /// The text a template offset maps to, for a key of a one-level document.
+    fn mapped(text: &str, key: &str, needle: &str) -> String {
+        let root = yaml::parse(text, &Limits::default()).expect("valid YAML");
+        let node = root.get(key).expect("key");
+        let value = node.as_str().expect("string");
+        let offset = value.find(needle).expect("needle in value");
+        let map = SourceMap::new(text);
+        let span = map.inner(node.span, value, offset, needle.len());
+        text[span.start..span.end].to_owned()
+    }
+
+    #[test]
+    fn offsets_map_into_every_scalar_style() {
+        assert_eq!(mapped("a: x {{ y | f }}\n", "a", "f"), "f");
+        assert_eq!(mapped("a: \"x {{ y | f }}\"\n", "a", "f"), "f");
+        assert_eq!(mapped("a: \"\\\"q\\\" {{ y | f }}\"\n", "a", "f"), "f");
+        assert_eq!(mapped("a: \"\\u00e9 {{ y | f }}\"\n", "a", "f"), "f");
+        assert_eq!(mapped("a: 'it''s {{ y | f }}'\n", "a", "f"), "f");
+        assert_eq!(mapped("a: |\n  one {{ x }}\n  two {{ y | f }}\nb: 1\n", "a", "f"), "f");
+        assert_eq!(mapped("a: |\n  é {{ x }}\n  ü {{ y | ff }}\n", "a", "ff"), "ff");
+    }
+
+    #[test]
+    fn folded_scalars_fall_back_to_the_whole_value() {
+        let text = "a: >\n  one {{ x }}\n  two {{ y | f }}\n";
+        let root = yaml::parse(text, &Limits::default()).expect("valid YAML");
+        let node = root.get("a").expect("key");
+        let value = node.as_str().expect("string");
+        let span = SourceMap::new(text).inner(node.span, value, value.find('f').expect("f"), 1);
+        assert!(span.start <= node.span.start + 4, "{span:?}");
+    }
 }

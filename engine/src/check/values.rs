@@ -10,7 +10,9 @@ pub fn is_slug(s: &str) -> bool {
 }
 
 /// Words a template cannot use as a variable name.
-const LIQUID_WORDS: &[&str] = &["empty", "blank", "nil", "null", "true", "false", "and", "or", "contains", "in"];
+const LIQUID_WORDS: &[&str] = &[
+    "empty", "blank", "nil", "null", "true", "false", "and", "or", "contains", "in",
+];
 
 /// Why `s` cannot be an action slug, if it cannot: `[a-z0-9_]+`, starting
 /// with a letter or `_` (templates read slugs as variables), and not a Liquid word.
@@ -103,7 +105,13 @@ pub fn pest_message(full: &str) -> Option<String> {
         return Some(e.to_owned());
     }
     let first = full.lines().next()?.trim();
-    let first = first.split("-->").next().unwrap_or("").trim().trim_end_matches(':').trim();
+    let first = first
+        .split("-->")
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_end_matches(':')
+        .trim();
     (!first.is_empty()).then(|| first.to_owned())
 }
 
@@ -111,7 +119,13 @@ pub fn pest_message(full: &str) -> Option<String> {
 pub fn regex_error(text: &str) -> Option<String> {
     let e = regex::Regex::new(text).err()?;
     let detail = e.to_string();
-    let last = detail.lines().map(str::trim).filter(|l| !l.is_empty()).last().unwrap_or("").to_owned();
+    let last = detail
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .last()
+        .unwrap_or("")
+        .to_owned();
     Some(last.trim_start_matches("error:").trim().to_owned())
 }
 

@@ -86,7 +86,9 @@ fn convert_error(text: &str, e: &liquid::Error) -> TemplateError {
     }
     let message = crate::check::values::pest_message(full.trim_start_matches("liquid:"))
         .map(|m| match m.as_str() {
-            "expected Literal" | "expected Value" => "an expression is incomplete: is a `}}` or a value missing?".to_owned(),
+            "expected Literal" | "expected Value" => {
+                "an expression is incomplete: is a `}}` or a value missing?".to_owned()
+            }
             "Invalid number of arguments" => "a filter is given the wrong number of arguments".to_owned(),
             _ => m,
         })
