@@ -74,7 +74,7 @@ fn quoted_offset(raw: &str, offset: usize, double: bool) -> Option<usize> {
         match c {
             '\n' => return None, // folded lines: give up, the whole value is shown
             '\\' if double => {
-                let Some((_, e)) = chars.next() else { return None };
+                let (_, e) = chars.next()?;
                 let (digits, produced) = match e {
                     'x' => (2, None),
                     'u' => (4, None),

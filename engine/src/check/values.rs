@@ -122,8 +122,7 @@ pub fn regex_error(text: &str) -> Option<String> {
     let last = detail
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .last()
+        .rfind(|l| !l.is_empty())
         .unwrap_or("")
         .to_owned();
     Some(last.trim_start_matches("error:").trim().to_owned())
