@@ -7,6 +7,7 @@ pub mod diagnostic;
 pub mod files;
 pub mod model;
 pub mod report;
+pub mod runtime;
 pub mod schema;
 pub mod span;
 pub mod story;

@@ -319,3 +319,48 @@ impl Filter for TinesFilterCall {
         (self.spec.eval)(input, &args)
     }
 }
+
+/// `tale_typed_value`: renders its input as JSON, so that the runtime can keep
+/// the type of a whole-field `| as_object` template. Not for stories (the
+/// checker does not list it).
+#[derive(Clone, Copy)]
+pub(crate) struct TypedValue;
+
+impl FilterReflection for TypedValue {
+    fn name(&self) -> &str {
+        "tale_typed_value"
+    }
+    fn description(&self) -> &str {
+        "internal"
+    }
+    fn positional_parameters(&self) -> &'static [ParameterReflection] {
+        &[]
+    }
+    fn keyword_parameters(&self) -> &'static [ParameterReflection] {
+        &[]
+    }
+}
+
+impl ParseFilter for TypedValue {
+    fn parse(&self, _arguments: FilterArguments) -> Result<Box<dyn Filter>> {
+        Ok(Box::new(TypedValueCall))
+    }
+    fn reflection(&self) -> &dyn FilterReflection {
+        self
+    }
+}
+
+#[derive(Debug)]
+struct TypedValueCall;
+
+impl fmt::Display for TypedValueCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("tale_typed_value")
+    }
+}
+
+impl Filter for TypedValueCall {
+    fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> Result<Value> {
+        Ok(Value::scalar(crate::runtime::value::to_json(input).to_string()))
+    }
+}

@@ -42,6 +42,8 @@ impl TemplateParser {
         for tag in tags::ALL_TAGS {
             builder = builder.tag(*tag);
         }
+        // Internal: captures the value of a whole-field `| as_object` template.
+        builder = builder.filter(filters::TypedValue);
         let parser = builder
             .build()
             .unwrap_or_else(|e| panic!("the built-in template parser is invalid: {e}"));

@@ -1,0 +1,93 @@
+//! Runs and events (SPEC §3). An event holds its action's output once; its
+//! parents are shared, so a template finds an upstream output by walking the
+//! ancestry (nearest first) instead of copying merged objects forward.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value as J;
+use uuid::Uuid;
+
+pub type EventId = Uuid;
+pub type RunId = Uuid;
+
+#[derive(Debug)]
+pub struct Event {
+    pub id: EventId,
+    pub run_id: RunId,
+    pub story: Arc<str>,
+    /// The slug of the action that emitted it.
+    pub action: Arc<str>,
+    pub parents: Vec<Arc<Event>>,
+    pub output: J,
+    /// Milliseconds since the Unix epoch (virtual in a dry run).
+    pub created_at: i64,
+}
+
+impl Event {
+    pub fn new(
+        run_id: RunId,
+        story: Arc<str>,
+        action: Arc<str>,
+        parents: Vec<Arc<Event>>,
+        output: J,
+        now: i64,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            run_id,
+            story,
+            action,
+            parents,
+            output,
+            created_at: now,
+        }
+    }
+
+    pub fn parent_ids(&self) -> Vec<EventId> {
+        self.parents.iter().map(|p| p.id).collect()
+    }
+
+    /// The output of the nearest event of `slug` in this event's ancestry,
+    /// itself included (breadth first: the nearest wins).
+    pub fn nearest(self: &Arc<Self>, slug: &str) -> Option<&J> {
+        if &*self.action == slug {
+            return Some(&self.output);
+        }
+        let mut frontier: Vec<&Arc<Event>> = self.parents.iter().collect();
+        let mut seen: Vec<EventId> = Vec::new();
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            for e in frontier {
+                if &*e.action == slug {
+                    return Some(&e.output);
+                }
+                if !seen.contains(&e.id) {
+                    seen.push(e.id);
+                    next.extend(e.parents.iter());
+                }
+            }
+            frontier = next;
+        }
+        None
+    }
+
+    /// As JSON, the way traces and `tale run` show it.
+    pub fn to_json(&self) -> J {
+        serde_json::json!({
+            "id": self.id.to_string(),
+            "run_id": self.run_id.to_string(),
+            "story": &*self.story,
+            "action": &*self.action,
+            "parent_ids": self.parents.iter().map(|p| p.id.to_string()).collect::<Vec<_>>(),
+            "output": self.output,
+            "created_at": self.created_at,
+        })
+    }
+}
+
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,375 @@
+//! Compiled templates and their rendering. Every template is parsed once,
+//! when the story is built; rendering never parses.
+//!
+//! A field whose whole value is one output ending in `| as_object` keeps the
+//! JSON type of the value: a plain path (`{{ a.b[0] | as_object }}`) is read
+//! straight from the stored JSON; any other expression is evaluated by
+//! Liquid and captured as a value.
+
+use std::fmt;
+
+use serde_json::Value as J;
+
+use super::scope::Scope;
+use crate::span::Span;
+use crate::template::{self, TemplateParser};
+use crate::yaml::{Node, NodeKind};
+
+/// One compiled template string.
+pub enum Template {
+    /// No markup: the text itself.
+    Text(String),
+    /// Renders text.
+    Liquid(liquid::Template),
+    /// `{{ path | as_object }}`: the value at a path, with its type.
+    Path(Vec<Segment>),
+    /// `{{ expr | … | as_object }}`: Liquid evaluates, the value keeps its type.
+    Typed(liquid::Template),
+}
+
+impl fmt::Debug for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Template::Text(t) => write!(f, "Text({t:?})"),
+            Template::Liquid(_) => f.write_str("Liquid"),
+            Template::Path(p) => write!(f, "Path({p:?})"),
+            Template::Typed(_) => f.write_str("Typed"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    Key(String),
+    Index(i64),
+}
+
+/// A template with where it came from, for render errors.
+#[derive(Debug)]
+pub struct Field {
+    pub name: String,
+    pub span: Span,
+    pub template: Template,
+}
+
+/// A YAML structure whose strings are templates (payloads, headers…).
+#[derive(Debug)]
+pub enum Tree {
+    Value(J),
+    Field(Field),
+    Array(Vec<Tree>),
+    Object(Vec<(String, Tree)>),
+}
+
+/// A template failed to render: which field, where, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("cannot render `{field}` (line {}, column {}): {message}", span.line, span.col)]
+pub struct RenderError {
+    pub field: String,
+    pub span: Span,
+    pub message: String,
+}
+
+/// A template that does not parse (the checker reports these first).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid template in `{field}`: {message}")]
+pub struct CompileError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Compiles templates with the story parser.
+pub struct Compiler<'p> {
+    parser: &'p TemplateParser,
+}
+
+impl<'p> Compiler<'p> {
+    pub fn new(parser: &'p TemplateParser) -> Self {
+        Self { parser }
+    }
+
+    pub fn field(&self, name: &str, text: &str, span: Span) -> Result<Field, CompileError> {
+        Ok(Field {
+            name: name.to_owned(),
+            span,
+            template: self.template(name, text)?,
+        })
+    }
+
+    fn template(&self, name: &str, text: &str) -> Result<Template, CompileError> {
+        if !template::has_markup(text) {
+            return Ok(Template::Text(text.to_owned()));
+        }
+        let scan = template::scan(text);
+        let normalized = scan.normalized(text);
+        let error = |message: String| CompileError {
+            field: name.to_owned(),
+            message,
+        };
+        if let Some(expr) = as_object_expression(&normalized) {
+            if let Some(path) = parse_path(expr) {
+                return Ok(Template::Path(path));
+            }
+            let capture = format!("{{{{ {expr} | tale_typed_value }}}}");
+            return self
+                .parser
+                .parse(&capture)
+                .map(Template::Typed)
+                .map_err(|e| error(e.message));
+        }
+        self.parser
+            .parse(&normalized)
+            .map(Template::Liquid)
+            .map_err(|e| error(e.message))
+    }
+
+    /// A YAML structure: strings compile, other scalars stay as they are.
+    pub fn tree(&self, name: &str, node: &Node) -> Result<Tree, CompileError> {
+        Ok(match &node.kind {
+            NodeKind::Str(s) => Tree::Field(self.field(name, s, node.span)?),
+            NodeKind::Seq(items) => Tree::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| self.tree(&format!("{name}[{i}]"), n))
+                    .collect::<Result<_, _>>()?,
+            ),
+            NodeKind::Map(entries) => Tree::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = k.key_text().unwrap_or_default();
+                        let child = self.tree(&format!("{name}.{key}"), v)?;
+                        Ok((key, child))
+                    })
+                    .collect::<Result<_, CompileError>>()?,
+            ),
+            _ => Tree::Value(node.to_json()),
+        })
+    }
+}
+
+/// The expression of a whole-field `{{ expr | as_object }}`, if that is what
+/// the template is.
+fn as_object_expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.trim_start_matches('-').trim_end_matches('-');
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
+        return None;
+    }
+    let (expr, last) = inner.rsplit_once('|')?;
+    (last.trim() == "as_object").then(|| expr.trim())
+}
+
+/// `a.b[0]['c d']` as segments; `None` for anything else (filters, literals).
+fn parse_path(expr: &str) -> Option<Vec<Segment>> {
+    let mut segments = Vec::new();
+    let mut rest = expr.trim();
+    let ident_end = |s: &str| {
+        s.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(s.len())
+    };
+    let end = ident_end(rest);
+    if end == 0 || rest.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    segments.push(Segment::Key(rest[..end].to_owned()));
+    rest = &rest[end..];
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = ident_end(r);
+            if end == 0 {
+                return None;
+            }
+            segments.push(Segment::Key(r[..end].to_owned()));
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let close = r.find(']')?;
+            let inside = r[..close].trim();
+            let quoted = inside
+                .strip_prefix('\'')
+                .and_then(|s| s.strip_suffix('\''))
+                .or_else(|| inside.strip_prefix('"').and_then(|s| s.strip_suffix('"')));
+            segments.push(match quoted {
+                Some(key) => Segment::Key(key.to_owned()),
+                None => Segment::Index(inside.parse().ok()?),
+            });
+            rest = &r[close + 1..];
+        } else {
+            return None;
+        }
+    }
+    Some(segments)
+}
+
+impl Field {
+    /// Renders to JSON: a string, or the typed value of an `as_object` field.
+    pub fn render(&self, scope: &Scope<'_>) -> Result<J, RenderError> {
+        match &self.template {
+            Template::Text(t) => Ok(J::String(t.clone())),
+            Template::Liquid(t) => t.render(scope).map(J::String).map_err(|e| self.error(&e)),
+            Template::Path(path) => Ok(resolve(scope, path).cloned().unwrap_or(J::Null)),
+            Template::Typed(t) => {
+                let text = t.render(scope).map_err(|e| self.error(&e))?;
+                Ok(serde_json::from_str(&text).unwrap_or(J::String(text)))
+            }
+        }
+    }
+
+    /// Renders to text (an `as_object` value as compact JSON).
+    pub fn render_text(&self, scope: &Scope<'_>) -> Result<String, RenderError> {
+        Ok(match self.render(scope)? {
+            J::String(s) => s,
+            other => {
+                let mut s = String::new();
+                super::value::render_json(&other, &mut s);
+                s
+            }
+        })
+    }
+
+    fn error(&self, e: &liquid::Error) -> RenderError {
+        let message = e.to_string();
+        let message = message
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("liquid:")
+            .trim()
+            .to_owned();
+        RenderError {
+            field: self.name.clone(),
+            span: self.span,
+            message,
+        }
+    }
+}
+
+fn resolve<'a>(scope: &Scope<'a>, path: &[Segment]) -> Option<&'a J> {
+    let (first, rest) = path.split_first()?;
+    let Segment::Key(name) = first else { return None };
+    let mut value = scope.lookup(name)?;
+    for segment in rest {
+        value = match (segment, value) {
+            (Segment::Key(k), J::Object(o)) => o.get(k)?,
+            (Segment::Index(i), J::Array(a)) => {
+                let i = if *i < 0 { a.len() as i64 + i } else { *i };
+                a.get(usize::try_from(i).ok()?)?
+            }
+            (Segment::Key(k), J::Array(a)) if k == "size" => return None,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+impl Tree {
+    pub fn render(&self, scope: &Scope<'_>) -> Result<J, RenderError> {
+        Ok(match self {
+            Tree::Value(v) => v.clone(),
+            Tree::Field(f) => f.render(scope)?,
+            Tree::Array(items) => J::Array(items.iter().map(|t| t.render(scope)).collect::<Result<_, _>>()?),
+            Tree::Object(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), t.render(scope)?)))
+                    .collect::<Result<_, RenderError>>()?,
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::runtime::event::Event;
+    use crate::runtime::scope::Globals;
+
+    fn event(slug: &str, parents: Vec<Arc<Event>>, output: J) -> Arc<Event> {
+        let run = uuid::Uuid::nil();
+        Arc::new(Event::new(run, "s".into(), slug.into(), parents, output, 0))
+    }
+
+    fn render(text: &str, input: &Arc<Event>) -> J {
+        let parser = TemplateParser::new();
+        let field = Compiler::new(&parser)
+            .field("f", text, Span::default())
+            .expect("compiles");
+        let globals = Globals {
+            credentials: json!({"graph": "tok3n"}),
+            resources: json!({"base": "https://graph.microsoft.com"}),
+            story: json!({"id": "triage", "name": "Triage"}),
+        };
+        field.render(&Scope::new(&globals, Some(input))).expect("renders")
+    }
+
+    #[test]
+    fn reads_upstream_outputs_nearest_first() {
+        let hook = event(
+            "receive",
+            vec![],
+            json!({"body": {"id": "a1", "items": [1, 2, 3], "n": 2.5}}),
+        );
+        let first = event("step", vec![hook.clone()], json!({"v": "far"}));
+        let second = event("step", vec![first], json!({"v": "near"}));
+        let here = event("other", vec![second], json!({}));
+        assert_eq!(render("id={{ receive.body.id }}", &here), json!("id=a1"));
+        assert_eq!(render("{{ .receive.body.id }}", &here), json!("a1"));
+        assert_eq!(render("{{ step.v }}", &here), json!("near"));
+        assert_eq!(render("[{{ receive.body.missing.deeper }}]", &here), json!("[]"));
+        assert_eq!(render("[{{ nobody.at.all }}]", &here), json!("[]"));
+        // Liquid renders an array as its elements one after another.
+        assert_eq!(render("{{ receive.body.items }}", &here), json!("123"));
+        assert_eq!(render("{{ receive.body.items | size }}", &here), json!("3"));
+    }
+
+    #[test]
+    fn as_object_keeps_the_type() {
+        let hook = event(
+            "receive",
+            vec![],
+            json!({"body": {"items": [1, {"a": true}], "n": 2.5, "s": "x"}}),
+        );
+        assert_eq!(
+            render("{{ receive.body.items | as_object }}", &hook),
+            json!([1, {"a": true}])
+        );
+        assert_eq!(
+            render("{{ receive.body['items'][1] | as_object }}", &hook),
+            json!({"a": true})
+        );
+        assert_eq!(render(" {{ receive.body.n | as_object }} ", &hook), json!(2.5));
+        assert_eq!(render("{{ receive.body.items | size | as_object }}", &hook), json!(2));
+        assert_eq!(render("{{ receive.body.s | as_object }}", &hook), json!("x"));
+        assert_eq!(render("{{ receive.body.none | as_object }}", &hook), J::Null);
+        assert_eq!(render("n: {{ receive.body.n | as_object }}", &hook), json!("n: 2.5"));
+    }
+
+    #[test]
+    fn namespaces_and_tags() {
+        let hook = event("receive", vec![], json!({}));
+        assert_eq!(render("Bearer {{ CREDENTIAL.graph }}", &hook), json!("Bearer tok3n"));
+        assert_eq!(render("Bearer {% credential graph %}", &hook), json!("Bearer tok3n"));
+        assert_eq!(
+            render("{% global_resource base %}/v1.0", &hook),
+            json!("https://graph.microsoft.com/v1.0")
+        );
+        assert_eq!(render("{{ STORY.name }}", &hook), json!("Triage"));
+        assert_eq!(render("a{% line_break %}b", &hook), json!("a\nb"));
+    }
+
+    #[test]
+    fn liquid_control_flow_over_outputs() {
+        let hook = event("receive", vec![], json!({"body": {"value": [{"id": 1}, {"id": 2}]}}));
+        let t = "{% for a in receive.body.value %}{{ a.id }}{% unless forloop.last %},{% endunless %}{% endfor %}";
+        assert_eq!(render(t, &hook), json!("1,2"));
+        assert_eq!(
+            render("{% if receive.body.value.size > 1 %}many{% endif %}", &hook),
+            json!("many")
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! What a template sees: upstream outputs by slug (through the event's
+//! ancestry), the namespaces, and the names a field adds (`request`,
+//! `response`, `LOOP`). Everything is read in place.
+
+use std::fmt;
+use std::sync::Arc;
+
+use liquid_core::model::{DisplayCow, KStringCow, ObjectView, State, Value, ValueView};
+use serde_json::Value as J;
+
+use super::event::Event;
+use super::value::{Json, NIL};
+
+/// Values shared by every render of a story: `CREDENTIAL`, `RESOURCE`, `STORY`.
+#[derive(Debug, Default, Clone)]
+pub struct Globals {
+    pub credentials: J,
+    pub resources: J,
+    pub story: J,
+}
+
+/// The variables of one render.
+pub struct Scope<'a> {
+    pub globals: &'a Globals,
+    /// The event the action received (None for a scheduled start).
+    pub input: Option<&'a Arc<Event>>,
+    pub local: Option<&'a J>,
+    pub meta: Option<&'a J>,
+    /// Field-specific names: `request`, `response`, `LOOP`.
+    pub extra: &'a [(&'a str, &'a J)],
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(globals: &'a Globals, input: Option<&'a Arc<Event>>) -> Self {
+        Self {
+            globals,
+            input,
+            local: None,
+            meta: None,
+            extra: &[],
+        }
+    }
+
+    /// The JSON a name reads, if any.
+    pub fn lookup(&self, name: &str) -> Option<&'a J> {
+        if let Some((_, v)) = self.extra.iter().find(|(n, _)| *n == name) {
+            return Some(v);
+        }
+        match name {
+            "CREDENTIAL" => Some(&self.globals.credentials),
+            "RESOURCE" => Some(&self.globals.resources),
+            "STORY" => Some(&self.globals.story),
+            "LOCAL" => self.local,
+            "META" => self.meta,
+            _ => self.input.and_then(|e| e.nearest(name)),
+        }
+    }
+}
+
+impl fmt::Debug for Scope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Scope")
+    }
+}
+
+impl ValueView for Scope<'_> {
+    fn as_debug(&self) -> &dyn fmt::Debug {
+        self
+    }
+    fn render(&self) -> DisplayCow<'_> {
+        DisplayCow::Borrowed(&"")
+    }
+    fn source(&self) -> DisplayCow<'_> {
+        DisplayCow::Borrowed(&"")
+    }
+    fn type_name(&self) -> &'static str {
+        "object"
+    }
+    fn query_state(&self, state: State) -> bool {
+        matches!(state, State::Truthy)
+    }
+    fn to_kstr(&self) -> KStringCow<'_> {
+        KStringCow::from_static("")
+    }
+    fn to_value(&self) -> Value {
+        Value::Nil
+    }
+    fn as_object(&self) -> Option<&dyn ObjectView> {
+        Some(self)
+    }
+}
+
+impl ObjectView for Scope<'_> {
+    fn as_value(&self) -> &dyn ValueView {
+        self
+    }
+    fn size(&self) -> i64 {
+        0
+    }
+    fn keys<'k>(&'k self) -> Box<dyn Iterator<Item = KStringCow<'k>> + 'k> {
+        Box::new(std::iter::empty())
+    }
+    fn values<'k>(&'k self) -> Box<dyn Iterator<Item = &'k dyn ValueView> + 'k> {
+        Box::new(std::iter::empty())
+    }
+    fn iter<'k>(&'k self) -> Box<dyn Iterator<Item = (KStringCow<'k>, &'k dyn ValueView)> + 'k> {
+        Box::new(std::iter::empty())
+    }
+    fn contains_key(&self, _index: &str) -> bool {
+        // A name nothing defines reads as nil, as in Tines.
+        true
+    }
+    fn get<'s>(&'s self, index: &str) -> Option<&'s dyn ValueView> {
+        Some(
+            self.lookup(index)
+                .map_or(&NIL as &dyn ValueView, |v| Json::view(v) as &dyn ValueView),
+        )
+    }
+}

@@ -1,0 +1,246 @@
+//! A zero-copy view of stored JSON as Liquid values: templates read action
+//! outputs in place, without converting whole outputs for every render.
+//! A missing key reads as nil (Tines renders a missing path as empty).
+
+use std::fmt;
+
+use liquid_core::model::{ArrayView, DisplayCow, KStringCow, ObjectView, ScalarCow, State, Value, ValueView};
+use ref_cast::RefCast;
+use serde_json::Value as J;
+
+/// A JSON value seen as a Liquid value.
+#[derive(Debug, RefCast)]
+#[repr(transparent)]
+pub struct Json(pub J);
+
+/// What a missing key or index reads as.
+pub static NIL: Json = Json(J::Null);
+
+impl Json {
+    pub fn view(value: &J) -> &Json {
+        Json::ref_cast(value)
+    }
+
+    fn scalar(&self) -> Option<ScalarCow<'_>> {
+        match &self.0 {
+            J::String(s) => Some(ScalarCow::new(s.as_str())),
+            J::Bool(b) => Some(ScalarCow::new(*b)),
+            J::Number(n) => Some(match n.as_i64() {
+                Some(i) => ScalarCow::new(i),
+                None => ScalarCow::new(n.as_f64().unwrap_or(f64::NAN)),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// How a value renders into text: strings as they are, null as nothing,
+/// arrays and objects as compact JSON (what an API payload wants).
+pub fn render_json(value: &J, out: &mut String) {
+    match value {
+        J::Null => {}
+        J::String(s) => out.push_str(s),
+        J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        J::Number(n) => out.push_str(&n.to_string()),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+struct Rendered<'a>(&'a J);
+
+impl fmt::Display for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        render_json(self.0, &mut s);
+        f.write_str(&s)
+    }
+}
+
+impl ValueView for Json {
+    fn as_debug(&self) -> &dyn fmt::Debug {
+        self
+    }
+
+    fn render(&self) -> DisplayCow<'_> {
+        match &self.0 {
+            J::String(s) => DisplayCow::Borrowed(s),
+            other => DisplayCow::Owned(Box::new(Rendered(other))),
+        }
+    }
+
+    fn source(&self) -> DisplayCow<'_> {
+        DisplayCow::Owned(Box::new(self.0.to_string()))
+    }
+
+    fn type_name(&self) -> &'static str {
+        match &self.0 {
+            J::Null => "nil",
+            J::Bool(_) => "boolean",
+            J::Number(n) if n.is_i64() => "whole number",
+            J::Number(_) => "fractional number",
+            J::String(_) => "string",
+            J::Array(_) => "array",
+            J::Object(_) => "object",
+        }
+    }
+
+    fn query_state(&self, state: State) -> bool {
+        match &self.0 {
+            J::Null => !matches!(state, State::Truthy),
+            J::Array(a) => match state {
+                State::Truthy => true,
+                _ => a.is_empty(),
+            },
+            J::Object(o) => match state {
+                State::Truthy => true,
+                _ => o.is_empty(),
+            },
+            _ => self.scalar().is_some_and(|s| s.query_state(state)),
+        }
+    }
+
+    fn to_kstr(&self) -> KStringCow<'_> {
+        match &self.0 {
+            J::String(s) => KStringCow::from_ref(s),
+            other => {
+                let mut s = String::new();
+                render_json(other, &mut s);
+                KStringCow::from_string(s)
+            }
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        to_liquid(&self.0)
+    }
+
+    fn as_scalar(&self) -> Option<ScalarCow<'_>> {
+        self.scalar()
+    }
+
+    fn as_array(&self) -> Option<&dyn ArrayView> {
+        matches!(self.0, J::Array(_)).then_some(self as &dyn ArrayView)
+    }
+
+    fn as_object(&self) -> Option<&dyn ObjectView> {
+        // Null is an object whose every key is nil: `a.missing.deeper` reads
+        // nil instead of failing, as in Tines.
+        matches!(self.0, J::Object(_) | J::Null).then_some(self as &dyn ObjectView)
+    }
+
+    fn is_nil(&self) -> bool {
+        self.0.is_null()
+    }
+}
+
+impl ArrayView for Json {
+    fn as_value(&self) -> &dyn ValueView {
+        self
+    }
+
+    fn size(&self) -> i64 {
+        self.0.as_array().map_or(0, |a| a.len() as i64)
+    }
+
+    fn values<'k>(&'k self) -> Box<dyn Iterator<Item = &'k dyn ValueView> + 'k> {
+        match &self.0 {
+            J::Array(a) => Box::new(a.iter().map(|v| Json::view(v) as &dyn ValueView)),
+            _ => Box::new(std::iter::empty()),
+        }
+    }
+
+    fn contains_key(&self, index: i64) -> bool {
+        ArrayView::get(self, index).is_some()
+    }
+
+    fn get(&self, index: i64) -> Option<&dyn ValueView> {
+        let a = self.0.as_array()?;
+        let i = if index < 0 { a.len() as i64 + index } else { index };
+        let item = usize::try_from(i).ok().and_then(|i| a.get(i));
+        Some(item.map_or(&NIL as &dyn ValueView, |v| Json::view(v) as &dyn ValueView))
+    }
+}
+
+impl ObjectView for Json {
+    fn as_value(&self) -> &dyn ValueView {
+        self
+    }
+
+    fn size(&self) -> i64 {
+        self.0.as_object().map_or(0, |o| o.len() as i64)
+    }
+
+    fn keys<'k>(&'k self) -> Box<dyn Iterator<Item = KStringCow<'k>> + 'k> {
+        match &self.0 {
+            J::Object(o) => Box::new(o.keys().map(|k| KStringCow::from_ref(k))),
+            _ => Box::new(std::iter::empty()),
+        }
+    }
+
+    fn values<'k>(&'k self) -> Box<dyn Iterator<Item = &'k dyn ValueView> + 'k> {
+        match &self.0 {
+            J::Object(o) => Box::new(o.values().map(|v| Json::view(v) as &dyn ValueView)),
+            _ => Box::new(std::iter::empty()),
+        }
+    }
+
+    fn iter<'k>(&'k self) -> Box<dyn Iterator<Item = (KStringCow<'k>, &'k dyn ValueView)> + 'k> {
+        match &self.0 {
+            J::Object(o) => Box::new(
+                o.iter()
+                    .map(|(k, v)| (KStringCow::from_ref(k), Json::view(v) as &dyn ValueView)),
+            ),
+            _ => Box::new(std::iter::empty()),
+        }
+    }
+
+    fn contains_key(&self, _index: &str) -> bool {
+        // Every key "exists": a missing one reads as nil.
+        true
+    }
+
+    fn get<'s>(&'s self, index: &str) -> Option<&'s dyn ValueView> {
+        let found = self.0.as_object().and_then(|o| o.get(index));
+        Some(found.map_or(&NIL as &dyn ValueView, |v| Json::view(v) as &dyn ValueView))
+    }
+}
+
+/// A JSON value as an owned Liquid value.
+pub fn to_liquid(value: &J) -> Value {
+    match value {
+        J::Null => Value::Nil,
+        J::Bool(b) => Value::scalar(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => Value::scalar(i),
+            None => Value::scalar(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Value::scalar(s.clone()),
+        J::Array(a) => Value::Array(a.iter().map(to_liquid).collect()),
+        J::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone().into(), to_liquid(v))).collect()),
+    }
+}
+
+/// A Liquid value as JSON (dates and other scalars become their text).
+pub fn to_json(value: &dyn ValueView) -> J {
+    if value.is_nil() {
+        return J::Null;
+    }
+    if let Some(a) = value.as_array() {
+        return J::Array(a.values().map(to_json).collect());
+    }
+    if let Some(o) = value.as_object() {
+        return J::Object(o.iter().map(|(k, v)| (k.as_str().to_owned(), to_json(v))).collect());
+    }
+    if let Some(s) = value.as_scalar() {
+        return match s.type_name() {
+            "boolean" => J::Bool(s.to_bool().unwrap_or(false)),
+            "whole number" => s.to_integer().map_or(J::Null, J::from),
+            "fractional number" => s
+                .to_float()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(J::Null, J::Number),
+            _ => J::String(s.into_string().as_str().to_owned()),
+        };
+    }
+    J::String(value.to_kstr().as_str().to_owned())
+}
