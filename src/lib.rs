@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 pub use commands::check::CheckArgs;
 pub use commands::graph::GraphArgs;
+pub use commands::run::{DryRunArgs, RunArgs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -40,6 +41,10 @@ enum Command {
     Schema,
     /// Draw a story's graph as Mermaid or Graphviz DOT.
     Graph(GraphArgs),
+    /// Run a story for real: deliver an event to its entry webhook and print its events.
+    Run(RunArgs),
+    /// Run a story with every request mocked and a virtual clock, and trace it.
+    DryRun(DryRunArgs),
 }
 
 /// Runs the command line `args` (the first is the program name).
@@ -71,6 +76,8 @@ where
         Command::Check(args) => commands::check::run(&args, out, err),
         Command::Schema => commands::schema::run(out),
         Command::Graph(args) => commands::graph::run(&args, out, err),
+        Command::Run(args) => commands::run::run(&args, out, err),
+        Command::DryRun(args) => commands::run::dry_run(&args, out, err),
     };
     match result {
         Ok(status) => status,

@@ -57,12 +57,12 @@ pub struct Pagination {
     pub max_pages: Option<Spanned<u32>>,
     /// `merged` (default): one event with the pages' arrays concatenated;
     /// `per_page`: one event per page.
-    pub emit: Option<Emit>,
+    pub emit: Option<PageEmit>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Emit {
+pub enum PageEmit {
     Merged,
     PerPage,
 }
@@ -169,6 +169,10 @@ impl ActionConfig for HttpRequestConfig {
         }
     }
 
+    fn build(&self, compiler: &Compiler<'_>) -> Result<Box<dyn Executable>, CompileError> {
+        self.build_exec(compiler)
+    }
+
     fn request_url(&self) -> Option<(&str, tale_engine::span::Span)> {
         Some((&self.url.value, self.url.span))
     }
@@ -222,5 +226,442 @@ fn check_status(node: &Node, cx: &mut ValueCx<'_>) {
             node.span,
             "expected an HTTP status (100-599, or 0 for network errors) or a range such as \"500-599\"",
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Execution.
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde_json::{Value as J, json};
+use tale_engine::action::{ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Outcome};
+use tale_engine::runtime::http::{HttpError, HttpRequest, HttpResponse};
+use tale_engine::runtime::render::{Field, Tree};
+
+/// Default retries when `retry_on_status` is set.
+const DEFAULT_RETRIES: u32 = 3;
+const DEFAULT_MAX_PAGES: u32 = 100;
+/// First back-off; it doubles with each retry (with jitter), up to a minute.
+const BACKOFF_BASE_MS: i64 = 1000;
+const BACKOFF_MAX_MS: i64 = 60_000;
+
+/// A status list entry: one code, or an inclusive range.
+#[derive(Debug, Clone, Copy)]
+struct StatusRange(u16, u16);
+
+impl StatusRange {
+    fn parse(node: &Node) -> Option<Self> {
+        match &node.kind {
+            NodeKind::Int(n) => u16::try_from(*n).ok().map(|n| StatusRange(n, n)),
+            NodeKind::Str(s) => match s.split_once('-') {
+                Some((a, b)) => Some(StatusRange(a.trim().parse().ok()?, b.trim().parse().ok()?)),
+                None => s.trim().parse().ok().map(|n| StatusRange(n, n)),
+            },
+            _ => None,
+        }
+    }
+}
+
+fn any_contains(list: &[StatusRange], status: u16) -> bool {
+    list.iter().any(|r| (r.0..=r.1).contains(&status))
+}
+
+enum FailOn {
+    Never,
+    AnyError,
+    Statuses(Vec<StatusRange>),
+}
+
+struct HttpExec {
+    url: Field,
+    method: String,
+    content_type: String,
+    payload: Option<Tree>,
+    headers: Vec<(String, Tree)>,
+    basic_auth: Option<Tree>,
+    credential: Option<String>,
+    timeout: Duration,
+    retry_on: Vec<StatusRange>,
+    retries: u32,
+    log_error_on: Vec<StatusRange>,
+    fail_on: FailOn,
+    verify_tls: bool,
+    follow_redirects: bool,
+    pagination: Option<(Field, u32, Emit2)>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Emit2 {
+    Merged,
+    PerPage,
+}
+
+/// A response as an event output: headers lower-cased, JSON bodies parsed.
+fn response_json(r: &HttpResponse) -> J {
+    let text = String::from_utf8_lossy(&r.body);
+    let is_json = r.header("content-type").is_some_and(|c| c.contains("json"));
+    let body = if is_json || text.trim_start().starts_with(['{', '[']) {
+        serde_json::from_str(&text).unwrap_or(J::String(text.into_owned()))
+    } else {
+        J::String(text.into_owned())
+    };
+    let mut headers = serde_json::Map::new();
+    for (k, v) in &r.headers {
+        headers.entry(k.clone()).or_insert_with(|| J::String(v.clone()));
+    }
+    json!({"status": r.status, "headers": headers, "body": body})
+}
+
+/// `Retry-After` in seconds (decimals too) or as an HTTP date, in ms from `now`.
+fn retry_after(r: &HttpResponse, now_ms: i64) -> Option<i64> {
+    let value = r.header("retry-after")?.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return Some((secs.max(0.0) * 1000.0) as i64);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
+    Some((at_ms - now_ms).max(0))
+}
+
+fn form(value: &J) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    if let J::Object(o) = value {
+        for (k, v) in o {
+            let text = match v {
+                J::String(s) => s.clone(),
+                J::Null => String::new(),
+                other => other.to_string(),
+            };
+            out.append_pair(k, &text);
+        }
+    }
+    out.finish()
+}
+
+/// A minimal XML rendering of a structure (`{a: {b: 1}}` → `<a><b>1</b></a>`).
+fn xml(value: &J, out: &mut String) {
+    match value {
+        J::Object(o) => {
+            for (k, v) in o {
+                match v {
+                    J::Array(items) => {
+                        for item in items {
+                            out.push_str(&format!("<{k}>"));
+                            xml(item, out);
+                            out.push_str(&format!("</{k}>"));
+                        }
+                    }
+                    _ => {
+                        out.push_str(&format!("<{k}>"));
+                        xml(v, out);
+                        out.push_str(&format!("</{k}>"));
+                    }
+                }
+            }
+        }
+        J::Array(items) => items.iter().for_each(|i| xml(i, out)),
+        J::String(s) => out.push_str(&s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")),
+        J::Null => {}
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+impl HttpExec {
+    /// The first request, rendered.
+    fn render(&self, cx: &ExecCx<'_>) -> Result<HttpRequest, ActionError> {
+        let mut url = self.url.render_text(&cx.scope)?;
+        let mut headers: Vec<(String, String)> = Vec::new();
+        let payload = self.payload.as_ref().map(|p| p.render(&cx.scope)).transpose()?;
+        let mut body = None;
+        match (&payload, self.method.as_str()) {
+            (Some(p @ J::Object(_)), "get" | "head" | "delete") => {
+                let query = form(p);
+                if !query.is_empty() {
+                    url.push(if url.contains('?') { '&' } else { '?' });
+                    url.push_str(&query);
+                }
+            }
+            (Some(p), _) => {
+                let (ct, bytes) = match self.content_type.as_str() {
+                    "json" => ("application/json".to_owned(), p.to_string().into_bytes()),
+                    "form" => ("application/x-www-form-urlencoded".to_owned(), form(p).into_bytes()),
+                    "xml" => {
+                        let text = match p {
+                            J::String(s) => s.clone(),
+                            other => {
+                                let mut s = String::new();
+                                xml(other, &mut s);
+                                s
+                            }
+                        };
+                        ("application/xml".to_owned(), text.into_bytes())
+                    }
+                    "data" => (
+                        "text/plain".to_owned(),
+                        p.as_str().map_or_else(|| p.to_string(), str::to_owned).into_bytes(),
+                    ),
+                    literal => (
+                        literal.to_owned(),
+                        p.as_str().map_or_else(|| p.to_string(), str::to_owned).into_bytes(),
+                    ),
+                };
+                headers.push(("content-type".into(), ct));
+                body = Some(bytes);
+            }
+            (None, _) => {}
+        }
+        if let Some(name) = &self.credential {
+            let value = cx.scope.globals.credentials.get(name).or_else(|| {
+                let lower = name.to_ascii_lowercase();
+                cx.scope.globals.credentials.get(lower.as_str())
+            });
+            match value.and_then(J::as_str) {
+                Some(token) => headers.push(("authorization".into(), format!("Bearer {token}"))),
+                None => return Err(ActionError::Failed(format!("credential `{name}` is not configured"))),
+            }
+        }
+        if let Some(auth) = &self.basic_auth {
+            let (user, pass) = match auth.render(&cx.scope)? {
+                J::Array(a) if a.len() == 2 => (
+                    a[0].as_str().unwrap_or_default().to_owned(),
+                    a[1].as_str().unwrap_or_default().to_owned(),
+                ),
+                J::String(s) => match s.split_once(':') {
+                    Some((u, p)) => (u.to_owned(), p.to_owned()),
+                    None => (s, String::new()),
+                },
+                _ => {
+                    return Err(ActionError::Failed(
+                        "`basic_auth` is `[user, password]` or `\"user:password\"`".into(),
+                    ));
+                }
+            };
+            use base64::Engine as _;
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            headers.push(("authorization".into(), format!("Basic {token}")));
+        }
+        for (name, tree) in &self.headers {
+            let v = tree.render(&cx.scope)?;
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+            headers.push((name.clone(), v));
+        }
+        Ok(HttpRequest {
+            method: self.method.clone(),
+            url,
+            headers,
+            body,
+            timeout: self.timeout,
+            follow_redirects: self.follow_redirects,
+            verify_tls: self.verify_tls,
+        })
+    }
+
+    /// Sends with retries; the last response or the error.
+    async fn send(
+        &self,
+        cx: &ExecCx<'_>,
+        request: &HttpRequest,
+        trace: &mut Vec<J>,
+    ) -> Result<HttpResponse, HttpError> {
+        let mut attempt = 0;
+        loop {
+            trace.push(json!({
+                "method": request.method.to_ascii_uppercase(),
+                "url": request.url,
+                "headers": J::Object(request.headers.iter().map(|(k, v)| (k.clone(), J::String(v.clone()))).collect()),
+                "body": request.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
+                "attempt": attempt + 1,
+            }));
+            let result = cx.http.send(request.clone()).await;
+            let retryable = match &result {
+                Ok(r) => any_contains(&self.retry_on, r.status),
+                Err(_) => any_contains(&self.retry_on, 0),
+            };
+            if !retryable || attempt >= self.retries {
+                return result;
+            }
+            let now = cx.clock.now_ms();
+            let backoff = (BACKOFF_BASE_MS << attempt.min(10)).min(BACKOFF_MAX_MS);
+            let jitter = fastrand::i64(0..=backoff / 4);
+            let wait = result
+                .as_ref()
+                .ok()
+                .and_then(|r| retry_after(r, now))
+                .unwrap_or(backoff + jitter);
+            cx.clock.sleep_until(now + wait).await;
+            attempt += 1;
+        }
+    }
+
+    fn failed(&self, status: Option<u16>, response: Option<&HttpResponse>, error: String) -> Emit {
+        let mut out = response.map_or_else(
+            || json!({"status": status.unwrap_or(0), "headers": {}, "body": null}),
+            response_json,
+        );
+        out["error"] = J::String(error);
+        Emit::Branch("failure", out)
+    }
+
+    async fn run(&self, cx: &ExecCx<'_>) -> Result<Outcome, ActionError> {
+        let mut trace = Vec::new();
+        let mut request = self.render(cx)?;
+        let mut pages: Vec<J> = Vec::new();
+        let max_pages = self.pagination.as_ref().map_or(1, |p| p.1.max(1));
+        let mut emits = Vec::new();
+        loop {
+            let response = match self.send(cx, &request, &mut trace).await {
+                Ok(r) => r,
+                Err(e) => {
+                    emits.push(self.failed(None, None, e.to_string()));
+                    break;
+                }
+            };
+            let failing = match &self.fail_on {
+                FailOn::Never => false,
+                FailOn::AnyError => !(200..300).contains(&response.status),
+                FailOn::Statuses(list) => any_contains(list, response.status),
+            } || any_contains(&self.retry_on, response.status);
+            if any_contains(&self.log_error_on, response.status) {
+                trace.push(json!({"log_error": format!("{} answered {}", request.url, response.status)}));
+            }
+            if failing {
+                let why = format!(
+                    "{} {} answered {}",
+                    request.method.to_ascii_uppercase(),
+                    request.url,
+                    response.status
+                );
+                emits.push(self.failed(Some(response.status), Some(&response), why));
+                break;
+            }
+            let page = response_json(&response);
+            let next = match &self.pagination {
+                Some((next_url, _, _)) if (pages.len() as u32) + 1 < max_pages => {
+                    let extra = [("response", &page)];
+                    let scope = cx.scope.clone_with_extra(&extra);
+                    next_url.render_text(&scope)?
+                }
+                _ => String::new(),
+            };
+            pages.push(page);
+            if next.trim().is_empty() {
+                break;
+            }
+            request.url = next.trim().to_owned();
+            // Later pages repeat the request without its query payload.
+            if request.method == "get" {
+                request.body = None;
+            }
+        }
+        if !pages.is_empty() && emits.is_empty() {
+            match self.pagination.as_ref().map(|p| p.2) {
+                Some(Emit2::PerPage) => emits.extend(pages.into_iter().map(Emit::Main)),
+                _ if pages.len() == 1 => emits.extend(pages.into_iter().map(Emit::Main)),
+                _ => emits.push(Emit::Main(merge_pages(pages))),
+            }
+        } else if !pages.is_empty() {
+            // A later page failed: the pages read so far are not emitted on the
+            // main output, the failure says which page broke.
+        }
+        Ok(Outcome {
+            emits,
+            state: Vec::new(),
+            trace,
+        })
+    }
+}
+
+/// Pages as one response: arrays concatenated (a list body, or each list
+/// field of an object body such as Graph's `value`); other fields from the
+/// first page; the last page's status and headers.
+fn merge_pages(pages: Vec<J>) -> J {
+    let count = pages.len();
+    let mut iter = pages.into_iter();
+    let Some(mut first) = iter.next() else { return J::Null };
+    let mut last_meta = None;
+    for page in iter {
+        match (&mut first["body"], page["body"].clone()) {
+            (J::Array(acc), J::Array(more)) => acc.extend(more),
+            (J::Object(acc), J::Object(more)) => {
+                for (k, v) in more {
+                    if let (Some(J::Array(a)), J::Array(b)) = (acc.get_mut(&k), v) {
+                        a.extend(b);
+                    }
+                }
+            }
+            _ => {}
+        }
+        last_meta = Some((page["status"].clone(), page["headers"].clone()));
+    }
+    if let Some((status, headers)) = last_meta {
+        first["status"] = status;
+        first["headers"] = headers;
+    }
+    first["pages"] = json!(count);
+    first
+}
+
+impl Executable for HttpExec {
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        Box::pin(self.run(cx))
+    }
+}
+
+impl HttpRequestConfig {
+    fn build_exec(&self, c: &Compiler<'_>) -> Result<Box<dyn Executable>, CompileError> {
+        let statuses =
+            |list: &Option<Vec<Node>>| list.iter().flatten().filter_map(StatusRange::parse).collect::<Vec<_>>();
+        let retry_on = statuses(&self.retry_on_status);
+        let fail_on = match self.fail_on_status.as_ref().map(|n| &n.kind) {
+            Some(NodeKind::Bool(true)) => FailOn::AnyError,
+            Some(NodeKind::Seq(items)) => FailOn::Statuses(items.iter().filter_map(StatusRange::parse).collect()),
+            _ => FailOn::Never,
+        };
+        Ok(Box::new(HttpExec {
+            url: c.field("url", &self.url.value, self.url.span)?,
+            method: self
+                .method
+                .as_ref()
+                .map_or("get".into(), |m| m.value.to_ascii_lowercase()),
+            content_type: self.content_type.as_ref().map_or("json".into(), |c| c.value.clone()),
+            payload: self.payload.as_ref().map(|p| c.tree("payload", p)).transpose()?,
+            headers: self
+                .headers
+                .iter()
+                .flatten()
+                .map(|(k, v)| Ok((k.clone(), c.tree(&format!("headers.{k}"), v)?)))
+                .collect::<Result<_, CompileError>>()?,
+            basic_auth: self.basic_auth.as_ref().map(|b| c.tree("basic_auth", b)).transpose()?,
+            credential: self.credential.as_ref().map(|c| c.value.clone()),
+            timeout: Duration::from_secs_f64(self.timeout_secs.as_ref().map_or(30.0, |t| t.value)),
+            retries: match (&self.retries, retry_on.is_empty()) {
+                (Some(r), _) => r.value,
+                (None, false) => DEFAULT_RETRIES,
+                (None, true) => 0,
+            },
+            retry_on,
+            log_error_on: statuses(&self.log_error_on_status),
+            fail_on,
+            verify_tls: !self.disable_ssl_verification.unwrap_or(false),
+            follow_redirects: !self.disable_redirect_follow.unwrap_or(false),
+            pagination: self
+                .pagination
+                .as_ref()
+                .map(|p| {
+                    Ok((
+                        c.field("pagination.next_url", &p.next_url.value, p.next_url.span)?,
+                        p.max_pages.as_ref().map_or(DEFAULT_MAX_PAGES, |m| m.value),
+                        if p.emit == Some(PageEmit::PerPage) {
+                            Emit2::PerPage
+                        } else {
+                            Emit2::Merged
+                        },
+                    ))
+                })
+                .transpose()?,
+        }))
     }
 }

@@ -31,6 +31,13 @@ impl ActionConfig for SendEmailConfig {
         &["failure"]
     }
 
+    fn build(
+        &self,
+        _compiler: &tale_engine::action::Compiler<'_>,
+    ) -> Result<Box<dyn tale_engine::action::Executable>, tale_engine::action::CompileError> {
+        Ok(Box::new(NotYet))
+    }
+
     fn templates<'a>(&'a self, out: &mut Vec<TemplateField<'a>>) {
         TemplateField::collect_node("recipients", &self.recipients, out);
         out.push(TemplateField::new("subject", &self.subject.value, self.subject.span));
@@ -75,5 +82,21 @@ fn check_addresses(node: &Node, cx: &mut ValueCx<'_>) {
                 ),
             );
         }
+    }
+}
+
+/// Refuses to run, clearly, until the feature lands (the checker already
+/// validates the action).
+struct NotYet;
+
+impl tale_engine::action::Executable for NotYet {
+    fn execute<'a>(
+        &'a self,
+        _cx: &'a tale_engine::action::ExecCx<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<tale_engine::action::Outcome, tale_engine::action::ActionError>>
+    {
+        Box::pin(std::future::ready(Err(tale_engine::action::ActionError::Failed(
+            "send_email needs an SMTP server configured, which this version cannot do yet".into(),
+        ))))
     }
 }

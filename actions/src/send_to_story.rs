@@ -29,6 +29,13 @@ impl ActionConfig for SendToStoryConfig {
         &["failure"]
     }
 
+    fn build(
+        &self,
+        _compiler: &tale_engine::action::Compiler<'_>,
+    ) -> Result<Box<dyn tale_engine::action::Executable>, tale_engine::action::CompileError> {
+        Ok(Box::new(NotYet))
+    }
+
     fn templates<'a>(&'a self, out: &mut Vec<TemplateField<'a>>) {
         out.push(TemplateField::new("story", &self.story.value, self.story.span));
         if let Some(p) = &self.payload {
@@ -42,5 +49,21 @@ impl ActionConfig for SendToStoryConfig {
             story_span: self.story.span,
             payload: self.payload.as_ref(),
         })
+    }
+}
+
+/// Refuses to run, clearly, until the feature lands (the checker already
+/// validates the action).
+struct NotYet;
+
+impl tale_engine::action::Executable for NotYet {
+    fn execute<'a>(
+        &'a self,
+        _cx: &'a tale_engine::action::ExecCx<'a>,
+    ) -> futures_util::future::BoxFuture<'a, Result<tale_engine::action::Outcome, tale_engine::action::ActionError>>
+    {
+        Box::pin(std::future::ready(Err(tale_engine::action::ActionError::Failed(
+            "send_to_story runs sub-stories from the sub-story milestone on; this version checks calls but cannot make them".into(),
+        ))))
     }
 }

@@ -230,6 +230,10 @@ impl ActionConfig for TransformConfig {
         }
     }
 
+    fn build(&self, compiler: &Compiler<'_>) -> Result<Box<dyn Executable>, CompileError> {
+        self.build_exec(compiler)
+    }
+
     fn check(&self, cx: &mut ValueCx<'_>) {
         match self {
             TransformConfig::Explode(e) => {
@@ -292,5 +296,502 @@ impl ActionConfig for TransformConfig {
             }
             TransformConfig::MessageOnly(_) | TransformConfig::Implode(_) => {}
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Execution, one struct per mode.
+
+use futures_util::future::BoxFuture;
+use serde_json::{Value as J, json};
+use tale_engine::action::{ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Outcome};
+use tale_engine::runtime::render::{Field, Tree};
+use tale_engine::runtime::store::StatePut;
+
+fn ready<'a>(r: Result<Outcome, ActionError>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+    Box::pin(std::future::ready(r))
+}
+
+fn failed(message: impl Into<String>) -> ActionError {
+    ActionError::Failed(message.into())
+}
+
+/// A rendered value as a list: arrays as they are, JSON text parsed.
+fn as_list(value: J, what: &str) -> Result<Vec<J>, ActionError> {
+    match value {
+        J::Array(items) => Ok(items),
+        J::String(s) => match serde_json::from_str::<J>(&s) {
+            Ok(J::Array(items)) => Ok(items),
+            _ if s.trim().is_empty() => Ok(Vec::new()),
+            _ => Err(failed(format!(
+                "{what} is text, not a list (add `| as_object` to keep its type)"
+            ))),
+        },
+        J::Null => Ok(Vec::new()),
+        other => Err(failed(format!("{what} is {}, not a list", type_name(&other)))),
+    }
+}
+
+fn type_name(v: &J) -> &'static str {
+    match v {
+        J::Null => "null",
+        J::Bool(_) => "a boolean",
+        J::Number(_) => "a number",
+        J::String(_) => "text",
+        J::Array(_) => "a list",
+        J::Object(_) => "an object",
+    }
+}
+
+fn number(value: &J) -> Option<f64> {
+    match value {
+        J::Number(n) => n.as_f64(),
+        J::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+struct MessageOnlyExec {
+    payload: Option<Tree>,
+    loop_over: Option<Field>,
+}
+
+impl Executable for MessageOnlyExec {
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        ready((|| {
+            let Some(loop_field) = &self.loop_over else {
+                let output = match &self.payload {
+                    Some(p) => p.render(&cx.scope)?,
+                    None => json!({}),
+                };
+                return Ok(Outcome::main(output));
+            };
+            let over = loop_field.render(&cx.scope)?;
+            let elements: Vec<(J, J)> = match over {
+                J::Object(o) => o.into_iter().map(|(k, v)| (J::String(k), v)).collect(),
+                other => as_list(other, "`loop`")?.into_iter().map(|v| (J::Null, v)).collect(),
+            };
+            let mut results = Vec::with_capacity(elements.len());
+            for (index, (key, value)) in elements.into_iter().enumerate() {
+                let lp = json!({"value": value, "index": index, "key": key});
+                let extra = [("LOOP", &lp)];
+                let mut scope = cx.scope.clone_with_extra(&extra);
+                scope.local = cx.scope.local;
+                results.push(match &self.payload {
+                    Some(p) => p.render(&scope)?,
+                    None => lp.clone(),
+                });
+            }
+            Ok(Outcome::main(J::Array(results)))
+        })())
+    }
+}
+
+struct ExplodeExec {
+    path: Field,
+    to: String,
+    limit: usize,
+}
+
+impl Executable for ExplodeExec {
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        ready((|| {
+            let items = as_list(self.path.render(&cx.scope)?, "the explode `path`")?;
+            let size = items.len().min(self.limit);
+            let guid = uuid::Uuid::now_v7().to_string();
+            let emits = items
+                .into_iter()
+                .take(self.limit)
+                .enumerate()
+                .map(|(index, item)| {
+                    let mut o = serde_json::Map::new();
+                    o.insert(self.to.clone(), item);
+                    o.insert("index".into(), json!(index));
+                    o.insert("size".into(), json!(size));
+                    o.insert("guid".into(), json!(guid));
+                    Emit::Main(J::Object(o))
+                })
+                .collect();
+            Ok(Outcome {
+                emits,
+                ..Outcome::default()
+            })
+        })())
+    }
+}
+
+struct ImplodeExec {
+    guid_path: Field,
+    size_path: Field,
+    item_path: Option<Field>,
+    seconds: u64,
+}
+
+impl Executable for ImplodeExec {
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        ready((|| {
+            let guid = self.guid_path.render_text(&cx.scope)?;
+            if guid.is_empty() {
+                return Err(failed(
+                    "the implode `guid_path` rendered empty: is it the explode's guid?",
+                ));
+            }
+            let size_value = self.size_path.render(&cx.scope)?;
+            let size = number(&size_value)
+                .filter(|n| *n >= 0.0)
+                .ok_or_else(|| failed(format!("the implode `size_path` is not a number: {size_value}")))?
+                as usize;
+            let item = match &self.item_path {
+                Some(f) => f.render(&cx.scope)?,
+                None => cx.input().clone(),
+            };
+            let key = cx.state_key(&format!("implode/{guid}"));
+            let mut state = cx
+                .store
+                .state(&key)?
+                .unwrap_or_else(|| json!({"items": [], "done": false}));
+            if state["done"] == J::Bool(true) {
+                // The window closed: a late item is dropped, as Tines does.
+                return Ok(Outcome::default());
+            }
+            let first = state["items"].as_array().is_none_or(Vec::is_empty);
+            if let Some(items) = state["items"].as_array_mut() {
+                items.push(item);
+            }
+            let count = state["items"].as_array().map_or(0, Vec::len);
+            let mut outcome = Outcome::default();
+            if count >= size {
+                outcome.emits.push(Emit::Main(state["items"].take()));
+                state = json!({"items": [], "done": true});
+            } else if first {
+                outcome.emits.push(Emit::Later {
+                    at_ms: cx.clock.now_ms() + (self.seconds as i64) * 1000,
+                    payload: json!({"guid": guid}),
+                });
+            }
+            outcome.state.push(StatePut {
+                key,
+                value: Some(state),
+            });
+            Ok(outcome)
+        })())
+    }
+
+    fn wake<'a>(&'a self, cx: &'a ExecCx<'a>, payload: J) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        ready((|| {
+            let guid = payload["guid"].as_str().unwrap_or_default();
+            let key = cx.state_key(&format!("implode/{guid}"));
+            let Some(mut state) = cx.store.state(&key)? else {
+                return Ok(Outcome::default());
+            };
+            if state["done"] == J::Bool(true) {
+                return Ok(Outcome::default());
+            }
+            // The window is over: emit what arrived.
+            let items = state["items"].take();
+            Ok(Outcome {
+                emits: vec![Emit::Main(items)],
+                state: vec![StatePut {
+                    key,
+                    value: Some(json!({"items": [], "done": true})),
+                }],
+                ..Outcome::default()
+            })
+        })())
+    }
+}
+
+struct ExtractExec {
+    matchers: Vec<(Field, regex::Regex, String)>,
+}
+
+impl Executable for ExtractExec {
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        ready((|| {
+            let mut out = serde_json::Map::new();
+            let mut any = false;
+            for (path, re, to) in &self.matchers {
+                let text = path.render_text(&cx.scope)?;
+                let found: Vec<J> = re
+                    .captures_iter(&text)
+                    .map(|c| {
+                        // With groups, the first group; else the whole match.
+                        let m = c.get(1).or_else(|| c.get(0)).map_or("", |m| m.as_str());
+                        J::String(m.to_owned())
+                    })
+                    .collect();
+                any |= !found.is_empty();
+                out.insert(to.clone(), J::Array(found));
+            }
+            Ok(if any {
+                Outcome::main(J::Object(out))
+            } else {
+                Outcome::default()
+            })
+        })())
+    }
+}
+
+struct DeduplicateExec {
+    path: Field,
+    lookback: usize,
+    period_secs: Option<u64>,
+    emit_duplicates: bool,
+}
+
+impl Executable for DeduplicateExec {
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        ready((|| {
+            let value = self.path.render_text(&cx.scope)?;
+            let key = cx.state_key("deduplicate");
+            let now = cx.clock.now_ms();
+            let mut seen: Vec<(String, i64)> = cx
+                .store
+                .state(&key)?
+                .and_then(|s| serde_json::from_value(s).ok())
+                .unwrap_or_default();
+            if let Some(period) = self.period_secs {
+                let horizon = now - (period as i64) * 1000;
+                seen.retain(|(_, at)| *at >= horizon);
+            }
+            let unique = !seen.iter().any(|(v, _)| *v == value);
+            if unique {
+                seen.push((value, now));
+                if self.period_secs.is_none() && seen.len() > self.lookback {
+                    let excess = seen.len() - self.lookback;
+                    seen.drain(..excess);
+                }
+            }
+            let mut outcome = Outcome {
+                state: vec![StatePut {
+                    key,
+                    value: Some(json!(seen)),
+                }],
+                ..Outcome::default()
+            };
+            if unique || self.emit_duplicates {
+                let output = match cx.input() {
+                    J::Object(o) => {
+                        let mut o = o.clone();
+                        o.insert("unique_event".into(), J::Bool(unique));
+                        J::Object(o)
+                    }
+                    other => json!({"value": other, "unique_event": unique}),
+                };
+                outcome.emits.push(Emit::Main(output));
+            }
+            Ok(outcome)
+        })())
+    }
+}
+
+struct DelayExec {
+    seconds: Option<Tree>,
+    until: Option<Field>,
+}
+
+impl Executable for DelayExec {
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        ready((|| {
+            let now = cx.clock.now_ms();
+            let (at_ms, output) = match (&self.seconds, &self.until) {
+                (Some(s), _) => {
+                    let value = s.render(&cx.scope)?;
+                    let secs = number(&value)
+                        .filter(|n| *n >= 0.0)
+                        .ok_or_else(|| failed(format!("the delay `seconds` is not a number of seconds: {value}")))?;
+                    let shown = if secs.fract() == 0.0 {
+                        json!(secs as i64)
+                    } else {
+                        json!(secs)
+                    };
+                    (now + (secs * 1000.0) as i64, json!({"seconds": shown}))
+                }
+                (None, Some(u)) => {
+                    let text = u.render_text(&cx.scope)?;
+                    let at = parse_time(&text).ok_or_else(|| {
+                        failed(format!(
+                            "the delay `until` is not a time (RFC 3339, HTTP date or unix seconds): {text}"
+                        ))
+                    })?;
+                    (at.max(now), json!({"until": text}))
+                }
+                (None, None) => return Err(failed("a delay needs `seconds` or `until`")),
+            };
+            Ok(Outcome {
+                emits: vec![Emit::Later { at_ms, payload: output }],
+                ..Outcome::default()
+            })
+        })())
+    }
+
+    fn wake<'a>(&'a self, _cx: &'a ExecCx<'a>, payload: J) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        ready(Ok(Outcome::main(payload)))
+    }
+}
+
+/// RFC 3339, an HTTP date, or unix seconds, as milliseconds.
+fn parse_time(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        return Some((secs * 1000.0) as i64);
+    }
+    let system = httpdate::parse_http_date(t).ok().or_else(|| rfc3339(t))?;
+    system
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as i64)
+}
+
+/// `2026-11-25T19:30:00Z` (UTC or with an offset) as a time.
+fn rfc3339(t: &str) -> Option<std::time::SystemTime> {
+    let (date, rest) = t.split_once(['T', ' '])?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (time, offset_secs) = if let Some(t) = rest.strip_suffix('Z') {
+        (t, 0)
+    } else if let Some(i) = rest.rfind(['+', '-']) {
+        let (t, off) = rest.split_at(i);
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let mut hm = off[1..].split(':').map(|p| p.parse::<i64>());
+        let (oh, om) = (hm.next()?.ok()?, hm.next().unwrap_or(Ok(0)).ok()?);
+        (t, sign * (oh * 3600 + om * 60))
+    } else {
+        (rest, 0)
+    };
+    let mut hms = time.split(':');
+    let h: i64 = hms.next()?.parse().ok()?;
+    let mi: i64 = hms.next()?.parse().ok()?;
+    let s: f64 = hms.next().unwrap_or("0").parse().ok()?;
+    // Days since the epoch (civil from days, Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 - offset_secs;
+    let total = secs as f64 + s;
+    (total >= 0.0).then(|| std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(total))
+}
+
+struct ThrottleExec {
+    interval_ms: i64,
+    runs_per_interval: usize,
+    key: Option<Field>,
+}
+
+impl ThrottleExec {
+    /// Lets the event through now, or says when to try again.
+    fn admit(&self, cx: &ExecCx<'_>) -> Result<Outcome, ActionError> {
+        let key_value = match &self.key {
+            Some(f) => f.render_text(&cx.scope)?,
+            None => String::new(),
+        };
+        let key = cx.state_key(&format!("throttle/{key_value}"));
+        let now = cx.clock.now_ms();
+        let mut passes: Vec<i64> = cx
+            .store
+            .state(&key)?
+            .and_then(|s| serde_json::from_value(s).ok())
+            .unwrap_or_default();
+        passes.retain(|at| *at > now - self.interval_ms);
+        if passes.len() < self.runs_per_interval {
+            passes.push(now);
+            return Ok(Outcome {
+                emits: vec![Emit::Main(cx.input().clone())],
+                state: vec![StatePut {
+                    key,
+                    value: Some(json!(passes)),
+                }],
+                ..Outcome::default()
+            });
+        }
+        let oldest = passes.iter().copied().min().unwrap_or(now);
+        Ok(Outcome {
+            emits: vec![Emit::Later {
+                at_ms: oldest + self.interval_ms,
+                payload: J::Null,
+            }],
+            ..Outcome::default()
+        })
+    }
+}
+
+impl Executable for ThrottleExec {
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        ready(self.admit(cx))
+    }
+
+    fn wake<'a>(&'a self, cx: &'a ExecCx<'a>, _payload: J) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        ready(self.admit(cx))
+    }
+}
+
+impl TransformConfig {
+    pub(crate) fn build_exec(&self, c: &Compiler<'_>) -> Result<Box<dyn Executable>, CompileError> {
+        let field = |name: &str, s: &Spanned<String>| c.field(name, &s.value, s.span);
+        Ok(match self {
+            TransformConfig::MessageOnly(m) => Box::new(MessageOnlyExec {
+                payload: m.payload.as_ref().map(|p| c.tree("payload", p)).transpose()?,
+                loop_over: m.loop_over.as_ref().map(|l| field("loop", l)).transpose()?,
+            }),
+            TransformConfig::Explode(e) => Box::new(ExplodeExec {
+                path: field("path", &e.path)?,
+                to: e.to.value.clone(),
+                limit: e.limit.as_ref().map_or(500, |l| l.value as usize),
+            }),
+            TransformConfig::Implode(i) => Box::new(ImplodeExec {
+                guid_path: field("guid_path", &i.guid_path)?,
+                size_path: field("size_path", &i.size_path)?,
+                item_path: i.item_path.as_ref().map(|p| field("item_path", p)).transpose()?,
+                seconds: i.seconds.as_ref().map_or(60, |s| s.value),
+            }),
+            TransformConfig::Extract(x) => Box::new(ExtractExec {
+                matchers: x
+                    .matchers
+                    .value
+                    .iter()
+                    .enumerate()
+                    .map(|(n, m)| {
+                        let re = regex::Regex::new(&m.regexp.value).map_err(|e| CompileError {
+                            field: format!("matchers[{n}].regexp"),
+                            message: e.to_string(),
+                        })?;
+                        Ok((field(&format!("matchers[{n}].path"), &m.path)?, re, m.to.value.clone()))
+                    })
+                    .collect::<Result<_, CompileError>>()?,
+            }),
+            TransformConfig::Deduplicate(d) => Box::new(DeduplicateExec {
+                path: field("path", &d.path)?,
+                lookback: d.lookback.as_ref().map_or(1000, |l| l.value as usize),
+                period_secs: d.period_secs.as_ref().map(|p| p.value),
+                emit_duplicates: d.emit_duplicates.unwrap_or(false),
+            }),
+            TransformConfig::Delay(d) => Box::new(DelayExec {
+                seconds: d.seconds.as_ref().map(|s| c.tree("seconds", s)).transpose()?,
+                until: d.until.as_ref().map(|u| field("until", u)).transpose()?,
+            }),
+            TransformConfig::Throttle(t) => Box::new(ThrottleExec {
+                interval_ms: (t.interval.value as i64) * 1000,
+                runs_per_interval: t.runs_per_interval.as_ref().map_or(1, |r| r.value as usize),
+                key: t.throttle_key.as_ref().map(|k| field("throttle_key", k)).transpose()?,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::parse_time;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1700000000"), Some(1_700_000_000_000));
+        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
+        assert_eq!(parse_time("2023-11-14T23:13:20+01:00"), Some(1_700_000_000_000));
+        assert_eq!(parse_time("Tue, 14 Nov 2023 22:13:20 GMT"), Some(1_700_000_000_000));
+        assert_eq!(parse_time("tomorrow"), None);
     }
 }

@@ -1,9 +1,13 @@
 //! `trigger`: passes on the events that match its rules; the others take
 //! the `no_match` branch.
 
+use futures_util::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tale_engine::action::{ActionConfig, TemplateField};
+use serde_json::{Value as J, json};
+use tale_engine::action::{
+    ActionConfig, ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Outcome, TemplateField,
+};
 
 /// The rules themselves are the common `rules` and `must_match` keys.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -27,4 +31,50 @@ impl ActionConfig for TriggerConfig {
     }
 
     fn templates<'a>(&'a self, _out: &mut Vec<TemplateField<'a>>) {}
+
+    fn build(&self, _compiler: &Compiler<'_>) -> Result<Box<dyn Executable>, CompileError> {
+        Ok(self.build_exec())
+    }
+}
+
+impl TriggerConfig {
+    fn build_exec(&self) -> Box<dyn Executable> {
+        Box::new(TriggerExec {
+            case_sensitive: self.case_sensitive.unwrap_or(true),
+        })
+    }
+}
+
+struct TriggerExec {
+    case_sensitive: bool,
+}
+
+/// The incoming output with `rule_matched` added (inside it when it is an
+/// object, else beside it as `value`).
+fn with_rule_matched(input: &J, matched: bool) -> J {
+    match input {
+        J::Object(o) => {
+            let mut o = o.clone();
+            o.insert("rule_matched".into(), J::Bool(matched));
+            J::Object(o)
+        }
+        other => json!({"value": other, "rule_matched": matched}),
+    }
+}
+
+impl Executable for TriggerExec {
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        Box::pin(async move {
+            let matched = cx.rules.matches(&cx.scope, self.case_sensitive)?;
+            let output = with_rule_matched(cx.input(), matched);
+            Ok(Outcome {
+                emits: vec![if matched {
+                    Emit::Main(output)
+                } else {
+                    Emit::Branch("no_match", output)
+                }],
+                ..Outcome::default()
+            })
+        })
+    }
 }

@@ -84,6 +84,10 @@ impl ActionConfig for WebhookConfig {
         "webhook"
     }
 
+    fn build(&self, compiler: &Compiler<'_>) -> Result<Box<dyn Executable>, CompileError> {
+        self.build_exec(compiler)
+    }
+
     fn webhook_path(&self) -> Option<(&str, tale_engine::span::Span)> {
         Some((&self.path.value, self.path.span))
     }
@@ -155,5 +159,231 @@ impl ActionConfig for WebhookConfig {
             )
             .help = Some("add `secret: \"{{ CREDENTIAL.<name> }}\"` or a `signature`".into());
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Execution: accepting a request.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde_json::{Value as J, json};
+use subtle::ConstantTimeEq;
+use tale_engine::action::{
+    ActionError, CompileError, Compiler, ExecCx, Executable, Outcome, WebhookRequest, WebhookResult,
+};
+use tale_engine::runtime::event::Event;
+use tale_engine::runtime::exec::WebhookResponse;
+use tale_engine::runtime::render::{Field, Tree};
+
+/// Default largest body: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+struct WebhookExec {
+    verbs: Vec<String>,
+    secret: Option<Field>,
+    signed: bool,
+    include_headers: bool,
+    max_body_bytes: u64,
+    status: u16,
+    content_type: Option<String>,
+    headers: Vec<(String, Tree)>,
+    body: Option<Tree>,
+}
+
+/// The body by its content type: JSON, a form, or text.
+fn parse_body(request: &WebhookRequest) -> Result<J, String> {
+    if request.body.is_empty() {
+        return Ok(J::Null);
+    }
+    let content_type = request
+        .headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map_or("", |(_, v)| v.as_str())
+        .to_ascii_lowercase();
+    let text = std::str::from_utf8(&request.body).map_err(|_| "the body is not UTF-8 text".to_owned())?;
+    if content_type.contains("json") || (content_type.is_empty() && text.trim_start().starts_with(['{', '['])) {
+        return serde_json::from_str(text).map_err(|e| format!("the body is not valid JSON: {e}"));
+    }
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        let map: serde_json::Map<String, J> = url::form_urlencoded::parse(text.as_bytes())
+            .map(|(k, v)| (k.into_owned(), J::String(v.into_owned())))
+            .collect();
+        return Ok(J::Object(map));
+    }
+    Ok(J::String(text.to_owned()))
+}
+
+fn pairs(list: &[(String, String)]) -> J {
+    J::Object(list.iter().map(|(k, v)| (k.clone(), J::String(v.clone()))).collect())
+}
+
+impl Executable for WebhookExec {
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        // A webhook only starts runs; an event reaching it is passed on.
+        Box::pin(std::future::ready(Ok(Outcome::main(cx.input().clone()))))
+    }
+
+    fn accept(&self, request: &WebhookRequest, cx: &ExecCx<'_>) -> Option<WebhookResult> {
+        let refuse = |status: u16, message: String| Some(WebhookResult::Refused { status, message });
+        let method = request.method.to_ascii_lowercase();
+        if !self.verbs.iter().any(|v| *v == method) {
+            return refuse(
+                405,
+                format!(
+                    "method {} is not accepted (verbs: {})",
+                    request.method,
+                    self.verbs.join(", ")
+                ),
+            );
+        }
+        if request.body.len() as u64 > self.max_body_bytes {
+            return refuse(
+                413,
+                format!(
+                    "the body is {} bytes, more than {}",
+                    request.body.len(),
+                    self.max_body_bytes
+                ),
+            );
+        }
+        if !request.trusted {
+            if self.signed {
+                return refuse(501, "signature verification is not available in this version".into());
+            }
+            if let Some(secret) = &self.secret {
+                let expected = match secret.render_text(&cx.scope) {
+                    Ok(s) => s,
+                    Err(e) => return refuse(500, e.to_string()),
+                };
+                let presented = request.secret.as_deref().unwrap_or("");
+                let same: bool = presented.as_bytes().ct_eq(expected.as_bytes()).into();
+                if expected.is_empty() || !same {
+                    return refuse(401, "missing or wrong secret".into());
+                }
+            }
+        }
+        let body = match parse_body(request) {
+            Ok(b) => b,
+            Err(e) => return refuse(400, e),
+        };
+        let query = pairs(&request.query);
+        let request_json = json!({
+            "method": method,
+            "path": request.path,
+            "query": query,
+            "headers": pairs(&request.headers),
+            "body": body,
+        });
+        let output = if self.include_headers {
+            request_json.clone()
+        } else {
+            // Tines compatibility: the body merged with the query parameters.
+            let mut merged = query.as_object().cloned().unwrap_or_default();
+            match &body {
+                J::Object(o) => merged.extend(o.clone()),
+                J::Null => {}
+                other => {
+                    merged.insert("body".into(), other.clone());
+                }
+            }
+            J::Object(merged)
+        };
+        // Rules and the response see the request; rules also see the output
+        // under the webhook's own slug.
+        let this = Arc::new(Event::new(
+            cx.run_id,
+            cx.story_id.into(),
+            cx.slug.into(),
+            Vec::new(),
+            output.clone(),
+            0,
+        ));
+        let extra = [("request", &request_json)];
+        let mut scope = cx.scope.clone_with_extra(&extra);
+        scope.input = Some(&this);
+        let matched = match cx.rules.matches(&scope, true) {
+            Ok(m) => m,
+            Err(e) => return refuse(500, e.to_string()),
+        };
+        let response = match self.response(&scope) {
+            Ok(r) => r,
+            Err(e) => return refuse(500, e.to_string()),
+        };
+        Some(if matched {
+            WebhookResult::Accepted { output, response }
+        } else {
+            WebhookResult::Ignored { response }
+        })
+    }
+}
+
+impl WebhookExec {
+    fn response(&self, scope: &tale_engine::runtime::scope::Scope<'_>) -> Result<WebhookResponse, ActionError> {
+        let body = match &self.body {
+            Some(tree) => tree.render(scope)?,
+            None => json!({"status": "ok"}),
+        };
+        let (content_type, body) = match body {
+            J::String(s) => (self.content_type.clone().unwrap_or_else(|| "text/plain".into()), s),
+            other => (
+                self.content_type.clone().unwrap_or_else(|| "application/json".into()),
+                other.to_string(),
+            ),
+        };
+        let headers = self
+            .headers
+            .iter()
+            .map(|(k, t)| {
+                let v = t.render(scope)?;
+                Ok((k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            })
+            .collect::<Result<_, ActionError>>()?;
+        Ok(WebhookResponse {
+            status: self.status,
+            content_type,
+            headers,
+            body,
+        })
+    }
+}
+
+impl WebhookConfig {
+    fn build_exec(&self, c: &Compiler<'_>) -> Result<Box<dyn Executable>, CompileError> {
+        let response = self.response.as_ref();
+        Ok(Box::new(WebhookExec {
+            verbs: match &self.verbs {
+                Some(v) => v
+                    .iter()
+                    .map(|v| format!("{:?}", v.value).to_ascii_lowercase())
+                    .collect(),
+                None => vec!["post".into()],
+            },
+            secret: self
+                .secret
+                .as_ref()
+                .map(|s| c.field("secret", &s.value, s.span))
+                .transpose()?,
+            signed: self.signature.is_some(),
+            include_headers: self.include_headers.unwrap_or(true),
+            max_body_bytes: self.max_body_bytes.as_ref().map_or(DEFAULT_MAX_BODY_BYTES, |m| m.value),
+            status: response.and_then(|r| r.status.as_ref()).map_or(200, |s| s.value),
+            content_type: response.and_then(|r| r.content_type.clone()),
+            headers: response
+                .and_then(|r| r.headers.as_ref())
+                .map(|h| {
+                    h.iter()
+                        .map(|(k, v)| Ok((k.clone(), c.tree(&format!("response.headers.{k}"), v)?)))
+                        .collect::<Result<Vec<_>, CompileError>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
+            body: response
+                .and_then(|r| r.body.as_ref())
+                .map(|b| c.tree("response.body", b))
+                .transpose()?,
+        }))
     }
 }

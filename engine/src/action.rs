@@ -61,6 +61,9 @@ pub trait ActionConfig: Debug + Send + Sync + 'static {
         None
     }
 
+    /// Compiles the action for running (templates are parsed here, once).
+    fn build(&self, compiler: &Compiler<'_>) -> Result<Box<dyn Executable>, CompileError>;
+
     /// The URL an action sends requests to: credentials read in its templates
     /// are checked against their allowed hosts.
     fn request_url(&self) -> Option<(&str, Span)> {
@@ -309,3 +312,29 @@ pub trait ActionRegistry: Sync {
 
 /// Keys `RawCommon` handles, for the registry's unknown-key messages.
 pub const COMMON_KEYS: &[&str] = RawCommon::KEYS;
+
+// ---------------------------------------------------------------------------
+// Execution: what an action does when it runs.
+
+pub use crate::runtime::exec::{ActionError, Emit, ExecCx, Outcome, WebhookRequest, WebhookResult};
+pub use crate::runtime::render::{CompileError, Compiler};
+
+/// A built action, ready to run: templates compiled, values converted.
+pub trait Executable: Send + Sync {
+    /// Runs for one input event.
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> futures_util::future::BoxFuture<'a, Result<Outcome, ActionError>>;
+
+    /// Comes back after an `Emit::Later` (delay, implode timeout).
+    fn wake<'a>(
+        &'a self,
+        _cx: &'a ExecCx<'a>,
+        _payload: serde_json::Value,
+    ) -> futures_util::future::BoxFuture<'a, Result<Outcome, ActionError>> {
+        Box::pin(std::future::ready(Ok(Outcome::default())))
+    }
+
+    /// A webhook receives a request: its output, or the refusal.
+    fn accept(&self, _request: &WebhookRequest, _cx: &ExecCx<'_>) -> Option<WebhookResult> {
+        None
+    }
+}

@@ -1,6 +1,13 @@
-//! Running stories: events, the template scope, compiled templates.
+//! Running stories: events, the template scope, compiled templates, rules,
+//! the store, HTTP, the clock, and the executor.
 
+pub mod build;
+pub mod clock;
 pub mod event;
+pub mod exec;
+pub mod http;
 pub mod render;
+pub mod rules;
 pub mod scope;
+pub mod store;
 pub mod value;

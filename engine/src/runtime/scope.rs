@@ -41,6 +41,20 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// The same scope with other field names (`LOOP`, `request`, `response`).
+    pub fn clone_with_extra<'b>(&self, extra: &'b [(&'b str, &'b J)]) -> Scope<'b>
+    where
+        'a: 'b,
+    {
+        Scope {
+            globals: self.globals,
+            input: self.input,
+            local: self.local,
+            meta: self.meta,
+            extra,
+        }
+    }
+
     /// The JSON a name reads, if any.
     pub fn lookup(&self, name: &str) -> Option<&'a J> {
         if let Some((_, v)) = self.extra.iter().find(|(n, _)| *n == name) {

@@ -201,7 +201,12 @@ impl ObjectView for Json {
 
     fn get<'s>(&'s self, index: &str) -> Option<&'s dyn ValueView> {
         let found = self.0.as_object().and_then(|o| o.get(index));
-        Some(found.map_or(&NIL as &dyn ValueView, |v| Json::view(v) as &dyn ValueView))
+        match found {
+            Some(v) => Some(Json::view(v)),
+            // Liquid answers `x.size` itself when the object has no such key.
+            None if index == "size" => None,
+            None => Some(&NIL),
+        }
     }
 }
 

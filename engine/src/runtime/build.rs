@@ -1,0 +1,133 @@
+//! From a checked [`Story`] to a [`BuiltStory`]: every template compiled,
+//! every action ready to run, edges as adjacency lists.
+
+use std::sync::Arc;
+
+use petgraph::visit::EdgeRef;
+
+use super::render::{CompileError, Compiler, Tree};
+use super::rules::Rules;
+use super::scope::Globals;
+use crate::action::Executable;
+use crate::story::{Edge, Schedule, Story};
+use crate::template::TemplateParser;
+
+pub struct BuiltStory {
+    pub id: Arc<str>,
+    pub name: String,
+    pub actions: Vec<BuiltAction>,
+    pub entry: Option<usize>,
+    pub exits: Vec<usize>,
+    pub globals: Globals,
+}
+
+pub struct BuiltAction {
+    pub slug: Arc<str>,
+    pub name: Option<String>,
+    pub type_name: &'static str,
+    pub disabled: bool,
+    pub is_webhook: bool,
+    /// The action evaluates its rules itself (a trigger).
+    pub handles_rules: bool,
+    pub rules: Rules,
+    pub local: Option<Tree>,
+    pub schedule: Option<Schedule>,
+    /// Where its events go, and on which branch.
+    pub downstream: Vec<(usize, Edge)>,
+    pub exec: Box<dyn Executable>,
+}
+
+impl BuiltStory {
+    pub fn action(&self, slug: &str) -> Option<usize> {
+        self.actions.iter().position(|a| &*a.slug == slug)
+    }
+
+    /// The webhook a run enters by: `entry`, else the only webhook.
+    pub fn default_entry(&self) -> Option<usize> {
+        self.entry.or_else(|| {
+            let mut hooks = self.actions.iter().enumerate().filter(|(_, a)| a.is_webhook);
+            match (hooks.next(), hooks.next()) {
+                (Some((i, _)), None) => Some(i),
+                _ => None,
+            }
+        })
+    }
+}
+
+impl std::fmt::Debug for BuiltStory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltStory")
+            .field("id", &self.id)
+            .field("actions", &self.actions.len())
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("action `{action}`: {source}")]
+    Template { action: String, source: CompileError },
+    #[error("action `{0}` has errors; run `tale check`")]
+    Broken(String),
+}
+
+/// Builds a checked story (one without errors) for running.
+pub fn build(story: &Story, parser: &TemplateParser, globals: Globals) -> Result<BuiltStory, BuildError> {
+    let compiler = Compiler::new(parser);
+    let mut actions = Vec::with_capacity(story.actions.len());
+    for (i, a) in story.actions.iter().enumerate() {
+        let slug = a.slug.value.clone();
+        let err = |source| BuildError::Template {
+            action: slug.clone(),
+            source,
+        };
+        let config = a.config.as_ref().ok_or_else(|| BuildError::Broken(slug.clone()))?;
+        let exec = config.build(&compiler).map_err(err)?;
+        let rules = Rules::compile(&compiler, &a.rules, a.must_match).map_err(err)?;
+        let local = if a.local.is_empty() {
+            None
+        } else {
+            let node = crate::yaml::Node::new(
+                a.slug.span,
+                crate::yaml::NodeKind::Map(
+                    a.local
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                crate::yaml::Node::new(v.span, crate::yaml::NodeKind::Str(k.clone())),
+                                v.clone(),
+                            )
+                        })
+                        .collect(),
+                ),
+            );
+            Some(compiler.tree("local", &node).map_err(err)?)
+        };
+        let downstream = story
+            .graph
+            .edges(story.node(i))
+            .map(|e| (e.target().index(), e.weight().clone()))
+            .collect();
+        actions.push(BuiltAction {
+            slug: slug.as_str().into(),
+            name: a.name.clone(),
+            type_name: config.type_name(),
+            disabled: a.disabled,
+            is_webhook: config.is_webhook(),
+            handles_rules: config.needs_rules(),
+            rules,
+            local,
+            schedule: a.schedule.clone(),
+            downstream,
+            exec,
+        });
+    }
+    Ok(BuiltStory {
+        id: story.id.value.as_str().into(),
+        name: story.name.clone(),
+        actions,
+        entry: story.entry,
+        exits: story.exits.clone(),
+        globals,
+    })
+}

@@ -1,0 +1,491 @@
+//! The executor: runs a story's graph on tokio. A work item is (action,
+//! input event); items of all branches run concurrently up to a bound;
+//! delays and implode windows wait on the clock (virtual in a dry run).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use serde_json::{Value as J, json};
+
+use super::build::BuiltStory;
+use super::clock::Clock;
+use super::event::{Event, EventId, RunId};
+use super::http::HttpClient;
+use super::render::RenderError;
+use super::rules::Rules;
+use super::scope::Scope;
+use super::store::{Commit, RunStatus, StatePut, Store, StoreError};
+use crate::story::Edge;
+
+/// What an action produced for one input.
+#[derive(Debug)]
+pub enum Emit {
+    /// An event on the main output.
+    Main(J),
+    /// An event on a named branch (`failure`, `no_match`).
+    Branch(&'static str, J),
+    /// Come back at `at_ms` with `payload` (delay, implode window).
+    Later { at_ms: i64, payload: J },
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub emits: Vec<Emit>,
+    pub state: Vec<StatePut>,
+    /// What a dry-run trace shows besides input and output (rendered requests).
+    pub trace: Vec<J>,
+}
+
+impl Outcome {
+    pub fn main(output: J) -> Self {
+        Self {
+            emits: vec![Emit::Main(output)],
+            ..Self::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ActionError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("{0}")]
+    Failed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Everything an action may use while it runs.
+pub struct ExecCx<'a> {
+    pub scope: Scope<'a>,
+    pub http: &'a dyn HttpClient,
+    pub clock: &'a dyn Clock,
+    pub store: &'a dyn Store,
+    /// The action's `rules` (a trigger evaluates them itself).
+    pub rules: &'a Rules,
+    pub story_id: &'a str,
+    pub slug: &'a str,
+    pub run_id: RunId,
+}
+
+impl ExecCx<'_> {
+    /// The output of the event the action received (`null` for a start).
+    pub fn input(&self) -> &J {
+        self.scope.input.map_or(&J::Null, |e| &e.output)
+    }
+
+    pub fn input_id(&self) -> Option<EventId> {
+        self.scope.input.map(|e| e.id)
+    }
+
+    /// A key for this action's state in the store.
+    pub fn state_key(&self, suffix: &str) -> String {
+        format!("{}/{}/{suffix}", self.story_id, self.slug)
+    }
+}
+
+/// An HTTP request arriving at a webhook (or synthesized by `tale run`).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    /// Names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The secret presented in the URL or as `Authorization: Bearer`.
+    pub secret: Option<String>,
+    /// Trusted callers (`tale run`, sub-story calls) skip the secret check.
+    pub trusted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookResult {
+    /// The request starts a run with this output.
+    Accepted { output: J, response: WebhookResponse },
+    /// Answered, but no run starts (the rules did not match).
+    Ignored { response: WebhookResponse },
+    /// Refused: wrong verb, secret or signature, body too large…
+    Refused { status: u16, message: String },
+}
+
+/// One action run of a story run, for traces.
+#[derive(Debug, Clone)]
+pub struct TraceEntry {
+    pub action: String,
+    pub input: Option<EventId>,
+    pub input_output: J,
+    pub details: Vec<J>,
+    pub emitted: Vec<(Option<&'static str>, J)>,
+    pub skipped: Option<&'static str>,
+    pub error: Option<String>,
+    pub at_ms: i64,
+}
+
+impl TraceEntry {
+    pub fn to_json(&self) -> J {
+        json!({
+            "action": self.action,
+            "input_event": self.input.map(|i| i.to_string()),
+            "input": self.input_output,
+            "requests": self.details,
+            "emitted": self.emitted.iter().map(|(b, o)| json!({"branch": b, "output": o})).collect::<Vec<_>>(),
+            "skipped": self.skipped,
+            "error": self.error,
+            "at_ms": self.at_ms,
+        })
+    }
+}
+
+/// The result of one run.
+#[derive(Debug)]
+pub struct RunReport {
+    pub run_id: RunId,
+    pub events: Vec<Arc<Event>>,
+    /// Actions that failed, with why; the rest of the run went on.
+    pub errors: Vec<(String, String)>,
+    pub trace: Vec<TraceEntry>,
+    pub response: Option<WebhookResponse>,
+}
+
+impl RunReport {
+    pub fn succeeded(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// What a run needs: the HTTP client, the clock, the store.
+#[derive(Clone)]
+pub struct Runtime {
+    pub http: Arc<dyn HttpClient>,
+    pub clock: Arc<dyn Clock>,
+    pub store: Arc<dyn Store>,
+    /// Work items in flight at once within a run (1: strictly in order).
+    pub max_in_flight: usize,
+    pub trace: bool,
+}
+
+struct Item {
+    action: usize,
+    input: Option<Arc<Event>>,
+    wake: Option<J>,
+}
+
+struct Step {
+    item: Item,
+    result: Result<Outcome, ActionError>,
+    skipped: Option<&'static str>,
+    at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunError {
+    #[error("the story has no action `{0}`")]
+    NoSuchAction(String),
+    #[error("`{0}` is not a webhook")]
+    NotAWebhook(String),
+    #[error("the webhook refused the request ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Runtime {
+    /// Delivers a request to the webhook `action` and runs the story to completion.
+    pub async fn run_webhook(
+        &self,
+        story: Arc<BuiltStory>,
+        action: usize,
+        request: WebhookRequest,
+    ) -> Result<RunReport, RunError> {
+        let run_id = uuid::Uuid::now_v7();
+        let a = story
+            .actions
+            .get(action)
+            .ok_or_else(|| RunError::NoSuchAction(action.to_string()))?;
+        let cx = ExecCx {
+            scope: Scope::new(&story.globals, None),
+            http: &*self.http,
+            clock: &*self.clock,
+            store: &*self.store,
+            rules: &a.rules,
+            story_id: &story.id,
+            slug: &a.slug,
+            run_id,
+        };
+        let result = a
+            .exec
+            .accept(&request, &cx)
+            .ok_or_else(|| RunError::NotAWebhook(a.slug.to_string()))?;
+        let (output, response) = match result {
+            WebhookResult::Refused { status, message } => return Err(RunError::Refused { status, message }),
+            WebhookResult::Ignored { response } => {
+                return Ok(RunReport {
+                    run_id,
+                    events: Vec::new(),
+                    errors: Vec::new(),
+                    trace: Vec::new(),
+                    response: Some(response),
+                });
+            }
+            WebhookResult::Accepted { output, response } => (output, response),
+        };
+        self.store.start_run(run_id, &story.id)?;
+        let root = Arc::new(Event::new(
+            run_id,
+            story.id.clone(),
+            a.slug.clone(),
+            Vec::new(),
+            output,
+            self.clock.now_ms(),
+        ));
+        self.store.commit(Commit {
+            events: vec![root.clone()],
+            state: Vec::new(),
+        })?;
+        let mut report = self.run_from(story, run_id, vec![(action, root)]).await?;
+        report.response = Some(response);
+        Ok(report)
+    }
+
+    /// Runs from root events already committed (a webhook's, a schedule tick's).
+    pub async fn run_from(
+        &self,
+        story: Arc<BuiltStory>,
+        run_id: RunId,
+        roots: Vec<(usize, Arc<Event>)>,
+    ) -> Result<RunReport, RunError> {
+        let mut report = RunReport {
+            run_id,
+            events: roots.iter().map(|(_, e)| e.clone()).collect(),
+            errors: Vec::new(),
+            trace: Vec::new(),
+            response: None,
+        };
+        let mut queue: VecDeque<Item> = VecDeque::new();
+        for (action, event) in roots {
+            self.enqueue_downstream(&story, action, None, &event, &mut queue);
+        }
+        let mut timers: BinaryHeap<Reverse<(i64, u64)>> = BinaryHeap::new();
+        let mut waiting: std::collections::HashMap<u64, Item> = Default::default();
+        let mut seq = 0u64;
+        let mut in_flight = FuturesUnordered::new();
+        let cap = self.max_in_flight.max(1);
+        loop {
+            while in_flight.len() < cap {
+                let Some(item) = queue.pop_front() else { break };
+                in_flight.push(self.clone().step(story.clone(), run_id, item));
+            }
+            if in_flight.is_empty() {
+                let Some(Reverse((at, id))) = timers.pop() else { break };
+                self.clock.sleep_until(at).await;
+                if let Some(item) = waiting.remove(&id) {
+                    queue.push_back(item);
+                }
+                // Everything due at the same instant goes together, in order.
+                while let Some(Reverse((next, id))) = timers.peek().copied() {
+                    if next > at {
+                        break;
+                    }
+                    timers.pop();
+                    if let Some(item) = waiting.remove(&id) {
+                        queue.push_back(item);
+                    }
+                }
+                continue;
+            }
+            let Some(step) = in_flight.next().await else { break };
+            let slug = story.actions[step.item.action].slug.to_string();
+            let mut entry = TraceEntry {
+                action: slug.clone(),
+                input: step.item.input.as_ref().map(|e| e.id),
+                input_output: if self.trace {
+                    step.item.input.as_ref().map_or(J::Null, |e| e.output.clone())
+                } else {
+                    J::Null
+                },
+                details: Vec::new(),
+                emitted: Vec::new(),
+                skipped: step.skipped,
+                error: None,
+                at_ms: step.at_ms,
+            };
+            match step.result {
+                Err(e) => {
+                    entry.error = Some(e.to_string());
+                    report.errors.push((slug, e.to_string()));
+                }
+                Ok(outcome) => {
+                    let mut commit = Commit {
+                        events: Vec::new(),
+                        state: outcome.state,
+                    };
+                    let parents: Vec<Arc<Event>> = step.item.input.iter().cloned().collect();
+                    let mut emitted = Vec::new();
+                    for emit in outcome.emits {
+                        match emit {
+                            Emit::Main(output) => emitted.push((None, output)),
+                            Emit::Branch(b, output) => emitted.push((Some(b), output)),
+                            Emit::Later { at_ms, payload } => {
+                                seq += 1;
+                                timers.push(Reverse((at_ms, seq)));
+                                waiting.insert(
+                                    seq,
+                                    Item {
+                                        action: step.item.action,
+                                        input: step.item.input.clone(),
+                                        wake: Some(payload),
+                                    },
+                                );
+                            }
+                        }
+                    }
+                    let now = self.clock.now_ms();
+                    for (branch, output) in emitted {
+                        let event = Arc::new(Event::new(
+                            run_id,
+                            story.id.clone(),
+                            story.actions[step.item.action].slug.clone(),
+                            parents.clone(),
+                            output,
+                            now,
+                        ));
+                        if self.trace {
+                            entry.emitted.push((branch, event.output.clone()));
+                        }
+                        self.enqueue_downstream(&story, step.item.action, branch, &event, &mut queue);
+                        commit.events.push(event.clone());
+                        report.events.push(event);
+                    }
+                    entry.details = outcome.trace;
+                    self.store.commit(commit)?;
+                }
+            }
+            if self.trace {
+                report.trace.push(entry);
+            }
+        }
+        let status = if report.errors.is_empty() {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::Failed(report.errors.iter().map(|(a, e)| format!("{a}: {e}")).collect())
+        };
+        self.store.finish_run(run_id, status)?;
+        Ok(report)
+    }
+
+    fn enqueue_downstream(
+        &self,
+        story: &BuiltStory,
+        action: usize,
+        branch: Option<&str>,
+        event: &Arc<Event>,
+        queue: &mut VecDeque<Item>,
+    ) {
+        for (target, edge) in &story.actions[action].downstream {
+            let follows = match (edge, branch) {
+                (Edge::Main, None) => true,
+                (Edge::Branch(b), Some(x)) => b == x,
+                _ => false,
+            };
+            if follows {
+                queue.push_back(Item {
+                    action: *target,
+                    input: Some(event.clone()),
+                    wake: None,
+                });
+            }
+        }
+    }
+
+    async fn step(self, story: Arc<BuiltStory>, run_id: RunId, item: Item) -> Step {
+        let at_ms = self.clock.now_ms();
+        let action = &story.actions[item.action];
+        if action.disabled {
+            return Step {
+                item,
+                result: Ok(Outcome::default()),
+                skipped: Some("disabled"),
+                at_ms,
+            };
+        }
+        let meta = json!({
+            "run": {"id": run_id.to_string()},
+            "event": {"id": item.input.as_ref().map(|e| e.id.to_string())},
+            "action": {"slug": &*action.slug, "name": action.name},
+            "story": {"id": &*story.id, "name": story.name},
+        });
+        let mut scope = Scope::new(&story.globals, item.input.as_ref());
+        scope.meta = Some(&meta);
+        let local = match &action.local {
+            Some(tree) => match tree.render(&scope) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    return Step {
+                        item,
+                        result: Err(e.into()),
+                        skipped: None,
+                        at_ms,
+                    };
+                }
+            },
+            None => None,
+        };
+        scope.local = local.as_ref();
+        let cx = ExecCx {
+            scope,
+            http: &*self.http,
+            clock: &*self.clock,
+            store: &*self.store,
+            rules: &action.rules,
+            story_id: &story.id,
+            slug: &action.slug,
+            run_id,
+        };
+        if item.wake.is_none() && !action.handles_rules && !action.rules.is_empty() {
+            match action.rules.matches(&cx.scope, true) {
+                Ok(true) => {}
+                Ok(false) => {
+                    drop(cx);
+                    return Step {
+                        item,
+                        result: Ok(Outcome::default()),
+                        skipped: Some("rules did not match"),
+                        at_ms,
+                    };
+                }
+                Err(e) => {
+                    drop(cx);
+                    return Step {
+                        item,
+                        result: Err(e.into()),
+                        skipped: None,
+                        at_ms,
+                    };
+                }
+            }
+        }
+        let result = match &item.wake {
+            Some(payload) => action.exec.wake(&cx, payload.clone()).await,
+            None => action.exec.execute(&cx).await,
+        };
+        drop(cx);
+        Step {
+            item,
+            result,
+            skipped: None,
+            at_ms,
+        }
+    }
+}

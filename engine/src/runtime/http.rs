@@ -1,0 +1,237 @@
+//! Sending HTTP requests: the real client (reqwest, rustls) with a bound on
+//! in-flight requests per host, and the mock client of dry runs and tests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout: Duration,
+    pub follow_redirects: bool,
+    pub verify_tls: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HttpError {
+    #[error("the request timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub trait HttpClient: Send + Sync {
+    fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, HttpError>>;
+}
+
+/// reqwest behind a semaphore per host.
+pub struct RealHttp {
+    clients: HashMap<(bool, bool), reqwest::Client>,
+    per_host: usize,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl RealHttp {
+    /// `per_host`: how many requests may be in flight to one host at once.
+    pub fn new(per_host: usize) -> Result<Self, HttpError> {
+        let mut clients = HashMap::new();
+        for follow in [true, false] {
+            for verify in [true, false] {
+                let policy = if follow {
+                    reqwest::redirect::Policy::limited(10)
+                } else {
+                    reqwest::redirect::Policy::none()
+                };
+                let client = reqwest::Client::builder()
+                    .redirect(policy)
+                    .danger_accept_invalid_certs(!verify)
+                    .user_agent(concat!("tale/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| HttpError::Other(e.to_string()))?;
+                clients.insert((follow, verify), client);
+            }
+        }
+        Ok(Self {
+            clients,
+            per_host: per_host.max(1),
+            hosts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn semaphore(&self, host: &str) -> Arc<Semaphore> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts
+            .entry(host.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+            .clone()
+    }
+}
+
+impl HttpClient for RealHttp {
+    fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, HttpError>> {
+        Box::pin(async move {
+            let url =
+                reqwest::Url::parse(&request.url).map_err(|e| HttpError::Invalid(format!("{}: {e}", request.url)))?;
+            let host = url.host_str().unwrap_or("").to_owned();
+            let permit = self
+                .semaphore(&host)
+                .acquire_owned()
+                .await
+                .map_err(|e| HttpError::Other(e.to_string()))?;
+            let client = &self.clients[&(request.follow_redirects, request.verify_tls)];
+            let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
+                .map_err(|e| HttpError::Invalid(e.to_string()))?;
+            let mut builder = client.request(method, url).timeout(request.timeout);
+            for (k, v) in &request.headers {
+                builder = builder.header(k, v);
+            }
+            if let Some(body) = request.body {
+                builder = builder.body(body);
+            }
+            let response = builder.send().await.map_err(|e| classify(&e, request.timeout))?;
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_ascii_lowercase(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| classify(&e, request.timeout))?
+                .to_vec();
+            drop(permit);
+            Ok(HttpResponse { status, headers, body })
+        })
+    }
+}
+
+fn classify(e: &reqwest::Error, timeout: Duration) -> HttpError {
+    if e.is_timeout() {
+        HttpError::Timeout(timeout)
+    } else if e.is_connect() {
+        HttpError::Connect(error_chain(e))
+    } else {
+        HttpError::Other(error_chain(e))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// One canned answer of a dry run: a method (or `*`) and a URL pattern with
+/// `*` wildcards, answered in turn by `responses` (the last one repeats).
+#[derive(Debug, Clone)]
+pub struct Mock {
+    pub method: String,
+    pub url: String,
+    pub responses: Vec<HttpResponse>,
+}
+
+/// Answers from mocks, or `200 {}`; never opens a socket. Keeps every request.
+#[derive(Debug, Default)]
+pub struct MockHttp {
+    mocks: Vec<Mock>,
+    calls: Mutex<Vec<usize>>,
+    pub requests: Mutex<Vec<HttpRequest>>,
+}
+
+impl MockHttp {
+    pub fn new(mocks: Vec<Mock>) -> Self {
+        let calls = Mutex::new(vec![0; mocks.len()]);
+        Self {
+            mocks,
+            calls,
+            requests: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// `*` matches any run of characters.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let mut rest = text;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else { return false };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+impl HttpClient for MockHttp {
+    fn send(&self, request: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, HttpError>> {
+        let found = self.mocks.iter().position(|m| {
+            (m.method == "*" || m.method.eq_ignore_ascii_case(&request.method)) && glob_match(&m.url, &request.url)
+        });
+        let response = match found {
+            Some(i) => {
+                let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+                let n = calls[i];
+                calls[i] += 1;
+                let list = &self.mocks[i].responses;
+                list.get(n).or(list.last()).cloned()
+            }
+            None => None,
+        }
+        .unwrap_or_else(|| HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: b"{}".to_vec(),
+        });
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).push(request);
+        Box::pin(std::future::ready(Ok(response)))
+    }
+}

@@ -1,0 +1,166 @@
+//! Rules (`rules:` + `must_match` on any action, and a trigger's rules),
+//! compiled once and evaluated against a scope.
+
+use regex::{Regex, RegexBuilder};
+use serde_json::Value as J;
+
+use super::render::{CompileError, Compiler, Field, RenderError, Tree};
+use super::scope::Scope;
+use super::value::render_json;
+use crate::model::Rule;
+
+#[derive(Debug)]
+pub struct Rules {
+    rules: Vec<CompiledRule>,
+    must_match: usize,
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    kind: String,
+    path: Field,
+    value: Option<Tree>,
+    /// A literal regex, compiled once per case mode.
+    regex: Option<(Regex, Regex)>,
+}
+
+impl Rules {
+    pub fn compile(compiler: &Compiler<'_>, rules: &[Rule], must_match: Option<usize>) -> Result<Self, CompileError> {
+        let compiled = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let value = r
+                    .value
+                    .as_ref()
+                    .map(|v| compiler.tree(&format!("rules[{i}].value"), v))
+                    .transpose()?;
+                let literal = r
+                    .value
+                    .as_ref()
+                    .and_then(|v| v.as_str())
+                    .filter(|s| !crate::template::has_markup(s));
+                let regex = match (r.kind.value.ends_with("regex"), literal) {
+                    (true, Some(text)) => {
+                        let sensitive = Regex::new(text).map_err(|e| CompileError {
+                            field: format!("rules[{i}].value"),
+                            message: e.to_string(),
+                        })?;
+                        let insensitive =
+                            RegexBuilder::new(text)
+                                .case_insensitive(true)
+                                .build()
+                                .map_err(|e| CompileError {
+                                    field: format!("rules[{i}].value"),
+                                    message: e.to_string(),
+                                })?;
+                        Some((sensitive, insensitive))
+                    }
+                    _ => None,
+                };
+                Ok(CompiledRule {
+                    kind: r.kind.value.clone(),
+                    path: compiler.field(&format!("rules[{i}].path"), &r.path.value, r.path.span)?,
+                    value,
+                    regex,
+                })
+            })
+            .collect::<Result<Vec<_>, CompileError>>()?;
+        let must_match = must_match.unwrap_or(compiled.len());
+        Ok(Self {
+            rules: compiled,
+            must_match,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether enough rules match.
+    pub fn matches(&self, scope: &Scope<'_>, case_sensitive: bool) -> Result<bool, RenderError> {
+        if self.rules.is_empty() {
+            return Ok(true);
+        }
+        let mut matched = 0;
+        for rule in &self.rules {
+            if rule.eval(scope, case_sensitive)? {
+                matched += 1;
+                if matched >= self.must_match {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+fn text(v: &J) -> String {
+    let mut s = String::new();
+    render_json(v, &mut s);
+    s
+}
+
+fn is_empty(v: &J) -> bool {
+    match v {
+        J::Null => true,
+        J::String(s) => s.trim().is_empty(),
+        J::Array(a) => a.is_empty(),
+        J::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// Numbers compare as numbers when both sides parse; otherwise as text.
+fn compare(a: &str, b: &str, case_sensitive: bool) -> std::cmp::Ordering {
+    match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ if case_sensitive => a.cmp(b),
+        _ => a.to_lowercase().cmp(&b.to_lowercase()),
+    }
+}
+
+impl CompiledRule {
+    fn eval(&self, scope: &Scope<'_>, case_sensitive: bool) -> Result<bool, RenderError> {
+        let actual = self.path.render(scope)?;
+        let value = self.value.as_ref().map(|v| v.render(scope)).transpose()?;
+        let left = text(&actual);
+        let right = value.as_ref().map(text).unwrap_or_default();
+        use std::cmp::Ordering::*;
+        Ok(match self.kind.as_str() {
+            "is_empty" => is_empty(&actual),
+            "is_present" => !is_empty(&actual),
+            "regex" | "!regex" => {
+                let found = match &self.regex {
+                    Some((s, i)) => if case_sensitive { s } else { i }.is_match(&left),
+                    None => RegexBuilder::new(&right)
+                        .case_insensitive(!case_sensitive)
+                        .build()
+                        .map(|r| r.is_match(&left))
+                        .map_err(|e| RenderError {
+                            field: self.path.name.replace(".path", ".value"),
+                            span: self.path.span,
+                            message: format!("the rendered regex does not compile: {e}"),
+                        })?,
+                };
+                found == (self.kind == "regex")
+            }
+            "field==value" => compare(&left, &right, case_sensitive) == Equal,
+            "field!=value" => compare(&left, &right, case_sensitive) != Equal,
+            "field<value" => compare(&left, &right, case_sensitive) == Less,
+            "field<=value" => compare(&left, &right, case_sensitive) != Greater,
+            "field>value" => compare(&left, &right, case_sensitive) == Greater,
+            "field>=value" => compare(&left, &right, case_sensitive) != Less,
+            "in" | "not in" => {
+                let list: Vec<String> = match &value {
+                    Some(J::Array(items)) => items.iter().map(text).collect(),
+                    Some(other) => vec![text(other)],
+                    None => Vec::new(),
+                };
+                let found = list.iter().any(|v| compare(&left, v, case_sensitive) == Equal);
+                found == (self.kind == "in")
+            }
+            _ => false,
+        })
+    }
+}

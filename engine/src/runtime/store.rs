@@ -1,0 +1,115 @@
+//! The store: where events, runs and action state live. `run` and `dry-run`
+//! use the in-memory store; the SQLite and PostgreSQL stores implement the
+//! same trait, so the executor does not change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value as J;
+
+use super::event::{Event, RunId};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is full: {0}")]
+    Full(String),
+    #[error("store failure: {0}")]
+    Failed(String),
+}
+
+/// A change of action state, applied with the events of the same step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatePut {
+    pub key: String,
+    /// `None` deletes the key.
+    pub value: Option<J>,
+}
+
+/// What one executed work item produced: applied as one unit.
+#[derive(Debug, Default)]
+pub struct Commit {
+    pub events: Vec<Arc<Event>>,
+    pub state: Vec<StatePut>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    /// At least one action failed (its error is recorded); the rest went on.
+    Failed(Vec<String>),
+}
+
+pub trait Store: Send + Sync {
+    fn start_run(&self, run_id: RunId, story: &str) -> Result<(), StoreError>;
+    fn finish_run(&self, run_id: RunId, status: RunStatus) -> Result<(), StoreError>;
+    /// Applies one step: its events and its state changes, together.
+    fn commit(&self, commit: Commit) -> Result<(), StoreError>;
+    /// Action state (implode, deduplicate, throttle), by key.
+    fn state(&self, key: &str) -> Result<Option<J>, StoreError>;
+    /// The events of a run, in the order they were committed.
+    fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError>;
+}
+
+/// Everything in memory, behind one lock: `check`, `dry-run`, `test`, `run`.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Memory>,
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    runs: HashMap<RunId, (String, RunStatus)>,
+    events: HashMap<RunId, Vec<Arc<Event>>>,
+    state: HashMap<String, J>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn run_status(&self, run_id: RunId) -> Option<RunStatus> {
+        self.lock().runs.get(&run_id).map(|(_, s)| s.clone())
+    }
+}
+
+impl Store for MemoryStore {
+    fn start_run(&self, run_id: RunId, story: &str) -> Result<(), StoreError> {
+        self.lock().runs.insert(run_id, (story.to_owned(), RunStatus::Running));
+        Ok(())
+    }
+
+    fn finish_run(&self, run_id: RunId, status: RunStatus) -> Result<(), StoreError> {
+        if let Some(run) = self.lock().runs.get_mut(&run_id) {
+            run.1 = status;
+        }
+        Ok(())
+    }
+
+    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        let mut m = self.lock();
+        for e in commit.events {
+            m.events.entry(e.run_id).or_default().push(e);
+        }
+        for put in commit.state {
+            match put.value {
+                Some(v) => m.state.insert(put.key, v),
+                None => m.state.remove(&put.key),
+            };
+        }
+        Ok(())
+    }
+
+    fn state(&self, key: &str) -> Result<Option<J>, StoreError> {
+        Ok(self.lock().state.get(key).cloned())
+    }
+
+    fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError> {
+        Ok(self.lock().events.get(&run_id).cloned().unwrap_or_default())
+    }
+}

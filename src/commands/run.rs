@@ -1,0 +1,445 @@
+//! `tale run` and `tale dry-run`: deliver an event to a story's entry
+//! webhook and run the story to completion, for real or with every side
+//! effect mocked and a virtual clock.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use serde_json::{Value as J, json};
+use tale_engine::diagnostic::Severity;
+use tale_engine::report;
+use tale_engine::runtime::build::{BuiltStory, build};
+use tale_engine::runtime::clock::{RealClock, VirtualClock};
+use tale_engine::runtime::exec::{RunReport, Runtime, WebhookRequest};
+use tale_engine::runtime::http::{HttpResponse, Mock, MockHttp, RealHttp};
+use tale_engine::runtime::scope::Globals;
+use tale_engine::runtime::store::MemoryStore;
+use tale_engine::story::Story;
+use tale_engine::template::TemplateParser;
+use tale_engine::yaml::{self, Limits};
+
+use super::check::{Color, check_paths, use_color};
+use crate::ExitStatus;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The story file.
+    pub story: PathBuf,
+    /// The request body delivered to the entry webhook: a JSON file, or `-` for standard input.
+    #[arg(long, value_name = "FILE")]
+    pub event: Option<PathBuf>,
+    /// The webhook to deliver to, when the story has several and no `entry`.
+    #[arg(long, value_name = "SLUG")]
+    pub action: Option<String>,
+    /// Folders of sub-stories.
+    #[arg(long = "stories", value_name = "DIR")]
+    pub stories: Vec<PathBuf>,
+    /// Resource files besides the resources.yaml beside the story.
+    #[arg(long = "resources", value_name = "FILE")]
+    pub resources: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DryRunArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Canned HTTP answers (method + URL pattern → status, headers, body).
+    #[arg(long, value_name = "FILE")]
+    pub mocks: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = TraceFormat::Human)]
+    pub format: TraceFormat,
+}
+
+/// Checks and builds the story; diagnostics and `Err` when it cannot run.
+fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Option<(Arc<BuiltStory>, usize)>> {
+    let checked = check_paths(
+        std::slice::from_ref(&args.story),
+        &args.stories,
+        false,
+        None,
+        &args.resources,
+    );
+    let errors: Vec<_> = checked
+        .output
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .cloned()
+        .collect();
+    let Some(story) = checked.output.stories.first().filter(|_| errors.is_empty()) else {
+        write!(
+            err,
+            "{}",
+            report::human(&errors, &checked.sources, use_color(Color::Auto))
+        )?;
+        writeln!(err, "{} cannot run: fix the errors above first", args.story.display())?;
+        return Ok(None);
+    };
+    let globals = globals(story, &args.story, &args.resources, dry)?;
+    let parser = TemplateParser::new();
+    let built = Arc::new(build(story, &parser, globals)?);
+    let entry = match &args.action {
+        Some(slug) => built
+            .action(slug)
+            .with_context(|| format!("the story has no action `{slug}`"))?,
+        None => built
+            .default_entry()
+            .context("the story has no `entry` and not exactly one webhook: name one with --action")?,
+    };
+    if !built.actions[entry].is_webhook {
+        bail!("`{}` is not a webhook", built.actions[entry].slug);
+    }
+    Ok(Some((built, entry)))
+}
+
+/// Credentials, resources and story names for templates. A dry run never
+/// sees a credential's value: it gets `[credential:name]`.
+fn globals(story: &Story, path: &Path, resource_files: &[PathBuf], dry: bool) -> anyhow::Result<Globals> {
+    let mut credentials = serde_json::Map::new();
+    let mut resources = serde_json::Map::new();
+    for (key, value) in std::env::vars() {
+        if let Some(name) = key.strip_prefix("TALE_CREDENTIAL_") {
+            if !name.ends_with("_ALLOWED_HOSTS") && !name.is_empty() {
+                let name = name.to_ascii_lowercase();
+                let v = if dry { format!("[credential:{name}]") } else { value };
+                credentials.insert(name, J::String(v));
+            }
+        } else if let Some(name) = key.strip_prefix("TALE_RESOURCE_") {
+            let parsed = serde_json::from_str(&value).unwrap_or(J::String(value));
+            resources.insert(name.to_ascii_lowercase(), parsed);
+        }
+    }
+    if dry {
+        // Credentials the story uses but the environment lacks still render.
+        for action in &story.actions {
+            let Some(config) = &action.config else { continue };
+            let mut names: Vec<String> = config
+                .credential()
+                .map(|c| c.name.to_ascii_lowercase())
+                .into_iter()
+                .collect();
+            let mut fields = Vec::new();
+            config.templates(&mut fields);
+            for f in fields {
+                names.extend(
+                    tale_engine::template::credential_names(f.text)
+                        .into_iter()
+                        .map(|(n, _)| n.to_ascii_lowercase()),
+                );
+            }
+            for n in names {
+                credentials
+                    .entry(n.clone())
+                    .or_insert_with(|| J::String(format!("[credential:{n}]")));
+            }
+        }
+    }
+    let mut files: Vec<PathBuf> = resource_files.to_vec();
+    let beside = path.parent().unwrap_or(Path::new("")).join("resources.yaml");
+    if beside.is_file() {
+        files.push(beside);
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let node = yaml::parse(&text, &Limits::default()).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        if let J::Object(o) = node.to_json() {
+            for (k, v) in o {
+                resources.entry(k).or_insert(v);
+            }
+        }
+    }
+    Ok(Globals {
+        credentials: J::Object(credentials),
+        resources: J::Object(resources),
+        story: json!({"id": story.id.value, "name": story.name}),
+    })
+}
+
+fn read_event(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match path {
+        None => Ok(Vec::new()),
+        Some(p) if p.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("cannot read the event from standard input")?;
+            Ok(buf)
+        }
+        Some(p) => std::fs::read(p).with_context(|| format!("cannot read the event {}", p.display())),
+    }
+}
+
+fn request(story: &BuiltStory, entry: usize, body: Vec<u8>) -> WebhookRequest {
+    WebhookRequest {
+        method: "post".into(),
+        path: story.actions[entry].slug.to_string(),
+        query: Vec::new(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body,
+        secret: None,
+        trusted: true,
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
+    let Some((story, entry)) = prepare(args, false, err)? else {
+        return Ok(ExitStatus::Failure);
+    };
+    let body = read_event(args.event.as_deref())?;
+    let rt = Runtime {
+        http: Arc::new(RealHttp::new(8)?),
+        clock: Arc::new(RealClock),
+        store: Arc::new(MemoryStore::new()),
+        max_in_flight: 64,
+        trace: false,
+    };
+    let request = request(&story, entry, body);
+    let report = match runtime()?.block_on(rt.run_webhook(story, entry, request)) {
+        Ok(r) => r,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(ExitStatus::Failure);
+        }
+    };
+    for event in &report.events {
+        writeln!(out, "{}", event.to_json())?;
+    }
+    finish(&report, err)
+}
+
+fn finish(report: &RunReport, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
+    for (action, message) in &report.errors {
+        writeln!(err, "error: action `{action}` failed: {message}")?;
+    }
+    writeln!(
+        err,
+        "run {}: {} event{}, {}",
+        report.run_id,
+        report.events.len(),
+        if report.events.len() == 1 { "" } else { "s" },
+        if report.succeeded() {
+            "succeeded".to_owned()
+        } else {
+            format!("{} action(s) failed", report.errors.len())
+        }
+    )?;
+    Ok(if report.succeeded() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+/// One mock of a mocks file: one response, or `responses` in turn (the
+/// last repeats).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MockSpec {
+    #[serde(default = "any_method")]
+    method: String,
+    url: String,
+    status: Option<u16>,
+    headers: Option<serde_json::Map<String, J>>,
+    body: Option<J>,
+    responses: Option<Vec<ResponseSpec>>,
+}
+
+fn any_method() -> String {
+    "*".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseSpec {
+    #[serde(default = "ok")]
+    status: u16,
+    #[serde(default)]
+    headers: serde_json::Map<String, J>,
+    #[serde(default)]
+    body: Option<J>,
+}
+
+fn ok() -> u16 {
+    200
+}
+
+impl ResponseSpec {
+    fn into_response(self) -> HttpResponse {
+        let mut headers: Vec<(String, String)> = self
+            .headers
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_ascii_lowercase(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                )
+            })
+            .collect();
+        let body = match self.body {
+            None => Vec::new(),
+            Some(J::String(s)) => s.into_bytes(),
+            Some(other) => {
+                if !headers.iter().any(|(k, _)| k == "content-type") {
+                    headers.push(("content-type".into(), "application/json".into()));
+                }
+                other.to_string().into_bytes()
+            }
+        };
+        HttpResponse {
+            status: self.status,
+            headers,
+            body,
+        }
+    }
+}
+
+fn read_mocks(path: &Path) -> anyhow::Result<Vec<Mock>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the mocks {}", path.display()))?;
+    let node = yaml::parse(&text, &Limits::default()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let json = match node.to_json() {
+        J::Object(mut o) if o.contains_key("mocks") => o.remove("mocks").unwrap_or(J::Null),
+        other => other,
+    };
+    let specs: Vec<MockSpec> = serde_json::from_value(json).with_context(|| {
+        format!(
+            "{}: a mocks file is a list of {{method, url, status, headers, body}}",
+            path.display()
+        )
+    })?;
+    Ok(specs
+        .into_iter()
+        .map(|s| {
+            let responses: Vec<HttpResponse> = match s.responses {
+                Some(list) if !list.is_empty() => list.into_iter().map(ResponseSpec::into_response).collect(),
+                _ => vec![
+                    ResponseSpec {
+                        status: s.status.unwrap_or(200),
+                        headers: s.headers.unwrap_or_default(),
+                        body: Some(s.body.unwrap_or_else(|| json!({}))),
+                    }
+                    .into_response(),
+                ],
+            };
+            Mock {
+                method: s.method,
+                url: s.url,
+                responses,
+            }
+        })
+        .collect())
+}
+
+pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
+    let Some((story, entry)) = prepare(&args.run, true, err)? else {
+        return Ok(ExitStatus::Failure);
+    };
+    let body = read_event(args.run.event.as_deref())?;
+    let mocks = args.mocks.as_deref().map(read_mocks).transpose()?.unwrap_or_default();
+    let http = Arc::new(MockHttp::new(mocks));
+    let rt = Runtime {
+        http: http.clone(),
+        clock: Arc::new(VirtualClock::new(tale_engine::runtime::event::now_millis())),
+        store: Arc::new(MemoryStore::new()),
+        max_in_flight: 1,
+        trace: true,
+    };
+    let request = request(&story, entry, body);
+    let report = match runtime()?.block_on(rt.run_webhook(story.clone(), entry, request)) {
+        Ok(r) => r,
+        Err(e) => {
+            writeln!(err, "error: {e}")?;
+            return Ok(ExitStatus::Failure);
+        }
+    };
+    match args.format {
+        TraceFormat::Json => {
+            let doc = json!({
+                "run_id": report.run_id.to_string(),
+                "succeeded": report.succeeded(),
+                "response": report.response.as_ref().map(|r| json!({"status": r.status, "content_type": r.content_type, "body": r.body})),
+                "trace": report.trace.iter().map(|t| t.to_json()).collect::<Vec<_>>(),
+                "events": report.events.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
+                "errors": report.errors.iter().map(|(a, e)| json!({"action": a, "error": e})).collect::<Vec<_>>(),
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        }
+        TraceFormat::Human => write_trace(&report, out)?,
+    }
+    finish(&report, err)
+}
+
+fn short(value: &J) -> String {
+    let s = value.to_string();
+    if s.chars().count() > 160 {
+        format!("{}…", s.chars().take(160).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn write_trace(report: &RunReport, out: &mut dyn Write) -> std::io::Result<()> {
+    if let Some(root) = report.events.first() {
+        writeln!(out, "● {} received {}", root.action, short(&root.output))?;
+    }
+    let start = report.trace.first().map_or(0, |t| t.at_ms);
+    for t in &report.trace {
+        let at = (t.at_ms - start) as f64 / 1000.0;
+        writeln!(out, "▸ {} (+{at:.1}s)", t.action)?;
+        writeln!(out, "    input:   {}", short(&t.input_output))?;
+        for d in &t.details {
+            if let Some(method) = d.get("method").and_then(J::as_str) {
+                writeln!(
+                    out,
+                    "    request: {method} {} (attempt {})",
+                    d["url"].as_str().unwrap_or(""),
+                    d["attempt"]
+                )?;
+                if let Some(body) = d.get("body").and_then(J::as_str) {
+                    writeln!(out, "             body {}", short(&J::String(body.to_owned())))?;
+                }
+            } else {
+                writeln!(out, "    note:    {}", short(d))?;
+            }
+        }
+        if let Some(s) = t.skipped {
+            writeln!(out, "    skipped: {s}")?;
+        }
+        for (branch, output) in &t.emitted {
+            match branch {
+                Some(b) => writeln!(out, "    emitted ({b}): {}", short(output))?,
+                None => writeln!(out, "    emitted: {}", short(output))?,
+            }
+        }
+        if let Some(e) = &t.error {
+            writeln!(out, "    error:   {e}")?;
+        }
+    }
+    if let Some(r) = &report.response {
+        writeln!(
+            out,
+            "◂ response {} {}: {}",
+            r.status,
+            r.content_type,
+            short(&J::String(r.body.clone()))
+        )?;
+    }
+    Ok(())
+}
