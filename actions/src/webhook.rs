@@ -229,7 +229,7 @@ impl Executable for WebhookExec {
     fn accept(&self, request: &WebhookRequest, cx: &ExecCx<'_>) -> Option<WebhookResult> {
         let refuse = |status: u16, message: String| Some(WebhookResult::Refused { status, message });
         let method = request.method.to_ascii_lowercase();
-        if !self.verbs.iter().any(|v| *v == method) {
+        if !self.verbs.contains(&method) {
             return refuse(
                 405,
                 format!(

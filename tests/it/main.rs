@@ -3,7 +3,9 @@
 
 mod check_corpus;
 mod cli;
+mod mock_server;
 mod no_panic;
+mod runtime;
 mod schema;
 mod support;
 mod valid_stories;

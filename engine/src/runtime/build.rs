@@ -103,11 +103,13 @@ pub fn build(story: &Story, parser: &TemplateParser, globals: Globals) -> Result
             );
             Some(compiler.tree("local", &node).map_err(err)?)
         };
-        let downstream = story
+        // In the order the actions are written (petgraph lists edges newest first).
+        let mut downstream: Vec<(usize, Edge)> = story
             .graph
             .edges(story.node(i))
             .map(|e| (e.target().index(), e.weight().clone()))
             .collect();
+        downstream.sort_by_key(|(target, _)| *target);
         actions.push(BuiltAction {
             slug: slug.as_str().into(),
             name: a.name.clone(),

@@ -453,38 +453,26 @@ impl Runtime {
             slug: &action.slug,
             run_id,
         };
-        if item.wake.is_none() && !action.handles_rules && !action.rules.is_empty() {
-            match action.rules.matches(&cx.scope, true) {
-                Ok(true) => {}
-                Ok(false) => {
-                    drop(cx);
-                    return Step {
-                        item,
-                        result: Ok(Outcome::default()),
-                        skipped: Some("rules did not match"),
-                        at_ms,
-                    };
-                }
-                Err(e) => {
-                    drop(cx);
-                    return Step {
-                        item,
-                        result: Err(e.into()),
-                        skipped: None,
-                        at_ms,
-                    };
-                }
-            }
-        }
-        let result = match &item.wake {
-            Some(payload) => action.exec.wake(&cx, payload.clone()).await,
-            None => action.exec.execute(&cx).await,
+        let rules = if item.wake.is_none() && !action.handles_rules && !action.rules.is_empty() {
+            action.rules.matches(&cx.scope, true)
+        } else {
+            Ok(true)
         };
-        drop(cx);
+        let (result, skipped) = match rules {
+            Ok(true) => {
+                let result = match &item.wake {
+                    Some(payload) => action.exec.wake(&cx, payload.clone()).await,
+                    None => action.exec.execute(&cx).await,
+                };
+                (result, None)
+            }
+            Ok(false) => (Ok(Outcome::default()), Some("rules did not match")),
+            Err(e) => (Err(e.into()), None),
+        };
         Step {
             item,
             result,
-            skipped: None,
+            skipped,
             at_ms,
         }
     }

@@ -1,0 +1,559 @@
+//! Running stories: `tale run` against a real HTTP server on 127.0.0.1,
+//! `tale dry-run` of the same stories (no socket opened), every
+//! http_request option, and bad input that fails one action but not the run.
+
+use std::time::Duration;
+
+use serde_json::{Value as J, json};
+
+use crate::mock_server::{Reply, Server};
+use crate::support::{root, tale};
+
+/// Writes `story` (with `{base}` replaced by the server URL) and an event,
+/// then runs `tale <command> …`.
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new(story: &str, base: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("story.yaml"), story.replace("{base}", base)).expect("write story");
+        Case { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        std::fs::write(self.dir.path().join(name), text).expect("write");
+        self.path(name)
+    }
+
+    fn run(&self, event: &str) -> (u8, Vec<J>, String) {
+        let event = self.file("event.json", event);
+        let out = tale(&["run", &self.path("story.yaml"), "--event", &event]);
+        let events = out
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (out.status, events, out.stderr)
+    }
+
+    fn dry_run(&self, event: &str, mocks: Option<&str>) -> (u8, J, String) {
+        let event = self.file("event.json", event);
+        let mut args = vec![
+            "dry-run".to_owned(),
+            self.path("story.yaml"),
+            "--event".into(),
+            event,
+            "--format".into(),
+            "json".into(),
+        ];
+        if let Some(m) = mocks {
+            args.push("--mocks".into());
+            args.push(self.file("story.mocks.yaml", m));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = tale(&args);
+        let doc = serde_json::from_str(&out.stdout).unwrap_or(J::Null);
+        (out.status, doc, out.stderr)
+    }
+}
+
+fn outputs_of<'a>(events: &'a [J], action: &str) -> Vec<&'a J> {
+    events
+        .iter()
+        .filter(|e| e["action"] == action)
+        .map(|e| &e["output"])
+        .collect()
+}
+
+const TRIAGE: &str = r#"
+name: Alert triage
+actions:
+  receive:
+    type: webhook
+    path: alerts
+    secret: s3cret
+  each_alert:
+    type: transform
+    mode: explode
+    from: receive
+    path: "{{ receive.body.value | as_object }}"
+    to: alert
+  get_alert:
+    type: http_request
+    from: each_alert
+    url: "{base}/v1.0/security/alerts_v2/{{ each_alert.alert.id }}"
+    retry_on_status: [429, "500-599"]
+    fail_on_status: true
+  is_serious:
+    type: trigger
+    from: get_alert
+    rules:
+      - { type: "in", path: "{{ get_alert.body.severity }}", value: [high, medium] }
+  open_ticket:
+    type: http_request
+    from: is_serious
+    method: post
+    url: "{base}/tickets"
+    payload:
+      title: "{{ get_alert.body.title }}"
+      severity: "{{ get_alert.body.severity | upcase }}"
+      evidence: "{{ get_alert.body.evidence | as_object }}"
+  report_failure:
+    type: transform
+    mode: message_only
+    from: get_alert.failure
+    payload:
+      failed: "{{ get_alert.error }}"
+"#;
+
+#[test]
+fn a_story_runs_for_real_against_the_apis() {
+    let server = Server::start();
+    server.route(
+        "/v1.0/security/alerts_v2/a1",
+        vec![Reply::json(
+            200,
+            r#"{"id":"a1","severity":"high","title":"Ransomware","evidence":[{"ip":"10.0.0.1"}]}"#,
+        )],
+    );
+    server.route(
+        "/v1.0/security/alerts_v2/a2",
+        vec![Reply::json(200, r#"{"id":"a2","severity":"low","title":"Noise"}"#)],
+    );
+    server.route(
+        "/v1.0/security/alerts_v2/a3",
+        vec![Reply::json(404, r#"{"error":{"code":"NotFound"}}"#)],
+    );
+    server.route("/tickets", vec![Reply::json(201, r#"{"key":"SOC-1"}"#)]);
+    let case = Case::new(TRIAGE, &server.url(""));
+    let (status, events, stderr) = case.run(r#"{"value":[{"id":"a1"},{"id":"a2"},{"id":"a3"}]}"#);
+    assert_eq!(status, 0, "{stderr}");
+
+    let tickets: Vec<_> = server
+        .received()
+        .into_iter()
+        .filter(|r| r.path_and_query == "/tickets")
+        .collect();
+    assert_eq!(tickets.len(), 1, "one serious alert, one ticket");
+    let body: J = serde_json::from_str(&tickets[0].body).expect("JSON body");
+    assert_eq!(
+        body,
+        json!({"title": "Ransomware", "severity": "HIGH", "evidence": [{"ip": "10.0.0.1"}]})
+    );
+    assert_eq!(
+        tickets[0].headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+
+    let failures = outputs_of(&events, "report_failure");
+    assert_eq!(failures.len(), 1);
+    assert!(
+        failures[0]["failed"].as_str().is_some_and(|e| e.contains("404")),
+        "{failures:?}"
+    );
+    assert_eq!(outputs_of(&events, "open_ticket")[0]["body"]["key"], "SOC-1");
+    // Every event carries its run and its parents.
+    let run = &events[0]["run_id"];
+    assert!(events.iter().all(|e| &e["run_id"] == run));
+    assert!(
+        events
+            .iter()
+            .skip(1)
+            .all(|e| e["parent_ids"].as_array().is_some_and(|p| p.len() == 1))
+    );
+}
+
+#[test]
+fn a_dry_run_walks_the_same_graph_and_opens_no_socket() {
+    let server = Server::start();
+    let case = Case::new(TRIAGE, &server.url(""));
+    let mocks = format!(
+        r#"
+- method: GET
+  url: "{base}/v1.0/security/alerts_v2/a1"
+  body: {{id: a1, severity: high, title: Ransomware, evidence: []}}
+- method: GET
+  url: "{base}/v1.0/security/alerts_v2/*"
+  status: 404
+- method: POST
+  url: "{base}/tickets"
+  status: 201
+  body: {{key: SOC-9}}
+"#,
+        base = server.url("")
+    );
+    let (status, doc, stderr) = case.dry_run(r#"{"value":[{"id":"a1"},{"id":"a2"}]}"#, Some(&mocks));
+    assert_eq!(status, 0, "{stderr}");
+    assert!(server.received().is_empty(), "a dry run must not reach the network");
+    let actions: Vec<&str> = doc["trace"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "each_alert",
+            "get_alert",
+            "get_alert",
+            "is_serious",
+            "report_failure",
+            "open_ticket"
+        ]
+    );
+    let ticket = doc["trace"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["action"] == "open_ticket")
+        .expect("open_ticket ran");
+    assert_eq!(ticket["requests"][0]["method"], "POST");
+    assert_eq!(ticket["emitted"][0]["output"]["body"]["key"], "SOC-9");
+}
+
+#[test]
+fn retries_honour_retry_after_and_give_up_on_the_failure_branch() {
+    let server = Server::start();
+    server.route(
+        "/flaky",
+        vec![
+            Reply::json(503, "{}").header("retry-after", "0.2"),
+            Reply::json(200, r#"{"ok":true}"#),
+        ],
+    );
+    server.route("/down", vec![Reply::json(500, r#"{"error":"boom"}"#)]);
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  flaky:
+    type: http_request
+    from: receive
+    url: "{base}/flaky"
+    retry_on_status: ["500-599"]
+  down:
+    type: http_request
+    from: receive
+    url: "{base}/down"
+    retry_on_status: [500]
+    retries: 2
+  down_failed:
+    type: transform
+    mode: message_only
+    from: down.failure
+    payload: {error: "{{ down.error }}", status: "{{ down.status | as_object }}"}
+"#;
+    let case = Case::new(story, &server.url(""));
+    let started = std::time::Instant::now();
+    let (status, events, stderr) = case.run("{}");
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "Retry-After was honoured"
+    );
+    assert_eq!(outputs_of(&events, "flaky")[0]["body"], json!({"ok": true}));
+    let calls = |p: &str| server.received().iter().filter(|r| r.path_and_query == p).count();
+    assert_eq!(calls("/flaky"), 2);
+    assert_eq!(calls("/down"), 3, "the first try and two retries");
+    let failed = outputs_of(&events, "down_failed");
+    assert_eq!(failed[0]["status"], 500);
+    assert!(failed[0]["error"].as_str().is_some_and(|e| e.contains("answered 500")));
+}
+
+#[test]
+fn timeouts_and_network_errors_take_the_failure_branch() {
+    let server = Server::start();
+    server.route("/slow", vec![Reply::json(200, "{}").delayed(Duration::from_secs(3))]);
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  slow:
+    type: http_request
+    from: receive
+    url: "{base}/slow"
+    timeout_secs: 0.3
+  refused:
+    type: http_request
+    from: receive
+    url: "http://127.0.0.1:9/nothing-listens-here"
+  on_slow:
+    type: transform
+    mode: message_only
+    from: slow.failure
+    payload: {error: "{{ slow.error }}"}
+  on_refused:
+    type: transform
+    mode: message_only
+    from: refused.failure
+    payload: {error: "{{ refused.error }}"}
+"#;
+    let case = Case::new(story, &server.url(""));
+    let (status, events, stderr) = case.run("{}");
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        outputs_of(&events, "on_slow")[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("timed out"))
+    );
+    assert!(
+        outputs_of(&events, "on_refused")[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connect"))
+    );
+}
+
+#[test]
+fn pages_follow_odata_next_link_and_the_next_page_uri_header() {
+    let server = Server::start();
+    let fixture = |name: &str| std::fs::read_to_string(root().join("tests/data/fixtures").join(name)).expect("fixture");
+    let page1 = fixture("graph-alerts-v2-list-page1.json").replace("https://graph.microsoft.com", &server.url(""));
+    server.route(
+        "/v1.0/security/alerts_v2",
+        vec![
+            Reply::json(200, &page1),
+            Reply::json(200, &fixture("graph-alerts-v2-list-page2-last.json")),
+        ],
+    );
+    let content = fixture("o365-content-list.json");
+    server.route(
+        "/api/v1.0/t/activity/feed/subscriptions/content",
+        vec![
+            Reply::json(200, &content).header(
+                "NextPageUri",
+                &server.url("/api/v1.0/t/activity/feed/subscriptions/content?nextpage=2"),
+            ),
+            Reply::json(200, &content),
+        ],
+    );
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  alerts:
+    type: http_request
+    from: receive
+    url: "{base}/v1.0/security/alerts_v2"
+    payload: {"$top": 1}
+    pagination:
+      next_url: "{{ response.body['@odata.nextLink'] }}"
+  content:
+    type: http_request
+    from: receive
+    url: "{base}/api/v1.0/t/activity/feed/subscriptions/content"
+    pagination:
+      next_url: "{{ response.headers.nextpageuri }}"
+      emit: per_page
+"#;
+    let case = Case::new(story, &server.url(""));
+    let (status, events, stderr) = case.run("{}");
+    assert_eq!(status, 0, "{stderr}");
+    let alerts = outputs_of(&events, "alerts");
+    assert_eq!(alerts.len(), 1, "merged into one event");
+    assert_eq!(alerts[0]["pages"], 2);
+    assert_eq!(alerts[0]["body"]["value"].as_array().map(Vec::len), Some(1));
+    let first_alerts = server
+        .received()
+        .into_iter()
+        .find(|r| r.path_and_query.starts_with("/v1.0/security/alerts_v2"))
+        .expect("alerts request");
+    assert_eq!(
+        first_alerts.path_and_query, "/v1.0/security/alerts_v2?%24top=1",
+        "GET payload as query string"
+    );
+    let pages = outputs_of(&events, "content");
+    assert_eq!(pages.len(), 2, "one event per page");
+    let listed = serde_json::from_str::<J>(&content)
+        .expect("fixture")
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(pages[1]["body"].as_array().map(Vec::len), listed);
+}
+
+#[test]
+fn bodies_as_form_xml_and_data_and_headers_and_basic_auth() {
+    let server = Server::start();
+    for p in ["/form", "/xml", "/data"] {
+        server.route(p, vec![Reply::json(200, "{}")]);
+    }
+    server.route(
+        "/text",
+        vec![Reply {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: "not json".into(),
+            delay: Duration::ZERO,
+        }],
+    );
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  form:
+    type: http_request
+    from: receive
+    method: post
+    url: "{base}/form"
+    content_type: form
+    payload: {grant_type: client_credentials, scope: "https://graph.microsoft.com/.default"}
+    basic_auth: [client, "p@ss"]
+  xml:
+    type: http_request
+    from: receive
+    method: put
+    url: "{base}/xml"
+    content_type: xml
+    payload: {alert: {id: "{{ receive.body.id }}", tag: [a, b]}}
+    headers: {X-Request-Id: "{{ receive.body.id }}"}
+  data:
+    type: http_request
+    from: receive
+    method: post
+    url: "{base}/data"
+    content_type: text/csv
+    payload: "id,severity\n{{ receive.body.id }},high"
+  text:
+    type: http_request
+    from: receive
+    url: "{base}/text"
+"#;
+    let case = Case::new(story, &server.url(""));
+    let (status, events, stderr) = case.run(r#"{"id":"x<1>"}"#);
+    assert_eq!(status, 0, "{stderr}");
+    let got = |p: &str| {
+        server
+            .received()
+            .into_iter()
+            .find(|r| r.path_and_query == p)
+            .expect("request")
+    };
+    let form = got("/form");
+    assert_eq!(
+        form.body,
+        "grant_type=client_credentials&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default"
+    );
+    assert_eq!(form.headers["content-type"], "application/x-www-form-urlencoded");
+    assert_eq!(form.headers["authorization"], "Basic Y2xpZW50OnBAc3M=");
+    let xml = got("/xml");
+    assert_eq!(xml.method, "PUT");
+    assert_eq!(xml.body, "<alert><id>x&lt;1&gt;</id><tag>a</tag><tag>b</tag></alert>");
+    assert_eq!(xml.headers["x-request-id"], "x<1>");
+    let data = got("/data");
+    assert_eq!(data.body, "id,severity\nx<1>,high");
+    assert_eq!(data.headers["content-type"], "text/csv");
+    assert_eq!(
+        outputs_of(&events, "text")[0]["body"],
+        "not json",
+        "a body that is not JSON stays text"
+    );
+}
+
+#[test]
+fn a_failing_action_fails_the_run_but_the_rest_goes_on() {
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  bad_explode:
+    type: transform
+    mode: explode
+    from: receive
+    path: "{{ receive.body.not_a_list }}"
+    to: item
+  bad_filter:
+    type: transform
+    mode: message_only
+    from: receive
+    payload: {x: "{{ receive.body.n | divided_by: 0 }}"}
+  fine:
+    type: transform
+    mode: message_only
+    from: receive
+    payload: {ok: true}
+  waits:
+    type: transform
+    mode: explode
+    from: receive
+    path: "{{ receive.body.items | as_object }}"
+    to: item
+  only_some:
+    type: trigger
+    from: waits
+    rules: [{type: field==value, path: "{{ waits.item }}", value: keep}]
+  collect:
+    type: transform
+    mode: implode
+    from: only_some
+    guid_path: "{{ waits.guid }}"
+    size_path: "{{ waits.size }}"
+    item_path: "{{ waits.item }}"
+    seconds: 30
+"#;
+    let case = Case::new(story, "");
+    let (status, doc, _) = case.dry_run(r#"{"not_a_list":"text","n":1,"items":["keep","drop","keep"]}"#, None);
+    assert_eq!(status, 1, "the run failed");
+    let errors: Vec<&str> = doc["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(errors, ["bad_explode", "bad_filter"]);
+    let events = doc["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(outputs_of(&events, "fine")[0], &json!({"ok": true}));
+    // Two of three items arrive: after its 30 s window the implode emits them.
+    let collected = outputs_of(&events, "collect");
+    assert_eq!(collected, [&json!(["keep", "keep"])]);
+    let error = doc["errors"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("not a list"), "{error}");
+}
+
+#[test]
+fn webhook_options_shape_the_run() {
+    let story = r#"
+actions:
+  receive:
+    type: webhook
+    path: p
+    secret: s
+    verbs: [get, post]
+    include_headers: false
+    max_body_bytes: 64
+    rules: [{type: is_present, path: "{{ receive.id }}"}]
+    response:
+      status: 202
+      content_type: text/plain
+      body: "token={{ request.query.validationToken }}{{ request.body.id }}"
+  next:
+    type: transform
+    mode: message_only
+    from: receive
+    payload: {id: "{{ receive.id }}"}
+"#;
+    let case = Case::new(story, "");
+    let (status, doc, _) = case.dry_run(r#"{"id":"a1"}"#, None);
+    assert_eq!(status, 0);
+    assert_eq!(
+        doc["response"],
+        json!({"status": 202, "content_type": "text/plain", "body": "token=a1"})
+    );
+    assert_eq!(
+        doc["events"][0]["output"],
+        json!({"id": "a1"}),
+        "include_headers: false merges body and query"
+    );
+    assert_eq!(doc["events"][1]["output"], json!({"id": "a1"}));
+    // Rules that do not match: answered, no run.
+    let (status, doc, _) = case.dry_run(r#"{"other":1}"#, None);
+    assert_eq!(status, 0);
+    assert_eq!(doc["events"], json!([]));
+    // Too large a body is refused.
+    let out = {
+        let event = case.file("big.json", &format!(r#"{{"id":"{}"}}"#, "x".repeat(100)));
+        tale(&["dry-run", &case.path("story.yaml"), "--event", &event])
+    };
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("413"), "{}", out.stderr);
+}
