@@ -211,6 +211,7 @@ impl ActionConfig for TransformConfig {
             TransformConfig::Extract(x) => {
                 for (n, m) in x.matchers.value.iter().enumerate() {
                     push(out, &format!("matchers[{n}].path"), &m.path);
+                    push(out, &format!("matchers[{n}].regexp"), &m.regexp);
                 }
             }
             TransformConfig::Deduplicate(d) => push(out, "path", &d.path),

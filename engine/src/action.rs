@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::diagnostic::{Code, Diagnostic, did_you_mean, one_of};
 use crate::model::RawCommon;
 use crate::span::Span;
-use crate::yaml::{DeCx, DeIssue, DeIssueKind, Node, decode};
+use crate::yaml::{DeCx, DeIssue, DeIssueKind, Node, NodeKind, decode};
 
 /// The checked configuration of one action, whatever its type.
 pub trait ActionConfig: Debug + Send + Sync + 'static {
@@ -195,19 +195,55 @@ impl DecodeCx<'_> {
         let mut issues = de.take();
         let value = match result {
             Ok(v) => Some(v),
-            Err(mut issue) => {
-                if matches!(issue.kind, DeIssueKind::MissingField(_)) && issue.span == node.span {
-                    issue.span = self.slug_span;
-                }
-                issues.push(issue);
+            Err(issue) => {
+                issues.extend(self.all_issues::<T>(node, issue));
                 None
             }
         };
-        for issue in issues {
+        for mut issue in issues {
+            if matches!(issue.kind, DeIssueKind::MissingField(_)) && issue.span == node.span {
+                issue.span = self.slug_span;
+            }
             let d = issue_to_diagnostic(self.file, &self.what, self.extra_keys, issue);
             self.diagnostics.push(d);
         }
         value
+    }
+
+    /// serde stops at the first wrong value of a struct: find the others by
+    /// decoding the mapping one key at a time, then the missing keys with the
+    /// broken ones left out.
+    fn all_issues<'de, T: Deserialize<'de>>(&self, node: &Node, first: DeIssue) -> Vec<DeIssue> {
+        let mut found = vec![first.clone()];
+        let (NodeKind::Map(entries), false) = (&node.kind, matches!(first.kind, DeIssueKind::MissingField(_))) else {
+            return found;
+        };
+        let mut broken = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let single = Node::new(node.span, NodeKind::Map(vec![entry.clone()]));
+            if let Err(e) = decode::<T>(&single, &DeCx::default()) {
+                if !matches!(e.kind, DeIssueKind::MissingField(_)) {
+                    broken.push(i);
+                    if !found.contains(&e) {
+                        found.push(e);
+                    }
+                }
+            }
+        }
+        let rest: Vec<(Node, Node)> = entries
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !broken.contains(i))
+            .map(|(_, e)| e.clone())
+            .collect();
+        if let Err(e) = decode::<T>(&Node::new(node.span, NodeKind::Map(rest)), &DeCx::default()) {
+            // A key that is there with a wrong value is not missing.
+            let written = |field: &str| broken.iter().any(|&i| entries[i].0.as_str() == Some(field));
+            if matches!(e.kind, DeIssueKind::MissingField(f) if !written(f)) {
+                found.push(e);
+            }
+        }
+        found
     }
 
     pub fn report(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {

@@ -37,8 +37,14 @@ pub fn human(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Stri
         let mut group = Group::with_title(title);
         match sources.get(&d.file) {
             Some(text) if !text.is_empty() => {
-                let mut snippet = Snippet::source(&**text).line_start(1).path(path.clone()).fold(true);
-                let mut primary = AnnotationKind::Primary.span(range(text, d.span));
+                let mut spans = vec![d.span];
+                spans.extend(d.secondary.iter().filter(|l| l.file == d.file).map(|l| l.span));
+                let window = Window::new(text, &spans);
+                let mut snippet = Snippet::source(window.text)
+                    .line_start(window.first_line)
+                    .path(path.clone())
+                    .fold(true);
+                let mut primary = AnnotationKind::Primary.span(window.range(d.span));
                 if let Some(label) = &d.label {
                     primary = primary.label(label.as_str());
                 }
@@ -48,7 +54,7 @@ pub fn human(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Stri
                     if l.file == d.file {
                         snippet = snippet.annotation(
                             AnnotationKind::Context
-                                .span(range(text, l.span))
+                                .span(window.range(l.span))
                                 .label(l.message.as_str()),
                         );
                     } else {
@@ -58,16 +64,13 @@ pub fn human(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Stri
                 group = group.element(snippet);
                 for l in others {
                     if let Some(other) = sources.get(&l.file) {
+                        let w = Window::new(other, &[l.span]);
                         group = group.element(
-                            Snippet::source(&**other)
-                                .line_start(1)
+                            Snippet::source(w.text)
+                                .line_start(w.first_line)
                                 .path(l.file.display().to_string())
                                 .fold(true)
-                                .annotation(
-                                    AnnotationKind::Context
-                                        .span(range(other, l.span))
-                                        .label(l.message.as_str()),
-                                ),
+                                .annotation(AnnotationKind::Context.span(w.range(l.span)).label(l.message.as_str())),
                         );
                     }
                 }
@@ -90,10 +93,48 @@ pub fn human(diagnostics: &[Diagnostic], sources: &Sources, color: bool) -> Stri
     out
 }
 
+/// The lines a diagnostic shows, so that rendering does not scan the whole
+/// file for every diagnostic.
+struct Window<'a> {
+    text: &'a str,
+    offset: usize,
+    first_line: usize,
+    full: &'a str,
+}
+
+impl<'a> Window<'a> {
+    fn new(full: &'a str, spans: &[Span]) -> Self {
+        let lo = spans.iter().map(|s| s.start.min(full.len())).min().unwrap_or(0);
+        let hi = spans
+            .iter()
+            .map(|s| s.end.min(full.len()).max(s.start.min(full.len())))
+            .max()
+            .unwrap_or(0);
+        let lo = floor_char(full, lo);
+        let hi = ceil_char(full, hi);
+        let start = full[..lo].rfind('\n').map_or(0, |i| i + 1);
+        let end = full[hi..].find('\n').map_or(full.len(), |i| hi + i);
+        let first_line = full[..start].matches('\n').count() + 1;
+        Window {
+            text: &full[start..end],
+            offset: start,
+            first_line,
+            full,
+        }
+    }
+
+    fn range(&self, span: Span) -> std::ops::Range<usize> {
+        let r = range(self.full, span);
+        let start = r.start.clamp(self.offset, self.offset + self.text.len()) - self.offset;
+        let end = r.end.clamp(self.offset, self.offset + self.text.len()) - self.offset;
+        start..end.max(start)
+    }
+}
+
 /// A byte range of at least one character, inside the text.
 fn range(text: &str, span: Span) -> std::ops::Range<usize> {
-    let start = span.start.min(text.len());
-    let mut end = span.end.min(text.len()).max(start);
+    let start = floor_char(text, span.start.min(text.len()));
+    let mut end = ceil_char(text, span.end.min(text.len()).max(start));
     if end == start {
         end = text[start..].chars().next().map_or(start, |c| start + c.len_utf8());
         if text[start..end].starts_with('\n') {
@@ -101,6 +142,20 @@ fn range(text: &str, span: Span) -> std::ops::Range<usize> {
         }
     }
     start..end
+}
+
+fn floor_char(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(text: &str, mut i: usize) -> usize {
+    while i < text.len() && !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
 }
 
 pub fn summary(diagnostics: &[Diagnostic], files: usize) -> String {
@@ -123,10 +178,11 @@ fn plural(n: usize) -> &'static str {
 
 /// One JSON document: `{version, files, errors, warnings, diagnostics: [...]}`.
 pub fn json(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> serde_json::Value {
+    let mut ends = Ends::new(sources);
     let items: Vec<_> = diagnostics
         .iter()
         .map(|d| {
-            let end = end_position(sources.get(&d.file), d.span);
+            let end = ends.end(&d.file, d.span);
             json!({
                 "code": d.code.code(),
                 "name": d.code.name(),
@@ -158,23 +214,43 @@ pub fn json(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> serd
     })
 }
 
-fn end_position(text: Option<&Arc<str>>, span: Span) -> (u32, u32) {
-    let Some(text) = text else { return (span.line, span.col) };
-    let r = range(text, span);
-    let index = crate::span::LineIndex::new(text);
-    let (line, col) = index.line_col(text, r.end);
-    (line, col)
+/// End positions, with one line index per file.
+struct Ends<'a> {
+    sources: &'a Sources,
+    indexes: HashMap<Arc<PathBuf>, crate::span::LineIndex>,
+}
+
+impl<'a> Ends<'a> {
+    fn new(sources: &'a Sources) -> Self {
+        Self {
+            sources,
+            indexes: HashMap::new(),
+        }
+    }
+
+    fn end(&mut self, file: &Arc<PathBuf>, span: Span) -> (u32, u32) {
+        let Some(text) = self.sources.get(file) else {
+            return (span.line, span.col);
+        };
+        let index = self
+            .indexes
+            .entry(file.clone())
+            .or_insert_with(|| crate::span::LineIndex::new(text));
+        let r = range(text, span);
+        index.line_col(text, r.end)
+    }
 }
 
 /// GitHub Actions workflow commands: one `::error file=…::` line each.
 pub fn github(diagnostics: &[Diagnostic], sources: &Sources) -> String {
     let mut out = String::new();
+    let mut ends = Ends::new(sources);
     for d in diagnostics {
         let level = match d.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        let end = end_position(sources.get(&d.file), d.span);
+        let end = ends.end(&d.file, d.span);
         let mut message = d.message.clone();
         if let Some(help) = &d.help {
             message.push_str("\nhelp: ");

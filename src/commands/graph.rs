@@ -63,7 +63,8 @@ fn title(story: &Story, i: usize) -> String {
 }
 
 pub(crate) fn mermaid(story: &Story) -> String {
-    let mut s = format!("---\ntitle: {}\n---\nflowchart TD\n", story.name.replace('\n', " "));
+    let heading = serde_json::to_string(&story.name.replace('\n', " ")).unwrap_or_default();
+    let mut s = format!("---\ntitle: {heading}\n---\nflowchart TD\n");
     for (i, a) in story.actions.iter().enumerate() {
         let label = format!("{}<br/><i>{}</i>", escape_mermaid(&title(story, i)), type_of(story, i));
         let (open, close) = match type_of(story, i) {

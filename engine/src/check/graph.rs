@@ -146,12 +146,13 @@ pub(crate) fn build(loaded: Loaded, out: &mut Vec<Diagnostic>) -> Story {
         }
         let path = cycle_path(&story, &scc);
         let first = path[0];
-        let next = path.get(1).copied().unwrap_or(first);
-        let span = story.actions[next]
+        let last = *path.last().unwrap_or(&first);
+        // The `from` that closes the loop: the first action's, naming the last.
+        let span = story.actions[first]
             .sources
             .iter()
-            .find(|s| s.slug == story.actions[first].slug.value)
-            .map_or(story.actions[next].slug.span, |s| s.span);
+            .find(|s| s.slug == story.actions[last].slug.value)
+            .map_or(story.actions[first].slug.span, |s| s.span);
         let names: Vec<&str> = path
             .iter()
             .chain(std::iter::once(&first))

@@ -213,6 +213,16 @@ pub(crate) fn load_story(
             );
         }
         Some(node) => match node.kind {
+            NodeKind::Map(entries) if entries.is_empty() => out.push(
+                Diagnostic::new(
+                    Code::MissingKey,
+                    file,
+                    actions_key_span.unwrap_or(node.span),
+                    "the story has no actions",
+                )
+                .label("`actions:` is empty")
+                .help("add the story's actions under `actions:`, keyed by slug"),
+            ),
             NodeKind::Map(entries) => {
                 for (key, body) in entries {
                     if let Some(action) = load_action(file, &key, body, registry, out) {
@@ -357,6 +367,7 @@ fn load_action(
     let (common_entries, own_entries): (Vec<_>, Vec<_>) = entries
         .into_iter()
         .partition(|(k, _)| k.as_str().is_some_and(|k| COMMON_KEYS.contains(&k)));
+    let has_rules_key = common_entries.iter().any(|(k, _)| k.as_str() == Some("rules"));
     let common_node = Node::new(body_span, NodeKind::Map(common_entries));
     let own_node = Node::new(body_span, NodeKind::Map(own_entries));
 
@@ -440,7 +451,7 @@ fn load_action(
         }
     }
 
-    if common.rules.is_none() && config.as_ref().is_some_and(|c| c.needs_rules()) {
+    if !has_rules_key && config.as_ref().is_some_and(|c| c.needs_rules()) {
         out.push(
             Diagnostic::new(Code::MissingKey, file, slug.span, format!("trigger `{}` has no rules", slug.value))
                 .label("add `rules:` to this trigger")
@@ -467,6 +478,7 @@ fn load_action(
 fn parse_from(file: &Arc<PathBuf>, from: Option<&Node>, out: &mut Vec<Diagnostic>) -> (Vec<Source>, bool) {
     let Some(from) = from else { return (Vec::new(), false) };
     let mut broken = false;
+    let mut listed = std::collections::HashSet::new();
     let items: Vec<&Node> = match &from.kind {
         NodeKind::Seq(items) => items.iter().collect(),
         NodeKind::Null => Vec::new(),
@@ -487,14 +499,7 @@ fn parse_from(file: &Arc<PathBuf>, from: Option<&Node>, out: &mut Vec<Diagnostic
             broken = true;
             continue;
         };
-        if sources.iter().any(|s: &Source| {
-            s.span != item.span
-                && format!(
-                    "{}{}",
-                    s.slug,
-                    s.branch.as_deref().map(|b| format!(".{b}")).unwrap_or_default()
-                ) == text
-        }) {
+        if !listed.insert(text) {
             out.push(
                 Diagnostic::new(
                     Code::InvalidValue,

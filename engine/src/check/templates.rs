@@ -57,7 +57,18 @@ impl<'a> SourceMap<'a> {
             None
         };
         match start {
-            Some(s) if s <= self.text.len() => self.index.span(self.text, s, (s + len).min(self.text.len())),
+            Some(s) if s <= self.text.len() => {
+                // Offsets come from byte arithmetic: keep them on characters.
+                let mut s = s;
+                while s > 0 && !self.text.is_char_boundary(s) {
+                    s -= 1;
+                }
+                let mut e = (s + len).min(self.text.len());
+                while e < self.text.len() && !self.text.is_char_boundary(e) {
+                    e += 1;
+                }
+                self.index.span(self.text, s, e)
+            }
             _ => span,
         }
     }
@@ -79,9 +90,14 @@ fn quoted_offset(raw: &str, offset: usize, double: bool) -> Option<usize> {
                     'x' => (2, None),
                     'u' => (4, None),
                     'U' => (8, None),
+                    // An escaped line break folds the next line: give up.
+                    '\n' | '\r' => return None,
                     other => (0, Some(other)),
                 };
                 let decoded = match produced {
+                    // \N (U+0085), \_ (U+00A0), \L (U+2028), \P (U+2029).
+                    Some('N' | '_') => 2,
+                    Some('L' | 'P') => 3,
                     Some(_) => 1,
                     None => {
                         let hex: String = (0..digits).filter_map(|_| chars.next().map(|(_, h)| h)).collect();
@@ -190,6 +206,18 @@ fn check_field(
 ) {
     let action = &story.actions[action_index];
     let text = field.text;
+    if let Err(why) = template::check_budget(text) {
+        out.push(
+            Diagnostic::new(
+                Code::TemplateSyntax,
+                file,
+                field.span,
+                format!("invalid template in `{}`: {why}", field.field),
+            )
+            .help("split the template, or move the logic into several actions"),
+        );
+        return;
+    }
     let scan = template::scan(text);
     let at = |offset: usize, len: usize| source.inner(field.span, text, offset, len);
 
@@ -268,10 +296,13 @@ fn check_field(
     let normalized = scan.normalized(text);
     if let Err(e) = cx.parse(&normalized) {
         // A slug Liquid cannot read (`1_receive`) was reported as E107.
-        let bad_slug = story
-            .actions
-            .iter()
-            .any(|a| values::check_slug(&a.slug.value).is_err() && text.contains(a.slug.value.as_str()));
+        let bad_slug = story.actions.iter().any(|a| {
+            let slug = a.slug.value.as_str();
+            values::check_slug(slug).is_err()
+                && text
+                    .match_indices(slug)
+                    .any(|(at, _)| (at..=at + slug.len() + 1).contains(&offset_guess(&scan, e.offset)))
+        });
         let explained =
             (unknown_filter && e.unknown_filter) || (unknown_tag && e.message.contains("Unknown tag")) || bad_slug;
         if !explained {
@@ -334,7 +365,10 @@ fn check_field(
         }
         match story.action(root) {
             Some(j) if upstream[j] => {}
-            Some(j) if j == action_index && action.is_webhook() && field.field.starts_with("rules") => {}
+            Some(j)
+                if j == action_index
+                    && action.is_webhook()
+                    && (field.field.starts_with("rules") || field.field.starts_with("local")) => {}
             // The graph around this action is incomplete, or the action has no
             // `from` at all (E205): already reported.
             Some(_) if action.unresolved_from => {}
@@ -444,6 +478,11 @@ fn check_resource(name: &str, span: Span, cx: &TemplateCx<'_>, file: &Arc<PathBu
             .help(help),
         );
     }
+}
+
+/// Where a parse error sits in the original text (before leading dots were removed).
+fn offset_guess(scan: &template::Scan, normalized_offset: usize) -> usize {
+    normalized_offset + scan.leading_dots.iter().filter(|&&d| d <= normalized_offset).count()
 }
 
 /// Tags a template may use: Liquid's and Tines'.

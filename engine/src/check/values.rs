@@ -93,9 +93,22 @@ pub fn timezone_names() -> impl Iterator<Item = &'static str> {
 }
 
 pub fn jsonpath(path: &str) -> Result<(), String> {
-    jsonpath_rust::parser::parse_json_path(path)
+    let path = normalize_jsonpath(path);
+    jsonpath_rust::parser::parse_json_path(&path)
         .map(|_| ())
         .map_err(|e| pest_message(&e.to_string()).unwrap_or_else(|| "it does not parse".into()))
+}
+
+/// Tines accepts paths without the root: `*.filename` means `$.*.filename`.
+pub fn normalize_jsonpath(path: &str) -> std::borrow::Cow<'_, str> {
+    let p = path.trim();
+    if p.starts_with('$') {
+        p.into()
+    } else if p.starts_with('[') || p.starts_with('.') {
+        format!("${p}").into()
+    } else {
+        format!("$.{p}").into()
+    }
 }
 
 /// The explanation in a pest error (`= expected …`), or its first line when
@@ -134,12 +147,16 @@ pub fn literal_host(url: &str) -> Option<String> {
     let after_scheme = url.split_once("://")?.1;
     let authority_end = after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len());
     let authority = &after_scheme[..authority_end];
-    if authority.contains("{{") || authority.contains("{%") || authority.is_empty() {
+    // A credential in the user-info part (`https://u:{{ CREDENTIAL.x }}@host/`)
+    // goes to the host after the last `@`.
+    let host_part = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_part.contains("{{") || host_part.contains("{%") || host_part.is_empty() {
         return None;
     }
-    let prefix_end = url.find("://")? + 3 + authority_end;
-    let literal = &url[..prefix_end];
-    url::Url::parse(literal).ok()?.host_str().map(str::to_owned)
+    url::Url::parse(&format!("https://{host_part}/"))
+        .ok()?
+        .host_str()
+        .map(str::to_owned)
 }
 
 /// Whether `host` matches an `allowed_hosts` entry (exact or `*.example.com`).
@@ -176,6 +193,14 @@ mod tests {
         );
         assert_eq!(literal_host("https://{{ RESOURCE.host }}/x"), None);
         assert_eq!(literal_host("{{ url }}"), None);
+        assert_eq!(
+            literal_host("https://u:{{ CREDENTIAL.x }}@evil.net/").as_deref(),
+            Some("evil.net")
+        );
+        assert_eq!(
+            literal_host("https://graph.microsoft.com:443/x").as_deref(),
+            Some("graph.microsoft.com")
+        );
         let allowed = vec!["*.microsoft.com".to_owned(), "api.example.com".to_owned()];
         assert!(host_allowed("graph.microsoft.com", &allowed));
         assert!(!host_allowed("microsoft.com.evil.net", &allowed));

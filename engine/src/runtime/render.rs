@@ -100,6 +100,10 @@ impl<'p> Compiler<'p> {
         if !template::has_markup(text) {
             return Ok(Template::Text(text.to_owned()));
         }
+        template::check_budget(text).map_err(|message| CompileError {
+            field: name.to_owned(),
+            message,
+        })?;
         let scan = template::scan(text);
         let normalized = scan.normalized(text);
         let error = |message: String| CompileError {

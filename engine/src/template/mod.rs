@@ -120,3 +120,57 @@ pub fn credential_names(text: &str) -> Vec<(String, usize)> {
     );
     out
 }
+
+/// Most levels of `[…]`/`(…)` and of block tags a template may nest: deeper
+/// templates are refused before they reach the parser, whose recursion
+/// would otherwise exhaust the stack.
+pub const MAX_NESTING: usize = 32;
+/// Longest template accepted.
+pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
+
+/// Why a template is refused before parsing, if it is.
+pub fn check_budget(text: &str) -> Result<(), String> {
+    if text.len() > MAX_TEMPLATE_BYTES {
+        return Err(format!(
+            "the template is {} bytes, more than {MAX_TEMPLATE_BYTES}",
+            text.len()
+        ));
+    }
+    let bytes = text.as_bytes();
+    let (mut brackets, mut blocks, mut deepest) = (0usize, 0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None => match b {
+                b'\'' | b'"' if brackets > 0 => quote = Some(b),
+                b'[' | b'(' => brackets += 1,
+                b']' | b')' => brackets = brackets.saturating_sub(1),
+                b'{' if bytes.get(i + 1) == Some(&b'%') => {
+                    let rest = text[i + 2..].trim_start_matches(['-', ' ', '\t', '\n', '\r']);
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    match name.as_str() {
+                        "if" | "unless" | "for" | "case" | "capture" | "tablerow" | "comment" | "raw" | "ifchanged" => {
+                            blocks += 1
+                        }
+                        n if n.starts_with("end") => blocks = blocks.saturating_sub(1),
+                        _ => {}
+                    }
+                }
+                _ => {}
+            },
+        }
+        deepest = deepest.max(brackets).max(blocks);
+        if deepest > MAX_NESTING {
+            return Err(format!("the template nests deeper than {MAX_NESTING} levels"));
+        }
+        i += 1;
+    }
+    Ok(())
+}

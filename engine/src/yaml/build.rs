@@ -94,7 +94,20 @@ pub(super) fn build(text: &str, limits: &Limits) -> Result<Node, YamlError> {
                     }) => (start, anchor, NodeKind::Map(merge_keys(entries))),
                     None => continue,
                 };
-                let node = Node::new(to_span(text, start, span.end), kind);
+                // A block collection's end event sits at the next token (the
+                // next key, lines later): end the span at the last child.
+                let last_child_end = match &kind {
+                    NodeKind::Seq(items) => items.last().map(|n| n.span.end),
+                    NodeKind::Map(entries) => entries.last().map(|(_, v)| v.span.end),
+                    _ => None,
+                };
+                let mut span = to_span(text, start, span.end);
+                if let Some(end) = last_child_end {
+                    if !text[span.start..].starts_with(['[', '{']) {
+                        span.end = end.max(span.start);
+                    }
+                }
+                let node = Node::new(span, kind);
                 if anchor > 0 {
                     anchors.insert(anchor, node.clone());
                 }

@@ -22,6 +22,7 @@ mod jwt;
 mod net;
 mod text;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use liquid_core::model::{ArrayView, KString, ObjectView, ScalarCow};
@@ -135,8 +136,20 @@ pub static TINES_FILTERS: &[FilterSpec] = &[
         0,
         encoding::base64url_decode,
     ),
-    spec("to_json", "renders a value as compact JSON", NONE, 0, data::to_json_filter),
-    spec("neat_json", "renders a value as indented JSON", NONE, 0, data::neat_json),
+    spec(
+        "to_json",
+        "renders a value as compact JSON",
+        NONE,
+        0,
+        data::to_json_filter,
+    ),
+    spec(
+        "neat_json",
+        "renders a value as indented JSON",
+        NONE,
+        0,
+        data::neat_json,
+    ),
     spec("sha256", "hex SHA-256 digest", NONE, 0, digest::sha256),
     spec("sha1", "hex SHA-1 digest", NONE, 0, digest::sha1),
     spec("sha512", "hex SHA-512 digest", NONE, 0, digest::sha512),
@@ -173,8 +186,20 @@ pub static TINES_FILTERS: &[FilterSpec] = &[
         data::csv_parse,
     ),
     spec("to_csv", "renders rows as CSV", NONE, 0, data::to_csv),
-    spec("to_snake_case", "converts text to snake_case", NONE, 0, text::to_snake_case),
-    spec("type", "the type of the value (String, Integer, Array…)", NONE, 0, data::type_of),
+    spec(
+        "to_snake_case",
+        "converts text to snake_case",
+        NONE,
+        0,
+        text::to_snake_case,
+    ),
+    spec(
+        "type",
+        "the type of the value (String, Integer, Array…)",
+        NONE,
+        0,
+        data::type_of,
+    ),
     spec(
         "zip",
         "pairs up the elements of arrays",
@@ -372,6 +397,51 @@ impl Filter for TinesFilterCall {
     }
 }
 
+/// `tale_typed_value`: renders its input as JSON, so that the runtime can keep
+/// the type of a whole-field `| as_object` template. Not for stories (the
+/// checker does not list it).
+#[derive(Clone, Copy)]
+pub(crate) struct TypedValue;
+
+impl FilterReflection for TypedValue {
+    fn name(&self) -> &str {
+        "tale_typed_value"
+    }
+    fn description(&self) -> &str {
+        "internal"
+    }
+    fn positional_parameters(&self) -> &'static [ParameterReflection] {
+        &[]
+    }
+    fn keyword_parameters(&self) -> &'static [ParameterReflection] {
+        &[]
+    }
+}
+
+impl ParseFilter for TypedValue {
+    fn parse(&self, _arguments: FilterArguments) -> Result<Box<dyn Filter>> {
+        Ok(Box::new(TypedValueCall))
+    }
+    fn reflection(&self) -> &dyn FilterReflection {
+        self
+    }
+}
+
+#[derive(Debug)]
+struct TypedValueCall;
+
+impl fmt::Display for TypedValueCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("tale_typed_value")
+    }
+}
+
+impl Filter for TypedValueCall {
+    fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> Result<Value> {
+        Ok(Value::scalar(crate::runtime::value::to_json(input).to_string()))
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Helpers shared by the implementations.
 
@@ -383,12 +453,8 @@ pub fn to_json(value: &dyn ValueView) -> J {
         Kind::Nil => J::Null,
         Kind::Array(a) => J::Array(a.values().map(to_json).collect()),
         Kind::Object(o) => {
-            let mut entries: Vec<(String, J)> = o
-                .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), to_json(v)))
-                .collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            J::Object(entries.into_iter().collect())
+            let sorted: BTreeMap<String, J> = o.iter().map(|(k, v)| (k.as_str().to_owned(), to_json(v))).collect();
+            J::Object(sorted.into_iter().collect())
         }
         Kind::Scalar(s) => scalar_to_json(s),
     }
@@ -418,11 +484,7 @@ pub fn from_json(value: J) -> Value {
         },
         J::String(s) => Value::scalar(s),
         J::Array(items) => Value::Array(items.into_iter().map(from_json).collect()),
-        J::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (KString::from(k), from_json(v)))
-                .collect(),
-        ),
+        J::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (KString::from(k), from_json(v))).collect()),
     }
 }
 
@@ -476,10 +538,7 @@ pub(crate) fn input_text(filter: &str, input: &dyn ValueView) -> Result<Option<S
     match kind(input) {
         Kind::Nil => Ok(None),
         Kind::Scalar(s) => Ok(Some(s.into_cow_str().into_owned())),
-        _ => Err(fail(
-            filter,
-            format!("expected text, got {}", type_label(input)),
-        )),
+        _ => Err(fail(filter, format!("expected text, got {}", type_label(input)))),
     }
 }
 
@@ -589,9 +648,9 @@ mod tests {
     #[test]
     fn arity_is_checked_at_parse_time() {
         let parser = TemplateParser::new();
-        let e = parser
-            .parse("{{ 'a' | sha256: 'x' }}")
-            .expect_err("sha256 takes no argument");
+        let Err(e) = parser.parse("{{ 'a' | sha256: 'x' }}") else {
+            panic!("sha256 takes no argument");
+        };
         assert!(e.message.contains("argument"), "{}", e.message);
         assert!(parser.parse("{{ 'a' | hmac_sha256 }}").is_err());
         assert!(parser.parse("{{ 'a' | date }}").is_err());
