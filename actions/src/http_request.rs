@@ -440,6 +440,7 @@ impl HttpExec {
             };
             use base64::Engine as _;
             let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
             headers.push(("authorization".into(), format!("Basic {token}")));
         }
         for (name, tree) in &self.headers {
@@ -562,14 +563,13 @@ impl HttpExec {
                 _ if pages.len() == 1 => emits.extend(pages.into_iter().map(Emit::Main)),
                 _ => emits.push(Emit::Main(merge_pages(pages))),
             }
-        } else if !pages.is_empty() {
-            // A later page failed: the pages read so far are not emitted on the
-            // main output, the failure says which page broke.
         }
+        // When a later page fails, the pages read so far are not emitted on the
+        // main output: the failure says which page broke.
         Ok(Outcome {
             emits,
-            state: Vec::new(),
             trace,
+            ..Outcome::default()
         })
     }
 }
@@ -586,9 +586,21 @@ fn merge_pages(pages: Vec<J>) -> J {
         match (&mut first["body"], page["body"].clone()) {
             (J::Array(acc), J::Array(more)) => acc.extend(more),
             (J::Object(acc), J::Object(more)) => {
+                // Lists add up; other fields (a next link, a count) are the last page's.
+                let stale: Vec<String> = acc
+                    .iter()
+                    .filter(|(k, v)| !v.is_array() && !more.contains_key(*k))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in stale {
+                    acc.remove(&k);
+                }
                 for (k, v) in more {
-                    if let (Some(J::Array(a)), J::Array(b)) = (acc.get_mut(&k), v) {
-                        a.extend(b);
+                    match (acc.get_mut(&k), v) {
+                        (Some(J::Array(a)), J::Array(b)) => a.extend(b),
+                        (_, v) => {
+                            acc.insert(k, v);
+                        }
                     }
                 }
             }

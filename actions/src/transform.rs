@@ -463,6 +463,7 @@ impl Executable for ImplodeExec {
             let mut outcome = Outcome::default();
             if count >= size {
                 outcome.emits.push(Emit::Main(state["items"].take()));
+                outcome.cancel.push(json!({"guid": guid}));
                 state = json!({"items": [], "done": true});
             } else if first {
                 outcome.emits.push(Emit::Later {

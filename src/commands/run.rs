@@ -16,6 +16,7 @@ use tale_engine::runtime::build::{BuiltStory, build};
 use tale_engine::runtime::clock::{RealClock, VirtualClock};
 use tale_engine::runtime::exec::{RunReport, Runtime, WebhookRequest};
 use tale_engine::runtime::http::{HttpResponse, Mock, MockHttp, RealHttp};
+use tale_engine::runtime::redact::Redactor;
 use tale_engine::runtime::scope::Globals;
 use tale_engine::runtime::store::MemoryStore;
 use tale_engine::story::Story;
@@ -130,9 +131,19 @@ fn globals(story: &Story, path: &Path, resource_files: &[PathBuf], dry: bool) ->
                 .collect();
             let mut fields = Vec::new();
             config.templates(&mut fields);
-            for f in fields {
+            let mut texts: Vec<&str> = fields.iter().map(|f| f.text).collect();
+            for rule in &action.rules {
+                texts.push(&rule.path.value);
+                if let Some(v) = &rule.value {
+                    v.for_each_str(&mut |s, _| texts.push(s));
+                }
+            }
+            for node in action.local.values() {
+                node.for_each_str(&mut |s, _| texts.push(s));
+            }
+            for text in texts {
                 names.extend(
-                    tale_engine::template::credential_names(f.text)
+                    tale_engine::template::credential_names(text)
                         .into_iter()
                         .map(|(n, _)| n.to_ascii_lowercase()),
                 );
@@ -182,7 +193,7 @@ fn read_event(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
 fn request(story: &BuiltStory, entry: usize, body: Vec<u8>) -> WebhookRequest {
     WebhookRequest {
         method: "post".into(),
-        path: story.actions[entry].slug.to_string(),
+        path: story.actions[entry].webhook_path.clone().unwrap_or_default(),
         query: Vec::new(),
         headers: vec![("content-type".into(), "application/json".into())],
         body,
@@ -212,22 +223,24 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
         trace: false,
     };
     let request = request(&story, entry, body);
+    // Credential values never reach the output (SPEC §5).
+    let redactor = Redactor::new(&story.globals.credentials);
     let report = match runtime()?.block_on(rt.run_webhook(story, entry, request)) {
         Ok(r) => r,
         Err(e) => {
-            writeln!(err, "error: {e}")?;
+            writeln!(err, "error: {}", redactor.text(&e.to_string()))?;
             return Ok(ExitStatus::Failure);
         }
     };
     for event in &report.events {
-        writeln!(out, "{}", event.to_json())?;
+        writeln!(out, "{}", redactor.json(&event.to_json()))?;
     }
-    finish(&report, err)
+    finish(&report, &redactor, err)
 }
 
-fn finish(report: &RunReport, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
+fn finish(report: &RunReport, redactor: &Redactor, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
     for (action, message) in &report.errors {
-        writeln!(err, "error: action `{action}` failed: {message}")?;
+        writeln!(err, "error: action `{action}` failed: {}", redactor.text(message))?;
     }
     writeln!(
         err,
@@ -294,7 +307,7 @@ impl ResponseSpec {
             })
             .collect();
         let body = match self.body {
-            None => Vec::new(),
+            None => b"{}".to_vec(),
             Some(J::String(s)) => s.into_bytes(),
             Some(other) => {
                 if !headers.iter().any(|(k, _)| k == "content-type") {
@@ -324,9 +337,16 @@ fn read_mocks(path: &Path) -> anyhow::Result<Vec<Mock>> {
             path.display()
         )
     })?;
-    Ok(specs
+    specs
         .into_iter()
         .map(|s| {
+            if s.responses.is_some() && (s.status.is_some() || s.body.is_some() || s.headers.is_some()) {
+                anyhow::bail!(
+                    "{}: the mock of {} gives both `responses` and a single response",
+                    path.display(),
+                    s.url
+                );
+            }
             let responses: Vec<HttpResponse> = match s.responses {
                 Some(list) if !list.is_empty() => list.into_iter().map(ResponseSpec::into_response).collect(),
                 _ => vec![
@@ -338,13 +358,13 @@ fn read_mocks(path: &Path) -> anyhow::Result<Vec<Mock>> {
                     .into_response(),
                 ],
             };
-            Mock {
+            Ok(Mock {
                 method: s.method,
                 url: s.url,
                 responses,
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
@@ -383,7 +403,7 @@ pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Writ
         }
         TraceFormat::Human => write_trace(&report, out)?,
     }
-    finish(&report, err)
+    finish(&report, &Redactor::default(), err)
 }
 
 fn short(value: &J) -> String {

@@ -557,3 +557,82 @@ actions:
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("413"), "{}", out.stderr);
 }
+
+#[test]
+fn credentials_never_reach_the_output_even_when_echoed() {
+    let server = Server::start();
+    server.route(
+        "/echo",
+        vec![Reply::json(
+            200,
+            r#"{"seen":"Bearer s3cr3t-t0ken","b64":"czNjcjN0LXQwa2Vu"}"#,
+        )],
+    );
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  call:
+    type: http_request
+    from: receive
+    url: "{base}/echo"
+    credential: graph
+  note:
+    type: transform
+    mode: message_only
+    from: call
+    payload: {token: "{{ CREDENTIAL.graph }}", encoded: "{{ CREDENTIAL.graph | base64_encode }}"}
+"#;
+    let case = Case::new(story, &server.url(""));
+    let event = case.file("event.json", "{}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tale"))
+        .args(["run", &case.path("story.yaml"), "--event", &event])
+        .env("TALE_CREDENTIAL_GRAPH", "s3cr3t-t0ken")
+        .env("TALE_CREDENTIAL_GRAPH_ALLOWED_HOSTS", "127.0.0.1")
+        .output()
+        .expect("run tale");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        server.received()[0].headers["authorization"],
+        "Bearer s3cr3t-t0ken",
+        "the request carries it"
+    );
+    assert!(
+        !stdout.contains("s3cr3t-t0ken") && !stdout.contains("czNjcjN0LXQwa2Vu"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[credential:graph]"));
+}
+
+#[test]
+fn a_complete_implode_does_not_wait_for_its_window() {
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  each:
+    type: transform
+    mode: explode
+    from: receive
+    path: "{{ receive.body | as_object }}"
+    to: n
+  collect:
+    type: transform
+    mode: implode
+    from: each
+    guid_path: "{{ each.guid }}"
+    size_path: "{{ each.size }}"
+    item_path: "{{ each.n | as_object }}"
+    seconds: 30
+"#;
+    let case = Case::new(story, "");
+    let started = std::time::Instant::now();
+    let (status, events, stderr) = case.run("[1, 2, 3]");
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(outputs_of(&events, "collect"), [&json!([1, 2, 3])]);
+}

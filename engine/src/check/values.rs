@@ -93,22 +93,10 @@ pub fn timezone_names() -> impl Iterator<Item = &'static str> {
 }
 
 pub fn jsonpath(path: &str) -> Result<(), String> {
-    let path = normalize_jsonpath(path);
+    let path = crate::template::filters::data::normalize_jsonpath(path);
     jsonpath_rust::parser::parse_json_path(&path)
         .map(|_| ())
         .map_err(|e| pest_message(&e.to_string()).unwrap_or_else(|| "it does not parse".into()))
-}
-
-/// Tines accepts paths without the root: `*.filename` means `$.*.filename`.
-pub fn normalize_jsonpath(path: &str) -> std::borrow::Cow<'_, str> {
-    let p = path.trim();
-    if p.starts_with('$') {
-        p.into()
-    } else if p.starts_with('[') || p.starts_with('.') {
-        format!("${p}").into()
-    } else {
-        format!("$.{p}").into()
-    }
 }
 
 /// The explanation in a pest error (`= expected …`), or its first line when

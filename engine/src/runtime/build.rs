@@ -27,6 +27,8 @@ pub struct BuiltAction {
     pub type_name: &'static str,
     pub disabled: bool,
     pub is_webhook: bool,
+    /// The path a webhook listens on.
+    pub webhook_path: Option<String>,
     /// The action evaluates its rules itself (a trigger).
     pub handles_rules: bool,
     pub rules: Rules,
@@ -116,6 +118,7 @@ pub fn build(story: &Story, parser: &TemplateParser, globals: Globals) -> Result
             type_name: config.type_name(),
             disabled: a.disabled,
             is_webhook: config.is_webhook(),
+            webhook_path: config.webhook_path().map(|(p, _)| p.to_owned()),
             handles_rules: config.needs_rules(),
             rules,
             local,

@@ -37,6 +37,9 @@ pub struct Outcome {
     pub state: Vec<StatePut>,
     /// What a dry-run trace shows besides input and output (rendered requests).
     pub trace: Vec<J>,
+    /// Payloads of this action's pending `Later`s that are no longer needed
+    /// (an implode that completed before its window closed).
+    pub cancel: Vec<J>,
 }
 
 impl Outcome {
@@ -214,8 +217,15 @@ impl Runtime {
             .actions
             .get(action)
             .ok_or_else(|| RunError::NoSuchAction(action.to_string()))?;
+        let meta = json!({
+            "run": {"id": run_id.to_string()},
+            "action": {"slug": &*a.slug, "name": a.name},
+            "story": {"id": &*story.id, "name": story.name},
+        });
+        let mut scope = Scope::new(&story.globals, None);
+        scope.meta = Some(&meta);
         let cx = ExecCx {
-            scope: Scope::new(&story.globals, None),
+            scope,
             http: &*self.http,
             clock: &*self.clock,
             store: &*self.store,
@@ -289,6 +299,9 @@ impl Runtime {
             }
             if in_flight.is_empty() {
                 let Some(Reverse((at, id))) = timers.pop() else { break };
+                if !waiting.contains_key(&id) {
+                    continue; // cancelled: nothing to wait for
+                }
                 self.clock.sleep_until(at).await;
                 if let Some(item) = waiting.remove(&id) {
                     queue.push_back(item);
@@ -331,6 +344,9 @@ impl Runtime {
                         events: Vec::new(),
                         state: outcome.state,
                     };
+                    for payload in &outcome.cancel {
+                        waiting.retain(|_, w| !(w.action == step.item.action && w.wake.as_ref() == Some(payload)));
+                    }
                     let parents: Vec<Arc<Event>> = step.item.input.iter().cloned().collect();
                     let mut emitted = Vec::new();
                     for emit in outcome.emits {

@@ -13,7 +13,7 @@
 //! expected), as Liquid does; a value of the wrong type is an error that names
 //! the filter (`sha256: expected text, got an array`).
 
-mod data;
+pub(crate) mod data;
 mod date;
 mod digest;
 mod email;
@@ -106,10 +106,10 @@ pub static TINES_FILTERS: &[FilterSpec] = &[
         "replaces every match of a regex",
         &[
             param!("pattern", "regex"),
-            param!("replacement", "text, may use \\1"),
+            param!("replacement", "text, may use \\1 (default: nothing)", optional),
             param!("flags", "i, m, x", optional),
         ],
-        2,
+        1,
         text::regex_replace,
     ),
     spec(
