@@ -399,7 +399,7 @@ impl Executable for ExplodeExec {
         ready((|| {
             let items = as_list(self.path.render(&cx.scope)?, "the explode `path`")?;
             let size = items.len().min(self.limit);
-            let guid = uuid::Uuid::now_v7().to_string();
+            let guid = tale_engine::runtime::event::new_id().to_string();
             let emits = items
                 .into_iter()
                 .take(self.limit)
@@ -428,7 +428,34 @@ struct ImplodeExec {
     seconds: u64,
 }
 
+impl ImplodeExec {
+    /// The window's bookkeeping `{count, done}` and where its items are kept.
+    fn keys(cx: &ExecCx<'_>, guid: &str) -> (String, String) {
+        (
+            cx.state_key(&format!("implode/{guid}")),
+            cx.state_key(&format!("implode/{guid}/items")),
+        )
+    }
+
+    /// Emits the items and closes the window.
+    fn close(cx: &ExecCx<'_>, guid: &str, last: Option<J>) -> Result<Outcome, ActionError> {
+        let (meta, list) = Self::keys(cx, guid);
+        let mut items = cx.store.state_list(&list)?;
+        items.extend(last);
+        Ok(Outcome {
+            emits: vec![Emit::Main(J::Array(items))],
+            state: vec![StatePut::set(meta, json!({"done": true})), StatePut::delete(list)],
+            cancel: vec![json!({"guid": guid})],
+            ..Outcome::default()
+        })
+    }
+}
+
 impl Executable for ImplodeExec {
+    fn stateful(&self) -> bool {
+        true
+    }
+
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         ready((|| {
             let guid = self.guid_path.render_text(&cx.scope)?;
@@ -446,59 +473,45 @@ impl Executable for ImplodeExec {
                 Some(f) => f.render(&cx.scope)?,
                 None => cx.input().clone(),
             };
-            let key = cx.state_key(&format!("implode/{guid}"));
-            let mut state = cx
+            let (meta, list) = Self::keys(cx, &guid);
+            let state = cx
                 .store
-                .state(&key)?
-                .unwrap_or_else(|| json!({"items": [], "done": false}));
+                .state(&meta)?
+                .unwrap_or_else(|| json!({"count": 0, "done": false}));
             if state["done"] == J::Bool(true) {
                 // The window closed: a late item is dropped, as Tines does.
                 return Ok(Outcome::default());
             }
-            let first = state["items"].as_array().is_none_or(Vec::is_empty);
-            if let Some(items) = state["items"].as_array_mut() {
-                items.push(item);
-            }
-            let count = state["items"].as_array().map_or(0, Vec::len);
-            let mut outcome = Outcome::default();
+            let count = state["count"].as_u64().unwrap_or(0) as usize + 1;
             if count >= size {
-                outcome.emits.push(Emit::Main(state["items"].take()));
-                outcome.cancel.push(json!({"guid": guid}));
-                state = json!({"items": [], "done": true});
-            } else if first {
+                return Self::close(cx, &guid, Some(item));
+            }
+            let mut outcome = Outcome {
+                state: vec![
+                    StatePut::set(meta, json!({"count": count, "done": false})),
+                    StatePut::push(list, item),
+                ],
+                ..Outcome::default()
+            };
+            if count == 1 {
                 outcome.emits.push(Emit::Later {
                     at_ms: cx.clock.now_ms() + (self.seconds as i64) * 1000,
                     payload: json!({"guid": guid}),
                 });
             }
-            outcome.state.push(StatePut {
-                key,
-                value: Some(state),
-            });
             Ok(outcome)
         })())
     }
 
     fn wake<'a>(&'a self, cx: &'a ExecCx<'a>, payload: J) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         ready((|| {
-            let guid = payload["guid"].as_str().unwrap_or_default();
-            let key = cx.state_key(&format!("implode/{guid}"));
-            let Some(mut state) = cx.store.state(&key)? else {
-                return Ok(Outcome::default());
-            };
-            if state["done"] == J::Bool(true) {
-                return Ok(Outcome::default());
+            let guid = payload["guid"].as_str().unwrap_or_default().to_owned();
+            let (meta, _) = Self::keys(cx, &guid);
+            match cx.store.state(&meta)? {
+                Some(state) if state["done"] != J::Bool(true) => Self::close(cx, &guid, None),
+                // Completed, or never started.
+                _ => Ok(Outcome::default()),
             }
-            // The window is over: emit what arrived.
-            let items = state["items"].take();
-            Ok(Outcome {
-                emits: vec![Emit::Main(items)],
-                state: vec![StatePut {
-                    key,
-                    value: Some(json!({"items": [], "done": true})),
-                }],
-                ..Outcome::default()
-            })
         })())
     }
 }
@@ -542,6 +555,10 @@ struct DeduplicateExec {
 }
 
 impl Executable for DeduplicateExec {
+    fn stateful(&self) -> bool {
+        true
+    }
+
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         ready((|| {
             let value = self.path.render_text(&cx.scope)?;
@@ -565,10 +582,7 @@ impl Executable for DeduplicateExec {
                 }
             }
             let mut outcome = Outcome {
-                state: vec![StatePut {
-                    key,
-                    value: Some(json!(seen)),
-                }],
+                state: vec![StatePut::set(key, json!(seen))],
                 ..Outcome::default()
             };
             if unique || self.emit_duplicates {
@@ -703,10 +717,7 @@ impl ThrottleExec {
             passes.push(now);
             return Ok(Outcome {
                 emits: vec![Emit::Main(cx.input().clone())],
-                state: vec![StatePut {
-                    key,
-                    value: Some(json!(passes)),
-                }],
+                state: vec![StatePut::set(key, json!(passes))],
                 ..Outcome::default()
             });
         }
@@ -722,6 +733,10 @@ impl ThrottleExec {
 }
 
 impl Executable for ThrottleExec {
+    fn stateful(&self) -> bool {
+        true
+    }
+
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         ready(self.admit(cx))
     }

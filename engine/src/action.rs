@@ -369,6 +369,12 @@ pub trait Executable: Send + Sync {
         Box::pin(std::future::ready(Ok(Outcome::default())))
     }
 
+    /// Reads and writes action state: its items run one at a time, so that
+    /// each sees the state the previous one committed.
+    fn stateful(&self) -> bool {
+        false
+    }
+
     /// A webhook receives a request: its output, or the refusal.
     fn accept(&self, _request: &WebhookRequest, _cx: &ExecCx<'_>) -> Option<WebhookResult> {
         None

@@ -202,9 +202,10 @@ fn request(story: &BuiltStory, entry: usize, body: Vec<u8>) -> WebhookRequest {
     }
 }
 
+/// One thread: a run's concurrency is in its in-flight requests, which one
+/// thread drives; and events are allocated and freed on the same thread.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")

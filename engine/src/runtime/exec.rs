@@ -212,7 +212,7 @@ impl Runtime {
         action: usize,
         request: WebhookRequest,
     ) -> Result<RunReport, RunError> {
-        let run_id = uuid::Uuid::now_v7();
+        let run_id = super::event::new_id();
         let a = story
             .actions
             .get(action)
@@ -292,9 +292,21 @@ impl Runtime {
         let mut seq = 0u64;
         let mut in_flight = FuturesUnordered::new();
         let cap = self.max_in_flight.max(1);
+        // Stateful actions (implode, deduplicate, throttle) run one item at a
+        // time: each must see what the previous one committed.
+        let mut busy: Vec<bool> = vec![false; story.actions.len()];
+        let mut parked: Vec<VecDeque<Item>> = (0..story.actions.len()).map(|_| VecDeque::new()).collect();
         loop {
             while in_flight.len() < cap {
                 let Some(item) = queue.pop_front() else { break };
+                let stateful = story.actions[item.action].exec.stateful();
+                if stateful && busy[item.action] {
+                    parked[item.action].push_back(item);
+                    continue;
+                }
+                if stateful {
+                    busy[item.action] = true;
+                }
                 in_flight.push(self.clone().step(story.clone(), run_id, item));
             }
             if in_flight.is_empty() {
@@ -319,6 +331,13 @@ impl Runtime {
                 continue;
             }
             let Some(step) = in_flight.next().await else { break };
+            if busy[step.item.action] {
+                busy[step.item.action] = false;
+                // The next item of that action goes first.
+                if let Some(next) = parked[step.item.action].pop_front() {
+                    queue.push_front(next);
+                }
+            }
             let slug = story.actions[step.item.action].slug.to_string();
             let mut entry = TraceEntry {
                 action: slug.clone(),

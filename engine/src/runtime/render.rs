@@ -211,10 +211,10 @@ impl Field {
     pub fn render(&self, scope: &Scope<'_>) -> Result<J, RenderError> {
         match &self.template {
             Template::Text(t) => Ok(J::String(t.clone())),
-            Template::Liquid(t) => t.render(scope).map(J::String).map_err(|e| self.error(&e)),
+            Template::Liquid(t) => self.render_liquid(t, scope).map(J::String),
             Template::Path(path) => Ok(resolve(scope, path).cloned().unwrap_or(J::Null)),
             Template::Typed(t) => {
-                let text = t.render(scope).map_err(|e| self.error(&e))?;
+                let text = self.render_liquid(t, scope)?;
                 Ok(serde_json::from_str(&text).unwrap_or(J::String(text)))
             }
         }
@@ -230,6 +230,20 @@ impl Field {
                 s
             }
         })
+    }
+
+    /// `liquid::Template::render` starts every output with a 10 kB buffer and
+    /// keeps it: rendered fields live in events, so start small instead.
+    fn render_liquid(&self, t: &liquid::Template, scope: &Scope<'_>) -> Result<String, RenderError> {
+        let mut buf = Vec::with_capacity(64);
+        t.render_to(&mut buf, scope).map_err(|e| self.error(&e))?;
+        let mut text = String::from_utf8(buf).map_err(|e| RenderError {
+            field: self.name.clone(),
+            span: self.span,
+            message: format!("the template rendered invalid UTF-8: {e}"),
+        })?;
+        text.shrink_to_fit();
+        Ok(text)
     }
 
     fn error(&self, e: &liquid::Error) -> RenderError {

@@ -21,8 +21,37 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatePut {
     pub key: String,
-    /// `None` deletes the key.
-    pub value: Option<J>,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Set(J),
+    /// Appends to the list at the key (an implode's items): O(1), where
+    /// rewriting the whole list for every item would be O(n²).
+    Push(J),
+    Delete,
+}
+
+impl StatePut {
+    pub fn set(key: impl Into<String>, value: J) -> Self {
+        Self {
+            key: key.into(),
+            change: Change::Set(value),
+        }
+    }
+    pub fn push(key: impl Into<String>, value: J) -> Self {
+        Self {
+            key: key.into(),
+            change: Change::Push(value),
+        }
+    }
+    pub fn delete(key: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            change: Change::Delete,
+        }
+    }
 }
 
 /// What one executed work item produced: applied as one unit.
@@ -47,6 +76,8 @@ pub trait Store: Send + Sync {
     fn commit(&self, commit: Commit) -> Result<(), StoreError>;
     /// Action state (implode, deduplicate, throttle), by key.
     fn state(&self, key: &str) -> Result<Option<J>, StoreError>;
+    /// The list built by `Change::Push` at a key (empty when none).
+    fn state_list(&self, key: &str) -> Result<Vec<J>, StoreError>;
     /// The events of a run, in the order they were committed.
     fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError>;
 }
@@ -62,6 +93,7 @@ struct Memory {
     runs: HashMap<RunId, (String, RunStatus)>,
     events: HashMap<RunId, Vec<Arc<Event>>>,
     state: HashMap<String, J>,
+    lists: HashMap<String, Vec<J>>,
 }
 
 impl MemoryStore {
@@ -97,16 +129,26 @@ impl Store for MemoryStore {
             m.events.entry(e.run_id).or_default().push(e);
         }
         for put in commit.state {
-            match put.value {
-                Some(v) => m.state.insert(put.key, v),
-                None => m.state.remove(&put.key),
-            };
+            match put.change {
+                Change::Set(v) => {
+                    m.state.insert(put.key, v);
+                }
+                Change::Push(v) => m.lists.entry(put.key).or_default().push(v),
+                Change::Delete => {
+                    m.state.remove(&put.key);
+                    m.lists.remove(&put.key);
+                }
+            }
         }
         Ok(())
     }
 
     fn state(&self, key: &str) -> Result<Option<J>, StoreError> {
         Ok(self.lock().state.get(key).cloned())
+    }
+
+    fn state_list(&self, key: &str) -> Result<Vec<J>, StoreError> {
+        Ok(self.lock().lists.get(key).cloned().unwrap_or_default())
     }
 
     fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError> {
