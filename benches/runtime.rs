@@ -58,6 +58,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let runtime = Runtime {
                 http: Arc::new(MockHttp::default()),
+                mail: Arc::new(tale_engine::runtime::mail::NoMailer),
                 clock: Arc::new(VirtualClock::new(0)),
                 store: Arc::new(MemoryStore::new()),
                 max_in_flight: 1,

@@ -1,10 +1,16 @@
 //! `send_email`: sends a message over SMTP (the server comes from the
 //! configuration, never from the story).
 
+use futures_util::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tale_engine::action::{ActionConfig, TemplateField, ValueCx};
+use serde_json::{Value as J, json};
+use tale_engine::action::{
+    ActionConfig, ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Outcome, TemplateField, ValueCx,
+};
 use tale_engine::diagnostic::Code;
+use tale_engine::runtime::mail::{Email, MailError};
+use tale_engine::runtime::render::{Field, Tree};
 use tale_engine::span::Spanned;
 use tale_engine::yaml::{Node, NodeKind};
 
@@ -31,11 +37,8 @@ impl ActionConfig for SendEmailConfig {
         &["failure"]
     }
 
-    fn build(
-        &self,
-        _compiler: &tale_engine::action::Compiler<'_>,
-    ) -> Result<Box<dyn tale_engine::action::Executable>, tale_engine::action::CompileError> {
-        Ok(Box::new(NotYet))
+    fn build(&self, compiler: &Compiler<'_>) -> Result<Box<dyn Executable>, CompileError> {
+        self.build_exec(compiler)
     }
 
     fn templates<'a>(&'a self, out: &mut Vec<TemplateField<'a>>) {
@@ -85,18 +88,88 @@ fn check_addresses(node: &Node, cx: &mut ValueCx<'_>) {
     }
 }
 
-/// Refuses to run, clearly, until the feature lands (the checker already
-/// validates the action).
-struct NotYet;
+struct SendEmailExec {
+    recipients: Tree,
+    cc: Option<Tree>,
+    bcc: Option<Tree>,
+    subject: Field,
+    body: Field,
+    reply_to: Option<Field>,
+    sender_name: Option<Field>,
+}
 
-impl tale_engine::action::Executable for NotYet {
-    fn execute<'a>(
-        &'a self,
-        _cx: &'a tale_engine::action::ExecCx<'a>,
-    ) -> futures_util::future::BoxFuture<'a, Result<tale_engine::action::Outcome, tale_engine::action::ActionError>>
-    {
-        Box::pin(std::future::ready(Err(tale_engine::action::ActionError::Failed(
-            "send_email needs an SMTP server configured, which this version cannot do yet".into(),
-        ))))
+/// Addresses from a rendered value: a list, or text separated by commas.
+fn addresses(value: J) -> Vec<String> {
+    match value {
+        J::Array(items) => items.into_iter().flat_map(addresses).collect(),
+        J::String(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        J::Null => Vec::new(),
+        other => vec![other.to_string()],
+    }
+}
+
+impl Executable for SendEmailExec {
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        Box::pin(async move {
+            let email = Email {
+                sender_name: self
+                    .sender_name
+                    .as_ref()
+                    .map(|f| f.render_text(&cx.scope))
+                    .transpose()?,
+                to: addresses(self.recipients.render(&cx.scope)?),
+                cc: self
+                    .cc
+                    .as_ref()
+                    .map(|t| t.render(&cx.scope))
+                    .transpose()?
+                    .map(addresses)
+                    .unwrap_or_default(),
+                bcc: self
+                    .bcc
+                    .as_ref()
+                    .map(|t| t.render(&cx.scope))
+                    .transpose()?
+                    .map(addresses)
+                    .unwrap_or_default(),
+                reply_to: self.reply_to.as_ref().map(|f| f.render_text(&cx.scope)).transpose()?,
+                subject: self.subject.render_text(&cx.scope)?,
+                body: self.body.render_text(&cx.scope)?,
+            };
+            if email.to.is_empty() {
+                return Err(ActionError::Failed("`recipients` rendered no address".into()));
+            }
+            let trace = json!({"email": {"to": email.to, "cc": email.cc, "bcc": email.bcc, "subject": email.subject}});
+            let emit = match cx.mail.send(email).await {
+                Ok(id) => Emit::Main(json!({"message_id": id})),
+                Err(MailError::NotConfigured) => return Err(ActionError::Failed(MailError::NotConfigured.to_string())),
+                Err(e) => Emit::Branch("failure", json!({"error": e.to_string()})),
+            };
+            Ok(Outcome {
+                emits: vec![emit],
+                trace: vec![trace],
+                ..Outcome::default()
+            })
+        })
+    }
+}
+
+impl SendEmailConfig {
+    fn build_exec(&self, c: &Compiler<'_>) -> Result<Box<dyn Executable>, CompileError> {
+        let field = |name: &str, s: &Spanned<String>| c.field(name, &s.value, s.span);
+        Ok(Box::new(SendEmailExec {
+            recipients: c.tree("recipients", &self.recipients)?,
+            cc: self.cc.as_ref().map(|n| c.tree("cc", n)).transpose()?,
+            bcc: self.bcc.as_ref().map(|n| c.tree("bcc", n)).transpose()?,
+            subject: field("subject", &self.subject)?,
+            body: field("body", &self.body)?,
+            reply_to: self.reply_to.as_ref().map(|f| field("reply_to", f)).transpose()?,
+            sender_name: self.sender_name.as_ref().map(|f| field("sender_name", f)).transpose()?,
+        }))
     }
 }

@@ -16,6 +16,7 @@ use tale_engine::runtime::build::{BuiltStory, build};
 use tale_engine::runtime::clock::{RealClock, VirtualClock};
 use tale_engine::runtime::exec::{RunReport, Runtime, WebhookRequest};
 use tale_engine::runtime::http::{HttpResponse, Mock, MockHttp, RealHttp};
+use tale_engine::runtime::mail::{Mailer, NoMailer, RecordingMailer, SmtpMailer};
 use tale_engine::runtime::redact::Redactor;
 use tale_engine::runtime::scope::Globals;
 use tale_engine::runtime::store::MemoryStore;
@@ -216,8 +217,13 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
         return Ok(ExitStatus::Failure);
     };
     let body = read_event(args.event.as_deref())?;
+    let mail: Arc<dyn Mailer> = match SmtpMailer::from_env() {
+        Some(m) => Arc::new(m?),
+        None => Arc::new(NoMailer),
+    };
     let rt = Runtime {
         http: Arc::new(RealHttp::new(8)?),
+        mail,
         clock: Arc::new(RealClock),
         store: Arc::new(MemoryStore::new()),
         max_in_flight: 64,
@@ -377,6 +383,7 @@ pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Writ
     let http = Arc::new(MockHttp::new(mocks));
     let rt = Runtime {
         http: http.clone(),
+        mail: Arc::new(RecordingMailer::default()),
         clock: Arc::new(VirtualClock::new(tale_engine::runtime::event::now_millis())),
         store: Arc::new(MemoryStore::new()),
         max_in_flight: 1,

@@ -4,6 +4,7 @@
 mod check_corpus;
 mod cli;
 mod mock_server;
+mod mock_smtp;
 mod no_panic;
 mod runtime;
 mod schema;

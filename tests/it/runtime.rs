@@ -636,3 +636,97 @@ actions:
     );
     assert_eq!(outputs_of(&events, "collect"), [&json!([1, 2, 3])]);
 }
+
+#[test]
+fn send_email_talks_smtp_and_fails_on_the_failure_branch() {
+    let smtp = crate::mock_smtp::SmtpServer::start();
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  notify:
+    type: send_email
+    from: receive
+    recipients: "{{ receive.body.oncall | as_object }}"
+    cc: soc-leads@contoso.com
+    bcc: [audit@contoso.com]
+    subject: "[SOC] {{ receive.body.title }}"
+    body: "Alert {{ receive.body.id }}<br/>Severity: high"
+    sender_name: Sentinel automation
+  refused:
+    type: send_email
+    from: receive
+    recipients: reject-me@contoso.com
+    subject: x
+    body: y
+  on_refused:
+    type: transform
+    mode: message_only
+    from: refused.failure
+    payload: {error: "{{ refused.error }}"}
+"#;
+    let case = Case::new(story, "");
+    let event = case.file(
+        "event.json",
+        r#"{"id":"a1","title":"Ransomware","oncall":["alice@contoso.com","bob@contoso.com"]}"#,
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tale"))
+        .args(["run", &case.path("story.yaml"), "--event", &event])
+        .env("TALE_SMTP_URL", smtp.url())
+        .env("TALE_SMTP_FROM", "automation@contoso.com")
+        .output()
+        .expect("run tale");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mails = smtp.mails.lock().expect("mails").clone();
+    assert_eq!(mails.len(), 1, "the refused message is not delivered");
+    let mail = &mails[0];
+    assert_eq!(mail.from, "<automation@contoso.com>");
+    assert_eq!(
+        mail.rcpt,
+        [
+            "<alice@contoso.com>",
+            "<bob@contoso.com>",
+            "<soc-leads@contoso.com>",
+            "<audit@contoso.com>"
+        ]
+    );
+    assert!(mail.data.contains("Subject: [SOC] Ransomware"), "{}", mail.data);
+    assert!(
+        mail.data
+            .contains("From: \"Sentinel automation\" <automation@contoso.com>")
+            || mail.data.contains("From: Sentinel automation <automation@contoso.com>"),
+        "{}",
+        mail.data
+    );
+    assert!(mail.data.contains("text/html"), "{}", mail.data);
+    assert!(!mail.data.contains("audit@contoso.com"), "bcc is not in the headers");
+    let events: Vec<J> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(
+        outputs_of(&events, "notify")[0]["message_id"]
+            .as_str()
+            .is_some_and(|id| id.ends_with("@tale>"))
+    );
+    assert!(
+        outputs_of(&events, "on_refused")[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("550") || e.contains("no such user"))
+    );
+}
+
+#[test]
+fn send_email_without_a_server_is_a_clear_error() {
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  notify: {type: send_email, from: receive, recipients: soc@contoso.com, subject: s, body: b}
+"#;
+    let case = Case::new(story, "");
+    let event = case.file("event.json", "{}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tale"))
+        .args(["run", &case.path("story.yaml"), "--event", &event])
+        .env_remove("TALE_SMTP_URL")
+        .output()
+        .expect("run tale");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TALE_SMTP_URL"));
+}

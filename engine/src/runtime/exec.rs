@@ -14,6 +14,7 @@ use super::build::BuiltStory;
 use super::clock::Clock;
 use super::event::{Event, EventId, RunId};
 use super::http::HttpClient;
+use super::mail::Mailer;
 use super::render::RenderError;
 use super::rules::Rules;
 use super::scope::Scope;
@@ -65,6 +66,7 @@ pub enum ActionError {
 pub struct ExecCx<'a> {
     pub scope: Scope<'a>,
     pub http: &'a dyn HttpClient,
+    pub mail: &'a dyn Mailer,
     pub clock: &'a dyn Clock,
     pub store: &'a dyn Store,
     /// The action's `rules` (a trigger evaluates them itself).
@@ -172,6 +174,7 @@ impl RunReport {
 #[derive(Clone)]
 pub struct Runtime {
     pub http: Arc<dyn HttpClient>,
+    pub mail: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn Store>,
     /// Work items in flight at once within a run (1: strictly in order).
@@ -227,6 +230,7 @@ impl Runtime {
         let cx = ExecCx {
             scope,
             http: &*self.http,
+            mail: &*self.mail,
             clock: &*self.clock,
             store: &*self.store,
             rules: &a.rules,
@@ -481,6 +485,7 @@ impl Runtime {
         let cx = ExecCx {
             scope,
             http: &*self.http,
+            mail: &*self.mail,
             clock: &*self.clock,
             store: &*self.store,
             rules: &action.rules,

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod event;
 pub mod exec;
 pub mod http;
+pub mod mail;
 pub mod redact;
 pub mod render;
 pub mod rules;
