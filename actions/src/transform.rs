@@ -695,11 +695,13 @@ fn rfc3339(t: &str) -> Option<std::time::SystemTime> {
 struct ThrottleExec {
     interval_ms: i64,
     runs_per_interval: usize,
+    events_per_run: usize,
     key: Option<Field>,
 }
 
 impl ThrottleExec {
-    /// Lets the event through now, or says when to try again.
+    /// Lets the event through now, or says when to try again: per interval,
+    /// at most `runs_per_interval` runs, and `events_per_run` events of each.
     fn admit(&self, cx: &ExecCx<'_>) -> Result<Outcome, ActionError> {
         let key_value = match &self.key {
             Some(f) => f.render_text(&cx.scope)?,
@@ -707,24 +709,39 @@ impl ThrottleExec {
         };
         let key = cx.state_key(&format!("throttle/{key_value}"));
         let now = cx.clock.now_ms();
-        let mut passes: Vec<i64> = cx
+        let run = cx.run_id.to_string();
+        let mut passes: Vec<(i64, String)> = cx
             .store
             .state(&key)?
             .and_then(|s| serde_json::from_value(s).ok())
             .unwrap_or_default();
-        passes.retain(|at| *at > now - self.interval_ms);
-        if passes.len() < self.runs_per_interval {
-            passes.push(now);
+        passes.retain(|(at, _)| *at > now - self.interval_ms);
+        let mine: Vec<i64> = passes.iter().filter(|(_, r)| *r == run).map(|(at, _)| *at).collect();
+        let mut runs: Vec<&str> = passes.iter().map(|(_, r)| r.as_str()).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        let admitted = if mine.is_empty() {
+            runs.len() < self.runs_per_interval
+        } else {
+            mine.len() < self.events_per_run
+        };
+        if admitted {
+            passes.push((now, run));
             return Ok(Outcome {
                 emits: vec![Emit::Main(cx.input().clone())],
                 state: vec![StatePut::set(key, json!(passes))],
                 ..Outcome::default()
             });
         }
-        let oldest = passes.iter().copied().min().unwrap_or(now);
+        // Try again when the pass that blocks this event leaves the window.
+        let blocking = if mine.is_empty() {
+            passes.iter().map(|(at, _)| *at).min()
+        } else {
+            mine.iter().copied().min()
+        };
         Ok(Outcome {
             emits: vec![Emit::Later {
-                at_ms: oldest + self.interval_ms,
+                at_ms: blocking.unwrap_or(now) + self.interval_ms,
                 payload: J::Null,
             }],
             ..Outcome::default()
@@ -793,6 +810,7 @@ impl TransformConfig {
             TransformConfig::Throttle(t) => Box::new(ThrottleExec {
                 interval_ms: (t.interval.value as i64) * 1000,
                 runs_per_interval: t.runs_per_interval.as_ref().map_or(1, |r| r.value as usize),
+                events_per_run: t.events_per_run.as_ref().map_or(usize::MAX, |r| r.value as usize),
                 key: t.throttle_key.as_ref().map(|k| field("throttle_key", k)).transpose()?,
             }),
         })

@@ -730,3 +730,100 @@ actions:
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TALE_SMTP_URL"));
 }
+
+#[test]
+fn transform_modes_on_the_virtual_clock() {
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  each:
+    type: transform
+    mode: explode
+    from: receive
+    path: "{{ receive.body.ips | as_object }}"
+    to: ip
+  unique:
+    type: transform
+    mode: deduplicate
+    from: each
+    path: "{{ each.ip }}"
+  slow_down:
+    type: transform
+    mode: throttle
+    from: unique
+    interval: 60
+    runs_per_interval: 1
+    events_per_run: 1
+  later:
+    type: transform
+    mode: delay
+    from: receive
+    seconds: "{{ receive.body.wait | as_object }}"
+  words:
+    type: transform
+    mode: extract
+    from: receive
+    matchers:
+      - {path: "{{ receive.body.text }}", regexp: "CVE-\\d{4}-\\d+", to: cves}
+  listed:
+    type: transform
+    mode: message_only
+    from: receive
+    loop: "{{ receive.body.ips | as_object }}"
+    payload: {n: "{{ LOOP.index | plus: 1 }}", ip: "{{ LOOP.value }}"}
+"#;
+    let case = Case::new(story, "");
+    let event = r#"{"ips":["10.0.0.1","10.0.0.2","10.0.0.1","10.0.0.3"],"wait":90,"text":"see CVE-2024-3400 and CVE-2023-4966"}"#;
+    let (status, doc, stderr) = case.dry_run(event, None);
+    assert_eq!(status, 0, "{stderr}");
+    let events = doc["events"].as_array().cloned().unwrap_or_default();
+    let ips: Vec<&J> = outputs_of(&events, "unique").into_iter().map(|o| &o["ip"]).collect();
+    assert_eq!(
+        ips,
+        [&json!("10.0.0.1"), &json!("10.0.0.2"), &json!("10.0.0.3")],
+        "the repeated IP is dropped"
+    );
+    assert!(outputs_of(&events, "unique").iter().all(|o| o["unique_event"] == true));
+    // One event per minute: the third passes two (virtual) minutes after the first.
+    let passes: Vec<i64> = doc["trace"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["action"] == "slow_down" && !t["emitted"].as_array().is_none_or(Vec::is_empty))
+        .filter_map(|t| t["at_ms"].as_i64())
+        .collect();
+    assert_eq!(passes.len(), 3);
+    assert_eq!(passes[2] - passes[0], 120_000);
+    assert_eq!(outputs_of(&events, "later"), [&json!({"seconds": 90})]);
+    assert_eq!(
+        outputs_of(&events, "words"),
+        [&json!({"cves": ["CVE-2024-3400", "CVE-2023-4966"]})]
+    );
+    assert_eq!(
+        outputs_of(&events, "listed")[0],
+        &json!([{"n": "1", "ip": "10.0.0.1"}, {"n": "2", "ip": "10.0.0.2"}, {"n": "3", "ip": "10.0.0.1"}, {"n": "4", "ip": "10.0.0.3"}])
+    );
+}
+
+#[test]
+fn the_quickstart_of_the_readme_runs() {
+    let out = tale(&[
+        "run",
+        &root()
+            .join("examples/quickstart/alert-summary.yaml")
+            .display()
+            .to_string(),
+        "--event",
+        &root().join("examples/quickstart/alerts.json").display().to_string(),
+    ]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let last: J = out
+        .stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .expect("events");
+    assert_eq!(last["action"], "report");
+    assert_eq!(last["output"]["serious"], 2);
+    assert_eq!(last["output"]["alerts"][0]["user"], "nathan@contoso.com");
+}
