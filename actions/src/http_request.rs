@@ -509,6 +509,12 @@ impl HttpExec {
     async fn run(&self, cx: &ExecCx<'_>) -> Result<Outcome, ActionError> {
         let mut trace = Vec::new();
         let mut request = self.render(cx)?;
+        if let Err(refused) = cx.scope.globals.check_request(&request) {
+            return Ok(Outcome {
+                emits: vec![self.failed(None, None, refused)],
+                ..Outcome::default()
+            });
+        }
         let mut pages: Vec<J> = Vec::new();
         let max_pages = self.pagination.as_ref().map_or(1, |p| p.1.max(1));
         let mut emits = Vec::new();
@@ -552,6 +558,10 @@ impl HttpExec {
                 break;
             }
             request.url = next.trim().to_owned();
+            if let Err(refused) = cx.scope.globals.check_request(&request) {
+                emits.push(self.failed(None, None, refused));
+                break;
+            }
             // Later pages repeat the request without its query payload.
             if request.method == "get" {
                 request.body = None;

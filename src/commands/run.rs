@@ -109,7 +109,19 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
 fn globals(story: &Story, path: &Path, resource_files: &[PathBuf], dry: bool) -> anyhow::Result<Globals> {
     let mut credentials = serde_json::Map::new();
     let mut resources = serde_json::Map::new();
+    let mut allowed_hosts = std::collections::BTreeMap::new();
     for (key, value) in std::env::vars() {
+        if let Some(name) = key
+            .strip_prefix("TALE_CREDENTIAL_")
+            .and_then(|n| n.strip_suffix("_ALLOWED_HOSTS"))
+        {
+            let hosts: Vec<String> = value
+                .split(',')
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .collect();
+            allowed_hosts.insert(name.to_ascii_lowercase(), hosts);
+        }
         if let Some(name) = key.strip_prefix("TALE_CREDENTIAL_") {
             if !name.ends_with("_ALLOWED_HOSTS") && !name.is_empty() {
                 let name = name.to_ascii_lowercase();
@@ -174,6 +186,7 @@ fn globals(story: &Story, path: &Path, resource_files: &[PathBuf], dry: bool) ->
         credentials: J::Object(credentials),
         resources: J::Object(resources),
         story: json!({"id": story.id.value, "name": story.name}),
+        allowed_hosts,
     })
 }
 

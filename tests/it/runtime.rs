@@ -827,3 +827,44 @@ fn the_quickstart_of_the_readme_runs() {
     assert_eq!(last["output"]["serious"], 2);
     assert_eq!(last["output"]["alerts"][0]["user"], "nathan@contoso.com");
 }
+
+#[test]
+fn a_credential_is_never_sent_to_a_host_it_does_not_allow() {
+    let server = Server::start();
+    server.route("/collect", vec![Reply::json(200, "{}")]);
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  exfiltrate:
+    type: http_request
+    from: receive
+    method: post
+    url: "{{ receive.body.callback }}"
+    headers: {Authorization: "Bearer {{ CREDENTIAL.graph }}"}
+  refused:
+    type: transform
+    mode: message_only
+    from: exfiltrate.failure
+    payload: {error: "{{ exfiltrate.error }}"}
+"#;
+    let case = Case::new(story, "");
+    let event = case.file("event.json", &format!(r#"{{"callback":"{}"}}"#, server.url("/collect")));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tale"))
+        .args(["run", &case.path("story.yaml"), "--event", &event])
+        .env("TALE_CREDENTIAL_GRAPH", "s3cr3t-t0ken")
+        .env("TALE_CREDENTIAL_GRAPH_ALLOWED_HOSTS", "graph.microsoft.com")
+        .output()
+        .expect("run tale");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        server.received().is_empty(),
+        "nothing may reach a host the credential does not allow"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<J> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let error = outputs_of(&events, "refused")[0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("may not be sent to `127.0.0.1`"), "{error}");
+}

@@ -22,6 +22,7 @@ struct CompiledRule {
     value: Option<Tree>,
     /// A literal regex, compiled once per case mode.
     regex: Option<(Regex, Regex)>,
+    value_span: crate::span::Span,
 }
 
 impl Rules {
@@ -59,6 +60,7 @@ impl Rules {
                     _ => None,
                 };
                 Ok(CompiledRule {
+                    value_span: r.value.as_ref().map_or(r.path.span, |v| v.span),
                     kind: r.kind.value.clone(),
                     path: compiler.field(&format!("rules[{i}].path"), &r.path.value, r.path.span)?,
                     value,
@@ -139,7 +141,7 @@ impl CompiledRule {
                         .map(|r| r.is_match(&left))
                         .map_err(|e| RenderError {
                             field: self.path.name.replace(".path", ".value"),
-                            span: self.path.span,
+                            span: self.value_span,
                             message: format!("the rendered regex does not compile: {e}"),
                         })?,
                 };

@@ -17,6 +17,46 @@ pub struct Globals {
     pub credentials: J,
     pub resources: J,
     pub story: J,
+    /// Credential name → the hosts it may be sent to (absent: anywhere).
+    pub allowed_hosts: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Globals {
+    /// Refuses a request that carries a credential's value (in its URL,
+    /// headers or body, however a template put it there) to a host the
+    /// credential does not allow.
+    pub fn check_request(&self, request: &super::http::HttpRequest) -> Result<(), String> {
+        let Some(host) = url::Url::parse(&request.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+        else {
+            return Ok(());
+        };
+        let J::Object(credentials) = &self.credentials else {
+            return Ok(());
+        };
+        for (name, hosts) in &self.allowed_hosts {
+            let Some(value) = credentials.get(name).and_then(J::as_str) else {
+                continue;
+            };
+            if value.len() < 4 || crate::check::values::host_allowed(&host, hosts) {
+                continue;
+            }
+            let carried = request.url.contains(value)
+                || request.headers.iter().any(|(_, v)| v.contains(value))
+                || request
+                    .body
+                    .as_ref()
+                    .is_some_and(|b| String::from_utf8_lossy(b).contains(value));
+            if carried {
+                return Err(format!(
+                    "credential `{name}` may not be sent to `{host}` (its allowed hosts are {})",
+                    hosts.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The variables of one render.
