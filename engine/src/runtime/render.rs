@@ -321,6 +321,7 @@ mod tests {
             credentials: json!({"graph": "tok3n"}),
             resources: json!({"base": "https://graph.microsoft.com"}),
             story: json!({"id": "triage", "name": "Triage"}),
+            ..Globals::default()
         };
         field.render(&Scope::new(&globals, Some(input))).expect("renders")
     }
