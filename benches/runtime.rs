@@ -63,6 +63,7 @@ fn bench(c: &mut Criterion) {
                 store: Arc::new(MemoryStore::new()),
                 max_in_flight: 1,
                 trace: false,
+                progress: None,
             };
             rt.block_on(async {
                 for i in 0..RUNS {

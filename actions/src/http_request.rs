@@ -687,3 +687,40 @@ impl HttpRequestConfig {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(retry_after: &str) -> HttpResponse {
+        HttpResponse {
+            status: 429,
+            headers: vec![("retry-after".into(), retry_after.into())],
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_decimals_and_http_dates() {
+        let now = 1_700_000_000_000; // Tue, 14 Nov 2023 22:13:20 GMT
+        assert_eq!(retry_after(&response("2"), now), Some(2000));
+        assert_eq!(retry_after(&response("0.25"), now), Some(250));
+        assert_eq!(retry_after(&response("Tue, 14 Nov 2023 22:13:23 GMT"), now), Some(3000));
+        assert_eq!(
+            retry_after(&response("Tue, 14 Nov 2023 22:00:00 GMT"), now),
+            Some(0),
+            "a past date: at once"
+        );
+        assert_eq!(retry_after(&response("soon"), now), None);
+    }
+
+    #[test]
+    fn status_ranges() {
+        let list: Vec<StatusRange> = ["429", "500-599", "0"]
+            .iter()
+            .filter_map(|s| StatusRange::parse(&Node::new(Default::default(), NodeKind::Str((*s).into()))))
+            .collect();
+        assert!(any_contains(&list, 429) && any_contains(&list, 503) && any_contains(&list, 0));
+        assert!(!any_contains(&list, 404));
+    }
+}

@@ -241,6 +241,9 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
         store: Arc::new(MemoryStore::new()),
         max_in_flight: 64,
         trace: false,
+        progress: Some(Arc::new(|events, pending| {
+            eprintln!("… {events} events so far, {pending} action runs waiting");
+        })),
     };
     let request = request(&story, entry, body);
     // Credential values never reach the output (SPEC §5).
@@ -401,6 +404,7 @@ pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Writ
         store: Arc::new(MemoryStore::new()),
         max_in_flight: 1,
         trace: true,
+        progress: None,
     };
     let request = request(&story, entry, body);
     let report = match runtime()?.block_on(rt.run_webhook(story.clone(), entry, request)) {

@@ -180,7 +180,12 @@ pub struct Runtime {
     /// Work items in flight at once within a run (1: strictly in order).
     pub max_in_flight: usize,
     pub trace: bool,
+    /// Called now and then during a long run with (events so far, items waiting).
+    pub progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
 }
+
+/// How often a long run reports progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 struct Item {
     action: usize,
@@ -296,6 +301,7 @@ impl Runtime {
         let mut seq = 0u64;
         let mut in_flight = FuturesUnordered::new();
         let cap = self.max_in_flight.max(1);
+        let mut last_progress = std::time::Instant::now();
         // Stateful actions (implode, deduplicate, throttle) run one item at a
         // time: each must see what the previous one committed.
         let mut busy: Vec<bool> = vec![false; story.actions.len()];
@@ -335,6 +341,12 @@ impl Runtime {
                 continue;
             }
             let Some(step) = in_flight.next().await else { break };
+            if let Some(progress) = &self.progress {
+                if last_progress.elapsed() >= PROGRESS_EVERY {
+                    last_progress = std::time::Instant::now();
+                    progress(report.events.len(), queue.len() + in_flight.len() + waiting.len());
+                }
+            }
             if busy[step.item.action] {
                 busy[step.item.action] = false;
                 // The next item of that action goes first.
