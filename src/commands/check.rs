@@ -206,3 +206,32 @@ pub(crate) fn run(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) ->
         ExitStatus::Success
     })
 }
+
+/// The one story `path` holds, checked; or its errors written to `err` and
+/// `None` (`doing` says what could not be done: "cannot draw", "cannot run").
+pub(crate) fn checked_story<'a>(
+    checked: &'a Checked,
+    path: &Path,
+    doing: &str,
+    err: &mut dyn Write,
+) -> std::io::Result<Option<&'a tale_engine::story::Story>> {
+    let errors: Vec<_> = checked
+        .output
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == tale_engine::diagnostic::Severity::Error)
+        .cloned()
+        .collect();
+    match checked.output.stories.first().filter(|_| errors.is_empty()) {
+        Some(story) => Ok(Some(story)),
+        None => {
+            write!(
+                err,
+                "{}",
+                report::human(&errors, &checked.sources, use_color(Color::Auto))
+            )?;
+            writeln!(err, "{} {doing}: fix the errors above first", path.display())?;
+            Ok(None)
+        }
+    }
+}

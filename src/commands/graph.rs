@@ -4,10 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use tale_engine::report;
 use tale_engine::story::{Edge, Story};
 
-use super::check::{Color, check_paths, use_color};
+use super::check::{check_paths, checked_story};
 use crate::ExitStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -29,20 +28,7 @@ pub struct GraphArgs {
 
 pub(crate) fn run(args: &GraphArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
     let checked = check_paths(std::slice::from_ref(&args.story), &args.stories, false, None, &[]);
-    let errors: Vec<_> = checked
-        .output
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == tale_engine::diagnostic::Severity::Error)
-        .cloned()
-        .collect();
-    let Some(story) = checked.output.stories.first().filter(|_| errors.is_empty()) else {
-        write!(
-            err,
-            "{}",
-            report::human(&errors, &checked.sources, use_color(Color::Auto))
-        )?;
-        writeln!(err, "cannot draw {}: fix the errors above first", args.story.display())?;
+    let Some(story) = checked_story(&checked, &args.story, "cannot be drawn", err)? else {
         return Ok(ExitStatus::Failure);
     };
     let text = match args.format {

@@ -10,8 +10,6 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use serde_json::{Value as J, json};
-use tale_engine::diagnostic::Severity;
-use tale_engine::report;
 use tale_engine::runtime::build::{BuiltStory, build};
 use tale_engine::runtime::clock::{RealClock, VirtualClock};
 use tale_engine::runtime::exec::{RunReport, Runtime, WebhookRequest};
@@ -24,7 +22,7 @@ use tale_engine::story::Story;
 use tale_engine::template::TemplateParser;
 use tale_engine::yaml::{self, Limits};
 
-use super::check::{Color, check_paths, use_color};
+use super::check::{check_paths, checked_story};
 use crate::ExitStatus;
 
 #[derive(Debug, Args)]
@@ -71,20 +69,7 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
         None,
         &args.resources,
     );
-    let errors: Vec<_> = checked
-        .output
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .cloned()
-        .collect();
-    let Some(story) = checked.output.stories.first().filter(|_| errors.is_empty()) else {
-        write!(
-            err,
-            "{}",
-            report::human(&errors, &checked.sources, use_color(Color::Auto))
-        )?;
-        writeln!(err, "{} cannot run: fix the errors above first", args.story.display())?;
+    let Some(story) = checked_story(&checked, &args.story, "cannot run", err)? else {
         return Ok(None);
     };
     let globals = globals(story, &args.story, &args.resources, dry)?;

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde_json::{Value as J, json};
 
-use super::build::BuiltStory;
+use super::build::{BuiltAction, BuiltStory};
 use super::clock::Clock;
 use super::event::{Event, EventId, RunId};
 use super::http::HttpClient;
@@ -232,17 +232,7 @@ impl Runtime {
         });
         let mut scope = Scope::new(&story.globals, None);
         scope.meta = Some(&meta);
-        let cx = ExecCx {
-            scope,
-            http: &*self.http,
-            mail: &*self.mail,
-            clock: &*self.clock,
-            store: &*self.store,
-            rules: &a.rules,
-            story_id: &story.id,
-            slug: &a.slug,
-            run_id,
-        };
+        let cx = self.cx(scope, &story, a, run_id);
         let result = a
             .exec
             .accept(&request, &cx)
@@ -436,6 +426,20 @@ impl Runtime {
         Ok(report)
     }
 
+    fn cx<'a>(&'a self, scope: Scope<'a>, story: &'a BuiltStory, action: &'a BuiltAction, run_id: RunId) -> ExecCx<'a> {
+        ExecCx {
+            scope,
+            http: &*self.http,
+            mail: &*self.mail,
+            clock: &*self.clock,
+            store: &*self.store,
+            rules: &action.rules,
+            story_id: &story.id,
+            slug: &action.slug,
+            run_id,
+        }
+    }
+
     fn enqueue_downstream(
         &self,
         story: &BuiltStory,
@@ -494,17 +498,7 @@ impl Runtime {
             None => None,
         };
         scope.local = local.as_ref();
-        let cx = ExecCx {
-            scope,
-            http: &*self.http,
-            mail: &*self.mail,
-            clock: &*self.clock,
-            store: &*self.store,
-            rules: &action.rules,
-            story_id: &story.id,
-            slug: &action.slug,
-            run_id,
-        };
+        let cx = self.cx(scope, &story, action, run_id);
         let rules = if item.wake.is_none() && !action.handles_rules && !action.rules.is_empty() {
             action.rules.matches(&cx.scope, true)
         } else {

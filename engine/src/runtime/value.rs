@@ -225,27 +225,8 @@ pub fn to_liquid(value: &J) -> Value {
     }
 }
 
-/// A Liquid value as JSON (dates and other scalars become their text).
+/// A Liquid value as JSON (one implementation, shared with the filters:
+/// object keys come out sorted, since Liquid's own objects are unordered).
 pub fn to_json(value: &dyn ValueView) -> J {
-    if value.is_nil() {
-        return J::Null;
-    }
-    if let Some(a) = value.as_array() {
-        return J::Array(a.values().map(to_json).collect());
-    }
-    if let Some(o) = value.as_object() {
-        return J::Object(o.iter().map(|(k, v)| (k.as_str().to_owned(), to_json(v))).collect());
-    }
-    if let Some(s) = value.as_scalar() {
-        return match s.type_name() {
-            "boolean" => J::Bool(s.to_bool().unwrap_or(false)),
-            "whole number" => s.to_integer().map_or(J::Null, J::from),
-            "fractional number" => s
-                .to_float()
-                .and_then(serde_json::Number::from_f64)
-                .map_or(J::Null, J::Number),
-            _ => J::String(s.into_string().as_str().to_owned()),
-        };
-    }
-    J::String(value.to_kstr().as_str().to_owned())
+    crate::template::filters::to_json(value)
 }

@@ -25,7 +25,7 @@ mod text;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use liquid_core::model::{ArrayView, KString, ObjectView, ScalarCow};
+use liquid_core::model::{ArrayView, ObjectView, ScalarCow};
 use liquid_core::parser::{FilterArguments, ParameterReflection};
 use liquid_core::{Error, Expression, Filter, FilterReflection, ParseFilter, Result, Runtime, Value, ValueView};
 use serde_json::Value as J;
@@ -475,17 +475,7 @@ fn scalar_to_json(s: ScalarCow<'_>) -> J {
 /// JSON as an owned Liquid value. Integers that do not fit an `i64` become
 /// floats.
 pub fn from_json(value: J) -> Value {
-    match value {
-        J::Null => Value::Nil,
-        J::Bool(b) => Value::scalar(b),
-        J::Number(n) => match n.as_i64() {
-            Some(i) => Value::scalar(i),
-            None => Value::scalar(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        J::String(s) => Value::scalar(s),
-        J::Array(items) => Value::Array(items.into_iter().map(from_json).collect()),
-        J::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (KString::from(k), from_json(v))).collect()),
-    }
+    crate::runtime::value::to_liquid(&value)
 }
 
 /// What a value is, checked in the order that matters: the runtime's view of
