@@ -64,6 +64,8 @@ fn bench(c: &mut Criterion) {
                 max_in_flight: 1,
                 trace: false,
                 progress: None,
+                on_event: None,
+                keep_events: true,
             };
             rt.block_on(async {
                 for i in 0..RUNS {

@@ -23,7 +23,7 @@ pub struct HttpRequestConfig {
     pub method: Option<Spanned<String>>,
     /// `json` (default), `form`, `xml`, `data`, or a literal MIME type.
     pub content_type: Option<Spanned<String>>,
-    /// The body; for GET, the query string.
+    /// The body; for GET, HEAD and DELETE, the query string.
     pub payload: Option<Node>,
     pub headers: Option<IndexMap<String, Node>>,
     /// `[user, password]` or `"user:password"`.

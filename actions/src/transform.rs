@@ -92,7 +92,7 @@ pub struct Deduplicate {
     pub lookback: Option<Spanned<u64>>,
     /// Or: forget values after this many seconds.
     pub period_secs: Option<Spanned<u64>>,
-    /// Emit duplicates too, marked `unique: false` (default false).
+    /// Emit duplicates too, marked `unique_event: false` (default false).
     pub emit_duplicates: Option<bool>,
 }
 
@@ -400,21 +400,22 @@ impl Executable for ExplodeExec {
             let items = as_list(self.path.render(&cx.scope)?, "the explode `path`")?;
             let size = items.len().min(self.limit);
             let guid = tale_engine::runtime::event::new_id().to_string();
-            let emits = items
+            let to = self.to.clone();
+            // Lazily: the executor pulls elements as its queue drains.
+            let rest = items
                 .into_iter()
                 .take(self.limit)
                 .enumerate()
-                .map(|(index, item)| {
+                .map(move |(index, item)| {
                     let mut o = serde_json::Map::new();
-                    o.insert(self.to.clone(), item);
+                    o.insert(to.clone(), item);
                     o.insert("index".into(), json!(index));
                     o.insert("size".into(), json!(size));
                     o.insert("guid".into(), json!(guid));
                     Emit::Main(J::Object(o))
-                })
-                .collect();
+                });
             Ok(Outcome {
-                emits,
+                rest: Some(Box::new(rest)),
                 ..Outcome::default()
             })
         })())

@@ -48,7 +48,8 @@ pub enum Verb {
 pub struct Response {
     /// HTTP status (default 200).
     pub status: Option<Spanned<u16>>,
-    /// Content type of the body (default `application/json`).
+    /// Content type of the body (default: `text/plain` for text,
+    /// `application/json` for a structure).
     pub content_type: Option<String>,
     pub headers: Option<IndexMap<String, Node>>,
     /// The body: text or a structure, templated over `request`.

@@ -219,30 +219,51 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
         Some(m) => Arc::new(m?),
         None => Arc::new(NoMailer),
     };
+    // Credential values never reach the output (SPEC §5). Events are printed
+    // as they are committed, and not kept: memory follows the work in progress.
+    let redactor = Arc::new(Redactor::new(&story.globals.credentials));
+    let printer = redactor.clone();
+    let (lines, mut printed) = tokio::sync::mpsc::unbounded_channel::<String>();
     let rt = Runtime {
         http: Arc::new(RealHttp::new(8)?),
         mail,
         clock: Arc::new(RealClock),
-        store: Arc::new(MemoryStore::new()),
+        store: Arc::new(MemoryStore::without_events()),
         max_in_flight: 64,
         trace: false,
+        on_event: Some(Arc::new(move |event| {
+            let _ = lines.send(printer.json(&event.to_json()).to_string());
+        })),
+        keep_events: false,
         progress: Some(Arc::new(|events, pending| {
             eprintln!("… {events} events so far, {pending} action runs waiting");
         })),
     };
     let request = request(&story, entry, body);
-    // Credential values never reach the output (SPEC §5).
-    let redactor = Redactor::new(&story.globals.credentials);
-    let report = match runtime()?.block_on(rt.run_webhook(story, entry, request)) {
+    // The run and the printing of its events go side by side on one thread.
+    let result = runtime()?.block_on(async {
+        let run = async {
+            let r = rt.run_webhook(story, entry, request).await;
+            drop(rt); // closes the channel: the printer ends
+            r
+        };
+        let print = async {
+            while let Some(line) = printed.recv().await {
+                writeln!(out, "{line}")?;
+            }
+            std::io::Result::Ok(())
+        };
+        let (r, p) = tokio::join!(run, print);
+        p.map(|()| r)
+    })?;
+    let report = match result {
         Ok(r) => r,
         Err(e) => {
             writeln!(err, "error: {}", redactor.text(&e.to_string()))?;
             return Ok(ExitStatus::Failure);
         }
     };
-    for event in &report.events {
-        writeln!(out, "{}", redactor.json(&event.to_json()))?;
-    }
+    out.flush()?;
     finish(&report, &redactor, err)
 }
 
@@ -254,8 +275,8 @@ fn finish(report: &RunReport, redactor: &Redactor, err: &mut dyn Write) -> anyho
         err,
         "run {}: {} event{}, {}",
         report.run_id,
-        report.events.len(),
-        if report.events.len() == 1 { "" } else { "s" },
+        report.event_count,
+        if report.event_count == 1 { "" } else { "s" },
         if report.succeeded() {
             "succeeded".to_owned()
         } else {
@@ -390,6 +411,8 @@ pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Writ
         max_in_flight: 1,
         trace: true,
         progress: None,
+        on_event: None,
+        keep_events: true,
     };
     let request = request(&story, entry, body);
     let report = match runtime()?.block_on(rt.run_webhook(story.clone(), entry, request)) {

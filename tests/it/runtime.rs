@@ -841,17 +841,31 @@ actions:
     method: post
     url: "{{ receive.body.callback }}"
     headers: {Authorization: "Bearer {{ CREDENTIAL.graph }}"}
+  as_basic:
+    type: http_request
+    from: receive
+    url: "{{ receive.body.callback }}"
+    basic_auth: [svc, "{{ CREDENTIAL.graph }}"]
+  as_base64:
+    type: http_request
+    from: receive
+    url: "{{ receive.body.callback }}"
+    headers: {X-Token: "{{ CREDENTIAL.graph | base64_encode }}"}
+  in_query:
+    type: http_request
+    from: receive
+    url: "{{ receive.body.callback }}?k={{ CREDENTIAL.graph | url_encode }}"
   refused:
     type: transform
     mode: message_only
-    from: exfiltrate.failure
-    payload: {error: "{{ exfiltrate.error }}"}
+    from: [exfiltrate.failure, as_basic.failure, as_base64.failure, in_query.failure]
+    payload: {error: "refused"}
 "#;
     let case = Case::new(story, "");
     let event = case.file("event.json", &format!(r#"{{"callback":"{}"}}"#, server.url("/collect")));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tale"))
         .args(["run", &case.path("story.yaml"), "--event", &event])
-        .env("TALE_CREDENTIAL_GRAPH", "s3cr3t-t0ken")
+        .env("TALE_CREDENTIAL_GRAPH", "s3cr3t/t0ken+")
         .env("TALE_CREDENTIAL_GRAPH_ALLOWED_HOSTS", "graph.microsoft.com")
         .output()
         .expect("run tale");
@@ -862,9 +876,17 @@ actions:
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let events: Vec<J> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let error = outputs_of(&events, "refused")[0]["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(error.contains("may not be sent to `127.0.0.1`"), "{error}");
+    assert_eq!(outputs_of(&events, "refused").len(), 4, "every encoding is caught");
+    let failures: Vec<&J> = events
+        .iter()
+        .filter(|e| e["branch"] == "failure")
+        .map(|e| &e["output"]["error"])
+        .collect();
+    assert_eq!(failures.len(), 4);
+    assert!(
+        failures
+            .iter()
+            .all(|e| e.as_str().is_some_and(|e| e.contains("may not be sent to `127.0.0.1`"))),
+        "{failures:?}"
+    );
 }

@@ -22,6 +22,8 @@ pub struct Event {
     pub output: J,
     /// Milliseconds since the Unix epoch (virtual in a dry run).
     pub created_at: i64,
+    /// The branch it went out on (`failure`, `no_match`), if not the main output.
+    pub branch: Option<&'static str>,
 }
 
 impl Event {
@@ -41,7 +43,13 @@ impl Event {
             parents,
             output,
             created_at: now,
+            branch: None,
         }
+    }
+
+    pub fn with_branch(mut self, branch: Option<&'static str>) -> Self {
+        self.branch = branch;
+        self
     }
 
     pub fn parent_ids(&self) -> Vec<EventId> {
@@ -80,6 +88,7 @@ impl Event {
             "story": &*self.story,
             "action": &*self.action,
             "parent_ids": self.parents.iter().map(|p| p.id.to_string()).collect::<Vec<_>>(),
+            "branch": self.branch,
             "output": self.output,
             "created_at": self.created_at,
         })

@@ -32,7 +32,7 @@ pub enum Emit {
     Later { at_ms: i64, payload: J },
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Outcome {
     pub emits: Vec<Emit>,
     pub state: Vec<StatePut>,
@@ -41,7 +41,30 @@ pub struct Outcome {
     /// Payloads of this action's pending `Later`s that are no longer needed
     /// (an implode that completed before its window closed).
     pub cancel: Vec<J>,
+    /// More emits, pulled only as the queue drains (an explode of a long
+    /// list): the queue stays bounded instead of holding every element.
+    pub rest: Option<LazyEmits>,
 }
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outcome")
+            .field("emits", &self.emits)
+            .field("state", &self.state)
+            .field("rest", &self.rest.is_some())
+            .finish()
+    }
+}
+
+/// Emits produced on demand (an explode of a long list).
+pub type LazyEmits = Box<dyn Iterator<Item = Emit> + Send>;
+/// Progress of a long run: (events so far, action runs waiting).
+pub type ProgressFn = Arc<dyn Fn(usize, usize) + Send + Sync>;
+/// Sees every event as it is committed.
+pub type EventFn = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Lazy emits are pulled while fewer items than this wait in the queue.
+const QUEUE_LOW: usize = 1024;
 
 impl Outcome {
     pub fn main(output: J) -> Self {
@@ -157,7 +180,10 @@ impl TraceEntry {
 #[derive(Debug)]
 pub struct RunReport {
     pub run_id: RunId,
+    /// The run's events, when `Runtime::keep_events`.
     pub events: Vec<Arc<Event>>,
+    /// How many events the run produced.
+    pub event_count: usize,
     /// Actions that failed, with why; the rest of the run went on.
     pub errors: Vec<(String, String)>,
     pub trace: Vec<TraceEntry>,
@@ -181,7 +207,12 @@ pub struct Runtime {
     pub max_in_flight: usize,
     pub trace: bool,
     /// Called now and then during a long run with (events so far, items waiting).
-    pub progress: Option<Arc<dyn Fn(usize, usize) + Send + Sync>>,
+    pub progress: Option<ProgressFn>,
+    /// Called with every event as it is committed (`tale run` prints them).
+    pub on_event: Option<EventFn>,
+    /// Keep the run's events in the report (traces, tests); without it a long
+    /// run holds only the events still needed by pending work.
+    pub keep_events: bool,
 }
 
 /// How often a long run reports progress.
@@ -243,6 +274,7 @@ impl Runtime {
                 return Ok(RunReport {
                     run_id,
                     events: Vec::new(),
+                    event_count: 0,
                     errors: Vec::new(),
                     trace: Vec::new(),
                     response: Some(response),
@@ -277,37 +309,73 @@ impl Runtime {
     ) -> Result<RunReport, RunError> {
         let mut report = RunReport {
             run_id,
-            events: roots.iter().map(|(_, e)| e.clone()).collect(),
+            events: if self.keep_events {
+                roots.iter().map(|(_, e)| e.clone()).collect()
+            } else {
+                Vec::new()
+            },
+            event_count: roots.len(),
             errors: Vec::new(),
             trace: Vec::new(),
             response: None,
         };
         let mut queue: VecDeque<Item> = VecDeque::new();
         for (action, event) in roots {
+            if let Some(f) = &self.on_event {
+                f(&event);
+            }
             self.enqueue_downstream(&story, action, None, &event, &mut queue);
         }
+        // Lazy emits not pulled yet: (action, its input, what remains).
+        let mut emitters: VecDeque<(usize, Option<Arc<Event>>, LazyEmits)> = VecDeque::new();
         let mut timers: BinaryHeap<Reverse<(i64, u64)>> = BinaryHeap::new();
         let mut waiting: std::collections::HashMap<u64, Item> = Default::default();
         let mut seq = 0u64;
         let mut in_flight = FuturesUnordered::new();
         let cap = self.max_in_flight.max(1);
         let mut last_progress = std::time::Instant::now();
+        let mut steps = 0u64;
         // Stateful actions (implode, deduplicate, throttle) run one item at a
         // time: each must see what the previous one committed.
         let mut busy: Vec<bool> = vec![false; story.actions.len()];
         let mut parked: Vec<VecDeque<Item>> = (0..story.actions.len()).map(|_| VecDeque::new()).collect();
+        let mut parked_total = 0usize;
         loop {
+            // Pull lazy emits while little work waits (parked items count too:
+            // a slow stateful action must hold the explode back).
+            while queue.len() + parked_total < QUEUE_LOW {
+                let Some((action, input, mut rest)) = emitters.pop_front() else {
+                    break;
+                };
+                let mut pulled = Vec::new();
+                for emit in rest.by_ref().take(QUEUE_LOW) {
+                    pulled.push(emit);
+                }
+                let exhausted = pulled.len() < QUEUE_LOW;
+                let events = self.emit_events(&story, run_id, action, &input, pulled, &mut queue, &mut report);
+                self.store.commit(Commit {
+                    events,
+                    state: Vec::new(),
+                })?;
+                if !exhausted {
+                    emitters.push_front((action, input, rest));
+                }
+            }
             while in_flight.len() < cap {
                 let Some(item) = queue.pop_front() else { break };
                 let stateful = story.actions[item.action].exec.stateful();
                 if stateful && busy[item.action] {
                     parked[item.action].push_back(item);
+                    parked_total += 1;
                     continue;
                 }
                 if stateful {
                     busy[item.action] = true;
                 }
                 in_flight.push(self.clone().step(story.clone(), run_id, item));
+            }
+            if in_flight.is_empty() && !emitters.is_empty() && queue.is_empty() {
+                continue;
             }
             if in_flight.is_empty() {
                 let Some(Reverse((at, id))) = timers.pop() else { break };
@@ -331,16 +399,23 @@ impl Runtime {
                 continue;
             }
             let Some(step) = in_flight.next().await else { break };
+            // Steps that complete at once never yield: let the tasks beside
+            // the run (printing its events) keep up now and then.
+            steps += 1;
+            if steps.is_multiple_of(64) {
+                tokio::task::yield_now().await;
+            }
             if let Some(progress) = &self.progress {
                 if last_progress.elapsed() >= PROGRESS_EVERY {
                     last_progress = std::time::Instant::now();
-                    progress(report.events.len(), queue.len() + in_flight.len() + waiting.len());
+                    progress(report.event_count, queue.len() + in_flight.len() + waiting.len());
                 }
             }
             if busy[step.item.action] {
                 busy[step.item.action] = false;
                 // The next item of that action goes first.
                 if let Some(next) = parked[step.item.action].pop_front() {
+                    parked_total -= 1;
                     queue.push_front(next);
                 }
             }
@@ -372,7 +447,6 @@ impl Runtime {
                     for payload in &outcome.cancel {
                         waiting.retain(|_, w| !(w.action == step.item.action && w.wake.as_ref() == Some(payload)));
                     }
-                    let parents: Vec<Arc<Event>> = step.item.input.iter().cloned().collect();
                     let mut emitted = Vec::new();
                     for emit in outcome.emits {
                         match emit {
@@ -392,22 +466,30 @@ impl Runtime {
                             }
                         }
                     }
-                    let now = self.clock.now_ms();
-                    for (branch, output) in emitted {
-                        let event = Arc::new(Event::new(
-                            run_id,
-                            story.id.clone(),
-                            story.actions[step.item.action].slug.clone(),
-                            parents.clone(),
-                            output,
-                            now,
-                        ));
-                        if self.trace {
-                            entry.emitted.push((branch, event.output.clone()));
+                    let emits: Vec<Emit> = emitted
+                        .into_iter()
+                        .map(|(b, o)| match b {
+                            Some(b) => Emit::Branch(b, o),
+                            None => Emit::Main(o),
+                        })
+                        .collect();
+                    let events = self.emit_events(
+                        &story,
+                        run_id,
+                        step.item.action,
+                        &step.item.input,
+                        emits,
+                        &mut queue,
+                        &mut report,
+                    );
+                    if self.trace {
+                        for e in &events {
+                            entry.emitted.push((e.branch, e.output.clone()));
                         }
-                        self.enqueue_downstream(&story, step.item.action, branch, &event, &mut queue);
-                        commit.events.push(event.clone());
-                        report.events.push(event);
+                    }
+                    commit.events = events;
+                    if let Some(rest) = outcome.rest {
+                        emitters.push_back((step.item.action, step.item.input.clone(), rest));
                     }
                     entry.details = outcome.trace;
                     self.store.commit(commit)?;
@@ -424,6 +506,52 @@ impl Runtime {
         };
         self.store.finish_run(run_id, status)?;
         Ok(report)
+    }
+
+    /// Events for `emits` of `action` (Main/Branch only), committed by the
+    /// caller; their downstream items are queued.
+    #[allow(clippy::too_many_arguments)]
+    fn emit_events(
+        &self,
+        story: &BuiltStory,
+        run_id: RunId,
+        action: usize,
+        input: &Option<Arc<Event>>,
+        emits: Vec<Emit>,
+        queue: &mut VecDeque<Item>,
+        report: &mut RunReport,
+    ) -> Vec<Arc<Event>> {
+        let parents: Vec<Arc<Event>> = input.iter().cloned().collect();
+        let now = self.clock.now_ms();
+        let mut events = Vec::with_capacity(emits.len());
+        for emit in emits {
+            let (branch, output) = match emit {
+                Emit::Main(o) => (None, o),
+                Emit::Branch(b, o) => (Some(b), o),
+                Emit::Later { .. } => continue,
+            };
+            let event = Arc::new(
+                Event::new(
+                    run_id,
+                    story.id.clone(),
+                    story.actions[action].slug.clone(),
+                    parents.clone(),
+                    output,
+                    now,
+                )
+                .with_branch(branch),
+            );
+            self.enqueue_downstream(story, action, branch, &event, queue);
+            if let Some(f) = &self.on_event {
+                f(&event);
+            }
+            report.event_count += 1;
+            if self.keep_events {
+                report.events.push(event.clone());
+            }
+            events.push(event);
+        }
+        events
     }
 
     fn cx<'a>(&'a self, scope: Scope<'a>, story: &'a BuiltStory, action: &'a BuiltAction, run_id: RunId) -> ExecCx<'a> {

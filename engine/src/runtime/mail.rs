@@ -27,6 +27,8 @@ pub enum MailError {
     NotConfigured,
     #[error("invalid address `{0}`")]
     Address(String),
+    #[error("invalid mail configuration: {0}")]
+    Config(String),
     #[error("cannot build the message: {0}")]
     Message(String),
     #[error("the SMTP server refused or failed: {0}")]
@@ -56,6 +58,16 @@ pub struct RecordingMailer {
 
 impl Mailer for RecordingMailer {
     fn send(&self, email: Email) -> BoxFuture<'_, Result<String, MailError>> {
+        // The same addresses a real send would refuse.
+        let addresses = email
+            .to
+            .iter()
+            .chain(&email.cc)
+            .chain(&email.bcc)
+            .chain(email.reply_to.iter());
+        if let Some(bad) = addresses.into_iter().find(|a| mailbox(a).is_err()) {
+            return Box::pin(std::future::ready(Err(MailError::Address(bad.trim().to_owned()))));
+        }
         let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
         sent.push(email);
         let id = format!("<dry-run-{}@tale>", sent.len());
@@ -74,7 +86,7 @@ impl SmtpMailer {
     /// (STARTTLS), `smtps://user:password@host` (TLS).
     pub fn new(url: &str, from: &str) -> Result<Self, MailError> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| MailError::Send(format!("invalid TALE_SMTP_URL: {e}")))?
+            .map_err(|e| MailError::Config(format!("TALE_SMTP_URL: {e}")))?
             .build();
         let from = from.parse().map_err(|_| MailError::Address(from.to_owned()))?;
         Ok(Self { transport, from })

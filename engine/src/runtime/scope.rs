@@ -42,12 +42,31 @@ impl Globals {
             if value.len() < 4 || crate::check::values::host_allowed(&host, hosts) {
                 continue;
             }
-            let carried = request.url.contains(value)
-                || request.headers.iter().any(|(_, v)| v.contains(value))
-                || request
-                    .body
-                    .as_ref()
-                    .is_some_and(|b| String::from_utf8_lossy(b).contains(value));
+            // The value as it is, and as templates and auth schemes encode it.
+            use base64::Engine as _;
+            let forms = [
+                value.to_owned(),
+                base64::engine::general_purpose::STANDARD.encode(value),
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value),
+                url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>(),
+            ];
+            let basic: Vec<String> = request
+                .headers
+                .iter()
+                .filter_map(|(_, v)| v.strip_prefix("Basic "))
+                .filter_map(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .collect();
+            let body = request
+                .body
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            let carried = forms.iter().any(|f| {
+                request.url.contains(f.as_str())
+                    || request.headers.iter().any(|(_, v)| v.contains(f.as_str()))
+                    || body.contains(f.as_str())
+            }) || basic.iter().any(|b| b.contains(value));
             if carried {
                 return Err(format!(
                     "credential `{name}` may not be sent to `{host}` (its allowed hosts are {})",

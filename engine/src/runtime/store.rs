@@ -83,9 +83,20 @@ pub trait Store: Send + Sync {
 }
 
 /// Everything in memory, behind one lock: `check`, `dry-run`, `test`, `run`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Memory>,
+    /// Keep committed events (traces, tests); `tale run` streams them instead.
+    keep_events: bool,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            keep_events: true,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +110,15 @@ struct Memory {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that keeps state but not events: memory stays bounded by the
+    /// work in progress, whatever the length of a run.
+    pub fn without_events() -> Self {
+        Self {
+            inner: Mutex::default(),
+            keep_events: false,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
@@ -125,8 +145,10 @@ impl Store for MemoryStore {
 
     fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         let mut m = self.lock();
-        for e in commit.events {
-            m.events.entry(e.run_id).or_default().push(e);
+        if self.keep_events {
+            for e in commit.events {
+                m.events.entry(e.run_id).or_default().push(e);
+            }
         }
         for put in commit.state {
             match put.change {
