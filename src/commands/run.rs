@@ -268,6 +268,9 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
 }
 
 fn finish(report: &RunReport, redactor: &Redactor, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
+    for (action, message) in &report.logged {
+        writeln!(err, "warning: action `{action}`: {}", redactor.text(message))?;
+    }
     for (action, message) in &report.errors {
         writeln!(err, "error: action `{action}` failed: {}", redactor.text(message))?;
     }

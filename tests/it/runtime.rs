@@ -890,3 +890,78 @@ actions:
         "{failures:?}"
     );
 }
+
+#[test]
+fn redirects_network_retries_page_limits_and_logged_statuses() {
+    let server = Server::start();
+    server.route("/moved", vec![Reply::json(302, "{}").header("location", "/target")]);
+    server.route("/target", vec![Reply::json(200, r#"{"here":true}"#)]);
+    server.route(
+        "/slow",
+        vec![
+            Reply::json(200, "{}").delayed(Duration::from_secs(2)),
+            Reply::json(200, r#"{"second":true}"#),
+        ],
+    );
+    server.route("/pages", vec![Reply::json(200, r#"{"value":[1],"next":"/pages"}"#)]);
+    server.route("/gone", vec![Reply::json(410, "{}")]);
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  follow:
+    type: http_request
+    from: receive
+    url: "{base}/moved"
+  no_follow:
+    type: http_request
+    from: receive
+    url: "{base}/moved"
+    disable_redirect_follow: true
+  timeout_retried:
+    type: http_request
+    from: receive
+    url: "{base}/slow"
+    timeout_secs: 0.5
+    retry_on_status: [0]
+    retries: 1
+  one_page:
+    type: http_request
+    from: receive
+    url: "{base}/pages"
+    pagination: {next_url: "{base}{{ response.body.next }}", max_pages: 2}
+  logged:
+    type: http_request
+    from: receive
+    url: "{base}/gone"
+    log_error_on_status: ["400-499"]
+"#;
+    let case = Case::new(story, &server.url(""));
+    let (status, events, stderr) = case.run("{}");
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(outputs_of(&events, "follow")[0]["body"], json!({"here": true}));
+    assert_eq!(outputs_of(&events, "no_follow")[0]["status"], 302);
+    assert_eq!(
+        outputs_of(&events, "timeout_retried")[0]["body"],
+        json!({"second": true}),
+        "a timeout counts as status 0"
+    );
+    let pages = outputs_of(&events, "one_page");
+    assert_eq!(pages[0]["pages"], 2, "max_pages stops the paging");
+    assert_eq!(
+        server
+            .received()
+            .iter()
+            .filter(|r| r.path_and_query == "/pages")
+            .count(),
+        2
+    );
+    assert_eq!(
+        outputs_of(&events, "logged")[0]["status"],
+        410,
+        "a logged status still emits"
+    );
+    assert!(
+        stderr.contains("warning: action `logged`") && stderr.contains("answered 410"),
+        "{stderr}"
+    );
+}

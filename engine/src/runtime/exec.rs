@@ -186,6 +186,8 @@ pub struct RunReport {
     pub event_count: usize,
     /// Actions that failed, with why; the rest of the run went on.
     pub errors: Vec<(String, String)>,
+    /// Problems logged without failing (`log_error_on_status`).
+    pub logged: Vec<(String, String)>,
     pub trace: Vec<TraceEntry>,
     pub response: Option<WebhookResponse>,
 }
@@ -276,6 +278,7 @@ impl Runtime {
                     events: Vec::new(),
                     event_count: 0,
                     errors: Vec::new(),
+                    logged: Vec::new(),
                     trace: Vec::new(),
                     response: Some(response),
                 });
@@ -316,6 +319,7 @@ impl Runtime {
             },
             event_count: roots.len(),
             errors: Vec::new(),
+            logged: Vec::new(),
             trace: Vec::new(),
             response: None,
         };
@@ -490,6 +494,11 @@ impl Runtime {
                     commit.events = events;
                     if let Some(rest) = outcome.rest {
                         emitters.push_back((step.item.action, step.item.input.clone(), rest));
+                    }
+                    for d in &outcome.trace {
+                        if let Some(message) = d.get("log_error").and_then(J::as_str) {
+                            report.logged.push((slug.clone(), message.to_owned()));
+                        }
                     }
                     entry.details = outcome.trace;
                     self.store.commit(commit)?;
