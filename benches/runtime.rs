@@ -66,6 +66,8 @@ fn bench(c: &mut Criterion) {
                 progress: None,
                 on_event: None,
                 keep_events: true,
+                library: Default::default(),
+                depth: 0,
             };
             rt.block_on(async {
                 for i in 0..RUNS {

@@ -1,9 +1,15 @@
 //! `send_to_story`: calls another story through its `entry` webhook and
 //! emits the output of the exit that fired.
 
+use futures_util::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tale_engine::action::{ActionConfig, StoryCall, TemplateField};
+use serde_json::json;
+use tale_engine::action::{
+    ActionConfig, ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Outcome, StoryCall, TemplateField,
+};
+use tale_engine::runtime::call::CallError;
+use tale_engine::runtime::render::{Field, Tree};
 use tale_engine::span::Spanned;
 use tale_engine::yaml::Node;
 
@@ -29,11 +35,8 @@ impl ActionConfig for SendToStoryConfig {
         &["failure"]
     }
 
-    fn build(
-        &self,
-        _compiler: &tale_engine::action::Compiler<'_>,
-    ) -> Result<Box<dyn tale_engine::action::Executable>, tale_engine::action::CompileError> {
-        Ok(Box::new(NotYet))
+    fn build(&self, compiler: &Compiler<'_>) -> Result<Box<dyn Executable>, CompileError> {
+        self.build_exec(compiler)
     }
 
     fn templates<'a>(&'a self, out: &mut Vec<TemplateField<'a>>) {
@@ -52,18 +55,69 @@ impl ActionConfig for SendToStoryConfig {
     }
 }
 
-/// Refuses to run, clearly, until the feature lands (the checker already
-/// validates the action).
-struct NotYet;
+struct SendToStoryExec {
+    story: Field,
+    payload: Option<Tree>,
+    as_body: bool,
+}
 
-impl tale_engine::action::Executable for NotYet {
-    fn execute<'a>(
-        &'a self,
-        _cx: &'a tale_engine::action::ExecCx<'a>,
-    ) -> futures_util::future::BoxFuture<'a, Result<tale_engine::action::Outcome, tale_engine::action::ActionError>>
-    {
-        Box::pin(std::future::ready(Err(tale_engine::action::ActionError::Failed(
-            "send_to_story runs sub-stories from the sub-story milestone on; this version checks calls but cannot make them".into(),
-        ))))
+impl Executable for SendToStoryExec {
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        Box::pin(async move {
+            let target = self.story.render_text(&cx.scope)?;
+            // `{% story Name %}` and paths name a story the way `check` reads them.
+            let id = tale_engine::check::call_target(&target)
+                .map(|t| {
+                    let stem = t.rsplit('/').next().unwrap_or(&t);
+                    stem.trim_end_matches(".yaml").trim_end_matches(".yml").to_owned()
+                })
+                .unwrap_or(target);
+            let payload = match &self.payload {
+                Some(p) => p.render(&cx.scope)?,
+                None => json!({}),
+            };
+            let failure = |error: String| Outcome {
+                emits: vec![Emit::Branch("failure", json!({"story": id, "error": error}))],
+                ..Outcome::default()
+            };
+            let result = match cx.calls.call(&id, payload, self.as_body).await {
+                Ok(r) => r,
+                Err(e @ CallError::TooDeep) => return Err(ActionError::Failed(e.to_string())),
+                Err(CallError::Refused(e)) => return Ok(failure(e)),
+            };
+            let trace = vec![json!({
+                "sub_story": id,
+                "run_id": result.run_id,
+                "events": result.events,
+                "errors": result.errors.iter().map(|(a, e)| json!({"action": a, "error": e})).collect::<Vec<_>>(),
+                "trace": result.trace,
+            })];
+            let mut outcome = match result.output {
+                Some(output) => Outcome::main(output),
+                // Ended quietly without an exit: the caller's failure branch.
+                None if result.errors.is_empty() => failure(format!("story `{id}` ended without reaching an exit")),
+                // Failed without an exit: the call fails too, so that the
+                // error travels up to the run that started it all.
+                None => {
+                    let list: Vec<String> = result.errors.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+                    return Err(ActionError::Failed(format!(
+                        "story `{id}` failed without reaching an exit ({})",
+                        list.join("; ")
+                    )));
+                }
+            };
+            outcome.trace = trace;
+            Ok(outcome)
+        })
+    }
+}
+
+impl SendToStoryConfig {
+    fn build_exec(&self, c: &Compiler<'_>) -> Result<Box<dyn Executable>, CompileError> {
+        Ok(Box::new(SendToStoryExec {
+            story: c.field("story", &self.story.value, self.story.span)?,
+            payload: self.payload.as_ref().map(|p| c.tree("payload", p)).transpose()?,
+            as_body: self.send_payload_as_body.unwrap_or(true),
+        }))
     }
 }

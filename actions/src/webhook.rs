@@ -278,7 +278,9 @@ impl Executable for WebhookExec {
             "headers": pairs(&request.headers),
             "body": body,
         });
-        let output = if self.include_headers {
+        let output = if request.whole_output {
+            body.clone()
+        } else if self.include_headers {
             request_json.clone()
         } else {
             // Tines compatibility: the body merged with the query parameters.

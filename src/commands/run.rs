@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use serde_json::{Value as J, json};
 use tale_engine::runtime::build::{BuiltStory, build};
+use tale_engine::runtime::call::Library;
 use tale_engine::runtime::clock::{RealClock, VirtualClock};
 use tale_engine::runtime::exec::{RunReport, Runtime, WebhookRequest};
 use tale_engine::runtime::http::{HttpResponse, Mock, MockHttp, RealHttp};
@@ -61,7 +62,10 @@ pub struct DryRunArgs {
 }
 
 /// Checks and builds the story; diagnostics and `Err` when it cannot run.
-fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Option<(Arc<BuiltStory>, usize)>> {
+/// A story ready to run: built, its entry, and the stories it may call.
+type Prepared = (Arc<BuiltStory>, usize, Arc<Library>);
+
+fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Option<Prepared>> {
     let checked = check_paths(
         std::slice::from_ref(&args.story),
         &args.stories,
@@ -74,7 +78,23 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
     };
     let globals = globals(story, &args.story, &args.resources, dry)?;
     let parser = TemplateParser::new();
-    let built = Arc::new(build(story, &parser, globals)?);
+    let built = Arc::new(build(story, &parser, globals.clone())?);
+    // Sub-stories share the caller's credentials and resources. A library
+    // story with errors cannot be built: calling it fails at run time.
+    let mut library = Library::new();
+    library.insert(built.id.to_string(), built.clone());
+    for other in &checked.output.library {
+        if let Ok(b) = build(
+            other,
+            &parser,
+            Globals {
+                story: json!({"id": other.id.value, "name": other.name}),
+                ..globals.clone()
+            },
+        ) {
+            library.entry(b.id.to_string()).or_insert_with(|| Arc::new(b));
+        }
+    }
     let entry = match &args.action {
         Some(slug) => built
             .action(slug)
@@ -86,7 +106,7 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
     if !built.actions[entry].is_webhook {
         bail!("`{}` is not a webhook", built.actions[entry].slug);
     }
-    Ok(Some((built, entry)))
+    Ok(Some((built, entry, Arc::new(library))))
 }
 
 /// Credentials, resources and story names for templates. A dry run never
@@ -198,6 +218,7 @@ fn request(story: &BuiltStory, entry: usize, body: Vec<u8>) -> WebhookRequest {
         body,
         secret: None,
         trusted: true,
+        whole_output: false,
     }
 }
 
@@ -211,7 +232,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
-    let Some((story, entry)) = prepare(args, false, err)? else {
+    let Some((story, entry, library)) = prepare(args, false, err)? else {
         return Ok(ExitStatus::Failure);
     };
     let body = read_event(args.event.as_deref())?;
@@ -235,6 +256,8 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
             let _ = lines.send(printer.json(&event.to_json()).to_string());
         })),
         keep_events: false,
+        library,
+        depth: 0,
         progress: Some(Arc::new(|events, pending| {
             eprintln!("… {events} events so far, {pending} action runs waiting");
         })),
@@ -400,7 +423,7 @@ fn read_mocks(path: &Path) -> anyhow::Result<Vec<Mock>> {
 }
 
 pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
-    let Some((story, entry)) = prepare(&args.run, true, err)? else {
+    let Some((story, entry, library)) = prepare(&args.run, true, err)? else {
         return Ok(ExitStatus::Failure);
     };
     let body = read_event(args.run.event.as_deref())?;
@@ -416,6 +439,8 @@ pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Writ
         progress: None,
         on_event: None,
         keep_events: true,
+        library,
+        depth: 0,
     };
     let request = request(&story, entry, body);
     let report = match runtime()?.block_on(rt.run_webhook(story.clone(), entry, request)) {
@@ -461,7 +486,23 @@ fn write_trace(report: &RunReport, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "▸ {} (+{at:.1}s)", t.action)?;
         writeln!(out, "    input:   {}", short(&t.input_output))?;
         for d in &t.details {
-            if let Some(method) = d.get("method").and_then(J::as_str) {
+            if let Some(id) = d.get("sub_story").and_then(J::as_str) {
+                writeln!(
+                    out,
+                    "    call:    story `{id}`, run {} ({} events)",
+                    d["run_id"].as_str().unwrap_or(""),
+                    d["events"]
+                )?;
+                for sub in d["trace"].as_array().into_iter().flatten() {
+                    let emitted = sub["emitted"].as_array().map_or(0, Vec::len);
+                    let state = match (sub["error"].as_str(), sub["skipped"].as_str()) {
+                        (Some(e), _) => format!("error: {e}"),
+                        (None, Some(s)) => format!("skipped: {s}"),
+                        _ => format!("{emitted} emitted"),
+                    };
+                    writeln!(out, "      ▸ {} — {state}", sub["action"].as_str().unwrap_or(""))?;
+                }
+            } else if let Some(method) = d.get("method").and_then(J::as_str) {
                 writeln!(
                     out,
                     "    request: {method} {} (attempt {})",

@@ -8,5 +8,6 @@ mod mock_smtp;
 mod no_panic;
 mod runtime;
 mod schema;
+mod substories;
 mod support;
 mod valid_stories;

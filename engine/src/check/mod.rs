@@ -59,6 +59,8 @@ pub struct CheckOutput {
     pub diagnostics: Vec<Diagnostic>,
     /// The checked stories, in the order of their files (library stories excluded).
     pub stories: Vec<Story>,
+    /// The library stories calls may reach (their own problems unreported).
+    pub library: Vec<Story>,
 }
 
 impl CheckOutput {
@@ -116,7 +118,7 @@ pub fn check(
     duplicate_ids(&stories, &checked, &mut diagnostics);
     duplicate_paths(&stories, &checked, &mut diagnostics);
     calls::check_calls(&stories, &checked, &mut diagnostics);
-    stories.truncate(checked.len());
+    let library = stories.split_off(checked.len());
 
     if options.strict {
         for d in &mut diagnostics {
@@ -126,7 +128,11 @@ pub fn check(
     diagnostics
         .sort_by(|a, b| (&a.file, a.span.line, a.span.col, a.code).cmp(&(&b.file, b.span.line, b.span.col, b.code)));
     diagnostics.dedup();
-    CheckOutput { diagnostics, stories }
+    CheckOutput {
+        diagnostics,
+        stories,
+        library,
+    }
 }
 
 fn check_one(

@@ -19,6 +19,8 @@ pub struct BuiltStory {
     pub entry: Option<usize>,
     pub exits: Vec<usize>,
     pub globals: Globals,
+    /// Declared inputs (`None`: the story accepts any payload).
+    pub inputs: Option<indexmap::IndexMap<String, crate::model::Input>>,
 }
 
 pub struct BuiltAction {
@@ -134,5 +136,8 @@ pub fn build(story: &Story, parser: &TemplateParser, globals: Globals) -> Result
         entry: story.entry,
         exits: story.exits.clone(),
         globals,
+        inputs: story
+            .declares_inputs
+            .then(|| story.inputs.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect()),
     })
 }

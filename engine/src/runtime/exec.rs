@@ -90,6 +90,8 @@ pub struct ExecCx<'a> {
     pub scope: Scope<'a>,
     pub http: &'a dyn HttpClient,
     pub mail: &'a dyn Mailer,
+    /// Runs sub-stories.
+    pub calls: &'a dyn super::call::StoryCaller,
     pub clock: &'a dyn Clock,
     pub store: &'a dyn Store,
     /// The action's `rules` (a trigger evaluates them itself).
@@ -128,6 +130,9 @@ pub struct WebhookRequest {
     pub secret: Option<String>,
     /// Trusted callers (`tale run`, sub-story calls) skip the secret check.
     pub trusted: bool,
+    /// The body is the webhook's whole output (a sub-story call with
+    /// `send_payload_as_body: false`).
+    pub whole_output: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -215,6 +220,10 @@ pub struct Runtime {
     /// Keep the run's events in the report (traces, tests); without it a long
     /// run holds only the events still needed by pending work.
     pub keep_events: bool,
+    /// Stories `send_to_story` may call, by id.
+    pub library: Arc<super::call::Library>,
+    /// How deep in sub-story calls this runtime runs (0: the top story).
+    pub depth: usize,
 }
 
 /// How often a long run reports progress.
@@ -568,6 +577,7 @@ impl Runtime {
             scope,
             http: &*self.http,
             mail: &*self.mail,
+            calls: self,
             clock: &*self.clock,
             store: &*self.store,
             rules: &action.rules,

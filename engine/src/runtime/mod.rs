@@ -2,6 +2,7 @@
 //! the store, HTTP, the clock, and the executor.
 
 pub mod build;
+pub mod call;
 pub mod clock;
 pub mod event;
 pub mod exec;

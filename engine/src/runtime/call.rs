@@ -1,0 +1,153 @@
+//! Calls into sub-stories (`send_to_story`): the payload reaches the
+//! sub-story's entry webhook, declared inputs are validated, and the output
+//! is the payload of the first exit that fires. A sub-run is a run of its own,
+//! linked to its caller's in traces.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde_json::Value as J;
+
+use super::build::BuiltStory;
+use super::exec::{Runtime, WebhookRequest};
+use crate::model::InputType;
+
+/// How deep calls may nest at run time (`check` already refuses recursion).
+pub const MAX_DEPTH: usize = 16;
+
+/// What a call produced.
+#[derive(Debug)]
+pub struct CallResult {
+    pub run_id: String,
+    /// The first exit's output, if an exit fired.
+    pub output: Option<J>,
+    pub events: usize,
+    pub errors: Vec<(String, String)>,
+    /// The sub-run's trace, in a dry run.
+    pub trace: Vec<J>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// The call cannot be made (unknown story, bad inputs): the caller's
+    /// `failure` branch.
+    #[error("{0}")]
+    Refused(String),
+    /// Calls nest too deep: the calling action fails, so that the error
+    /// travels up through every caller.
+    #[error("calls nest deeper than {MAX_DEPTH} stories (a loop between stories?)")]
+    TooDeep,
+}
+
+/// Runs sub-stories for `send_to_story`.
+pub trait StoryCaller: Send + Sync {
+    fn call<'a>(&'a self, story: &'a str, payload: J, as_body: bool) -> BoxFuture<'a, Result<CallResult, CallError>>;
+}
+
+/// The callable stories, by id.
+pub type Library = std::collections::HashMap<String, Arc<BuiltStory>>;
+
+/// Checks a payload against the sub-story's declared inputs.
+pub fn validate_inputs(story: &BuiltStory, payload: &J) -> Result<(), String> {
+    let Some(inputs) = &story.inputs else { return Ok(()) };
+    let J::Object(given) = payload else {
+        return Err(format!(
+            "story `{}` takes inputs: the payload must be an object",
+            story.id
+        ));
+    };
+    for (name, input) in inputs {
+        match given.get(name) {
+            // A template that rendered nothing is as good as absent.
+            None | Some(J::Null) if input.required => {
+                return Err(format!(
+                    "the call leaves out the required input `{name}` of `{}`",
+                    story.id
+                ));
+            }
+            Some(J::String(s)) if input.required && s.is_empty() => {
+                return Err(format!(
+                    "the call leaves out the required input `{name}` of `{}`",
+                    story.id
+                ));
+            }
+            Some(value) if !value.is_null() => {
+                if let Some(kind) = &input.kind {
+                    let ok = match kind.value {
+                        InputType::String => value.is_string(),
+                        InputType::Number => value.is_number(),
+                        InputType::Boolean => value.is_boolean(),
+                        InputType::Object => value.is_object(),
+                        InputType::Array => value.is_array(),
+                    };
+                    if !ok {
+                        return Err(format!(
+                            "input `{name}` of `{}` is a {}, the call passes {}",
+                            story.id,
+                            kind.value.as_str(),
+                            value
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(unknown) = given.keys().find(|k| !inputs.contains_key(*k)) {
+        return Err(format!("story `{}` has no input `{unknown}`", story.id));
+    }
+    Ok(())
+}
+
+impl StoryCaller for Runtime {
+    fn call<'a>(
+        &'a self,
+        story_id: &'a str,
+        payload: J,
+        as_body: bool,
+    ) -> BoxFuture<'a, Result<CallResult, CallError>> {
+        Box::pin(async move {
+            if self.depth >= MAX_DEPTH {
+                return Err(CallError::TooDeep);
+            }
+            let story = self.library.get(story_id).cloned().ok_or_else(|| {
+                CallError::Refused(format!(
+                    "story `{story_id}` is not available (is it in the story's folder or --stories?)"
+                ))
+            })?;
+            let entry = story
+                .entry
+                .ok_or_else(|| CallError::Refused(format!("story `{story_id}` cannot be called: it has no `entry`")))?;
+            validate_inputs(&story, &payload).map_err(CallError::Refused)?;
+            let mut sub = self.clone();
+            sub.depth += 1;
+            sub.keep_events = true;
+            sub.on_event = None;
+            let request = WebhookRequest {
+                method: "post".into(),
+                path: story.actions[entry].webhook_path.clone().unwrap_or_default(),
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: serde_json::to_vec(&payload).map_err(|e| CallError::Refused(e.to_string()))?,
+                trusted: true,
+                whole_output: !as_body,
+                ..WebhookRequest::default()
+            };
+            let report = sub
+                .run_webhook(story.clone(), entry, request)
+                .await
+                .map_err(|e| CallError::Refused(e.to_string()))?;
+            let output = report
+                .events
+                .iter()
+                .find(|e| story.exits.iter().any(|&x| *story.actions[x].slug == *e.action))
+                .map(|e| e.output.clone());
+            Ok(CallResult {
+                run_id: report.run_id.to_string(),
+                output,
+                events: report.event_count,
+                errors: report.errors,
+                trace: report.trace.iter().map(|t| t.to_json()).collect(),
+            })
+        })
+    }
+}

@@ -1,0 +1,174 @@
+//! `send_to_story` at run time: inputs, exits, failures, depth, traces.
+
+use serde_json::{Value as J, json};
+
+use crate::support::tale;
+
+const SUB: &str = r#"
+name: Enrich user
+entry: receive
+exits: [answer]
+inputs:
+  upn: {type: string, required: true}
+  days: {type: number}
+actions:
+  receive: {type: webhook, path: enrich-user, secret: s}
+  known:
+    type: trigger
+    from: receive
+    rules: [{type: regex, path: "{{ receive.body.upn }}", value: "@contoso\\.com$"}]
+  answer:
+    type: transform
+    mode: message_only
+    from: known
+    payload: {upn: "{{ receive.body.upn }}", risk: low, days: "{{ receive.body.days | default: 7 | as_object }}"}
+"#;
+
+const CALLER: &str = r#"
+name: Triage
+actions:
+  receive: {type: webhook, path: triage, secret: s}
+  enrich:
+    type: send_to_story
+    from: receive
+    story: enrich-user
+    payload: {upn: "{{ receive.body.user }}", days: "{{ receive.body.days | as_object }}"}
+  enriched:
+    type: transform
+    mode: message_only
+    from: enrich
+    payload: {summary: "{{ enrich.upn }}: {{ enrich.risk }} over {{ enrich.days }} days"}
+  not_enriched:
+    type: transform
+    mode: message_only
+    from: enrich.failure
+    payload: {error: "{{ enrich.error }}"}
+"#;
+
+fn run(dir: &tempfile::TempDir, story: &str, event: &str) -> (u8, Vec<J>, String) {
+    let event_path = dir.path().join("event.json");
+    std::fs::write(&event_path, event).expect("event");
+    let path = dir.path().join(story).display().to_string();
+    let out = tale(&["run", &path, "--event", &event_path.display().to_string()]);
+    let events = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (out.status, events, out.stderr)
+}
+
+fn output_of<'a>(events: &'a [J], action: &str) -> Option<&'a J> {
+    events.iter().find(|e| e["action"] == action).map(|e| &e["output"])
+}
+
+fn library() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("enrich-user.yaml"), SUB).expect("sub");
+    std::fs::write(dir.path().join("triage.yaml"), CALLER).expect("caller");
+    dir
+}
+
+#[test]
+fn the_output_is_the_exit_that_fired() {
+    let dir = library();
+    let (status, events, stderr) = run(&dir, "triage.yaml", r#"{"user":"adele@contoso.com","days":30}"#);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(
+        output_of(&events, "enrich"),
+        Some(&json!({"upn": "adele@contoso.com", "risk": "low", "days": 30}))
+    );
+    assert_eq!(
+        output_of(&events, "enriched"),
+        Some(&json!({"summary": "adele@contoso.com: low over 30 days"}))
+    );
+}
+
+#[test]
+fn inputs_are_validated_and_failures_take_the_failure_branch() {
+    let dir = library();
+    let (status, events, _) = run(&dir, "triage.yaml", r#"{"days":30}"#);
+    assert_eq!(status, 0);
+    let error = output_of(&events, "not_enriched")
+        .and_then(|o| o["error"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("required input `upn`"), "{error}");
+
+    let (_, events, _) = run(&dir, "triage.yaml", r#"{"user":"adele@contoso.com","days":"thirty"}"#);
+    let error = output_of(&events, "not_enriched")
+        .and_then(|o| o["error"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("input `days`") && error.contains("number"), "{error}");
+
+    // The sub-story runs but its trigger stops it before the exit.
+    let (_, events, _) = run(&dir, "triage.yaml", r#"{"user":"eve@evil.net"}"#);
+    let error = output_of(&events, "not_enriched")
+        .and_then(|o| o["error"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("ended without reaching an exit"), "{error}");
+}
+
+#[test]
+fn calls_that_loop_at_run_time_stop_at_the_depth_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The target is a template, so `check` cannot see the loop.
+    let looping = r#"
+name: Loop
+entry: receive
+exits: [done]
+actions:
+  receive: {type: webhook, path: loop, secret: s}
+  again:
+    type: send_to_story
+    from: receive
+    story: "{{ receive.body.next }}"
+    payload: {next: "{{ receive.body.next }}"}
+  done:
+    type: transform
+    mode: message_only
+    from: again
+    payload: {ok: true}
+  stopped:
+    type: transform
+    mode: message_only
+    from: again.failure
+    payload: {error: "{{ again.error }}"}
+"#;
+    std::fs::write(dir.path().join("loop.yaml"), looping).expect("story");
+    let (status, _, stderr) = run(&dir, "loop.yaml", r#"{"next":"loop"}"#);
+    assert_eq!(status, 1, "the run fails");
+    assert!(stderr.contains("deeper than 16"), "{stderr}");
+}
+
+#[test]
+fn a_dry_run_traces_the_sub_run() {
+    let dir = library();
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, r#"{"user":"adele@contoso.com"}"#).expect("event");
+    let out = tale(&[
+        "dry-run",
+        &dir.path().join("triage.yaml").display().to_string(),
+        "--event",
+        &event.display().to_string(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let doc: J = serde_json::from_str(&out.stdout).expect("json");
+    let call = doc["trace"]
+        .as_array()
+        .and_then(|t| t.iter().find(|e| e["action"] == "enrich"))
+        .expect("enrich traced");
+    let sub = &call["requests"][0];
+    assert_eq!(sub["sub_story"], "enrich-user");
+    let actions: Vec<&str> = sub["trace"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["known", "answer"]);
+}
