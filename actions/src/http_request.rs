@@ -492,7 +492,7 @@ impl HttpExec {
                 .ok()
                 .and_then(|r| retry_after(r, now))
                 .unwrap_or(backoff + jitter);
-            cx.clock.sleep_until(now + wait).await;
+            cx.clock.sleep_until(now.saturating_add(wait)).await;
             attempt += 1;
         }
     }

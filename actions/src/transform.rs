@@ -344,6 +344,11 @@ fn type_name(v: &J) -> &'static str {
     }
 }
 
+/// Seconds as milliseconds, saturating (a story may write any number).
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
+}
+
 fn number(value: &J) -> Option<f64> {
     match value {
         J::Number(n) => n.as_f64(),
@@ -496,7 +501,7 @@ impl Executable for ImplodeExec {
             };
             if count == 1 {
                 outcome.emits.push(Emit::Later {
-                    at_ms: cx.clock.now_ms() + (self.seconds as i64) * 1000,
+                    at_ms: cx.clock.now_ms().saturating_add(secs_to_ms(self.seconds)),
                     payload: json!({"guid": guid}),
                 });
             }
@@ -571,7 +576,7 @@ impl Executable for DeduplicateExec {
                 .and_then(|s| serde_json::from_value(s).ok())
                 .unwrap_or_default();
             if let Some(period) = self.period_secs {
-                let horizon = now - (period as i64) * 1000;
+                let horizon = now.saturating_sub(secs_to_ms(period));
                 seen.retain(|(_, at)| *at >= horizon);
             }
             let unique = !seen.iter().any(|(v, _)| *v == value);
@@ -622,7 +627,7 @@ impl Executable for DelayExec {
                     } else {
                         json!(secs)
                     };
-                    (now + (secs * 1000.0) as i64, json!({"seconds": shown}))
+                    (now.saturating_add((secs * 1000.0) as i64), json!({"seconds": shown}))
                 }
                 (None, Some(u)) => {
                     let text = u.render_text(&cx.scope)?;
@@ -716,7 +721,7 @@ impl ThrottleExec {
             .state(&key)?
             .and_then(|s| serde_json::from_value(s).ok())
             .unwrap_or_default();
-        passes.retain(|(at, _)| *at > now - self.interval_ms);
+        passes.retain(|(at, _)| *at > now.saturating_sub(self.interval_ms));
         let mine: Vec<i64> = passes.iter().filter(|(_, r)| *r == run).map(|(at, _)| *at).collect();
         let mut runs: Vec<&str> = passes.iter().map(|(_, r)| r.as_str()).collect();
         runs.sort_unstable();
@@ -742,7 +747,7 @@ impl ThrottleExec {
         };
         Ok(Outcome {
             emits: vec![Emit::Later {
-                at_ms: blocking.unwrap_or(now) + self.interval_ms,
+                at_ms: blocking.unwrap_or(now).saturating_add(self.interval_ms),
                 payload: J::Null,
             }],
             ..Outcome::default()
@@ -809,7 +814,7 @@ impl TransformConfig {
                 until: d.until.as_ref().map(|u| field("until", u)).transpose()?,
             }),
             TransformConfig::Throttle(t) => Box::new(ThrottleExec {
-                interval_ms: (t.interval.value as i64) * 1000,
+                interval_ms: secs_to_ms(t.interval.value),
                 runs_per_interval: t.runs_per_interval.as_ref().map_or(1, |r| r.value as usize),
                 events_per_run: t.events_per_run.as_ref().map_or(usize::MAX, |r| r.value as usize),
                 key: t.throttle_key.as_ref().map(|k| field("throttle_key", k)).transpose()?,
