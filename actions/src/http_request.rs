@@ -246,6 +246,8 @@ const DEFAULT_MAX_PAGES: u32 = 100;
 /// First back-off; it doubles with each retry (with jitter), up to a minute.
 const BACKOFF_BASE_MS: i64 = 1000;
 const BACKOFF_MAX_MS: i64 = 60_000;
+/// Longest wait a `Retry-After` may impose (ten minutes).
+const MAX_RETRY_AFTER_MS: i64 = 600_000;
 
 /// A status list entry: one code, or an inclusive range.
 #[derive(Debug, Clone, Copy)]
@@ -318,7 +320,7 @@ fn response_json(r: &HttpResponse) -> J {
 fn retry_after(r: &HttpResponse, now_ms: i64) -> Option<i64> {
     let value = r.header("retry-after")?.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return Some((secs.max(0.0) * 1000.0) as i64);
+        return secs.is_finite().then(|| (secs.max(0.0) * 1000.0) as i64);
     }
     let at = httpdate::parse_http_date(value).ok()?;
     let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
@@ -487,10 +489,12 @@ impl HttpExec {
             let now = cx.clock.now_ms();
             let backoff = (BACKOFF_BASE_MS << attempt.min(10)).min(BACKOFF_MAX_MS);
             let jitter = fastrand::i64(0..=backoff / 4);
+            // A server may ask for any wait: at most `MAX_RETRY_AFTER_MS`.
             let wait = result
                 .as_ref()
                 .ok()
                 .and_then(|r| retry_after(r, now))
+                .map(|w| w.min(MAX_RETRY_AFTER_MS))
                 .unwrap_or(backoff + jitter);
             cx.clock.sleep_until(now.saturating_add(wait)).await;
             attempt += 1;

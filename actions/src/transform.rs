@@ -114,9 +114,10 @@ pub struct Throttle {
     pub mode: Spanned<String>,
     /// The interval in seconds.
     pub interval: Spanned<u64>,
-    /// Runs let through per interval (default 1).
+    /// Releases per interval (default 1).
     pub runs_per_interval: Option<Spanned<u64>>,
-    /// Events per run let through (default: all).
+    /// Events per release (default 1): `runs_per_interval × events_per_run`
+    /// events pass per interval.
     pub events_per_run: Option<Spanned<u64>>,
     /// Throttle separately per value of this template.
     pub throttle_key: Option<Spanned<String>>,
@@ -294,6 +295,14 @@ impl ActionConfig for TransformConfig {
                         "`interval` must be at least 1 second",
                     );
                 }
+                for (name, v) in [
+                    ("runs_per_interval", &t.runs_per_interval),
+                    ("events_per_run", &t.events_per_run),
+                ] {
+                    if let Some(v) = v.as_ref().filter(|v| v.value == 0) {
+                        cx.report(Code::InvalidValue, v.span, format!("`{name}` must be at least 1"));
+                    }
+                }
             }
             TransformConfig::MessageOnly(_) | TransformConfig::Implode(_) => {}
         }
@@ -349,12 +358,14 @@ fn secs_to_ms(secs: u64) -> i64 {
     i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
 }
 
+/// A finite number, from JSON or text (`NaN` and `inf` are not numbers here).
 fn number(value: &J) -> Option<f64> {
     match value {
         J::Number(n) => n.as_f64(),
-        J::String(s) => s.trim().parse().ok(),
+        J::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
     }
+    .filter(|f| f.is_finite())
 }
 
 struct MessageOnlyExec {
@@ -656,46 +667,17 @@ impl Executable for DelayExec {
 fn parse_time(text: &str) -> Option<i64> {
     let t = text.trim();
     if let Ok(secs) = t.parse::<f64>() {
-        return Some((secs * 1000.0) as i64);
+        // Finite only: `NaN` or `inf` is not a time.
+        return secs.is_finite().then(|| (secs * 1000.0) as i64);
     }
-    let system = httpdate::parse_http_date(t).ok().or_else(|| rfc3339(t))?;
-    system
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_millis() as i64)
-}
-
-/// `2026-11-25T19:30:00Z` (UTC or with an offset) as a time.
-fn rfc3339(t: &str) -> Option<std::time::SystemTime> {
-    let (date, rest) = t.split_once(['T', ' '])?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let (time, offset_secs) = if let Some(t) = rest.strip_suffix('Z') {
-        (t, 0)
-    } else if let Some(i) = rest.rfind(['+', '-']) {
-        let (t, off) = rest.split_at(i);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let mut hm = off[1..].split(':').map(|p| p.parse::<i64>());
-        let (oh, om) = (hm.next()?.ok()?, hm.next().unwrap_or(Ok(0)).ok()?);
-        (t, sign * (oh * 3600 + om * 60))
-    } else {
-        (rest, 0)
-    };
-    let mut hms = time.split(':');
-    let h: i64 = hms.next()?.parse().ok()?;
-    let mi: i64 = hms.next()?.parse().ok()?;
-    let s: f64 = hms.next().unwrap_or("0").parse().ok()?;
-    // Days since the epoch (civil from days, Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 - offset_secs;
-    let total = secs as f64 + s;
-    (total >= 0.0).then(|| std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(total))
+    if let Ok(at) = httpdate::parse_http_date(t) {
+        return at
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_millis() as i64);
+    }
+    let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 struct ThrottleExec {
@@ -706,8 +688,9 @@ struct ThrottleExec {
 }
 
 impl ThrottleExec {
-    /// Lets the event through now, or says when to try again: per interval,
-    /// at most `runs_per_interval` runs, and `events_per_run` events of each.
+    /// Lets the event through now, or says when to try again: per interval
+    /// and per key, `runs_per_interval × events_per_run` events pass; every
+    /// event counts, also several of one story run.
     fn admit(&self, cx: &ExecCx<'_>) -> Result<Outcome, ActionError> {
         let key_value = match &self.key {
             Some(f) => f.render_text(&cx.scope)?,
@@ -715,39 +698,26 @@ impl ThrottleExec {
         };
         let key = cx.state_key(&format!("throttle/{key_value}"));
         let now = cx.clock.now_ms();
-        let run = cx.run_id.to_string();
-        let mut passes: Vec<(i64, String)> = cx
+        let mut passes: Vec<i64> = cx
             .store
             .state(&key)?
             .and_then(|s| serde_json::from_value(s).ok())
             .unwrap_or_default();
-        passes.retain(|(at, _)| *at > now.saturating_sub(self.interval_ms));
-        let mine: Vec<i64> = passes.iter().filter(|(_, r)| *r == run).map(|(at, _)| *at).collect();
-        let mut runs: Vec<&str> = passes.iter().map(|(_, r)| r.as_str()).collect();
-        runs.sort_unstable();
-        runs.dedup();
-        let admitted = if mine.is_empty() {
-            runs.len() < self.runs_per_interval
-        } else {
-            mine.len() < self.events_per_run
-        };
-        if admitted {
-            passes.push((now, run));
+        passes.retain(|at| *at > now.saturating_sub(self.interval_ms));
+        let capacity = self.runs_per_interval.saturating_mul(self.events_per_run);
+        if passes.len() < capacity {
+            passes.push(now);
             return Ok(Outcome {
                 emits: vec![Emit::Main(cx.input().clone())],
                 state: vec![StatePut::set(key, json!(passes))],
                 ..Outcome::default()
             });
         }
-        // Try again when the pass that blocks this event leaves the window.
-        let blocking = if mine.is_empty() {
-            passes.iter().map(|(at, _)| *at).min()
-        } else {
-            mine.iter().copied().min()
-        };
+        // Try again when the oldest pass leaves the window.
+        let oldest = passes.iter().copied().min().unwrap_or(now);
         Ok(Outcome {
             emits: vec![Emit::Later {
-                at_ms: blocking.unwrap_or(now).saturating_add(self.interval_ms),
+                at_ms: oldest.saturating_add(self.interval_ms),
                 payload: J::Null,
             }],
             ..Outcome::default()
@@ -816,7 +786,7 @@ impl TransformConfig {
             TransformConfig::Throttle(t) => Box::new(ThrottleExec {
                 interval_ms: secs_to_ms(t.interval.value),
                 runs_per_interval: t.runs_per_interval.as_ref().map_or(1, |r| r.value as usize),
-                events_per_run: t.events_per_run.as_ref().map_or(usize::MAX, |r| r.value as usize),
+                events_per_run: t.events_per_run.as_ref().map_or(1, |r| r.value as usize),
                 key: t.throttle_key.as_ref().map(|k| field("throttle_key", k)).transpose()?,
             }),
         })
@@ -834,5 +804,9 @@ mod time_tests {
         assert_eq!(parse_time("2023-11-14T23:13:20+01:00"), Some(1_700_000_000_000));
         assert_eq!(parse_time("Tue, 14 Nov 2023 22:13:20 GMT"), Some(1_700_000_000_000));
         assert_eq!(parse_time("tomorrow"), None);
+        assert_eq!(parse_time("NaN"), None);
+        assert_eq!(parse_time("inf"), None);
+        assert_eq!(parse_time("2023-01-01T00:00:1e30Z"), None);
+        assert_eq!(parse_time("2023-01-01T9999999999999999:00:00Z"), None);
     }
 }

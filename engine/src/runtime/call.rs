@@ -121,8 +121,18 @@ impl StoryCaller for Runtime {
             validate_inputs(&story, &payload).map_err(CallError::Refused)?;
             let mut sub = self.clone();
             sub.depth += 1;
-            sub.keep_events = true;
-            sub.on_event = None;
+            // Only the first exit's output is needed: record it as the events
+            // go by instead of keeping every event of the sub-run.
+            let first_exit: Arc<std::sync::Mutex<Option<J>>> = Arc::default();
+            let exits: Vec<Arc<str>> = story.exits.iter().map(|&x| story.actions[x].slug.clone()).collect();
+            let slot = first_exit.clone();
+            sub.keep_events = false;
+            sub.on_event = Some(Arc::new(move |e: &super::event::Event| {
+                if exits.iter().any(|x| **x == *e.action) {
+                    let mut first = slot.lock().unwrap_or_else(|p| p.into_inner());
+                    first.get_or_insert_with(|| e.output.clone());
+                }
+            }));
             let request = WebhookRequest {
                 method: "post".into(),
                 path: story.actions[entry].webhook_path.clone().unwrap_or_default(),
@@ -136,11 +146,7 @@ impl StoryCaller for Runtime {
                 .run_webhook(story.clone(), entry, request)
                 .await
                 .map_err(|e| CallError::Refused(e.to_string()))?;
-            let output = report
-                .events
-                .iter()
-                .find(|e| story.exits.iter().any(|&x| *story.actions[x].slug == *e.action))
-                .map(|e| e.output.clone());
+            let output = first_exit.lock().unwrap_or_else(|p| p.into_inner()).take();
             Ok(CallResult {
                 run_id: report.run_id.to_string(),
                 output,

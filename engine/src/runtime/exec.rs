@@ -411,7 +411,31 @@ impl Runtime {
                 }
                 continue;
             }
-            let Some(step) = in_flight.next().await else { break };
+            // On the real clock a timer falls due while work is in flight (a
+            // delay beside a slow request): wake it then, not after the work.
+            let next_due = timers.peek().map(|Reverse((at, _))| *at);
+            let step = match next_due {
+                Some(at) if !self.clock.is_virtual() => {
+                    tokio::select! {
+                        biased;
+                        step = in_flight.next() => step,
+                        () = self.clock.sleep_until(at) => {
+                            while let Some(Reverse((due, id))) = timers.peek().copied() {
+                                if due > self.clock.now_ms() {
+                                    break;
+                                }
+                                timers.pop();
+                                if let Some(item) = waiting.remove(&id) {
+                                    queue.push_back(item);
+                                }
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ => in_flight.next().await,
+            };
+            let Some(step) = step else { break };
             // Steps that complete at once never yield: let the tasks beside
             // the run (printing its events) keep up now and then.
             steps += 1;

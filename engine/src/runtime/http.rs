@@ -116,7 +116,10 @@ impl HttpClient for RealHttp {
             if let Some(body) = request.body {
                 builder = builder.body(body);
             }
-            let response = builder.send().await.map_err(|e| classify(&e, request.timeout))?;
+            let response = builder
+                .send()
+                .await
+                .map_err(|e| classify(&e.without_url(), request.timeout))?;
             let status = response.status().as_u16();
             let headers = response
                 .headers()
@@ -131,7 +134,7 @@ impl HttpClient for RealHttp {
             let body = response
                 .bytes()
                 .await
-                .map_err(|e| classify(&e, request.timeout))?
+                .map_err(|e| classify(&e.without_url(), request.timeout))?
                 .to_vec();
             drop(permit);
             Ok(HttpResponse { status, headers, body })
@@ -139,6 +142,7 @@ impl HttpClient for RealHttp {
     }
 }
 
+/// The error without its URL: a query string may carry a secret.
 fn classify(e: &reqwest::Error, timeout: Duration) -> HttpError {
     if e.is_timeout() {
         HttpError::Timeout(timeout)

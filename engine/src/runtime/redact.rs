@@ -24,13 +24,17 @@ impl Redactor {
                     continue;
                 }
                 let label = format!("[credential:{name}]");
+                let json_escaped = serde_json::to_string(v).unwrap_or_default();
                 let engines = [
                     base64::engine::general_purpose::STANDARD.encode(v),
                     base64::engine::general_purpose::STANDARD_NO_PAD.encode(v),
                     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v),
+                    // In a URL or a form, and inside JSON text.
+                    url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>(),
+                    json_escaped[1..json_escaped.len().saturating_sub(1).max(1)].to_owned(),
                 ];
                 needles.push((v.to_owned(), label.clone()));
-                for e in engines {
+                for e in engines.into_iter().filter(|e| e.len() >= MIN_SECRET_LEN) {
                     needles.push((e, label.clone()));
                 }
             }
@@ -71,7 +75,9 @@ mod tests {
 
     #[test]
     fn values_and_their_encodings() {
-        let r = Redactor::new(&json!({"graph": "s3cr3t-token", "short": "ab"}));
+        let r = Redactor::new(&json!({"graph": "s3cr3t-token", "short": "ab", "key": "abc+def/ghi=\"x"}));
+        assert_eq!(r.text("?k=abc%2Bdef%2Fghi%3D%22x"), "?k=[credential:key]");
+        assert_eq!(r.text(r#"{"t":"abc+def/ghi=\"x"}"#), r#"{"t":"[credential:key]"}"#);
         let b64 = base64::engine::general_purpose::STANDARD.encode("s3cr3t-token");
         let out = r.json(&json!({"auth": "Bearer s3cr3t-token", "echo": [b64], "ab": "ab"}));
         assert_eq!(

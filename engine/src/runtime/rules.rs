@@ -113,10 +113,19 @@ fn is_empty(v: &J) -> bool {
     }
 }
 
+/// A finite decimal number (`NaN`, `inf` and words are text).
+fn decimal(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if !s.bytes().any(|b| b.is_ascii_digit()) || s.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
+        return None;
+    }
+    s.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
 /// Numbers compare as numbers when both sides parse; otherwise as text.
 fn compare(a: &str, b: &str, case_sensitive: bool) -> std::cmp::Ordering {
-    match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
-        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+    match (decimal(a), decimal(b)) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
         _ if case_sensitive => a.cmp(b),
         _ => a.to_lowercase().cmp(&b.to_lowercase()),
     }
@@ -164,5 +173,23 @@ impl CompiledRule {
             }
             _ => false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Ordering::*;
+
+    #[test]
+    fn numbers_compare_as_numbers_and_words_as_text() {
+        assert_eq!(compare("10", "9", true), Greater);
+        assert_eq!(compare("1.0", "1", true), Equal);
+        assert_eq!(compare("-2e3", "-1000", true), Less);
+        // Not numbers: `NaN` must not equal everything, `inf` is a word.
+        assert_ne!(compare("NaN", "5", true), Equal);
+        assert_ne!(compare("inf", "Infinity", true), Equal);
+        assert_eq!(compare("High", "high", false), Equal);
+        assert_ne!(compare("High", "high", true), Equal);
     }
 }
