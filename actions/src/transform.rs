@@ -668,7 +668,7 @@ fn parse_time(text: &str) -> Option<i64> {
     let t = text.trim();
     if let Ok(secs) = t.parse::<f64>() {
         // Finite only: `NaN` or `inf` is not a time.
-        return secs.is_finite().then(|| (secs * 1000.0) as i64);
+        return secs.is_finite().then_some((secs * 1000.0) as i64);
     }
     if let Ok(at) = httpdate::parse_http_date(t) {
         return at
