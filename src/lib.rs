@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 pub use commands::check::CheckArgs;
 pub use commands::graph::GraphArgs;
 pub use commands::run::{DryRunArgs, RunArgs};
+pub use commands::test::TestArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -45,6 +46,8 @@ enum Command {
     Run(RunArgs),
     /// Run a story with every request mocked and a virtual clock, and trace it.
     DryRun(DryRunArgs),
+    /// Run story tests (`*.test.yaml`): mocked HTTP, expectations on events and requests.
+    Test(TestArgs),
 }
 
 /// Runs the command line `args` (the first is the program name).
@@ -78,6 +81,7 @@ where
         Command::Graph(args) => commands::graph::run(&args, out, err),
         Command::Run(args) => commands::run::run(&args, out, err),
         Command::DryRun(args) => commands::run::dry_run(&args, out, err),
+        Command::Test(args) => commands::test::run(&args, out, err),
     };
     match result {
         Ok(status) => status,

@@ -4,3 +4,4 @@ pub(crate) mod check;
 pub(crate) mod graph;
 pub(crate) mod run;
 pub(crate) mod schema;
+pub(crate) mod test;

@@ -111,7 +111,7 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
 
 /// Credentials, resources and story names for templates. A dry run never
 /// sees a credential's value: it gets `[credential:name]`.
-fn globals(story: &Story, path: &Path, resource_files: &[PathBuf], dry: bool) -> anyhow::Result<Globals> {
+pub(crate) fn globals(story: &Story, path: &Path, resource_files: &[PathBuf], dry: bool) -> anyhow::Result<Globals> {
     let mut credentials = serde_json::Map::new();
     let mut resources = serde_json::Map::new();
     let mut allowed_hosts = std::collections::BTreeMap::new();
@@ -209,7 +209,7 @@ fn read_event(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-fn request(story: &BuiltStory, entry: usize, body: Vec<u8>) -> WebhookRequest {
+pub(crate) fn request(story: &BuiltStory, entry: usize, body: Vec<u8>) -> WebhookRequest {
     WebhookRequest {
         method: "post".into(),
         path: story.actions[entry].webhook_path.clone().unwrap_or_default(),
@@ -224,7 +224,7 @@ fn request(story: &BuiltStory, entry: usize, body: Vec<u8>) -> WebhookRequest {
 
 /// One thread: a run's concurrency is in its in-flight requests, which one
 /// thread drives; and events are allocated and freed on the same thread.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -386,9 +386,15 @@ fn read_mocks(path: &Path) -> anyhow::Result<Vec<Mock>> {
         J::Object(mut o) if o.contains_key("mocks") => o.remove("mocks").unwrap_or(J::Null),
         other => other,
     };
+    mocks_from_json(json, &path.display().to_string())
+}
+
+/// Mocks from their JSON form (a mocks file, or the `mocks` of a test case).
+pub(crate) fn mocks_from_json(json: J, origin: &str) -> anyhow::Result<Vec<Mock>> {
+    let path = std::path::Path::new(origin);
     let specs: Vec<MockSpec> = serde_json::from_value(json).with_context(|| {
         format!(
-            "{}: a mocks file is a list of {{method, url, status, headers, body}}",
+            "{}: mocks are a list of {{method, url, status, headers, body}}",
             path.display()
         )
     })?;

@@ -179,6 +179,8 @@ pub struct MockHttp {
     mocks: Vec<Mock>,
     calls: Mutex<Vec<usize>>,
     pub requests: Mutex<Vec<HttpRequest>>,
+    /// Requests no mock matched (answered `200 {}`).
+    pub unmatched: Mutex<Vec<HttpRequest>>,
 }
 
 impl MockHttp {
@@ -188,7 +190,15 @@ impl MockHttp {
             mocks,
             calls,
             requests: Mutex::new(Vec::new()),
+            unmatched: Mutex::new(Vec::new()),
         }
+    }
+}
+
+impl MockHttp {
+    /// How many times each mock answered, in order.
+    pub fn calls(&self) -> Vec<usize> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -235,6 +245,12 @@ impl HttpClient for MockHttp {
             headers: vec![("content-type".into(), "application/json".into())],
             body: b"{}".to_vec(),
         });
+        if found.is_none() {
+            self.unmatched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(request.clone());
+        }
         self.requests.lock().unwrap_or_else(|p| p.into_inner()).push(request);
         Box::pin(std::future::ready(Ok(response)))
     }

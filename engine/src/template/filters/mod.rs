@@ -13,7 +13,7 @@
 //! expected), as Liquid does; a value of the wrong type is an error that names
 //! the filter (`sha256: expected text, got an array`).
 
-pub(crate) mod data;
+pub mod data;
 mod date;
 mod digest;
 mod email;

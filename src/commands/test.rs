@@ -1,0 +1,725 @@
+//! `tale test [PATH…]`: story tests. A `<story>.test.yaml` beside a story
+//! gives cases (an event, HTTP mocks, credentials and resources, a clock) and
+//! expectations on what each action emits and which requests went out. Cases
+//! run on the dry-run engine: no network, a virtual clock, an in-memory store.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use serde_json::{Value as J, json};
+use tale_engine::files::{self, FileKind};
+use tale_engine::runtime::build::build;
+use tale_engine::runtime::call::Library;
+use tale_engine::runtime::clock::VirtualClock;
+use tale_engine::runtime::exec::Runtime;
+use tale_engine::runtime::http::MockHttp;
+use tale_engine::runtime::mail::RecordingMailer;
+use tale_engine::runtime::scope::Globals;
+use tale_engine::runtime::store::MemoryStore;
+use tale_engine::template::TemplateParser;
+use tale_engine::yaml::{self, Limits};
+
+use super::check::check_paths;
+use super::run::{mocks_from_json, request, runtime};
+use crate::ExitStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestFormat {
+    Human,
+    Json,
+    Github,
+    Junit,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Test files (`*.test.yaml`) and folders searched for them.
+    #[arg(default_value = ".")]
+    pub paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = TestFormat::Human)]
+    pub format: TestFormat,
+    /// Run only the cases whose `file › name` contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// List the actions and branches no case reached.
+    #[arg(long)]
+    pub coverage: bool,
+    /// Folders of sub-stories.
+    #[arg(long = "stories", value_name = "DIR")]
+    pub stories: Vec<PathBuf>,
+}
+
+/// A test file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    /// The story, relative to the test file (default: its name without `.test`).
+    story: Option<String>,
+    #[serde(default)]
+    credentials: serde_json::Map<String, J>,
+    #[serde(default)]
+    resources: serde_json::Map<String, J>,
+    /// The virtual clock's start: RFC 3339 or unix milliseconds.
+    clock: Option<J>,
+    cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    /// The body posted to the entry webhook.
+    #[serde(default)]
+    event: Option<J>,
+    /// Or a JSON file holding it, relative to the test file.
+    event_file: Option<String>,
+    /// The webhook to deliver to, when the story has several and no `entry`.
+    action: Option<String>,
+    #[serde(default)]
+    mocks: Vec<J>,
+    #[serde(default)]
+    credentials: serde_json::Map<String, J>,
+    #[serde(default)]
+    resources: serde_json::Map<String, J>,
+    /// Assertions on the requests the story sent.
+    #[serde(default)]
+    requests: Vec<RequestExpectation>,
+    /// Per action slug: what it must emit.
+    #[serde(default)]
+    expect: serde_json::Map<String, J>,
+    /// Requests no mock answers are failures unless this is set.
+    #[serde(default)]
+    allow_unmatched: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestExpectation {
+    #[serde(default = "any")]
+    method: String,
+    url: String,
+    /// How many matching requests (default: at least one).
+    count: Option<usize>,
+    #[serde(default)]
+    headers: serde_json::Map<String, J>,
+    /// The JSON body must contain this (a subset).
+    body: Option<J>,
+    /// JSONPath → expected value, over the JSON body.
+    #[serde(default)]
+    jsonpath: serde_json::Map<String, J>,
+}
+
+fn any() -> String {
+    "*".into()
+}
+
+/// The result of one case.
+#[derive(Debug)]
+struct Outcome {
+    file: PathBuf,
+    line: u32,
+    name: String,
+    failures: Vec<String>,
+    reached: Vec<(String, Option<String>)>,
+    millis: u128,
+}
+
+/// `actual` contains everything `expected` says (objects by key, arrays
+/// element by element, other values equal).
+fn contains(actual: &J, expected: &J) -> bool {
+    match (actual, expected) {
+        (J::Object(a), J::Object(e)) => e.iter().all(|(k, v)| a.get(k).is_some_and(|av| contains(av, v))),
+        (J::Array(a), J::Array(e)) => a.len() == e.len() && a.iter().zip(e).all(|(x, y)| contains(x, y)),
+        (a, e) => a == e,
+    }
+}
+
+/// A line diff of pretty JSON: `-` expected, `+` actual.
+fn diff(expected: &J, actual: &J) -> String {
+    let e = serde_json::to_string_pretty(expected).unwrap_or_default();
+    let a = serde_json::to_string_pretty(actual).unwrap_or_default();
+    let (el, al): (Vec<&str>, Vec<&str>) = (e.lines().collect(), a.lines().collect());
+    let mut out = String::new();
+    let mut i = 0;
+    let mut j = 0;
+    while i < el.len() || j < al.len() {
+        match (el.get(i), al.get(j)) {
+            (Some(x), Some(y)) if x == y => {
+                out.push_str(&format!("      {x}\n"));
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) => {
+                // Resynchronise on the next equal line, if any.
+                if let Some(k) = al[j..].iter().position(|l| l == x) {
+                    for l in &al[j..j + k] {
+                        out.push_str(&format!("    + {l}\n"));
+                    }
+                    j += k;
+                } else {
+                    out.push_str(&format!("    - {x}\n    + {y}\n"));
+                    i += 1;
+                    j += 1;
+                }
+            }
+            (Some(x), None) => {
+                out.push_str(&format!("    - {x}\n"));
+                i += 1;
+            }
+            (None, Some(y)) => {
+                out.push_str(&format!("    + {y}\n"));
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+fn jsonpath(value: &J, path: &str) -> Vec<J> {
+    let path = tale_engine::template::filters::data::normalize_jsonpath(path);
+    jsonpath_rust::JsonPath::query(value, &path)
+        .map(|found| found.into_iter().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Checks one action's events against its expectation.
+fn check_action(slug: &str, outputs: &[&J], expectation: &J, failures: &mut Vec<String>) {
+    match expectation {
+        J::String(s) if s == "never" => {
+            if !outputs.is_empty() {
+                failures.push(format!("`{slug}` emitted {} event(s), expected never", outputs.len()));
+            }
+        }
+        J::Array(expected) => {
+            if outputs.len() != expected.len() {
+                failures.push(format!("`{slug}` emitted {} event(s), expected {}", outputs.len(), expected.len()));
+            }
+            for (n, (e, a)) in expected.iter().zip(outputs).enumerate() {
+                if !contains(a, e) {
+                    failures.push(format!("`{slug}` event {} does not match (subset):\n{}", n + 1, diff(e, a)));
+                }
+            }
+        }
+        J::Object(spec) => {
+            if let Some(count) = spec.get("count").and_then(J::as_u64) {
+                if outputs.len() as u64 != count {
+                    failures.push(format!("`{slug}` emitted {} event(s), expected {count}", outputs.len()));
+                }
+            }
+            let Some(first) = outputs.first() else {
+                if spec.keys().any(|k| k != "count") {
+                    failures.push(format!("`{slug}` emitted nothing"));
+                }
+                return;
+            };
+            if let Some(e) = spec.get("equals") {
+                if *first != e {
+                    failures.push(format!("`{slug}` output differs:\n{}", diff(e, first)));
+                }
+            }
+            if let Some(e) = spec.get("subset") {
+                if !contains(first, e) {
+                    failures.push(format!("`{slug}` output does not contain the expected subset:\n{}", diff(e, first)));
+                }
+            }
+            if let Some(J::Object(paths)) = spec.get("jsonpath") {
+                for (path, want) in paths {
+                    let found = jsonpath(first, path);
+                    let got = if found.len() == 1 { found[0].clone() } else { J::Array(found) };
+                    if &got != want {
+                        failures.push(format!("`{slug}` {path} is {got}, expected {want}"));
+                    }
+                }
+            }
+        }
+        other => failures.push(format!("the expectation of `{slug}` must be `never`, a list of outputs or {{count, equals, subset, jsonpath}}, found {other}")),
+    }
+}
+
+struct Loaded {
+    path: PathBuf,
+    file: TestFile,
+    lines: Vec<u32>,
+}
+
+fn load(path: &Path) -> anyhow::Result<Loaded> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let node =
+        yaml::parse(&text, &Limits::default()).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.span()))?;
+    let lines = match node.get("cases").map(|c| &c.kind) {
+        Some(yaml::NodeKind::Seq(items)) => items.iter().map(|n| n.span.line).collect(),
+        _ => Vec::new(),
+    };
+    let file: TestFile = serde_json::from_value(node.to_json())
+        .with_context(|| format!("{}: not a test file (see docs/testing.md)", path.display()))?;
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        file,
+        lines,
+    })
+}
+
+fn story_path(test: &Path, file: &TestFile) -> PathBuf {
+    let dir = test.parent().unwrap_or(Path::new(""));
+    match &file.story {
+        Some(s) => dir.join(s),
+        None => {
+            let name = test.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let stem = name
+                .trim_end_matches(".yaml")
+                .trim_end_matches(".yml")
+                .trim_end_matches(".test");
+            dir.join(format!("{stem}.yaml"))
+        }
+    }
+}
+
+fn clock_start(value: Option<&J>) -> i64 {
+    match value {
+        Some(J::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(J::String(s)) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+            .unwrap_or(0),
+        _ => 1_700_000_000_000,
+    }
+}
+
+/// Runs every case of a file that passes the filter.
+fn run_file(loaded: &Loaded, stories: &[PathBuf], filter: Option<&str>) -> Vec<Outcome> {
+    let test = &loaded.path;
+    let story_file = story_path(test, &loaded.file);
+    let checked = check_paths(std::slice::from_ref(&story_file), stories, false, None, &[]);
+    let errors: Vec<String> = checked
+        .output
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == tale_engine::diagnostic::Severity::Error)
+        .map(|d| format!("{}:{}: {} {}", d.file.display(), d.span, d.code.code(), d.message))
+        .collect();
+    let mut results = Vec::new();
+    for (i, case) in loaded.file.cases.iter().enumerate() {
+        let label = format!("{} › {}", test.display(), case.name);
+        if filter.is_some_and(|f| !label.contains(f)) {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let mut outcome = Outcome {
+            file: test.clone(),
+            line: loaded.lines.get(i).copied().unwrap_or(1),
+            name: case.name.clone(),
+            failures: Vec::new(),
+            reached: Vec::new(),
+            millis: 0,
+        };
+        match checked.output.stories.first().filter(|_| errors.is_empty()) {
+            None => outcome
+                .failures
+                .push(format!("the story does not check: {}", errors.join("; "))),
+            Some(story) => {
+                if let Err(e) = run_case(test, &loaded.file, case, story, &checked.output.library, &mut outcome) {
+                    outcome.failures.push(format!("{e:#}"));
+                }
+            }
+        }
+        outcome.millis = started.elapsed().as_millis();
+        results.push(outcome);
+    }
+    results
+}
+
+fn run_case(
+    test: &Path,
+    file: &TestFile,
+    case: &Case,
+    story: &tale_engine::story::Story,
+    library_stories: &[tale_engine::story::Story],
+    outcome: &mut Outcome,
+) -> anyhow::Result<()> {
+    let mut credentials = file.credentials.clone();
+    credentials.extend(case.credentials.clone());
+    let mut resources = file.resources.clone();
+    resources.extend(case.resources.clone());
+    let globals = Globals {
+        credentials: J::Object(credentials),
+        resources: J::Object(resources),
+        story: json!({"id": story.id.value, "name": story.name}),
+        ..Globals::default()
+    };
+    let parser = TemplateParser::new();
+    let built = Arc::new(build(story, &parser, globals.clone())?);
+    let mut library = Library::new();
+    library.insert(built.id.to_string(), built.clone());
+    for other in library_stories {
+        if let Ok(b) = build(
+            other,
+            &parser,
+            Globals {
+                story: json!({"id": other.id.value, "name": other.name}),
+                ..globals.clone()
+            },
+        ) {
+            library.entry(b.id.to_string()).or_insert_with(|| Arc::new(b));
+        }
+    }
+    let entry = match &case.action {
+        Some(slug) => built
+            .action(slug)
+            .with_context(|| format!("the story has no action `{slug}`"))?,
+        None => built
+            .default_entry()
+            .context("the story has no `entry` and not exactly one webhook: give the case an `action`")?,
+    };
+    let event = match (&case.event, &case.event_file) {
+        (_, Some(f)) => {
+            let path = test.parent().unwrap_or(Path::new("")).join(f);
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?
+        }
+        (Some(e), None) => serde_json::to_vec(e)?,
+        (None, None) => Vec::new(),
+    };
+    let mocks = mocks_from_json(J::Array(case.mocks.clone()), &test.display().to_string())?;
+    let http = Arc::new(MockHttp::new(mocks));
+    let rt = Runtime {
+        http: http.clone(),
+        mail: Arc::new(RecordingMailer::default()),
+        clock: Arc::new(VirtualClock::new(clock_start(file.clock.as_ref()))),
+        store: Arc::new(MemoryStore::new()),
+        max_in_flight: 1,
+        trace: false,
+        progress: None,
+        on_event: None,
+        keep_events: true,
+        library: Arc::new(library),
+        depth: 0,
+    };
+    let webhook_request = request(&built, entry, event);
+    let report = runtime()?.block_on(rt.run_webhook(built.clone(), entry, webhook_request))?;
+    for (action, error) in &report.errors {
+        outcome.failures.push(format!("action `{action}` failed: {error}"));
+    }
+    outcome.reached = report
+        .events
+        .iter()
+        .map(|e| (e.action.to_string(), e.branch.map(str::to_owned)))
+        .collect();
+
+    for (slug, expectation) in &case.expect {
+        if built.action(slug).is_none() {
+            outcome.failures.push(format!("the story has no action `{slug}`"));
+            continue;
+        }
+        let outputs: Vec<&J> = report
+            .events
+            .iter()
+            .filter(|e| &*e.action == slug)
+            .map(|e| &e.output)
+            .collect();
+        check_action(slug, &outputs, expectation, &mut outcome.failures);
+    }
+
+    let requests = http.requests.lock().map(|r| r.clone()).unwrap_or_default();
+    for want in &case.requests {
+        let matching: Vec<_> = requests
+            .iter()
+            .filter(|r| {
+                (want.method == "*" || want.method.eq_ignore_ascii_case(&r.method))
+                    && tale_engine::runtime::http::glob_match(&want.url, &r.url)
+            })
+            .collect();
+        match want.count {
+            Some(n) if matching.len() != n => outcome.failures.push(format!(
+                "{} request(s) to {} {}, expected {n}",
+                matching.len(),
+                want.method,
+                want.url
+            )),
+            None if matching.is_empty() => outcome
+                .failures
+                .push(format!("no request to {} {}", want.method, want.url)),
+            _ => {}
+        }
+        for r in &matching {
+            for (name, value) in &want.headers {
+                let expected = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                let got = r
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone());
+                if got.as_deref() != Some(expected.as_str()) {
+                    outcome.failures.push(format!(
+                        "request to {}: header `{name}` is {got:?}, expected {expected:?}",
+                        r.url
+                    ));
+                }
+            }
+            let body: J = r
+                .body
+                .as_ref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(J::Null);
+            if let Some(e) = &want.body {
+                if !contains(&body, e) {
+                    outcome.failures.push(format!(
+                        "request to {}: the body does not contain the expected subset:\n{}",
+                        r.url,
+                        diff(e, &body)
+                    ));
+                }
+            }
+            for (path, expected) in &want.jsonpath {
+                let found = jsonpath(&body, path);
+                let got = if found.len() == 1 {
+                    found[0].clone()
+                } else {
+                    J::Array(found)
+                };
+                if &got != expected {
+                    outcome
+                        .failures
+                        .push(format!("request to {}: {path} is {got}, expected {expected}", r.url));
+                }
+            }
+        }
+    }
+    if !case.allow_unmatched {
+        for r in http.unmatched.lock().map(|u| u.clone()).unwrap_or_default() {
+            outcome.failures.push(format!(
+                "no mock answers {} {} (add one, or `allow_unmatched: true`)",
+                r.method.to_ascii_uppercase(),
+                r.url
+            ));
+        }
+    }
+    for (mock, calls) in case.mocks.iter().zip(http.calls()) {
+        if calls == 0 {
+            outcome.failures.push(format!(
+                "the mock of {} {} was never called",
+                mock["method"].as_str().unwrap_or("*"),
+                mock["url"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn find_tests(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let found = files::discover(paths);
+    let mut tests: Vec<PathBuf> = found
+        .skipped
+        .into_iter()
+        .filter(|(_, k)| *k == FileKind::StoryTest)
+        .map(|(p, _)| p)
+        .collect();
+    tests.sort();
+    tests
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub(crate) fn run(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
+    let tests = find_tests(&args.paths);
+    if tests.is_empty() {
+        writeln!(err, "no test files (*.test.yaml) found")?;
+        return Ok(ExitStatus::Error);
+    }
+    let mut loaded = Vec::new();
+    let mut results = Vec::new();
+    for t in &tests {
+        match load(t) {
+            Ok(l) => loaded.push(l),
+            Err(e) => results.push(Outcome {
+                file: t.clone(),
+                line: 1,
+                name: "(file)".into(),
+                failures: vec![format!("{e:#}")],
+                reached: Vec::new(),
+                millis: 0,
+            }),
+        }
+    }
+    // Files in parallel, one worker per core.
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(loaded.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let collected = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(l) = loaded.get(i) else { break };
+                    let r = run_file(l, &args.stories, args.filter.as_deref());
+                    collected.lock().unwrap_or_else(|p| p.into_inner()).push((i, r));
+                }
+            });
+        }
+    });
+    let mut by_file = collected.into_inner().unwrap_or_else(|p| p.into_inner());
+    by_file.sort_by_key(|(i, _)| *i);
+    results.extend(by_file.into_iter().flat_map(|(_, r)| r));
+
+    let failed = results.iter().filter(|r| !r.failures.is_empty()).count();
+    let passed = results.len() - failed;
+    match args.format {
+        TestFormat::Human => {
+            for r in &results {
+                if r.failures.is_empty() {
+                    writeln!(out, "✓ {} › {}", r.file.display(), r.name)?;
+                } else {
+                    writeln!(
+                        out,
+                        "✗ {} › {} ({}:{})",
+                        r.file.display(),
+                        r.name,
+                        r.file.display(),
+                        r.line
+                    )?;
+                    for f in &r.failures {
+                        for (n, line) in f.lines().enumerate() {
+                            writeln!(out, "    {}{line}", if n == 0 { "- " } else { "" })?;
+                        }
+                    }
+                }
+            }
+        }
+        TestFormat::Json => {
+            let doc = json!({
+                "passed": passed,
+                "failed": failed,
+                "cases": results.iter().map(|r| json!({
+                    "file": r.file.display().to_string(),
+                    "line": r.line,
+                    "name": r.name,
+                    "passed": r.failures.is_empty(),
+                    "failures": r.failures,
+                    "millis": r.millis as u64,
+                })).collect::<Vec<_>>(),
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        }
+        TestFormat::Github => {
+            for r in results.iter().filter(|r| !r.failures.is_empty()) {
+                let message = format!("{}: {}", r.name, r.failures.join("\n"))
+                    .replace('%', "%25")
+                    .replace('\r', "%0D")
+                    .replace('\n', "%0A");
+                writeln!(
+                    out,
+                    "::error file={},line={},title=tale test::{message}",
+                    r.file.display(),
+                    r.line
+                )?;
+            }
+        }
+        TestFormat::Junit => {
+            writeln!(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
+            writeln!(out, "<testsuites tests=\"{}\" failures=\"{failed}\">", results.len())?;
+            for t in &tests {
+                let cases: Vec<&Outcome> = results.iter().filter(|r| &r.file == t).collect();
+                let fails = cases.iter().filter(|r| !r.failures.is_empty()).count();
+                writeln!(
+                    out,
+                    "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{fails}\">",
+                    xml(&t.display().to_string()),
+                    cases.len()
+                )?;
+                for r in cases {
+                    let secs = r.millis as f64 / 1000.0;
+                    if r.failures.is_empty() {
+                        writeln!(
+                            out,
+                            "    <testcase name=\"{}\" classname=\"{}\" time=\"{secs:.3}\"/>",
+                            xml(&r.name),
+                            xml(&t.display().to_string())
+                        )?;
+                    } else {
+                        writeln!(
+                            out,
+                            "    <testcase name=\"{}\" classname=\"{}\" time=\"{secs:.3}\">",
+                            xml(&r.name),
+                            xml(&t.display().to_string())
+                        )?;
+                        writeln!(
+                            out,
+                            "      <failure message=\"{}\">{}</failure>",
+                            xml(r.failures[0].lines().next().unwrap_or("")),
+                            xml(&r.failures.join("\n"))
+                        )?;
+                        writeln!(out, "    </testcase>")?;
+                    }
+                }
+                writeln!(out, "  </testsuite>")?;
+            }
+            writeln!(out, "</testsuites>")?;
+        }
+    }
+    if args.coverage {
+        coverage(&loaded, &results, &args.stories, err)?;
+    }
+    writeln!(err, "{passed} passed, {failed} failed")?;
+    Ok(if failed == 0 {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+/// Actions and branches that no case reached, per story.
+fn coverage(loaded: &[Loaded], results: &[Outcome], stories: &[PathBuf], err: &mut dyn Write) -> anyhow::Result<()> {
+    for l in loaded {
+        let story_file = story_path(&l.path, &l.file);
+        let checked = check_paths(std::slice::from_ref(&story_file), stories, false, None, &[]);
+        let Some(story) = checked.output.stories.first() else {
+            continue;
+        };
+        let reached: Vec<&(String, Option<String>)> = results
+            .iter()
+            .filter(|r| r.file == l.path)
+            .flat_map(|r| &r.reached)
+            .collect();
+        let mut missing = Vec::new();
+        for a in &story.actions {
+            let slug = &a.slug.value;
+            if !reached.iter().any(|(s, _)| s == slug) {
+                missing.push(slug.clone());
+            }
+            for b in a.config.as_ref().map_or(&[][..], |c| c.branches()) {
+                let used = story.actions.iter().any(|x| {
+                    x.sources
+                        .iter()
+                        .any(|s| &s.slug == slug && s.branch.as_deref() == Some(*b))
+                });
+                if used && !reached.iter().any(|(s, br)| s == slug && br.as_deref() == Some(*b)) {
+                    missing.push(format!("{slug}.{b}"));
+                }
+            }
+        }
+        if missing.is_empty() {
+            writeln!(
+                err,
+                "coverage {}: every action and branch reached",
+                story_file.display()
+            )?;
+        } else {
+            writeln!(
+                err,
+                "coverage {}: not reached: {}",
+                story_file.display(),
+                missing.join(", ")
+            )?;
+        }
+    }
+    Ok(())
+}

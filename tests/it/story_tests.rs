@@ -1,0 +1,150 @@
+//! `tale test`: the runner reports failing expectations with a diff and the
+//! right exit code, and reports mocks never called and requests no mock answered.
+
+use serde_json::Value as J;
+
+use crate::support::{root, tale};
+
+const STORY: &str = r#"
+name: Alert lookup
+actions:
+  receive: {type: webhook, path: lookup, secret: s}
+  get_alert:
+    type: http_request
+    from: receive
+    url: "{{ RESOURCE.graph_base_url }}/v1.0/security/alerts_v2/{{ receive.body.id }}"
+    credential: graph
+  is_high:
+    type: trigger
+    from: get_alert
+    rules: [{type: field==value, path: "{{ get_alert.body.severity }}", value: high}]
+  summary:
+    type: transform
+    mode: message_only
+    from: is_high
+    payload: {id: "{{ get_alert.body.id }}", title: "{{ get_alert.body.title }}"}
+"#;
+
+fn write(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write");
+    }
+    dir
+}
+
+const PASSING: &str = r#"
+credentials: {graph: test-token}
+resources: {graph_base_url: "https://graph.test"}
+cases:
+  - name: a high alert is summarised
+    event: {id: a1}
+    mocks:
+      - {method: GET, url: "https://graph.test/v1.0/security/alerts_v2/a1", body: {id: a1, severity: high, title: Ransomware}}
+    requests:
+      - {method: GET, url: "https://graph.test/*", count: 1, headers: {authorization: Bearer test-token}}
+    expect:
+      summary: [{id: a1, title: Ransomware}]
+  - name: a low alert is not
+    event: {id: a2}
+    mocks:
+      - {method: GET, url: "https://graph.test/*", body: {id: a2, severity: low}}
+    expect:
+      is_high: {count: 1, jsonpath: {"$.rule_matched": false}}
+      summary: never
+"#;
+
+#[test]
+fn passing_cases_pass() {
+    let dir = write(&[("lookup.yaml", STORY), ("lookup.test.yaml", PASSING)]);
+    let out = tale(&["test", &dir.path().display().to_string()]);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("2 passed, 0 failed"), "{}", out.stderr);
+}
+
+const FAILING: &str = r#"
+credentials: {graph: test-token}
+resources: {graph_base_url: "https://graph.test"}
+cases:
+  - name: wrong expectations
+    event: {id: a1}
+    mocks:
+      - {method: GET, url: "https://graph.test/v1.0/security/alerts_v2/a1", body: {id: a1, severity: high, title: Ransomware}}
+      - {method: POST, url: "https://tickets.test/*", status: 201}
+    expect:
+      summary: [{id: a1, title: Phishing}]
+      is_high: never
+  - name: no mock for the request
+    event: {id: zz}
+    expect:
+      summary: never
+"#;
+
+#[test]
+fn failures_show_a_diff_unused_mocks_and_unanswered_requests() {
+    let dir = write(&[("lookup.yaml", STORY), ("lookup.test.yaml", FAILING)]);
+    let out = tale(&["test", &dir.path().display().to_string()]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("0 passed, 2 failed"), "{}", out.stderr);
+    let text = &out.stdout;
+    assert!(text.contains("`summary` event 1 does not match"), "{text}");
+    assert!(
+        text.contains("-   \"title\": \"Phishing\"") && text.contains("+   \"title\": \"Ransomware\""),
+        "{text}"
+    );
+    assert!(text.contains("`is_high` emitted 1 event(s), expected never"), "{text}");
+    assert!(
+        text.contains("the mock of POST https://tickets.test/* was never called"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no mock answers GET https://graph.test/v1.0/security/alerts_v2/zz"),
+        "{text}"
+    );
+
+    let json = tale(&["test", "--format", "json", &dir.path().display().to_string()]);
+    let doc: J = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(doc["failed"], 2);
+    assert_eq!(doc["cases"][0]["line"], 5, "the case's line in the test file");
+
+    let junit = tale(&["test", "--format", "junit", &dir.path().display().to_string()]);
+    assert!(
+        junit.stdout.starts_with("<?xml") && junit.stdout.contains("<failure message="),
+        "{}",
+        junit.stdout
+    );
+    let github = tale(&["test", "--format", "github", &dir.path().display().to_string()]);
+    assert!(
+        github
+            .stdout
+            .lines()
+            .all(|l| l.starts_with("::error file=") && l.contains(",line=")),
+        "{}",
+        github.stdout
+    );
+}
+
+#[test]
+fn filter_and_coverage() {
+    let dir = write(&[("lookup.yaml", STORY), ("lookup.test.yaml", PASSING)]);
+    let out = tale(&[
+        "test",
+        "--filter",
+        "low alert",
+        "--coverage",
+        &dir.path().display().to_string(),
+    ]);
+    assert_eq!(out.status, 0);
+    assert!(out.stderr.contains("1 passed, 0 failed"), "{}", out.stderr);
+    assert!(out.stderr.contains("not reached: summary"), "{}", out.stderr);
+}
+
+#[test]
+fn the_shipped_story_tests_pass() {
+    let out = tale(&[
+        "test",
+        &root().join("examples").display().to_string(),
+        &root().join("stories").display().to_string(),
+    ]);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+}
