@@ -59,6 +59,9 @@ pub struct TestArgs {
 struct TestFile {
     /// The story, relative to the test file (default: its name without `.test`).
     story: Option<String>,
+    /// Folders of sub-stories the story calls, relative to the test file.
+    #[serde(default)]
+    stories: Vec<String>,
     #[serde(default)]
     credentials: serde_json::Map<String, J>,
     #[serde(default)]
@@ -264,6 +267,16 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
     })
 }
 
+/// `--stories` and the file's own `stories:`.
+fn library_dirs(test: &Path, file: &TestFile, stories: &[PathBuf]) -> Vec<PathBuf> {
+    let dir = test.parent().unwrap_or(Path::new(""));
+    stories
+        .iter()
+        .cloned()
+        .chain(file.stories.iter().map(|s| dir.join(s)))
+        .collect()
+}
+
 fn story_path(test: &Path, file: &TestFile) -> PathBuf {
     let dir = test.parent().unwrap_or(Path::new(""));
     match &file.story {
@@ -293,7 +306,8 @@ fn clock_start(value: Option<&J>) -> i64 {
 fn run_file(loaded: &Loaded, stories: &[PathBuf], filter: Option<&str>) -> Vec<Outcome> {
     let test = &loaded.path;
     let story_file = story_path(test, &loaded.file);
-    let checked = check_paths(std::slice::from_ref(&story_file), stories, false, None, &[]);
+    let dirs = library_dirs(test, &loaded.file, stories);
+    let checked = check_paths(std::slice::from_ref(&story_file), &dirs, false, None, &[]);
     let errors: Vec<String> = checked
         .output
         .diagnostics
@@ -680,7 +694,8 @@ pub(crate) fn run(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
 fn coverage(loaded: &[Loaded], results: &[Outcome], stories: &[PathBuf], err: &mut dyn Write) -> anyhow::Result<()> {
     for l in loaded {
         let story_file = story_path(&l.path, &l.file);
-        let checked = check_paths(std::slice::from_ref(&story_file), stories, false, None, &[]);
+        let dirs = library_dirs(&l.path, &l.file, stories);
+        let checked = check_paths(std::slice::from_ref(&story_file), &dirs, false, None, &[]);
         let Some(story) = checked.output.stories.first() else {
             continue;
         };

@@ -86,7 +86,50 @@ const KEY: &[ParameterReflection] = &[param!("key", "the secret key")];
 
 /// Every Tines filter beyond standard Liquid (SPEC §3 and Tines' own list),
 /// plus `date`, which replaces the standard one.
+/// `first`/`last` as Tines (Ruby) has them: nil for nil or an empty list,
+/// where the Liquid library fails with "Invalid input".
+fn first(input: &dyn ValueView, _: &[Value]) -> Result<Value> {
+    edge(input, true)
+}
+
+fn last(input: &dyn ValueView, _: &[Value]) -> Result<Value> {
+    edge(input, false)
+}
+
+fn edge(input: &dyn ValueView, first: bool) -> Result<Value> {
+    Ok(match kind(input) {
+        Kind::Array(a) => {
+            let item = if first { a.first() } else { a.last() };
+            item.map_or(Value::Nil, |v| v.to_value())
+        }
+        Kind::Scalar(s) => {
+            let text = s.into_cow_str();
+            let c = if first {
+                text.chars().next()
+            } else {
+                text.chars().last()
+            };
+            c.map_or(Value::Nil, |c| Value::scalar(c.to_string()))
+        }
+        Kind::Nil | Kind::Object(_) => Value::Nil,
+    })
+}
+
 pub static TINES_FILTERS: &[FilterSpec] = &[
+    spec(
+        "first",
+        "the first element of a list (nil when there is none)",
+        NONE,
+        0,
+        first,
+    ),
+    spec(
+        "last",
+        "the last element of a list (nil when there is none)",
+        NONE,
+        0,
+        last,
+    ),
     spec(
         "as_object",
         "keeps the JSON type of the value instead of rendering it as text",
