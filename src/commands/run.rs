@@ -77,36 +77,48 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
         return Ok(None);
     };
     let globals = globals(story, &args.story, &args.resources, dry)?;
-    let parser = TemplateParser::new();
-    let built = Arc::new(build(story, &parser, globals.clone())?);
-    // Sub-stories share the caller's credentials and resources. A library
-    // story with errors cannot be built: calling it fails at run time.
-    let mut library = Library::new();
-    library.insert(built.id.to_string(), built.clone());
-    for other in &checked.output.library {
-        if let Ok(b) = build(
-            other,
-            &parser,
-            Globals {
-                story: json!({"id": other.id.value, "name": other.name}),
-                ..globals.clone()
-            },
-        ) {
-            library.entry(b.id.to_string()).or_insert_with(|| Arc::new(b));
-        }
-    }
-    let entry = match &args.action {
-        Some(slug) => built
-            .action(slug)
-            .with_context(|| format!("the story has no action `{slug}`"))?,
-        None => built
-            .default_entry()
-            .context("the story has no `entry` and not exactly one webhook: name one with --action")?,
-    };
+    let (built, library) = build_with_library(story, &checked.output.library, globals)?;
+    let entry = entry_of(&built, args.action.as_deref(), "name one with --action")?;
     if !built.actions[entry].is_webhook {
         bail!("`{}` is not a webhook", built.actions[entry].slug);
     }
-    Ok(Some((built, entry, Arc::new(library))))
+    Ok(Some((built, entry, library)))
+}
+
+/// Builds a story, and the stories it may call (sharing its credentials and
+/// resources). A library story with errors cannot be built: calling it fails
+/// at run time.
+pub(crate) fn build_with_library(
+    story: &Story,
+    library_stories: &[Story],
+    globals: Globals,
+) -> anyhow::Result<(Arc<BuiltStory>, Arc<Library>)> {
+    let parser = TemplateParser::new();
+    let built = Arc::new(build(story, &parser, globals.clone())?);
+    let mut library = Library::new();
+    library.insert(built.id.to_string(), built.clone());
+    for other in library_stories {
+        let own = Globals {
+            story: json!({"id": other.id.value, "name": other.name}),
+            ..globals.clone()
+        };
+        if let Ok(b) = build(other, &parser, own) {
+            library.entry(b.id.to_string()).or_insert_with(|| Arc::new(b));
+        }
+    }
+    Ok((built, Arc::new(library)))
+}
+
+/// The webhook a run enters by: `action`, else the story's `entry` or only webhook.
+pub(crate) fn entry_of(built: &BuiltStory, action: Option<&str>, hint: &str) -> anyhow::Result<usize> {
+    match action {
+        Some(slug) => built
+            .action(slug)
+            .with_context(|| format!("the story has no action `{slug}`")),
+        None => built
+            .default_entry()
+            .with_context(|| format!("the story has no `entry` and not exactly one webhook: {hint}")),
+    }
 }
 
 /// Credentials, resources and story names for templates. A dry run never

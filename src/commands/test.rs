@@ -12,19 +12,16 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use serde_json::{Value as J, json};
 use tale_engine::files::{self, FileKind};
-use tale_engine::runtime::build::build;
-use tale_engine::runtime::call::Library;
 use tale_engine::runtime::clock::VirtualClock;
 use tale_engine::runtime::exec::Runtime;
 use tale_engine::runtime::http::MockHttp;
 use tale_engine::runtime::mail::RecordingMailer;
 use tale_engine::runtime::scope::Globals;
 use tale_engine::runtime::store::MemoryStore;
-use tale_engine::template::TemplateParser;
 use tale_engine::yaml::{self, Limits};
 
 use super::check::check_paths;
-use super::run::{mocks_from_json, request, runtime};
+use super::run::{build_with_library, entry_of, mocks_from_json, request, runtime};
 use crate::ExitStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -364,30 +361,8 @@ fn run_case(
         story: json!({"id": story.id.value, "name": story.name}),
         ..Globals::default()
     };
-    let parser = TemplateParser::new();
-    let built = Arc::new(build(story, &parser, globals.clone())?);
-    let mut library = Library::new();
-    library.insert(built.id.to_string(), built.clone());
-    for other in library_stories {
-        if let Ok(b) = build(
-            other,
-            &parser,
-            Globals {
-                story: json!({"id": other.id.value, "name": other.name}),
-                ..globals.clone()
-            },
-        ) {
-            library.entry(b.id.to_string()).or_insert_with(|| Arc::new(b));
-        }
-    }
-    let entry = match &case.action {
-        Some(slug) => built
-            .action(slug)
-            .with_context(|| format!("the story has no action `{slug}`"))?,
-        None => built
-            .default_entry()
-            .context("the story has no `entry` and not exactly one webhook: give the case an `action`")?,
-    };
+    let (built, library) = build_with_library(story, library_stories, globals)?;
+    let entry = entry_of(&built, case.action.as_deref(), "give the case an `action`")?;
     let event = match (&case.event, &case.event_file) {
         (_, Some(f)) => {
             let path = test.parent().unwrap_or(Path::new("")).join(f);
@@ -408,7 +383,7 @@ fn run_case(
         progress: None,
         on_event: None,
         keep_events: true,
-        library: Arc::new(library),
+        library,
         depth: 0,
     };
     let webhook_request = request(&built, entry, event);
