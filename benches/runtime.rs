@@ -14,7 +14,6 @@ use tale_engine::runtime::exec::{Runtime, WebhookRequest};
 use tale_engine::runtime::http::MockHttp;
 use tale_engine::runtime::render::Compiler;
 use tale_engine::runtime::scope::{Globals, Scope};
-use tale_engine::runtime::store::MemoryStore;
 use tale_engine::template::TemplateParser;
 
 const CHAIN: &str = r#"
@@ -56,19 +55,11 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements((RUNS * 4) as u64));
     group.bench_function("engine", |b| {
         b.iter(|| {
-            let runtime = Runtime {
-                http: Arc::new(MockHttp::default()),
-                mail: Arc::new(tale_engine::runtime::mail::NoMailer),
-                clock: Arc::new(VirtualClock::new(0)),
-                store: Arc::new(MemoryStore::new()),
-                max_in_flight: 1,
-                trace: false,
-                progress: None,
-                on_event: None,
-                keep_events: true,
-                library: Default::default(),
-                depth: 0,
-            };
+            let runtime = Runtime::contained(
+                Arc::new(MockHttp::default()),
+                Arc::new(tale_engine::runtime::mail::NoMailer),
+                Arc::new(VirtualClock::new(0)),
+            );
             rt.block_on(async {
                 for i in 0..RUNS {
                     let body = format!(r#"{{"id":"a{i}","severity":"HIGH"}}"#).into_bytes();

@@ -448,17 +448,13 @@ pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Writ
     let mocks = args.mocks.as_deref().map(read_mocks).transpose()?.unwrap_or_default();
     let http = Arc::new(MockHttp::new(mocks));
     let rt = Runtime {
-        http: http.clone(),
-        mail: Arc::new(RecordingMailer::default()),
-        clock: Arc::new(VirtualClock::new(tale_engine::runtime::event::now_millis())),
-        store: Arc::new(MemoryStore::new()),
-        max_in_flight: 1,
         trace: true,
-        progress: None,
-        on_event: None,
-        keep_events: true,
         library,
-        depth: 0,
+        ..Runtime::contained(
+            http.clone(),
+            Arc::new(RecordingMailer::default()),
+            Arc::new(VirtualClock::new(tale_engine::runtime::event::now_millis())),
+        )
     };
     let request = request(&story, entry, body);
     let report = match runtime()?.block_on(rt.run_webhook(story.clone(), entry, request)) {

@@ -17,7 +17,6 @@ use tale_engine::runtime::exec::Runtime;
 use tale_engine::runtime::http::MockHttp;
 use tale_engine::runtime::mail::RecordingMailer;
 use tale_engine::runtime::scope::Globals;
-use tale_engine::runtime::store::MemoryStore;
 use tale_engine::yaml::{self, Limits};
 
 use super::check::check_paths;
@@ -374,17 +373,12 @@ fn run_case(
     let mocks = mocks_from_json(J::Array(case.mocks.clone()), &test.display().to_string())?;
     let http = Arc::new(MockHttp::new(mocks));
     let rt = Runtime {
-        http: http.clone(),
-        mail: Arc::new(RecordingMailer::default()),
-        clock: Arc::new(VirtualClock::new(clock_start(file.clock.as_ref()))),
-        store: Arc::new(MemoryStore::new()),
-        max_in_flight: 1,
-        trace: false,
-        progress: None,
-        on_event: None,
-        keep_events: true,
         library,
-        depth: 0,
+        ..Runtime::contained(
+            http.clone(),
+            Arc::new(RecordingMailer::default()),
+            Arc::new(VirtualClock::new(clock_start(file.clock.as_ref()))),
+        )
     };
     let webhook_request = request(&built, entry, event);
     let report = runtime()?.block_on(rt.run_webhook(built.clone(), entry, webhook_request))?;

@@ -255,6 +255,25 @@ pub enum RunError {
 }
 
 impl Runtime {
+    /// A self-contained run over an in-memory store, one work item at a time,
+    /// keeping every event for the report: what dry runs, story tests and
+    /// benchmarks need. Change a field with `Runtime { trace: true, ..contained }`.
+    pub fn contained(http: Arc<dyn HttpClient>, mail: Arc<dyn Mailer>, clock: Arc<dyn Clock>) -> Self {
+        Runtime {
+            http,
+            mail,
+            clock,
+            store: Arc::new(super::store::MemoryStore::new()),
+            max_in_flight: 1,
+            trace: false,
+            progress: None,
+            on_event: None,
+            keep_events: true,
+            library: Default::default(),
+            depth: 0,
+        }
+    }
+
     /// Delivers a request to the webhook `action` and runs the story to completion.
     pub async fn run_webhook(
         &self,
