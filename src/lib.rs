@@ -4,6 +4,7 @@
 //! internal error).
 
 mod commands;
+pub mod serve;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 pub use commands::check::CheckArgs;
 pub use commands::graph::GraphArgs;
+pub use commands::inspect::{EventsArgs, RunsArgs};
 pub use commands::run::{DryRunArgs, RunArgs};
 pub use commands::test::TestArgs;
 
@@ -48,6 +50,12 @@ enum Command {
     DryRun(DryRunArgs),
     /// Run story tests (`*.test.yaml`): mocked HTTP, expectations on events and requests.
     Test(TestArgs),
+    /// Serve stories: webhooks, schedules, durable runs on SQLite, API and metrics.
+    Serve(serve::ServeArgs),
+    /// List the runs stored in a database.
+    Runs(commands::inspect::RunsArgs),
+    /// Print the events of a stored run as JSON lines.
+    Events(commands::inspect::EventsArgs),
 }
 
 /// Runs the command line `args` (the first is the program name).
@@ -82,6 +90,9 @@ where
         Command::Run(args) => commands::run::run(&args, out, err),
         Command::DryRun(args) => commands::run::dry_run(&args, out, err),
         Command::Test(args) => commands::test::run(&args, out, err),
+        Command::Serve(args) => serve::run(&args),
+        Command::Runs(args) => commands::inspect::runs(&args, out),
+        Command::Events(args) => commands::inspect::events(&args, out),
     };
     match result {
         Ok(status) => status,

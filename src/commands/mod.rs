@@ -2,6 +2,7 @@
 
 pub(crate) mod check;
 pub(crate) mod graph;
+pub(crate) mod inspect;
 pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod test;

@@ -21,6 +21,8 @@ pub struct BuiltStory {
     pub globals: Globals,
     /// Declared inputs (`None`: the story accepts any payload).
     pub inputs: Option<indexmap::IndexMap<String, crate::model::Input>>,
+    /// How long `tale serve` keeps the events of finished runs.
+    pub keep_events_for: Option<std::time::Duration>,
 }
 
 pub struct BuiltAction {
@@ -139,5 +141,6 @@ pub fn build(story: &Story, parser: &TemplateParser, globals: Globals) -> Result
         inputs: story
             .declares_inputs
             .then(|| story.inputs.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect()),
+        keep_events_for: story.keep_events_for,
     })
 }

@@ -56,3 +56,45 @@ impl Clock for VirtualClock {
         true
     }
 }
+
+/// Moves only when told to (`advance`, `set`): tests of schedules and delays
+/// under `tale serve`. Sleepers wake when the time reaches them.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: AtomicI64,
+    moved: tokio::sync::watch::Sender<i64>,
+}
+
+impl ManualClock {
+    pub fn new(start_ms: i64) -> Self {
+        Self {
+            now: AtomicI64::new(start_ms),
+            moved: tokio::sync::watch::channel(start_ms).0,
+        }
+    }
+
+    pub fn set(&self, ms: i64) {
+        self.now.fetch_max(ms, Ordering::SeqCst);
+        self.moved.send_replace(self.now.load(Ordering::SeqCst));
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.set(self.now_ms() + by.as_millis() as i64);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.now.load(Ordering::SeqCst)
+    }
+    fn sleep_until(&self, at_ms: i64) -> BoxFuture<'_, ()> {
+        let mut rx = self.moved.subscribe();
+        Box::pin(async move {
+            let _ = rx.wait_for(|now| *now >= at_ms).await;
+        })
+    }
+    fn is_virtual(&self) -> bool {
+        // Time passes as in production (from outside), not by jumping.
+        false
+    }
+}

@@ -274,14 +274,15 @@ impl Runtime {
         }
     }
 
-    /// Delivers a request to the webhook `action` and runs the story to completion.
-    pub async fn run_webhook(
+    /// Asks the webhook `action` whether it takes `request`: the output of the
+    /// run it would start, and the answer to give (nothing is stored yet).
+    pub fn accept(
         &self,
-        story: Arc<BuiltStory>,
+        story: &BuiltStory,
         action: usize,
-        request: WebhookRequest,
-    ) -> Result<RunReport, RunError> {
-        let run_id = super::event::new_id();
+        request: &WebhookRequest,
+        run_id: RunId,
+    ) -> Result<WebhookResult, RunError> {
         let a = story
             .actions
             .get(action)
@@ -293,12 +294,21 @@ impl Runtime {
         });
         let mut scope = Scope::new(&story.globals, None);
         scope.meta = Some(&meta);
-        let cx = self.cx(scope, &story, a, run_id);
-        let result = a
-            .exec
-            .accept(&request, &cx)
-            .ok_or_else(|| RunError::NotAWebhook(a.slug.to_string()))?;
-        let (output, response) = match result {
+        let cx = self.cx(scope, story, a, run_id);
+        a.exec
+            .accept(request, &cx)
+            .ok_or_else(|| RunError::NotAWebhook(a.slug.to_string()))
+    }
+
+    /// Delivers a request to the webhook `action` and runs the story to completion.
+    pub async fn run_webhook(
+        &self,
+        story: Arc<BuiltStory>,
+        action: usize,
+        request: WebhookRequest,
+    ) -> Result<RunReport, RunError> {
+        let run_id = super::event::new_id();
+        let (output, response) = match self.accept(&story, action, &request, run_id)? {
             WebhookResult::Refused { status, message } => return Err(RunError::Refused { status, message }),
             WebhookResult::Ignored { response } => {
                 return Ok(RunReport {
@@ -317,7 +327,7 @@ impl Runtime {
         let root = Arc::new(Event::new(
             run_id,
             story.id.clone(),
-            a.slug.clone(),
+            story.actions[action].slug.clone(),
             Vec::new(),
             output,
             self.clock.now_ms(),
@@ -329,6 +339,20 @@ impl Runtime {
         let mut report = self.run_from(story, run_id, vec![(action, root)]).await?;
         report.response = Some(response);
         Ok(report)
+    }
+
+    /// Executes one work item outside a run loop (the durable executor of
+    /// `tale serve`): the action's outcome, or why it was skipped.
+    pub async fn execute_item(
+        &self,
+        story: Arc<BuiltStory>,
+        run_id: RunId,
+        action: usize,
+        input: Option<Arc<Event>>,
+        wake: Option<J>,
+    ) -> (Result<Outcome, ActionError>, Option<&'static str>) {
+        let step = self.clone().step(story, run_id, Item { action, input, wake }).await;
+        (step.result, step.skipped)
     }
 
     /// Runs from root events already committed (a webhook's, a schedule tick's).
@@ -630,6 +654,19 @@ impl Runtime {
         }
     }
 
+    /// The actions an event of `action` on `branch` goes to.
+    pub fn downstream(story: &BuiltStory, action: usize, branch: Option<&str>) -> impl Iterator<Item = usize> {
+        story.actions[action]
+            .downstream
+            .iter()
+            .filter(move |(_, edge)| match (edge, branch) {
+                (Edge::Main, None) => true,
+                (Edge::Branch(b), Some(x)) => b == x,
+                _ => false,
+            })
+            .map(|(target, _)| *target)
+    }
+
     fn enqueue_downstream(
         &self,
         story: &BuiltStory,
@@ -638,19 +675,12 @@ impl Runtime {
         event: &Arc<Event>,
         queue: &mut VecDeque<Item>,
     ) {
-        for (target, edge) in &story.actions[action].downstream {
-            let follows = match (edge, branch) {
-                (Edge::Main, None) => true,
-                (Edge::Branch(b), Some(x)) => b == x,
-                _ => false,
-            };
-            if follows {
-                queue.push_back(Item {
-                    action: *target,
-                    input: Some(event.clone()),
-                    wake: None,
-                });
-            }
+        for target in Self::downstream(story, action, branch) {
+            queue.push_back(Item {
+                action: target,
+                input: Some(event.clone()),
+                wake: None,
+            });
         }
     }
 

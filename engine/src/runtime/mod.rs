@@ -4,6 +4,7 @@
 pub mod build;
 pub mod call;
 pub mod clock;
+pub mod durable;
 pub mod event;
 pub mod exec;
 pub mod http;
@@ -12,5 +13,6 @@ pub mod redact;
 pub mod render;
 pub mod rules;
 pub mod scope;
+pub mod sqlite;
 pub mod store;
 pub mod value;

@@ -258,6 +258,57 @@ pub(super) fn zip(input: &dyn ValueView, args: &[Value]) -> Result<Value> {
     Ok(Value::Array(rows))
 }
 
+/// `sum` (Shopify Liquid 5): the sum of an array's numbers, or of one
+/// property of its objects (`{{ alerts | sum: 'score' }}`). Nil elements and
+/// missing properties count as 0; text that is not a number is an error.
+/// Integers stay integers while they fit.
+pub(super) fn sum(input: &dyn ValueView, args: &[Value]) -> Result<Value> {
+    let items = match kind(input) {
+        Kind::Nil => return Ok(Value::scalar(0i64)),
+        Kind::Array(a) => a,
+        _ => return Err(fail("sum", format!("expected an array, got {}", type_label(input)))),
+    };
+    let property = args.first().map(|p| p.to_kstr().into_owned());
+    let (mut int, mut float, mut is_float) = (0i64, 0f64, false);
+    for item in items.values() {
+        let value = match &property {
+            Some(p) => match item.as_object().and_then(|o| o.get(p.as_str())) {
+                Some(v) => v.to_value(),
+                None => continue,
+            },
+            None => item.to_value(),
+        };
+        if value.is_nil() {
+            continue;
+        }
+        let Some(scalar) = value.as_scalar() else {
+            return Err(fail("sum", format!("cannot add {}", type_label(&value))));
+        };
+        if let (false, Some(i)) = (is_float, scalar.to_integer()) {
+            match int.checked_add(i) {
+                Some(n) => int = n,
+                None => {
+                    is_float = true;
+                    float = int as f64 + i as f64;
+                }
+            }
+        } else if let Some(f) = scalar.to_float() {
+            if !is_float {
+                is_float = true;
+                float = int as f64;
+            }
+            float += f;
+        } else {
+            return Err(fail("sum", format!("cannot add `{}`: not a number", scalar.to_kstr())));
+        }
+    }
+    Ok(if is_float {
+        Value::scalar(float)
+    } else {
+        Value::scalar(int)
+    })
+}
+
 /// `unzip`: the inverse of `zip` (a transpose): `[[1, 3], [2, 4]]` gives
 /// `[[1, 2], [3, 4]]`. Rows of unequal length are padded with nil.
 pub(super) fn unzip(input: &dyn ValueView, _: &[Value]) -> Result<Value> {
@@ -454,6 +505,22 @@ mod tests {
 
     use super::super::testing::{fails, ok, render, table};
     use super::*;
+
+    #[test]
+    fn sum_adds_numbers_or_a_property() {
+        table(
+            json!({"nothing": null, "n": [1, 2, 3, null], "f": [1, 2.5], "o": [{"id": 1}, {"id": 41}, {"x": 9}], "t": ["4", 5]}),
+            &[
+                ("{{ n | sum }}", "6"),
+                ("{{ f | sum }}", "3.5"),
+                ("{{ o | sum: 'id' }}", "42"),
+                ("{{ t | sum }}", "9"),
+                ("{{ nothing | sum }}", "0"),
+            ],
+        );
+        fails("{{ 'abc' | sum }}", json!({}), "sum: expected an array");
+        fails("{{ x | sum }}", json!({"x": ["a"]}), "sum: cannot add `a`");
+    }
 
     #[test]
     fn json_parse_and_to_json() {

@@ -163,6 +163,13 @@ pub static TINES_FILTERS: &[FilterSpec] = &[
         data::jsonpath,
     ),
     spec("json_parse", "parses JSON text into a value", NONE, 0, data::json_parse),
+    spec(
+        "sum",
+        "adds the numbers of an array, or one property of its objects",
+        &[param!("property", "the property to add", optional)],
+        0,
+        data::sum,
+    ),
     spec("base64_decode", "decodes base64", NONE, 0, encoding::base64_decode),
     spec("base64_encode", "encodes as base64", NONE, 0, encoding::base64_encode),
     spec(

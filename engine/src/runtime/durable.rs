@@ -1,0 +1,585 @@
+//! Durable execution (`tale serve`, SPEC §7). Every work item — an action and
+//! its input event — is stored before it runs; executing it commits its
+//! events, its next work items and its state changes as one transaction, so
+//! a crash never loses or repeats an internal step. A webhook's run exists
+//! once its first transaction is committed, and not before.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures_util::future::BoxFuture;
+use serde_json::Value as J;
+use uuid::Uuid;
+
+use super::build::{BuiltAction, BuiltStory};
+use super::event::{Event, RunId, new_id};
+use super::exec::{Emit, RunError, Runtime, WebhookRequest, WebhookResponse, WebhookResult};
+use super::redact::Redactor;
+use super::store::{StatePut, Store, StoreError};
+
+/// An action to run on an input event, at or after `due_ms`.
+#[derive(Debug, Clone)]
+pub struct WorkItem {
+    pub id: Uuid,
+    pub run_id: RunId,
+    pub story: Arc<str>,
+    /// The action's slug (slugs survive a reload; positions may not).
+    pub action: Arc<str>,
+    /// `None` for a scheduled action's start.
+    pub input: Option<Arc<Event>>,
+    /// The payload of a delay or implode window that fell due.
+    pub wake: Option<J>,
+    /// When it may run (ms since the epoch); 0: at once.
+    pub due_ms: i64,
+}
+
+/// What one step writes, all or nothing.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    /// Runs this transaction starts: (run, story id, started at).
+    pub started: Vec<(RunId, Arc<str>, i64)>,
+    /// The work item this transaction completes.
+    pub done: Option<(Uuid, RunId)>,
+    pub events: Vec<Arc<Event>>,
+    pub items: Vec<WorkItem>,
+    pub state: Vec<StatePut>,
+    /// Waiting items no longer needed (an implode that completed early).
+    pub cancelled: Vec<Uuid>,
+    /// Action failures, recorded on their runs.
+    pub errors: Vec<(RunId, String)>,
+    /// A schedule tick `(key, tick_ms)`: the transaction applies only when
+    /// the tick is later than the last one fired, so no tick fires twice.
+    pub tick: Option<(String, i64)>,
+}
+
+/// What applying a transaction did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Applied {
+    /// Runs that have no work left: (run, story id, succeeded).
+    pub finished: Vec<(RunId, String, bool)>,
+    /// False when a schedule tick had already fired: nothing was written.
+    pub fired: bool,
+}
+
+/// A store that keeps work items: the SQLite store (and PostgreSQL later).
+pub trait DurableStore: Store {
+    /// Applies a transaction. Errs with `StoreError::Full` at once when the
+    /// store cannot take more and `wait` is false (a webhook answers 503).
+    fn apply(&self, tx: Transaction, wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>>;
+    /// Work items left by a process that stopped, with their input events.
+    fn recover(&self) -> Result<Vec<WorkItem>, StoreError>;
+    /// The last tick a schedule fired (ms since the epoch).
+    fn last_tick(&self, key: &str) -> Result<Option<i64>, StoreError>;
+}
+
+/// Sees what the executor does (metrics, logs).
+pub trait Observer: Send + Sync {
+    fn action_done(&self, _story: &str, _action: &BuiltAction, _seconds: f64, _ok: bool) {}
+    fn events(&self, _count: usize) {}
+    fn run_finished(&self, _story: &str, _succeeded: bool) {}
+}
+
+/// The stories being served, and a runtime that can call them.
+#[derive(Clone)]
+pub struct Loaded {
+    pub runtime: Runtime,
+    /// Keeps credential values out of logs (the store has its own).
+    pub redactor: Arc<Redactor>,
+    /// Webhook path → (story id, action).
+    pub hooks: Arc<HashMap<String, (Arc<BuiltStory>, usize)>>,
+}
+
+impl Loaded {
+    /// Indexes the webhooks of the runtime's library.
+    pub fn new(runtime: Runtime, redactor: Arc<Redactor>) -> Self {
+        let mut hooks = HashMap::new();
+        let mut stories: Vec<&Arc<BuiltStory>> = runtime.library.values().collect();
+        stories.sort_by(|a, b| a.id.cmp(&b.id));
+        for story in stories {
+            for (i, a) in story.actions.iter().enumerate() {
+                if let (true, Some(path)) = (a.is_webhook, &a.webhook_path) {
+                    hooks.entry(path.clone()).or_insert_with(|| (story.clone(), i));
+                }
+            }
+        }
+        Self {
+            runtime,
+            redactor,
+            hooks: Arc::new(hooks),
+        }
+    }
+}
+
+/// What a webhook request came to.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A run started (committed) and this is the answer.
+    Started {
+        run_id: RunId,
+        response: WebhookResponse,
+    },
+    /// Answered; no run (the rules did not match).
+    Ignored(WebhookResponse),
+    Refused {
+        status: u16,
+        message: String,
+    },
+    NoSuchWebhook,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DurableError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("{0}")]
+    Gone(String),
+}
+
+/// Emits of a long explode are committed in chunks of this many.
+const CHUNK: usize = 1024;
+
+/// The executor of `tale serve`.
+pub struct Durable {
+    loaded: RwLock<Loaded>,
+    store: Arc<dyn DurableStore>,
+    ready: tokio::sync::mpsc::UnboundedSender<WorkItem>,
+    /// Items ready or running (not waiting on a timer).
+    queued: AtomicUsize,
+    /// Beyond this many queued items, webhooks answer 503 and long explodes wait.
+    pub max_queued: usize,
+    /// Items waiting on a timer, with what cancels them.
+    waiting: Mutex<HashMap<Uuid, (Arc<str>, Arc<str>, J)>>,
+    /// One lock per stateful action: its items run one at a time.
+    locks: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<tokio::sync::Mutex<()>>>>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl Durable {
+    /// Starts the executor: `workers` items run at once.
+    pub fn start(
+        loaded: Loaded,
+        store: Arc<dyn DurableStore>,
+        workers: usize,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Arc<Self> {
+        let (ready, mut rx) = tokio::sync::mpsc::unbounded_channel::<WorkItem>();
+        let this = Arc::new(Self {
+            loaded: RwLock::new(loaded),
+            store,
+            ready,
+            queued: AtomicUsize::new(0),
+            max_queued: 100_000,
+            waiting: Mutex::default(),
+            locks: Mutex::default(),
+            observer,
+        });
+        let weak = Arc::downgrade(&this);
+        let permits = Arc::new(tokio::sync::Semaphore::new(workers.max(1)));
+        tokio::spawn(async move {
+            while let Some(item) = rx.recv().await {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let Some(this) = weak.upgrade() else { break };
+                tokio::spawn(async move {
+                    this.process(item).await;
+                    this.queued.fetch_sub(1, Ordering::Relaxed);
+                    drop(permit);
+                });
+            }
+        });
+        this
+    }
+
+    pub fn loaded(&self) -> Loaded {
+        self.loaded.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Serves new versions of the stories; work in progress continues on them.
+    pub fn replace(&self, loaded: Loaded) {
+        *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = loaded;
+    }
+
+    /// Items ready or running.
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Items waiting on a timer.
+    pub fn waiting(&self) -> usize {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Takes back the work a stopped process left, and runs it.
+    pub fn resume(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let items = self.store.recover()?;
+        let n = items.len();
+        self.dispatch(items);
+        Ok(n)
+    }
+
+    /// Delivers a request to the webhook at `path`. Answers only once the run's
+    /// root event and first work items are committed.
+    pub async fn deliver(self: &Arc<Self>, path: &str, request: WebhookRequest) -> Result<Delivery, DurableError> {
+        let loaded = self.loaded();
+        let Some((story, action)) = loaded.hooks.get(path).cloned() else {
+            return Ok(Delivery::NoSuchWebhook);
+        };
+        if self.queue_depth() >= self.max_queued {
+            return Err(StoreError::Full(format!("{} work items are waiting", self.queue_depth())).into());
+        }
+        let run_id = new_id();
+        let (output, response) = match loaded.runtime.accept(&story, action, &request, run_id)? {
+            WebhookResult::Refused { status, message } => return Ok(Delivery::Refused { status, message }),
+            WebhookResult::Ignored { response } => return Ok(Delivery::Ignored(response)),
+            WebhookResult::Accepted { output, response } => (output, response),
+        };
+        let now = loaded.runtime.clock.now_ms();
+        let root = Arc::new(Event::new(
+            run_id,
+            story.id.clone(),
+            story.actions[action].slug.clone(),
+            Vec::new(),
+            output,
+            now,
+        ));
+        let mut tx = Transaction {
+            started: vec![(run_id, story.id.clone(), now)],
+            ..Transaction::default()
+        };
+        push_downstream(&story, action, None, &root, &mut tx.items);
+        tx.events.push(root);
+        self.commit(tx, false).await?;
+        Ok(Delivery::Started { run_id, response })
+    }
+
+    /// Emits a stored event again, as the root of a new run: the actions
+    /// downstream of it run once more (with its ancestry for templates).
+    pub async fn reemit(self: &Arc<Self>, event: &Event) -> Result<RunId, DurableError> {
+        let loaded = self.loaded();
+        let story = loaded
+            .runtime
+            .library
+            .get(&*event.story)
+            .cloned()
+            .ok_or_else(|| DurableError::Gone(format!("story `{}` is not served", event.story)))?;
+        let action = story.action(&event.action).ok_or_else(|| {
+            DurableError::Gone(format!(
+                "story `{}` has no action `{}` any more",
+                event.story, event.action
+            ))
+        })?;
+        let run_id = new_id();
+        let now = loaded.runtime.clock.now_ms();
+        let root = Arc::new(
+            Event::new(
+                run_id,
+                story.id.clone(),
+                story.actions[action].slug.clone(),
+                event.parents.clone(),
+                event.output.clone(),
+                now,
+            )
+            .with_branch(event.branch),
+        );
+        let mut tx = Transaction {
+            started: vec![(run_id, story.id.clone(), now)],
+            ..Transaction::default()
+        };
+        push_downstream(&story, action, event.branch, &root, &mut tx.items);
+        tx.events.push(root);
+        self.commit(tx, false).await?;
+        Ok(run_id)
+    }
+
+    /// Fires the scheduled action `action` of `story` for the tick `tick_ms`,
+    /// once: false when that tick (or a later one) already fired.
+    pub async fn fire(
+        self: &Arc<Self>,
+        story: &Arc<BuiltStory>,
+        action: usize,
+        tick_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let run_id = new_id();
+        let item = WorkItem {
+            id: new_id(),
+            run_id,
+            story: story.id.clone(),
+            action: story.actions[action].slug.clone(),
+            input: None,
+            wake: None,
+            due_ms: 0,
+        };
+        let tx = Transaction {
+            started: vec![(run_id, story.id.clone(), tick_ms)],
+            items: vec![item],
+            tick: Some((schedule_key(story, action), tick_ms)),
+            ..Transaction::default()
+        };
+        Ok(self.commit(tx, true).await?.fired)
+    }
+
+    pub fn last_tick(&self, story: &BuiltStory, action: usize) -> Result<Option<i64>, StoreError> {
+        self.store.last_tick(&schedule_key(story, action))
+    }
+
+    /// Commits, then starts the new items.
+    async fn commit(self: &Arc<Self>, tx: Transaction, wait: bool) -> Result<Applied, StoreError> {
+        let items = tx.items.clone();
+        let events = tx.events.len();
+        let applied = self.store.apply(tx, wait).await?;
+        if applied.fired {
+            if let Some(o) = &self.observer {
+                o.events(events);
+            }
+            self.dispatch(items);
+        }
+        if let Some(o) = &self.observer {
+            for (_, story, ok) in &applied.finished {
+                o.run_finished(story, *ok);
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Starts items now, or when they fall due.
+    fn dispatch(self: &Arc<Self>, items: Vec<WorkItem>) {
+        let clock = self.loaded().runtime.clock.clone();
+        let now = clock.now_ms();
+        for item in items {
+            if item.due_ms > now {
+                if let Some(wake) = &item.wake {
+                    self.lock_waiting()
+                        .insert(item.id, (item.story.clone(), item.action.clone(), wake.clone()));
+                }
+                let this = Arc::downgrade(self);
+                let clock = clock.clone();
+                tokio::spawn(async move {
+                    clock.sleep_until(item.due_ms).await;
+                    let Some(this) = this.upgrade() else { return };
+                    // A cancelled item is gone from `waiting`.
+                    if item.wake.is_some() && this.lock_waiting().remove(&item.id).is_none() {
+                        return;
+                    }
+                    this.queued.fetch_add(1, Ordering::Relaxed);
+                    let _ = this.ready.send(item);
+                });
+                continue;
+            }
+            self.queued.fetch_add(1, Ordering::Relaxed);
+            let _ = self.ready.send(item);
+        }
+    }
+
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Arc<str>, Arc<str>, J)>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn action_lock(&self, story: &Arc<str>, action: &Arc<str>) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((story.clone(), action.clone()))
+            .or_default()
+            .clone()
+    }
+
+    /// Runs one item and commits what it produced. A store failure leaves the
+    /// item stored: it runs again when `tale serve` restarts.
+    async fn process(self: &Arc<Self>, item: WorkItem) {
+        let loaded = self.loaded();
+        let done = Some((item.id, item.run_id));
+        let found = loaded
+            .runtime
+            .library
+            .get(&*item.story)
+            .and_then(|s| s.action(&item.action).map(|a| (s.clone(), a)));
+        let Some((story, action)) = found else {
+            let message = format!(
+                "{}: the action is no longer in story `{}` (reloaded); its work item is dropped",
+                item.action, item.story
+            );
+            tracing::warn!(run = %item.run_id, "{message}");
+            let tx = Transaction {
+                done,
+                errors: vec![(item.run_id, message)],
+                ..Transaction::default()
+            };
+            self.commit_logged(tx).await;
+            return;
+        };
+        let built = &story.actions[action];
+        let lock = built
+            .exec
+            .stateful()
+            .then(|| self.action_lock(&item.story, &item.action));
+        let _guard = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let started = std::time::Instant::now();
+        let (result, _skipped) = loaded
+            .runtime
+            .execute_item(
+                story.clone(),
+                item.run_id,
+                action,
+                item.input.clone(),
+                item.wake.clone(),
+            )
+            .await;
+        if let Some(o) = &self.observer {
+            o.action_done(&story.id, built, started.elapsed().as_secs_f64(), result.is_ok());
+        }
+        let mut tx = Transaction {
+            done,
+            ..Transaction::default()
+        };
+        let mut outcome = match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let message = format!("{}: {e}", item.action);
+                let message = loaded.redactor.text(&message);
+                tracing::warn!(story = %item.story, run = %item.run_id, "action failed: {message}");
+                tx.errors.push((item.run_id, message));
+                self.commit_logged(tx).await;
+                return;
+            }
+        };
+        for detail in &outcome.trace {
+            if let Some(message) = detail.get("log_error").and_then(J::as_str) {
+                let message = loaded.redactor.text(message);
+                tracing::warn!(story = %item.story, action = %item.action, run = %item.run_id, "{message}");
+            }
+        }
+        tx.state = std::mem::take(&mut outcome.state);
+        if !outcome.cancel.is_empty() {
+            let mut waiting = self.lock_waiting();
+            let ids: Vec<Uuid> = waiting
+                .iter()
+                .filter(|(_, (s, a, p))| *s == item.story && *a == item.action && outcome.cancel.contains(p))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &ids {
+                waiting.remove(id);
+            }
+            tx.cancelled = ids;
+        }
+        let now = loaded.runtime.clock.now_ms();
+        let emits = std::mem::take(&mut outcome.emits);
+        self.add_emits(&story, action, &item, emits, now, &mut tx);
+        let Some(mut rest) = outcome.rest.take() else {
+            self.commit_logged(tx).await;
+            return;
+        };
+        // A long explode: chunks go out as the queue drains; the item is done
+        // with the last chunk (a crash in between repeats the explode).
+        loop {
+            let chunk: Vec<Emit> = rest.by_ref().take(CHUNK).collect();
+            let last = chunk.len() < CHUNK;
+            self.add_emits(&story, action, &item, chunk, now, &mut tx);
+            if last {
+                self.commit_logged(tx).await;
+                return;
+            }
+            let partial = Transaction {
+                events: std::mem::take(&mut tx.events),
+                items: std::mem::take(&mut tx.items),
+                state: std::mem::take(&mut tx.state),
+                cancelled: std::mem::take(&mut tx.cancelled),
+                ..Transaction::default()
+            };
+            if !self.commit_logged(partial).await {
+                return;
+            }
+            while self.queue_depth() > CHUNK * 4 {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        }
+    }
+
+    /// Events and next items for what an action emitted.
+    fn add_emits(
+        &self,
+        story: &BuiltStory,
+        action: usize,
+        item: &WorkItem,
+        emits: Vec<Emit>,
+        now: i64,
+        tx: &mut Transaction,
+    ) {
+        let parents: Vec<Arc<Event>> = item.input.iter().cloned().collect();
+        for emit in emits {
+            let (branch, output) = match emit {
+                Emit::Main(o) => (None, o),
+                Emit::Branch(b, o) => (Some(b), o),
+                Emit::Later { at_ms, payload } => {
+                    tx.items.push(WorkItem {
+                        id: new_id(),
+                        run_id: item.run_id,
+                        story: item.story.clone(),
+                        action: item.action.clone(),
+                        input: item.input.clone(),
+                        wake: Some(payload),
+                        due_ms: at_ms,
+                    });
+                    continue;
+                }
+            };
+            let event = Arc::new(
+                Event::new(
+                    item.run_id,
+                    story.id.clone(),
+                    story.actions[action].slug.clone(),
+                    parents.clone(),
+                    output,
+                    now,
+                )
+                .with_branch(branch),
+            );
+            push_downstream(story, action, branch, &event, &mut tx.items);
+            tx.events.push(event);
+        }
+    }
+
+    /// Commits an internal step, waiting for room; logs a failure. The item
+    /// stays stored when its transaction fails, and runs again on restart.
+    async fn commit_logged(self: &Arc<Self>, tx: Transaction) -> bool {
+        match self.commit(tx, true).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!("cannot commit a step: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// Where a schedule's ticks are recorded.
+fn schedule_key(story: &BuiltStory, action: usize) -> String {
+    format!("{}/{}", story.id, story.actions[action].slug)
+}
+
+/// Queues the actions downstream of `event`.
+fn push_downstream(
+    story: &BuiltStory,
+    action: usize,
+    branch: Option<&str>,
+    event: &Arc<Event>,
+    out: &mut Vec<WorkItem>,
+) {
+    for target in Runtime::downstream(story, action, branch) {
+        out.push(WorkItem {
+            id: new_id(),
+            run_id: event.run_id,
+            story: story.id.clone(),
+            action: story.actions[target].slug.clone(),
+            input: Some(event.clone()),
+            wake: None,
+            due_ms: 0,
+        });
+    }
+}

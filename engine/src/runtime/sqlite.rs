@@ -1,0 +1,985 @@
+//! The SQLite store of `tale serve`: one file in WAL mode. One writer thread
+//! owns the write connection and applies the transactions that arrive
+//! together as one SQLite commit (one fsync for many steps, not one each);
+//! reads go through a connection of their own. A lock file beside the
+//! database keeps a second `tale serve` away, so whoever holds it may take
+//! back every work item at start: their previous owner is gone.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures_util::future::BoxFuture;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::Value as J;
+use uuid::Uuid;
+
+use super::durable::{Applied, DurableStore, Transaction, WorkItem};
+use super::event::{Event, RunId};
+use super::redact::Redactor;
+use super::store::{Change, Commit, RunStatus, StatePut, Store, StoreError};
+
+/// Versioned schema: migration `i` takes `user_version` from `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE runs (
+    id BLOB PRIMARY KEY,
+    story TEXT NOT NULL,
+    status TEXT NOT NULL,             -- running | succeeded | failed
+    errors TEXT NOT NULL DEFAULT '[]',
+    events INTEGER NOT NULL DEFAULT 0,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX runs_by_story ON runs (story, started_at);
+CREATE INDEX runs_by_time ON runs (started_at);
+CREATE TABLE events (
+    id BLOB NOT NULL UNIQUE,
+    run_id BLOB NOT NULL,
+    story TEXT NOT NULL,
+    action TEXT NOT NULL,
+    parents BLOB NOT NULL,            -- parent ids, 16 bytes each
+    branch TEXT,
+    output TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX events_by_run ON events (run_id);
+CREATE TABLE items (
+    id BLOB PRIMARY KEY,
+    run_id BLOB NOT NULL,
+    story TEXT NOT NULL,
+    action TEXT NOT NULL,
+    input BLOB,                       -- the input event's id
+    wake TEXT,
+    due_at INTEGER NOT NULL,
+    lease_owner TEXT NOT NULL,
+    lease_until INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX items_by_run ON items (run_id);
+CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE state_lists (
+    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (key, seq)
+) WITHOUT ROWID;
+CREATE TABLE schedules (key TEXT PRIMARY KEY, last_tick INTEGER NOT NULL) WITHOUT ROWID;
+"#];
+
+/// How long a lease lasts; for SQLite only a marker (the lock file decides).
+const LEASE_MS: i64 = 30_000;
+/// Transactions waiting for the writer beyond which webhooks get a 503.
+const JOB_CAPACITY: usize = 8192;
+/// At most this many transactions per SQLite commit.
+const BATCH: usize = 2048;
+
+/// `PRAGMA synchronous`: `full` syncs the WAL at every commit (safe against
+/// power loss); `normal` syncs at checkpoints (safe against a process crash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sync {
+    #[default]
+    Full,
+    Normal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the database {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error("another `tale serve` uses the database {0} (its lock file is held)")]
+    Locked(PathBuf),
+    #[error("cannot create the lock file {path}: {source}")]
+    LockFile { path: PathBuf, source: std::io::Error },
+    #[error("the database {path} has schema version {found}; this tale knows up to {known}")]
+    TooNew { path: PathBuf, found: i64, known: usize },
+}
+
+fn failed(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Failed(e.to_string())
+}
+
+/// A run as the API and `tale runs` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub story: String,
+    pub status: String,
+    pub errors: J,
+    pub events: i64,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub story: Option<String>,
+    pub status: Option<String>,
+    /// Started at or after (ms).
+    pub since: Option<i64>,
+    /// Started before (ms).
+    pub until: Option<i64>,
+    /// Paging: runs older than this run id.
+    pub after: Option<Uuid>,
+    pub limit: usize,
+}
+
+enum Work {
+    Step(Prepared),
+    Prune { story: String, before_ms: i64 },
+}
+
+enum Reply {
+    Async(tokio::sync::oneshot::Sender<Result<Applied, StoreError>>),
+    Blocking(std::sync::mpsc::Sender<Result<Applied, StoreError>>),
+}
+
+impl Reply {
+    fn send(self, r: Result<Applied, StoreError>) {
+        match self {
+            Reply::Async(s) => {
+                let _ = s.send(r);
+            }
+            Reply::Blocking(s) => {
+                let _ = s.send(r);
+            }
+        }
+    }
+}
+
+struct Job {
+    work: Work,
+    reply: Reply,
+}
+
+/// A transaction in the form the writer stores (serialized off its thread).
+#[derive(Default)]
+struct Prepared {
+    started: Vec<([u8; 16], Arc<str>, i64)>,
+    /// Runs whose completion this transaction decides (durable runs).
+    settle: Vec<[u8; 16]>,
+    done: Option<[u8; 16]>,
+    events: Vec<PreparedEvent>,
+    items: Vec<PreparedItem>,
+    state: Vec<(String, Option<Result<String, String>>)>,
+    cancelled: Vec<[u8; 16]>,
+    errors: Vec<([u8; 16], String)>,
+    tick: Option<(String, i64)>,
+    finish: Option<([u8; 16], &'static str, String, i64)>,
+    now: i64,
+}
+
+struct PreparedEvent {
+    id: [u8; 16],
+    run: [u8; 16],
+    story: Arc<str>,
+    action: Arc<str>,
+    parents: Vec<u8>,
+    branch: Option<&'static str>,
+    output: String,
+    at: i64,
+}
+
+struct PreparedItem {
+    id: [u8; 16],
+    run: [u8; 16],
+    story: Arc<str>,
+    action: Arc<str>,
+    input: Option<[u8; 16]>,
+    wake: Option<String>,
+    due: i64,
+}
+
+pub struct SqliteStore {
+    jobs: tokio::sync::mpsc::Sender<Job>,
+    read: Mutex<Connection>,
+    redactor: RwLock<Arc<Redactor>>,
+    owner: String,
+    path: PathBuf,
+    /// Held while the store lives: the lock file.
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+/// Opens (creating and migrating) a database for reading and writing.
+fn connect(path: &Path, sync: Sync) -> Result<Connection, OpenError> {
+    let sqlite = |source| OpenError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(sqlite)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite)?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            Sync::Full => "FULL",
+            Sync::Normal => "NORMAL",
+        },
+    )
+    .map_err(sqlite)?;
+    conn.pragma_update(None, "foreign_keys", "OFF").map_err(sqlite)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sqlite)?;
+    if version as usize > MIGRATIONS.len() {
+        return Err(OpenError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(sqlite)?;
+        tx.execute_batch(sql).map_err(sqlite)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+    }
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens the database at `path` for `tale serve`: takes its lock file,
+    /// migrates the schema, starts the writer thread.
+    pub fn open(path: &Path, sync: Sync) -> Result<Arc<Self>, OpenError> {
+        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| OpenError::LockFile {
+                path: lock_path.clone(),
+                source,
+            })?;
+        if lock.try_lock().is_err() {
+            return Err(OpenError::Locked(path.to_owned()));
+        }
+        let write = connect(path, sync)?;
+        let read = connect(path, sync)?;
+        let (jobs, rx) = tokio::sync::mpsc::channel(JOB_CAPACITY);
+        let owner = super::event::new_id().to_string();
+        let writer_owner = owner.clone();
+        std::thread::Builder::new()
+            .name("tale-sqlite-writer".into())
+            .spawn(move || writer(write, rx, writer_owner))
+            .map_err(|source| OpenError::LockFile {
+                path: lock_path,
+                source,
+            })?;
+        Ok(Arc::new(Self {
+            jobs,
+            read: Mutex::new(read),
+            redactor: RwLock::default(),
+            owner,
+            path: path.to_owned(),
+            _lock: lock,
+        }))
+    }
+
+    /// What the store replaces in events and errors before writing them.
+    pub fn set_redactor(&self, redactor: Arc<Redactor>) {
+        *self.redactor.write().unwrap_or_else(|p| p.into_inner()) = redactor;
+    }
+
+    fn redactor(&self) -> Arc<Redactor> {
+        self.redactor.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.read.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Deletes the finished runs of `story` that started before `before_ms`,
+    /// with their events. Returns how many runs went.
+    pub async fn prune(&self, story: &str, before_ms: i64) -> Result<usize, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = Job {
+            work: Work::Prune {
+                story: story.to_owned(),
+                before_ms,
+            },
+            reply: Reply::Async(tx),
+        };
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| failed("the writer has stopped"))?;
+        let applied = rx.await.map_err(|_| failed("the writer has stopped"))??;
+        Ok(applied.finished.len())
+    }
+
+    fn prepare(&self, tx: Transaction, settle: bool) -> Result<Prepared, StoreError> {
+        let redactor = self.redactor();
+        let now = super::event::now_millis();
+        let mut p = Prepared {
+            now,
+            ..Prepared::default()
+        };
+        for (run, story, at) in tx.started {
+            if settle {
+                p.settle.push(run.into_bytes());
+            }
+            p.started.push((run.into_bytes(), story, at));
+        }
+        if let Some((id, run)) = tx.done {
+            p.done = Some(id.into_bytes());
+            p.settle.push(run.into_bytes());
+        }
+        for e in &tx.events {
+            p.events.push(prepare_event(e, &redactor)?);
+        }
+        for item in tx.items {
+            p.items.push(PreparedItem {
+                id: item.id.into_bytes(),
+                run: item.run_id.into_bytes(),
+                story: item.story,
+                action: item.action,
+                input: item.input.map(|e| e.id.into_bytes()),
+                wake: item.wake.map(|w| w.to_string()),
+                due: item.due_ms,
+            });
+        }
+        p.state = prepare_state(tx.state);
+        p.cancelled = tx.cancelled.into_iter().map(Uuid::into_bytes).collect();
+        p.errors = tx
+            .errors
+            .into_iter()
+            .map(|(run, e)| (run.into_bytes(), redactor.text(&e)))
+            .collect();
+        p.tick = tx.tick;
+        Ok(p)
+    }
+
+    fn submit(&self, work: Work, wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = Job {
+            work,
+            reply: Reply::Async(tx),
+        };
+        let jobs = self.jobs.clone();
+        Box::pin(async move {
+            if wait {
+                jobs.send(job).await.map_err(|_| failed("the writer has stopped"))?;
+            } else {
+                jobs.try_send(job).map_err(|e| match e {
+                    tokio::sync::mpsc::error::TrySendError::Full(_) => {
+                        StoreError::Full("the database writer is saturated".into())
+                    }
+                    tokio::sync::mpsc::error::TrySendError::Closed(_) => failed("the writer has stopped"),
+                })?;
+            }
+            rx.await.map_err(|_| failed("the writer has stopped"))?
+        })
+    }
+
+    /// For the synchronous `Store` calls of sub-story runs: waits for the
+    /// writer without holding up the async runtime's other tasks.
+    fn submit_blocking(&self, work: Work) -> Result<Applied, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job = Job {
+            work,
+            reply: Reply::Blocking(tx),
+        };
+        let jobs = self.jobs.clone();
+        let wait = move || {
+            jobs.blocking_send(job).map_err(|_| failed("the writer has stopped"))?;
+            rx.recv().map_err(|_| failed("the writer has stopped"))?
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            Ok(_) => {
+                // `blocking_send` panics on a current-thread runtime's thread.
+                std::thread::scope(|s| s.spawn(wait).join()).map_err(|_| failed("the writer panicked"))?
+            }
+            Err(_) => wait(),
+        }
+    }
+
+    /// Runs, newest first.
+    pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        list_runs(&self.read(), filter)
+    }
+
+    pub fn run(&self, id: Uuid) -> Result<Option<RunRow>, StoreError> {
+        get_run(&self.read(), id)
+    }
+
+    /// A run's events as JSON, in order.
+    pub fn events_json(&self, run: Uuid) -> Result<Vec<J>, StoreError> {
+        events_of_run(&self.read(), run)
+    }
+
+    /// One event with its ancestry loaded (to emit it again).
+    pub fn event(&self, id: Uuid) -> Result<Option<Arc<Event>>, StoreError> {
+        let conn = self.read();
+        let mut cache = HashMap::new();
+        load_event(&conn, id.into_bytes(), &mut cache, 0)
+    }
+
+    /// Starts a new run whose root is a copy of `event` (re-emit from the API).
+    pub fn lease_owner(&self) -> &str {
+        &self.owner
+    }
+}
+
+fn prepare_event(e: &Event, redactor: &Redactor) -> Result<PreparedEvent, StoreError> {
+    let output = serde_json::to_string(&e.output).map_err(failed)?;
+    let mut parents = Vec::with_capacity(16 * e.parents.len());
+    for p in &e.parents {
+        parents.extend_from_slice(p.id.as_bytes());
+    }
+    Ok(PreparedEvent {
+        id: e.id.into_bytes(),
+        run: e.run_id.into_bytes(),
+        story: e.story.clone(),
+        action: e.action.clone(),
+        parents,
+        branch: e.branch,
+        output: redactor.text(&output),
+        at: e.created_at,
+    })
+}
+
+/// `Ok(text)` sets, `Err(text)` pushes, `None` deletes.
+fn prepare_state(puts: Vec<StatePut>) -> Vec<(String, Option<Result<String, String>>)> {
+    puts.into_iter()
+        .map(|p| {
+            let change = match p.change {
+                Change::Set(v) => Some(Ok(v.to_string())),
+                Change::Push(v) => Some(Err(v.to_string())),
+                Change::Delete => None,
+            };
+            (p.key, change)
+        })
+        .collect()
+}
+
+/// The writer thread: takes what is queued, applies it in one SQLite
+/// transaction, answers everyone. When one job of a batch fails the batch is
+/// rolled back and each job is applied alone, so one bad job fails alone.
+fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner: String) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let together = apply_batch(&mut conn, batch.iter().map(|j| &j.work), &owner);
+        match together {
+            Ok(results) => {
+                for (job, r) in batch.into_iter().zip(results) {
+                    job.reply.send(Ok(r));
+                }
+            }
+            Err(_) => {
+                for job in batch {
+                    let r = apply_batch(&mut conn, std::iter::once(&job.work), &owner)
+                        .map(|mut v| v.pop().unwrap_or_default())
+                        .map_err(failed);
+                    job.reply.send(r);
+                }
+            }
+        }
+    }
+}
+
+fn apply_batch<'a>(
+    conn: &mut Connection,
+    works: impl Iterator<Item = &'a Work>,
+    owner: &str,
+) -> rusqlite::Result<Vec<Applied>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::new();
+    for work in works {
+        results.push(match work {
+            Work::Step(p) => apply_step(&tx, p, owner)?,
+            Work::Prune { story, before_ms } => prune(&tx, story, *before_ms)?,
+        });
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusqlite::Result<Applied> {
+    let mut applied = Applied {
+        fired: true,
+        ..Applied::default()
+    };
+    if let Some((key, tick)) = &p.tick {
+        let last: Option<i64> = tx
+            .prepare_cached("SELECT last_tick FROM schedules WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?;
+        if last.is_some_and(|l| l >= *tick) {
+            applied.fired = false;
+            return Ok(applied);
+        }
+        tx.prepare_cached("INSERT INTO schedules (key, last_tick) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET last_tick = excluded.last_tick")?
+            .execute(params![key, tick])?;
+    }
+    for (run, story, at) in &p.started {
+        tx.prepare_cached("INSERT INTO runs (id, story, status, started_at) VALUES (?1, ?2, 'running', ?3)")?
+            .execute(params![&run[..], &**story, at])?;
+    }
+    if let Some(done) = &p.done {
+        tx.prepare_cached("DELETE FROM items WHERE id = ?1")?
+            .execute([&done[..]])?;
+    }
+    let mut counts: Vec<([u8; 16], i64)> = Vec::new();
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO events (id, run_id, story, action, parents, branch, output, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for e in &p.events {
+            insert.execute(params![
+                &e.id[..],
+                &e.run[..],
+                &*e.story,
+                &*e.action,
+                &e.parents,
+                e.branch,
+                &e.output,
+                e.at
+            ])?;
+            match counts.iter_mut().find(|(r, _)| *r == e.run) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((e.run, 1)),
+            }
+        }
+    }
+    for (run, n) in &counts {
+        tx.prepare_cached("UPDATE runs SET events = events + ?2 WHERE id = ?1")?
+            .execute(params![&run[..], n])?;
+    }
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO items (id, run_id, story, action, input, wake, due_at, lease_owner, lease_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?8)",
+        )?;
+        for i in &p.items {
+            insert.execute(params![
+                &i.id[..],
+                &i.run[..],
+                &*i.story,
+                &*i.action,
+                i.input.as_ref().map(|x| &x[..]),
+                i.wake,
+                i.due,
+                p.now + LEASE_MS,
+                owner
+            ])?;
+        }
+    }
+    for id in &p.cancelled {
+        tx.prepare_cached("DELETE FROM items WHERE id = ?1")?
+            .execute([&id[..]])?;
+    }
+    for (key, change) in &p.state {
+        match change {
+            Some(Ok(value)) => {
+                tx.prepare_cached("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
+                    .execute(params![key, value])?;
+            }
+            Some(Err(value)) => {
+                tx.prepare_cached(
+                    "INSERT INTO state_lists (key, seq, value) VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM state_lists WHERE key = ?1), ?2)",
+                )?
+                .execute(params![key, value])?;
+            }
+            None => {
+                tx.prepare_cached("DELETE FROM state WHERE key = ?1")?.execute([key])?;
+                tx.prepare_cached("DELETE FROM state_lists WHERE key = ?1")?
+                    .execute([key])?;
+            }
+        }
+    }
+    for (run, error) in &p.errors {
+        tx.prepare_cached("UPDATE runs SET errors = json_insert(errors, '$[#]', ?2) WHERE id = ?1")?
+            .execute(params![&run[..], error])?;
+    }
+    if let Some((run, status, errors, at)) = &p.finish {
+        tx.prepare_cached("UPDATE runs SET status = ?2, errors = ?3, finished_at = ?4 WHERE id = ?1")?
+            .execute(params![&run[..], status, errors, at])?;
+    }
+    for run in &p.settle {
+        let busy: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM items WHERE run_id = ?1)")?
+            .query_row([&run[..]], |r| r.get(0))?;
+        if busy {
+            continue;
+        }
+        let row: Option<(String, String)> = tx
+            .prepare_cached(
+                "UPDATE runs SET status = CASE WHEN errors = '[]' THEN 'succeeded' ELSE 'failed' END, finished_at = ?2
+                 WHERE id = ?1 AND status = 'running' RETURNING story, status",
+            )?
+            .query_row(params![&run[..], p.now], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((story, status)) = row {
+            applied
+                .finished
+                .push((Uuid::from_bytes(*run), story, status == "succeeded"));
+        }
+    }
+    Ok(applied)
+}
+
+fn prune(tx: &rusqlite::Transaction<'_>, story: &str, before_ms: i64) -> rusqlite::Result<Applied> {
+    let runs: Vec<(Vec<u8>, String)> = tx
+        .prepare_cached("SELECT id, status FROM runs WHERE story = ?1 AND started_at < ?2 AND status != 'running'")?
+        .query_map(params![story, before_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut applied = Applied::default();
+    for (id, status) in runs {
+        tx.prepare_cached("DELETE FROM events WHERE run_id = ?1")?
+            .execute([&id])?;
+        tx.prepare_cached("DELETE FROM runs WHERE id = ?1")?.execute([&id])?;
+        let uuid = Uuid::from_slice(&id).unwrap_or_default();
+        applied.finished.push((uuid, story.to_owned(), status == "succeeded"));
+    }
+    Ok(applied)
+}
+
+fn uuid_of(bytes: &[u8]) -> Uuid {
+    Uuid::from_slice(bytes).unwrap_or_default()
+}
+
+/// Branch names are `&'static str` in events; the set is small and fixed.
+fn intern_branch(b: &str) -> &'static str {
+    match b {
+        "failure" => "failure",
+        "no_match" => "no_match",
+        other => Box::leak(other.to_owned().into_boxed_str()),
+    }
+}
+
+/// Loads an event and its ancestry (depth-bounded: graphs are acyclic and
+/// deep chains are rare, but a damaged file must not recurse for ever).
+fn load_event(
+    conn: &Connection,
+    id: [u8; 16],
+    cache: &mut HashMap<[u8; 16], Arc<Event>>,
+    depth: usize,
+) -> Result<Option<Arc<Event>>, StoreError> {
+    if let Some(e) = cache.get(&id) {
+        return Ok(Some(e.clone()));
+    }
+    if depth > 10_000 {
+        return Err(failed("an event's ancestry is deeper than 10,000"));
+    }
+    type Row = (Vec<u8>, String, String, Vec<u8>, Option<String>, String, i64);
+    let row: Option<Row> = conn
+        .prepare_cached("SELECT run_id, story, action, parents, branch, output, created_at FROM events WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row([&id[..]], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(failed)?;
+    let Some((run, story, action, parent_ids, branch, output, at)) = row else {
+        return Ok(None);
+    };
+    let mut parents = Vec::new();
+    for chunk in parent_ids.chunks_exact(16) {
+        let mut pid = [0u8; 16];
+        pid.copy_from_slice(chunk);
+        if let Some(p) = load_event(conn, pid, cache, depth + 1)? {
+            parents.push(p);
+        }
+    }
+    let event = Arc::new(Event {
+        id: Uuid::from_bytes(id),
+        run_id: uuid_of(&run),
+        story: story.into(),
+        action: action.into(),
+        parents,
+        output: serde_json::from_str(&output).map_err(failed)?,
+        created_at: at,
+        branch: branch.as_deref().map(intern_branch),
+    });
+    cache.insert(id, event.clone());
+    Ok(Some(event))
+}
+
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    let id: Vec<u8> = r.get(0)?;
+    let errors: String = r.get(3)?;
+    Ok(RunRow {
+        id: uuid_of(&id).to_string(),
+        story: r.get(1)?,
+        status: r.get(2)?,
+        errors: serde_json::from_str(&errors).unwrap_or(J::Array(Vec::new())),
+        events: r.get(4)?,
+        started_at: r.get(5)?,
+        finished_at: r.get(6)?,
+    })
+}
+
+const RUN_COLUMNS: &str = "id, story, status, errors, events, started_at, finished_at";
+
+fn list_runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+    let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(s) = &f.story {
+        args.push(s.clone().into());
+        sql += &format!(" AND story = ?{}", args.len());
+    }
+    if let Some(s) = &f.status {
+        args.push(s.clone().into());
+        sql += &format!(" AND status = ?{}", args.len());
+    }
+    if let Some(t) = f.since {
+        args.push(t.into());
+        sql += &format!(" AND started_at >= ?{}", args.len());
+    }
+    if let Some(t) = f.until {
+        args.push(t.into());
+        sql += &format!(" AND started_at < ?{}", args.len());
+    }
+    if let Some(after) = f.after {
+        args.push(after.as_bytes().to_vec().into());
+        sql += &format!(" AND id < ?{}", args.len());
+    }
+    sql += &format!(" ORDER BY id DESC LIMIT {}", f.limit.clamp(1, 1000));
+    let mut stmt = conn.prepare(&sql).map_err(failed)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), run_row)
+        .map_err(failed)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(failed)?;
+    Ok(rows)
+}
+
+fn get_run(conn: &Connection, id: Uuid) -> Result<Option<RunRow>, StoreError> {
+    conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([&id.as_bytes()[..]], run_row).optional())
+        .map_err(failed)
+}
+
+fn events_of_run(conn: &Connection, run: Uuid) -> Result<Vec<J>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, run_id, story, action, parents, branch, output, created_at FROM events WHERE run_id = ?1 ORDER BY rowid",
+        )
+        .map_err(failed)?;
+    let rows = stmt
+        .query_map([&run.as_bytes()[..]], |r| {
+            let id: Vec<u8> = r.get(0)?;
+            let run: Vec<u8> = r.get(1)?;
+            let parents: Vec<u8> = r.get(4)?;
+            let output: String = r.get(6)?;
+            Ok(serde_json::json!({
+                "id": uuid_of(&id).to_string(),
+                "run_id": uuid_of(&run).to_string(),
+                "story": r.get::<_, String>(2)?,
+                "action": r.get::<_, String>(3)?,
+                "parent_ids": parents.chunks_exact(16).map(|c| uuid_of(c).to_string()).collect::<Vec<_>>(),
+                "branch": r.get::<_, Option<String>>(5)?,
+                "output": serde_json::from_str::<J>(&output).unwrap_or(J::Null),
+                "created_at": r.get::<_, i64>(7)?,
+            }))
+        })
+        .map_err(failed)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(failed)?;
+    Ok(rows)
+}
+
+/// Reads a database without taking it over (`tale runs`, `tale events`),
+/// also while `tale serve` runs on it.
+pub struct SqliteReader {
+    conn: Connection,
+}
+
+impl SqliteReader {
+    pub fn open(path: &Path) -> Result<Self, OpenError> {
+        let sqlite = |source| OpenError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        if !path.exists() {
+            return Err(sqlite(rusqlite::Error::InvalidPath(path.to_owned())));
+        }
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite)?;
+        Ok(Self { conn })
+    }
+
+    pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        list_runs(&self.conn, filter)
+    }
+
+    pub fn events_json(&self, run: Uuid) -> Result<Vec<J>, StoreError> {
+        events_of_run(&self.conn, run)
+    }
+
+    pub fn run(&self, id: Uuid) -> Result<Option<RunRow>, StoreError> {
+        get_run(&self.conn, id)
+    }
+}
+
+impl Store for SqliteStore {
+    fn start_run(&self, run_id: RunId, story: &str) -> Result<(), StoreError> {
+        let p = Prepared {
+            started: vec![(run_id.into_bytes(), story.into(), super::event::now_millis())],
+            ..Prepared::default()
+        };
+        self.submit_blocking(Work::Step(p)).map(drop)
+    }
+
+    fn finish_run(&self, run_id: RunId, status: RunStatus) -> Result<(), StoreError> {
+        let redactor = self.redactor();
+        let (name, errors) = match status {
+            RunStatus::Running => ("running", Vec::new()),
+            RunStatus::Succeeded => ("succeeded", Vec::new()),
+            RunStatus::Failed(e) => ("failed", e.iter().map(|x| redactor.text(x)).collect()),
+        };
+        let p = Prepared {
+            finish: Some((
+                run_id.into_bytes(),
+                name,
+                serde_json::to_string(&errors).map_err(failed)?,
+                super::event::now_millis(),
+            )),
+            ..Prepared::default()
+        };
+        self.submit_blocking(Work::Step(p)).map(drop)
+    }
+
+    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        let tx = Transaction {
+            events: commit.events,
+            state: commit.state,
+            ..Transaction::default()
+        };
+        let p = self.prepare(tx, false)?;
+        self.submit_blocking(Work::Step(p)).map(drop)
+    }
+
+    fn state(&self, key: &str) -> Result<Option<J>, StoreError> {
+        let text: Option<String> = self
+            .read()
+            .prepare_cached("SELECT value FROM state WHERE key = ?1")
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+            .map_err(failed)?;
+        text.map(|t| serde_json::from_str(&t).map_err(failed)).transpose()
+    }
+
+    fn state_list(&self, key: &str) -> Result<Vec<J>, StoreError> {
+        let conn = self.read();
+        let mut stmt = conn
+            .prepare_cached("SELECT value FROM state_lists WHERE key = ?1 ORDER BY seq")
+            .map_err(failed)?;
+        let texts = stmt
+            .query_map([key], |r| r.get::<_, String>(0))
+            .map_err(failed)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        texts.iter().map(|t| serde_json::from_str(t).map_err(failed)).collect()
+    }
+
+    fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError> {
+        let conn = self.read();
+        let mut cache = HashMap::new();
+        let ids: Vec<Vec<u8>> = conn
+            .prepare_cached("SELECT id FROM events WHERE run_id = ?1 ORDER BY rowid")
+            .and_then(|mut s| {
+                s.query_map([&run_id.as_bytes()[..]], |r| r.get(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(failed)?;
+        let mut out = Vec::new();
+        for id in ids {
+            let mut b = [0u8; 16];
+            if id.len() == 16 {
+                b.copy_from_slice(&id);
+                if let Some(e) = load_event(&conn, b, &mut cache, 0)? {
+                    out.push(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl DurableStore for SqliteStore {
+    fn apply(&self, tx: Transaction, wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>> {
+        match self.prepare(tx, true) {
+            Ok(p) => self.submit(Work::Step(p), wait),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
+    }
+
+    fn recover(&self) -> Result<Vec<WorkItem>, StoreError> {
+        let conn = self.read();
+        type Row = (Vec<u8>, Vec<u8>, String, String, Option<Vec<u8>>, Option<String>, i64);
+        let rows: Vec<Row> = conn
+            .prepare("SELECT id, run_id, story, action, input, wake, due_at FROM items ORDER BY id")
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(failed)?;
+        let mut cache = HashMap::new();
+        let mut items = Vec::with_capacity(rows.len());
+        for (id, run, story, action, input, wake, due) in rows {
+            let input = match input {
+                Some(bytes) if bytes.len() == 16 => {
+                    let mut b = [0u8; 16];
+                    b.copy_from_slice(&bytes);
+                    load_event(&conn, b, &mut cache, 0)?
+                }
+                _ => None,
+            };
+            items.push(WorkItem {
+                id: uuid_of(&id),
+                run_id: uuid_of(&run),
+                story: story.into(),
+                action: action.into(),
+                input,
+                wake: wake.map(|w| serde_json::from_str(&w).map_err(failed)).transpose()?,
+                due_ms: due,
+            });
+        }
+        // Ours now: the lock file says the previous owner is gone.
+        conn.execute(
+            "UPDATE items SET lease_owner = ?1, lease_until = ?2",
+            params![self.owner, super::event::now_millis() + LEASE_MS],
+        )
+        .map_err(failed)?;
+        Ok(items)
+    }
+
+    fn last_tick(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        self.read()
+            .prepare_cached("SELECT last_tick FROM schedules WHERE key = ?1")
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+            .map_err(failed)
+    }
+}

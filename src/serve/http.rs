@@ -1,0 +1,265 @@
+//! The HTTP side of `tale serve`: webhooks, health, metrics and the JSON API
+//! (docs/api.md).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use serde::Deserialize;
+use serde_json::{Value as J, json};
+use tale_engine::runtime::durable::{Delivery, DurableError};
+use tale_engine::runtime::exec::{WebhookRequest, WebhookResponse};
+use tale_engine::runtime::sqlite::RunFilter;
+use tale_engine::runtime::store::StoreError;
+use uuid::Uuid;
+
+use super::App;
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/webhook/{*rest}", any(webhook))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/stories", get(stories))
+        .route("/api/runs", get(runs))
+        .route("/api/runs/{id}", get(run))
+        .route("/api/runs/{id}/events", get(run_events))
+        .route("/api/events/{id}/reemit", post(reemit))
+        .with_state(app)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn webhook(
+    State(app): State<Arc<App>>,
+    Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Response {
+    let response = deliver(&app, rest, query, request).await;
+    app.metrics.webhook(response.status().as_u16());
+    response
+}
+
+async fn deliver(app: &Arc<App>, rest: String, query: Option<String>, request: Request) -> Response {
+    let method = request.method().as_str().to_ascii_lowercase();
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    // `/webhook/<path>` with a Bearer secret, or `/webhook/<path>/<secret>`.
+    let loaded = app.durable.loaded();
+    let (path, secret) = if loaded.hooks.contains_key(rest.as_str()) {
+        (rest, bearer)
+    } else {
+        match rest.rsplit_once('/') {
+            Some((p, s)) if loaded.hooks.contains_key(p) => (p.to_owned(), Some(s.to_owned())),
+            _ => return error(StatusCode::NOT_FOUND, "no webhook at this path"),
+        }
+    };
+    drop(loaded);
+    let body = match axum::body::to_bytes(request.into_body(), app.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {} bytes", app.max_body),
+            );
+        }
+    };
+    let query = query
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let request = WebhookRequest {
+        method,
+        path: path.clone(),
+        query,
+        headers,
+        body: body.to_vec(),
+        secret,
+        trusted: false,
+        whole_output: false,
+    };
+    match app.durable.deliver(&path, request).await {
+        Ok(Delivery::Started { response, .. }) | Ok(Delivery::Ignored(response)) => answer(response),
+        Ok(Delivery::Refused { status, message }) => {
+            error(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), message)
+        }
+        Ok(Delivery::NoSuchWebhook) => error(StatusCode::NOT_FOUND, "no webhook at this path"),
+        Err(DurableError::Store(StoreError::Full(why))) => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, format!("busy, try again: {why}"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(webhook = %path, "request not stored: {e}");
+            error(StatusCode::SERVICE_UNAVAILABLE, "the request could not be stored")
+        }
+    }
+}
+
+fn answer(response: WebhookResponse) -> Response {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK))
+        .header(header::CONTENT_TYPE, response.content_type);
+    for (k, v) in response.headers {
+        builder = builder.header(k, v);
+    }
+    builder
+        .body(Body::from(response.body))
+        .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, format!("invalid response: {e}")))
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    if !app.ready.load(Ordering::Relaxed) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "starting");
+    }
+    if app.durable.queue_depth() >= app.durable.max_queued {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "saturated");
+    }
+    "ready".into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    app.metrics.queue_depth.set(app.durable.queue_depth() as i64);
+    app.metrics.waiting.set(app.durable.waiting() as i64);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    (headers, app.metrics.encode()).into_response()
+}
+
+async fn stories(State(app): State<Arc<App>>) -> Response {
+    let statuses = app.statuses.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let loaded = app.durable.loaded();
+    let list: Vec<J> = statuses
+        .iter()
+        .map(|s| {
+            let built = s.id.as_ref().and_then(|id| loaded.runtime.library.get(id));
+            json!({
+                "id": s.id,
+                "file": s.file,
+                "status": s.status,
+                "errors": s.errors,
+                "warnings": s.warnings,
+                "name": built.map(|b| b.name.clone()),
+                "actions": built.map(|b| b.actions.iter().map(|a| json!({
+                    "slug": &*a.slug,
+                    "type": a.type_name,
+                    "webhook": a.webhook_path,
+                    "schedule": a.schedule.as_ref().map(|s| json!({"cron": s.cron, "timezone": s.timezone})),
+                })).collect::<Vec<_>>()),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "stories": list })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsQuery {
+    story: Option<String>,
+    status: Option<String>,
+    /// RFC 3339 or ms since the epoch.
+    since: Option<String>,
+    until: Option<String>,
+    after: Option<Uuid>,
+    limit: Option<usize>,
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("`{s}` is neither ms since the epoch nor RFC 3339: {e}"))
+}
+
+async fn runs(State(app): State<Arc<App>>, Query(q): Query<RunsQuery>) -> Response {
+    let since = match q.since.as_deref().map(parse_time).transpose() {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let until = match q.until.as_deref().map(parse_time).transpose() {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let filter = RunFilter {
+        story: q.story,
+        status: q.status,
+        since,
+        until,
+        after: q.after,
+        limit,
+    };
+    match app.store.runs(&filter) {
+        Ok(runs) => {
+            let next = (runs.len() == limit)
+                .then(|| runs.last().map(|r| r.id.clone()))
+                .flatten();
+            axum::Json(json!({"runs": runs, "next": next})).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn run(State(app): State<Arc<App>>, Path(id): Path<Uuid>) -> Response {
+    match app.store.run(id) {
+        Ok(Some(run)) => axum::Json(run).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such run"),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn run_events(State(app): State<Arc<App>>, Path(id): Path<Uuid>) -> Response {
+    let events = match app.store.events_json(id) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut by_action = serde_json::Map::new();
+    for e in &events {
+        let slug = e["action"].as_str().unwrap_or_default().to_owned();
+        if let J::Array(list) = by_action.entry(slug).or_insert_with(|| J::Array(Vec::new())) {
+            list.push(e.clone());
+        }
+    }
+    axum::Json(json!({"run_id": id.to_string(), "events": events, "by_action": by_action})).into_response()
+}
+
+async fn reemit(State(app): State<Arc<App>>, Path(id): Path<Uuid>) -> Response {
+    let event = match app.store.event(id) {
+        Ok(Some(e)) => e,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such event"),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    match app.durable.reemit(&event).await {
+        Ok(run) => (StatusCode::ACCEPTED, axum::Json(json!({"run_id": run.to_string()}))).into_response(),
+        Err(DurableError::Gone(why)) => error(StatusCode::CONFLICT, why),
+        Err(DurableError::Store(StoreError::Full(why))) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}

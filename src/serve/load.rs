@@ -1,0 +1,155 @@
+//! Loading the stories `tale serve` runs: every story under `--stories` is
+//! checked; one with errors is refused (its diagnostics go to the log) and
+//! the version served before, if any, keeps running.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tale_engine::diagnostic::Severity;
+use tale_engine::report;
+use tale_engine::runtime::build::{BuiltStory, build};
+use tale_engine::runtime::call::Library;
+use tale_engine::runtime::redact::Redactor;
+use tale_engine::template::TemplateParser;
+
+use crate::commands::check::check_paths;
+use crate::commands::run::globals;
+
+/// A story file and whether it is served.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StoryStatus {
+    pub(crate) id: Option<String>,
+    pub(crate) file: String,
+    /// `ok`, `refused` (errors; nothing served) or `stale` (errors; the
+    /// previous version is served).
+    pub(crate) status: &'static str,
+    pub(crate) errors: Vec<String>,
+    pub(crate) warnings: usize,
+}
+
+pub(crate) struct LoadedStories {
+    pub(crate) library: Library,
+    pub(crate) statuses: Vec<StoryStatus>,
+    pub(crate) redactor: Redactor,
+    /// The files read and when they changed, to notice edits.
+    pub(crate) fingerprint: Fingerprint,
+}
+
+pub(crate) type Fingerprint = Vec<(PathBuf, Option<std::time::SystemTime>, u64)>;
+
+/// The story files under `dir` with their modification times.
+pub(crate) fn fingerprint(dir: &Path) -> Fingerprint {
+    let found = tale_engine::files::discover(&[dir.to_path_buf()]);
+    let mut out: Fingerprint = found
+        .stories
+        .iter()
+        .chain(&found.resources)
+        .map(|f| {
+            let meta = std::fs::metadata(&*f.path).ok();
+            (
+                f.path.to_path_buf(),
+                meta.as_ref().and_then(|m| m.modified().ok()),
+                meta.map_or(0, |m| m.len()),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Checks and builds every story under `dir`. `previous` holds what was
+/// served so far (by id, with its file), kept for stories now broken.
+pub(crate) fn load(
+    dir: &Path,
+    resources: &[PathBuf],
+    credentials: Option<&Path>,
+    previous: &HashMap<String, (Arc<BuiltStory>, PathBuf)>,
+) -> LoadedStories {
+    let fingerprint = fingerprint(dir);
+    let checked = check_paths(&[dir.to_path_buf()], &[], false, credentials, resources);
+    let mut errors_by_file: HashMap<PathBuf, Vec<String>> = HashMap::new();
+    let mut warnings_by_file: HashMap<PathBuf, usize> = HashMap::new();
+    for d in &checked.output.diagnostics {
+        match d.severity {
+            Severity::Error => {
+                let text = report::human(std::slice::from_ref(d), &checked.sources, false);
+                errors_by_file.entry(d.file.to_path_buf()).or_default().push(text);
+            }
+            _ => *warnings_by_file.entry(d.file.to_path_buf()).or_default() += 1,
+        }
+    }
+    let parser = TemplateParser::new();
+    let mut library = Library::new();
+    let mut statuses = Vec::new();
+    let mut credentials_seen = serde_json::Map::new();
+    for story in &checked.output.stories {
+        let file = story.file.to_path_buf();
+        let mut errors = errors_by_file.remove(&file).unwrap_or_default();
+        let id = story.id.value.clone();
+        if errors.is_empty() {
+            match globals(story, &file, resources, false).and_then(|g| Ok(build(story, &parser, g)?)) {
+                Ok(built) => {
+                    if let serde_json::Value::Object(c) = &built.globals.credentials {
+                        credentials_seen.extend(c.clone());
+                    }
+                    library.insert(id.clone(), Arc::new(built));
+                }
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        let status = if errors.is_empty() {
+            "ok"
+        } else if let Some((old, _)) = previous.get(&id) {
+            library.entry(id.clone()).or_insert_with(|| old.clone());
+            "stale"
+        } else {
+            "refused"
+        };
+        statuses.push(StoryStatus {
+            id: Some(id),
+            file: file.display().to_string(),
+            status,
+            errors,
+            warnings: warnings_by_file.get(&file).copied().unwrap_or(0),
+        });
+    }
+    // Files that did not even parse: keep what they served before.
+    for (file, errors) in errors_by_file {
+        let kept = previous.iter().find(|(_, (_, f))| *f == file);
+        let status = match kept {
+            Some((id, (old, _))) => {
+                library.entry(id.clone()).or_insert_with(|| old.clone());
+                "stale"
+            }
+            None => "refused",
+        };
+        statuses.push(StoryStatus {
+            id: kept.map(|(id, _)| id.clone()),
+            file: file.display().to_string(),
+            status,
+            errors,
+            warnings: 0,
+        });
+    }
+    statuses.sort_by(|a, b| a.file.cmp(&b.file));
+    let redactor = Redactor::new(&serde_json::Value::Object(credentials_seen));
+    LoadedStories {
+        library,
+        statuses,
+        redactor,
+        fingerprint,
+    }
+}
+
+/// The stories served, by id, with their files (what a reload keeps).
+pub(crate) fn served(library: &Library, statuses: &[StoryStatus]) -> HashMap<String, (Arc<BuiltStory>, PathBuf)> {
+    let mut out = HashMap::new();
+    for (id, story) in library {
+        if let Some(s) = statuses.iter().find(|s| s.id.as_deref() == Some(id)) {
+            out.insert(id.clone(), (story.clone(), PathBuf::from(&s.file)));
+        }
+    }
+    out
+}

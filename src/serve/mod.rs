@@ -1,0 +1,357 @@
+//! `tale serve`: webhooks, schedules and durable execution on SQLite, with a
+//! JSON API, metrics and reload (SPEC §1.4, §7). The executor and the store
+//! live in the engine (`runtime::durable`, `runtime::sqlite`); this module
+//! wires them to HTTP, signals and files.
+
+mod http;
+mod load;
+mod metrics;
+mod schedule;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use tale_engine::runtime::clock::{Clock, RealClock};
+use tale_engine::runtime::durable::{Durable, Loaded};
+use tale_engine::runtime::exec::Runtime;
+use tale_engine::runtime::http::{HttpClient, RealHttp};
+use tale_engine::runtime::mail::{Mailer, NoMailer, SmtpMailer};
+use tale_engine::runtime::sqlite::{SqliteStore, Sync};
+
+use self::load::{StoryStatus, load, served};
+use self::metrics::{MeteredHttp, Metrics};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncMode {
+    /// Sync the log at every commit: nothing acknowledged is lost, even to a power cut.
+    Full,
+    /// Sync at checkpoints: safe against a crash of tale, not of the machine.
+    Normal,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The folder of stories to serve (searched recursively).
+    #[arg(long, default_value = ".")]
+    pub stories: PathBuf,
+    /// The database: `sqlite:PATH`.
+    #[arg(long, default_value = "sqlite:tale.db")]
+    pub db: String,
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Logs as text for people or as JSON lines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Work items that run at once.
+    #[arg(long, default_value_t = 256)]
+    pub workers: usize,
+    /// Requests in flight to one host at once.
+    #[arg(long, default_value_t = 16)]
+    pub per_host: usize,
+    /// How the database syncs its log (see docs/deployment.md).
+    #[arg(long, value_enum, default_value_t = SyncMode::Full)]
+    pub sync: SyncMode,
+    /// Largest webhook body accepted, in bytes (a webhook's own `max_body_bytes` may be lower).
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    pub max_body: usize,
+    /// A credentials file (refused when group- or world-readable).
+    #[arg(long)]
+    pub credentials: Option<PathBuf>,
+    /// More resources files (`resources.yaml` beside a story is always read).
+    #[arg(long)]
+    pub resources: Vec<PathBuf>,
+    /// How often story files are checked for changes (0: only on SIGHUP).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub watch: Duration,
+    /// How long a stop waits for work in flight before leaving it for the next start.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+}
+
+/// What the HTTP handlers share.
+pub(crate) struct App {
+    pub(crate) durable: Arc<Durable>,
+    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) statuses: RwLock<Vec<StoryStatus>>,
+    pub(crate) max_body: usize,
+    pub(crate) ready: AtomicBool,
+}
+
+/// A running server (tests start one in-process).
+pub struct Server {
+    pub addr: SocketAddr,
+    app: Arc<App>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Stops accepting, waits up to `grace` for work in flight, and returns.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("the server task failed")?
+    }
+
+    /// Work items ready, running or waiting on a timer.
+    pub fn pending(&self) -> usize {
+        self.app.durable.queue_depth() + self.app.durable.waiting()
+    }
+}
+
+fn sqlite_path(db: &str) -> anyhow::Result<PathBuf> {
+    match db.split_once(':') {
+        Some(("sqlite", path)) if !path.is_empty() => Ok(PathBuf::from(path.trim_start_matches("//"))),
+        Some(("postgres" | "postgresql", _)) => {
+            bail!("PostgreSQL is not supported yet: use --db sqlite:PATH")
+        }
+        _ => bail!("--db must look like sqlite:PATH, found `{db}`"),
+    }
+}
+
+/// Starts serving; `clock` replaces the real clock (tests of schedules).
+pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::Result<Server> {
+    let path = sqlite_path(&args.db)?;
+    let store = SqliteStore::open(
+        &path,
+        match args.sync {
+            SyncMode::Full => Sync::Full,
+            SyncMode::Normal => Sync::Normal,
+        },
+    )?;
+    let metrics = Metrics::new();
+    let http: Arc<dyn HttpClient> = Arc::new(MeteredHttp {
+        inner: Arc::new(RealHttp::new(args.per_host.max(1))?),
+        metrics: metrics.clone(),
+    });
+    let mail: Arc<dyn Mailer> = match SmtpMailer::from_env() {
+        Some(m) => Arc::new(m?),
+        None => Arc::new(NoMailer),
+    };
+    let clock = clock.unwrap_or_else(|| Arc::new(RealClock));
+    let base = Runtime {
+        http,
+        mail,
+        clock,
+        store: store.clone(),
+        max_in_flight: 64,
+        trace: false,
+        progress: None,
+        on_event: None,
+        keep_events: false,
+        library: Default::default(),
+        depth: 0,
+    };
+    let stories_dir = args.stories.clone();
+    let (resources, credentials) = (args.resources.clone(), args.credentials.clone());
+    let first = {
+        let dir = stories_dir.clone();
+        let (r, c) = (resources.clone(), credentials.clone());
+        tokio::task::spawn_blocking(move || load(&dir, &r, c.as_deref(), &Default::default())).await?
+    };
+    log_statuses(&first.statuses);
+    let redactor = Arc::new(first.redactor);
+    store.set_redactor(redactor.clone());
+    let loaded = Loaded::new(
+        Runtime {
+            library: Arc::new(first.library),
+            ..base.clone()
+        },
+        redactor,
+    );
+    let durable = Durable::start(loaded, store.clone(), args.workers, Some(metrics.clone()));
+    let resumed = durable.resume()?;
+    if resumed > 0 {
+        tracing::info!(items = resumed, "resumed the work left by the previous run");
+    }
+    let app = Arc::new(App {
+        durable: durable.clone(),
+        store: store.clone(),
+        metrics,
+        statuses: RwLock::new(first.statuses),
+        max_body: args.max_body,
+        ready: AtomicBool::new(false),
+    });
+    let schedules = Arc::new(Mutex::new(schedule::spawn_all(
+        &durable,
+        &durable.loaded().runtime.library,
+    )));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+
+    // Reload on SIGHUP and when a story file changes.
+    let reload = {
+        let app = app.clone();
+        let schedules = schedules.clone();
+        let base = base.clone();
+        let watch = args.watch;
+        let mut fingerprint = first.fingerprint;
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            loop {
+                let poll = async {
+                    if watch.is_zero() {
+                        std::future::pending::<()>().await
+                    } else {
+                        tokio::time::sleep(watch).await
+                    }
+                };
+                let signalled = tokio::select! {
+                    _ = async { match &mut hup { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
+                    () = poll => false,
+                };
+                let dir = stories_dir.clone();
+                if !signalled {
+                    let d = dir.clone();
+                    let now = tokio::task::spawn_blocking(move || load::fingerprint(&d))
+                        .await
+                        .unwrap_or_default();
+                    if now == fingerprint {
+                        continue;
+                    }
+                }
+                tracing::info!(signalled, "reloading the stories");
+                let previous = {
+                    let statuses = app.statuses.read().unwrap_or_else(|p| p.into_inner());
+                    served(&app.durable.loaded().runtime.library, &statuses)
+                };
+                let (r, c) = (resources.clone(), credentials.clone());
+                let Ok(next) = tokio::task::spawn_blocking(move || load(&dir, &r, c.as_deref(), &previous)).await
+                else {
+                    continue;
+                };
+                log_statuses(&next.statuses);
+                fingerprint = next.fingerprint;
+                let redactor = Arc::new(next.redactor);
+                store.set_redactor(redactor.clone());
+                app.durable.replace(Loaded::new(
+                    Runtime {
+                        library: Arc::new(next.library),
+                        ..base.clone()
+                    },
+                    redactor,
+                ));
+                *app.statuses.write().unwrap_or_else(|p| p.into_inner()) = next.statuses;
+                let mut tasks = schedules.lock().unwrap_or_else(|p| p.into_inner());
+                for t in tasks.drain(..) {
+                    t.abort();
+                }
+                *tasks = schedule::spawn_all(&app.durable, &app.durable.loaded().runtime.library);
+            }
+        })
+    };
+
+    // Retention: each story's `keep_events_for`, checked every minute.
+    let pruner = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                let loaded = app.durable.loaded();
+                let now = loaded.runtime.clock.now_ms();
+                for story in loaded.runtime.library.values() {
+                    let Some(keep) = story.keep_events_for else { continue };
+                    match app.store.prune(&story.id, now - keep.as_millis() as i64).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(story = %story.id, runs = n, "pruned old runs"),
+                        Err(e) => tracing::warn!(story = %story.id, "pruning failed: {e}"),
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        })
+    };
+
+    let router = http::router(app.clone());
+    app.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(%addr, db = %path.display(), "tale serve is listening");
+    let grace = args.grace;
+    let app2 = app.clone();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("the HTTP server failed")?;
+        app2.ready.store(false, std::sync::atomic::Ordering::Relaxed);
+        reload.abort();
+        pruner.abort();
+        for t in schedules.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
+        // Finish what is in flight; what is not done by then stays stored.
+        let deadline = tokio::time::Instant::now() + grace;
+        while app2.durable.queue_depth() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = app2.durable.queue_depth() + app2.durable.waiting();
+        tracing::info!(left, "stopped; work left is resumed at the next start");
+        Ok(())
+    });
+    Ok(Server { addr, app, stop, task })
+}
+
+fn log_statuses(statuses: &[StoryStatus]) {
+    for s in statuses {
+        let id = s.id.as_deref().unwrap_or("?");
+        match s.status {
+            "ok" => tracing::info!(story = id, file = %s.file, "serving"),
+            "stale" => tracing::error!(
+                story = id,
+                file = %s.file,
+                "the new version has errors; the previous version keeps running:\n{}",
+                s.errors.join("")
+            ),
+            _ => tracing::error!(story = id, file = %s.file, "not served, it has errors:\n{}", s.errors.join("")),
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TALE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+/// `tale serve` from the command line: runs until SIGTERM or Ctrl-C.
+pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<crate::ExitStatus> {
+    init_logs(args.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let server = start(args, None).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+        tracing::info!("stopping");
+        server.stop().await
+    })?;
+    Ok(crate::ExitStatus::Success)
+}
