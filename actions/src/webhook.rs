@@ -193,20 +193,39 @@ struct WebhookExec {
     body: Option<Tree>,
 }
 
-/// The body by its content type: JSON, a form, or text.
-fn parse_body(request: &WebhookRequest) -> Result<J, String> {
-    if request.body.is_empty() {
-        return Ok(J::Null);
-    }
+/// Whether a body of this content type can become an event: JSON, a form,
+/// or text (XML included). Binary bodies and multipart uploads cannot.
+fn supported(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.is_empty()
+        || essence.contains("json")
+        || essence == "application/x-www-form-urlencoded"
+        || essence.starts_with("text/")
+        || essence == "application/xml"
+        || essence.ends_with("+xml")
+}
+
+/// The body by its content type: JSON, a form, or text; `Err` holds the
+/// status to answer (400 malformed, 415 unsupported) and why.
+fn parse_body(request: &WebhookRequest) -> Result<J, (u16, String)> {
     let content_type = request
         .headers
         .iter()
         .find(|(k, _)| k == "content-type")
         .map_or("", |(_, v)| v.as_str())
         .to_ascii_lowercase();
-    let text = std::str::from_utf8(&request.body).map_err(|_| "the body is not UTF-8 text".to_owned())?;
+    if !supported(&content_type) {
+        return Err((
+            415,
+            format!("content type `{content_type}` is not supported: send JSON, a form or text"),
+        ));
+    }
+    if request.body.is_empty() {
+        return Ok(J::Null);
+    }
+    let text = std::str::from_utf8(&request.body).map_err(|_| (400, "the body is not UTF-8 text".to_owned()))?;
     if content_type.contains("json") || (content_type.is_empty() && text.trim_start().starts_with(['{', '['])) {
-        return serde_json::from_str(text).map_err(|e| format!("the body is not valid JSON: {e}"));
+        return serde_json::from_str(text).map_err(|e| (400, format!("the body is not valid JSON: {e}")));
     }
     if content_type.starts_with("application/x-www-form-urlencoded") {
         let map: serde_json::Map<String, J> = url::form_urlencoded::parse(text.as_bytes())
@@ -268,7 +287,7 @@ impl Executable for WebhookExec {
         }
         let body = match parse_body(request) {
             Ok(b) => b,
-            Err(e) => return refuse(400, e),
+            Err((status, e)) => return refuse(status, e),
         };
         let query = pairs(&request.query);
         let request_json = json!({

@@ -51,9 +51,17 @@ async fn webhook(
 
 async fn deliver(app: &Arc<App>, rest: String, query: Option<String>, request: Request) -> Response {
     let method = request.method().as_str().to_ascii_lowercase();
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    // The secret never reaches the event: a Bearer header is left out.
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
+        .filter(|(k, _)| bearer.is_none() || *k != header::AUTHORIZATION)
         .map(|(k, v)| {
             (
                 k.as_str().to_owned(),
@@ -61,12 +69,6 @@ async fn deliver(app: &Arc<App>, rest: String, query: Option<String>, request: R
             )
         })
         .collect();
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
     // `/webhook/<path>` with a Bearer secret, or `/webhook/<path>/<secret>`.
     let loaded = app.durable.loaded();
     let (path, secret) = if loaded.hooks.contains_key(rest.as_str()) {

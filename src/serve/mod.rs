@@ -63,6 +63,9 @@ pub struct ServeArgs {
     /// How the database syncs its log (see docs/deployment.md).
     #[arg(long, value_enum, default_value_t = SyncMode::Full)]
     pub sync: SyncMode,
+    /// Work items ready or running beyond which webhooks answer 503.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_queued: usize,
     /// Largest webhook body accepted, in bytes (a webhook's own `max_body_bytes` may be lower).
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     pub max_body: usize,
@@ -171,7 +174,13 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         },
         redactor,
     );
-    let durable = Durable::start(loaded, store.clone(), args.workers, Some(metrics.clone()));
+    let durable = Durable::start(
+        loaded,
+        store.clone(),
+        args.workers,
+        args.max_queued,
+        Some(metrics.clone()),
+    );
     let resumed = durable.resume()?;
     if resumed > 0 {
         tracing::info!(items = resumed, "resumed the work left by the previous run");

@@ -8,6 +8,7 @@ mod mock_smtp;
 mod no_panic;
 mod runtime;
 mod schema;
+mod serve;
 mod story_tests;
 mod substories;
 mod support;

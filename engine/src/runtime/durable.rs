@@ -138,6 +138,12 @@ pub enum DurableError {
     Gone(String),
 }
 
+/// An item waiting on a timer: its story, action and wake payload (what an
+/// implode's `cancel` matches).
+type Waiting = HashMap<Uuid, (Arc<str>, Arc<str>, J)>;
+/// One lock per (story, stateful action).
+type ActionLocks = HashMap<(Arc<str>, Arc<str>), Arc<tokio::sync::Mutex<()>>>;
+
 /// Emits of a long explode are committed in chunks of this many.
 const CHUNK: usize = 1024;
 
@@ -151,9 +157,9 @@ pub struct Durable {
     /// Beyond this many queued items, webhooks answer 503 and long explodes wait.
     pub max_queued: usize,
     /// Items waiting on a timer, with what cancels them.
-    waiting: Mutex<HashMap<Uuid, (Arc<str>, Arc<str>, J)>>,
+    waiting: Mutex<Waiting>,
     /// One lock per stateful action: its items run one at a time.
-    locks: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<ActionLocks>,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -163,6 +169,7 @@ impl Durable {
         loaded: Loaded,
         store: Arc<dyn DurableStore>,
         workers: usize,
+        max_queued: usize,
         observer: Option<Arc<dyn Observer>>,
     ) -> Arc<Self> {
         let (ready, mut rx) = tokio::sync::mpsc::unbounded_channel::<WorkItem>();
@@ -171,7 +178,7 @@ impl Durable {
             store,
             ready,
             queued: AtomicUsize::new(0),
-            max_queued: 100_000,
+            max_queued,
             waiting: Mutex::default(),
             locks: Mutex::default(),
             observer,
@@ -374,7 +381,7 @@ impl Durable {
         }
     }
 
-    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Arc<str>, Arc<str>, J)>> {
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 

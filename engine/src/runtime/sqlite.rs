@@ -124,7 +124,7 @@ pub struct RunFilter {
 }
 
 enum Work {
-    Step(Prepared),
+    Step(Box<Prepared>),
     Prune { story: String, before_ms: i64 },
 }
 
@@ -257,8 +257,13 @@ impl SqliteStore {
                 path: lock_path.clone(),
                 source,
             })?;
-        if lock.try_lock().is_err() {
-            return Err(OpenError::Locked(path.to_owned()));
+        // A previous owner that is still exiting gets a moment to let go.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while lock.try_lock().is_err() {
+            if std::time::Instant::now() >= deadline {
+                return Err(OpenError::Locked(path.to_owned()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let write = connect(path, sync)?;
         let read = connect(path, sync)?;
@@ -840,7 +845,7 @@ impl Store for SqliteStore {
             started: vec![(run_id.into_bytes(), story.into(), super::event::now_millis())],
             ..Prepared::default()
         };
-        self.submit_blocking(Work::Step(p)).map(drop)
+        self.submit_blocking(Work::Step(Box::new(p))).map(drop)
     }
 
     fn finish_run(&self, run_id: RunId, status: RunStatus) -> Result<(), StoreError> {
@@ -859,7 +864,7 @@ impl Store for SqliteStore {
             )),
             ..Prepared::default()
         };
-        self.submit_blocking(Work::Step(p)).map(drop)
+        self.submit_blocking(Work::Step(Box::new(p))).map(drop)
     }
 
     fn commit(&self, commit: Commit) -> Result<(), StoreError> {
@@ -869,7 +874,7 @@ impl Store for SqliteStore {
             ..Transaction::default()
         };
         let p = self.prepare(tx, false)?;
-        self.submit_blocking(Work::Step(p)).map(drop)
+        self.submit_blocking(Work::Step(Box::new(p))).map(drop)
     }
 
     fn state(&self, key: &str) -> Result<Option<J>, StoreError> {
@@ -921,7 +926,7 @@ impl Store for SqliteStore {
 impl DurableStore for SqliteStore {
     fn apply(&self, tx: Transaction, wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>> {
         match self.prepare(tx, true) {
-            Ok(p) => self.submit(Work::Step(p), wait),
+            Ok(p) => self.submit(Work::Step(Box::new(p)), wait),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
     }

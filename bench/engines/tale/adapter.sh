@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Adapter that plugs tale into the peer benchmark harness (../shared/bench,
+# README "Plugging in an engine"):
+#   info     KEY=VALUE lines (URLs, version, settings)
+#   prepare  a fresh database and the W1/W2 stories in $RUN_DIR
+#   start    exec `tale serve` in the foreground
+# Env from the harness: BENCH_DIR, PEERS_DIR, SINK_URL, RUN_DIR.
+# Optional: TALE_BIN (default: target/release/tale of this project),
+# TALE_PORT (8090), TALE_SYNC (full|normal, default full), TALE_WORKERS (256).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../../.." && pwd)"
+BIN="${TALE_BIN:-$ROOT/target/release/tale}"
+PORT="${TALE_PORT:-8090}"
+SYNC="${TALE_SYNC:-full}"
+WORKERS="${TALE_WORKERS:-256}"
+BASE="http://127.0.0.1:$PORT"
+# The webhooks' shared secret (a credential, as in production).
+SECRET="bench-secret-0123"
+
+case "${1:-}" in
+  info)
+    [ -x "$BIN" ] || { echo "tale not built: cargo build --release (or set TALE_BIN)" >&2; exit 1; }
+    echo "ENGINE_NAME=tale"
+    echo "ENGINE_VERSION=$("$BIN" --version)"
+    echo "W1_URL=$BASE/webhook/w1/$SECRET"
+    echo "W2_URL=$BASE/webhook/w2/$SECRET"
+    echo "W2EACH_URL=$BASE/webhook/w2each/$SECRET"
+    echo "READY_URL=$BASE/readyz"
+    echo "NOTES=durable SQLite store (WAL, synchronous=$SYNC), $WORKERS workers, every step committed before the next"
+    ;;
+  prepare)
+    rm -rf "$RUN_DIR/tale"; mkdir -p "$RUN_DIR/tale/stories"
+    cp "$HERE"/stories/*.yaml "$RUN_DIR/tale/stories/"
+    echo "prepared $RUN_DIR/tale"
+    ;;
+  start)
+    cd "$RUN_DIR/tale"
+    export TALE_CREDENTIAL_BENCH="$SECRET" TALE_RESOURCE_SINK_URL="$SINK_URL" TALE_LOG="${TALE_LOG:-warn}"
+    exec "$BIN" serve --stories stories --db "sqlite:$RUN_DIR/tale/tale.db" --listen "127.0.0.1:$PORT" \
+      --sync "$SYNC" --workers "$WORKERS" --watch 0s
+    ;;
+  *) echo "usage: $0 info|prepare|start" >&2; exit 2 ;;
+esac

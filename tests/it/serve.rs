@@ -1,0 +1,629 @@
+//! `tale serve`: webhooks answered only once stored, bad input refused with
+//! nothing stored, a SIGKILL under load losing nothing, schedules on a
+//! controllable clock, reload of a broken story, and a restart that resumes
+//! pending delays and an open implode. Real SQLite files, a real sink on
+//! 127.0.0.1.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value as J, json};
+use tale::serve::{ServeArgs, Server};
+use tale_engine::runtime::clock::ManualClock;
+
+use crate::mock_server::{Reply, Server as Mock};
+
+const SECRET: &str = "hook-secret-42";
+
+fn args(dir: &Path) -> ServeArgs {
+    ServeArgs {
+        stories: dir.join("stories"),
+        db: format!("sqlite:{}", dir.join("tale.db").display()),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        log_format: tale::serve::LogFormat::Human,
+        workers: 64,
+        per_host: 16,
+        sync: tale::serve::SyncMode::Normal,
+        max_queued: 100_000,
+        max_body: 1024 * 1024,
+        credentials: None,
+        resources: Vec::new(),
+        watch: Duration::ZERO,
+        grace: Duration::from_secs(5),
+    }
+}
+
+fn write_story(dir: &Path, name: &str, text: &str) {
+    let stories = dir.join("stories");
+    std::fs::create_dir_all(&stories).expect("mkdir");
+    std::fs::write(stories.join(name), text).expect("write story");
+}
+
+/// A story forwarding each webhook body to the mock at `url`.
+fn forward_story(url: &str) -> String {
+    format!(
+        r#"name: Forward
+actions:
+  hook:
+    type: webhook
+    path: fwd
+    secret: {SECRET}
+    verbs: [post]
+    max_body_bytes: 256
+  send:
+    type: http_request
+    from: hook
+    method: post
+    url: "{url}"
+    payload: "{{{{ hook.body | as_object }}}}"
+"#
+    )
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+async fn get_json(server: &Server, path: &str) -> J {
+    client()
+        .get(format!("http://{}{path}", server.addr))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Waits until `f` holds (bounded).
+async fn eventually(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_run_is_stored_forwarded_and_listed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    mock.route("/sink", vec![Reply::json(200, "{}")]);
+    write_story(dir.path(), "forward.yaml", &forward_story(&mock.url("/sink")));
+    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    let url = format!("http://{}/webhook/fwd/{SECRET}", server.addr);
+    let r = client().post(&url).json(&json!({"id": 7})).send().await.expect("post");
+    assert_eq!(r.status(), 200);
+    // The Bearer form reaches the same webhook, and its secret is not stored.
+    let r = client()
+        .post(format!("http://{}/webhook/fwd", server.addr))
+        .bearer_auth(SECRET)
+        .json(&json!({"id": 8}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    eventually("two forwarded bodies", Duration::from_secs(10), async || {
+        mock.received().len() == 2
+    })
+    .await;
+    let mut ids: Vec<J> = mock
+        .received()
+        .iter()
+        .map(|r| serde_json::from_str::<J>(&r.body).expect("json")["id"].clone())
+        .collect();
+    ids.sort_by_key(|v| v.as_i64());
+    assert_eq!(ids, vec![json!(7), json!(8)]);
+    eventually("two finished runs", Duration::from_secs(10), async || {
+        get_json(&server, "/api/runs?status=succeeded").await["runs"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    let runs = get_json(&server, "/api/runs?story=forward&limit=1").await;
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1));
+    let next = runs["next"].as_str().expect("a next page").to_owned();
+    let page2 = get_json(&server, &format!("/api/runs?story=forward&limit=1&after={next}")).await;
+    assert_eq!(page2["runs"].as_array().map(Vec::len), Some(1));
+    assert_ne!(page2["runs"][0]["id"], runs["runs"][0]["id"]);
+    let run_id = runs["runs"][0]["id"].as_str().expect("id").to_owned();
+    let events = get_json(&server, &format!("/api/runs/{run_id}/events")).await;
+    assert_eq!(events["events"].as_array().map(Vec::len), Some(2));
+    assert_eq!(events["by_action"]["send"][0]["output"]["status"], 200);
+    let stored = events.to_string();
+    assert!(!stored.contains(SECRET), "the webhook secret was stored: {stored}");
+
+    // Emitting the webhook's event again runs the story again.
+    let hook_event = events["by_action"]["hook"][0]["id"]
+        .as_str()
+        .expect("event id")
+        .to_owned();
+    let r = client()
+        .post(format!("http://{}/api/events/{hook_event}/reemit", server.addr))
+        .send()
+        .await
+        .expect("reemit");
+    assert_eq!(r.status(), 202);
+    eventually("the re-emitted run", Duration::from_secs(10), async || {
+        mock.received().len() == 3
+    })
+    .await;
+
+    let metrics = client()
+        .get(format!("http://{}/metrics", server.addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("tale_events_total"), "{metrics}");
+    assert!(
+        metrics.contains(r#"tale_http_responses_total{host="127.0.0.1:"#),
+        "{metrics}"
+    );
+    let stories = get_json(&server, "/api/stories").await;
+    assert_eq!(stories["stories"][0]["status"], "ok");
+    server.stop().await.expect("stop");
+
+    // `tale runs` and `tale events` read the same file.
+    let db = format!("sqlite:{}", dir.path().join("tale.db").display());
+    let out = crate::support::tale(&["runs", "--db", &db, "--json"]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
+    let out = crate::support::tale(&["events", &run_id, "--db", &db]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_webhook_input_gets_a_clear_4xx_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    mock.route("/sink", vec![Reply::json(200, "{}")]);
+    write_story(dir.path(), "forward.yaml", &forward_story(&mock.url("/sink")));
+    let mut a = args(dir.path());
+    a.max_body = 1024;
+    let server = tale::serve::start(&a, None).await.expect("serve");
+    let base = format!("http://{}/webhook", server.addr);
+    let c = client();
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
+        (
+            "over the webhook's max_body_bytes",
+            c.post(format!("{base}/fwd/{SECRET}"))
+                .header("content-type", "application/json")
+                .body(format!("{{\"x\": \"{}\"}}", "a".repeat(300))),
+            413,
+        ),
+        (
+            "over the server's --max-body",
+            c.post(format!("{base}/fwd/{SECRET}")).body("a".repeat(5000)),
+            413,
+        ),
+        (
+            "malformed JSON",
+            c.post(format!("{base}/fwd/{SECRET}"))
+                .header("content-type", "application/json")
+                .body("{\"id\": "),
+            400,
+        ),
+        (
+            "wrong secret",
+            c.post(format!("{base}/fwd/nope")).json(&json!({"id": 1})),
+            401,
+        ),
+        ("no secret", c.post(format!("{base}/fwd")).json(&json!({"id": 1})), 401),
+        (
+            "wrong verb",
+            c.put(format!("{base}/fwd/{SECRET}")).json(&json!({"id": 1})),
+            405,
+        ),
+        (
+            "unsupported content type",
+            c.post(format!("{base}/fwd/{SECRET}"))
+                .header("content-type", "application/octet-stream")
+                .body(vec![0u8, 159, 146, 150]),
+            415,
+        ),
+        (
+            "no such webhook",
+            c.post(format!("{base}/nowhere/{SECRET}")).json(&json!({})),
+            404,
+        ),
+    ];
+    for (what, request, status) in cases {
+        let r = request.send().await.expect(what);
+        assert_eq!(r.status().as_u16(), status, "{what}");
+        let body: J = r.json().await.expect(what);
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {body}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get_json(&server, "/api/runs").await["runs"], json!([]));
+    assert!(mock.received().is_empty());
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_beyond_capacity_gets_503_and_every_2xx_is_delivered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    mock.route(
+        "/sink",
+        vec![Reply::json(200, "{}").delayed(Duration::from_millis(200))],
+    );
+    write_story(dir.path(), "forward.yaml", &forward_story(&mock.url("/sink")));
+    let mut a = args(dir.path());
+    a.max_queued = 4;
+    a.workers = 4;
+    let server = tale::serve::start(&a, None).await.expect("serve");
+    let url = format!("http://{}/webhook/fwd/{SECRET}", server.addr);
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for i in 0..40 {
+        let r = client().post(&url).json(&json!({"id": i})).send().await.expect("post");
+        match r.status().as_u16() {
+            200 => accepted.push(i),
+            503 => {
+                assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+                refused += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(refused > 0, "the flood was never refused");
+    assert!(!accepted.is_empty());
+    eventually(
+        "every accepted request delivered",
+        Duration::from_secs(30),
+        async || mock.received().len() >= accepted.len(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut delivered: Vec<i64> = mock
+        .received()
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<J>(&r.body).expect("json")["id"]
+                .as_i64()
+                .expect("id")
+        })
+        .collect();
+    delivered.sort();
+    assert_eq!(delivered, accepted, "a refused request ran, or an accepted one did not");
+    let runs = get_json(&server, &format!("/api/runs?limit={}", 100)).await;
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(accepted.len()));
+    server.stop().await.expect("stop");
+}
+
+/// `tale serve` as a process, for the crash test.
+fn spawn_serve(dir: &Path, port: u16, sink: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tale"))
+        .args(["serve", "--stories"])
+        .arg(dir.join("stories"))
+        .arg("--db")
+        .arg(format!("sqlite:{}", dir.join("tale.db").display()))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--watch", "0s"])
+        .env("TALE_LOG", "warn")
+        .env("TALE_RESOURCE_SINK", sink)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tale serve")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_acknowledged_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    // A slow sink: work piles up inside tale, so the kill finds some in flight.
+    mock.route("/sink", vec![Reply::json(200, "{}").delayed(Duration::from_millis(20))]);
+    write_story(
+        dir.path(),
+        "forward.yaml",
+        &forward_story("{{ RESOURCE.sink }}").replace("max_body_bytes: 256", "max_body_bytes: 4096"),
+    );
+    let port = free_port();
+    let mut child = spawn_serve(dir.path(), port, &mock.url("/sink"));
+    let url = format!("http://127.0.0.1:{port}/webhook/fwd/{SECRET}");
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    eventually("tale serve ready", Duration::from_secs(20), async || {
+        client().get(&ready).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    // 8 clients send numbered requests; the process is killed mid-load.
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
+    let mut clients = Vec::new();
+    for c in 0..8i64 {
+        let url = url.clone();
+        let acknowledged = acknowledged.clone();
+        clients.push(tokio::spawn(async move {
+            let http = client();
+            for i in 0..2_000i64 {
+                let id = c * 100_000 + i;
+                match http.post(&url).json(&json!({"id": id})).send().await {
+                    Ok(r) if r.status().is_success() => acknowledged.lock().expect("lock").push(id),
+                    Ok(_) => {}
+                    Err(_) => break, // the server is gone
+                }
+            }
+        }));
+    }
+    eventually("some load", Duration::from_secs(30), async || {
+        acknowledged.lock().expect("lock").len() >= 400
+    })
+    .await;
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    for c in clients {
+        let _ = c.await;
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    let before_restart = mock.received().len();
+    assert!(
+        before_restart < acknowledged.len(),
+        "nothing was in flight at the kill ({before_restart} delivered of {} acknowledged): the test proves nothing",
+        acknowledged.len()
+    );
+    eprintln!(
+        "killed with {} acknowledged, {} delivered",
+        acknowledged.len(),
+        before_restart
+    );
+    let mut child = spawn_serve(dir.path(), port, &mock.url("/sink"));
+    let delivered = || -> std::collections::HashSet<i64> {
+        mock.received()
+            .iter()
+            .filter_map(|r| serde_json::from_str::<J>(&r.body).ok()?["id"].as_i64())
+            .collect()
+    };
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let got = delivered();
+        if acknowledged.iter().all(|id| got.contains(id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let got = delivered();
+    let lost: Vec<&i64> = acknowledged.iter().filter(|id| !got.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged requests lost after restart (first: {:?})",
+        lost.len(),
+        acknowledged.len(),
+        lost.first()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_fire_once_per_tick_and_catch_up_once_after_downtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    mock.route("/tick", vec![Reply::json(200, "{}")]);
+    write_story(
+        dir.path(),
+        "every5.yaml",
+        &format!(
+            r#"name: Every five seconds
+actions:
+  tick:
+    type: http_request
+    schedule: {{ cron: "*/5 * * * * *", timezone: Europe/Paris }}
+    method: post
+    url: "{}"
+    payload: {{ run: "{{% story_run_guid %}}" }}
+"#,
+            mock.url("/tick")
+        ),
+    );
+    let t0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    let clock = Arc::new(ManualClock::new(t0 + 1_000));
+    let server = tale::serve::start(&args(dir.path()), Some(clock.clone()))
+        .await
+        .expect("serve");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(mock.received().is_empty(), "fired before its tick");
+    clock.set(t0 + 5_000);
+    eventually("the first tick", Duration::from_secs(10), async || {
+        mock.received().len() == 1
+    })
+    .await;
+    clock.set(t0 + 7_000);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(mock.received().len(), 1, "fired between ticks");
+    clock.set(t0 + 10_000);
+    eventually("the second tick", Duration::from_secs(10), async || {
+        mock.received().len() == 2
+    })
+    .await;
+    let runs = get_json(&server, "/api/runs").await;
+    assert_eq!(runs["runs"][0]["started_at"], t0 + 10_000, "{runs}");
+    assert_eq!(runs["runs"][1]["started_at"], t0 + 5_000, "{runs}");
+    server.stop().await.expect("stop");
+
+    // Restarted at the same instant: the tick that fired does not fire again.
+    let clock = Arc::new(ManualClock::new(t0 + 10_000));
+    let server = tale::serve::start(&args(dir.path()), Some(clock.clone()))
+        .await
+        .expect("serve");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(mock.received().len(), 2, "a tick fired twice across a restart");
+    server.stop().await.expect("stop");
+
+    // Down for 22 s (ticks at 15, 20, 25 and 30 missed): one catch-up tick.
+    let clock = Arc::new(ManualClock::new(t0 + 32_000));
+    let server = tale::serve::start(&args(dir.path()), Some(clock.clone()))
+        .await
+        .expect("serve");
+    eventually("the catch-up tick", Duration::from_secs(10), async || {
+        mock.received().len() == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(mock.received().len(), 3, "more than one missed tick fired");
+    clock.set(t0 + 35_000);
+    eventually("the next regular tick", Duration::from_secs(10), async || {
+        mock.received().len() == 4
+    })
+    .await;
+    server.stop().await.expect("stop");
+}
+
+fn versioned_story(version: &str, broken: bool) -> String {
+    format!(
+        r#"name: Versioned
+actions:
+  hook:
+    type: webhook
+    path: version
+    secret: {SECRET}
+    {}
+    response:
+      body: "{version}"
+"#,
+        if broken { "no_such_key: true" } else { "" }
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_story_is_refused_on_reload_and_the_previous_version_keeps_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_story(dir.path(), "versioned.yaml", &versioned_story("v1", false));
+    let mut a = args(dir.path());
+    a.watch = Duration::from_millis(100);
+    let server = tale::serve::start(&a, None).await.expect("serve");
+    let url = format!("http://{}/webhook/version/{SECRET}", server.addr);
+    let answer = async || {
+        client()
+            .post(&url)
+            .send()
+            .await
+            .expect("post")
+            .text()
+            .await
+            .expect("text")
+    };
+    assert_eq!(answer().await, "v1");
+    write_story(dir.path(), "versioned.yaml", &versioned_story("v2", true));
+    eventually(
+        "the reload to notice the broken story",
+        Duration::from_secs(10),
+        async || get_json(&server, "/api/stories").await["stories"][0]["status"] == "stale",
+    )
+    .await;
+    let stories = get_json(&server, "/api/stories").await;
+    let errors = stories["stories"][0]["errors"].to_string();
+    assert!(errors.contains("E101") || errors.contains("no_such_key"), "{errors}");
+    assert_eq!(answer().await, "v1", "the broken version replaced the good one");
+    write_story(dir.path(), "versioned.yaml", &versioned_story("v3", false));
+    eventually("the fixed story", Duration::from_secs(10), async || {
+        answer().await == "v3"
+    })
+    .await;
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_pending_delays_and_an_open_implode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    mock.route("/sink", vec![Reply::json(200, "{}")]);
+    write_story(
+        dir.path(),
+        "later.yaml",
+        &format!(
+            r#"name: Later
+actions:
+  hook:
+    type: webhook
+    path: later
+    secret: {SECRET}
+  wait:
+    type: transform
+    mode: delay
+    from: hook
+    seconds: 1
+  after_delay:
+    type: http_request
+    from: wait
+    method: post
+    url: "{sink}"
+    payload: {{ kind: delayed, id: "{{{{ hook.body.id }}}}" }}
+  collect:
+    type: transform
+    mode: implode
+    from: hook
+    guid_path: "{{{{ hook.body.batch }}}}"
+    size_path: "3"
+    seconds: 2
+  after_implode:
+    type: http_request
+    from: collect
+    method: post
+    url: "{sink}"
+    payload: {{ kind: imploded, ids: "{{{{ collect | map: 'body' | map: 'id' | join: ',' }}}}" }}
+"#,
+            sink = mock.url("/sink")
+        ),
+    );
+    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    let url = format!("http://{}/webhook/later/{SECRET}", server.addr);
+    for id in [1, 2] {
+        let r = client()
+            .post(&url)
+            .json(&json!({"id": id, "batch": "b1"}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200);
+    }
+    // Stop at once: two delays pending, an implode holding 2 of 3 items.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(server.pending() >= 2, "nothing pending: {}", server.pending());
+    server.stop().await.expect("stop");
+    assert!(mock.received().is_empty(), "work ran before the restart");
+
+    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    eventually(
+        "the delays and the implode window",
+        Duration::from_secs(15),
+        async || mock.received().len() == 3,
+    )
+    .await;
+    let bodies: Vec<J> = mock
+        .received()
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).expect("json"))
+        .collect();
+    let delayed: Vec<&J> = bodies.iter().filter(|b| b["kind"] == "delayed").collect();
+    assert_eq!(delayed.len(), 2, "{bodies:?}");
+    let imploded: Vec<&J> = bodies.iter().filter(|b| b["kind"] == "imploded").collect();
+    assert_eq!(imploded.len(), 1, "{bodies:?}");
+    let mut ids: Vec<&str> = imploded[0]["ids"].as_str().expect("ids").split(',').collect();
+    ids.sort();
+    assert_eq!(ids, vec!["1", "2"]);
+    eventually("both runs finished", Duration::from_secs(10), async || {
+        get_json(&server, "/api/runs?status=succeeded").await["runs"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    server.stop().await.expect("stop");
+}
