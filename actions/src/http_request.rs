@@ -236,7 +236,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Value as J, json};
-use tale_engine::action::{ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Outcome};
+use tale_engine::action::{ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Inline, Outcome};
 use tale_engine::runtime::http::{HttpError, HttpRequest, HttpResponse};
 use tale_engine::runtime::render::{Field, Tree};
 
@@ -631,6 +631,10 @@ fn merge_pages(pages: Vec<J>) -> J {
 }
 
 impl Executable for HttpExec {
+    fn inline(&self) -> Inline {
+        Inline::Effect
+    }
+
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         Box::pin(self.run(cx))
     }

@@ -6,7 +6,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value as J, json};
 use tale_engine::action::{
-    ActionConfig, ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Outcome, TemplateField, ValueCx,
+    ActionConfig, ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Inline, Outcome, TemplateField,
+    ValueCx,
 };
 use tale_engine::diagnostic::Code;
 use tale_engine::runtime::mail::{Email, MailError};
@@ -114,6 +115,10 @@ fn addresses(value: J) -> Vec<String> {
 }
 
 impl Executable for SendEmailExec {
+    fn inline(&self) -> Inline {
+        Inline::Effect
+    }
+
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         Box::pin(async move {
             let email = Email {

@@ -314,7 +314,7 @@ impl ActionConfig for TransformConfig {
 
 use futures_util::future::BoxFuture;
 use serde_json::{Value as J, json};
-use tale_engine::action::{ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Outcome};
+use tale_engine::action::{ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Inline, Outcome};
 use tale_engine::runtime::render::{Field, Tree};
 use tale_engine::runtime::store::StatePut;
 
@@ -374,6 +374,10 @@ struct MessageOnlyExec {
 }
 
 impl Executable for MessageOnlyExec {
+    fn inline(&self) -> Inline {
+        Inline::Pure
+    }
+
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         ready((|| {
             let Some(loop_field) = &self.loop_over else {
@@ -538,6 +542,10 @@ struct ExtractExec {
 }
 
 impl Executable for ExtractExec {
+    fn inline(&self) -> Inline {
+        Inline::Pure
+    }
+
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         ready((|| {
             let mut out = serde_json::Map::new();

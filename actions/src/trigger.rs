@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value as J, json};
 use tale_engine::action::{
-    ActionConfig, ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Outcome, TemplateField,
+    ActionConfig, ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Inline, Outcome, TemplateField,
 };
 
 /// The rules themselves are the common `rules` and `must_match` keys.
@@ -63,6 +63,10 @@ fn with_rule_matched(input: &J, matched: bool) -> J {
 }
 
 impl Executable for TriggerExec {
+    fn inline(&self) -> Inline {
+        Inline::Pure
+    }
+
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         Box::pin(async move {
             let matched = cx.rules.matches(&cx.scope, self.case_sensitive)?;

@@ -355,6 +355,18 @@ pub const COMMON_KEYS: &[&str] = RawCommon::KEYS;
 pub use crate::runtime::exec::{ActionError, Emit, ExecCx, Outcome, WebhookRequest, WebhookResult};
 pub use crate::runtime::render::{CompileError, Compiler};
 
+/// How an action may share a durable step with the action upstream of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inline {
+    /// Always a step of its own (state, timers, sub-runs, many emits).
+    Never,
+    /// Depends only on its input: running it again after a crash changes nothing.
+    Pure,
+    /// Acts outside (a request): at most one per step, so that a crash
+    /// repeats at most one outside effect (they are at-least-once anyway).
+    Effect,
+}
+
 /// A built action, ready to run: templates compiled, values converted.
 pub trait Executable: Send + Sync {
     /// Runs for one input event.
@@ -373,6 +385,12 @@ pub trait Executable: Send + Sync {
     /// each sees the state the previous one committed.
     fn stateful(&self) -> bool {
         false
+    }
+
+    /// Whether `tale serve` may run this action inside the step of the action
+    /// upstream of it, committing both at once instead of one step each.
+    fn inline(&self) -> Inline {
+        Inline::Never
     }
 
     /// A webhook receives a request: its output, or the refusal.

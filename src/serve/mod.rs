@@ -61,10 +61,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16)]
     pub per_host: usize,
     /// How the database syncs its log (see docs/deployment.md).
-    #[arg(long, value_enum, default_value_t = SyncMode::Full)]
+    #[arg(long, value_enum, default_value_t = SyncMode::Normal)]
     pub sync: SyncMode,
-    /// Work items ready or running beyond which webhooks answer 503.
-    #[arg(long, default_value_t = 100_000)]
+    /// Work items ready or running beyond which webhooks answer 503 (past
+    /// half of it, webhooks wait up to a second for room first).
+    #[arg(long, default_value_t = 10_000)]
     pub max_queued: usize,
     /// Largest webhook body accepted, in bytes (a webhook's own `max_body_bytes` may be lower).
     #[arg(long, default_value_t = 10 * 1024 * 1024)]

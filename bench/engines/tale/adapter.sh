@@ -6,13 +6,13 @@
 #   start    exec `tale serve` in the foreground
 # Env from the harness: BENCH_DIR, PEERS_DIR, SINK_URL, RUN_DIR.
 # Optional: TALE_BIN (default: target/release/tale of this project),
-# TALE_PORT (8090), TALE_SYNC (full|normal, default full), TALE_WORKERS (256).
+# TALE_PORT (8090), TALE_SYNC (normal|full, default normal as `tale serve`), TALE_WORKERS (256).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
 BIN="${TALE_BIN:-$ROOT/target/release/tale}"
 PORT="${TALE_PORT:-8090}"
-SYNC="${TALE_SYNC:-full}"
+SYNC="${TALE_SYNC:-normal}"
 WORKERS="${TALE_WORKERS:-256}"
 BASE="http://127.0.0.1:$PORT"
 # The webhooks' shared secret (a credential, as in production).

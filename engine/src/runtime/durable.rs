@@ -16,7 +16,8 @@ use super::build::{BuiltAction, BuiltStory};
 use super::event::{Event, RunId, new_id};
 use super::exec::{Emit, RunError, Runtime, WebhookRequest, WebhookResponse, WebhookResult};
 use super::redact::Redactor;
-use super::store::{StatePut, Store, StoreError};
+use super::store::{Overlay, StatePut, Store, StoreError};
+use crate::action::Inline;
 
 /// An action to run on an input event, at or after `due_ms`.
 #[derive(Debug, Clone)]
@@ -39,8 +40,8 @@ pub struct WorkItem {
 pub struct Transaction {
     /// Runs this transaction starts: (run, story id, started at).
     pub started: Vec<(RunId, Arc<str>, i64)>,
-    /// The work item this transaction completes.
-    pub done: Option<(Uuid, RunId)>,
+    /// The work items this transaction completes.
+    pub done: Vec<(Uuid, RunId)>,
     pub events: Vec<Arc<Event>>,
     pub items: Vec<WorkItem>,
     pub state: Vec<StatePut>,
@@ -138,12 +139,26 @@ pub enum DurableError {
     Gone(String),
 }
 
-/// An item waiting on a timer: its story, action and wake payload (what an
-/// implode's `cancel` matches).
-type Waiting = HashMap<Uuid, (Arc<str>, Arc<str>, J)>;
-/// One lock per (story, stateful action).
-type ActionLocks = HashMap<(Arc<str>, Arc<str>), Arc<tokio::sync::Mutex<()>>>;
+/// Items waiting on a timer, by id. The map holds them (not the timer
+/// task), so that a cancelled item and the events it holds go at once.
+type Waiting = HashMap<Uuid, WorkItem>;
+/// The items of each stateful action, run by one task per action, in
+/// batches that commit together.
+type StatefulQueues = HashMap<(Arc<str>, Arc<str>), StatefulQueue>;
 
+#[derive(Default)]
+struct StatefulQueue {
+    items: std::collections::VecDeque<WorkItem>,
+    running: bool,
+}
+
+/// Items of one stateful action that run in one step at most.
+const STATEFUL_BATCH: usize = 512;
+
+/// How long a webhook waits for room before it is refused (503).
+const ADMISSION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// At most this many actions run inline in one step.
+const INLINE_BUDGET: usize = 32;
 /// Emits of a long explode are committed in chunks of this many.
 const CHUNK: usize = 1024;
 
@@ -156,10 +171,13 @@ pub struct Durable {
     queued: AtomicUsize,
     /// Beyond this many queued items, webhooks answer 503 and long explodes wait.
     pub max_queued: usize,
+    /// Items that run at once.
+    workers: usize,
     /// Items waiting on a timer, with what cancels them.
     waiting: Mutex<Waiting>,
-    /// One lock per stateful action: its items run one at a time.
-    locks: Mutex<ActionLocks>,
+    /// Stateful actions' items: one at a time, each seeing the state the
+    /// previous one left (through an overlay until their step commits).
+    stateful: Mutex<StatefulQueues>,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -179,18 +197,23 @@ impl Durable {
             ready,
             queued: AtomicUsize::new(0),
             max_queued,
+            workers: workers.max(1),
             waiting: Mutex::default(),
-            locks: Mutex::default(),
+            stateful: Mutex::default(),
             observer,
         });
         let weak = Arc::downgrade(&this);
         let permits = Arc::new(tokio::sync::Semaphore::new(workers.max(1)));
         tokio::spawn(async move {
             while let Some(item) = rx.recv().await {
+                let Some(this) = weak.upgrade() else { break };
+                if this.is_stateful(&item) {
+                    this.enqueue_stateful(item);
+                    continue;
+                }
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
-                let Some(this) = weak.upgrade() else { break };
                 tokio::spawn(async move {
                     this.process(item).await;
                     this.queued.fetch_sub(1, Ordering::Relaxed);
@@ -235,9 +258,7 @@ impl Durable {
         let Some((story, action)) = loaded.hooks.get(path).cloned() else {
             return Ok(Delivery::NoSuchWebhook);
         };
-        if self.queue_depth() >= self.max_queued {
-            return Err(StoreError::Full(format!("{} work items are waiting", self.queue_depth())).into());
-        }
+        self.admit().await?;
         let run_id = new_id();
         let (output, response) = match loaded.runtime.accept(&story, action, &request, run_id)? {
             WebhookResult::Refused { status, message } => return Ok(Delivery::Refused { status, message }),
@@ -302,6 +323,24 @@ impl Durable {
         Ok(run_id)
     }
 
+    /// Holds a new run back while the work queued is over half the limit (a
+    /// sender then slows down to what tale can do, instead of piling up
+    /// work); refuses it when the queue stays full.
+    async fn admit(&self) -> Result<(), StoreError> {
+        let soft = (self.max_queued / 2).min(self.workers * 2);
+        let deadline = tokio::time::Instant::now() + ADMISSION_WAIT;
+        while self.queue_depth() >= soft.max(1) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if self.queue_depth() >= self.max_queued {
+            return Err(StoreError::Full(format!(
+                "{} work items are waiting",
+                self.queue_depth()
+            )));
+        }
+        Ok(())
+    }
+
     /// Fires the scheduled action `action` of `story` for the tick `tick_ms`,
     /// once: false when that tick (or a later one) already fired.
     pub async fn fire(
@@ -358,19 +397,17 @@ impl Durable {
         let now = clock.now_ms();
         for item in items {
             if item.due_ms > now {
-                if let Some(wake) = &item.wake {
-                    self.lock_waiting()
-                        .insert(item.id, (item.story.clone(), item.action.clone(), wake.clone()));
-                }
+                let (id, due) = (item.id, item.due_ms);
+                self.lock_waiting().insert(id, item);
                 let this = Arc::downgrade(self);
                 let clock = clock.clone();
                 tokio::spawn(async move {
-                    clock.sleep_until(item.due_ms).await;
+                    clock.sleep_until(due).await;
                     let Some(this) = this.upgrade() else { return };
                     // A cancelled item is gone from `waiting`.
-                    if item.wake.is_some() && this.lock_waiting().remove(&item.id).is_none() {
+                    let Some(item) = this.lock_waiting().remove(&id) else {
                         return;
-                    }
+                    };
                     this.queued.fetch_add(1, Ordering::Relaxed);
                     let _ = this.ready.send(item);
                 });
@@ -385,51 +422,118 @@ impl Durable {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn action_lock(&self, story: &Arc<str>, action: &Arc<str>) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((story.clone(), action.clone()))
-            .or_default()
-            .clone()
-    }
-
-    /// Runs one item and commits what it produced. A store failure leaves the
-    /// item stored: it runs again when `tale serve` restarts.
-    async fn process(self: &Arc<Self>, item: WorkItem) {
-        let loaded = self.loaded();
-        let done = Some((item.id, item.run_id));
-        let found = loaded
+    fn is_stateful(&self, item: &WorkItem) -> bool {
+        let loaded = self.loaded.read().unwrap_or_else(|p| p.into_inner());
+        loaded
             .runtime
             .library
             .get(&*item.story)
-            .and_then(|s| s.action(&item.action).map(|a| (s.clone(), a)));
-        let Some((story, action)) = found else {
-            let message = format!(
-                "{}: the action is no longer in story `{}` (reloaded); its work item is dropped",
-                item.action, item.story
-            );
-            tracing::warn!(run = %item.run_id, "{message}");
-            let tx = Transaction {
-                done,
-                errors: vec![(item.run_id, message)],
-                ..Transaction::default()
+            .and_then(|s| s.action(&item.action).map(|a| s.actions[a].exec.stateful()))
+            .unwrap_or(false)
+    }
+
+    fn enqueue_stateful(self: &Arc<Self>, item: WorkItem) {
+        let key = (item.story.clone(), item.action.clone());
+        let start = {
+            let mut queues = self.stateful.lock().unwrap_or_else(|p| p.into_inner());
+            let queue = queues.entry(key.clone()).or_default();
+            queue.items.push_back(item);
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if start {
+            let this = self.clone();
+            tokio::spawn(async move { this.run_stateful(key).await });
+        }
+    }
+
+    /// Runs a stateful action's items in batches until none is left.
+    async fn run_stateful(self: Arc<Self>, key: (Arc<str>, Arc<str>)) {
+        loop {
+            let batch: Vec<WorkItem> = {
+                let mut queues = self.stateful.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(queue) = queues.get_mut(&key) else { return };
+                if queue.items.is_empty() {
+                    queue.running = false;
+                    return;
+                }
+                let n = queue.items.len().min(STATEFUL_BATCH);
+                queue.items.drain(..n).collect()
             };
-            self.commit_logged(tx).await;
-            return;
-        };
-        let built = &story.actions[action];
-        let lock = built
-            .exec
-            .stateful()
-            .then(|| self.action_lock(&item.story, &item.action));
-        let _guard = match &lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
-        let started = std::time::Instant::now();
-        let (result, _skipped) = loaded
+            let n = batch.len();
+            self.process_batch(batch).await;
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The story and action of an item, or why it cannot run.
+    fn find(&self, loaded: &Loaded, item: &WorkItem) -> Result<(Arc<BuiltStory>, usize), String> {
+        loaded
             .runtime
+            .library
+            .get(&*item.story)
+            .and_then(|s| s.action(&item.action).map(|a| (s.clone(), a)))
+            .ok_or_else(|| {
+                format!(
+                    "{}: the action is no longer in story `{}` (reloaded); its work item is dropped",
+                    item.action, item.story
+                )
+            })
+    }
+
+    /// Items of one stateful action, one after the other, in one step.
+    async fn process_batch(self: &Arc<Self>, items: Vec<WorkItem>) {
+        let loaded = self.loaded();
+        let overlay = Arc::new(Overlay::new(loaded.runtime.store.clone()));
+        let runtime = Runtime {
+            store: overlay.clone(),
+            ..loaded.runtime.clone()
+        };
+        let mut tx = Transaction::default();
+        let mut story_seen = None;
+        let n = items.len();
+        for item in items {
+            tx.done.push((item.id, item.run_id));
+            let (story, action) = match self.find(&loaded, &item) {
+                Ok(found) => found,
+                Err(message) => {
+                    tracing::warn!(run = %item.run_id, "{message}");
+                    tx.errors.push((item.run_id, message));
+                    continue;
+                }
+            };
+            let before = tx.state.len();
+            if let Some(rest) = self
+                .execute_into(&loaded, &runtime, &story, action, &item, &mut tx)
+                .await
+            {
+                let now = loaded.runtime.clock.now_ms();
+                self.add_emits(&story, action, &item, rest.collect(), now, &mut tx);
+            }
+            overlay.apply(&tx.state[before..]);
+            story_seen = Some(story);
+        }
+        if let Some(story) = story_seen {
+            self.run_inline(&loaded, &story, false, INLINE_BUDGET * n, &mut tx)
+                .await;
+        }
+        self.commit_logged(tx).await;
+    }
+
+    /// Runs one item and folds what it did into `tx`: its events and next
+    /// items, state changes, cancelled timers, or its error. Returns the
+    /// emits still to pull (a long explode).
+    async fn execute_into(
+        self: &Arc<Self>,
+        loaded: &Loaded,
+        runtime: &Runtime,
+        story: &Arc<BuiltStory>,
+        action: usize,
+        item: &WorkItem,
+        tx: &mut Transaction,
+    ) -> Option<super::exec::LazyEmits> {
+        let built = &story.actions[action];
+        let started = std::time::Instant::now();
+        let (result, _skipped) = runtime
             .execute_item(
                 story.clone(),
                 item.run_id,
@@ -441,69 +545,141 @@ impl Durable {
         if let Some(o) = &self.observer {
             o.action_done(&story.id, built, started.elapsed().as_secs_f64(), result.is_ok());
         }
-        let mut tx = Transaction {
-            done,
-            ..Transaction::default()
-        };
         let mut outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
-                let message = format!("{}: {e}", item.action);
-                let message = loaded.redactor.text(&message);
+                let message = loaded.redactor.text(&format!("{}: {e}", item.action));
                 tracing::warn!(story = %item.story, run = %item.run_id, "action failed: {message}");
                 tx.errors.push((item.run_id, message));
-                self.commit_logged(tx).await;
-                return;
+                return None;
             }
         };
-        for detail in &outcome.trace {
-            if let Some(message) = detail.get("log_error").and_then(J::as_str) {
-                let message = loaded.redactor.text(message);
-                tracing::warn!(story = %item.story, action = %item.action, run = %item.run_id, "{message}");
-            }
-        }
-        tx.state = std::mem::take(&mut outcome.state);
+        self.log_details(loaded, item, &outcome);
+        tx.state.append(&mut outcome.state);
         if !outcome.cancel.is_empty() {
             let mut waiting = self.lock_waiting();
             let ids: Vec<Uuid> = waiting
                 .iter()
-                .filter(|(_, (s, a, p))| *s == item.story && *a == item.action && outcome.cancel.contains(p))
+                .filter(|(_, w)| {
+                    w.story == item.story
+                        && w.action == item.action
+                        && w.wake.as_ref().is_some_and(|p| outcome.cancel.contains(p))
+                })
                 .map(|(id, _)| *id)
                 .collect();
             for id in &ids {
                 waiting.remove(id);
             }
-            tx.cancelled = ids;
+            tx.cancelled.extend(ids);
         }
         let now = loaded.runtime.clock.now_ms();
         let emits = std::mem::take(&mut outcome.emits);
-        self.add_emits(&story, action, &item, emits, now, &mut tx);
-        let Some(mut rest) = outcome.rest.take() else {
+        self.add_emits(story, action, item, emits, now, tx);
+        outcome.rest.take()
+    }
+
+    /// Runs one item and commits what it produced. A store failure leaves the
+    /// item stored: it runs again when `tale serve` restarts.
+    async fn process(self: &Arc<Self>, item: WorkItem) {
+        let loaded = self.loaded();
+        let mut tx = Transaction {
+            done: vec![(item.id, item.run_id)],
+            ..Transaction::default()
+        };
+        let (story, action) = match self.find(&loaded, &item) {
+            Ok(found) => found,
+            Err(message) => {
+                tracing::warn!(run = %item.run_id, "{message}");
+                tx.errors.push((item.run_id, message));
+                self.commit_logged(tx).await;
+                return;
+            }
+        };
+        let effect = story.actions[action].exec.inline() == Inline::Effect;
+        let rest = self
+            .execute_into(&loaded, &loaded.runtime, &story, action, &item, &mut tx)
+            .await;
+        let Some(mut rest) = rest else {
+            self.run_inline(&loaded, &story, effect, INLINE_BUDGET, &mut tx).await;
             self.commit_logged(tx).await;
             return;
         };
         // A long explode: chunks go out as the queue drains; the item is done
         // with the last chunk (a crash in between repeats the explode).
+        let done = std::mem::take(&mut tx.done);
+        let now = loaded.runtime.clock.now_ms();
         loop {
             let chunk: Vec<Emit> = rest.by_ref().take(CHUNK).collect();
             let last = chunk.len() < CHUNK;
             self.add_emits(&story, action, &item, chunk, now, &mut tx);
+            // Pure actions after an explode run in the chunk's step; requests
+            // stay items of their own, to run in parallel.
+            self.run_inline(&loaded, &story, true, CHUNK * 4, &mut tx).await;
             if last {
+                tx.done = done;
                 self.commit_logged(tx).await;
                 return;
             }
-            let partial = Transaction {
-                events: std::mem::take(&mut tx.events),
-                items: std::mem::take(&mut tx.items),
-                state: std::mem::take(&mut tx.state),
-                cancelled: std::mem::take(&mut tx.cancelled),
-                ..Transaction::default()
-            };
-            if !self.commit_logged(partial).await {
+            if !self.commit_logged(std::mem::take(&mut tx)).await {
                 return;
             }
             while self.queue_depth() > CHUNK * 4 {
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        }
+    }
+
+    /// Runs the new items of `tx` that may share its step (pure actions, and
+    /// one outside effect per step) right away, so that a chain such as
+    /// transform → request commits once instead of once per action.
+    async fn run_inline(
+        self: &Arc<Self>,
+        loaded: &Loaded,
+        story: &Arc<BuiltStory>,
+        mut effect: bool,
+        mut budget: usize,
+        tx: &mut Transaction,
+    ) {
+        let mut queue: std::collections::VecDeque<WorkItem> = std::mem::take(&mut tx.items).into();
+        let mut keep = Vec::new();
+        while let Some(item) = queue.pop_front() {
+            let action = match story.action(&item.action) {
+                Some(a) if budget > 0 && item.due_ms == 0 && item.wake.is_none() && *item.story == *story.id => a,
+                _ => {
+                    keep.push(item);
+                    continue;
+                }
+            };
+            let built = &story.actions[action];
+            let allowed = match built.exec.inline() {
+                Inline::Pure => true,
+                Inline::Effect => !effect,
+                Inline::Never => false,
+            };
+            if !allowed || built.disabled {
+                keep.push(item);
+                continue;
+            }
+            effect |= built.exec.inline() == Inline::Effect;
+            budget -= 1;
+            if let Some(rest) = self
+                .execute_into(loaded, &loaded.runtime, story, action, &item, tx)
+                .await
+            {
+                let now = loaded.runtime.clock.now_ms();
+                self.add_emits(story, action, &item, rest.collect(), now, tx);
+            }
+            // Its next items may run inline too.
+            queue.extend(tx.items.drain(..));
+        }
+        tx.items = keep;
+    }
+
+    fn log_details(&self, loaded: &Loaded, item: &WorkItem, outcome: &super::exec::Outcome) {
+        for detail in &outcome.trace {
+            if let Some(message) = detail.get("log_error").and_then(J::as_str) {
+                let message = loaded.redactor.text(message);
+                tracing::warn!(story = %item.story, action = %item.action, run = %item.run_id, "{message}");
             }
         }
     }

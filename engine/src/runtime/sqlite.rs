@@ -157,7 +157,7 @@ struct Prepared {
     started: Vec<([u8; 16], Arc<str>, i64)>,
     /// Runs whose completion this transaction decides (durable runs).
     settle: Vec<[u8; 16]>,
-    done: Option<[u8; 16]>,
+    done: Vec<[u8; 16]>,
     events: Vec<PreparedEvent>,
     items: Vec<PreparedItem>,
     state: Vec<(String, Option<Result<String, String>>)>,
@@ -332,10 +332,12 @@ impl SqliteStore {
             }
             p.started.push((run.into_bytes(), story, at));
         }
-        if let Some((id, run)) = tx.done {
-            p.done = Some(id.into_bytes());
+        for (id, run) in tx.done {
+            p.done.push(id.into_bytes());
             p.settle.push(run.into_bytes());
         }
+        p.settle.sort_unstable();
+        p.settle.dedup();
         for e in &tx.events {
             p.events.push(prepare_event(e, &redactor)?);
         }
@@ -534,7 +536,7 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
         tx.prepare_cached("INSERT INTO runs (id, story, status, started_at) VALUES (?1, ?2, 'running', ?3)")?
             .execute(params![&run[..], &**story, at])?;
     }
-    if let Some(done) = &p.done {
+    for done in &p.done {
         tx.prepare_cached("DELETE FROM items WHERE id = ?1")?
             .execute([&done[..]])?;
     }

@@ -177,3 +177,117 @@ impl Store for MemoryStore {
         Ok(self.lock().events.get(&run_id).cloned().unwrap_or_default())
     }
 }
+
+/// State changes not committed yet, over a store: the items of a stateful
+/// action that `tale serve` runs in one step see each other's changes.
+pub struct Overlay {
+    base: Arc<dyn Store>,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// `None`: deleted.
+    values: HashMap<String, Option<J>>,
+    /// (the list was deleted first, the items pushed since).
+    lists: HashMap<String, (bool, Vec<J>)>,
+}
+
+impl Overlay {
+    pub fn new(base: Arc<dyn Store>) -> Self {
+        Self {
+            base,
+            pending: Mutex::default(),
+        }
+    }
+
+    /// Adds changes made by an item of the step.
+    pub fn apply(&self, puts: &[StatePut]) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for put in puts {
+            match &put.change {
+                Change::Set(v) => {
+                    p.values.insert(put.key.clone(), Some(v.clone()));
+                }
+                Change::Push(v) => p.lists.entry(put.key.clone()).or_default().1.push(v.clone()),
+                Change::Delete => {
+                    p.values.insert(put.key.clone(), None);
+                    p.lists.insert(put.key.clone(), (true, Vec::new()));
+                }
+            }
+        }
+    }
+}
+
+impl Store for Overlay {
+    fn start_run(&self, run_id: RunId, story: &str) -> Result<(), StoreError> {
+        self.base.start_run(run_id, story)
+    }
+
+    fn finish_run(&self, run_id: RunId, status: RunStatus) -> Result<(), StoreError> {
+        self.base.finish_run(run_id, status)
+    }
+
+    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        self.base.commit(commit)
+    }
+
+    fn state(&self, key: &str) -> Result<Option<J>, StoreError> {
+        if let Some(v) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).values.get(key) {
+            return Ok(v.clone());
+        }
+        self.base.state(key)
+    }
+
+    fn state_list(&self, key: &str) -> Result<Vec<J>, StoreError> {
+        let (cleared, extra) = match self.pending.lock().unwrap_or_else(|e| e.into_inner()).lists.get(key) {
+            Some((cleared, extra)) => (*cleared, extra.clone()),
+            None => (false, Vec::new()),
+        };
+        let mut list = if cleared {
+            Vec::new()
+        } else {
+            self.base.state_list(key)?
+        };
+        list.extend(extra);
+        Ok(list)
+    }
+
+    fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError> {
+        self.base.run_events(run_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_overlay_reads_its_own_changes_over_the_base() {
+        let base = Arc::new(MemoryStore::new());
+        base.commit(Commit {
+            events: Vec::new(),
+            state: vec![
+                StatePut::set("a", json!(1)),
+                StatePut::push("l", json!("x")),
+                StatePut::push("gone", json!("y")),
+            ],
+        })
+        .expect("commit");
+        let overlay = Overlay::new(base.clone());
+        overlay.apply(&[
+            StatePut::set("a", json!(2)),
+            StatePut::push("l", json!("z")),
+            StatePut::delete("gone"),
+            StatePut::push("gone", json!("w")),
+        ]);
+        assert_eq!(overlay.state("a").expect("a"), Some(json!(2)));
+        assert_eq!(overlay.state_list("l").expect("l"), vec![json!("x"), json!("z")]);
+        assert_eq!(overlay.state_list("gone").expect("gone"), vec![json!("w")]);
+        assert_eq!(overlay.state("gone").expect("gone"), None);
+        // The base is untouched until the step commits.
+        assert_eq!(base.state("a").expect("a"), Some(json!(1)));
+    }
+}
