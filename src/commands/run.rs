@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Resource files besides the resources.yaml beside the story.
     #[arg(long = "resources", value_name = "FILE")]
     pub resources: Vec<PathBuf>,
+    /// Run on the durable engine of `tale serve` and keep the run in this
+    /// database (`sqlite:PATH`); without it the run lives in memory.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -248,6 +252,9 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
         return Ok(ExitStatus::Failure);
     };
     let body = read_event(args.event.as_deref())?;
+    if let Some(db) = &args.db {
+        return run_stored(db, story, entry, library, body, out, err);
+    }
     let mail: Arc<dyn Mailer> = match SmtpMailer::from_env() {
         Some(m) => Arc::new(m?),
         None => Arc::new(NoMailer),
@@ -300,6 +307,87 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
     };
     out.flush()?;
     finish(&report, &redactor, err)
+}
+
+/// `tale run --db`: the run goes through the durable executor and the SQLite
+/// store of `tale serve` (every step committed), then its stored events are
+/// printed.
+fn run_stored(
+    db: &str,
+    story: Arc<BuiltStory>,
+    entry: usize,
+    library: Arc<Library>,
+    body: Vec<u8>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<ExitStatus> {
+    use tale_engine::runtime::durable::{Delivery, Durable, Loaded};
+    use tale_engine::runtime::sqlite::{SqliteStore, Sync};
+    let path = crate::serve::sqlite_path(db)?;
+    let mail: Arc<dyn Mailer> = match SmtpMailer::from_env() {
+        Some(m) => Arc::new(m?),
+        None => Arc::new(NoMailer),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let request = request(&story, entry, body);
+    let (store, run_id) = rt.block_on(async {
+        let store = SqliteStore::open(&path, Sync::Normal)?;
+        let redactor = Arc::new(Redactor::new(&story.globals.credentials));
+        store.set_redactor(redactor.clone());
+        let runtime = Runtime {
+            http: Arc::new(RealHttp::new(8)?),
+            mail,
+            clock: Arc::new(RealClock),
+            store: store.clone(),
+            max_in_flight: 64,
+            trace: false,
+            progress: None,
+            on_event: None,
+            keep_events: false,
+            library,
+            depth: 0,
+        };
+        let durable = Durable::start(Loaded::new(runtime, redactor), store.clone(), 64, 100_000, None);
+        let run_id = match durable.deliver_to(story.clone(), entry, request).await? {
+            Delivery::Started { run_id, .. } => run_id,
+            Delivery::Ignored(_) => return Ok((store, None)),
+            Delivery::Refused { status, message } => bail!("the webhook refused the request ({status}): {message}"),
+            Delivery::NoSuchWebhook => bail!("`{}` is not a webhook", story.actions[entry].slug),
+        };
+        loop {
+            match store.run(run_id)? {
+                Some(run) if run.status != "running" => break,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        anyhow::Ok((store, Some(run_id)))
+    })?;
+    let Some(run_id) = run_id else {
+        writeln!(err, "the webhook's rules did not match: no run started")?;
+        return Ok(ExitStatus::Success);
+    };
+    for event in store.events_json(run_id)? {
+        writeln!(out, "{event}")?;
+    }
+    let run = store.run(run_id)?.context("the run vanished from the database")?;
+    writeln!(
+        err,
+        "run {run_id} {} with {} events, stored in {}",
+        run.status,
+        run.events,
+        path.display()
+    )?;
+    if let Some(errors) = run.errors.as_array().filter(|e| !e.is_empty()) {
+        for e in errors {
+            writeln!(err, "error: {}", e.as_str().unwrap_or_default())?;
+        }
+        return Ok(ExitStatus::Failure);
+    }
+    Ok(ExitStatus::Success)
 }
 
 fn finish(report: &RunReport, redactor: &Redactor, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
@@ -441,6 +529,9 @@ pub(crate) fn mocks_from_json(json: J, origin: &str) -> anyhow::Result<Vec<Mock>
 }
 
 pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
+    if args.run.db.is_some() {
+        bail!("a dry run stores nothing: leave out --db");
+    }
     let Some((story, entry, library)) = prepare(&args.run, true, err)? else {
         return Ok(ExitStatus::Failure);
     };

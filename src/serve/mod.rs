@@ -115,7 +115,7 @@ impl Server {
     }
 }
 
-fn sqlite_path(db: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn sqlite_path(db: &str) -> anyhow::Result<PathBuf> {
     match db.split_once(':') {
         Some(("sqlite", path)) if !path.is_empty() => Ok(PathBuf::from(path.trim_start_matches("//"))),
         Some(("postgres" | "postgresql", _)) => {

@@ -641,3 +641,41 @@ actions:
     .await;
     server.stop().await.expect("stop");
 }
+
+#[test]
+fn tale_run_with_a_database_stores_the_run_durably() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite:{}", dir.path().join("runs.db").display());
+    let root = crate::support::root();
+    let story = root.join("examples/quickstart/alert-summary.yaml");
+    let event = root.join("examples/quickstart/alerts.json");
+    let out = crate::support::tale(&[
+        "run",
+        story.to_str().expect("path"),
+        "--event",
+        event.to_str().expect("path"),
+        "--db",
+        &db,
+    ]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let events: Vec<J> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let report = events
+        .iter()
+        .find(|e| e["action"] == "report")
+        .expect("the summary event");
+    assert_eq!(report["output"]["serious"], 2, "{report}");
+    assert!(out.stderr.contains("succeeded"), "{}", out.stderr);
+    let runs = crate::support::tale(&["runs", "--db", &db, "--json"]);
+    assert_eq!(runs.status, 0, "{}", runs.stderr);
+    let run: J = serde_json::from_str(runs.stdout.trim()).expect("one run");
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["events"].as_u64(), Some(events.len() as u64));
+    // A dry run refuses a database: it stores nothing.
+    let dry = crate::support::tale(&["dry-run", story.to_str().expect("path"), "--db", &db]);
+    assert_eq!(dry.status, 2);
+    assert!(dry.stderr.contains("stores nothing"), "{}", dry.stderr);
+}

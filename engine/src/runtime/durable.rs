@@ -254,10 +254,20 @@ impl Durable {
     /// Delivers a request to the webhook at `path`. Answers only once the run's
     /// root event and first work items are committed.
     pub async fn deliver(self: &Arc<Self>, path: &str, request: WebhookRequest) -> Result<Delivery, DurableError> {
-        let loaded = self.loaded();
-        let Some((story, action)) = loaded.hooks.get(path).cloned() else {
+        let Some((story, action)) = self.loaded().hooks.get(path).cloned() else {
             return Ok(Delivery::NoSuchWebhook);
         };
+        self.deliver_to(story, action, request).await
+    }
+
+    /// Delivers a request to the webhook `action` of `story` (`tale run --db`).
+    pub async fn deliver_to(
+        self: &Arc<Self>,
+        story: Arc<BuiltStory>,
+        action: usize,
+        request: WebhookRequest,
+    ) -> Result<Delivery, DurableError> {
+        let loaded = self.loaded();
         self.admit().await?;
         let run_id = new_id();
         let (output, response) = match loaded.runtime.accept(&story, action, &request, run_id)? {
