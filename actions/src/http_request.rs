@@ -447,9 +447,17 @@ impl HttpExec {
         }
         for (name, tree) in &self.headers {
             let v = tree.render(&cx.scope)?;
-            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            let v = match v {
+                J::Null => String::new(),
+                J::String(s) => s,
+                other => other.to_string(),
+            };
             headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-            headers.push((name.clone(), v));
+            // A header that renders empty is left out: optional headers
+            // (`{{ x.maybe }}`) need no `if`.
+            if !v.is_empty() {
+                headers.push((name.clone(), v));
+            }
         }
         Ok(HttpRequest {
             method: self.method.clone(),

@@ -3,6 +3,7 @@
 
 mod check_corpus;
 mod cli;
+mod data_collector;
 mod mock_server;
 mod mock_smtp;
 mod no_panic;

@@ -67,7 +67,9 @@ pub(super) fn md5_base64(input: &dyn ValueView, _: &[Value]) -> Result<Value> {
 }
 
 /// The HMAC filters: the key is required (an empty key is allowed, as in
-/// Ruby's `OpenSSL::HMAC`); nil input stays nil.
+/// Ruby's `OpenSSL::HMAC`); nil input stays nil. A second argument `'base64'`
+/// says the key is the Base64 of binary key bytes (Azure's SharedKey, whose
+/// decoded bytes are not text); `'hex'` likewise for hexadecimal.
 fn hmac_filter(
     name: &str,
     input: &dyn ValueView,
@@ -76,11 +78,46 @@ fn hmac_filter(
     encode: fn(&[u8]) -> String,
 ) -> Result<Value> {
     let key = arg_text(name, args, 0, "key")?.ok_or_else(|| fail(name, "the key is nil"))?;
+    let key: Vec<u8> = match arg_text(name, args, 1, "key encoding")?.as_deref() {
+        None | Some("text") => key.into_bytes(),
+        Some("base64") => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(key.trim())
+                .map_err(|e| fail(name, format!("the key is not Base64: {e}")))?
+        }
+        Some("hex") => decode_hex(key.trim()).ok_or_else(|| fail(name, "the key is not hexadecimal"))?,
+        Some(other) => {
+            return Err(fail(
+                name,
+                format!("unknown key encoding `{other}` (text, base64 or hex)"),
+            ));
+        }
+    };
     let Some(text) = input_text(name, input)? else {
         return Ok(Value::Nil);
     };
-    let bytes = mac(key.as_bytes(), text.as_bytes()).map_err(|e| fail(name, e))?;
+    let bytes = mac(&key, text.as_bytes()).map_err(|e| fail(name, e))?;
     Ok(Value::scalar(encode(&bytes)))
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// `bytesize`: the length of a text in UTF-8 bytes (Ruby's `String#bytesize`),
+/// what `Content-Length` counts; `size` counts characters in Tines.
+pub(super) fn bytesize(input: &dyn ValueView, _: &[Value]) -> Result<Value> {
+    Ok(match input_text("bytesize", input)? {
+        Some(text) => Value::scalar(text.len() as i64),
+        None => Value::Nil,
+    })
 }
 
 pub(super) fn hmac_sha256(input: &dyn ValueView, args: &[Value]) -> Result<Value> {
@@ -141,7 +178,12 @@ mod tests {
     fn hmacs() {
         // RFC 4231 test case 2 and RFC 2202 test case 2
         table(
-            json!({"data": "what do ya want for nothing?", "n": null}),
+            json!({
+                "data": "what do ya want for nothing?",
+                "n": null,
+                "sts": "POST\n1024\napplication/json\nx-ms-date:Mon, 04 Apr 2016 08:00:00 GMT\n/api/logs",
+                "key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==",
+            }),
             &[
                 (
                     "{{ data | hmac_sha256: 'Jefe' }}",
@@ -161,7 +203,33 @@ mod tests {
                     "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad",
                 ),
                 ("{{ n | hmac_sha256: 'k' }}", ""),
+                // RFC 4231 test case 2 again, the key given as Base64 and as hex
+                (
+                    "{{ data | hmac_sha256: 'SmVmZQ==', 'base64' }}",
+                    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+                ),
+                (
+                    "{{ data | hmac_sha256: '4a656665', 'hex' }}",
+                    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+                ),
+                // Azure Data Collector vector A (binary key 0x00..0x3F)
+                (
+                    "{{ sts | hmac_sha256_base64: key, 'base64' }}",
+                    "kQfMluP3yBFQzfwH0Ye5adOjNq2FCEIWGh0n4uEtCrg=",
+                ),
+                ("{{ 'München' | bytesize }}", "8"),
+                ("{{ n | bytesize }}", ""),
             ],
+        );
+        fails(
+            "{{ 'x' | hmac_sha256: 'k', 'rot13' }}",
+            json!({}),
+            "hmac_sha256: unknown key encoding `rot13`",
+        );
+        fails(
+            "{{ 'x' | hmac_sha256: '@@', 'base64' }}",
+            json!({}),
+            "hmac_sha256: the key is not Base64",
         );
     }
 

@@ -82,7 +82,14 @@ fn identity(input: &dyn ValueView, _: &[Value]) -> Result<Value> {
 }
 
 const NONE: &[ParameterReflection] = &[];
-const KEY: &[ParameterReflection] = &[param!("key", "the secret key")];
+const KEY: &[ParameterReflection] = &[
+    param!("key", "the secret key"),
+    param!(
+        "encoding",
+        "how the key is written: text (default), base64 or hex",
+        optional
+    ),
+];
 
 /// Every Tines filter beyond standard Liquid (SPEC §3 and Tines' own list),
 /// plus `date`, which replaces the standard one.
@@ -214,6 +221,13 @@ pub static TINES_FILTERS: &[FilterSpec] = &[
         digest::hmac_sha256_base64,
     ),
     spec("hmac_sha1", "hex HMAC-SHA1", KEY, 1, digest::hmac_sha1),
+    spec(
+        "bytesize",
+        "the length of a text in UTF-8 bytes",
+        NONE,
+        0,
+        digest::bytesize,
+    ),
     spec(
         "get",
         "reads a key or a dotted path",
