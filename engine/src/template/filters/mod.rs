@@ -103,6 +103,25 @@ fn last(input: &dyn ValueView, _: &[Value]) -> Result<Value> {
     edge(input, false)
 }
 
+/// `join` as Shopify/Tines: nil joins to empty text and a single value to
+/// itself, where the Liquid library fails with "Invalid input".
+fn join(input: &dyn ValueView, args: &[Value]) -> Result<Value> {
+    let separator = match args.first() {
+        Some(v) if !v.is_nil() => v.to_kstr().to_string(),
+        _ => " ".to_owned(),
+    };
+    Ok(Value::scalar(match kind(input) {
+        Kind::Nil => String::new(),
+        Kind::Array(a) => a
+            .values()
+            .map(|v| v.to_kstr().into_owned())
+            .collect::<Vec<_>>()
+            .join(&separator),
+        Kind::Scalar(s) => s.into_cow_str().into_owned(),
+        Kind::Object(_) => input.to_kstr().to_string(),
+    }))
+}
+
 fn edge(input: &dyn ValueView, first: bool) -> Result<Value> {
     Ok(match kind(input) {
         Kind::Array(a) => {
@@ -123,6 +142,13 @@ fn edge(input: &dyn ValueView, first: bool) -> Result<Value> {
 }
 
 pub static TINES_FILTERS: &[FilterSpec] = &[
+    spec(
+        "join",
+        "joins a list's elements with a separator (default a space); nil joins to empty text",
+        &[param!("separator", "put between elements", optional)],
+        0,
+        join,
+    ),
     spec(
         "first",
         "the first element of a list (nil when there is none)",
@@ -671,6 +697,20 @@ mod tests {
     fn json_round_trip_keeps_types() {
         let data = json!({"s": "x", "i": 3, "f": 1.5, "b": true, "n": null, "a": [1, "2"], "o": {"k": [null]}});
         assert_eq!(to_json(&from_json(data.clone())), data);
+    }
+
+    #[test]
+    fn join_takes_nil_and_single_values_as_ruby_does() {
+        table(
+            json!({"tags": ["a", "b"], "none": null, "one": "solo", "nums": [1, 2.5]}),
+            &[
+                ("{{ tags | join: ';' }}", "a;b"),
+                ("{{ tags | join }}", "a b"),
+                ("[{{ none | join: ';' }}]", "[]"),
+                ("{{ one | join: ';' }}", "solo"),
+                ("{{ nums | join: ', ' }}", "1, 2.5"),
+            ],
+        );
     }
 
     #[test]
