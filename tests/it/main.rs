@@ -4,6 +4,8 @@
 mod check_corpus;
 mod cli;
 mod data_collector;
+mod library_e2e;
+mod microsoft_mock;
 mod mock_server;
 mod mock_smtp;
 mod no_panic;

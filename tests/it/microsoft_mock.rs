@@ -1,0 +1,316 @@
+//! A mock of the Microsoft APIs the library and the examples call (and of
+//! the ticketing and alerting services beside them): a real HTTP server on
+//! 127.0.0.1, answering from the fixtures in `tests/data/fixtures/` and
+//! behaving as `../shared/fixtures/sentinel/README.md` describes — OAuth2
+//! token endpoints (v1 `resource`, v2 `scope`), Graph alerts (paging, 429
+//! with Retry-After) and subscriptions, Log Analytics queries, indicators,
+//! ARM incidents (ETag, 412), the Data Collector API (verifies the SharedKey
+//! signature, 403), the O365 Management Activity API (`NextPageUri`), ADX
+//! streaming ingest, Defender machines, Jira, a mobile alerting service.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{Value as J, json};
+
+/// The workspace key the Data Collector mock verifies (the fixture vectors' key).
+pub(crate) const SHARED_KEY: &str =
+    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
+pub(crate) const WORKSPACE: &str = "0f2a6c1e-5d4b-4a3c-9e8f-7a6b5c4d3e2f";
+
+#[derive(Default)]
+struct World {
+    base: String,
+    /// Calls per `METHOD path`.
+    calls: HashMap<String, usize>,
+    /// ARM incident etags by incident name.
+    etags: HashMap<String, u32>,
+    pages_sent: usize,
+}
+
+#[derive(Clone)]
+pub(crate) struct MicrosoftMock {
+    pub(crate) url: String,
+    world: Arc<Mutex<World>>,
+}
+
+impl MicrosoftMock {
+    pub(crate) fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let url = format!("http://{addr}");
+        let world = Arc::new(Mutex::new(World {
+            base: url.clone(),
+            ..World::default()
+        }));
+        let state = world.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let app = Router::new().fallback(handle).with_state(state);
+                let _ = axum::serve(listener, app).await;
+            });
+        });
+        Self { url, world }
+    }
+
+    /// How many times `METHOD /path` was called.
+    pub(crate) fn calls(&self, key: &str) -> usize {
+        self.world.lock().expect("world").calls.get(key).copied().unwrap_or(0)
+    }
+}
+
+fn fixture(name: &str) -> J {
+    let path = crate::support::root().join("tests/data/fixtures").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("fixture JSON")
+}
+
+fn reply(status: u16, body: &J) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(status).expect("status"))
+        .header("content-type", "application/json")
+        .body(Body::from(if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        }))
+        .expect("response")
+}
+
+fn graph_error(status: u16, code: &str, message: &str) -> Response<Body> {
+    reply(status, &json!({"error": {"code": code, "message": message}}))
+}
+
+fn signature(key_b64: &str, content_length: usize, date: &str) -> String {
+    let key = base64::engine::general_purpose::STANDARD.decode(key_b64).expect("key");
+    let sts = format!("POST\n{content_length}\napplication/json\nx-ms-date:{date}\n/api/logs");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("hmac");
+    mac.update(sts.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+async fn handle(
+    State(world): State<Arc<Mutex<World>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or("").to_owned();
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let (base, call) = {
+        let mut w = world.lock().expect("world");
+        let key = format!("{method} {path}");
+        let n = {
+            let n = w.calls.entry(key).or_insert(0);
+            *n += 1;
+            *n
+        };
+        (w.base.clone(), n)
+    };
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let body_json: J = serde_json::from_slice(&body).unwrap_or(J::Null);
+
+    // OAuth2 client credentials, v1 (`resource`) and v2 (`scope`).
+    if method == Method::POST && (path.ends_with("/oauth2/token") || path.ends_with("/oauth2/v2.0/token")) {
+        let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+        let v2 = path.ends_with("/v2.0/token");
+        let target = if v2 { form.get("scope") } else { form.get("resource") };
+        if form.get("grant_type").map(String::as_str) != Some("client_credentials")
+            || form.get("client_secret").is_none_or(|s| s.is_empty())
+            || target.is_none()
+        {
+            return reply(400, &fixture("token-error.json"));
+        }
+        return reply(
+            200,
+            &fixture(if v2 {
+                "token-response.json"
+            } else {
+                "token-response-v1-endpoint.json"
+            }),
+        );
+    }
+
+    // Everything else wants a credential (Data Collector: its SharedKey).
+    let authorization = header("authorization");
+    if path != "/api/logs" && !authorization.starts_with("Bearer ") {
+        return graph_error(401, "InvalidAuthenticationToken", "Access token is empty.");
+    }
+
+    match (method.as_str(), segments.as_slice()) {
+        // Graph security alerts v2: one, and the paged list.
+        ("GET", ["v1.0", "security", "alerts_v2", id]) => match *id {
+            "missing" => graph_error(404, "NotFound", "Alert not found"),
+            "throttled" if call == 1 => Response::builder()
+                .status(429)
+                .header("retry-after", "1")
+                .header("content-type", "application/json")
+                .body(Body::from(fixture("graph-error-429.json").to_string()))
+                .expect("response"),
+            _ => {
+                let mut alert = fixture("graph-alert-v2.json");
+                alert["id"] = J::String((*id).to_owned());
+                reply(200, &alert)
+            }
+        },
+        ("GET", ["v1.0", "security", "alerts_v2"]) => {
+            if query.contains("skiptoken") {
+                reply(200, &fixture("graph-alerts-v2-list-page2-last.json"))
+            } else {
+                let mut page = fixture("graph-alerts-v2-list-page1.json");
+                page["@odata.nextLink"] = J::String(format!("{base}/v1.0/security/alerts_v2?$skiptoken=page2"));
+                reply(200, &page)
+            }
+        }
+        // Graph change-notification subscriptions.
+        ("POST", ["v1.0", "subscriptions"]) => {
+            if body_json["notificationUrl"]
+                .as_str()
+                .is_none_or(|u| !u.starts_with("https://"))
+            {
+                return graph_error(400, "InvalidRequest", "notificationUrl must use https");
+            }
+            let mut s = fixture("graph-subscription-response.json");
+            s["expirationDateTime"] = body_json["expirationDateTime"].clone();
+            reply(201, &s)
+        }
+        ("PATCH", ["v1.0", "subscriptions", id]) => {
+            let mut s = fixture("graph-subscription-response.json");
+            s["id"] = J::String((*id).to_owned());
+            s["expirationDateTime"] = body_json["expirationDateTime"].clone();
+            reply(200, &s)
+        }
+        // Graph tiIndicators.
+        ("POST", ["beta", "security", "tiIndicators"]) => {
+            let mut created = fixture("ti-indicator-response.json");
+            if let (J::Object(c), J::Object(sent)) = (&mut created, &body_json) {
+                c.extend(sent.clone());
+            }
+            reply(201, &created)
+        }
+        // Log Analytics query API.
+        ("POST", ["v1", "workspaces", _ws, "query"]) => {
+            let q = body_json["query"].as_str().unwrap_or("");
+            if q.contains("whre") {
+                reply(400, &fixture("la-query-error-syntax.json"))
+            } else {
+                reply(200, &fixture("la-query-response-signin-failures.json"))
+            }
+        }
+        // Sentinel STIX upload.
+        ("POST", ["workspaces", _ws, upload]) if upload.starts_with("threat-intelligence-stix-objects") => {
+            reply(200, &json!({}))
+        }
+        // ARM incidents, with ETags: a PUT with a stale one is refused (412).
+        ("GET", [.., "incidents", name]) => {
+            let version = *world
+                .lock()
+                .expect("world")
+                .etags
+                .entry((*name).to_owned())
+                .or_insert(1);
+            let mut incident = fixture("sentinel-incident.json");
+            incident["name"] = J::String((*name).to_owned());
+            incident["id"] = J::String(path.clone());
+            incident["etag"] = J::String(format!("\"etag-{version}\""));
+            reply(200, &incident)
+        }
+        ("PUT", [.., "incidents", name]) => {
+            let mut w = world.lock().expect("world");
+            let version = w.etags.entry((*name).to_owned()).or_insert(1);
+            if body_json["etag"].as_str() != Some(&format!("\"etag-{version}\"")) {
+                return reply(412, &fixture("sentinel-error-conflict.json"));
+            }
+            *version += 1;
+            let mut incident = body_json.clone();
+            incident["etag"] = J::String(format!("\"etag-{version}\""));
+            reply(200, &incident)
+        }
+        // Data Collector API: the signature is recomputed from what arrived.
+        ("POST", ["api", "logs"]) => {
+            let expected = format!(
+                "SharedKey {WORKSPACE}:{}",
+                signature(SHARED_KEY, body.len(), &header("x-ms-date"))
+            );
+            if header("content-type") != "application/json" {
+                reply(
+                    400,
+                    &json!({"Error": "UnsupportedContentType", "Message": "send application/json"}),
+                )
+            } else if authorization != expected {
+                reply(
+                    403,
+                    &json!({"Error": "InvalidAuthorization", "Message": "An invalid scheme was specified in the Authorization header"}),
+                )
+            } else {
+                reply(200, &J::Null)
+            }
+        }
+        // O365 Management Activity API: start, the paged listing, blobs.
+        ("POST", ["api", "v1.0", _tenant, "activity", "feed", "subscriptions", "start"]) => {
+            reply(200, &fixture("o365-subscription-start-response.json"))
+        }
+        ("GET", ["api", "v1.0", tenant, "activity", "feed", "subscriptions", "content"]) => {
+            let page = |n: usize| {
+                json!([{
+                    "contentType": "Audit.General",
+                    "contentId": format!("blob-{n}"),
+                    "contentUri": format!("{base}/api/v1.0/{tenant}/activity/feed/audit/blob-{n}"),
+                    "contentCreated": "2025-01-14T09:15:00.823Z",
+                    "contentExpiration": "2025-01-21T09:15:00.823Z"
+                }])
+            };
+            if query.contains("nextPage=2") {
+                reply(200, &page(2))
+            } else {
+                world.lock().expect("world").pages_sent += 1;
+                let next = format!("{base}/api/v1.0/{tenant}/activity/feed/subscriptions/content?{query}&nextPage=2");
+                let mut r = reply(200, &page(1));
+                r.headers_mut().insert("NextPageUri", next.parse().expect("header"));
+                r
+            }
+        }
+        ("GET", ["api", "v1.0", _tenant, "activity", "feed", "audit", _blob]) => {
+            reply(200, &fixture("o365-content-blob-aad-doc.json"))
+        }
+        // ADX streaming ingest.
+        ("POST", ["v1", "rest", "ingest", _db, _table]) => {
+            if !query.contains("mappingName=") {
+                return reply(
+                    400,
+                    &json!({"error": {"code": "BadRequest", "message": "mappingName is required"}}),
+                );
+            }
+            reply(200, &fixture("kusto-streaming-ingest-response.json"))
+        }
+        // Defender for Endpoint machines.
+        ("GET", ["api", "machines"]) => reply(200, &fixture("mde-machines-list.json")),
+        // Jira.
+        ("POST", ["rest", "api", "2", "issue"]) => reply(
+            201,
+            &json!({"id": "10042", "key": format!("SOC-{call}"), "self": format!("{base}/rest/api/2/issue/10042")}),
+        ),
+        // A mobile alerting service: pages are acknowledged when read.
+        ("POST", ["api", "v1", "alerts"]) => reply(201, &json!({"id": format!("ea-{call}"), "status": "open"})),
+        ("GET", ["api", "v1", "alerts", id]) => reply(
+            200,
+            &json!({"id": id, "status": "acknowledged", "acknowledged_by": "mbowen"}),
+        ),
+        _ => graph_error(404, "NotFound", &format!("the mock has no {method} {path}")),
+    }
+}
