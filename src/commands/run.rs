@@ -83,8 +83,11 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
     let globals = globals(story, &args.story, &args.resources, dry)?;
     let (built, library) = build_with_library(story, &checked.output.library, globals)?;
     let entry = entry_of(&built, args.action.as_deref(), "name one with --action")?;
-    if !built.actions[entry].is_webhook {
-        bail!("`{}` is not a webhook", built.actions[entry].slug);
+    if !built.actions[entry].is_webhook && built.actions[entry].schedule.is_none() {
+        bail!(
+            "`{}` is neither a webhook nor a scheduled action",
+            built.actions[entry].slug
+        );
     }
     Ok(Some((built, entry, library)))
 }
@@ -285,7 +288,11 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
     // The run and the printing of its events go side by side on one thread.
     let result = runtime()?.block_on(async {
         let run = async {
-            let r = rt.run_webhook(story, entry, request).await;
+            let r = if story.actions[entry].is_webhook {
+                rt.run_webhook(story, entry, request).await
+            } else {
+                rt.run_scheduled(story, entry).await
+            };
             drop(rt); // closes the channel: the printer ends
             r
         };
@@ -352,7 +359,21 @@ fn run_stored(
             depth: 0,
         };
         let durable = Durable::start(Loaded::new(runtime, redactor), store.clone(), 64, 100_000, None);
-        let run_id = match durable.deliver_to(story.clone(), entry, request).await? {
+        let delivered = if story.actions[entry].is_webhook {
+            durable.deliver_to(story.clone(), entry, request).await?
+        } else {
+            let run_id = durable.run_now(&story, entry).await?;
+            Delivery::Started {
+                run_id,
+                response: tale_engine::runtime::exec::WebhookResponse {
+                    status: 200,
+                    content_type: String::new(),
+                    headers: Vec::new(),
+                    body: String::new(),
+                },
+            }
+        };
+        let run_id = match delivered {
             Delivery::Started { run_id, .. } => run_id,
             Delivery::Ignored(_) => return Ok((store, None)),
             Delivery::Refused { status, message } => bail!("the webhook refused the request ({status}): {message}"),
@@ -427,6 +448,9 @@ struct MockSpec {
     status: Option<u16>,
     headers: Option<serde_json::Map<String, J>>,
     body: Option<J>,
+    /// The body from a file, relative to the mocks (or test) file: JSON when
+    /// it parses as JSON, else text.
+    body_file: Option<String>,
     responses: Option<Vec<ResponseSpec>>,
 }
 
@@ -443,6 +467,8 @@ struct ResponseSpec {
     headers: serde_json::Map<String, J>,
     #[serde(default)]
     body: Option<J>,
+    #[serde(default)]
+    body_file: Option<String>,
 }
 
 fn ok() -> u16 {
@@ -498,9 +524,32 @@ pub(crate) fn mocks_from_json(json: J, origin: &str) -> anyhow::Result<Vec<Mock>
             path.display()
         )
     })?;
+    let dir = path.parent().unwrap_or(Path::new(""));
+    // `body_file` → `body`, read once.
+    let load = |body: Option<J>, file: Option<String>, url: &str| -> anyhow::Result<Option<J>> {
+        match (body, file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "{}: the mock of {url} gives both `body` and `body_file`",
+                path.display()
+            ),
+            (body, None) => Ok(body),
+            (None, Some(f)) => {
+                let file = dir.join(&f);
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("{}: cannot read the mock body {}", path.display(), file.display()))?;
+                Ok(Some(serde_json::from_str(&text).unwrap_or(J::String(text))))
+            }
+        }
+    };
     specs
         .into_iter()
-        .map(|s| {
+        .map(|mut s| {
+            s.body = load(s.body.take(), s.body_file.take(), &s.url)?;
+            if let Some(list) = &mut s.responses {
+                for r in list {
+                    r.body = load(r.body.take(), r.body_file.take(), &s.url)?;
+                }
+            }
             if s.responses.is_some() && (s.status.is_some() || s.body.is_some() || s.headers.is_some()) {
                 anyhow::bail!(
                     "{}: the mock of {} gives both `responses` and a single response",
@@ -515,6 +564,7 @@ pub(crate) fn mocks_from_json(json: J, origin: &str) -> anyhow::Result<Vec<Mock>
                         status: s.status.unwrap_or(200),
                         headers: s.headers.unwrap_or_default(),
                         body: Some(s.body.unwrap_or_else(|| json!({}))),
+                        body_file: None,
                     }
                     .into_response(),
                 ],
@@ -548,7 +598,14 @@ pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Writ
         )
     };
     let request = request(&story, entry, body);
-    let report = match runtime()?.block_on(rt.run_webhook(story.clone(), entry, request)) {
+    let run = async {
+        if story.actions[entry].is_webhook {
+            rt.run_webhook(story.clone(), entry, request).await
+        } else {
+            rt.run_scheduled(story.clone(), entry).await
+        }
+    };
+    let report = match runtime()?.block_on(run) {
         Ok(r) => r,
         Err(e) => {
             writeln!(err, "error: {e}")?;

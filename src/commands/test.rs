@@ -380,8 +380,13 @@ fn run_case(
             Arc::new(VirtualClock::new(clock_start(file.clock.as_ref()))),
         )
     };
-    let webhook_request = request(&built, entry, event);
-    let report = runtime()?.block_on(rt.run_webhook(built.clone(), entry, webhook_request))?;
+    // A webhook gets the event; a scheduled action runs as one tick.
+    let report = if built.actions[entry].is_webhook {
+        let webhook_request = request(&built, entry, event);
+        runtime()?.block_on(rt.run_webhook(built.clone(), entry, webhook_request))?
+    } else {
+        runtime()?.block_on(rt.run_scheduled(built.clone(), entry))?
+    };
     for (action, error) in &report.errors {
         outcome.failures.push(format!("action `{action}` failed: {error}"));
     }

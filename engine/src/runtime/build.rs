@@ -48,13 +48,21 @@ impl BuiltStory {
         self.actions.iter().position(|a| &*a.slug == slug)
     }
 
-    /// The webhook a run enters by: `entry`, else the only webhook.
+    /// Where a run enters: `entry`, else the only webhook, else (a story
+    /// with no webhook) the only scheduled action.
     pub fn default_entry(&self) -> Option<usize> {
-        self.entry.or_else(|| {
-            let mut hooks = self.actions.iter().enumerate().filter(|(_, a)| a.is_webhook);
-            match (hooks.next(), hooks.next()) {
+        let only = |keep: &dyn Fn(&BuiltAction) -> bool| {
+            let mut found = self.actions.iter().enumerate().filter(|(_, a)| keep(a));
+            match (found.next(), found.next()) {
                 (Some((i, _)), None) => Some(i),
                 _ => None,
+            }
+        };
+        self.entry.or_else(|| {
+            if self.actions.iter().any(|a| a.is_webhook) {
+                only(&|a| a.is_webhook)
+            } else {
+                only(&|a| a.schedule.is_some())
             }
         })
     }

@@ -81,6 +81,15 @@ pub trait Observer: Send + Sync {
     fn run_finished(&self, _story: &str, _succeeded: bool) {}
 }
 
+/// A reserved place in the queue; given back when dropped.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The stories being served, and a runtime that can call them.
 #[derive(Clone)]
 pub struct Loaded {
@@ -268,7 +277,7 @@ impl Durable {
         request: WebhookRequest,
     ) -> Result<Delivery, DurableError> {
         let loaded = self.loaded();
-        self.admit().await?;
+        let _slot = self.admit().await?;
         let run_id = new_id();
         let (output, response) = match loaded.runtime.accept(&story, action, &request, run_id)? {
             WebhookResult::Refused { status, message } => return Ok(Delivery::Refused { status, message }),
@@ -335,20 +344,38 @@ impl Durable {
 
     /// Holds a new run back while the work queued is over half the limit (a
     /// sender then slows down to what tale can do, instead of piling up
-    /// work); refuses it when the queue stays full.
-    async fn admit(&self) -> Result<(), StoreError> {
-        let soft = (self.max_queued / 2).min(self.workers * 2);
+    /// work); refuses it when the queue stays full. The slot is reserved
+    /// atomically, so a burst cannot all slip in at once; it is released
+    /// when the returned guard drops (after the run's items are queued).
+    async fn admit(&self) -> Result<Slot<'_>, StoreError> {
+        let soft = (self.max_queued / 2).min(self.workers * 2).max(1);
         let deadline = tokio::time::Instant::now() + ADMISSION_WAIT;
-        while self.queue_depth() >= soft.max(1) && tokio::time::Instant::now() < deadline {
+        loop {
+            if let Some(slot) = self.reserve(soft) {
+                return Ok(slot);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        if self.queue_depth() >= self.max_queued {
-            return Err(StoreError::Full(format!(
-                "{} work items are waiting",
-                self.queue_depth()
-            )));
+        self.reserve(self.max_queued.max(1))
+            .ok_or_else(|| StoreError::Full(format!("{} work items are waiting", self.queue_depth())))
+    }
+
+    /// Takes one slot of `queued` if fewer than `limit` are taken.
+    fn reserve(&self, limit: usize) -> Option<Slot<'_>> {
+        let mut current = self.queued.load(Ordering::Acquire);
+        while current < limit {
+            match self
+                .queued
+                .compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(Slot(&self.queued)),
+                Err(now) => current = now,
+            }
         }
-        Ok(())
+        None
     }
 
     /// Fires the scheduled action `action` of `story` for the tick `tick_ms`,
@@ -359,6 +386,22 @@ impl Durable {
         action: usize,
         tick_ms: i64,
     ) -> Result<bool, StoreError> {
+        let (applied, _) = self.start_action(story, action, Some(tick_ms)).await?;
+        Ok(applied.fired)
+    }
+
+    /// Starts a run at the scheduled action `action` now, outside its schedule
+    /// (`tale run --db`): no tick is recorded.
+    pub async fn run_now(self: &Arc<Self>, story: &Arc<BuiltStory>, action: usize) -> Result<RunId, StoreError> {
+        self.start_action(story, action, None).await.map(|(_, run)| run)
+    }
+
+    async fn start_action(
+        self: &Arc<Self>,
+        story: &Arc<BuiltStory>,
+        action: usize,
+        tick_ms: Option<i64>,
+    ) -> Result<(Applied, RunId), StoreError> {
         let run_id = new_id();
         let item = WorkItem {
             id: new_id(),
@@ -369,13 +412,14 @@ impl Durable {
             wake: None,
             due_ms: 0,
         };
+        let started = tick_ms.unwrap_or_else(|| self.loaded().runtime.clock.now_ms());
         let tx = Transaction {
-            started: vec![(run_id, story.id.clone(), tick_ms)],
+            started: vec![(run_id, story.id.clone(), started)],
             items: vec![item],
-            tick: Some((schedule_key(story, action), tick_ms)),
+            tick: tick_ms.map(|t| (schedule_key(story, action), t)),
             ..Transaction::default()
         };
-        Ok(self.commit(tx, true).await?.fired)
+        Ok((self.commit(tx, true).await?, run_id))
     }
 
     pub fn last_tick(&self, story: &BuiltStory, action: usize) -> Result<Option<i64>, StoreError> {

@@ -355,12 +355,34 @@ impl Runtime {
         (step.result, step.skipped)
     }
 
+    /// Runs a story from its scheduled action `action`, as one tick of its
+    /// schedule: the action runs with no input event.
+    pub async fn run_scheduled(&self, story: Arc<BuiltStory>, action: usize) -> Result<RunReport, RunError> {
+        if action >= story.actions.len() {
+            return Err(RunError::NoSuchAction(action.to_string()));
+        }
+        let run_id = super::event::new_id();
+        self.store.start_run(run_id, &story.id)?;
+        self.run_items(story, run_id, Vec::new(), vec![action]).await
+    }
+
     /// Runs from root events already committed (a webhook's, a schedule tick's).
     pub async fn run_from(
         &self,
         story: Arc<BuiltStory>,
         run_id: RunId,
         roots: Vec<(usize, Arc<Event>)>,
+    ) -> Result<RunReport, RunError> {
+        self.run_items(story, run_id, roots, Vec::new()).await
+    }
+
+    /// Runs from root events, and from actions that start with no input.
+    async fn run_items(
+        &self,
+        story: Arc<BuiltStory>,
+        run_id: RunId,
+        roots: Vec<(usize, Arc<Event>)>,
+        starts: Vec<usize>,
     ) -> Result<RunReport, RunError> {
         let mut report = RunReport {
             run_id,
@@ -381,6 +403,13 @@ impl Runtime {
                 f(&event);
             }
             self.enqueue_downstream(&story, action, None, &event, &mut queue);
+        }
+        for action in starts {
+            queue.push_back(Item {
+                action,
+                input: None,
+                wake: None,
+            });
         }
         // Lazy emits not pulled yet: (action, its input, what remains).
         let mut emitters: VecDeque<(usize, Option<Arc<Event>>, LazyEmits)> = VecDeque::new();
