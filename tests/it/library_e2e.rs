@@ -43,6 +43,7 @@ fn run(mock: &MicrosoftMock, smtp: &SmtpServer, story: &str, event: &J) -> (i32,
         "graph_webhook_secret",
         "forensics_webhook_secret",
         "mobile_alerting_webhook_secret",
+        "hunting_webhook_secret",
     ] {
         cmd.env(
             format!("TALE_CREDENTIAL_{}", name.to_uppercase()),
