@@ -294,6 +294,7 @@ impl Runtime {
         });
         let mut scope = Scope::new(&story.globals, None);
         scope.meta = Some(&meta);
+        scope.now_ms = Some(self.clock.now_ms());
         let cx = self.cx(scope, story, a, run_id);
         a.exec
             .accept(request, &cx)
@@ -732,6 +733,7 @@ impl Runtime {
         });
         let mut scope = Scope::new(&story.globals, item.input.as_ref());
         scope.meta = Some(&meta);
+        scope.now_ms = Some(at_ms);
         let local = match &action.local {
             Some(tree) => match tree.render(&scope) {
                 Ok(v) => Some(v),

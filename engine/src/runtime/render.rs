@@ -236,7 +236,8 @@ impl Field {
     /// keeps it: rendered fields live in events, so start small instead.
     fn render_liquid(&self, t: &liquid::Template, scope: &Scope<'_>) -> Result<String, RenderError> {
         let mut buf = Vec::with_capacity(64);
-        t.render_to(&mut buf, scope).map_err(|e| self.error(&e))?;
+        crate::template::filters::with_now(scope.now_ms, || t.render_to(&mut buf, scope))
+            .map_err(|e| self.error(&e))?;
         let mut text = String::from_utf8(buf).map_err(|e| RenderError {
             field: self.name.clone(),
             span: self.span,

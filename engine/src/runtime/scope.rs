@@ -87,6 +87,9 @@ pub struct Scope<'a> {
     pub meta: Option<&'a J>,
     /// Field-specific names: `request`, `response`, `LOOP`.
     pub extra: &'a [(&'a str, &'a J)],
+    /// What `'now'` means in templates (ms since the epoch): the run's clock,
+    /// virtual in dry runs and story tests. `None`: the system clock.
+    pub now_ms: Option<i64>,
 }
 
 impl<'a> Scope<'a> {
@@ -97,6 +100,7 @@ impl<'a> Scope<'a> {
             local: None,
             meta: None,
             extra: &[],
+            now_ms: None,
         }
     }
 
@@ -111,6 +115,7 @@ impl<'a> Scope<'a> {
             local: self.local,
             meta: self.meta,
             extra,
+            now_ms: self.now_ms,
         }
     }
 

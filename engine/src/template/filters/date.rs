@@ -54,6 +54,27 @@ fn from_seconds(seconds: f64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos((seconds * 1e9).round() as i128).ok()
 }
 
+thread_local! {
+    /// The run's "now" while a template renders (see `with_now`).
+    static NOW_MS: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Renders with `'now'` meaning `now_ms` (the run's clock): a render is
+/// synchronous, so a thread-local set around it is seen by every filter in it.
+pub fn with_now<R>(now_ms: Option<i64>, render: impl FnOnce() -> R) -> R {
+    let before = NOW_MS.with(|n| n.replace(now_ms));
+    let result = render();
+    NOW_MS.with(|n| n.set(before));
+    result
+}
+
+fn now() -> OffsetDateTime {
+    NOW_MS
+        .with(std::cell::Cell::get)
+        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+        .unwrap_or_else(OffsetDateTime::now_utc)
+}
+
 /// Text in any of the formats above.
 pub(crate) fn parse_text(text: &str) -> Option<OffsetDateTime> {
     let t = text.trim();
@@ -61,7 +82,7 @@ pub(crate) fn parse_text(text: &str) -> Option<OffsetDateTime> {
         return None;
     }
     if t.eq_ignore_ascii_case("now") || t.eq_ignore_ascii_case("today") {
-        return Some(OffsetDateTime::now_utc());
+        return Some(now());
     }
     if let Ok(seconds) = t.parse::<i64>() {
         return OffsetDateTime::from_unix_timestamp(seconds).ok();
@@ -141,6 +162,17 @@ mod tests {
         let tomorrow: i64 = tomorrow.parse().expect("seconds");
         assert!((before + 86400..=after + 86400).contains(&tomorrow));
         assert_eq!(ok("{{ 'Today' | date: '%Y' }}", json!({})).len(), 4);
+    }
+
+    #[test]
+    fn now_follows_the_run_clock_while_a_template_renders() {
+        let rendered = super::with_now(Some(1_736_845_200_000), || {
+            ok("{{ 'now' | date: '%Y-%m-%dT%H:%M' }}", json!({}))
+        });
+        assert_eq!(rendered, "2025-01-14T09:00");
+        // Outside the render, the system clock again.
+        let year: i64 = ok("{{ 'now' | date: '%Y' }}", json!({})).parse().expect("year");
+        assert!(year >= 2025);
     }
 
     #[test]

@@ -31,6 +31,7 @@ use liquid_core::{Error, Expression, Filter, FilterReflection, ParseFilter, Resu
 use serde_json::Value as J;
 
 pub use data::normalize_jsonpath;
+pub use date::with_now;
 pub use text::ruby_regex;
 
 type Eval = fn(&dyn ValueView, &[Value]) -> Result<Value>;
