@@ -1,7 +1,6 @@
-//! Every library story and every example with a webhook, run for real with
-//! `tale run` (the binary, as a user runs it) against the Microsoft mock on
-//! 127.0.0.1: each reaches its success exit. Stories that only run on a
-//! schedule are covered by their story tests and `tale serve`.
+//! Every library story and the examples, run for real with `tale run` (the
+//! binary, as a user runs it) against the Microsoft mock on 127.0.0.1: each
+//! reaches its success exit (a scheduled story runs one tick).
 
 use std::process::Command;
 
@@ -204,7 +203,7 @@ fn every_library_story_reaches_its_success_exit_against_the_mock() {
 }
 
 #[test]
-fn every_example_with_a_webhook_runs_against_the_mock() {
+fn the_examples_run_against_the_mock() {
     let mock = MicrosoftMock::start();
     let smtp = SmtpServer::start();
     let cases: Vec<(&str, J, &str)> = vec![

@@ -679,3 +679,105 @@ fn tale_run_with_a_database_stores_the_run_durably() {
     assert_eq!(dry.status, 2);
     assert!(dry.stderr.contains("stores nothing"), "{}", dry.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_runs_older_than_keep_events_for_are_pruned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_story(
+        dir.path(),
+        "short.yaml",
+        &format!(
+            r#"name: Short-lived
+keep_events_for: 1
+actions:
+  hook:
+    type: webhook
+    path: short
+    secret: {SECRET}
+  shape:
+    type: transform
+    mode: message_only
+    from: hook
+    payload: {{ id: "{{{{ hook.body.id }}}}" }}
+"#
+        ),
+    );
+    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    let url = format!("http://{}/webhook/short/{SECRET}", server.addr);
+    let r = client().post(&url).json(&json!({"id": 1})).send().await.expect("post");
+    assert_eq!(r.status(), 200);
+    eventually("the run to finish", Duration::from_secs(10), async || {
+        get_json(&server, "/api/runs?status=succeeded").await["runs"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1)
+    })
+    .await;
+    let run_id = get_json(&server, "/api/runs").await["runs"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    server.stop().await.expect("stop");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // The pruner runs at start, then every minute.
+    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    eventually("the old run to be pruned", Duration::from_secs(10), async || {
+        get_json(&server, "/api/runs").await["runs"] == json!([])
+    })
+    .await;
+    let events = get_json(&server, &format!("/api/runs/{run_id}/events")).await;
+    assert_eq!(events["events"], json!([]), "events outlived their run");
+    server.stop().await.expect("stop");
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_story(dir.path(), "versioned.yaml", &versioned_story("v1", false));
+    let port = free_port();
+    let mut child = spawn_serve(dir.path(), port, "http://127.0.0.1:9");
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    eventually("tale serve ready", Duration::from_secs(20), async || {
+        client().get(&ready).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{port}/webhook/version/{SECRET}");
+    let answer = async || {
+        client()
+            .post(&url)
+            .send()
+            .await
+            .expect("post")
+            .text()
+            .await
+            .expect("text")
+    };
+    assert_eq!(answer().await, "v1");
+    // `--watch 0s`: files are not polled; only SIGHUP reloads.
+    write_story(dir.path(), "versioned.yaml", &versioned_story("v2", false));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(answer().await, "v1", "reloaded without a signal");
+    signal(&child, "HUP");
+    eventually("the reload", Duration::from_secs(10), async || answer().await == "v2").await;
+    signal(&child, "TERM");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "SIGTERM did not stop tale serve"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}
