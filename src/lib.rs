@@ -15,6 +15,7 @@ pub use commands::check::CheckArgs;
 pub use commands::graph::GraphArgs;
 pub use commands::inspect::{EventsArgs, RunsArgs};
 pub use commands::run::{DryRunArgs, RunArgs};
+pub use commands::schema::SchemaArgs;
 pub use commands::test::TestArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +41,8 @@ struct Cli {
 enum Command {
     /// Check stories: syntax, keys, graph, templates, calls and environment.
     Check(CheckArgs),
-    /// Print the story JSON Schema (for editor completion).
-    Schema,
+    /// Print the story JSON Schema, or with --tests the test-file schema (for editor completion).
+    Schema(commands::schema::SchemaArgs),
     /// Draw a story's graph as Mermaid or Graphviz DOT.
     Graph(GraphArgs),
     /// Run a story for real: deliver an event to its entry webhook and print its events.
@@ -85,7 +86,7 @@ where
     };
     let result = match cli.command {
         Command::Check(args) => commands::check::run(&args, out, err),
-        Command::Schema => commands::schema::run(out),
+        Command::Schema(args) => commands::schema::run(&args, out),
         Command::Graph(args) => commands::graph::run(&args, out, err),
         Command::Run(args) => commands::run::run(&args, out, err),
         Command::DryRun(args) => commands::run::dry_run(&args, out, err),

@@ -439,9 +439,9 @@ fn finish(report: &RunReport, redactor: &Redactor, err: &mut dyn Write) -> anyho
 
 /// One mock of a mocks file: one response, or `responses` in turn (the
 /// last repeats).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct MockSpec {
+pub(crate) struct MockSpec {
     #[serde(default = "any_method")]
     method: String,
     url: String,
@@ -451,6 +451,9 @@ struct MockSpec {
     /// The body from a file, relative to the mocks (or test) file: JSON when
     /// it parses as JSON, else text.
     body_file: Option<String>,
+    /// Seconds the answer takes (on the run's clock); at or beyond the
+    /// request's `timeout_secs` the request times out.
+    delay_secs: Option<f64>,
     responses: Option<Vec<ResponseSpec>>,
 }
 
@@ -458,7 +461,7 @@ fn any_method() -> String {
     "*".into()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ResponseSpec {
     #[serde(default = "ok")]
@@ -469,6 +472,8 @@ struct ResponseSpec {
     body: Option<J>,
     #[serde(default)]
     body_file: Option<String>,
+    #[serde(default)]
+    delay_secs: Option<f64>,
 }
 
 fn ok() -> u16 {
@@ -550,29 +555,42 @@ pub(crate) fn mocks_from_json(json: J, origin: &str) -> anyhow::Result<Vec<Mock>
                     r.body = load(r.body.take(), r.body_file.take(), &s.url)?;
                 }
             }
-            if s.responses.is_some() && (s.status.is_some() || s.body.is_some() || s.headers.is_some()) {
+            if s.responses.is_some()
+                && (s.status.is_some() || s.body.is_some() || s.headers.is_some() || s.delay_secs.is_some())
+            {
                 anyhow::bail!(
                     "{}: the mock of {} gives both `responses` and a single response",
                     path.display(),
                     s.url
                 );
             }
-            let responses: Vec<HttpResponse> = match s.responses {
-                Some(list) if !list.is_empty() => list.into_iter().map(ResponseSpec::into_response).collect(),
-                _ => vec![
-                    ResponseSpec {
-                        status: s.status.unwrap_or(200),
-                        headers: s.headers.unwrap_or_default(),
-                        body: Some(s.body.unwrap_or_else(|| json!({}))),
-                        body_file: None,
-                    }
-                    .into_response(),
-                ],
+            let specs: Vec<ResponseSpec> = match s.responses {
+                Some(list) if !list.is_empty() => list,
+                _ => vec![ResponseSpec {
+                    status: s.status.unwrap_or(200),
+                    headers: s.headers.unwrap_or_default(),
+                    body: Some(s.body.unwrap_or_else(|| json!({}))),
+                    body_file: None,
+                    delay_secs: s.delay_secs,
+                }],
             };
+            let mut delays = Vec::with_capacity(specs.len());
+            for spec in &specs {
+                let secs = spec.delay_secs.unwrap_or(0.0);
+                if !secs.is_finite() || secs < 0.0 || secs > 86_400.0 {
+                    anyhow::bail!(
+                        "{}: the mock of {}: `delay_secs` must be between 0 and 86400",
+                        path.display(),
+                        s.url
+                    );
+                }
+                delays.push(std::time::Duration::from_secs_f64(secs));
+            }
             Ok(Mock {
                 method: s.method,
                 url: s.url,
-                responses,
+                responses: specs.into_iter().map(ResponseSpec::into_response).collect(),
+                delays,
             })
         })
         .collect()
@@ -587,15 +605,13 @@ pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Writ
     };
     let body = read_event(args.run.event.as_deref())?;
     let mocks = args.mocks.as_deref().map(read_mocks).transpose()?.unwrap_or_default();
-    let http = Arc::new(MockHttp::new(mocks));
+    let clock: Arc<dyn tale_engine::runtime::clock::Clock> =
+        Arc::new(VirtualClock::new(tale_engine::runtime::event::now_millis()));
+    let http = Arc::new(MockHttp::new(mocks).with_clock(clock.clone()));
     let rt = Runtime {
         trace: true,
         library,
-        ..Runtime::contained(
-            http.clone(),
-            Arc::new(RecordingMailer::default()),
-            Arc::new(VirtualClock::new(tale_engine::runtime::event::now_millis())),
-        )
+        ..Runtime::contained(http.clone(), Arc::new(RecordingMailer::default()), clock)
     };
     let request = request(&story, entry, body);
     let run = async {

@@ -49,10 +49,11 @@ pub struct TestArgs {
     pub stories: Vec<PathBuf>,
 }
 
-/// A test file.
-#[derive(Debug, Deserialize)]
+/// A story test file (`<story>.test.yaml`): see docs/testing.md.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct TestFile {
+#[schemars(title = "tale story tests")]
+pub(crate) struct TestFile {
     /// The story, relative to the test file (default: its name without `.test`).
     story: Option<String>,
     /// Folders of sub-stories the story calls, relative to the test file.
@@ -63,11 +64,12 @@ struct TestFile {
     #[serde(default)]
     resources: serde_json::Map<String, J>,
     /// The virtual clock's start: RFC 3339 or unix milliseconds.
+    #[schemars(with = "Option<serde_json::Value>")]
     clock: Option<J>,
     cases: Vec<Case>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Case {
     name: String,
@@ -78,7 +80,9 @@ struct Case {
     event_file: Option<String>,
     /// The webhook to deliver to, when the story has several and no `entry`.
     action: Option<String>,
+    /// HTTP answers by method and URL pattern (`*` matches any run of characters).
     #[serde(default)]
+    #[schemars(with = "Vec<super::run::MockSpec>")]
     mocks: Vec<J>,
     #[serde(default)]
     credentials: serde_json::Map<String, J>,
@@ -87,7 +91,8 @@ struct Case {
     /// Assertions on the requests the story sent.
     #[serde(default)]
     requests: Vec<RequestExpectation>,
-    /// Per action slug: what it must emit.
+    /// Per action slug: what it must emit: `never`, a list of outputs (each a
+    /// subset of the actual one, in order), or `{count, equals, subset, jsonpath}`.
     #[serde(default)]
     expect: serde_json::Map<String, J>,
     /// Requests no mock answers are failures unless this is set.
@@ -95,7 +100,7 @@ struct Case {
     allow_unmatched: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RequestExpectation {
     #[serde(default = "any")]
@@ -371,14 +376,12 @@ fn run_case(
         (None, None) => Vec::new(),
     };
     let mocks = mocks_from_json(J::Array(case.mocks.clone()), &test.display().to_string())?;
-    let http = Arc::new(MockHttp::new(mocks));
+    let clock: Arc<dyn tale_engine::runtime::clock::Clock> =
+        Arc::new(VirtualClock::new(clock_start(file.clock.as_ref())));
+    let http = Arc::new(MockHttp::new(mocks).with_clock(clock.clone()));
     let rt = Runtime {
         library,
-        ..Runtime::contained(
-            http.clone(),
-            Arc::new(RecordingMailer::default()),
-            Arc::new(VirtualClock::new(clock_start(file.clock.as_ref()))),
-        )
+        ..Runtime::contained(http.clone(), Arc::new(RecordingMailer::default()), clock)
     };
     // A webhook gets the event; a scheduled action runs as one tick.
     let report = if built.actions[entry].is_webhook {

@@ -58,3 +58,21 @@ fn schema_describes_every_action_type_and_mode() {
         );
     }
 }
+
+#[test]
+fn committed_test_schema_matches_tale_schema_tests() {
+    let out = tale(&["schema", "--tests"]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    if let Err(e) = assert_snapshot(&root().join("docs/story-test.schema.json"), &out.stdout) {
+        panic!("{e}");
+    }
+    let schema: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let case = schema.pointer("/$defs/Case/properties").expect("Case");
+    for key in ["event", "event_file", "mocks", "requests", "expect", "allow_unmatched"] {
+        assert!(case.get(key).is_some(), "{key}");
+    }
+    let mock = schema.pointer("/$defs/MockSpec/properties").expect("MockSpec");
+    for key in ["body_file", "delay_secs", "responses"] {
+        assert!(mock.get(key).is_some(), "{key}");
+    }
+}

@@ -171,12 +171,17 @@ pub struct Mock {
     pub method: String,
     pub url: String,
     pub responses: Vec<HttpResponse>,
+    /// How long each response takes (same order; missing: at once). A delay
+    /// at or beyond the request's timeout is a timeout.
+    pub delays: Vec<Duration>,
 }
 
 /// Answers from mocks, or `200 {}`; never opens a socket. Keeps every request.
 #[derive(Debug, Default)]
 pub struct MockHttp {
     mocks: Vec<Mock>,
+    /// The clock delays pass on (the run's virtual clock).
+    clock: Option<Arc<dyn super::clock::Clock>>,
     calls: Mutex<Vec<usize>>,
     pub requests: Mutex<Vec<HttpRequest>>,
     /// Requests no mock matched (answered `200 {}`).
@@ -188,10 +193,17 @@ impl MockHttp {
         let calls = Mutex::new(vec![0; mocks.len()]);
         Self {
             mocks,
+            clock: None,
             calls,
             requests: Mutex::new(Vec::new()),
             unmatched: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Responses with a delay wait on `clock` (without one, delays are ignored).
+    pub fn with_clock(mut self, clock: Arc<dyn super::clock::Clock>) -> Self {
+        self.clock = Some(clock);
+        self
     }
 }
 
@@ -230,17 +242,18 @@ impl HttpClient for MockHttp {
         let found = self.mocks.iter().position(|m| {
             (m.method == "*" || m.method.eq_ignore_ascii_case(&request.method)) && glob_match(&m.url, &request.url)
         });
-        let response = match found {
+        let (response, delay) = match found {
             Some(i) => {
                 let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
                 let n = calls[i];
                 calls[i] += 1;
-                let list = &self.mocks[i].responses;
-                list.get(n).or(list.last()).cloned()
+                let mock = &self.mocks[i];
+                let k = n.min(mock.responses.len().saturating_sub(1));
+                (mock.responses.get(k).cloned(), mock.delays.get(k).copied())
             }
-            None => None,
-        }
-        .unwrap_or_else(|| HttpResponse {
+            None => (None, None),
+        };
+        let response = response.unwrap_or_else(|| HttpResponse {
             status: 200,
             headers: vec![("content-type".into(), "application/json".into())],
             body: b"{}".to_vec(),
@@ -251,7 +264,18 @@ impl HttpClient for MockHttp {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(request.clone());
         }
+        let timeout = request.timeout;
         self.requests.lock().unwrap_or_else(|p| p.into_inner()).push(request);
-        Box::pin(std::future::ready(Ok(response)))
+        Box::pin(async move {
+            let (Some(delay), Some(clock)) = (delay.filter(|d| !d.is_zero()), &self.clock) else {
+                return Ok(response);
+            };
+            let waited = delay.min(timeout);
+            clock.sleep_until(clock.now_ms() + waited.as_millis() as i64).await;
+            if delay >= timeout {
+                return Err(HttpError::Timeout(timeout));
+            }
+            Ok(response)
+        })
     }
 }
