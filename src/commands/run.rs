@@ -577,7 +577,7 @@ pub(crate) fn mocks_from_json(json: J, origin: &str) -> anyhow::Result<Vec<Mock>
             let mut delays = Vec::with_capacity(specs.len());
             for spec in &specs {
                 let secs = spec.delay_secs.unwrap_or(0.0);
-                if !secs.is_finite() || secs < 0.0 || secs > 86_400.0 {
+                if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
                     anyhow::bail!(
                         "{}: the mock of {}: `delay_secs` must be between 0 and 86400",
                         path.display(),
