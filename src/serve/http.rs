@@ -200,7 +200,14 @@ fn parse_time(s: &str) -> Result<i64, String> {
         .map_err(|e| format!("`{s}` is neither ms since the epoch nor RFC 3339: {e}"))
 }
 
-async fn runs(State(app): State<Arc<App>>, Query(q): Query<RunsQuery>) -> Response {
+async fn runs(
+    State(app): State<Arc<App>>,
+    q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let since = match q.since.as_deref().map(parse_time).transpose() {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -229,7 +236,10 @@ async fn runs(State(app): State<Arc<App>>, Query(q): Query<RunsQuery>) -> Respon
     }
 }
 
-async fn run(State(app): State<Arc<App>>, Path(id): Path<Uuid>) -> Response {
+async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return error(StatusCode::NOT_FOUND, format!("`{id}` is not an id"));
+    };
     match app.store.run(id) {
         Ok(Some(run)) => axum::Json(run).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such run"),
@@ -237,7 +247,10 @@ async fn run(State(app): State<Arc<App>>, Path(id): Path<Uuid>) -> Response {
     }
 }
 
-async fn run_events(State(app): State<Arc<App>>, Path(id): Path<Uuid>) -> Response {
+async fn run_events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return error(StatusCode::NOT_FOUND, format!("`{id}` is not an id"));
+    };
     let events = match app.store.events_json(id) {
         Ok(e) => e,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -252,7 +265,10 @@ async fn run_events(State(app): State<Arc<App>>, Path(id): Path<Uuid>) -> Respon
     axum::Json(json!({"run_id": id.to_string(), "events": events, "by_action": by_action})).into_response()
 }
 
-async fn reemit(State(app): State<Arc<App>>, Path(id): Path<Uuid>) -> Response {
+async fn reemit(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = Uuid::parse_str(&id) else {
+        return error(StatusCode::NOT_FOUND, format!("`{id}` is not an id"));
+    };
     let event = match app.store.event(id) {
         Ok(Some(e)) => e,
         Ok(None) => return error(StatusCode::NOT_FOUND, "no such event"),

@@ -83,7 +83,6 @@ pub(crate) fn load(
     let parser = TemplateParser::new();
     let mut library = Library::new();
     let mut statuses = Vec::new();
-    let mut credentials_seen = serde_json::Map::new();
     for story in &checked.output.stories {
         let file = story.file.to_path_buf();
         let mut errors = errors_by_file.remove(&file).unwrap_or_default();
@@ -91,9 +90,6 @@ pub(crate) fn load(
         if errors.is_empty() {
             match globals(story, &file, resources, false).and_then(|g| Ok(build(story, &parser, g)?)) {
                 Ok(built) => {
-                    if let serde_json::Value::Object(c) = &built.globals.credentials {
-                        credentials_seen.extend(c.clone());
-                    }
                     library.insert(id.clone(), Arc::new(built));
                 }
                 Err(e) => errors.push(format!("{e:#}")),
@@ -134,7 +130,17 @@ pub(crate) fn load(
         });
     }
     statuses.sort_by(|a, b| a.file.cmp(&b.file));
-    let redactor = Redactor::new(&serde_json::Value::Object(credentials_seen));
+    // Every credential a served story holds, stale versions included (they
+    // keep running with the credentials they were built with).
+    let redactor = Redactor::from_pairs(library.values().flat_map(|story| {
+        story
+            .globals
+            .credentials
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+    }));
     LoadedStories {
         library,
         statuses,

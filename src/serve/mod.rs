@@ -64,7 +64,8 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = SyncMode::Normal)]
     pub sync: SyncMode,
     /// Work items ready or running beyond which webhooks answer 503 (past
-    /// half of it, webhooks wait up to a second for room first).
+    /// half of it, or twice --workers if less, webhooks wait up to a second
+    /// for room first).
     #[arg(long, default_value_t = 10_000)]
     pub max_queued: usize,
     /// Largest webhook body accepted, in bytes (a webhook's own `max_body_bytes` may be lower).

@@ -781,3 +781,120 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_implode_window_another_run_closed_still_finishes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_story(
+        dir.path(),
+        "pair.yaml",
+        &format!(
+            r#"name: Pairs
+actions:
+  hook:
+    type: webhook
+    path: pair
+    secret: {SECRET}
+  pair:
+    type: transform
+    mode: implode
+    from: hook
+    guid_path: "{{{{ hook.body.pair }}}}"
+    size_path: "2"
+    seconds: 3600
+"#
+        ),
+    );
+    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    let url = format!("http://{}/webhook/pair/{SECRET}", server.addr);
+    for id in [1, 2] {
+        let r = client()
+            .post(&url)
+            .json(&json!({"pair": "p1", "id": id}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200);
+    }
+    // The first run opened the window (its timer item); the second closed it.
+    eventually("both runs finished", Duration::from_secs(10), async || {
+        get_json(&server, "/api/runs?status=succeeded").await["runs"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    assert_eq!(server.pending(), 0, "the window's timer is still pending");
+    // Ids that are not ids are a JSON 404, not axum's text.
+    let r = client()
+        .get(format!("http://{}/api/runs/not-an-id/events", server.addr))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+    assert!(r.json::<J>().await.expect("JSON")["error"].is_string());
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_explodes_at_once_do_not_starve_the_workers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_story(
+        dir.path(),
+        "fan.yaml",
+        &format!(
+            r#"name: Fan out
+actions:
+  hook:
+    type: webhook
+    path: fan
+    secret: {SECRET}
+    max_body_bytes: 10485760
+  each:
+    type: transform
+    mode: explode
+    from: hook
+    path: "{{{{ hook.body.items | as_object }}}}"
+    to: item
+    limit: 100000
+  slow:
+    type: transform
+    mode: delay
+    from: each
+    seconds: 0
+"#
+        ),
+    );
+    let mut a = args(dir.path());
+    a.workers = 2;
+    let server = tale::serve::start(&a, None).await.expect("serve");
+    let url = format!("http://{}/webhook/fan/{SECRET}", server.addr);
+    let items: Vec<i64> = (0..6_000).collect();
+    let mut sends = Vec::new();
+    for _ in 0..3 {
+        let (url, body) = (url.clone(), json!({"items": items}));
+        sends.push(tokio::spawn(async move {
+            client()
+                .post(&url)
+                .json(&body)
+                .send()
+                .await
+                .expect("post")
+                .status()
+                .as_u16()
+        }));
+    }
+    for s in sends {
+        assert_eq!(s.await.expect("join"), 200);
+    }
+    eventually("three runs of 6,000 items each", Duration::from_secs(60), async || {
+        get_json(&server, "/api/runs?status=succeeded").await["runs"]
+            .as_array()
+            .is_some_and(|r| r.len() == 3)
+    })
+    .await;
+    let runs = get_json(&server, "/api/runs").await;
+    for run in runs["runs"].as_array().expect("runs") {
+        assert_eq!(run["events"], 1 + 6_000 + 6_000, "{run}");
+    }
+    server.stop().await.expect("stop");
+}

@@ -36,7 +36,7 @@ pub struct WorkItem {
 }
 
 /// What one step writes, all or nothing.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Transaction {
     /// Runs this transaction starts: (run, story id, started at).
     pub started: Vec<(RunId, Arc<str>, i64)>,
@@ -188,6 +188,18 @@ pub struct Durable {
     /// previous one left (through an overlay until their step commits).
     stateful: Mutex<StatefulQueues>,
     observer: Option<Arc<dyn Observer>>,
+    /// One permit per running item (`workers`).
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// Gives `n` back to `queued` when dropped: also when the work panics, so a
+/// panicking action cannot shrink the queue's room for good.
+struct Dequeue<'a>(&'a AtomicUsize, usize);
+
+impl Drop for Dequeue<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::AcqRel);
+    }
 }
 
 impl Durable {
@@ -210,9 +222,10 @@ impl Durable {
             waiting: Mutex::default(),
             stateful: Mutex::default(),
             observer,
+            permits: Arc::new(tokio::sync::Semaphore::new(workers.max(1))),
         });
         let weak = Arc::downgrade(&this);
-        let permits = Arc::new(tokio::sync::Semaphore::new(workers.max(1)));
+        let permits = this.permits.clone();
         tokio::spawn(async move {
             while let Some(item) = rx.recv().await {
                 let Some(this) = weak.upgrade() else { break };
@@ -224,9 +237,8 @@ impl Durable {
                     break;
                 };
                 tokio::spawn(async move {
-                    this.process(item).await;
-                    this.queued.fetch_sub(1, Ordering::Relaxed);
-                    drop(permit);
+                    let _done = Dequeue(&this.queued, 1);
+                    this.process(item, permit).await;
                 });
             }
         });
@@ -428,21 +440,29 @@ impl Durable {
 
     /// Commits, then starts the new items.
     async fn commit(self: &Arc<Self>, tx: Transaction, wait: bool) -> Result<Applied, StoreError> {
-        let items = tx.items.clone();
-        let events = tx.events.len();
-        let applied = self.store.apply(tx, wait).await?;
-        if applied.fired {
-            if let Some(o) = &self.observer {
-                o.events(events);
+        // Apply and dispatch in a task of their own: a caller that goes away
+        // (a webhook whose client hung up, a schedule aborted by a reload)
+        // must not leave committed items that nothing runs.
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let items = tx.items.clone();
+            let events = tx.events.len();
+            let applied = this.store.apply(tx, wait).await?;
+            if applied.fired {
+                if let Some(o) = &this.observer {
+                    o.events(events);
+                }
+                this.dispatch(items);
             }
-            self.dispatch(items);
-        }
-        if let Some(o) = &self.observer {
-            for (_, story, ok) in &applied.finished {
-                o.run_finished(story, *ok);
+            if let Some(o) = &this.observer {
+                for (_, story, ok) in &applied.finished {
+                    o.run_finished(story, *ok);
+                }
             }
-        }
-        Ok(applied)
+            Ok(applied)
+        });
+        task.await
+            .map_err(|e| StoreError::Failed(format!("the commit task failed: {e}")))?
     }
 
     /// Starts items now, or when they fall due.
@@ -502,6 +522,23 @@ impl Durable {
 
     /// Runs a stateful action's items in batches until none is left.
     async fn run_stateful(self: Arc<Self>, key: (Arc<str>, Arc<str>)) {
+        /// Marks the action idle if the runner stops, also by a panic: new
+        /// items then start a new runner instead of waiting for this one.
+        struct Idle<'a>(&'a Durable, &'a (Arc<str>, Arc<str>));
+        impl Drop for Idle<'_> {
+            fn drop(&mut self) {
+                // A normal stop already marked it (under the lock, so that a
+                // new runner cannot start twice); only a panic gets here first.
+                if !std::thread::panicking() {
+                    return;
+                }
+                let mut queues = self.0.stateful.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(queue) = queues.get_mut(self.1) {
+                    queue.running = false;
+                }
+            }
+        }
+        let _idle = Idle(&self, &key);
         loop {
             let batch: Vec<WorkItem> = {
                 let mut queues = self.stateful.lock().unwrap_or_else(|p| p.into_inner());
@@ -513,9 +550,8 @@ impl Durable {
                 let n = queue.items.len().min(STATEFUL_BATCH);
                 queue.items.drain(..n).collect()
             };
-            let n = batch.len();
+            let _done = Dequeue(&self.queued, batch.len());
             self.process_batch(batch).await;
-            self.queued.fetch_sub(n, Ordering::Relaxed);
         }
     }
 
@@ -634,7 +670,8 @@ impl Durable {
 
     /// Runs one item and commits what it produced. A store failure leaves the
     /// item stored: it runs again when `tale serve` restarts.
-    async fn process(self: &Arc<Self>, item: WorkItem) {
+    async fn process(self: &Arc<Self>, item: WorkItem, permit: tokio::sync::OwnedSemaphorePermit) {
+        let mut permit = Some(permit);
         let loaded = self.loaded();
         let mut tx = Transaction {
             done: vec![(item.id, item.run_id)],
@@ -677,8 +714,18 @@ impl Durable {
             if !self.commit_logged(std::mem::take(&mut tx)).await {
                 return;
             }
-            while self.queue_depth() > CHUNK * 4 {
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            if self.queue_depth() > CHUNK * 4 {
+                // Wait for the queue to drain without holding a worker: the
+                // items waited on need workers (several long explodes at once
+                // would otherwise hold them all).
+                drop(permit.take());
+                while self.queue_depth() > CHUNK * 4 {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                match self.permits.clone().acquire_owned().await {
+                    Ok(p) => permit = Some(p),
+                    Err(_) => return,
+                }
             }
         }
     }
@@ -782,16 +829,22 @@ impl Durable {
         }
     }
 
-    /// Commits an internal step, waiting for room; logs a failure. The item
-    /// stays stored when its transaction fails, and runs again on restart.
+    /// Commits an internal step, waiting for room. A failed commit (the disk
+    /// full, the database busy) is tried again with back-off; after the last
+    /// try the item stays stored, and runs again when `tale serve` restarts.
     async fn commit_logged(self: &Arc<Self>, tx: Transaction) -> bool {
-        match self.commit(tx, true).await {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::error!("cannot commit a step: {e}");
-                false
+        const BACKOFF_MS: [u64; 5] = [50, 200, 1_000, 5_000, 20_000];
+        for (attempt, wait) in BACKOFF_MS.iter().enumerate() {
+            match self.commit(tx.clone(), true).await {
+                Ok(_) => return true,
+                Err(e) if attempt + 1 < BACKOFF_MS.len() => {
+                    tracing::warn!("cannot commit a step (try {}): {e}; trying again", attempt + 1);
+                    tokio::time::sleep(std::time::Duration::from_millis(*wait)).await;
+                }
+                Err(e) => tracing::error!("cannot commit a step: {e}; it runs again at the next start"),
             }
         }
+        false
     }
 }
 

@@ -16,27 +16,33 @@ pub struct Redactor {
 impl Redactor {
     /// From the `CREDENTIAL` object templates see.
     pub fn new(credentials: &J) -> Self {
+        match credentials {
+            J::Object(o) => Self::from_pairs(o.iter().filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))),
+            _ => Self::default(),
+        }
+    }
+
+    /// From (name, value) pairs: one name may come with several values (a
+    /// rotated credential still used by a story that kept its old version).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut needles = Vec::new();
-        if let J::Object(o) = credentials {
-            for (name, value) in o {
-                let Some(v) = value.as_str() else { continue };
-                if v.len() < MIN_SECRET_LEN {
-                    continue;
-                }
-                let label = format!("[credential:{name}]");
-                let json_escaped = serde_json::to_string(v).unwrap_or_default();
-                let engines = [
-                    base64::engine::general_purpose::STANDARD.encode(v),
-                    base64::engine::general_purpose::STANDARD_NO_PAD.encode(v),
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v),
-                    // In a URL or a form, and inside JSON text.
-                    url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>(),
-                    json_escaped[1..json_escaped.len().saturating_sub(1).max(1)].to_owned(),
-                ];
-                needles.push((v.to_owned(), label.clone()));
-                for e in engines.into_iter().filter(|e| e.len() >= MIN_SECRET_LEN) {
-                    needles.push((e, label.clone()));
-                }
+        for (name, v) in pairs {
+            if v.len() < MIN_SECRET_LEN {
+                continue;
+            }
+            let label = format!("[credential:{name}]");
+            let json_escaped = serde_json::to_string(v).unwrap_or_default();
+            let engines = [
+                base64::engine::general_purpose::STANDARD.encode(v),
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(v),
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v),
+                // In a URL or a form, and inside JSON text.
+                url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>(),
+                json_escaped[1..json_escaped.len().saturating_sub(1).max(1)].to_owned(),
+            ];
+            needles.push((v.to_owned(), label.clone()));
+            for e in engines.into_iter().filter(|e| e.len() >= MIN_SECRET_LEN) {
+                needles.push((e, label.clone()));
             }
         }
         // Longest first, so that an encoding is replaced before a value inside it.

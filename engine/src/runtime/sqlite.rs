@@ -301,8 +301,20 @@ impl SqliteStore {
     }
 
     /// Deletes the finished runs of `story` that started before `before_ms`,
-    /// with their events. Returns how many runs went.
+    /// with their events, 500 runs per writer transaction (the writer serves
+    /// webhooks in between). Returns how many runs went.
     pub async fn prune(&self, story: &str, before_ms: i64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.prune_some(story, before_ms).await?;
+            total += n;
+            if n < 500 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn prune_some(&self, story: &str, before_ms: i64) -> Result<usize, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job = Job {
             work: Work::Prune {
@@ -584,9 +596,21 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
             ])?;
         }
     }
+    // A cancelled item may be another run's (an implode window opened by an
+    // earlier run): that run may now be finished too.
+    let mut settle = p.settle.clone();
     for id in &p.cancelled {
-        tx.prepare_cached("DELETE FROM items WHERE id = ?1")?
-            .execute([&id[..]])?;
+        let run: Option<Vec<u8>> = tx
+            .prepare_cached("DELETE FROM items WHERE id = ?1 RETURNING run_id")?
+            .query_row([&id[..]], |r| r.get(0))
+            .optional()?;
+        if let Some(run) = run.filter(|r| r.len() == 16) {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&run);
+            if !settle.contains(&b) {
+                settle.push(b);
+            }
+        }
     }
     for (key, change) in &p.state {
         match change {
@@ -615,7 +639,7 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
         tx.prepare_cached("UPDATE runs SET status = ?2, errors = ?3, finished_at = ?4 WHERE id = ?1")?
             .execute(params![&run[..], status, errors, at])?;
     }
-    for run in &p.settle {
+    for run in &settle {
         let busy: bool = tx
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM items WHERE run_id = ?1)")?
             .query_row([&run[..]], |r| r.get(0))?;
@@ -640,7 +664,9 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
 
 fn prune(tx: &rusqlite::Transaction<'_>, story: &str, before_ms: i64) -> rusqlite::Result<Applied> {
     let runs: Vec<(Vec<u8>, String)> = tx
-        .prepare_cached("SELECT id, status FROM runs WHERE story = ?1 AND started_at < ?2 AND status != 'running'")?
+        .prepare_cached(
+            "SELECT id, status FROM runs WHERE story = ?1 AND started_at < ?2 AND status != 'running' LIMIT 500",
+        )?
         .query_map(params![story, before_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     let mut applied = Applied::default();
