@@ -47,6 +47,10 @@ pub struct TestArgs {
     /// Folders of sub-stories.
     #[arg(long = "stories", value_name = "DIR")]
     pub stories: Vec<PathBuf>,
+    /// Write what failing cases actually emitted into their `expect` (the
+    /// rest of the file, comments included, is left as it is), then run again.
+    #[arg(long)]
+    pub update: bool,
 }
 
 /// A story test file (`<story>.test.yaml`): see docs/testing.md.
@@ -130,6 +134,10 @@ struct Outcome {
     failures: Vec<String>,
     reached: Vec<(String, Option<String>)>,
     millis: u128,
+    /// The case's position in its file.
+    index: usize,
+    /// What each action emitted, in order (for `--update`).
+    actual: Vec<(String, Vec<J>)>,
 }
 
 /// `actual` contains everything `expected` says (objects by key, arrays
@@ -268,6 +276,83 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
     })
 }
 
+/// Rewrites the `expect` of failing cases with what they emitted: the
+/// actions the case names (`never` when it emitted nothing), or every action
+/// that emitted when it names none. Only those spans of the file change.
+fn update_file(loaded: &Loaded, failing: &[&Outcome]) -> anyhow::Result<usize> {
+    let path = &loaded.path;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let node = yaml::parse(&text, &Limits::default()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let Some(yaml::NodeKind::Seq(cases)) = node.get("cases").map(|c| &c.kind) else {
+        anyhow::bail!("{}: no `cases`", path.display());
+    };
+    // (start, end, replacement), applied from the end of the file backwards.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    for outcome in failing {
+        let (Some(case_node), Some(case)) = (cases.get(outcome.index), loaded.file.cases.get(outcome.index)) else {
+            continue;
+        };
+        let event_text = case.event.as_ref().map(J::to_string).unwrap_or_default();
+        let stable = |outputs: &[J]| J::Array(outputs.iter().map(|o| without_run_ids(o, &event_text)).collect());
+        let emitted = |slug: &str| -> J {
+            match outcome.actual.iter().find(|(s, _)| s == slug) {
+                Some((_, outputs)) => stable(outputs),
+                None => J::String("never".into()),
+            }
+        };
+        let mut expect = serde_json::Map::new();
+        if case.expect.is_empty() {
+            // Every action that emitted, but the first (the webhook's request).
+            for (slug, outputs) in outcome.actual.iter().skip(1) {
+                expect.insert(slug.clone(), stable(outputs));
+            }
+        } else {
+            for slug in case.expect.keys() {
+                expect.insert(slug.clone(), emitted(slug));
+            }
+        }
+        let json = J::Object(expect).to_string();
+        match case_node.entry("expect") {
+            Some((_, value)) => edits.push((value.span.start, value.span.end, json)),
+            None => {
+                // After the case's last entry, at the indentation of its keys.
+                let indent = " ".repeat(case_node.span.col.saturating_sub(1) as usize);
+                let end = case_node.span.end;
+                edits.push((end, end, format!("\n{indent}expect: {json}")));
+            }
+        }
+    }
+    edits.sort_by_key(|(start, _, _)| std::cmp::Reverse(*start));
+    let mut text = text;
+    for (start, end, replacement) in &edits {
+        if *start > *end || *end > text.len() || !text.is_char_boundary(*start) || !text.is_char_boundary(*end) {
+            anyhow::bail!("{}: cannot place the update (spans moved)", path.display());
+        }
+        text.replace_range(*start..*end, replacement);
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(edits.len())
+}
+
+/// An output without the ids made during the run (an explode's `guid`, run
+/// and event ids: UUIDv7 text not in the case's event), which differ on
+/// every run; expectations are subsets, so leaving them out keeps the rest.
+fn without_run_ids(value: &J, event_text: &str) -> J {
+    let volatile = |s: &str| {
+        uuid::Uuid::parse_str(s).is_ok_and(|u| u.get_version_num() == 7) && !event_text.contains(s)
+    };
+    match value {
+        J::Object(o) => J::Object(
+            o.iter()
+                .filter(|(_, v)| !v.as_str().is_some_and(volatile))
+                .map(|(k, v)| (k.clone(), without_run_ids(v, event_text)))
+                .collect(),
+        ),
+        J::Array(a) => J::Array(a.iter().map(|v| without_run_ids(v, event_text)).collect()),
+        other => other.clone(),
+    }
+}
+
 /// `--stories` and the file's own `stories:`.
 fn library_dirs(test: &Path, file: &TestFile, stories: &[PathBuf]) -> Vec<PathBuf> {
     let dir = test.parent().unwrap_or(Path::new(""));
@@ -330,6 +415,8 @@ fn run_file(loaded: &Loaded, stories: &[PathBuf], filter: Option<&str>) -> Vec<O
             failures: Vec::new(),
             reached: Vec::new(),
             millis: 0,
+            index: i,
+            actual: Vec::new(),
         };
         match checked.output.stories.first().filter(|_| errors.is_empty()) {
             None => outcome
@@ -398,6 +485,13 @@ fn run_case(
         .iter()
         .map(|e| (e.action.to_string(), e.branch.map(str::to_owned)))
         .collect();
+    // Every event of each action, branches included, as expectations see them.
+    for e in &report.events {
+        match outcome.actual.iter_mut().find(|(slug, _)| **slug == *e.action) {
+            Some((_, outputs)) => outputs.push(e.output.clone()),
+            None => outcome.actual.push((e.action.to_string(), vec![e.output.clone()])),
+        }
+    }
 
     for (slug, expectation) in &case.expect {
         if built.action(slug).is_none() {
@@ -536,6 +630,8 @@ pub(crate) fn run(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
                 failures: vec![format!("{e:#}")],
                 reached: Vec::new(),
                 millis: 0,
+                index: 0,
+                actual: Vec::new(),
             }),
         }
     }
@@ -559,6 +655,19 @@ pub(crate) fn run(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
     });
     let mut by_file = collected.into_inner().unwrap_or_else(|p| p.into_inner());
     by_file.sort_by_key(|(i, _)| *i);
+    if args.update {
+        for (i, outcomes) in &mut by_file {
+            let failing: Vec<&Outcome> = outcomes.iter().filter(|o| !o.failures.is_empty()).collect();
+            if failing.is_empty() {
+                continue;
+            }
+            let l = &loaded[*i];
+            let n = update_file(l, &failing)?;
+            writeln!(err, "updated the expectations of {n} case(s) in {}", l.path.display())?;
+            let reloaded = load(&l.path)?;
+            *outcomes = run_file(&reloaded, &args.stories, args.filter.as_deref());
+        }
+    }
     results.extend(by_file.into_iter().flat_map(|(_, r)| r));
 
     let failed = results.iter().filter(|r| !r.failures.is_empty()).count();

@@ -148,3 +148,29 @@ fn the_shipped_story_tests_pass() {
     ]);
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
 }
+
+#[test]
+fn update_writes_what_failing_cases_emitted_and_keeps_the_rest_of_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let quickstart = root().join("examples/quickstart");
+    for f in ["alert-summary.yaml", "alerts.json"] {
+        std::fs::copy(quickstart.join(f), dir.path().join(f)).expect("copy");
+    }
+    let test = dir.path().join("alert-summary.test.yaml");
+    std::fs::write(
+        &test,
+        "# keep this comment\ncredentials: {quickstart_secret: s}\ncases:\n  - name: stale   # and this one\n    event_file: alerts.json\n    expect:\n      report: [{serious: 99}]\n      is_serious: never\n  - name: fine\n    event_file: alerts.json\n    expect:\n      report: [{serious: 2}]\n",
+    )
+    .expect("write");
+    let path = dir.path().to_str().expect("path");
+    assert_eq!(tale(&["test", path]).status, 1);
+    let out = tale(&["test", path, "--update"]);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("updated the expectations of 1 case(s)"), "{}", out.stderr);
+    let text = std::fs::read_to_string(&test).expect("read");
+    assert!(text.contains("# keep this comment") && text.contains("# and this one"), "{text}");
+    assert!(text.contains("report: [{serious: 2}]"), "the passing case changed:\n{text}");
+    assert!(!text.contains("\"guid\""), "run ids were written:\n{text}");
+    // The file now passes as it is.
+    assert_eq!(tale(&["test", path]).status, 0);
+}
