@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 pub use commands::check::CheckArgs;
 pub use commands::graph::GraphArgs;
 pub use commands::inspect::{EventsArgs, RunsArgs};
+pub use commands::record::RecordArgs;
 pub use commands::run::{DryRunArgs, RunArgs};
 pub use commands::schema::SchemaArgs;
 pub use commands::test::TestArgs;
@@ -51,6 +52,8 @@ enum Command {
     DryRun(DryRunArgs),
     /// Run story tests (`*.test.yaml`): mocked HTTP, expectations on events and requests.
     Test(TestArgs),
+    /// Run a story for real and save its HTTP exchanges as a new story-test case.
+    Record(commands::record::RecordArgs),
     /// Serve stories: webhooks, schedules, durable runs on SQLite, API and metrics.
     Serve(serve::ServeArgs),
     /// List the runs stored in a database.
@@ -91,6 +94,7 @@ where
         Command::Run(args) => commands::run::run(&args, out, err),
         Command::DryRun(args) => commands::run::dry_run(&args, out, err),
         Command::Test(args) => commands::test::run(&args, out, err),
+        Command::Record(args) => commands::record::run(&args, out, err),
         Command::Serve(args) => serve::run(&args),
         Command::Runs(args) => commands::inspect::runs(&args, out),
         Command::Events(args) => commands::inspect::events(&args, out),

@@ -3,6 +3,7 @@
 pub(crate) mod check;
 pub(crate) mod graph;
 pub(crate) mod inspect;
+pub(crate) mod record;
 pub(crate) mod run;
 pub(crate) mod schema;
 pub(crate) mod test;

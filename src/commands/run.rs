@@ -92,6 +92,21 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
     Ok(Some((built, entry, library)))
 }
 
+/// A prepared story and the body of its event.
+pub(crate) type PreparedRun = (Arc<BuiltStory>, usize, Arc<Library>, Vec<u8>);
+
+/// Checks and builds the story and reads its event (`tale record`).
+pub(crate) fn prepare_run(args: &RunArgs, err: &mut dyn Write) -> anyhow::Result<Option<PreparedRun>> {
+    if args.db.is_some() {
+        bail!("`tale record` runs in memory: leave out --db");
+    }
+    let Some((story, entry, library)) = prepare(args, false, err)? else {
+        return Ok(None);
+    };
+    let body = read_event(args.event.as_deref())?;
+    Ok(Some((story, entry, library, body)))
+}
+
 /// Builds a story, and the stories it may call (sharing its credentials and
 /// resources). A library story with errors cannot be built: calling it fails
 /// at run time.

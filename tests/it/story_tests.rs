@@ -166,11 +166,75 @@ fn update_writes_what_failing_cases_emitted_and_keeps_the_rest_of_the_file() {
     assert_eq!(tale(&["test", path]).status, 1);
     let out = tale(&["test", path, "--update"]);
     assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("updated the expectations of 1 case(s)"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("updated the expectations of 1 case(s)"),
+        "{}",
+        out.stderr
+    );
     let text = std::fs::read_to_string(&test).expect("read");
-    assert!(text.contains("# keep this comment") && text.contains("# and this one"), "{text}");
-    assert!(text.contains("report: [{serious: 2}]"), "the passing case changed:\n{text}");
+    assert!(
+        text.contains("# keep this comment") && text.contains("# and this one"),
+        "{text}"
+    );
+    assert!(
+        text.contains("report: [{serious: 2}]"),
+        "the passing case changed:\n{text}"
+    );
     assert!(!text.contains("\"guid\""), "run ids were written:\n{text}");
     // The file now passes as it is.
     assert_eq!(tale(&["test", path]).status, 0);
+}
+
+#[test]
+fn record_writes_a_case_that_passes_and_holds_no_credential() {
+    use crate::mock_server::{Reply, Server};
+    let graph = Server::start();
+    graph.route(
+        "/v1.0/security/alerts_v2/a9",
+        vec![Reply::json(
+            200,
+            r#"{"id": "a9", "severity": "high", "title": "Ransomware", "echo": "token-s3cr3t-value"}"#,
+        )],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        root().join("stories/graph-alert.yaml"),
+        dir.path().join("graph-alert.yaml"),
+    )
+    .expect("copy");
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, r#"{"alert_id": "a9"}"#).expect("event");
+    let record = |name: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tale"))
+            .arg("record")
+            .arg(dir.path().join("graph-alert.yaml"))
+            .arg("--event")
+            .arg(&event)
+            .args(["--name", name])
+            .env("TALE_CREDENTIAL_GRAPH", "token-s3cr3t-value")
+            .env("TALE_CREDENTIAL_SUBSTORY_WEBHOOK_SECRET", "sub-secret")
+            .env("TALE_RESOURCE_GRAPH_BASE_URL", graph.url(""))
+            .output()
+            .expect("tale record")
+    };
+    let out = record("first");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("recorded 1 request(s)"));
+    let out = record("second");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(dir.path().join("graph-alert.test.yaml")).expect("test file");
+    assert!(
+        !text.contains("token-s3cr3t-value"),
+        "a credential was written:\n{text}"
+    );
+    assert!(text.contains("[credential:graph]"), "{text}");
+    // Both cases replay without a network, and pass.
+    let replay = tale(&["test", dir.path().to_str().expect("path")]);
+    assert_eq!(replay.status, 0, "{}{}\n{text}", replay.stdout, replay.stderr);
+    assert!(
+        replay.stderr.contains("2 passed") || replay.stdout.contains("2 passed"),
+        "{}{}",
+        replay.stdout,
+        replay.stderr
+    );
 }
