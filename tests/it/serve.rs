@@ -898,3 +898,82 @@ actions:
     }
     server.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graph_validation_handshake_is_answered_and_starts_no_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stories = dir.path().join("stories");
+    std::fs::create_dir_all(&stories).expect("mkdir");
+    let root = crate::support::root();
+    for f in [
+        "examples/graph-alert-subscription/graph-alert-notifications.yaml",
+        "examples/alert-triage/alert-triage.yaml",
+        "stories/graph-alert.yaml",
+        "stories/log-analytics-query.yaml",
+    ] {
+        let from = root.join(f);
+        std::fs::copy(&from, stories.join(from.file_name().expect("name"))).expect("copy");
+    }
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tale"));
+    cmd.args(["serve", "--stories"])
+        .arg(&stories)
+        .arg("--db")
+        .arg(format!("sqlite:{}", dir.path().join("tale.db").display()))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--watch", "0s"])
+        .env("TALE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in crate::valid_stories::env_file(&root.join("examples/tale.env")) {
+        cmd.env(k, v);
+    }
+    cmd.env("TALE_CREDENTIAL_GRAPH_WEBHOOK_SECRET", "hook-secret-77");
+    let mut child = cmd.spawn().expect("spawn");
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    eventually("tale serve ready", Duration::from_secs(20), async || {
+        client().get(&ready).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    // Graph POSTs `?validationToken=…` with an empty text body and wants the
+    // token back, decoded, as text/plain within 10 seconds.
+    let r = client()
+        .post(format!(
+            "http://127.0.0.1:{port}/webhook/graph-alerts/hook-secret-77?validationToken=Validation%3A%20Testing%20client%20application"
+        ))
+        .header("content-type", "text/plain")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/plain"),
+        "{:?}",
+        r.headers()
+    );
+    assert_eq!(r.text().await.expect("text"), "Validation: Testing client application");
+    let runs: J = client()
+        .get(format!("http://127.0.0.1:{port}/api/runs"))
+        .send()
+        .await
+        .expect("runs")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(runs["runs"], json!([]), "the handshake started a run");
+    let stories: J = client()
+        .get(format!("http://127.0.0.1:{port}/api/stories"))
+        .send()
+        .await
+        .expect("stories")
+        .json()
+        .await
+        .expect("json");
+    for s in stories["stories"].as_array().expect("list") {
+        assert_eq!(s["status"], "ok", "{s}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

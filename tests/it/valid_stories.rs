@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::support::root;
 
 /// `export NAME=value` lines of a shell env file.
-fn env_file(path: &std::path::Path) -> Vec<(String, String)> {
+pub(crate) fn env_file(path: &std::path::Path) -> Vec<(String, String)> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
