@@ -544,15 +544,26 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
         tx.prepare_cached("INSERT INTO schedules (key, last_tick) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET last_tick = excluded.last_tick")?
             .execute(params![key, tick])?;
     }
+    // Events per run in this step: a run started here is inserted with its
+    // count, the others get one UPDATE each.
+    let mut counts: Vec<([u8; 16], i64)> = Vec::new();
+    for e in &p.events {
+        match counts.iter_mut().find(|(r, _)| *r == e.run) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((e.run, 1)),
+        }
+    }
     for (run, story, at) in &p.started {
-        tx.prepare_cached("INSERT INTO runs (id, story, status, started_at) VALUES (?1, ?2, 'running', ?3)")?
-            .execute(params![&run[..], &**story, at])?;
+        let n = counts.iter().find(|(r, _)| r == run).map_or(0, |(_, n)| *n);
+        tx.prepare_cached(
+            "INSERT INTO runs (id, story, status, started_at, events) VALUES (?1, ?2, 'running', ?3, ?4)",
+        )?
+        .execute(params![&run[..], &**story, at, n])?;
     }
     for done in &p.done {
         tx.prepare_cached("DELETE FROM items WHERE id = ?1")?
             .execute([&done[..]])?;
     }
-    let mut counts: Vec<([u8; 16], i64)> = Vec::new();
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO events (id, run_id, story, action, parents, branch, output, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -568,13 +579,9 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
                 &e.output,
                 e.at
             ])?;
-            match counts.iter_mut().find(|(r, _)| *r == e.run) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((e.run, 1)),
-            }
         }
     }
-    for (run, n) in &counts {
+    for (run, n) in counts.iter().filter(|(r, _)| !p.started.iter().any(|(s, _, _)| s == r)) {
         tx.prepare_cached("UPDATE runs SET events = events + ?2 WHERE id = ?1")?
             .execute(params![&run[..], n])?;
     }
@@ -640,6 +647,10 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
             .execute(params![&run[..], status, errors, at])?;
     }
     for run in &settle {
+        // New work for the run in this very step: it is not finished.
+        if p.items.iter().any(|i| i.run == *run) {
+            continue;
+        }
         let busy: bool = tx
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM items WHERE run_id = ?1)")?
             .query_row([&run[..]], |r| r.get(0))?;
