@@ -414,7 +414,13 @@ impl HttpExec {
             }
             (None, _) => {}
         }
-        if let Some(name) = &self.credential {
+        // A credential of the credentials file is attached in `run` (an OAuth2
+        // token may need fetching first).
+        if let Some(name) = self
+            .credential
+            .as_ref()
+            .filter(|n| cx.scope.globals.vault.get(n).is_none())
+        {
             let value = cx.scope.globals.credentials.get(name).or_else(|| {
                 let lower = name.to_ascii_lowercase();
                 cx.scope.globals.credentials.get(lower.as_str())
@@ -519,7 +525,7 @@ impl HttpExec {
     }
 
     async fn run(&self, cx: &ExecCx<'_>) -> Result<Outcome, ActionError> {
-        let mut trace = Vec::new();
+        let trace = Vec::new();
         let mut request = self.render(cx)?;
         if let Err(refused) = cx.scope.globals.check_request(&request) {
             return Ok(Outcome {
@@ -527,6 +533,66 @@ impl HttpExec {
                 ..Outcome::default()
             });
         }
+        // A typed credential: its header, a token fetched if need be.
+        let mut attached: Option<(String, String)> = None;
+        if let Some(name) = self
+            .credential
+            .as_ref()
+            .filter(|n| cx.scope.globals.vault.get(n).is_some())
+        {
+            let refuse = |why: String| {
+                Ok(Outcome {
+                    emits: vec![self.failed(None, None, why)],
+                    ..Outcome::default()
+                })
+            };
+            if let Some(refused) = vault_host_refusal(cx, name, &request.url) {
+                return refuse(refused);
+            }
+            match cx.scope.globals.vault.header(name, cx.http, cx.clock).await {
+                Ok((header, value)) => {
+                    request.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&header));
+                    attached = Some((name.clone(), value.clone()));
+                    request.headers.push((header, value));
+                }
+                Err(e) => return refuse(e.to_string()),
+            }
+        }
+        let outcome = self.exchange(cx, request, trace).await?;
+        // A server that echoes the credential (or its token) back does not
+        // get it into the event.
+        Ok(match attached {
+            Some((name, value)) => {
+                let secret = value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("Basic "))
+                    .unwrap_or(&value)
+                    .to_owned();
+                let redactor = tale_engine::runtime::redact::Redactor::from_pairs([(name.as_str(), secret.as_str())]);
+                Outcome {
+                    emits: outcome
+                        .emits
+                        .into_iter()
+                        .map(|e| match e {
+                            Emit::Main(o) => Emit::Main(redactor.json(&o)),
+                            Emit::Branch(b, o) => Emit::Branch(b, redactor.json(&o)),
+                            other => other,
+                        })
+                        .collect(),
+                    ..outcome
+                }
+            }
+            None => outcome,
+        })
+    }
+
+    /// Sends the request (retries, pages) and builds the outcome.
+    async fn exchange(
+        &self,
+        cx: &ExecCx<'_>,
+        mut request: HttpRequest,
+        mut trace: Vec<J>,
+    ) -> Result<Outcome, ActionError> {
         let mut pages: Vec<J> = Vec::new();
         let max_pages = self.pagination.as_ref().map_or(1, |p| p.1.max(1));
         let mut emits = Vec::new();
@@ -594,6 +660,26 @@ impl HttpExec {
             ..Outcome::default()
         })
     }
+}
+
+/// A typed credential's allowed hosts (the file's, else the environment's)
+/// refuse this URL's host.
+fn vault_host_refusal(cx: &ExecCx<'_>, name: &str, url: &str) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    let hosts = cx
+        .scope
+        .globals
+        .vault
+        .allowed_hosts
+        .get(&lower)
+        .or_else(|| cx.scope.globals.allowed_hosts.get(&lower))?;
+    let host = url::Url::parse(url).ok()?.host_str()?.to_owned();
+    (!tale_engine::check::values::host_allowed(&host, hosts)).then(|| {
+        format!(
+            "credential `{name}` may not be sent to `{host}` (its allowed hosts are {})",
+            hosts.join(", ")
+        )
+    })
 }
 
 /// Pages as one response: arrays concatenated (a list body, or each list

@@ -15,7 +15,6 @@ use tale_engine::runtime::clock::RealClock;
 use tale_engine::runtime::exec::Runtime;
 use tale_engine::runtime::http::{HttpClient, HttpError, HttpRequest, HttpResponse, RealHttp};
 use tale_engine::runtime::mail::{Mailer, NoMailer, SmtpMailer};
-use tale_engine::runtime::redact::Redactor;
 use tale_engine::runtime::store::MemoryStore;
 use tale_engine::yaml::{self, Limits};
 
@@ -111,7 +110,7 @@ pub(crate) fn run(args: &RecordArgs, out: &mut dyn Write, err: &mut dyn Write) -
     } else {
         runtime()?.block_on(rt.run_scheduled(story.clone(), entry))?
     };
-    let redactor = Redactor::new(&story.globals.credentials);
+    let redactor = super::run::redactor_of(&story);
 
     let exchanges = http.exchanges.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mocks: Vec<J> = exchanges.iter().map(|(q, r)| mock_of(q, r)).collect();

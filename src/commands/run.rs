@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// database (`sqlite:PATH`); without it the run lives in memory.
     #[arg(long, value_name = "URL")]
     pub db: Option<String>,
+    /// A credentials file (typed credentials: text, basic, header,
+    /// oauth2_client_credentials); also `TALE_CREDENTIALS_FILE`.
+    #[arg(long, value_name = "FILE", env = "TALE_CREDENTIALS_FILE")]
+    pub credentials: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,7 +84,7 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
     let Some(story) = checked_story(&checked, &args.story, "cannot run", err)? else {
         return Ok(None);
     };
-    let globals = globals(story, &args.story, &args.resources, dry)?;
+    let globals = globals(story, &args.story, &args.resources, args.credentials.as_deref(), dry)?;
     let (built, library) = build_with_library(story, &checked.output.library, globals)?;
     let entry = entry_of(&built, args.action.as_deref(), "name one with --action")?;
     if !built.actions[entry].is_webhook && built.actions[entry].schedule.is_none() {
@@ -94,6 +98,20 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
 
 /// A prepared story and the body of its event.
 pub(crate) type PreparedRun = (Arc<BuiltStory>, usize, Arc<Library>, Vec<u8>);
+
+/// What a story's output must not show: its credential values, and the
+/// secrets (and tokens fetched so far) of its typed credentials.
+pub(crate) fn redactor_of(story: &BuiltStory) -> Redactor {
+    let secrets = story.globals.vault.secrets();
+    let plain = story
+        .globals
+        .credentials
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)));
+    Redactor::from_pairs(plain.chain(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+}
 
 /// Checks and builds the story and reads its event (`tale record`).
 pub(crate) fn prepare_run(args: &RunArgs, err: &mut dyn Write) -> anyhow::Result<Option<PreparedRun>> {
@@ -145,7 +163,13 @@ pub(crate) fn entry_of(built: &BuiltStory, action: Option<&str>, hint: &str) -> 
 
 /// Credentials, resources and story names for templates. A dry run never
 /// sees a credential's value: it gets `[credential:name]`.
-pub(crate) fn globals(story: &Story, path: &Path, resource_files: &[PathBuf], dry: bool) -> anyhow::Result<Globals> {
+pub(crate) fn globals(
+    story: &Story,
+    path: &Path,
+    resource_files: &[PathBuf],
+    credentials_file: Option<&Path>,
+    dry: bool,
+) -> anyhow::Result<Globals> {
     let mut credentials = serde_json::Map::new();
     let mut resources = serde_json::Map::new();
     let mut allowed_hosts = std::collections::BTreeMap::new();
@@ -221,11 +245,27 @@ pub(crate) fn globals(story: &Story, path: &Path, resource_files: &[PathBuf], dr
             }
         }
     }
+    // Typed credentials. A dry run never fetches a token nor sees a value:
+    // its credentials stay the `[credential:name]` stand-ins.
+    let mut vault = tale_engine::runtime::credentials::Vault::default();
+    if let (Some(file), false) = (credentials_file, dry) {
+        vault = tale_engine::runtime::credentials::Vault::from_file(file)?;
+        let names: Vec<String> = vault.names().map(str::to_owned).collect();
+        for name in names {
+            if let Some(value) = vault.template_value(&name) {
+                credentials.entry(name.clone()).or_insert(J::String(value));
+            }
+            if let Some(hosts) = vault.allowed_hosts.get(&name) {
+                allowed_hosts.entry(name).or_insert_with(|| hosts.clone());
+            }
+        }
+    }
     Ok(Globals {
         credentials: J::Object(credentials),
         resources: J::Object(resources),
         story: json!({"id": story.id.value, "name": story.name}),
         allowed_hosts,
+        vault: Arc::new(vault),
     })
 }
 
@@ -279,7 +319,7 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
     };
     // Credential values never reach the output (SPEC §5). Events are printed
     // as they are committed, and not kept: memory follows the work in progress.
-    let redactor = Arc::new(Redactor::new(&story.globals.credentials));
+    let redactor = Arc::new(redactor_of(&story));
     let printer = redactor.clone();
     let (lines, mut printed) = tokio::sync::mpsc::unbounded_channel::<String>();
     let rt = Runtime {
@@ -358,7 +398,7 @@ fn run_stored(
     let request = request(&story, entry, body);
     let (store, run_id) = rt.block_on(async {
         let store = SqliteStore::open(&path, Sync::Normal)?;
-        let redactor = Arc::new(Redactor::new(&story.globals.credentials));
+        let redactor = Arc::new(redactor_of(&story));
         store.set_redactor(redactor.clone());
         let runtime = Runtime {
             http: Arc::new(RealHttp::new(8)?),

@@ -88,7 +88,7 @@ pub(crate) fn load(
         let mut errors = errors_by_file.remove(&file).unwrap_or_default();
         let id = story.id.value.clone();
         if errors.is_empty() {
-            match globals(story, &file, resources, false).and_then(|g| Ok(build(story, &parser, g)?)) {
+            match globals(story, &file, resources, credentials, false).and_then(|g| Ok(build(story, &parser, g)?)) {
                 Ok(built) => {
                     library.insert(id.clone(), Arc::new(built));
                 }
@@ -132,15 +132,21 @@ pub(crate) fn load(
     statuses.sort_by(|a, b| a.file.cmp(&b.file));
     // Every credential a served story holds, stale versions included (they
     // keep running with the credentials they were built with).
-    let redactor = Redactor::from_pairs(library.values().flat_map(|story| {
-        story
-            .globals
-            .credentials
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
-    }));
+    let vault_secrets: Vec<(String, String)> = library.values().flat_map(|s| s.globals.vault.secrets()).collect();
+    let redactor = Redactor::from_pairs(
+        library
+            .values()
+            .flat_map(|story| {
+                story
+                    .globals
+                    .credentials
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+            })
+            .chain(vault_secrets.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+    );
     LoadedStories {
         library,
         statuses,

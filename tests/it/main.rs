@@ -3,6 +3,7 @@
 
 mod check_corpus;
 mod cli;
+mod credentials;
 mod data_collector;
 mod library_e2e;
 mod microsoft_mock;

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod call;
 pub mod clock;
+pub mod credentials;
 pub mod durable;
 pub mod event;
 pub mod exec;

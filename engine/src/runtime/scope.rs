@@ -19,6 +19,8 @@ pub struct Globals {
     pub story: J,
     /// Credential name → the hosts it may be sent to (absent: anywhere).
     pub allowed_hosts: std::collections::BTreeMap<String, Vec<String>>,
+    /// Typed credentials from a credentials file (OAuth2 tokens, Basic, a header).
+    pub vault: std::sync::Arc<super::credentials::Vault>,
 }
 
 impl Globals {

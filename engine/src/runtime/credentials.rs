@@ -1,0 +1,464 @@
+//! Typed credentials from a credentials file (SPEC §5): `text`, `basic`,
+//! `header` and `oauth2_client_credentials`. An OAuth2 token is fetched when
+//! a request first needs it, once however many requests need it at the same
+//! moment (single flight), and kept until shortly before it expires; both
+//! Microsoft identity platform forms work (v1 `resource`, v2 `scope`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value as J;
+
+use super::clock::Clock;
+use super::http::{HttpClient, HttpRequest};
+
+/// A token is renewed this long before it expires.
+const EARLY_MS: i64 = 60_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credential {
+    /// Sent as `Authorization: Bearer <value>`.
+    Text(String),
+    /// Sent as `Authorization: Basic base64(username:password)`.
+    Basic { username: String, password: String },
+    /// Sent as the header `name: value`.
+    Header { name: String, value: String },
+    /// A token from the token endpoint, sent as `Authorization: Bearer <token>`.
+    OAuth2(OAuth2),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuth2 {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// v2 endpoints (`…/oauth2/v2.0/token`): `https://graph.microsoft.com/.default`.
+    pub scope: Option<String>,
+    /// v1 endpoints (`…/oauth2/token`): `https://graph.microsoft.com`.
+    pub resource: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CredentialError {
+    #[error("credential `{0}` is not configured")]
+    Missing(String),
+    #[error("credential `{name}`: the token endpoint answered {status}: {detail}")]
+    Refused { name: String, status: u16, detail: String },
+    #[error("credential `{name}`: the token endpoint could not be reached: {detail}")]
+    Unreachable { name: String, detail: String },
+    #[error("credential `{name}`: the token endpoint's answer has no usable access_token")]
+    BadAnswer { name: String },
+    #[error("{0}")]
+    File(String),
+}
+
+/// One entry of the credentials file (as `check` reads it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    value: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    header: Option<String>,
+    token_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+    resource: Option<String>,
+    allowed_hosts: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    value: String,
+    expires_at_ms: i64,
+}
+
+/// The typed credentials, and the tokens fetched for them.
+#[derive(Debug, Default)]
+pub struct Vault {
+    entries: HashMap<String, Credential>,
+    /// Allowed hosts from the file, by name.
+    pub allowed_hosts: HashMap<String, Vec<String>>,
+    /// One lock per OAuth2 credential: who holds it fetches, the others wait
+    /// and then read the cached token.
+    tokens: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Token>>>>>,
+}
+
+impl Vault {
+    pub fn new(entries: HashMap<String, Credential>) -> Self {
+        Self {
+            entries: entries.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Reads a credentials file (a mapping of name to `{type, …}`), refused
+    /// when other users may read it.
+    pub fn from_file(path: &Path) -> Result<Self, CredentialError> {
+        let file = |m: String| CredentialError::File(format!("{}: {m}", path.display()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| file(e.to_string()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(file(format!(
+                    "readable by other users (mode {:o}); run `chmod 600` on it",
+                    mode & 0o777
+                )));
+            }
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| file(e.to_string()))?;
+        let node = crate::yaml::parse(&text, &crate::yaml::Limits::default()).map_err(|e| file(e.to_string()))?;
+        let raw: HashMap<String, Entry> = serde_json::from_value(node.to_json()).map_err(|e| file(e.to_string()))?;
+        let mut vault = Vault::default();
+        for (name, e) in raw {
+            let name = name.to_ascii_lowercase();
+            let need = |v: Option<String>, key: &str| v.ok_or_else(|| file(format!("`{name}` needs `{key}`")));
+            let credential = match e.kind.as_deref().unwrap_or("text") {
+                "text" => Credential::Text(need(e.value, "value")?),
+                "basic" => Credential::Basic {
+                    username: need(e.username, "username")?,
+                    password: need(e.password, "password")?,
+                },
+                "header" => Credential::Header {
+                    name: need(e.header, "header")?,
+                    value: need(e.value, "value")?,
+                },
+                "oauth2_client_credentials" => {
+                    if e.scope.is_none() && e.resource.is_none() {
+                        return Err(file(format!("`{name}` needs `scope` (v2) or `resource` (v1)")));
+                    }
+                    Credential::OAuth2(OAuth2 {
+                        token_url: need(e.token_url, "token_url")?,
+                        client_id: need(e.client_id, "client_id")?,
+                        client_secret: need(e.client_secret, "client_secret")?,
+                        scope: e.scope,
+                        resource: e.resource,
+                    })
+                }
+                other => {
+                    return Err(file(format!(
+                        "`{name}` has type `{other}`: text, basic, header or oauth2_client_credentials"
+                    )));
+                }
+            };
+            if let Some(hosts) = e.allowed_hosts {
+                vault.allowed_hosts.insert(name.clone(), hosts);
+            }
+            vault.entries.insert(name, credential);
+        }
+        Ok(vault)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Credential> {
+        self.entries.get(&name.to_ascii_lowercase())
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// What templates see as `CREDENTIAL.name` (an OAuth2 credential shows
+    /// nothing: its token is attached with `credential:`).
+    pub fn template_value(&self, name: &str) -> Option<String> {
+        match self.get(name)? {
+            Credential::Text(v) => Some(v.clone()),
+            Credential::Basic { username, password } => Some(format!("{username}:{password}")),
+            Credential::Header { value, .. } => Some(value.clone()),
+            Credential::OAuth2(_) => None,
+        }
+    }
+
+    /// Every secret value, for redaction: values, passwords, client secrets,
+    /// and the tokens fetched so far.
+    pub fn secrets(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, c) in &self.entries {
+            let value = match c {
+                Credential::Text(v) => v.clone(),
+                Credential::Basic { password, .. } => password.clone(),
+                Credential::Header { value, .. } => value.clone(),
+                Credential::OAuth2(o) => o.client_secret.clone(),
+            };
+            out.push((name.clone(), value));
+        }
+        for (name, slot) in self.tokens.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            if let Ok(guard) = slot.try_lock() {
+                if let Some(t) = guard.as_ref() {
+                    out.push((name.clone(), t.value.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The header a request with `credential: name` carries.
+    pub async fn header(
+        &self,
+        name: &str,
+        http: &dyn HttpClient,
+        clock: &dyn Clock,
+    ) -> Result<(String, String), CredentialError> {
+        use base64::Engine as _;
+        match self
+            .get(name)
+            .ok_or_else(|| CredentialError::Missing(name.to_owned()))?
+        {
+            Credential::Text(v) => Ok(("authorization".into(), format!("Bearer {v}"))),
+            Credential::Basic { username, password } => Ok((
+                "authorization".into(),
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+                ),
+            )),
+            Credential::Header { name, value } => Ok((name.to_ascii_lowercase(), value.clone())),
+            Credential::OAuth2(o) => {
+                let token = self.token(name, o, http, clock).await?;
+                Ok(("authorization".into(), format!("Bearer {token}")))
+            }
+        }
+    }
+
+    /// The cached token, or a new one: one fetch at a time per credential.
+    async fn token(
+        &self,
+        name: &str,
+        o: &OAuth2,
+        http: &dyn HttpClient,
+        clock: &dyn Clock,
+    ) -> Result<String, CredentialError> {
+        let slot = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_ascii_lowercase())
+            .or_default()
+            .clone();
+        let mut cached = slot.lock().await;
+        if let Some(t) = cached.as_ref().filter(|t| t.expires_at_ms - EARLY_MS > clock.now_ms()) {
+            return Ok(t.value.clone());
+        }
+        let token = fetch(name, o, http, clock).await?;
+        let value = token.value.clone();
+        *cached = Some(token);
+        Ok(value)
+    }
+}
+
+/// POSTs the client-credentials grant (form-encoded, as both Microsoft
+/// endpoints want it) and reads `access_token` and `expires_in` (a number,
+/// or text on v1 endpoints).
+async fn fetch(name: &str, o: &OAuth2, http: &dyn HttpClient, clock: &dyn Clock) -> Result<Token, CredentialError> {
+    // Built in a block: the serializer is not `Send`, and must not live
+    // across the await below.
+    let body = {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", &o.client_id)
+            .append_pair("client_secret", &o.client_secret);
+        if let Some(scope) = &o.scope {
+            form.append_pair("scope", scope);
+        }
+        if let Some(resource) = &o.resource {
+            form.append_pair("resource", resource);
+        }
+        form.finish().into_bytes()
+    };
+    let request = HttpRequest {
+        method: "post".into(),
+        url: o.token_url.clone(),
+        headers: vec![
+            ("content-type".into(), "application/x-www-form-urlencoded".into()),
+            ("accept".into(), "application/json".into()),
+        ],
+        body: Some(body),
+        timeout: Duration::from_secs(30),
+        follow_redirects: false,
+        verify_tls: true,
+    };
+    let started = clock.now_ms();
+    let response = http.send(request).await.map_err(|e| CredentialError::Unreachable {
+        name: name.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let body: J = serde_json::from_slice(&response.body).unwrap_or(J::Null);
+    if !(200..300).contains(&response.status) {
+        // AADSTS codes say why (`error_description`); never the request.
+        let detail = body["error_description"]
+            .as_str()
+            .or_else(|| body["error"].as_str())
+            .unwrap_or("no details")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect();
+        return Err(CredentialError::Refused {
+            name: name.to_owned(),
+            status: response.status,
+            detail,
+        });
+    }
+    let value = body["access_token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| CredentialError::BadAnswer { name: name.to_owned() })?
+        .to_owned();
+    let expires_in = match &body["expires_in"] {
+        J::Number(n) => n.as_i64(),
+        J::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .unwrap_or(3600)
+    .clamp(0, 86_400 * 30);
+    Ok(Token {
+        value,
+        expires_at_ms: started + expires_in * 1000,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::runtime::clock::VirtualClock;
+    use crate::runtime::http::{HttpResponse, Mock, MockHttp};
+
+    fn token_mock(responses: Vec<(u16, &str)>) -> MockHttp {
+        MockHttp::new(vec![Mock {
+            method: "POST".into(),
+            url: "https://login.test/*".into(),
+            responses: responses
+                .into_iter()
+                .map(|(status, body)| HttpResponse {
+                    status,
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: body.as_bytes().to_vec(),
+                })
+                .collect(),
+            delays: Vec::new(),
+        }])
+    }
+
+    fn graph(scope: bool) -> Vault {
+        Vault::new(HashMap::from([(
+            "graph".to_owned(),
+            Credential::OAuth2(OAuth2 {
+                token_url: "https://login.test/tenant/oauth2/v2.0/token".into(),
+                client_id: "app".into(),
+                client_secret: "s3cret-value".into(),
+                scope: scope.then(|| "https://graph.microsoft.com/.default".into()),
+                resource: (!scope).then(|| "https://graph.microsoft.com".into()),
+            }),
+        )]))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hundred_requests_at_once_fetch_one_token() {
+        let http = Arc::new(token_mock(vec![(
+            200,
+            r#"{"access_token": "tok-1", "expires_in": 3599}"#,
+        )]));
+        let clock = Arc::new(VirtualClock::new(1_000_000));
+        let vault = Arc::new(graph(true));
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let (vault, http, clock) = (vault.clone(), http.clone(), clock.clone());
+            tasks.push(tokio::spawn(
+                async move { vault.header("graph", &*http, &*clock).await },
+            ));
+        }
+        for t in tasks {
+            assert_eq!(
+                t.await.expect("join"),
+                Ok(("authorization".into(), "Bearer tok-1".into()))
+            );
+        }
+        let requests = http.requests.lock().expect("requests");
+        assert_eq!(requests.len(), 1, "single flight");
+        let form = String::from_utf8(requests[0].body.clone().expect("body")).expect("utf8");
+        assert!(form.contains("grant_type=client_credentials"), "{form}");
+        assert!(
+            form.contains("scope=https%3A%2F%2Fgraph.microsoft.com%2F.default"),
+            "{form}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tokens_are_renewed_before_they_expire_and_v1_sends_resource() {
+        let http = token_mock(vec![
+            (200, r#"{"access_token": "tok-1", "expires_in": "3599"}"#),
+            (200, r#"{"access_token": "tok-2", "expires_in": "3599"}"#),
+        ]);
+        let clock = VirtualClock::new(0);
+        let vault = graph(false);
+        assert_eq!(vault.header("graph", &http, &clock).await.expect("1").1, "Bearer tok-1");
+        clock.sleep_until(3_500_000).await; // 58 min: still good
+        assert_eq!(vault.header("graph", &http, &clock).await.expect("2").1, "Bearer tok-1");
+        clock.sleep_until(3_560_000).await; // within the last minute: renewed
+        assert_eq!(vault.header("graph", &http, &clock).await.expect("3").1, "Bearer tok-2");
+        let requests = http.requests.lock().expect("requests");
+        assert_eq!(requests.len(), 2);
+        let form = String::from_utf8(requests[0].body.clone().expect("body")).expect("utf8");
+        assert!(form.contains("resource=https%3A%2F%2Fgraph.microsoft.com"), "{form}");
+        assert!(!form.contains("scope="), "{form}");
+    }
+
+    #[tokio::test]
+    async fn a_refusing_token_endpoint_is_a_clear_error_without_the_secret() {
+        let http = token_mock(vec![(
+            401,
+            r#"{"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided.\r\nTrace ID: x"}"#,
+        )]);
+        let clock = VirtualClock::new(0);
+        let err = graph(true).header("graph", &http, &clock).await.expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("401") && text.contains("AADSTS7000215"), "{text}");
+        assert!(!text.contains("s3cret-value") && !text.contains("Trace ID"), "{text}");
+        let missing = Vault::default()
+            .header("nope", &http, &clock)
+            .await
+            .expect_err("missing");
+        assert_eq!(missing, CredentialError::Missing("nope".into()));
+    }
+
+    #[test]
+    fn basic_and_header_credentials_and_file_checks() {
+        let dir = std::env::temp_dir().join(format!("tale-vault-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("credentials.yaml");
+        std::fs::write(
+            &path,
+            "jira: {type: basic, username: bot, password: pw-123456}\nkey: {type: header, header: X-Api-Key, value: k-987654}\ngraph:\n  type: oauth2_client_credentials\n  token_url: https://login.test/t/oauth2/v2.0/token\n  client_id: app\n  client_secret: cs-5555\n  scope: https://graph.microsoft.com/.default\n  allowed_hosts: [graph.microsoft.com]\n",
+        )
+        .expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            assert!(Vault::from_file(&path).is_err(), "a world-readable file was read");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        let vault = Vault::from_file(&path).expect("vault");
+        assert_eq!(vault.template_value("JIRA").as_deref(), Some("bot:pw-123456"));
+        assert_eq!(vault.template_value("graph"), None);
+        assert_eq!(vault.allowed_hosts["graph"], vec!["graph.microsoft.com".to_owned()]);
+        let secrets: Vec<String> = vault.secrets().into_iter().map(|(_, v)| v).collect();
+        for s in ["pw-123456", "k-987654", "cs-5555"] {
+            assert!(secrets.contains(&s.to_owned()), "{s}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

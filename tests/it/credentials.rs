@@ -1,0 +1,94 @@
+//! Typed credentials at run time: an OAuth2 client-credentials token fetched
+//! from the (mock) Microsoft identity platform and attached to Graph calls;
+//! a token endpoint that refuses takes the request's failure branch.
+
+use std::process::Command;
+
+use serde_json::Value as J;
+
+use crate::microsoft_mock::MicrosoftMock;
+
+fn credentials_file(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("credentials.yaml");
+    std::fs::write(&path, text).expect("write");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    path
+}
+
+fn run_graph_alert(mock: &MicrosoftMock, credentials: &std::path::Path, alert: &str) -> (i32, Vec<J>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, format!(r#"{{"alert_id": "{alert}"}}"#)).expect("event");
+    let out = Command::new(env!("CARGO_BIN_EXE_tale"))
+        .arg("run")
+        .arg(crate::support::root().join("stories/graph-alert.yaml"))
+        .arg("--event")
+        .arg(&event)
+        .arg("--credentials")
+        .arg(credentials)
+        .env("TALE_RESOURCE_GRAPH_BASE_URL", &mock.url)
+        .output()
+        .expect("tale run");
+    let events = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        events,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn output_of<'a>(events: &'a [J], action: &str) -> Option<&'a J> {
+    events.iter().find(|e| e["action"] == action).map(|e| &e["output"])
+}
+
+#[test]
+fn an_oauth2_token_is_fetched_once_and_attached() {
+    let mock = MicrosoftMock::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = credentials_file(
+        dir.path(),
+        &format!(
+            "graph:\n  type: oauth2_client_credentials\n  token_url: {}/tenant-1/oauth2/v2.0/token\n  client_id: app-1\n  client_secret: client-s3cret-99\n  scope: https://graph.microsoft.com/.default\n  allowed_hosts: [127.0.0.1]\nsubstory_webhook_secret: {{type: text, value: sub-secret}}\n",
+            mock.url
+        ),
+    );
+    let (status, events, stderr) = run_graph_alert(&mock, &file, "a1");
+    assert_eq!(status, 0, "{stderr}");
+    let found = output_of(&events, "alert_found").expect("alert_found");
+    assert_eq!(found["ok"], true, "{found}");
+    assert_eq!(mock.calls("POST /tenant-1/oauth2/v2.0/token"), 1);
+    let all = serde_json::to_string(&events).expect("json") + &stderr;
+    assert!(!all.contains("client-s3cret-99"), "the client secret leaked");
+}
+
+#[test]
+fn a_refusing_token_endpoint_takes_the_failure_branch() {
+    let mock = MicrosoftMock::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No `scope` on a v2 endpoint: the mock (as Entra) answers 400.
+    let file = credentials_file(
+        dir.path(),
+        &format!(
+            "graph:\n  type: oauth2_client_credentials\n  token_url: {}/tenant-1/oauth2/v2.0/token\n  client_id: app-1\n  client_secret: client-s3cret-99\n  resource: https://graph.microsoft.com\nsubstory_webhook_secret: {{type: text, value: sub-secret}}\n",
+            mock.url
+        ),
+    );
+    let (status, events, stderr) = run_graph_alert(&mock, &file, "a1");
+    assert_eq!(status, 0, "a failure branch is a normal outcome: {stderr}");
+    let failed = output_of(&events, "lookup_failed").expect("lookup_failed");
+    assert_eq!(failed["ok"], false);
+    let get = events
+        .iter()
+        .find(|e| e["action"] == "get_alert")
+        .expect("get_alert's failure event");
+    let error = get["output"]["error"].as_str().unwrap_or("");
+    assert!(error.contains("token endpoint answered 400"), "{error}");
+    assert_eq!(mock.calls("GET /v1.0/security/alerts_v2/a1"), 0, "sent without a token");
+}
