@@ -184,13 +184,124 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 struct WebhookExec {
     verbs: Vec<String>,
     secret: Option<Field>,
-    signed: bool,
+    signature: Option<SignatureCheck>,
     include_headers: bool,
     max_body_bytes: u64,
     status: u16,
     content_type: Option<String>,
     headers: Vec<(String, Tree)>,
     body: Option<Tree>,
+}
+
+/// A webhook's `signature`, ready to verify.
+struct SignatureCheck {
+    algorithm: SignatureAlgorithm,
+    header: Option<String>,
+    secret: Field,
+    prefix: Option<String>,
+}
+
+/// Slack refuses requests whose timestamp is more than five minutes off.
+const SLACK_TOLERANCE_SECS: i64 = 300;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hmac_hex(algorithm: SignatureAlgorithm, key: &[u8], message: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    match algorithm {
+        SignatureAlgorithm::Sha1 => {
+            let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(message);
+            hex(&mac.finalize().into_bytes())
+        }
+        _ => {
+            let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(message);
+            hex(&mac.finalize().into_bytes())
+        }
+    }
+}
+
+/// Equal in constant time (ASCII case-insensitive: hex digests).
+fn same(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.to_ascii_lowercase()
+        .as_bytes()
+        .ct_eq(b.to_ascii_lowercase().as_bytes())
+        .into()
+}
+
+impl SignatureCheck {
+    /// Checks the request; `Err` says why it is refused (never the secret).
+    fn verify(&self, request: &WebhookRequest, secret: &str, now_ms: i64) -> Result<(), String> {
+        if secret.is_empty() {
+            return Err("the signature secret is not configured".into());
+        }
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        match self.algorithm {
+            SignatureAlgorithm::Sha256 | SignatureAlgorithm::Sha1 => {
+                let name = self.header.as_deref().unwrap_or("x-hub-signature-256");
+                let given = header(name).ok_or_else(|| format!("the signature header `{name}` is missing"))?;
+                let digest = match &self.prefix {
+                    Some(p) => given
+                        .strip_prefix(p.as_str())
+                        .ok_or_else(|| format!("the signature does not start with `{p}`"))?,
+                    None => given.as_str(),
+                };
+                let expected = hmac_hex(self.algorithm, secret.as_bytes(), &request.body);
+                if same(digest, &expected) {
+                    Ok(())
+                } else {
+                    Err("wrong signature".into())
+                }
+            }
+            SignatureAlgorithm::Slack => {
+                let name = self.header.as_deref().unwrap_or("x-slack-signature");
+                let given = header(name).ok_or_else(|| format!("the signature header `{name}` is missing"))?;
+                let ts =
+                    header("x-slack-request-timestamp").ok_or("the header `x-slack-request-timestamp` is missing")?;
+                let seconds: i64 = ts
+                    .parse()
+                    .map_err(|_| "the Slack timestamp is not a number".to_owned())?;
+                if (now_ms / 1000 - seconds).abs() > SLACK_TOLERANCE_SECS {
+                    return Err("the Slack timestamp is more than five minutes off (a replay?)".into());
+                }
+                let mut base = format!("v0:{ts}:").into_bytes();
+                base.extend_from_slice(&request.body);
+                let expected = format!("v0={}", hmac_hex(SignatureAlgorithm::Sha256, secret.as_bytes(), &base));
+                if same(&given, &expected) {
+                    Ok(())
+                } else {
+                    Err("wrong signature".into())
+                }
+            }
+            SignatureAlgorithm::ClientState => {
+                // The validation handshake carries no notifications: nothing to check.
+                let body: J = serde_json::from_slice(&request.body).unwrap_or(J::Null);
+                let Some(notifications) = body.get("value").and_then(J::as_array) else {
+                    return Ok(());
+                };
+                let all = notifications.iter().all(|n| {
+                    n.get("clientState")
+                        .and_then(J::as_str)
+                        .is_some_and(|c| bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), secret.as_bytes())))
+                });
+                if all {
+                    Ok(())
+                } else {
+                    Err("a notification's clientState is missing or wrong".into())
+                }
+            }
+        }
+    }
 }
 
 /// Whether a body of this content type can become an event: JSON, a form,
@@ -270,8 +381,14 @@ impl Executable for WebhookExec {
             );
         }
         if !request.trusted {
-            if self.signed {
-                return refuse(501, "signature verification is not available in this version".into());
+            if let Some(sig) = &self.signature {
+                let secret = match sig.secret.render_text(&cx.scope) {
+                    Ok(s) => s,
+                    Err(e) => return refuse(500, e.to_string()),
+                };
+                if let Err(why) = sig.verify(request, &secret, cx.clock.now_ms()) {
+                    return refuse(401, why);
+                }
             }
             if let Some(secret) = &self.secret {
                 let expected = match secret.render_text(&cx.scope) {
@@ -410,7 +527,18 @@ impl WebhookConfig {
                 .as_ref()
                 .map(|s| c.field("secret", &s.value, s.span))
                 .transpose()?,
-            signed: self.signature.is_some(),
+            signature: self
+                .signature
+                .as_ref()
+                .map(|sig| {
+                    Ok::<_, CompileError>(SignatureCheck {
+                        algorithm: sig.value.algorithm.value,
+                        header: sig.value.header.as_ref().map(|h| h.value.to_ascii_lowercase()),
+                        secret: c.field("signature.secret", &sig.value.secret.value, sig.value.secret.span)?,
+                        prefix: sig.value.prefix.clone(),
+                    })
+                })
+                .transpose()?,
             include_headers: self.include_headers.unwrap_or(true),
             max_body_bytes: self.max_body_bytes.as_ref().map_or(DEFAULT_MAX_BODY_BYTES, |m| m.value),
             status: response.and_then(|r| r.status.as_ref()).map_or(200, |s| s.value),

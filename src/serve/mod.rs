@@ -72,7 +72,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     pub max_body: usize,
     /// A credentials file (refused when group- or world-readable).
-    #[arg(long)]
+    #[arg(long, env = "TALE_CREDENTIALS_FILE")]
     pub credentials: Option<PathBuf>,
     /// More resources files (`resources.yaml` beside a story is always read).
     #[arg(long)]

@@ -977,3 +977,140 @@ async fn the_graph_validation_handshake_is_answered_and_starts_no_run() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_signatures_of_github_slack_and_graph_are_verified() {
+    use hmac::{Hmac, Mac};
+    let hmac_hex = |key: &str, message: &[u8]| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("hmac");
+        mac.update(message);
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_story(
+        dir.path(),
+        "signed.yaml",
+        r#"name: Signed webhooks
+actions:
+  github:
+    type: webhook
+    path: github
+    signature: {header: X-Hub-Signature-256, algorithm: sha256, secret: gh-secret-1, prefix: "sha256="}
+  slack:
+    type: webhook
+    path: slack
+    signature: {header: X-Slack-Signature, algorithm: slack, secret: slack-secret-1}
+  graph:
+    type: webhook
+    path: graph
+    signature: {algorithm: client_state, secret: state-secret-1}
+    response:
+      content_type: text/plain
+      body: "{{ request.query.validationToken }}"
+"#,
+    );
+    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    let base = format!("http://{}/webhook", server.addr);
+    let body = br#"{"action":"opened","number":7}"#.to_vec();
+    let post = |path: &str, headers: Vec<(&str, String)>, body: Vec<u8>| {
+        let mut r = client()
+            .post(format!("{base}/{path}"))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        r.send()
+    };
+    // GitHub: sha256= + hex HMAC of the body.
+    let good = format!("sha256={}", hmac_hex("gh-secret-1", &body));
+    assert_eq!(
+        post("github", vec![("x-hub-signature-256", good)], body.clone())
+            .await
+            .expect("post")
+            .status(),
+        200
+    );
+    let bad = format!("sha256={}", hmac_hex("guess", &body));
+    let r = post("github", vec![("x-hub-signature-256", bad)], body.clone())
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 401);
+    assert_eq!(post("github", vec![], body.clone()).await.expect("post").status(), 401);
+    // Slack: v0:<timestamp>:<body>, and a stale timestamp is a replay.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let sign = |ts: u64| {
+        format!(
+            "v0={}",
+            hmac_hex(
+                "slack-secret-1",
+                format!("v0:{ts}:{}", String::from_utf8_lossy(&body)).as_bytes()
+            )
+        )
+    };
+    let ok = post(
+        "slack",
+        vec![
+            ("x-slack-signature", sign(now)),
+            ("x-slack-request-timestamp", now.to_string()),
+        ],
+        body.clone(),
+    )
+    .await
+    .expect("post");
+    assert_eq!(ok.status(), 200);
+    let old = now - 600;
+    let stale = post(
+        "slack",
+        vec![
+            ("x-slack-signature", sign(old)),
+            ("x-slack-request-timestamp", old.to_string()),
+        ],
+        body.clone(),
+    )
+    .await
+    .expect("post");
+    assert_eq!(stale.status(), 401);
+    assert!(stale.text().await.expect("text").contains("five minutes"));
+    // Graph: clientState in every notification; the handshake has none.
+    let notifications = |state: &str| {
+        serde_json::to_vec(&json!({"value": [{"clientState": state, "resourceData": {"id": "a1"}}]})).expect("json")
+    };
+    assert_eq!(
+        post("graph", vec![], notifications("state-secret-1"))
+            .await
+            .expect("post")
+            .status(),
+        200
+    );
+    assert_eq!(
+        post("graph", vec![], notifications("forged"))
+            .await
+            .expect("post")
+            .status(),
+        401
+    );
+    let handshake = client()
+        .post(format!("{base}/graph?validationToken=abc"))
+        .header("content-type", "text/plain")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(handshake.status(), 200);
+    assert_eq!(handshake.text().await.expect("text"), "abc");
+    // Refused requests stored nothing: 1 GitHub, 1 Slack, 1 Graph notification, 1 handshake.
+    eventually("the accepted runs", Duration::from_secs(10), async || {
+        get_json(&server, "/api/runs").await["runs"]
+            .as_array()
+            .is_some_and(|r| r.len() == 4)
+    })
+    .await;
+    server.stop().await.expect("stop");
+}
