@@ -92,3 +92,44 @@ fn a_refusing_token_endpoint_takes_the_failure_branch() {
     assert!(error.contains("token endpoint answered 400"), "{error}");
     assert_eq!(mock.calls("GET /v1.0/security/alerts_v2/a1"), 0, "sent without a token");
 }
+
+#[test]
+fn a_redirect_to_another_host_drops_the_credential() {
+    use crate::mock_server::{Reply, Server};
+    let target = Server::start();
+    target.route("/landing", vec![Reply::json(200, r#"{"ok": true}"#)]);
+    let origin = Server::start();
+    // Same machine, another host name: a cross-host redirect.
+    let elsewhere = format!("http://localhost:{}/landing", target.addr.port());
+    origin.route("/start", vec![Reply::json(302, "{}").header("location", &elsewhere)]);
+    origin.route("/landing", vec![Reply::json(200, r#"{"ok": true}"#)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let story = dir.path().join("redirect.yaml");
+    std::fs::write(
+        &story,
+        format!(
+            "name: Redirect\nactions:\n  hook:\n    type: webhook\n    path: r\n  call:\n    type: http_request\n    from: hook\n    url: \"{}\"\n    credential: api\n",
+            origin.url("/start")
+        ),
+    )
+    .expect("story");
+    let out = Command::new(env!("CARGO_BIN_EXE_tale"))
+        .arg("run")
+        .arg(&story)
+        .env("TALE_CREDENTIAL_API", "api-token-123456")
+        .output()
+        .expect("tale run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let at_origin = origin.received();
+    assert_eq!(
+        at_origin[0].headers.get("authorization").map(String::as_str),
+        Some("Bearer api-token-123456")
+    );
+    let at_target = target.received();
+    assert_eq!(at_target.len(), 1, "the redirect was not followed");
+    assert!(
+        !at_target[0].headers.contains_key("authorization"),
+        "the credential followed the redirect to another host: {:?}",
+        at_target[0].headers
+    );
+}
