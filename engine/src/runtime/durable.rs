@@ -168,6 +168,9 @@ const STATEFUL_BATCH: usize = 512;
 const ADMISSION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// At most this many actions run inline in one step.
 const INLINE_BUDGET: usize = 32;
+/// A long explode pauses while more items than this are queued: memory
+/// follows the items in flight, not the length of the list.
+const EXPLODE_HIGH: usize = 2 * CHUNK;
 /// Emits of a long explode are committed in chunks of this many.
 const CHUNK: usize = 1024;
 
@@ -714,12 +717,12 @@ impl Durable {
             if !self.commit_logged(std::mem::take(&mut tx)).await {
                 return;
             }
-            if self.queue_depth() > CHUNK * 4 {
+            if self.queue_depth() > EXPLODE_HIGH {
                 // Wait for the queue to drain without holding a worker: the
                 // items waited on need workers (several long explodes at once
                 // would otherwise hold them all).
                 drop(permit.take());
-                while self.queue_depth() > CHUNK * 4 {
+                while self.queue_depth() > EXPLODE_HIGH {
                     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 }
                 match self.permits.clone().acquire_owned().await {
