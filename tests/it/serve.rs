@@ -189,9 +189,13 @@ async fn bad_webhook_input_gets_a_clear_4xx_and_nothing_is_stored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = Mock::start();
     mock.route("/sink", vec![Reply::json(200, "{}")]);
-    write_story(dir.path(), "forward.yaml", &forward_story(&mock.url("/sink")));
+    write_story(
+        dir.path(),
+        "forward.yaml",
+        &forward_story(&mock.url("/sink")).replace("max_body_bytes: 256", "max_body_bytes: 1024"),
+    );
     let mut a = args(dir.path());
-    a.max_body = 1024;
+    a.max_body = 2048;
     let server = tale::serve::start(&a, None).await.expect("serve");
     let base = format!("http://{}/webhook", server.addr);
     let c = client();
@@ -200,7 +204,7 @@ async fn bad_webhook_input_gets_a_clear_4xx_and_nothing_is_stored() {
             "over the webhook's max_body_bytes",
             c.post(format!("{base}/fwd/{SECRET}"))
                 .header("content-type", "application/json")
-                .body(format!("{{\"x\": \"{}\"}}", "a".repeat(300))),
+                .body(format!("{{\"x\": \"{}\"}}", "a".repeat(1100))),
             413,
         ),
         (
@@ -213,6 +217,13 @@ async fn bad_webhook_input_gets_a_clear_4xx_and_nothing_is_stored() {
             c.post(format!("{base}/fwd/{SECRET}"))
                 .header("content-type", "application/json")
                 .body("{\"id\": "),
+            400,
+        ),
+        (
+            "JSON nested deeper than 128 levels",
+            c.post(format!("{base}/fwd/{SECRET}"))
+                .header("content-type", "application/json")
+                .body(format!("{}{}", "[".repeat(300), "]".repeat(300))),
             400,
         ),
         (

@@ -235,9 +235,30 @@ impl Field {
     /// `liquid::Template::render` starts every output with a 10 kB buffer and
     /// keeps it: rendered fields live in events, so start small instead.
     fn render_liquid(&self, t: &liquid::Template, scope: &Scope<'_>) -> Result<String, RenderError> {
-        let mut buf = Vec::with_capacity(64);
-        crate::template::filters::with_now(scope.now_ms, || t.render_to(&mut buf, scope))
-            .map_err(|e| self.error(&e))?;
+        let mut out = Bounded {
+            buf: Vec::with_capacity(64),
+            started: std::time::Instant::now(),
+            tripped: false,
+        };
+        let rendered = crate::template::filters::with_now(scope.now_ms, || t.render_to(&mut out, scope));
+        if let Err(e) = rendered {
+            // The writer's refusal says which limit; liquid wraps it.
+            let message = if out.tripped || e.to_string().contains(RENDER_LIMIT_MARK) {
+                format!(
+                    "the template renders more than {} MiB or runs longer than {} s (a loop over too much?)",
+                    MAX_RENDER_BYTES / (1024 * 1024),
+                    MAX_RENDER_TIME.as_secs()
+                )
+            } else {
+                return Err(self.error(&e));
+            };
+            return Err(RenderError {
+                field: self.name.clone(),
+                span: self.span,
+                message,
+            });
+        }
+        let buf = out.buf;
         let mut text = String::from_utf8(buf).map_err(|e| RenderError {
             field: self.name.clone(),
             span: self.span,
@@ -261,6 +282,37 @@ impl Field {
             span: self.span,
             message,
         }
+    }
+}
+
+/// One field renders at most this much text…
+pub const MAX_RENDER_BYTES: usize = 16 * 1024 * 1024;
+/// …in at most this long (checked as it writes).
+pub const MAX_RENDER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+const RENDER_LIMIT_MARK: &str = "tale render limit";
+
+/// The buffer a template renders into: refuses to grow past the limits, so
+/// that a loop bomb (`{% for i in (1..100000000) %}…`) fails its action
+/// instead of the process.
+struct Bounded {
+    buf: Vec<u8>,
+    started: std::time::Instant,
+    /// A limit was hit (liquid reports any writer error as "Failed to render").
+    tripped: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > MAX_RENDER_BYTES || self.started.elapsed() > MAX_RENDER_TIME {
+            self.tripped = true;
+            return Err(std::io::Error::other(RENDER_LIMIT_MARK));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -325,6 +377,35 @@ mod tests {
             ..Globals::default()
         };
         field.render(&Scope::new(&globals, Some(input))).expect("renders")
+    }
+
+    #[test]
+    fn a_loop_bomb_fails_its_field_instead_of_the_process() {
+        let parser = TemplateParser::new();
+        // A literal range too large is refused before it runs (check and build alike).
+        let refused = Compiler::new(&parser)
+            .field("f", "{% for i in (1..100000000) %}x{% endfor %}", Span::default())
+            .expect_err("refused");
+        assert!(
+            refused.message.contains("more than 100000 numbers"),
+            "{}",
+            refused.message
+        );
+        // Output beyond the limit fails the field: 3,000 × 8 kB > 16 MiB.
+        let field = Compiler::new(&parser)
+            .field(
+                "payload.text",
+                "{% for i in (1..3000) %}{{ hook.big }}{% endfor %}",
+                Span::default(),
+            )
+            .expect("compiles");
+        let globals = Globals::default();
+        let input = event("hook", vec![], json!({"big": "x".repeat(8192)}));
+        let err = field
+            .render(&Scope::new(&globals, Some(&input)))
+            .expect_err("the render is bounded");
+        assert_eq!(err.field, "payload.text");
+        assert!(err.message.contains("more than 16 MiB"), "{}", err.message);
     }
 
     #[test]

@@ -128,6 +128,10 @@ pub const MAX_NESTING: usize = 32;
 /// Longest template accepted.
 pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
 
+/// Largest literal range (`(1..100000)`): Liquid builds the whole list
+/// before a `for` starts, so `(1..100000000)` would take gigabytes.
+pub const MAX_LITERAL_RANGE: i64 = 100_000;
+
 /// Why a template is refused before parsing, if it is.
 pub fn check_budget(text: &str) -> Result<(), String> {
     if text.len() > MAX_TEMPLATE_BYTES {
@@ -135,6 +139,18 @@ pub fn check_budget(text: &str) -> Result<(), String> {
             "the template is {} bytes, more than {MAX_TEMPLATE_BYTES}",
             text.len()
         ));
+    }
+    static RANGE: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\(\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*\)").expect("a valid regex"));
+    for c in RANGE.captures_iter(text) {
+        let bound = |i: usize| c[i].parse::<i64>().unwrap_or(i64::MAX);
+        let size = bound(2).saturating_sub(bound(1));
+        if size > MAX_LITERAL_RANGE {
+            return Err(format!(
+                "the range `{}` has more than {MAX_LITERAL_RANGE} numbers (Liquid builds the whole list first)",
+                &c[0]
+            ));
+        }
     }
     let bytes = text.as_bytes();
     let (mut brackets, mut blocks, mut deepest) = (0usize, 0usize, 0usize);
