@@ -88,7 +88,7 @@ pub(crate) fn run(args: &RecordArgs, out: &mut dyn Write, err: &mut dyn Write) -
         None => Arc::new(NoMailer),
     };
     let http = Arc::new(Recording {
-        inner: RealHttp::new(8)?,
+        inner: RealHttp::with_guard(8, args.run.deny_internal_addresses)?,
         exchanges: Mutex::default(),
     });
     let rt = Runtime {

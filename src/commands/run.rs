@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// oauth2_client_credentials); also `TALE_CREDENTIALS_FILE`.
     #[arg(long, value_name = "FILE", env = "TALE_CREDENTIALS_FILE")]
     pub credentials: Option<PathBuf>,
+    /// Refuse requests to loopback, private, link-local and other internal
+    /// addresses (names checked after resolution, redirects included).
+    #[arg(long, env = "TALE_DENY_INTERNAL_ADDRESSES")]
+    pub deny_internal_addresses: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -311,7 +315,13 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
     };
     let body = read_event(args.event.as_deref())?;
     if let Some(db) = &args.db {
-        return run_stored(db, story, entry, library, body, out, err);
+        return run_stored(
+            db,
+            args.deny_internal_addresses,
+            (story, entry, library, body),
+            out,
+            err,
+        );
     }
     let mail: Arc<dyn Mailer> = match SmtpMailer::from_env() {
         Some(m) => Arc::new(m?),
@@ -323,7 +333,7 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
     let printer = redactor.clone();
     let (lines, mut printed) = tokio::sync::mpsc::unbounded_channel::<String>();
     let rt = Runtime {
-        http: Arc::new(RealHttp::new(8)?),
+        http: Arc::new(RealHttp::with_guard(8, args.deny_internal_addresses)?),
         mail,
         clock: Arc::new(RealClock),
         store: Arc::new(MemoryStore::without_events()),
@@ -376,10 +386,8 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
 /// printed.
 fn run_stored(
     db: &str,
-    story: Arc<BuiltStory>,
-    entry: usize,
-    library: Arc<Library>,
-    body: Vec<u8>,
+    deny_internal: bool,
+    (story, entry, library, body): PreparedRun,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<ExitStatus> {
@@ -401,7 +409,7 @@ fn run_stored(
         let redactor = Arc::new(redactor_of(&story));
         store.set_redactor(redactor.clone());
         let runtime = Runtime {
-            http: Arc::new(RealHttp::new(8)?),
+            http: Arc::new(RealHttp::with_guard(8, deny_internal)?),
             mail,
             clock: Arc::new(RealClock),
             store: store.clone(),

@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// A credentials file (refused when group- or world-readable).
     #[arg(long, env = "TALE_CREDENTIALS_FILE")]
     pub credentials: Option<PathBuf>,
+    /// Refuse requests to loopback, private, link-local and other internal
+    /// addresses (names checked after resolution, redirects included).
+    #[arg(long, env = "TALE_DENY_INTERNAL_ADDRESSES")]
+    pub deny_internal_addresses: bool,
     /// More resources files (`resources.yaml` beside a story is always read).
     #[arg(long)]
     pub resources: Vec<PathBuf>,
@@ -138,7 +142,10 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     )?;
     let metrics = Metrics::new();
     let http: Arc<dyn HttpClient> = Arc::new(MeteredHttp {
-        inner: Arc::new(RealHttp::new(args.per_host.max(1))?),
+        inner: Arc::new(RealHttp::with_guard(
+            args.per_host.max(1),
+            args.deny_internal_addresses,
+        )?),
         metrics: metrics.clone(),
     });
     let mail: Arc<dyn Mailer> = match SmtpMailer::from_env() {

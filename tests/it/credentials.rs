@@ -133,3 +133,52 @@ fn a_redirect_to_another_host_drops_the_credential() {
         at_target[0].headers
     );
 }
+
+#[test]
+fn the_internal_address_guard_refuses_loopback_literals_and_names() {
+    use crate::mock_server::{Reply, Server};
+    let local = Server::start();
+    local.route(
+        "/metadata",
+        vec![Reply::json(200, r#"{"secret": "instance-role-key"}"#)],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, url) in [
+        ("literal", local.url("/metadata")),
+        ("name", format!("http://localhost:{}/metadata", local.addr.port())),
+    ] {
+        let story = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &story,
+            format!(
+                "name: Guard\nactions:\n  hook:\n    type: webhook\n    path: g\n  call:\n    type: http_request\n    from: hook\n    url: \"{url}\"\n"
+            ),
+        )
+        .expect("story");
+        let run = |guard: bool| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_tale"));
+            cmd.arg("run").arg(&story);
+            if guard {
+                cmd.arg("--deny-internal-addresses");
+            }
+            cmd.output().expect("tale run")
+        };
+        let out = run(true);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let events: Vec<J> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let call = events.iter().find(|e| e["action"] == "call").expect("call event");
+        assert_eq!(call["branch"], "failure", "{name}: {call}");
+        let error = call["output"]["error"].as_str().unwrap_or("");
+        assert!(error.contains("internal"), "{name}: {error}");
+        // Without the guard the same request goes through.
+        let open = run(false);
+        assert!(
+            String::from_utf8_lossy(&open.stdout).contains("instance-role-key"),
+            "{name}"
+        );
+    }
+    assert_eq!(local.received().len(), 2, "a guarded request reached the server");
+}

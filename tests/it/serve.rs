@@ -29,6 +29,7 @@ fn args(dir: &Path) -> ServeArgs {
         max_queued: 100_000,
         max_body: 1024 * 1024,
         credentials: None,
+        deny_internal_addresses: false,
         resources: Vec::new(),
         watch: Duration::ZERO,
         grace: Duration::from_secs(5),

@@ -57,25 +57,102 @@ pub struct RealHttp {
     clients: HashMap<(bool, bool), reqwest::Client>,
     per_host: usize,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Refuse loopback, private, link-local and other internal addresses.
+    deny_private: bool,
+}
+
+/// Addresses a request from tale should not reach when the guard is on:
+/// the machine itself, private networks, link-local (cloud metadata at
+/// 169.254.169.254), carrier-grade NAT, unique-local and unspecified ones.
+pub fn is_internal(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || o[0] == 0
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Resolves names, then drops internal addresses (so a name pointing at
+/// 127.0.0.1 or a rebinding answer cannot reach inside).
+struct GuardedResolver;
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<std::net::SocketAddr> = found.into_iter().filter(|a| !is_internal(a.ip())).collect();
+            if allowed.is_empty() {
+                return Err(format!("`{host}` resolves only to internal addresses (refused)").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// An address literal in a URL (resolution is skipped for those).
+fn literal_internal(url: &reqwest::Url) -> Option<String> {
+    match url.host()? {
+        url::Host::Ipv4(ip) if is_internal(ip.into()) => Some(ip.to_string()),
+        url::Host::Ipv6(ip) if is_internal(ip.into()) => Some(ip.to_string()),
+        _ => None,
+    }
 }
 
 impl RealHttp {
     /// `per_host`: how many requests may be in flight to one host at once.
     pub fn new(per_host: usize) -> Result<Self, HttpError> {
+        Self::with_guard(per_host, false)
+    }
+
+    /// With `deny_private`, requests (and redirects) to internal addresses
+    /// are refused, names included: their answers are checked after resolution.
+    pub fn with_guard(per_host: usize, deny_private: bool) -> Result<Self, HttpError> {
         let mut clients = HashMap::new();
         for follow in [true, false] {
             for verify in [true, false] {
-                let policy = if follow {
-                    reqwest::redirect::Policy::limited(10)
-                } else {
-                    reqwest::redirect::Policy::none()
+                let policy = match (follow, deny_private) {
+                    (false, _) => reqwest::redirect::Policy::none(),
+                    (true, false) => reqwest::redirect::Policy::limited(10),
+                    (true, true) => reqwest::redirect::Policy::custom(|attempt| {
+                        if attempt.previous().len() >= 10 {
+                            attempt.error("more than 10 redirects")
+                        } else if let Some(ip) = literal_internal(attempt.url()) {
+                            attempt.error(format!("a redirect to the internal address {ip} (refused)"))
+                        } else {
+                            attempt.follow()
+                        }
+                    }),
                 };
-                let client = reqwest::Client::builder()
+                let mut builder = reqwest::Client::builder()
                     .redirect(policy)
                     .danger_accept_invalid_certs(!verify)
-                    .user_agent(concat!("tale/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| HttpError::Other(e.to_string()))?;
+                    .user_agent(concat!("tale/", env!("CARGO_PKG_VERSION")));
+                if deny_private {
+                    builder = builder.dns_resolver(Arc::new(GuardedResolver));
+                }
+                let client = builder.build().map_err(|e| HttpError::Other(e.to_string()))?;
                 clients.insert((follow, verify), client);
             }
         }
@@ -83,6 +160,7 @@ impl RealHttp {
             clients,
             per_host: per_host.max(1),
             hosts: Mutex::new(HashMap::new()),
+            deny_private,
         })
     }
 
@@ -100,6 +178,11 @@ impl HttpClient for RealHttp {
         Box::pin(async move {
             let url =
                 reqwest::Url::parse(&request.url).map_err(|e| HttpError::Invalid(format!("{}: {e}", request.url)))?;
+            if self.deny_private {
+                if let Some(ip) = literal_internal(&url) {
+                    return Err(HttpError::Invalid(format!("the internal address {ip} is refused")));
+                }
+            }
             let host = url.host_str().unwrap_or("").to_owned();
             let permit = self
                 .semaphore(&host)
@@ -277,5 +360,30 @@ impl HttpClient for MockHttp {
             }
             Ok(response)
         })
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    #[test]
+    fn internal_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(super::is_internal(ip.parse().expect("ip")), "{ip}");
+        }
+        for ip in ["20.190.128.1", "8.8.8.8", "2606:4700::1111"] {
+            assert!(!super::is_internal(ip.parse().expect("ip")), "{ip}");
+        }
     }
 }
