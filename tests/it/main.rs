@@ -5,6 +5,7 @@ mod check_corpus;
 mod cli;
 mod credentials;
 mod data_collector;
+mod leaks;
 mod library_e2e;
 mod microsoft_mock;
 mod mock_server;

@@ -11,7 +11,14 @@ const MIN_SECRET_LEN: usize = 4;
 #[derive(Debug, Default, Clone)]
 pub struct Redactor {
     needles: Vec<(String, String)>,
+    /// The raw values, to find inside decoded base64 (`user:<secret>` of a
+    /// Basic header a template built).
+    values: Vec<(String, String)>,
 }
+
+/// Text that may be base64 or base64url of something longer than a secret.
+static BASE64ISH: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"[A-Za-z0-9+/_-]{12,}={0,2}").expect("a valid regex"));
 
 impl Redactor {
     /// From the `CREDENTIAL` object templates see.
@@ -26,11 +33,13 @@ impl Redactor {
     /// rotated credential still used by a story that kept its old version).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut needles = Vec::new();
+        let mut values = Vec::new();
         for (name, v) in pairs {
             if v.len() < MIN_SECRET_LEN {
                 continue;
             }
             let label = format!("[credential:{name}]");
+            values.push((v.to_owned(), label.clone()));
             let json_escaped = serde_json::to_string(v).unwrap_or_default();
             let engines = [
                 base64::engine::general_purpose::STANDARD.encode(v),
@@ -48,7 +57,7 @@ impl Redactor {
         // Longest first, so that an encoding is replaced before a value inside it.
         needles.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
         needles.dedup_by(|a, b| a.0 == b.0);
-        Self { needles }
+        Self { needles, values }
     }
 
     pub fn text(&self, s: &str) -> String {
@@ -58,7 +67,31 @@ impl Redactor {
                 out = out.replace(needle.as_str(), label);
             }
         }
-        out
+        if self.values.is_empty() || out.len() < 12 {
+            return out;
+        }
+        // A secret inside something a template encoded (`'user:' | append:
+        // CREDENTIAL.x | base64_encode`): decode what looks like base64.
+        let replaced = BASE64ISH.replace_all(&out, |caps: &regex::Captures<'_>| {
+            let token = &caps[0];
+            match self.hidden_in(token) {
+                Some(label) => label.to_owned(),
+                None => token.to_owned(),
+            }
+        });
+        replaced.into_owned()
+    }
+
+    /// The label of a secret that `token`, decoded as base64, contains.
+    fn hidden_in(&self, token: &str) -> Option<&str> {
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+        let decoded = [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|engine| engine.decode(token).ok())?;
+        self.values
+            .iter()
+            .find(|(v, _)| decoded.windows(v.len()).any(|w| w == v.as_bytes()))
+            .map(|(_, label)| label.as_str())
     }
 
     pub fn json(&self, value: &J) -> J {
@@ -78,6 +111,23 @@ impl Redactor {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_secret_inside_encoded_text_is_found() {
+        let r = Redactor::new(&json!({"api": "leaky-Secret-9a8b7c6d"}));
+        let basic = base64::engine::general_purpose::STANDARD.encode("user:leaky-Secret-9a8b7c6d");
+        let text = format!(
+            "x-basic: Basic {basic}; other: {}",
+            base64::engine::general_purpose::STANDARD.encode("not a secret at all")
+        );
+        let out = r.text(&text);
+        assert!(!out.contains(&basic), "{out}");
+        assert!(out.contains("Basic [credential:api]"), "{out}");
+        assert!(
+            out.contains("bm90IGEgc2VjcmV0IGF0IGFsbA=="),
+            "harmless base64 was replaced: {out}"
+        );
+    }
 
     #[test]
     fn values_and_their_encodings() {
