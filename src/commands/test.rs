@@ -547,7 +547,21 @@ fn run_case(
                 .as_ref()
                 .and_then(|b| serde_json::from_slice(b).ok())
                 .unwrap_or(J::Null);
-            if let Some(e) = &want.body {
+            let text = r
+                .body
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            if let Some(J::String(e)) = want.body.as_ref().filter(|_| body.is_null() && !text.is_empty()) {
+                // A body that is not JSON (JSON lines, a form, XML): the text must contain it.
+                if !text.contains(e.as_str()) {
+                    outcome.failures.push(format!(
+                        "request to {}: the body does not contain {e:?}; it is:\n{}",
+                        r.url,
+                        text.chars().take(2000).collect::<String>()
+                    ));
+                }
+            } else if let Some(e) = &want.body {
                 if !contains(&body, e) {
                     outcome.failures.push(format!(
                         "request to {}: the body does not contain the expected subset:\n{}",

@@ -965,3 +965,25 @@ actions:
         "{stderr}"
     );
 }
+
+#[test]
+fn a_dry_run_trace_shows_what_an_explode_emitted() {
+    let root = crate::support::root();
+    let story = root.join("examples/quickstart/alert-summary.yaml");
+    let event = root.join("examples/quickstart/alerts.json");
+    let out = crate::support::tale(&[
+        "dry-run",
+        story.to_str().expect("path"),
+        "--event",
+        event.to_str().expect("path"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let trace: J = serde_json::from_str(&out.stdout).expect("json");
+    let explode = trace["trace"]
+        .as_array()
+        .and_then(|t| t.iter().find(|e| e["action"] == "each_alert"))
+        .expect("the explode's entry");
+    assert_eq!(explode["emitted"].as_array().map(Vec::len), Some(4), "{explode}");
+}

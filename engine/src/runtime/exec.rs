@@ -439,6 +439,21 @@ impl Runtime {
                 }
                 let exhausted = pulled.len() < QUEUE_LOW;
                 let events = self.emit_events(&story, run_id, action, &input, pulled, &mut queue, &mut report);
+                if self.trace {
+                    // The trace entry of the step that returned these emits.
+                    let slug = &story.actions[action].slug;
+                    let input_id = input.as_ref().map(|e| e.id);
+                    if let Some(entry) = report
+                        .trace
+                        .iter_mut()
+                        .rev()
+                        .find(|t| *t.action == **slug && t.input == input_id)
+                    {
+                        entry
+                            .emitted
+                            .extend(events.iter().map(|e| (e.branch, e.output.clone())));
+                    }
+                }
                 self.store.commit(Commit {
                     events,
                     state: Vec::new(),
