@@ -31,6 +31,18 @@ pub struct WebhookConfig {
     pub signature: Option<Spanned<Signature>>,
     /// Largest accepted body (default 1 MiB); larger requests get 413.
     pub max_body_bytes: Option<Spanned<u64>>,
+    /// At most `requests` untrusted requests per `per_secs` seconds; more
+    /// get 429 with `Retry-After` and start nothing.
+    pub rate_limit: Option<Spanned<RateLimit>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests allowed in one window (a burst may use them all at once).
+    pub requests: u32,
+    /// The window, in seconds (default 1).
+    pub per_secs: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -142,6 +154,15 @@ impl ActionConfig for WebhookConfig {
         {
             cx.report(Code::InvalidValue, max.span, "`max_body_bytes` must be greater than 0");
         }
+        if let Some(limit) = &self.rate_limit
+            && (limit.value.requests == 0 || limit.value.per_secs == Some(0))
+        {
+            cx.report(
+                Code::InvalidValue,
+                limit.span,
+                "a `rate_limit` needs `requests` and `per_secs` greater than 0",
+            );
+        }
         if let Some(sig) = &self.signature {
             if sig.header.is_none() && sig.algorithm.value != SignatureAlgorithm::ClientState {
                 cx.report(
@@ -183,6 +204,7 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 struct WebhookExec {
     verbs: Vec<String>,
+    rate_limit: Option<Limiter>,
     secret: Option<Field>,
     signature: Option<SignatureCheck>,
     include_headers: bool,
@@ -191,6 +213,14 @@ struct WebhookExec {
     content_type: Option<String>,
     headers: Vec<(String, Tree)>,
     body: Option<Tree>,
+}
+
+/// A fixed-window counter: `requests` per `window_ms`.
+struct Limiter {
+    requests: u32,
+    window_ms: i64,
+    /// The window's start and the requests counted in it.
+    state: std::sync::Mutex<(i64, u32)>,
 }
 
 /// A webhook's `signature`, ready to verify.
@@ -381,6 +411,30 @@ impl Executable for WebhookExec {
             );
         }
         if !request.trusted {
+            // Counted before authentication: a flood of wrong secrets counts too.
+            if let Some(Limiter {
+                requests,
+                window_ms,
+                state,
+            }) = &self.rate_limit
+            {
+                let now = cx.clock.now_ms();
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                if now.saturating_sub(s.0) >= *window_ms {
+                    *s = (now, 0);
+                }
+                if s.1 >= *requests {
+                    let wait = (s.0 + window_ms - now).max(0) / 1000 + 1;
+                    return refuse(
+                        429,
+                        format!(
+                            "more than {requests} requests in {} s: retry in {wait} s",
+                            window_ms / 1000
+                        ),
+                    );
+                }
+                s.1 += 1;
+            }
             if let Some(sig) = &self.signature {
                 let secret = match sig.secret.render_text(&cx.scope) {
                     Ok(s) => s,
@@ -527,6 +581,11 @@ impl WebhookConfig {
                 .as_ref()
                 .map(|s| c.field("secret", &s.value, s.span))
                 .transpose()?,
+            rate_limit: self.rate_limit.as_ref().map(|l| Limiter {
+                requests: l.value.requests.max(1),
+                window_ms: i64::from(l.value.per_secs.unwrap_or(1).max(1)) * 1000,
+                state: std::sync::Mutex::new((i64::MIN, 0)),
+            }),
             signature: self
                 .signature
                 .as_ref()

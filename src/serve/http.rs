@@ -104,8 +104,24 @@ async fn deliver(app: &Arc<App>, rest: String, query: Option<String>, request: R
     };
     match app.durable.deliver(&path, request).await {
         Ok(Delivery::Started { response, .. }) | Ok(Delivery::Ignored(response)) => answer(response),
+        // A refusal may quote a template error: no credential value in it.
         Ok(Delivery::Refused { status, message }) => {
-            error(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), message)
+            let mut r = error(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                app.durable.loaded().redactor.text(&message),
+            );
+            if status == 429 {
+                // "retry in N s" from the webhook's rate limit.
+                let wait = message
+                    .rsplit("retry in ")
+                    .next()
+                    .and_then(|w| w.trim_end_matches(" s").parse::<u64>().ok())
+                    .unwrap_or(1);
+                if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            r
         }
         Ok(Delivery::NoSuchWebhook) => error(StatusCode::NOT_FOUND, "no webhook at this path"),
         Err(DurableError::Store(StoreError::Full(why))) => {

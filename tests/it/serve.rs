@@ -1126,3 +1126,52 @@ actions:
     .await;
     server.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_rate_limit_answers_429_with_retry_after_and_stores_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_story(
+        dir.path(),
+        "limited.yaml",
+        &format!(
+            r#"name: Limited
+actions:
+  hook:
+    type: webhook
+    path: limited
+    secret: {SECRET}
+    rate_limit: {{ requests: 3, per_secs: 60 }}
+"#
+        ),
+    );
+    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    let url = format!("http://{}/webhook/limited/{SECRET}", server.addr);
+    let mut statuses = Vec::new();
+    let mut retry = None;
+    for i in 0..5 {
+        let r = client().post(&url).json(&json!({"i": i})).send().await.expect("post");
+        if r.status() == 429 {
+            retry = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
+    let wait: u64 = retry.expect("Retry-After").parse().expect("seconds");
+    assert!((1..=61).contains(&wait), "{wait}");
+    eventually("three runs", Duration::from_secs(10), async || {
+        get_json(&server, "/api/runs").await["runs"]
+            .as_array()
+            .is_some_and(|r| r.len() == 3)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        get_json(&server, "/api/runs").await["runs"].as_array().map(Vec::len),
+        Some(3)
+    );
+    server.stop().await.expect("stop");
+}
