@@ -17,42 +17,30 @@ const SECRET: &str = "leaky-Secret-9a8b7c6d";
 
 /// Answers every request with everything it received: headers, query, body.
 fn start_echo() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            let app = Router::new().fallback(|uri: axum::http::Uri, headers: HeaderMap, body: Bytes| async move {
-                let headers: serde_json::Map<String, J> = headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), J::String(String::from_utf8_lossy(v.as_bytes()).into())))
-                    .collect();
-                let status = if uri.path().starts_with("/fail") { 500 } else { 200 };
-                (
-                    axum::http::StatusCode::from_u16(status).expect("status"),
-                    [(
-                        "x-echo-authorization",
-                        headers
-                            .get("authorization")
-                            .and_then(J::as_str)
-                            .unwrap_or("")
-                            .to_owned(),
-                    )],
-                    axum::Json(json!({
-                        "uri": uri.to_string(),
-                        "headers": headers,
-                        "body": String::from_utf8_lossy(&body),
-                    })),
-                )
-            });
-            let _ = axum::serve(listener, app).await;
-        });
+    let app = Router::new().fallback(|uri: axum::http::Uri, headers: HeaderMap, body: Bytes| async move {
+        let headers: serde_json::Map<String, J> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), J::String(String::from_utf8_lossy(v.as_bytes()).into())))
+            .collect();
+        let status = if uri.path().starts_with("/fail") { 500 } else { 200 };
+        (
+            axum::http::StatusCode::from_u16(status).expect("status"),
+            [(
+                "x-echo-authorization",
+                headers
+                    .get("authorization")
+                    .and_then(J::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            )],
+            axum::Json(json!({
+                "uri": uri.to_string(),
+                "headers": headers,
+                "body": String::from_utf8_lossy(&body),
+            })),
+        )
     });
+    let addr = crate::mock_server::spawn_router(app);
     format!("http://{addr}")
 }
 
@@ -105,10 +93,7 @@ async fn no_credential_value_survives_anywhere() {
     let stories = dir.path().join("stories");
     std::fs::create_dir_all(&stories).expect("mkdir");
     std::fs::write(stories.join("leaky.yaml"), story(&echo)).expect("story");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let port = crate::support::free_port();
     let db = dir.path().join("tale.db");
     let log = dir.path().join("serve.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tale"))

@@ -9,7 +9,6 @@
 //! streaming ingest, Defender machines, Jira, a mobile alerting service.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -19,6 +18,8 @@ use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::{Value as J, json};
+
+use crate::mock_server::spawn_router;
 
 /// The workspace key the Data Collector mock verifies (the fixture vectors' key).
 pub(crate) const SHARED_KEY: &str =
@@ -32,7 +33,8 @@ struct World {
     calls: HashMap<String, usize>,
     /// ARM incident etags by incident name.
     etags: HashMap<String, u32>,
-    pages_sent: usize,
+    /// Data Collector uploads: the status answered and the body received.
+    uploads: Vec<(u16, String)>,
 }
 
 #[derive(Clone)]
@@ -43,27 +45,17 @@ pub(crate) struct MicrosoftMock {
 
 impl MicrosoftMock {
     pub(crate) fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let world = Arc::new(Mutex::new(World::default()));
+        let addr = spawn_router(Router::new().fallback(handle).with_state(world.clone()));
         let url = format!("http://{addr}");
-        let world = Arc::new(Mutex::new(World {
-            base: url.clone(),
-            ..World::default()
-        }));
-        let state = world.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let app = Router::new().fallback(handle).with_state(state);
-                let _ = axum::serve(listener, app).await;
-            });
-        });
+        // Before any request: links in answers (nextLink, NextPageUri) point here.
+        world.lock().expect("world").base = url.clone();
         Self { url, world }
+    }
+
+    /// The Data Collector uploads so far: (status answered, body).
+    pub(crate) fn uploads(&self) -> Vec<(u16, String)> {
+        self.world.lock().expect("world").uploads.clone()
     }
 
     /// How many times `METHOD /path` was called.
@@ -94,7 +86,9 @@ fn graph_error(status: u16, code: &str, message: &str) -> Response<Body> {
     reply(status, &json!({"error": {"code": code, "message": message}}))
 }
 
-fn signature(key_b64: &str, content_length: usize, date: &str) -> String {
+/// The Data Collector signature, as Azure computes it from what arrived
+/// (`tests/data/fixtures/datacollector-signature-vectors.json`).
+pub(crate) fn signature(key_b64: &str, content_length: usize, date: &str) -> String {
     let key = base64::engine::general_purpose::STANDARD.decode(key_b64).expect("key");
     let sts = format!("POST\n{content_length}\napplication/json\nx-ms-date:{date}\n/api/logs");
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("hmac");
@@ -247,19 +241,30 @@ async fn handle(
                 "SharedKey {WORKSPACE}:{}",
                 signature(SHARED_KEY, body.len(), &header("x-ms-date"))
             );
-            if header("content-type") != "application/json" {
-                reply(
+            let (status, answer) = if header("content-type") != "application/json" {
+                (
                     400,
-                    &json!({"Error": "UnsupportedContentType", "Message": "send application/json"}),
+                    json!({"Error": "UnsupportedContentType", "Message": "send application/json"}),
                 )
             } else if authorization != expected {
-                reply(
+                (
                     403,
-                    &json!({"Error": "InvalidAuthorization", "Message": "An invalid scheme was specified in the Authorization header"}),
+                    json!({"Error": "InvalidAuthorization", "Message": "An invalid scheme was specified in the Authorization header"}),
+                )
+            } else if header("log-type").is_empty() {
+                (
+                    400,
+                    json!({"Error": "MissingLogType", "Message": "The log type is missing"}),
                 )
             } else {
-                reply(200, &J::Null)
-            }
+                (200, J::Null)
+            };
+            world
+                .lock()
+                .expect("world")
+                .uploads
+                .push((status, String::from_utf8_lossy(&body).into_owned()));
+            reply(status, &answer)
         }
         // O365 Management Activity API: start, the paged listing, blobs.
         ("POST", ["api", "v1.0", _tenant, "activity", "feed", "subscriptions", "start"]) => {
@@ -278,7 +283,6 @@ async fn handle(
             if query.contains("nextPage=2") {
                 reply(200, &page(2))
             } else {
-                world.lock().expect("world").pages_sent += 1;
                 let next = format!("{base}/api/v1.0/{tenant}/activity/feed/subscriptions/content?{query}&nextPage=2");
                 let mut r = reply(200, &page(1));
                 r.headers_mut().insert("NextPageUri", next.parse().expect("header"));

@@ -62,25 +62,31 @@ pub(crate) struct Server {
     script: Arc<Mutex<Script>>,
 }
 
+/// Serves `app` on a free port of 127.0.0.1 from a thread of its own (its
+/// own tokio runtime), so that it answers whatever runtime a test uses —
+/// also a test that blocks, or runs the `tale` binary.
+pub(crate) fn spawn_router(app: Router) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    addr
+}
+
 impl Server {
     /// Starts on a thread of its own (its own tokio runtime).
     pub(crate) fn start() -> Self {
         let script = Arc::new(Mutex::new(Script::default()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let state = script.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let app = Router::new().fallback(handle).with_state(state);
-                let _ = axum::serve(listener, app).await;
-            });
-        });
+        let addr = spawn_router(Router::new().fallback(handle).with_state(script.clone()));
         Server { addr, script }
     }
 

@@ -345,13 +345,6 @@ fn spawn_serve(dir: &Path, port: u16, sink: &str) -> Child {
         .expect("spawn tale serve")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_request() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -363,7 +356,7 @@ async fn sigkill_under_load_loses_no_acknowledged_request() {
         "forward.yaml",
         &forward_story("{{ RESOURCE.sink }}").replace("max_body_bytes: 256", "max_body_bytes: 4096"),
     );
-    let port = free_port();
+    let port = crate::support::free_port();
     let mut child = spawn_serve(dir.path(), port, &mock.url("/sink"));
     let url = format!("http://127.0.0.1:{port}/webhook/fwd/{SECRET}");
     let ready = format!("http://127.0.0.1:{port}/readyz");
@@ -754,7 +747,7 @@ fn signal(child: &Child, name: &str) {
 async fn sighup_reloads_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_story(dir.path(), "versioned.yaml", &versioned_story("v1", false));
-    let port = free_port();
+    let port = crate::support::free_port();
     let mut child = spawn_serve(dir.path(), port, "http://127.0.0.1:9");
     let ready = format!("http://127.0.0.1:{port}/readyz");
     eventually("tale serve ready", Duration::from_secs(20), async || {
@@ -926,7 +919,7 @@ async fn the_graph_validation_handshake_is_answered_and_starts_no_run() {
         let from = root.join(f);
         std::fs::copy(&from, stories.join(from.file_name().expect("name"))).expect("copy");
     }
-    let port = free_port();
+    let port = crate::support::free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tale"));
     cmd.args(["serve", "--stories"])
         .arg(&stories)

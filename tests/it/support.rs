@@ -22,6 +22,14 @@ pub(crate) fn tale(args: &[&str]) -> Output {
     }
 }
 
+/// A port free on 127.0.0.1 now (for a `tale serve` process to listen on).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
 pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
