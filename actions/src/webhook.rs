@@ -234,23 +234,11 @@ struct SignatureCheck {
 /// Slack refuses requests whose timestamp is more than five minutes off.
 const SLACK_TOLERANCE_SECS: i64 = 300;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn hmac_hex(algorithm: SignatureAlgorithm, key: &[u8], message: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
+    use tale_engine::template::filters::{hmac_sha1_hex, hmac_sha256_hex};
     match algorithm {
-        SignatureAlgorithm::Sha1 => {
-            let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-            mac.update(message);
-            hex(&mac.finalize().into_bytes())
-        }
-        _ => {
-            let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-            mac.update(message);
-            hex(&mac.finalize().into_bytes())
-        }
+        SignatureAlgorithm::Sha1 => hmac_sha1_hex(key, message),
+        _ => hmac_sha256_hex(key, message),
     }
 }
 

@@ -163,3 +163,21 @@ fn unreadable(path: &Path, why: &str) -> Diagnostic {
         format!("cannot read {}: {why}", path.display()),
     )
 }
+
+/// Why a credentials file must not be read: group or others may read it.
+#[cfg(unix)]
+pub fn permission_problem(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "the credentials file is readable by other users (mode {:o}); tale refuses to read it",
+            mode & 0o777
+        )
+    })
+}
+
+#[cfg(not(unix))]
+pub fn permission_problem(_: &Path) -> Option<String> {
+    None
+}

@@ -39,10 +39,7 @@ pub struct EventsArgs {
 }
 
 fn open(db: &str) -> anyhow::Result<SqliteReader> {
-    let path = match db.split_once(':') {
-        Some(("sqlite", p)) if !p.is_empty() => std::path::PathBuf::from(p.trim_start_matches("//")),
-        _ => anyhow::bail!("--db must look like sqlite:PATH, found `{db}`"),
-    };
+    let path = crate::serve::sqlite_path(db)?;
     SqliteReader::open(&path).with_context(|| format!("cannot read {}", path.display()))
 }
 

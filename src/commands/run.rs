@@ -106,15 +106,8 @@ pub(crate) type PreparedRun = (Arc<BuiltStory>, usize, Arc<Library>, Vec<u8>);
 /// What a story's output must not show: its credential values, and the
 /// secrets (and tokens fetched so far) of its typed credentials.
 pub(crate) fn redactor_of(story: &BuiltStory) -> Redactor {
-    let secrets = story.globals.vault.secrets();
-    let plain = story
-        .globals
-        .credentials
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)));
-    Redactor::from_pairs(plain.chain(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+    let secrets = story.globals.secrets();
+    Redactor::from_pairs(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 /// Checks and builds the story and reads its event (`tale record`).

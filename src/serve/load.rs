@@ -132,21 +132,8 @@ pub(crate) fn load(
     statuses.sort_by(|a, b| a.file.cmp(&b.file));
     // Every credential a served story holds, stale versions included (they
     // keep running with the credentials they were built with).
-    let vault_secrets: Vec<(String, String)> = library.values().flat_map(|s| s.globals.vault.secrets()).collect();
-    let redactor = Redactor::from_pairs(
-        library
-            .values()
-            .flat_map(|story| {
-                story
-                    .globals
-                    .credentials
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
-            })
-            .chain(vault_secrets.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
-    );
+    let secrets: Vec<(String, String)> = library.values().flat_map(|s| s.globals.secrets()).collect();
+    let redactor = Redactor::from_pairs(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     LoadedStories {
         library,
         statuses,

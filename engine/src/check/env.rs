@@ -7,11 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use serde::Deserialize;
 
 use crate::action::issue_to_diagnostic;
 use crate::diagnostic::{Code, Diagnostic};
-use crate::span::Spanned;
 use crate::story::Story;
 use crate::yaml::{self, DeCx, Limits, NodeKind};
 
@@ -116,7 +114,7 @@ impl Environment {
     /// A file other users may read is refused.
     pub fn add_credentials_file(&mut self, path: &Path, out: &mut Vec<Diagnostic>) {
         let file = Arc::new(path.to_path_buf());
-        if let Some(problem) = permission_problem(path) {
+        if let Some(problem) = crate::files::permission_problem(path) {
             out.push(
                 Diagnostic::new(Code::FileRead, &file, crate::span::Span::start_of_file(), problem)
                     .help(format!("run `chmod 600 {}`", path.display())),
@@ -143,7 +141,7 @@ impl Environment {
             }
         };
         let de = DeCx::default();
-        let parsed: Result<IndexMap<String, CredentialEntry>, _> = yaml::decode(&root, &de);
+        let parsed: Result<IndexMap<String, crate::runtime::credentials::Entry>, _> = yaml::decode(&root, &de);
         for issue in de.take() {
             out.push(issue_to_diagnostic(&file, "a credential", &[], issue));
         }
@@ -161,43 +159,6 @@ impl Environment {
             Err(issue) => out.push(issue_to_diagnostic(&file, "a credential", &[], issue)),
         }
     }
-}
-
-/// One credential of the credentials file (the value fields are read by the
-/// runtime; `check` only needs the names and hosts).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct CredentialEntry {
-    #[serde(rename = "type")]
-    kind: Option<Spanned<String>>,
-    value: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    header: Option<String>,
-    token_url: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    scope: Option<String>,
-    resource: Option<String>,
-    allowed_hosts: Option<Vec<String>>,
-}
-
-#[cfg(unix)]
-fn permission_problem(path: &Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode();
-    (mode & 0o077 != 0).then(|| {
-        format!(
-            "the credentials file is readable by other users (mode {:o}); tale refuses to read it",
-            mode & 0o777
-        )
-    })
-}
-
-#[cfg(not(unix))]
-fn permission_problem(_: &Path) -> Option<String> {
-    None
 }
 
 /// A credential a request carries: by `credential:` or read in one of the

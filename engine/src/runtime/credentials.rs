@@ -55,10 +55,11 @@ pub enum CredentialError {
     File(String),
 }
 
-/// One entry of the credentials file (as `check` reads it).
+/// One entry of the credentials file: `check` reads its name and hosts
+/// (decoded with spans), the runtime its values.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Entry {
+pub(crate) struct Entry {
     #[serde(rename = "type")]
     kind: Option<String>,
     value: Option<String>,
@@ -70,7 +71,7 @@ struct Entry {
     client_secret: Option<String>,
     scope: Option<String>,
     resource: Option<String>,
-    allowed_hosts: Option<Vec<String>>,
+    pub(crate) allowed_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,19 +103,8 @@ impl Vault {
     /// when other users may read it.
     pub fn from_file(path: &Path) -> Result<Self, CredentialError> {
         let file = |m: String| CredentialError::File(format!("{}: {m}", path.display()));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)
-                .map_err(|e| file(e.to_string()))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(file(format!(
-                    "readable by other users (mode {:o}); run `chmod 600` on it",
-                    mode & 0o777
-                )));
-            }
+        if let Some(problem) = crate::files::permission_problem(path) {
+            return Err(file(problem));
         }
         let text = std::fs::read_to_string(path).map_err(|e| file(e.to_string()))?;
         let node = crate::yaml::parse(&text, &crate::yaml::Limits::default()).map_err(|e| file(e.to_string()))?;

@@ -252,6 +252,16 @@ impl Durable {
         self.loaded.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The clock, without copying the whole `Loaded` (every commit dispatches).
+    fn clock(&self) -> Arc<dyn super::clock::Clock> {
+        self.loaded
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .runtime
+            .clock
+            .clone()
+    }
+
     /// Serves new versions of the stories; work in progress continues on them.
     pub fn replace(&self, loaded: Loaded) {
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = loaded;
@@ -427,7 +437,7 @@ impl Durable {
             wake: None,
             due_ms: 0,
         };
-        let started = tick_ms.unwrap_or_else(|| self.loaded().runtime.clock.now_ms());
+        let started = tick_ms.unwrap_or_else(|| self.clock().now_ms());
         let tx = Transaction {
             started: vec![(run_id, story.id.clone(), started)],
             items: vec![item],
@@ -470,7 +480,7 @@ impl Durable {
 
     /// Starts items now, or when they fall due.
     fn dispatch(self: &Arc<Self>, items: Vec<WorkItem>) {
-        let clock = self.loaded().runtime.clock.clone();
+        let clock = self.clock();
         let now = clock.now_ms();
         for item in items {
             if item.due_ms > now {

@@ -24,6 +24,21 @@ pub struct Globals {
 }
 
 impl Globals {
+    /// Every secret value the story may hold, by credential name: the plain
+    /// credentials, and the typed ones' values, passwords, client secrets and
+    /// tokens fetched so far (what a redactor must hide).
+    pub fn secrets(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .credentials
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+            .collect();
+        out.extend(self.vault.secrets());
+        out
+    }
+
     /// Refuses a request that carries a credential's value (in its URL,
     /// headers or body, however a template put it there) to a host the
     /// credential does not allow.

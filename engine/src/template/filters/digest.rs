@@ -33,6 +33,17 @@ macro_rules! hmac_fn {
     };
 }
 
+/// Lowercase hex HMAC-SHA256 of `data` (also what webhook signatures check).
+pub fn hmac_sha256_hex(key: &[u8], data: &[u8]) -> String {
+    // An HMAC takes a key of any length: this cannot fail.
+    hex(&hmac_sha256_bytes(key, data).unwrap_or_default())
+}
+
+/// Lowercase hex HMAC-SHA1 of `data`.
+pub fn hmac_sha1_hex(key: &[u8], data: &[u8]) -> String {
+    hex(&hmac_sha1_bytes(key, data).unwrap_or_default())
+}
+
 hmac_fn!(hmac_sha1_bytes, Sha1);
 hmac_fn!(hmac_sha256_bytes, Sha256);
 hmac_fn!(hmac_sha384_bytes, Sha384);
