@@ -81,6 +81,11 @@ async fn get_json(server: &Server, path: &str) -> J {
         .expect("json")
 }
 
+/// How many runs `/api/runs?…` lists.
+async fn run_count(server: &Server, query: &str) -> usize {
+    get_json(server, query).await["runs"].as_array().map_or(0, Vec::len)
+}
+
 /// Waits until `f` holds (bounded).
 async fn eventually(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
@@ -124,9 +129,7 @@ async fn a_webhook_run_is_stored_forwarded_and_listed() {
     ids.sort_by_key(|v| v.as_i64());
     assert_eq!(ids, vec![json!(7), json!(8)]);
     eventually("two finished runs", Duration::from_secs(10), async || {
-        get_json(&server, "/api/runs?status=succeeded").await["runs"]
-            .as_array()
-            .is_some_and(|r| r.len() == 2)
+        run_count(&server, "/api/runs?status=succeeded").await == 2
     })
     .await;
     let runs = get_json(&server, "/api/runs?story=forward&limit=1").await;
@@ -639,9 +642,7 @@ actions:
     ids.sort();
     assert_eq!(ids, vec!["1", "2"]);
     eventually("both runs finished", Duration::from_secs(10), async || {
-        get_json(&server, "/api/runs?status=succeeded").await["runs"]
-            .as_array()
-            .is_some_and(|r| r.len() == 2)
+        run_count(&server, "/api/runs?status=succeeded").await == 2
     })
     .await;
     server.stop().await.expect("stop");
@@ -712,9 +713,7 @@ actions:
     let r = client().post(&url).json(&json!({"id": 1})).send().await.expect("post");
     assert_eq!(r.status(), 200);
     eventually("the run to finish", Duration::from_secs(10), async || {
-        get_json(&server, "/api/runs?status=succeeded").await["runs"]
-            .as_array()
-            .is_some_and(|r| r.len() == 1)
+        run_count(&server, "/api/runs?status=succeeded").await == 1
     })
     .await;
     let run_id = get_json(&server, "/api/runs").await["runs"][0]["id"]
@@ -823,9 +822,7 @@ actions:
     }
     // The first run opened the window (its timer item); the second closed it.
     eventually("both runs finished", Duration::from_secs(10), async || {
-        get_json(&server, "/api/runs?status=succeeded").await["runs"]
-            .as_array()
-            .is_some_and(|r| r.len() == 2)
+        run_count(&server, "/api/runs?status=succeeded").await == 2
     })
     .await;
     assert_eq!(server.pending(), 0, "the window's timer is still pending");
@@ -892,9 +889,7 @@ actions:
         assert_eq!(s.await.expect("join"), 200);
     }
     eventually("three runs of 6,000 items each", Duration::from_secs(60), async || {
-        get_json(&server, "/api/runs?status=succeeded").await["runs"]
-            .as_array()
-            .is_some_and(|r| r.len() == 3)
+        run_count(&server, "/api/runs?status=succeeded").await == 3
     })
     .await;
     let runs = get_json(&server, "/api/runs").await;
@@ -1112,9 +1107,7 @@ actions:
     assert_eq!(handshake.text().await.expect("text"), "abc");
     // Refused requests stored nothing: 1 GitHub, 1 Slack, 1 Graph notification, 1 handshake.
     eventually("the accepted runs", Duration::from_secs(10), async || {
-        get_json(&server, "/api/runs").await["runs"]
-            .as_array()
-            .is_some_and(|r| r.len() == 4)
+        run_count(&server, "/api/runs").await == 4
     })
     .await;
     server.stop().await.expect("stop");
@@ -1156,9 +1149,7 @@ actions:
     let wait: u64 = retry.expect("Retry-After").parse().expect("seconds");
     assert!((1..=61).contains(&wait), "{wait}");
     eventually("three runs", Duration::from_secs(10), async || {
-        get_json(&server, "/api/runs").await["runs"]
-            .as_array()
-            .is_some_and(|r| r.len() == 3)
+        run_count(&server, "/api/runs").await == 3
     })
     .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
