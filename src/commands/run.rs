@@ -88,7 +88,8 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
     let Some(story) = checked_story(&checked, &args.story, "cannot run", err)? else {
         return Ok(None);
     };
-    let globals = globals(story, &args.story, &args.resources, args.credentials.as_deref(), dry)?;
+    let vault = load_vault(args.credentials.as_deref(), dry)?;
+    let globals = globals(story, &args.story, &args.resources, &vault, dry)?;
     let (built, library) = build_with_library(story, &checked.output.library, globals)?;
     let entry = entry_of(&built, args.action.as_deref(), "name one with --action")?;
     if !built.actions[entry].is_webhook && built.actions[entry].schedule.is_none() {
@@ -158,13 +159,26 @@ pub(crate) fn entry_of(built: &BuiltStory, action: Option<&str>, hint: &str) -> 
     }
 }
 
+/// The typed credentials of a credentials file, read once and shared by
+/// every story (one token cache). A dry run never fetches a token nor sees a
+/// value: its vault is empty.
+pub(crate) fn load_vault(
+    file: Option<&Path>,
+    dry: bool,
+) -> anyhow::Result<Arc<tale_engine::runtime::credentials::Vault>> {
+    Ok(Arc::new(match (file, dry) {
+        (Some(file), false) => tale_engine::runtime::credentials::Vault::from_file(file)?,
+        _ => tale_engine::runtime::credentials::Vault::default(),
+    }))
+}
+
 /// Credentials, resources and story names for templates. A dry run never
 /// sees a credential's value: it gets `[credential:name]`.
 pub(crate) fn globals(
     story: &Story,
     path: &Path,
     resource_files: &[PathBuf],
-    credentials_file: Option<&Path>,
+    vault: &Arc<tale_engine::runtime::credentials::Vault>,
     dry: bool,
 ) -> anyhow::Result<Globals> {
     let mut credentials = serde_json::Map::new();
@@ -242,19 +256,13 @@ pub(crate) fn globals(
             }
         }
     }
-    // Typed credentials. A dry run never fetches a token nor sees a value:
-    // its credentials stay the `[credential:name]` stand-ins.
-    let mut vault = tale_engine::runtime::credentials::Vault::default();
-    if let (Some(file), false) = (credentials_file, dry) {
-        vault = tale_engine::runtime::credentials::Vault::from_file(file)?;
-        let names: Vec<String> = vault.names().map(str::to_owned).collect();
-        for name in names {
-            if let Some(value) = vault.template_value(&name) {
-                credentials.entry(name.clone()).or_insert(J::String(value));
-            }
-            if let Some(hosts) = vault.allowed_hosts.get(&name) {
-                allowed_hosts.entry(name).or_insert_with(|| hosts.clone());
-            }
+    // Typed credentials (a dry run's vault is empty: it keeps the stand-ins).
+    for name in vault.names() {
+        if let Some(value) = vault.template_value(name) {
+            credentials.entry(name.to_owned()).or_insert(J::String(value));
+        }
+        if let Some(hosts) = vault.allowed_hosts.get(name) {
+            allowed_hosts.entry(name.to_owned()).or_insert_with(|| hosts.clone());
         }
     }
     Ok(Globals {
@@ -262,7 +270,7 @@ pub(crate) fn globals(
         resources: J::Object(resources),
         story: json!({"id": story.id.value, "name": story.name}),
         allowed_hosts,
-        vault: Arc::new(vault),
+        vault: vault.clone(),
     })
 }
 

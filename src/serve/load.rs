@@ -15,7 +15,7 @@ use tale_engine::runtime::redact::Redactor;
 use tale_engine::template::TemplateParser;
 
 use crate::commands::check::check_paths;
-use crate::commands::run::globals;
+use crate::commands::run::{globals, load_vault};
 
 /// A story file and whether it is served.
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +80,8 @@ pub(crate) fn load(
             _ => *warnings_by_file.entry(d.file.to_path_buf()).or_default() += 1,
         }
     }
+    // Read once: every story shares the credentials and their token cache.
+    let vault = load_vault(credentials, false).map_err(|e| format!("{e:#}"));
     let parser = TemplateParser::new();
     let mut library = Library::new();
     let mut statuses = Vec::new();
@@ -88,7 +90,12 @@ pub(crate) fn load(
         let mut errors = errors_by_file.remove(&file).unwrap_or_default();
         let id = story.id.value.clone();
         if errors.is_empty() {
-            match globals(story, &file, resources, credentials, false).and_then(|g| Ok(build(story, &parser, g)?)) {
+            let built = vault
+                .as_ref()
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .and_then(|v| globals(story, &file, resources, v, false))
+                .and_then(|g| Ok(build(story, &parser, g)?));
+            match built {
                 Ok(built) => {
                     library.insert(id.clone(), Arc::new(built));
                 }
