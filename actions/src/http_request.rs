@@ -527,7 +527,7 @@ impl HttpExec {
     async fn run(&self, cx: &ExecCx<'_>) -> Result<Outcome, ActionError> {
         let trace = Vec::new();
         let mut request = self.render(cx)?;
-        if let Err(refused) = cx.scope.globals.check_request(&request) {
+        if let Err(refused) = cx.scope.check_request(&request) {
             return Ok(Outcome {
                 emits: vec![self.failed(None, None, refused)],
                 ..Outcome::default()
@@ -568,19 +568,7 @@ impl HttpExec {
                     .or_else(|| value.strip_prefix("Basic "))
                     .unwrap_or(&value)
                     .to_owned();
-                let redactor = tale_engine::runtime::redact::Redactor::from_pairs([(name.as_str(), secret.as_str())]);
-                Outcome {
-                    emits: outcome
-                        .emits
-                        .into_iter()
-                        .map(|e| match e {
-                            Emit::Main(o) => Emit::Main(redactor.json(&o)),
-                            Emit::Branch(b, o) => Emit::Branch(b, redactor.json(&o)),
-                            other => other,
-                        })
-                        .collect(),
-                    ..outcome
-                }
+                tale_engine::runtime::redact::Redactor::from_pairs([(name.as_str(), secret.as_str())]).outcome(outcome)
             }
             None => outcome,
         })
@@ -636,7 +624,7 @@ impl HttpExec {
                 break;
             }
             request.url = next.trim().to_owned();
-            if let Err(refused) = cx.scope.globals.check_request(&request) {
+            if let Err(refused) = cx.scope.check_request(&request) {
                 emits.push(self.failed(None, None, refused));
                 break;
             }

@@ -211,30 +211,8 @@ pub(crate) fn globals(
         // Credentials the story uses but the environment lacks still render.
         for action in &story.actions {
             let Some(config) = &action.config else { continue };
-            let mut names: Vec<String> = config
-                .credential()
-                .map(|c| c.name.to_ascii_lowercase())
-                .into_iter()
-                .collect();
-            let mut fields = Vec::new();
-            config.templates(&mut fields);
-            let mut texts: Vec<&str> = fields.iter().map(|f| f.text).collect();
-            for rule in &action.rules {
-                texts.push(&rule.path.value);
-                if let Some(v) = &rule.value {
-                    v.for_each_str(&mut |s, _| texts.push(s));
-                }
-            }
-            for node in action.local.values() {
-                node.for_each_str(&mut |s, _| texts.push(s));
-            }
-            for text in texts {
-                names.extend(
-                    tale_engine::template::credential_names(text)
-                        .into_iter()
-                        .map(|(n, _)| n.to_ascii_lowercase()),
-                );
-            }
+            let mut names = tale_engine::runtime::build::credentials_read(action);
+            names.extend(config.credential().map(|c| c.name.to_ascii_lowercase()));
             for n in names {
                 credentials
                     .entry(n.clone())

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use serde::Deserialize;
 use serde_json::{Value as J, json};
 use tale_engine::runtime::durable::{Delivery, DurableError};
@@ -21,20 +21,34 @@ use uuid::Uuid;
 use super::App;
 
 pub(crate) fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/webhook/{*rest}", any(webhook))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+    use super::admin;
+    let api = Router::new()
         .route("/api/stories", get(stories))
         .route("/api/runs", get(runs))
         .route("/api/runs/{id}", get(run))
         .route("/api/runs/{id}/events", get(run_events))
         .route("/api/events/{id}/reemit", post(reemit))
+        .route("/api/credentials", get(admin::list_credentials))
+        .route(
+            "/api/credentials/{name}",
+            put(admin::put_credential).delete(admin::delete_credential),
+        )
+        .route("/api/resources", get(admin::list_resources))
+        .route(
+            "/api/resources/{name}",
+            put(admin::put_resource).delete(admin::delete_resource),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), admin::guard));
+    Router::new()
+        .route("/webhook/{*rest}", any(webhook))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .merge(api)
         .with_state(app)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({"error": message.into()}))).into_response()
 }
 

@@ -14,8 +14,49 @@ use tale_engine::runtime::call::Library;
 use tale_engine::runtime::redact::Redactor;
 use tale_engine::template::TemplateParser;
 
+use tale_engine::runtime::credentials::{Entry, Vault};
+
 use crate::commands::check::check_paths;
-use crate::commands::run::{globals, load_vault};
+use crate::commands::run::globals;
+
+/// Credentials (opened) and resources set through the API.
+#[derive(Debug, Default)]
+pub(crate) struct Stored {
+    pub(crate) credentials: Vec<(String, Entry)>,
+    pub(crate) resources: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Where else a credential of this name is configured (the credentials
+/// file and the environment win over the store).
+pub(crate) fn credential_configured_elsewhere(name: &str, file: Option<&Vault>) -> Option<&'static str> {
+    let variable = format!("TALE_CREDENTIAL_{}", name.to_ascii_uppercase());
+    if std::env::var_os(variable).is_some() {
+        Some("the environment")
+    } else if file.is_some_and(|v| v.get(name).is_some()) {
+        Some("the credentials file")
+    } else {
+        None
+    }
+}
+
+/// The credentials file's credentials, then the stored ones it and the
+/// environment do not define.
+fn vault(file: Option<&Path>, stored: &[(String, Entry)]) -> anyhow::Result<Arc<Vault>> {
+    let mut vault = match file {
+        Some(f) => Vault::from_file(f)?,
+        None => Vault::default(),
+    };
+    for (name, entry) in stored {
+        if let Some(place) = credential_configured_elsewhere(name, Some(&vault)) {
+            tracing::warn!(credential = %name, "the stored credential is not used: {place} defines it too");
+            continue;
+        }
+        vault
+            .insert(name, entry)
+            .map_err(|e| anyhow::anyhow!("stored credential {e}"))?;
+    }
+    Ok(Arc::new(vault))
+}
 
 /// A story file and whether it is served.
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +106,7 @@ pub(crate) fn load(
     dir: &Path,
     resources: &[PathBuf],
     credentials: Option<&Path>,
+    stored: &Stored,
     previous: &HashMap<String, (Arc<BuiltStory>, PathBuf)>,
 ) -> LoadedStories {
     let fingerprint = fingerprint(dir);
@@ -81,7 +123,7 @@ pub(crate) fn load(
         }
     }
     // Read once: every story shares the credentials and their token cache.
-    let vault = load_vault(credentials, false).map_err(|e| format!("{e:#}"));
+    let vault = vault(credentials, &stored.credentials).map_err(|e| format!("{e:#}"));
     let parser = TemplateParser::new();
     let mut library = Library::new();
     let mut statuses = Vec::new();
@@ -94,6 +136,15 @@ pub(crate) fn load(
                 .as_ref()
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .and_then(|v| globals(story, &file, resources, v, false))
+                .map(|mut g| {
+                    // Stored resources come last: files and the environment win.
+                    if let serde_json::Value::Object(o) = &mut g.resources {
+                        for (k, v) in &stored.resources {
+                            o.entry(k.clone()).or_insert_with(|| v.clone());
+                        }
+                    }
+                    g
+                })
                 .and_then(|g| Ok(build(story, &parser, g)?));
             match built {
                 Ok(built) => {

@@ -3,6 +3,7 @@
 //! live in the engine (`runtime::durable`, `runtime::sqlite`); this module
 //! wires them to HTTP, signals and files.
 
+mod admin;
 mod http;
 mod load;
 mod metrics;
@@ -84,6 +85,15 @@ pub struct ServeArgs {
     /// How often story files are checked for changes (0: only on SIGHUP).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub watch: Duration,
+    /// A token the JSON API requires (`Authorization: Bearer …`); without
+    /// it the API is open to whoever reaches --listen, read-only for
+    /// credentials and resources. Prefer the environment variable.
+    #[arg(long, env = "TALE_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// The key credentials set through the API are sealed with: 32 random
+    /// bytes in base64 or hex. Prefer the environment variable.
+    #[arg(long, env = "TALE_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
     /// How long a stop waits for work in flight before leaving it for the next start.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
@@ -97,6 +107,7 @@ pub(crate) struct App {
     pub(crate) statuses: RwLock<Vec<StoryStatus>>,
     pub(crate) max_body: usize,
     pub(crate) ready: AtomicBool,
+    pub(crate) admin: admin::Admin,
 }
 
 /// A running server (tests start one in-process).
@@ -168,10 +179,15 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     };
     let stories_dir = args.stories.clone();
     let (resources, credentials) = (args.resources.clone(), args.credentials.clone());
+    let key = match args.secret_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+        Some(k) => Some(Arc::new(tale_engine::runtime::sealed::SealKey::parse(k)?)),
+        None => None,
+    };
+    let stored = admin::read_stored(&store, key.as_deref())?;
     let first = {
         let dir = stories_dir.clone();
         let (r, c) = (resources.clone(), credentials.clone());
-        tokio::task::spawn_blocking(move || load(&dir, &r, c.as_deref(), &Default::default())).await?
+        tokio::task::spawn_blocking(move || load(&dir, &r, c.as_deref(), &stored, &Default::default())).await?
     };
     log_statuses(&first.statuses);
     let redactor = Arc::new(first.redactor);
@@ -183,6 +199,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         },
         redactor,
     );
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>(16);
     let durable = Durable::start(
         loaded,
         store.clone(),
@@ -201,6 +218,12 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         statuses: RwLock::new(first.statuses),
         max_body: args.max_body,
         ready: AtomicBool::new(false),
+        admin: admin::Admin {
+            api_token: args.api_token.clone().filter(|t| !t.is_empty()).map(Into::into),
+            key: key.clone(),
+            credentials_file: credentials.clone(),
+            reload: reload_tx,
+        },
     });
     let schedules = Arc::new(Mutex::new(schedule::spawn_all(
         &durable,
@@ -230,8 +253,12 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
                         tokio::time::sleep(watch).await
                     }
                 };
+                // The API asks for a reload after it changed a credential or
+                // resource, and waits for it.
+                let mut asked = None;
                 let signalled = tokio::select! {
                     _ = async { match &mut hup { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
+                    Some(ack) = reload_rx.recv() => { asked = Some(ack); true }
                     () = poll => false,
                 };
                 let dir = stories_dir.clone();
@@ -249,8 +276,16 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
                     let statuses = app.statuses.read().unwrap_or_else(|p| p.into_inner());
                     served(&app.durable.loaded().runtime.library, &statuses)
                 };
+                let stored = match admin::read_stored(&store, app.admin.key.as_deref()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!("not reloaded: {e:#}");
+                        continue;
+                    }
+                };
                 let (r, c) = (resources.clone(), credentials.clone());
-                let Ok(next) = tokio::task::spawn_blocking(move || load(&dir, &r, c.as_deref(), &previous)).await
+                let Ok(next) =
+                    tokio::task::spawn_blocking(move || load(&dir, &r, c.as_deref(), &stored, &previous)).await
                 else {
                     continue;
                 };
@@ -271,6 +306,10 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
                     t.abort();
                 }
                 *tasks = schedule::spawn_all(&app.durable, &app.durable.loaded().runtime.library);
+                drop(tasks);
+                if let Some(ack) = asked {
+                    let _ = ack.send(());
+                }
             }
         })
     };

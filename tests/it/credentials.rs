@@ -182,3 +182,88 @@ fn the_internal_address_guard_refuses_loopback_literals_and_names() {
     }
     assert_eq!(local.received().len(), 2, "a guarded request reached the server");
 }
+
+/// `CREDENTIAL.x` of an OAuth2 credential reads its current token: fetched
+/// once for every action that reads it, sent where the template puts it, and
+/// `[credential:x]` in every event; a refusing token endpoint fails the
+/// action with the endpoint's reason.
+#[test]
+fn templates_read_an_oauth2_token_which_never_reaches_an_event() {
+    use crate::mock_server::{Reply, Server};
+    let mock = MicrosoftMock::start();
+    let target = Server::start();
+    target.route("/api", vec![Reply::json(200, r#"{"ok": true}"#)]);
+    let token = crate::microsoft_mock::fixture_json("token-response.json")["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let story = dir.path().join("token.yaml");
+    std::fs::write(
+        &story,
+        format!(
+            r#"name: Token in a template
+actions:
+  start:
+    type: webhook
+    path: start
+  call:
+    type: http_request
+    from: start
+    url: "{}"
+    headers:
+      Authorization: "Bearer {{{{ CREDENTIAL.graph }}}}"
+  show:
+    type: transform
+    from: call
+    mode: message_only
+    payload:
+      token: "{{% credential graph %}}"
+"#,
+            target.url("/api")
+        ),
+    )
+    .expect("story");
+    let run = |credentials: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tale"))
+            .arg("run")
+            .arg(&story)
+            .arg("--credentials")
+            .arg(credentials)
+            .output()
+            .expect("tale run");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let v2 = |form: &str| {
+        format!(
+            "graph:\n  type: oauth2_client_credentials\n  token_url: {}/tenant-1/oauth2/v2.0/token\n  client_id: app-1\n  client_secret: client-s3cret-99\n  {form}\n  allowed_hosts: [127.0.0.1]\n",
+            mock.url
+        )
+    };
+    let file = credentials_file(dir.path(), &v2("scope: https://graph.microsoft.com/.default"));
+    let (status, stdout, stderr) = run(&file);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(
+        target.received()[0].headers.get("authorization").map(String::as_str),
+        Some(&*format!("Bearer {token}"))
+    );
+    assert_eq!(
+        mock.calls("POST /tenant-1/oauth2/v2.0/token"),
+        1,
+        "one fetch for both actions"
+    );
+    let events: Vec<J> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(output_of(&events, "show").expect("show")["token"], "[credential:graph]");
+    assert!(!stdout.contains(&token) && !stderr.contains(&token), "the token leaked");
+
+    // v2 with `resource` is refused by the endpoint: the action fails, saying why.
+    let file = credentials_file(dir.path(), &v2("resource: https://graph.microsoft.com"));
+    let (status, _, stderr) = run(&file);
+    assert_eq!(status, 1, "{stderr}");
+    assert!(stderr.contains("token endpoint answered 400"), "{stderr}");
+    assert_eq!(target.received().len(), 1, "sent without a token");
+}

@@ -1,6 +1,7 @@
 //! The one integration test binary (see matklad's "Delete Cargo Integration
 //! Tests"): a module per feature, all driving `tale` as a user does.
 
+mod admin_api;
 mod check_corpus;
 mod cli;
 mod credentials;

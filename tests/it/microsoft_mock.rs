@@ -64,7 +64,7 @@ impl MicrosoftMock {
     }
 }
 
-fn fixture(name: &str) -> J {
+pub(crate) fn fixture_json(name: &str) -> J {
     let path = crate::support::root().join("tests/data/fixtures").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("fixture JSON")
@@ -128,11 +128,11 @@ async fn handle(
             || form.get("client_secret").is_none_or(|s| s.is_empty())
             || target.is_none()
         {
-            return reply(400, &fixture("token-error.json"));
+            return reply(400, &fixture_json("token-error.json"));
         }
         return reply(
             200,
-            &fixture(if v2 {
+            &fixture_json(if v2 {
                 "token-response.json"
             } else {
                 "token-response-v1-endpoint.json"
@@ -154,19 +154,19 @@ async fn handle(
                 .status(429)
                 .header("retry-after", "1")
                 .header("content-type", "application/json")
-                .body(Body::from(fixture("graph-error-429.json").to_string()))
+                .body(Body::from(fixture_json("graph-error-429.json").to_string()))
                 .expect("response"),
             _ => {
-                let mut alert = fixture("graph-alert-v2.json");
+                let mut alert = fixture_json("graph-alert-v2.json");
                 alert["id"] = J::String((*id).to_owned());
                 reply(200, &alert)
             }
         },
         ("GET", ["v1.0", "security", "alerts_v2"]) => {
             if query.contains("skiptoken") {
-                reply(200, &fixture("graph-alerts-v2-list-page2-last.json"))
+                reply(200, &fixture_json("graph-alerts-v2-list-page2-last.json"))
             } else {
-                let mut page = fixture("graph-alerts-v2-list-page1.json");
+                let mut page = fixture_json("graph-alerts-v2-list-page1.json");
                 page["@odata.nextLink"] = J::String(format!("{base}/v1.0/security/alerts_v2?$skiptoken=page2"));
                 reply(200, &page)
             }
@@ -179,19 +179,19 @@ async fn handle(
             {
                 return graph_error(400, "InvalidRequest", "notificationUrl must use https");
             }
-            let mut s = fixture("graph-subscription-response.json");
+            let mut s = fixture_json("graph-subscription-response.json");
             s["expirationDateTime"] = body_json["expirationDateTime"].clone();
             reply(201, &s)
         }
         ("PATCH", ["v1.0", "subscriptions", id]) => {
-            let mut s = fixture("graph-subscription-response.json");
+            let mut s = fixture_json("graph-subscription-response.json");
             s["id"] = J::String((*id).to_owned());
             s["expirationDateTime"] = body_json["expirationDateTime"].clone();
             reply(200, &s)
         }
         // Graph tiIndicators.
         ("POST", ["beta", "security", "tiIndicators"]) => {
-            let mut created = fixture("ti-indicator-response.json");
+            let mut created = fixture_json("ti-indicator-response.json");
             if let (J::Object(c), J::Object(sent)) = (&mut created, &body_json) {
                 c.extend(sent.clone());
             }
@@ -201,9 +201,9 @@ async fn handle(
         ("POST", ["v1", "workspaces", _ws, "query"]) => {
             let q = body_json["query"].as_str().unwrap_or("");
             if q.contains("whre") {
-                reply(400, &fixture("la-query-error-syntax.json"))
+                reply(400, &fixture_json("la-query-error-syntax.json"))
             } else {
-                reply(200, &fixture("la-query-response-signin-failures.json"))
+                reply(200, &fixture_json("la-query-response-signin-failures.json"))
             }
         }
         // Sentinel STIX upload.
@@ -218,7 +218,7 @@ async fn handle(
                 .etags
                 .entry((*name).to_owned())
                 .or_insert(1);
-            let mut incident = fixture("sentinel-incident.json");
+            let mut incident = fixture_json("sentinel-incident.json");
             incident["name"] = J::String((*name).to_owned());
             incident["id"] = J::String(path.clone());
             incident["etag"] = J::String(format!("\"etag-{version}\""));
@@ -228,7 +228,7 @@ async fn handle(
             let mut w = world.lock().expect("world");
             let version = w.etags.entry((*name).to_owned()).or_insert(1);
             if body_json["etag"].as_str() != Some(&format!("\"etag-{version}\"")) {
-                return reply(412, &fixture("sentinel-error-conflict.json"));
+                return reply(412, &fixture_json("sentinel-error-conflict.json"));
             }
             *version += 1;
             let mut incident = body_json.clone();
@@ -268,7 +268,7 @@ async fn handle(
         }
         // O365 Management Activity API: start, the paged listing, blobs.
         ("POST", ["api", "v1.0", _tenant, "activity", "feed", "subscriptions", "start"]) => {
-            reply(200, &fixture("o365-subscription-start-response.json"))
+            reply(200, &fixture_json("o365-subscription-start-response.json"))
         }
         ("GET", ["api", "v1.0", tenant, "activity", "feed", "subscriptions", "content"]) => {
             let page = |n: usize| {
@@ -290,7 +290,7 @@ async fn handle(
             }
         }
         ("GET", ["api", "v1.0", _tenant, "activity", "feed", "audit", _blob]) => {
-            reply(200, &fixture("o365-content-blob-aad-doc.json"))
+            reply(200, &fixture_json("o365-content-blob-aad-doc.json"))
         }
         // ADX streaming ingest.
         ("POST", ["v1", "rest", "ingest", _db, _table]) => {
@@ -300,10 +300,10 @@ async fn handle(
                     &json!({"error": {"code": "BadRequest", "message": "mappingName is required"}}),
                 );
             }
-            reply(200, &fixture("kusto-streaming-ingest-response.json"))
+            reply(200, &fixture_json("kusto-streaming-ingest-response.json"))
         }
         // Defender for Endpoint machines.
-        ("GET", ["api", "machines"]) => reply(200, &fixture("mde-machines-list.json")),
+        ("GET", ["api", "machines"]) => reply(200, &fixture_json("mde-machines-list.json")),
         // Jira.
         ("POST", ["rest", "api", "2", "issue"]) => reply(
             201,

@@ -15,9 +15,9 @@ use tale_engine::runtime::clock::ManualClock;
 
 use crate::mock_server::{Reply, Server as Mock};
 
-const SECRET: &str = "hook-secret-42";
+pub(crate) const SECRET: &str = "hook-secret-42";
 
-fn args(dir: &Path) -> ServeArgs {
+pub(crate) fn args(dir: &Path) -> ServeArgs {
     ServeArgs {
         stories: dir.join("stories"),
         db: format!("sqlite:{}", dir.join("tale.db").display()),
@@ -32,11 +32,13 @@ fn args(dir: &Path) -> ServeArgs {
         deny_internal_addresses: false,
         resources: Vec::new(),
         watch: Duration::ZERO,
+        api_token: None,
+        secret_key: None,
         grace: Duration::from_secs(5),
     }
 }
 
-fn write_story(dir: &Path, name: &str, text: &str) {
+pub(crate) fn write_story(dir: &Path, name: &str, text: &str) {
     let stories = dir.join("stories");
     std::fs::create_dir_all(&stories).expect("mkdir");
     std::fs::write(stories.join(name), text).expect("write story");
@@ -63,7 +65,7 @@ actions:
     )
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -87,7 +89,7 @@ async fn run_count(server: &Server, query: &str) -> usize {
 }
 
 /// Waits until `f` holds (bounded).
-async fn eventually(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < limit {
         if f().await {

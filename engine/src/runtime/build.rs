@@ -41,6 +41,37 @@ pub struct BuiltAction {
     /// Where its events go, and on which branch.
     pub downstream: Vec<(usize, Edge)>,
     pub exec: Box<dyn Executable>,
+    /// OAuth2 credentials its templates read: their tokens are fetched
+    /// before it runs.
+    pub tokens: Vec<String>,
+}
+
+/// The credentials an action reads in its templates, rules and `local`
+/// values (lower-cased, without `credential:`).
+pub fn credentials_read(action: &crate::story::Action) -> Vec<String> {
+    let Some(config) = &action.config else {
+        return Vec::new();
+    };
+    let mut fields = Vec::new();
+    config.templates(&mut fields);
+    let mut texts: Vec<&str> = fields.iter().map(|f| f.text).collect();
+    for rule in &action.rules {
+        texts.push(&rule.path.value);
+        if let Some(v) = &rule.value {
+            v.for_each_str(&mut |s, _| texts.push(s));
+        }
+    }
+    for node in action.local.values() {
+        node.for_each_str(&mut |s, _| texts.push(s));
+    }
+    let mut names: Vec<String> = texts
+        .into_iter()
+        .flat_map(crate::template::credential_names)
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 impl BuiltStory {
@@ -137,6 +168,9 @@ pub fn build(story: &Story, parser: &TemplateParser, globals: Globals) -> Result
             schedule: a.schedule.clone(),
             downstream,
             exec,
+            tokens: globals
+                .vault
+                .oauth2_among(credentials_read(a).iter().map(String::as_str)),
         });
     }
     Ok(BuiltStory {

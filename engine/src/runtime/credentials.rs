@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value as J;
 
@@ -18,23 +19,37 @@ use super::http::{HttpClient, HttpRequest};
 /// A token is renewed this long before it expires.
 const EARLY_MS: i64 = 60_000;
 
-#[derive(Debug, Clone, PartialEq)]
+/// A credential's secret parts live in [`SecretString`]s: zeroed when
+/// dropped, and `[REDACTED]` in any `Debug` output.
+#[derive(Debug, Clone)]
 pub enum Credential {
     /// Sent as `Authorization: Bearer <value>`.
-    Text(String),
+    Text(SecretString),
     /// Sent as `Authorization: Basic base64(username:password)`.
-    Basic { username: String, password: String },
+    Basic { username: String, password: SecretString },
     /// Sent as the header `name: value`.
-    Header { name: String, value: String },
+    Header { name: String, value: SecretString },
     /// A token from the token endpoint, sent as `Authorization: Bearer <token>`.
     OAuth2(OAuth2),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+impl Credential {
+    /// The type's name as the credentials file writes it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credential::Text(_) => "text",
+            Credential::Basic { .. } => "basic",
+            Credential::Header { .. } => "header",
+            Credential::OAuth2(_) => "oauth2_client_credentials",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct OAuth2 {
     pub token_url: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: SecretString,
     /// v2 endpoints (`…/oauth2/v2.0/token`): `https://graph.microsoft.com/.default`.
     pub scope: Option<String>,
     /// v1 endpoints (`…/oauth2/token`): `https://graph.microsoft.com`.
@@ -55,28 +70,79 @@ pub enum CredentialError {
     File(String),
 }
 
-/// One entry of the credentials file: `check` reads its name and hosts
-/// (decoded with spans), the runtime its values.
-#[derive(Debug, Deserialize)]
+/// One credential as the credentials file and the API write it: `check`
+/// reads its name and hosts (decoded with spans), the runtime its values,
+/// and the server's store keeps it sealed (`runtime::sealed`).
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Entry {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    value: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    header: Option<String>,
-    token_url: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    scope: Option<String>,
-    resource: Option<String>,
-    pub(crate) allowed_hosts: Option<Vec<String>>,
+pub struct Entry {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
+impl Entry {
+    /// The typed credential, or why the entry is incomplete (never quoting a value).
+    pub fn to_credential(&self, name: &str) -> Result<Credential, String> {
+        let need = |v: &Option<String>, key: &str| {
+            v.clone()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("`{name}` needs `{key}`"))
+        };
+        let secret = |v: &Option<String>, key: &str| need(v, key).map(SecretString::from);
+        Ok(match self.kind.as_deref().unwrap_or("text") {
+            "text" => Credential::Text(secret(&self.value, "value")?),
+            "basic" => Credential::Basic {
+                username: need(&self.username, "username")?,
+                password: secret(&self.password, "password")?,
+            },
+            "header" => Credential::Header {
+                name: need(&self.header, "header")?,
+                value: secret(&self.value, "value")?,
+            },
+            "oauth2_client_credentials" => {
+                if self.scope.is_none() && self.resource.is_none() {
+                    return Err(format!("`{name}` needs `scope` (v2) or `resource` (v1)"));
+                }
+                Credential::OAuth2(OAuth2 {
+                    token_url: need(&self.token_url, "token_url")?,
+                    client_id: need(&self.client_id, "client_id")?,
+                    client_secret: secret(&self.client_secret, "client_secret")?,
+                    scope: self.scope.clone(),
+                    resource: self.resource.clone(),
+                })
+            }
+            other => {
+                return Err(format!(
+                    "`{name}` has type `{other}`: text, basic, header or oauth2_client_credentials"
+                ));
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Token {
-    value: String,
+    value: SecretString,
     expires_at_ms: i64,
 }
 
@@ -84,7 +150,7 @@ struct Token {
 #[derive(Debug, Default)]
 pub struct Vault {
     entries: HashMap<String, Credential>,
-    /// Allowed hosts from the file, by name.
+    /// Allowed hosts, by name.
     pub allowed_hosts: HashMap<String, Vec<String>>,
     /// One lock per OAuth2 credential: who holds it fetches, the others wait
     /// and then read the cached token.
@@ -111,42 +177,21 @@ impl Vault {
         let raw: HashMap<String, Entry> = serde_json::from_value(node.to_json()).map_err(|e| file(e.to_string()))?;
         let mut vault = Vault::default();
         for (name, e) in raw {
-            let name = name.to_ascii_lowercase();
-            let need = |v: Option<String>, key: &str| v.ok_or_else(|| file(format!("`{name}` needs `{key}`")));
-            let credential = match e.kind.as_deref().unwrap_or("text") {
-                "text" => Credential::Text(need(e.value, "value")?),
-                "basic" => Credential::Basic {
-                    username: need(e.username, "username")?,
-                    password: need(e.password, "password")?,
-                },
-                "header" => Credential::Header {
-                    name: need(e.header, "header")?,
-                    value: need(e.value, "value")?,
-                },
-                "oauth2_client_credentials" => {
-                    if e.scope.is_none() && e.resource.is_none() {
-                        return Err(file(format!("`{name}` needs `scope` (v2) or `resource` (v1)")));
-                    }
-                    Credential::OAuth2(OAuth2 {
-                        token_url: need(e.token_url, "token_url")?,
-                        client_id: need(e.client_id, "client_id")?,
-                        client_secret: need(e.client_secret, "client_secret")?,
-                        scope: e.scope,
-                        resource: e.resource,
-                    })
-                }
-                other => {
-                    return Err(file(format!(
-                        "`{name}` has type `{other}`: text, basic, header or oauth2_client_credentials"
-                    )));
-                }
-            };
-            if let Some(hosts) = e.allowed_hosts {
-                vault.allowed_hosts.insert(name.clone(), hosts);
-            }
-            vault.entries.insert(name, credential);
+            vault.insert(&name, &e).map_err(file)?;
         }
         Ok(vault)
+    }
+
+    /// Adds (or replaces) a credential.
+    pub fn insert(&mut self, name: &str, entry: &Entry) -> Result<(), String> {
+        let name = name.to_ascii_lowercase();
+        let credential = entry.to_credential(&name)?;
+        match &entry.allowed_hosts {
+            Some(hosts) => self.allowed_hosts.insert(name.clone(), hosts.clone()),
+            None => self.allowed_hosts.remove(&name),
+        };
+        self.entries.insert(name, credential);
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<&Credential> {
@@ -157,13 +202,25 @@ impl Vault {
         self.entries.keys().map(String::as_str)
     }
 
-    /// What templates see as `CREDENTIAL.name` (an OAuth2 credential shows
-    /// nothing: its token is attached with `credential:`).
+    /// The OAuth2 credentials among `names` (their templates need a token).
+    pub fn oauth2_among<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> Vec<String> {
+        let mut out: Vec<String> = names
+            .into_iter()
+            .map(str::to_ascii_lowercase)
+            .filter(|n| matches!(self.entries.get(n), Some(Credential::OAuth2(_))))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// What templates see as `CREDENTIAL.name` (an OAuth2 credential's token
+    /// is fetched when an action reads it: see [`Vault::token_for`]).
     pub fn template_value(&self, name: &str) -> Option<String> {
         match self.get(name)? {
-            Credential::Text(v) => Some(v.clone()),
-            Credential::Basic { username, password } => Some(format!("{username}:{password}")),
-            Credential::Header { value, .. } => Some(value.clone()),
+            Credential::Text(v) => Some(v.expose_secret().to_owned()),
+            Credential::Basic { username, password } => Some(format!("{username}:{}", password.expose_secret())),
+            Credential::Header { value, .. } => Some(value.expose_secret().to_owned()),
             Credential::OAuth2(_) => None,
         }
     }
@@ -174,21 +231,34 @@ impl Vault {
         let mut out = Vec::new();
         for (name, c) in &self.entries {
             let value = match c {
-                Credential::Text(v) => v.clone(),
-                Credential::Basic { password, .. } => password.clone(),
-                Credential::Header { value, .. } => value.clone(),
-                Credential::OAuth2(o) => o.client_secret.clone(),
+                Credential::Text(v) => v,
+                Credential::Basic { password, .. } => password,
+                Credential::Header { value, .. } => value,
+                Credential::OAuth2(o) => &o.client_secret,
             };
-            out.push((name.clone(), value));
+            out.push((name.clone(), value.expose_secret().to_owned()));
         }
         for (name, slot) in self.tokens.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             if let Ok(guard) = slot.try_lock() {
                 if let Some(t) = guard.as_ref() {
-                    out.push((name.clone(), t.value.clone()));
+                    out.push((name.clone(), t.value.expose_secret().to_owned()));
                 }
             }
         }
         out
+    }
+
+    /// The current token of the OAuth2 credential `name` (fetched or cached).
+    pub async fn token_for(
+        &self,
+        name: &str,
+        http: &dyn HttpClient,
+        clock: &dyn Clock,
+    ) -> Result<String, CredentialError> {
+        match self.get(name) {
+            Some(Credential::OAuth2(o)) => self.token(name, o, http, clock).await,
+            _ => Err(CredentialError::Missing(name.to_owned())),
+        }
     }
 
     /// The header a request with `credential: name` carries.
@@ -203,15 +273,16 @@ impl Vault {
             .get(name)
             .ok_or_else(|| CredentialError::Missing(name.to_owned()))?
         {
-            Credential::Text(v) => Ok(("authorization".into(), format!("Bearer {v}"))),
+            Credential::Text(v) => Ok(("authorization".into(), format!("Bearer {}", v.expose_secret()))),
             Credential::Basic { username, password } => Ok((
                 "authorization".into(),
                 format!(
                     "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{}", password.expose_secret()))
                 ),
             )),
-            Credential::Header { name, value } => Ok((name.to_ascii_lowercase(), value.clone())),
+            Credential::Header { name, value } => Ok((name.to_ascii_lowercase(), value.expose_secret().to_owned())),
             Credential::OAuth2(o) => {
                 let token = self.token(name, o, http, clock).await?;
                 Ok(("authorization".into(), format!("Bearer {token}")))
@@ -236,10 +307,10 @@ impl Vault {
             .clone();
         let mut cached = slot.lock().await;
         if let Some(t) = cached.as_ref().filter(|t| t.expires_at_ms - EARLY_MS > clock.now_ms()) {
-            return Ok(t.value.clone());
+            return Ok(t.value.expose_secret().to_owned());
         }
         let token = fetch(name, o, http, clock).await?;
-        let value = token.value.clone();
+        let value = token.value.expose_secret().to_owned();
         *cached = Some(token);
         Ok(value)
     }
@@ -255,7 +326,7 @@ async fn fetch(name: &str, o: &OAuth2, http: &dyn HttpClient, clock: &dyn Clock)
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials")
             .append_pair("client_id", &o.client_id)
-            .append_pair("client_secret", &o.client_secret);
+            .append_pair("client_secret", o.client_secret.expose_secret());
         if let Some(scope) = &o.scope {
             form.append_pair("scope", scope);
         }
@@ -313,7 +384,7 @@ async fn fetch(name: &str, o: &OAuth2, http: &dyn HttpClient, clock: &dyn Clock)
     .unwrap_or(3600)
     .clamp(0, 86_400 * 30);
     Ok(Token {
-        value,
+        value: value.into(),
         expires_at_ms: started + expires_in * 1000,
     })
 }

@@ -746,7 +746,35 @@ impl Runtime {
             "action": {"slug": &*action.slug, "name": action.name},
             "story": {"id": &*story.id, "name": story.name},
         });
+        // OAuth2 tokens its templates read, fetched (or cached) now.
+        let mut with_tokens = None;
+        let mut tokens = Vec::new();
+        if !action.tokens.is_empty() {
+            let mut credentials = story.globals.credentials.clone();
+            for name in &action.tokens {
+                match story.globals.vault.token_for(name, &*self.http, &*self.clock).await {
+                    Ok(token) => {
+                        if let J::Object(o) = &mut credentials {
+                            o.insert(name.clone(), J::String(token.clone()));
+                        }
+                        tokens.push((name.clone(), token));
+                    }
+                    Err(e) => {
+                        return Step {
+                            item,
+                            result: Err(ActionError::Failed(e.to_string())),
+                            skipped: None,
+                            at_ms,
+                        };
+                    }
+                }
+            }
+            with_tokens = Some(credentials);
+        }
         let mut scope = Scope::new(&story.globals, item.input.as_ref());
+        if let Some(credentials) = &with_tokens {
+            scope.credentials = credentials;
+        }
         scope.meta = Some(&meta);
         scope.now_ms = Some(at_ms);
         let local = match &action.local {
@@ -780,6 +808,16 @@ impl Runtime {
             }
             Ok(false) => (Ok(Outcome::default()), Some("rules did not match")),
             Err(e) => (Err(e.into()), None),
+        };
+        // A token is fetched after the redactor was built: what the action
+        // made of it is hidden here.
+        let result = if tokens.is_empty() {
+            result
+        } else {
+            let redactor = super::redact::Redactor::from_pairs(tokens.iter().map(|(n, t)| (n.as_str(), t.as_str())));
+            result
+                .map(|outcome| redactor.outcome(outcome))
+                .map_err(|e| ActionError::Failed(redactor.text(&e.to_string())))
         };
         Step {
             item,

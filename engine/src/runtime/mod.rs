@@ -14,6 +14,8 @@ pub mod redact;
 pub mod render;
 pub mod rules;
 pub mod scope;
+pub mod sealed;
 pub mod sqlite;
 pub mod store;
+pub mod stored;
 pub mod value;

@@ -94,6 +94,24 @@ impl Redactor {
             .map(|(_, label)| label.as_str())
     }
 
+    /// An action's outcome with its emitted events and trace redacted.
+    pub fn outcome(&self, outcome: super::exec::Outcome) -> super::exec::Outcome {
+        use super::exec::Emit;
+        super::exec::Outcome {
+            emits: outcome
+                .emits
+                .into_iter()
+                .map(|e| match e {
+                    Emit::Main(o) => Emit::Main(self.json(&o)),
+                    Emit::Branch(b, o) => Emit::Branch(b, self.json(&o)),
+                    later => later,
+                })
+                .collect(),
+            trace: outcome.trace.iter().map(|t| self.json(t)).collect(),
+            ..outcome
+        }
+    }
+
     pub fn json(&self, value: &J) -> J {
         if self.needles.is_empty() {
             return value.clone();

@@ -235,12 +235,15 @@ impl Field {
     /// `liquid::Template::render` starts every output with a 10 kB buffer and
     /// keeps it: rendered fields live in events, so start small instead.
     fn render_liquid(&self, t: &liquid::Template, scope: &Scope<'_>) -> Result<String, RenderError> {
+        let started = std::time::Instant::now();
         let mut out = Bounded {
             buf: Vec::with_capacity(64),
-            started: std::time::Instant::now(),
+            started,
             tripped: false,
         };
-        let rendered = crate::template::filters::with_now(scope.now_ms, || t.render_to(&mut out, scope));
+        let rendered = crate::template::loops::with_deadline(started + MAX_RENDER_TIME, || {
+            crate::template::filters::with_now(scope.now_ms, || t.render_to(&mut out, scope))
+        });
         if let Err(e) = rendered {
             // The writer's refusal says which limit; liquid wraps it.
             let message = if out.tripped || e.to_string().contains(RENDER_LIMIT_MARK) {
@@ -287,9 +290,9 @@ impl Field {
 
 /// One field renders at most this much text…
 pub const MAX_RENDER_BYTES: usize = 16 * 1024 * 1024;
-/// …in at most this long (checked as it writes).
+/// …in at most this long (checked as it writes and at every loop iteration).
 pub const MAX_RENDER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
-const RENDER_LIMIT_MARK: &str = "tale render limit";
+const RENDER_LIMIT_MARK: &str = crate::template::loops::LIMIT_MARK;
 
 /// The buffer a template renders into: refuses to grow past the limits, so
 /// that a loop bomb (`{% for i in (1..100000000) %}…`) fails its action

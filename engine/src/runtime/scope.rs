@@ -43,13 +43,19 @@ impl Globals {
     /// headers or body, however a template put it there) to a host the
     /// credential does not allow.
     pub fn check_request(&self, request: &super::http::HttpRequest) -> Result<(), String> {
+        self.check_request_with(&self.credentials, request)
+    }
+
+    /// [`Globals::check_request`] with the values a render saw (OAuth2
+    /// tokens included).
+    pub fn check_request_with(&self, credentials: &J, request: &super::http::HttpRequest) -> Result<(), String> {
         let Some(host) = url::Url::parse(&request.url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
         else {
             return Ok(());
         };
-        let J::Object(credentials) = &self.credentials else {
+        let J::Object(credentials) = credentials else {
             return Ok(());
         };
         for (name, hosts) in &self.allowed_hosts {
@@ -98,6 +104,9 @@ impl Globals {
 /// The variables of one render.
 pub struct Scope<'a> {
     pub globals: &'a Globals,
+    /// What `CREDENTIAL` reads: the globals' values, plus the OAuth2 tokens
+    /// the action needs.
+    pub credentials: &'a J,
     /// The event the action received (None for a scheduled start).
     pub input: Option<&'a Arc<Event>>,
     pub local: Option<&'a J>,
@@ -113,6 +122,7 @@ impl<'a> Scope<'a> {
     pub fn new(globals: &'a Globals, input: Option<&'a Arc<Event>>) -> Self {
         Self {
             globals,
+            credentials: &globals.credentials,
             input,
             local: None,
             meta: None,
@@ -128,6 +138,7 @@ impl<'a> Scope<'a> {
     {
         Scope {
             globals: self.globals,
+            credentials: self.credentials,
             input: self.input,
             local: self.local,
             meta: self.meta,
@@ -142,13 +153,20 @@ impl<'a> Scope<'a> {
             return Some(v);
         }
         match name {
-            "CREDENTIAL" => Some(&self.globals.credentials),
+            "CREDENTIAL" => Some(self.credentials),
             "RESOURCE" => Some(&self.globals.resources),
             "STORY" => Some(&self.globals.story),
             "LOCAL" => self.local,
             "META" => self.meta,
             _ => self.input.and_then(|e| e.nearest(name)),
         }
+    }
+}
+
+impl Scope<'_> {
+    /// Refuses a request that carries a credential to a host it does not allow.
+    pub fn check_request(&self, request: &super::http::HttpRequest) -> Result<(), String> {
+        self.globals.check_request_with(self.credentials, request)
     }
 }
 

@@ -20,7 +20,8 @@ use super::redact::Redactor;
 use super::store::{Change, Commit, RunStatus, StatePut, Store, StoreError};
 
 /// Versioned schema: migration `i` takes `user_version` from `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id BLOB PRIMARY KEY,
     story TEXT NOT NULL,
@@ -63,7 +64,20 @@ CREATE TABLE state_lists (
     PRIMARY KEY (key, seq)
 ) WITHOUT ROWID;
 CREATE TABLE schedules (key TEXT PRIMARY KEY, last_tick INTEGER NOT NULL) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE credentials (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    allowed_hosts TEXT,               -- JSON list; NULL: anywhere
+    key_id TEXT NOT NULL,             -- which TALE_SECRET_KEY sealed it
+    nonce BLOB NOT NULL,
+    sealed BLOB NOT NULL,             -- XChaCha20-Poly1305 of the entry's JSON
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE resources (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
+"#,
+];
 
 /// How long a lease lasts; for SQLite only a marker (the lock file decides).
 const LEASE_MS: i64 = 30_000;
@@ -442,6 +456,29 @@ impl SqliteStore {
     }
 
     /// Starts a new run whose root is a copy of `event` (re-emit from the API).
+    /// Credentials set through the API (sealed).
+    pub fn stored_credentials(&self) -> Result<Vec<super::stored::StoredCredential>, StoreError> {
+        super::stored::credentials(&self.read())
+    }
+
+    pub fn put_credential(&self, c: &super::stored::StoredCredential) -> Result<(), StoreError> {
+        super::stored::put_credential(&self.read(), c)
+    }
+
+    /// Resources set through the API.
+    pub fn stored_resources(&self) -> Result<Vec<super::stored::StoredResource>, StoreError> {
+        super::stored::resources(&self.read())
+    }
+
+    pub fn put_resource(&self, r: &super::stored::StoredResource) -> Result<(), StoreError> {
+        super::stored::put_resource(&self.read(), r)
+    }
+
+    /// Deletes a stored credential or resource; whether it existed.
+    pub fn delete_stored(&self, table: super::stored::Table, name: &str) -> Result<bool, StoreError> {
+        super::stored::delete(&self.read(), table, name)
+    }
+
     pub fn lease_owner(&self) -> &str {
         &self.owner
     }

@@ -3,6 +3,7 @@
 //! template refers to.
 
 pub mod filters;
+pub mod loops;
 pub mod scan;
 mod tags;
 
@@ -42,6 +43,8 @@ impl TemplateParser {
         for tag in tags::ALL_TAGS {
             builder = builder.tag(*tag);
         }
+        // Loops with limits (replacing the standard ones).
+        builder = builder.block(loops::ForBlock).block(loops::TableRowBlock);
         // Internal: captures the value of a whole-field `| as_object` template.
         builder = builder.filter(filters::TypedValue);
         let parser = builder
