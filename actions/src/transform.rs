@@ -419,6 +419,16 @@ impl Executable for ExplodeExec {
         ready((|| {
             let items = as_list(self.path.render(&cx.scope)?, "the explode `path`")?;
             let size = items.len().min(self.limit);
+            // Dropping elements is never silent: the run logs it.
+            let trace = if items.len() > self.limit {
+                vec![json!({"log_error": format!(
+                    "the list has {} elements; only the first {} are exploded (`limit`)",
+                    items.len(),
+                    self.limit
+                )})]
+            } else {
+                Vec::new()
+            };
             let guid = tale_engine::runtime::event::new_id().to_string();
             let to = self.to.clone();
             // Lazily: the executor pulls elements as its queue drains.
@@ -436,6 +446,7 @@ impl Executable for ExplodeExec {
                 });
             Ok(Outcome {
                 rest: Some(Box::new(rest)),
+                trace,
                 ..Outcome::default()
             })
         })())

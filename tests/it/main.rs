@@ -8,6 +8,7 @@ mod credentials;
 mod data_collector;
 mod leaks;
 mod library_e2e;
+mod limits;
 mod microsoft_mock;
 mod mock_server;
 mod mock_smtp;

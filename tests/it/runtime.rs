@@ -987,3 +987,31 @@ fn a_dry_run_trace_shows_what_an_explode_emitted() {
         .expect("the explode's entry");
     assert_eq!(explode["emitted"].as_array().map(Vec::len), Some(4), "{explode}");
 }
+
+/// An explode past its `limit` emits the first elements and says what it
+/// dropped.
+#[test]
+fn an_explode_past_its_limit_warns_about_what_it_dropped() {
+    let case = Case::new(
+        r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  each:
+    type: transform
+    mode: explode
+    from: receive
+    path: "{{ receive.body.ids | as_object }}"
+    to: id
+    limit: 3
+"#,
+        "",
+    );
+    let (status, events, stderr) = case.run(r#"{"ids": [1, 2, 3, 4, 5]}"#);
+    assert_eq!(status, 0, "{stderr}");
+    let ids: Vec<&J> = outputs_of(&events, "each").iter().map(|o| &o["id"]).collect();
+    assert_eq!(ids, [&json!(1), &json!(2), &json!(3)]);
+    assert!(
+        stderr.contains("the list has 5 elements; only the first 3 are exploded"),
+        "{stderr}"
+    );
+}
