@@ -244,7 +244,7 @@ pub(crate) fn globals(
         }
     }
     Ok(Globals {
-        credentials: J::Object(credentials),
+        credentials: J::Object(credentials).into(),
         resources: J::Object(resources),
         story: json!({"id": story.id.value, "name": story.name}),
         allowed_hosts,

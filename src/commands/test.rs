@@ -446,7 +446,7 @@ fn run_case(
     let mut resources = file.resources.clone();
     resources.extend(case.resources.clone());
     let globals = Globals {
-        credentials: J::Object(credentials),
+        credentials: J::Object(credentials).into(),
         resources: J::Object(resources),
         story: json!({"id": story.id.value, "name": story.name}),
         ..Globals::default()

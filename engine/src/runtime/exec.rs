@@ -754,7 +754,7 @@ impl Runtime {
             for name in &action.tokens {
                 match story.globals.vault.token_for(name, &*self.http, &*self.clock).await {
                     Ok(token) => {
-                        if let J::Object(o) = &mut credentials {
+                        if let J::Object(o) = &mut *credentials {
                             o.insert(name.clone(), J::String(token.clone()));
                         }
                         tokens.push((name.clone(), token));
@@ -773,7 +773,7 @@ impl Runtime {
         }
         let mut scope = Scope::new(&story.globals, item.input.as_ref());
         if let Some(credentials) = &with_tokens {
-            scope.credentials = credentials;
+            scope.credentials = &**credentials;
         }
         scope.meta = Some(&meta);
         scope.now_ms = Some(at_ms);

@@ -374,7 +374,7 @@ mod tests {
             .field("f", text, Span::default())
             .expect("compiles");
         let globals = Globals {
-            credentials: json!({"graph": "tok3n"}),
+            credentials: json!({"graph": "tok3n"}).into(),
             resources: json!({"base": "https://graph.microsoft.com"}),
             story: json!({"id": "triage", "name": "Triage"}),
             ..Globals::default()

@@ -11,10 +11,54 @@ use serde_json::Value as J;
 use super::event::Event;
 use super::value::{Json, NIL};
 
+/// The credential values templates read (`CREDENTIAL.name`): JSON for
+/// Liquid, but zeroed when dropped and `[REDACTED]` in debug output, like
+/// the [`secrecy`] types of the vault.
+#[derive(Default, Clone)]
+pub struct SecretValues(J);
+
+impl From<J> for SecretValues {
+    fn from(value: J) -> Self {
+        Self(value)
+    }
+}
+
+impl std::ops::Deref for SecretValues {
+    type Target = J;
+    fn deref(&self) -> &J {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SecretValues {
+    fn deref_mut(&mut self) -> &mut J {
+        &mut self.0
+    }
+}
+
+impl fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl Drop for SecretValues {
+    fn drop(&mut self) {
+        use secrecy::zeroize::Zeroize as _;
+        if let J::Object(o) = &mut self.0 {
+            for v in o.values_mut() {
+                if let J::String(s) = v {
+                    s.zeroize();
+                }
+            }
+        }
+    }
+}
+
 /// Values shared by every render of a story: `CREDENTIAL`, `RESOURCE`, `STORY`.
 #[derive(Debug, Default, Clone)]
 pub struct Globals {
-    pub credentials: J,
+    pub credentials: SecretValues,
     pub resources: J,
     pub story: J,
     /// Credential name → the hosts it may be sent to (absent: anywhere).
