@@ -107,8 +107,7 @@ pub(crate) type PreparedRun = (Arc<BuiltStory>, usize, Arc<Library>, Vec<u8>);
 /// What a story's output must not show: its credential values, and the
 /// secrets (and tokens fetched so far) of its typed credentials.
 pub(crate) fn redactor_of(story: &BuiltStory) -> Redactor {
-    let secrets = story.globals.secrets();
-    Redactor::from_pairs(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    story.globals.redactor()
 }
 
 /// Checks and builds the story and reads its event (`tale record`).
@@ -239,8 +238,11 @@ pub(crate) fn globals(
         if let Some(value) = vault.template_value(name) {
             credentials.entry(name.to_owned()).or_insert(J::String(value));
         }
+        // The hosts written beside a typed credential win: a leftover
+        // `TALE_CREDENTIAL_<NAME>_ALLOWED_HOSTS` may narrow "anywhere", never
+        // widen a list.
         if let Some(hosts) = vault.allowed_hosts.get(name) {
-            allowed_hosts.entry(name.to_owned()).or_insert_with(|| hosts.clone());
+            allowed_hosts.insert(name.to_owned(), hosts.clone());
         }
     }
     Ok(Globals {

@@ -35,10 +35,13 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, request: Request, next: N
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if bool::from(subtle::ConstantTimeEq::ct_eq(
-        presented.as_bytes(),
-        token.expose_secret().as_bytes(),
-    )) {
+    // Digests of equal length: the comparison says nothing of the token's length.
+    use sha2::Digest as _;
+    let (a, b) = (
+        sha2::Sha256::digest(presented.as_bytes()),
+        sha2::Sha256::digest(token.expose_secret().as_bytes()),
+    );
+    if bool::from(subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice())) {
         next.run(request).await
     } else {
         let mut r = error(
@@ -56,22 +59,45 @@ pub(crate) struct Admin {
     pub(crate) api_token: Option<secrecy::SecretString>,
     pub(crate) key: Option<Arc<SealKey>>,
     pub(crate) credentials_file: Option<PathBuf>,
-    /// Asks the server to reload; answered once the new stories serve.
-    pub(crate) reload: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
+    pub(crate) stories_dir: PathBuf,
+    pub(crate) resources: Vec<PathBuf>,
+    /// Asks the server to reload; answered once the new stories serve (or
+    /// with why they could not be loaded).
+    pub(crate) reload: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), String>>>,
 }
 
-/// Reads what the API stored, opening the credentials with `key`.
-pub(crate) fn read_stored(store: &SqliteStore, key: Option<&SealKey>) -> anyhow::Result<Stored> {
+impl Admin {
+    /// Every resources file the stories read.
+    fn resource_files(&self) -> Vec<PathBuf> {
+        let found = tale_engine::files::discover(std::slice::from_ref(&self.stories_dir));
+        self.resources
+            .iter()
+            .cloned()
+            .chain(found.resources.iter().map(|f| f.path.to_path_buf()))
+            .collect()
+    }
+}
+
+/// Reads what the API stored, opening the credentials with `key`. At
+/// start (`strict`) a credential that does not open stops the server; at a
+/// reload it is left out and logged, so one bad row cannot stop every
+/// later reload.
+pub(crate) fn read_stored(store: &SqliteStore, key: Option<&SealKey>, strict: bool) -> anyhow::Result<Stored> {
     let rows = store.stored_credentials()?;
     let mut credentials = Vec::with_capacity(rows.len());
     for row in rows {
-        let Some(key) = key else {
-            anyhow::bail!(
+        let opened = match key {
+            None => Err(anyhow::anyhow!(
                 "the database holds credentials set through the API (`{}`…): set {KEY_VARIABLE} to the key they were set with",
                 row.name
-            );
+            )),
+            Some(key) => row.open(key).map_err(anyhow::Error::from),
         };
-        credentials.push((row.name.clone(), row.open(key)?));
+        match opened {
+            Ok(entry) => credentials.push((row.name.clone(), entry)),
+            Err(e) if strict => return Err(e),
+            Err(e) => tracing::error!(credential = %row.name, "left out: {e:#}"),
+        }
     }
     let resources = store
         .stored_resources()?
@@ -79,6 +105,28 @@ pub(crate) fn read_stored(store: &SqliteStore, key: Option<&SealKey>) -> anyhow:
         .map(|r| (r.name, r.value))
         .collect();
     Ok(Stored { credentials, resources })
+}
+
+/// Where else a resource of this name is defined: the environment, or a
+/// resources file (`--resources`, `resources.yaml` under the stories).
+fn resource_defined_elsewhere(name: &str, files: &[PathBuf]) -> Option<String> {
+    if std::env::var_os(format!("TALE_RESOURCE_{}", name.to_ascii_uppercase())).is_some() {
+        return Some("the environment".into());
+    }
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let Ok(node) = tale_engine::yaml::parse(&text, &tale_engine::yaml::Limits::default()) else {
+            continue;
+        };
+        if let J::Object(o) = node.to_json() {
+            if o.keys().any(|k| k.eq_ignore_ascii_case(name)) {
+                return Some(file.display().to_string());
+            }
+        }
+    }
+    None
 }
 
 /// A refused request: the status and why.
@@ -118,11 +166,50 @@ fn writable(app: &App) -> Result<(), Refusal> {
     Ok(())
 }
 
-async fn reload(app: &App) {
+/// Reloads the stories; the change is stored either way, so a failed
+/// reload is a 500 that says so.
+async fn reload(app: &App) -> Result<(), Refusal> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    if app.admin.reload.send(tx).await.is_ok() {
-        let _ = rx.await;
-    }
+    let answer = match app.admin.reload.send(tx).await {
+        Ok(()) => rx.await.unwrap_or_else(|_| Err("the reload stopped".into())),
+        Err(_) => Err("the server is stopping".into()),
+    };
+    answer.map_err(|why| {
+        refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stored, but the stories were not reloaded: {why}"),
+        )
+    })
+}
+
+/// Why a body is not a credential, without quoting any of its values
+/// (serde's "invalid type: string \"…\"" would echo a secret back).
+fn not_a_credential(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let why = if text.starts_with("unknown field") || text.starts_with("missing field") {
+        text.split(" at line").next().unwrap_or("").to_owned()
+    } else if e.is_data() {
+        "a field has the wrong type: every field is text, `allowed_hosts` a list of text".to_owned()
+    } else {
+        "it is not a JSON object".to_owned()
+    };
+    format!(
+        "the body is not a credential: {why} (line {}, column {})",
+        e.line(),
+        e.column()
+    )
+}
+
+/// A store call off the async threads (it may wait for the writer's lock).
+async fn blocking<T: Send + 'static>(
+    app: &App,
+    f: impl FnOnce(&SqliteStore) -> Result<T, tale_engine::runtime::store::StoreError> + Send + 'static,
+) -> Result<T, Refusal> {
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(internal)?
+        .map_err(internal)
 }
 
 fn credential_json(c: &StoredCredential) -> J {
@@ -135,7 +222,7 @@ fn internal(e: impl std::fmt::Display) -> Refusal {
 }
 
 pub(crate) async fn list_credentials(State(app): State<Arc<App>>) -> Result<Response, Refusal> {
-    let rows = app.store.stored_credentials().map_err(internal)?;
+    let rows = blocking(&app, |s| s.stored_credentials()).await?;
     Ok(axum::Json(json!({"credentials": rows.iter().map(credential_json).collect::<Vec<_>>()})).into_response())
 }
 
@@ -152,9 +239,8 @@ pub(crate) async fn put_credential(
             format!("set {KEY_VARIABLE} (32 random bytes, base64) so credentials can be stored sealed"),
         )
     })?;
-    // serde's messages name keys and types, never a value of a string.
-    let entry: Entry = serde_json::from_slice(&body)
-        .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("the body is not a credential: {e}")))?;
+    let entry: Entry =
+        serde_json::from_slice(&body).map_err(|e| refuse(StatusCode::BAD_REQUEST, not_a_credential(&e)))?;
     entry
         .to_credential(&name)
         .map_err(|why| refuse(StatusCode::BAD_REQUEST, why))?;
@@ -183,9 +269,10 @@ pub(crate) async fn put_credential(
     let now = app.durable.loaded().runtime.clock.now_ms();
     let row = StoredCredential::seal(&name, &entry, &key, now).map_err(internal)?;
     drop(entry);
-    app.store.put_credential(&row).map_err(internal)?;
+    let stored = row.clone();
+    blocking(&app, move |s| s.put_credential(&stored)).await?;
     tracing::info!(credential = %name, kind = %row.kind, "credential set through the API");
-    reload(&app).await;
+    reload(&app).await?;
     Ok(axum::Json(credential_json(&row)).into_response())
 }
 
@@ -206,16 +293,17 @@ pub(crate) async fn delete_resource(
 async fn delete(app: Arc<App>, name: String, table: Table) -> Result<Response, Refusal> {
     writable(&app)?;
     let name = valid_name(&name)?;
-    if !app.store.delete_stored(table, &name).map_err(internal)? {
+    let gone = name.clone();
+    if !blocking(&app, move |s| s.delete_stored(table, &gone)).await? {
         return Err(refuse(StatusCode::NOT_FOUND, format!("nothing stored under `{name}`")));
     }
     tracing::info!(name = %name, ?table, "deleted through the API");
-    reload(&app).await;
+    reload(&app).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub(crate) async fn list_resources(State(app): State<Arc<App>>) -> Result<Response, Refusal> {
-    let rows = app.store.stored_resources().map_err(internal)?;
+    let rows = blocking(&app, |s| s.stored_resources()).await?;
     Ok(axum::Json(json!({"resources": rows})).into_response())
 }
 
@@ -228,10 +316,15 @@ pub(crate) async fn put_resource(
     let name = valid_name(&name)?;
     let value: J = serde_json::from_slice(&body)
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")))?;
-    if std::env::var_os(format!("TALE_RESOURCE_{}", name.to_ascii_uppercase())).is_some() {
+    let files = app.admin.resource_files();
+    let lookup = name.clone();
+    if let Some(place) = tokio::task::spawn_blocking(move || resource_defined_elsewhere(&lookup, &files))
+        .await
+        .map_err(internal)?
+    {
         return Err(refuse(
             StatusCode::CONFLICT,
-            format!("resource `{name}` is defined in the environment, which wins over the store: change it there"),
+            format!("resource `{name}` is defined in {place}, which wins over the store: change it there"),
         ));
     }
     let row = StoredResource {
@@ -239,8 +332,9 @@ pub(crate) async fn put_resource(
         value,
         updated_at: app.durable.loaded().runtime.clock.now_ms(),
     };
-    app.store.put_resource(&row).map_err(internal)?;
+    let stored = row.clone();
+    blocking(&app, move |s| s.put_resource(&stored)).await?;
     tracing::info!(resource = %row.name, "resource set through the API");
-    reload(&app).await;
+    reload(&app).await?;
     Ok(axum::Json(row).into_response())
 }

@@ -190,8 +190,19 @@ pub(crate) fn load(
     statuses.sort_by(|a, b| a.file.cmp(&b.file));
     // Every credential a served story holds, stale versions included (they
     // keep running with the credentials they were built with).
-    let secrets: Vec<(String, String)> = library.values().flat_map(|s| s.globals.secrets()).collect();
-    let redactor = Redactor::from_pairs(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    // The previous version's too: a step that started before this reload
+    // (a credential just rotated through the API) commits after it.
+    let before = previous.values().map(|(s, _)| s);
+    let secrets: Vec<(String, String)> = library
+        .values()
+        .chain(before.clone())
+        .flat_map(|s| s.globals.secrets())
+        .collect();
+    let mut redactor = Redactor::from_pairs(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    // Tokens fetched from now on, by any vault a served story holds.
+    for story in library.values().chain(before) {
+        redactor = redactor.with_live(story.globals.vault.live.clone());
+    }
     LoadedStories {
         library,
         statuses,

@@ -89,14 +89,50 @@ pub struct ServeArgs {
     /// it the API is open to whoever reaches --listen, read-only for
     /// credentials and resources. Prefer the environment variable.
     #[arg(long, env = "TALE_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
+    pub api_token: Option<Hidden>,
     /// The key credentials set through the API are sealed with: 32 random
     /// bytes in base64 or hex. Prefer the environment variable.
     #[arg(long, env = "TALE_SECRET_KEY", hide_env_values = true)]
-    pub secret_key: Option<String>,
+    pub secret_key: Option<Hidden>,
     /// How long a stop waits for work in flight before leaving it for the next start.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
+}
+
+/// A secret given on the command line or in the environment: zeroed when
+/// dropped, `[hidden]` in debug output.
+#[derive(Clone)]
+pub struct Hidden(String);
+
+impl Hidden {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Hidden {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl From<&str> for Hidden {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[hidden]")
+    }
+}
+
+impl Drop for Hidden {
+    fn drop(&mut self) {
+        secrecy::zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// What the HTTP handlers share.
@@ -179,11 +215,16 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     };
     let stories_dir = args.stories.clone();
     let (resources, credentials) = (args.resources.clone(), args.credentials.clone());
-    let key = match args.secret_key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+    let key = match args
+        .secret_key
+        .as_ref()
+        .map(|k| k.expose().trim())
+        .filter(|k| !k.is_empty())
+    {
         Some(k) => Some(Arc::new(tale_engine::runtime::sealed::SealKey::parse(k)?)),
         None => None,
     };
-    let stored = admin::read_stored(&store, key.as_deref())?;
+    let stored = admin::read_stored(&store, key.as_deref(), true)?;
     let first = {
         let dir = stories_dir.clone();
         let (r, c) = (resources.clone(), credentials.clone());
@@ -199,7 +240,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         },
         redactor,
     );
-    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<()>>(16);
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<Result<(), String>>>(16);
     let durable = Durable::start(
         loaded,
         store.clone(),
@@ -219,9 +260,15 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         max_body: args.max_body,
         ready: AtomicBool::new(false),
         admin: admin::Admin {
-            api_token: args.api_token.clone().filter(|t| !t.is_empty()).map(Into::into),
+            api_token: args
+                .api_token
+                .as_ref()
+                .filter(|t| !t.expose().is_empty())
+                .map(|t| t.expose().into()),
             key: key.clone(),
             credentials_file: credentials.clone(),
+            stories_dir: stories_dir.clone(),
+            resources: resources.clone(),
             reload: reload_tx,
         },
     });
@@ -276,19 +323,36 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
                     let statuses = app.statuses.read().unwrap_or_else(|p| p.into_inner());
                     served(&app.durable.loaded().runtime.library, &statuses)
                 };
-                let stored = match admin::read_stored(&store, app.admin.key.as_deref()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!("not reloaded: {e:#}");
-                        continue;
+                let failed = |asked: Option<tokio::sync::oneshot::Sender<Result<(), String>>>, why: String| {
+                    tracing::error!("not reloaded: {why}");
+                    if let Some(ack) = asked {
+                        let _ = ack.send(Err(why));
                     }
                 };
+                let store2 = store.clone();
+                let key = app.admin.key.clone();
+                let stored =
+                    match tokio::task::spawn_blocking(move || admin::read_stored(&store2, key.as_deref(), false)).await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            failed(asked, format!("{e:#}"));
+                            continue;
+                        }
+                        Err(e) => {
+                            failed(asked, e.to_string());
+                            continue;
+                        }
+                    };
                 let (r, c) = (resources.clone(), credentials.clone());
-                let Ok(next) =
-                    tokio::task::spawn_blocking(move || load(&dir, &r, c.as_deref(), &stored, &previous)).await
-                else {
-                    continue;
-                };
+                let next =
+                    match tokio::task::spawn_blocking(move || load(&dir, &r, c.as_deref(), &stored, &previous)).await {
+                        Ok(next) => next,
+                        Err(e) => {
+                            failed(asked, e.to_string());
+                            continue;
+                        }
+                    };
                 log_statuses(&next.statuses);
                 fingerprint = next.fingerprint;
                 let redactor = Arc::new(next.redactor);
@@ -308,7 +372,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
                 *tasks = schedule::spawn_all(&app.durable, &app.durable.loaded().runtime.library);
                 drop(tasks);
                 if let Some(ack) = asked {
-                    let _ = ack.send(());
+                    let _ = ack.send(Ok(()));
                 }
             }
         })

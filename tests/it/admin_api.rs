@@ -189,7 +189,7 @@ async fn credentials_set_through_the_api_are_sealed_used_and_never_returned() {
     // The same key opens it again after a restart; another key or none is
     // refused at start with a reason.
     let mut other = a.clone();
-    other.secret_key = Some("00".repeat(32));
+    other.secret_key = Some("00".repeat(32).as_str().into());
     let refused = tale::serve::start(&other, None)
         .await
         .err()

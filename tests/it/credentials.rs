@@ -192,7 +192,9 @@ fn templates_read_an_oauth2_token_which_never_reaches_an_event() {
     use crate::mock_server::{Reply, Server};
     let mock = MicrosoftMock::start();
     let target = Server::start();
-    target.route("/api", vec![Reply::json(200, r#"{"ok": true}"#)]);
+    for path in ["/api", "/relay", "/sneak"] {
+        target.route(path, vec![Reply::json(200, r#"{"ok": true}"#)]);
+    }
     let token = crate::microsoft_mock::fixture_json("token-response.json")["access_token"]
         .as_str()
         .expect("token")
@@ -219,8 +221,24 @@ actions:
     mode: message_only
     payload:
       token: "{{% credential graph %}}"
+  bits:
+    type: transform
+    mode: explode
+    from: start
+    path: "{{{{ CREDENTIAL.graph | prepend: 'x-' | split: ',' | as_object }}}}"
+    to: t
+  relay:
+    type: http_request
+    from: bits
+    url: "{}?t={{{{ bits.t }}}}"
+  sneak:
+    type: http_request
+    from: start
+    url: "{}?t={{{{ CREDENTIAL.graph }}}}"
 "#,
-            target.url("/api")
+            target.url("/api"),
+            target.url("/relay"),
+            target.url("/sneak").replace("127.0.0.1", "localhost"),
         ),
     )
     .expect("story");
@@ -247,17 +265,40 @@ actions:
     let file = credentials_file(dir.path(), &v2("scope: https://graph.microsoft.com/.default"));
     let (status, stdout, stderr) = run(&file);
     assert_eq!(status, 0, "{stderr}");
+    let received = target.received();
+    let api = received.iter().find(|r| r.path_and_query == "/api").expect("/api");
     assert_eq!(
-        target.received()[0].headers.get("authorization").map(String::as_str),
+        api.headers.get("authorization").map(String::as_str),
         Some(&*format!("Bearer {token}"))
     );
     assert_eq!(
         mock.calls("POST /tenant-1/oauth2/v2.0/token"),
         1,
-        "one fetch for both actions"
+        "one fetch for every action"
     );
     let events: Vec<J> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     assert_eq!(output_of(&events, "show").expect("show")["token"], "[credential:graph]");
+    // An explode's elements are redacted as they are pulled: the next action
+    // never holds the token.
+    let relay = received
+        .iter()
+        .find(|r| r.path_and_query.starts_with("/relay"))
+        .expect("/relay");
+    assert!(relay.path_and_query.contains("credential"), "{}", relay.path_and_query);
+    assert!(!relay.path_and_query.contains(&token[..20]));
+    // The token in a URL to a host it does not allow is not sent.
+    assert!(
+        !received.iter().any(|r| r.path_and_query.starts_with("/sneak")),
+        "sent to localhost"
+    );
+    let sneak = events.iter().find(|e| e["action"] == "sneak").expect("sneak's failure");
+    assert!(
+        sneak["output"]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("may not be sent"),
+        "{sneak}"
+    );
     assert!(!stdout.contains(&token) && !stderr.contains(&token), "the token leaked");
 
     // v2 with `resource` is refused by the endpoint: the action fails, saying why.
@@ -265,5 +306,9 @@ actions:
     let (status, _, stderr) = run(&file);
     assert_eq!(status, 1, "{stderr}");
     assert!(stderr.contains("token endpoint answered 400"), "{stderr}");
-    assert_eq!(target.received().len(), 1, "sent without a token");
+    assert_eq!(
+        target.received().iter().filter(|r| r.path_and_query == "/api").count(),
+        1,
+        "sent without a token"
+    );
 }

@@ -73,7 +73,7 @@ pub enum CredentialError {
 /// One credential as the credentials file and the API write it: `check`
 /// reads its name and hosts (decoded with spans), the runtime its values,
 /// and the server's store keeps it sealed (`runtime::sealed`).
-#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[derive(Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
@@ -98,6 +98,16 @@ pub struct Entry {
     pub resource: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_hosts: Option<Vec<String>>,
+}
+
+/// Only what is not secret.
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("type", &self.kind)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Entry {
@@ -155,6 +165,8 @@ pub struct Vault {
     /// One lock per OAuth2 credential: who holds it fetches, the others wait
     /// and then read the cached token.
     tokens: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Token>>>>>,
+    /// The tokens fetched, for the redactors and host checks built before.
+    pub live: Arc<super::redact::LiveSecrets>,
 }
 
 impl Vault {
@@ -238,13 +250,7 @@ impl Vault {
             };
             out.push((name.clone(), value.expose_secret().to_owned()));
         }
-        for (name, slot) in self.tokens.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            if let Ok(guard) = slot.try_lock() {
-                if let Some(t) = guard.as_ref() {
-                    out.push((name.clone(), t.value.expose_secret().to_owned()));
-                }
-            }
-        }
+        out.extend(self.live.snapshot());
         out
     }
 
@@ -311,6 +317,7 @@ impl Vault {
         }
         let token = fetch(name, o, http, clock).await?;
         let value = token.value.expose_secret().to_owned();
+        self.live.add(&name.to_ascii_lowercase(), &value);
         *cached = Some(token);
         Ok(value)
     }

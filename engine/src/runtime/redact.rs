@@ -14,6 +14,54 @@ pub struct Redactor {
     /// The raw values, to find inside decoded base64 (`user:<secret>` of a
     /// Basic header a template built).
     values: Vec<(String, String)>,
+    /// Secrets learned after the redactor was built (OAuth2 tokens).
+    live: Vec<std::sync::Arc<LiveSecrets>>,
+}
+
+/// Secrets learned while running — OAuth2 tokens — shared by the vault that
+/// fetches them and every redactor and host check built from it.
+#[derive(Debug, Default)]
+pub struct LiveSecrets {
+    values: std::sync::RwLock<Vec<(String, String)>>,
+    /// Rebuilt at each new secret (rare: a token fetch), read at every redaction.
+    redactor: std::sync::RwLock<Option<std::sync::Arc<Redactor>>>,
+}
+
+/// Tokens kept per credential (a renewed token's predecessor may still be
+/// in flight).
+const LIVE_PER_NAME: usize = 4;
+
+impl LiveSecrets {
+    pub fn add(&self, name: &str, value: &str) {
+        if value.len() < MIN_SECRET_LEN {
+            return;
+        }
+        let mut values = self.values.write().unwrap_or_else(|p| p.into_inner());
+        if values.iter().any(|(n, v)| n == name && v == value) {
+            return;
+        }
+        if values.iter().filter(|(n, _)| n == name).count() >= LIVE_PER_NAME {
+            if let Some(oldest) = values.iter().position(|(n, _)| n == name) {
+                values.remove(oldest);
+            }
+        }
+        values.push((name.to_owned(), value.to_owned()));
+        let built = Redactor::from_pairs(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        *self.redactor.write().unwrap_or_else(|p| p.into_inner()) = Some(std::sync::Arc::new(built));
+    }
+
+    fn redactor(&self) -> Option<std::sync::Arc<Redactor>> {
+        self.redactor.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The (name, value) pairs known now.
+    pub fn snapshot(&self) -> Vec<(String, String)> {
+        self.values.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.redactor.read().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
 }
 
 /// Text that may be base64 or base64url of something longer than a secret.
@@ -57,10 +105,32 @@ impl Redactor {
         // Longest first, so that an encoding is replaced before a value inside it.
         needles.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
         needles.dedup_by(|a, b| a.0 == b.0);
-        Self { needles, values }
+        Self {
+            needles,
+            values,
+            live: Vec::new(),
+        }
+    }
+
+    /// Also hides what `live` learns from now on.
+    pub fn with_live(mut self, live: std::sync::Arc<LiveSecrets>) -> Self {
+        if !self.live.iter().any(|l| std::sync::Arc::ptr_eq(l, &live)) {
+            self.live.push(live);
+        }
+        self
     }
 
     pub fn text(&self, s: &str) -> String {
+        let mut out = self.text_static(s);
+        for live in &self.live {
+            if let Some(r) = live.redactor() {
+                out = r.text_static(&out);
+            }
+        }
+        out
+    }
+
+    fn text_static(&self, s: &str) -> String {
         let mut out = s.to_owned();
         for (needle, label) in &self.needles {
             if out.contains(needle.as_str()) {
@@ -108,12 +178,33 @@ impl Redactor {
                 })
                 .collect(),
             trace: outcome.trace.iter().map(|t| self.json(t)).collect(),
+            state: outcome
+                .state
+                .into_iter()
+                .map(|mut p| {
+                    p.change = match p.change {
+                        super::store::Change::Set(v) => super::store::Change::Set(self.json(&v)),
+                        super::store::Change::Push(v) => super::store::Change::Push(self.json(&v)),
+                        delete => delete,
+                    };
+                    p
+                })
+                .collect(),
+            // An explode's elements, redacted as they are pulled.
+            rest: outcome.rest.map(|rest| {
+                let this = self.clone();
+                Box::new(rest.map(move |e| match e {
+                    Emit::Main(o) => Emit::Main(this.json(&o)),
+                    Emit::Branch(b, o) => Emit::Branch(b, this.json(&o)),
+                    later => later,
+                })) as super::exec::LazyEmits
+            }),
             ..outcome
         }
     }
 
     pub fn json(&self, value: &J) -> J {
-        if self.needles.is_empty() {
+        if self.needles.is_empty() && self.live.iter().all(|l| l.is_empty()) {
             return value.clone();
         }
         match value {

@@ -83,6 +83,14 @@ impl Globals {
         out
     }
 
+    /// A redactor of [`Globals::secrets`] that also hides the tokens the
+    /// vault fetches later.
+    pub fn redactor(&self) -> super::redact::Redactor {
+        let secrets = self.secrets();
+        super::redact::Redactor::from_pairs(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .with_live(self.vault.live.clone())
+    }
+
     /// Refuses a request that carries a credential's value (in its URL,
     /// headers or body, however a template put it there) to a host the
     /// credential does not allow.
@@ -99,11 +107,19 @@ impl Globals {
         else {
             return Ok(());
         };
-        let J::Object(credentials) = credentials else {
-            return Ok(());
+        let empty = serde_json::Map::new();
+        let credentials = match credentials {
+            J::Object(o) => o,
+            _ => &empty,
         };
-        for (name, hosts) in &self.allowed_hosts {
-            let Some(value) = credentials.get(name).and_then(J::as_str) else {
+        // Values templates may hold: plain ones, and the tokens fetched.
+        let live = self.vault.live.snapshot();
+        let values = credentials
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+            .chain(live.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        for (name, value) in values {
+            let Some(hosts) = self.allowed_hosts.get(name) else {
                 continue;
             };
             if value.len() < 4 || crate::check::values::host_allowed(&host, hosts) {

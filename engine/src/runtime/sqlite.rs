@@ -374,11 +374,11 @@ impl SqliteStore {
                 story: item.story,
                 action: item.action,
                 input: item.input.map(|e| e.id.into_bytes()),
-                wake: item.wake.map(|w| w.to_string()),
+                wake: item.wake.map(|w| redactor.text(&w.to_string())),
                 due: item.due_ms,
             });
         }
-        p.state = prepare_state(tx.state);
+        p.state = prepare_state(tx.state, &redactor);
         p.cancelled = tx.cancelled.into_iter().map(Uuid::into_bytes).collect();
         p.errors = tx
             .errors
@@ -503,12 +503,14 @@ fn prepare_event(e: &Event, redactor: &Redactor) -> Result<PreparedEvent, StoreE
 }
 
 /// `Ok(text)` sets, `Err(text)` pushes, `None` deletes.
-fn prepare_state(puts: Vec<StatePut>) -> Vec<(String, Option<Result<String, String>>)> {
+/// Action state as it is written: redacted like events (an implode's
+/// collected items, a deduplicate's values).
+fn prepare_state(puts: Vec<StatePut>, redactor: &Redactor) -> Vec<(String, Option<Result<String, String>>)> {
     puts.into_iter()
         .map(|p| {
             let change = match p.change {
-                Change::Set(v) => Some(Ok(v.to_string())),
-                Change::Push(v) => Some(Err(v.to_string())),
+                Change::Set(v) => Some(Ok(redactor.text(&v.to_string()))),
+                Change::Push(v) => Some(Err(redactor.text(&v.to_string()))),
                 Change::Delete => None,
             };
             (p.key, change)

@@ -33,10 +33,15 @@ thread_local! {
 /// Runs `f` with loops stopping at `deadline` (the previous deadline is
 /// restored afterwards: a filter may render another template).
 pub fn with_deadline<T>(deadline: Instant, f: impl FnOnce() -> T) -> T {
-    let previous = DEADLINE.with(|d| d.replace(Some(deadline)));
-    let out = f();
-    DEADLINE.with(|d| d.set(previous));
-    out
+    /// Puts the previous deadline back, also when `f` unwinds.
+    struct Restore(Option<Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DEADLINE.with(|d| d.set(self.0));
+        }
+    }
+    let _restore = Restore(DEADLINE.with(|d| d.replace(Some(deadline))));
+    f()
 }
 
 fn past_deadline() -> bool {
@@ -335,9 +340,8 @@ impl Renderable for Loop {
                     "tablerow"
                 }
                 None => {
-                    if let Some(p) = &parent {
-                        helper.insert("parentloop".into(), p.to_value());
-                    }
+                    let p = parent.as_ref().map_or(Value::Nil, |p| p.to_value());
+                    helper.insert("parentloop".into(), p);
                     "forloop"
                 }
             };
@@ -350,15 +354,17 @@ impl Renderable for Loop {
                 .render_to(writer, &scope)
                 .context_key("index")
                 .value_with(|| format!("{}", i + 1).into())?;
+            // `continue` needs nothing more at the end of the body; `break` stops.
+            let interrupt = scope.registers().get_mut::<InterruptRegister>().reset();
+            let stop = matches!(interrupt, Some(Interrupt::Break));
             if let Some(cols) = cols {
                 write_markup(writer, "</td>")?;
-                if i % cols == cols - 1 || i == len - 1 {
+                // A row is always closed, also by a `break` in its middle.
+                if i % cols == cols - 1 || i == len - 1 || stop {
                     write_markup(writer, "</tr>")?;
                 }
             }
-            // `continue` needs nothing more at the end of the body; `break` stops.
-            let interrupt = scope.registers().get_mut::<InterruptRegister>().reset();
-            if let Some(Interrupt::Break) = interrupt {
+            if stop {
                 break;
             }
         }
@@ -390,6 +396,8 @@ mod tests {
             "{% for x in empty %}no{% else %}none{% endfor %}",
             "{% for p in o %}{{ p[0] }}={{ p[1] }};{% endfor %}",
             "{% for a in (1..2) %}{% for b in (1..2) %}{{ forloop.parentloop.index }}{{ forloop.index }} {% endfor %}{% endfor %}",
+            "{% for x in xs %}{{ forloop.parentloop | default: 'top' }}{% endfor %}",
+            "{% for x in xs offset: 1 %}{{ x }}{% endfor %}{% for x in xs limit: 0 %}{{ x }}{% else %}none{% endfor %}",
             "{% tablerow x in xs cols: 2 %}{{ x }}{{ tablerow.col }}{% endtablerow %}",
             "{% tablerow x in (1..3) %}{{ x }}{% endtablerow %}",
         ] {
@@ -397,6 +405,24 @@ mod tests {
             let got = ours.parse(t).expect("parse").render(&globals()).expect("render");
             assert_eq!(got, want, "{t}");
         }
+    }
+
+    /// Where liquid-lib differs from Shopify's Liquid, ours follows Shopify:
+    /// no nil padding past the end, negative limits and offsets as zero.
+    #[test]
+    fn past_the_end_and_negative_attributes_follow_shopify() {
+        let ours = TemplateParser::new();
+        let render = |t: &str| ours.parse(t).expect("parse").render(&globals()).expect("render");
+        assert_eq!(render("{% for x in xs offset: 2 limit: 2 %}[{{x}}]{% endfor %}"), "[2]");
+        assert_eq!(
+            render("{% for x in xs limit: -1 %}{{x}}{% else %}none{% endfor %}"),
+            "none"
+        );
+        assert_eq!(render("{% for x in xs offset: -1 %}{{x}}{% endfor %}"), "312");
+        assert_eq!(
+            render("{% tablerow x in xs cols: 2 %}{{ x }}{% break %}{% endtablerow %}"),
+            "<tr class=\"row1\"><td class=\"col1\">3</td></tr>"
+        );
     }
 
     #[test]
