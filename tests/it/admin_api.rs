@@ -127,6 +127,16 @@ async fn credentials_set_through_the_api_are_sealed_used_and_never_returned() {
     )
     .await;
     assert_eq!(status, 400);
+    // serde would quote a mistyped value: the answer must not.
+    for body in [json!(VALUE), json!({"value": ["x", VALUE]})] {
+        let (status, body) = request(&server, Method::PUT, "/api/credentials/ticketing", Some(body), true).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(!body.to_string().contains(VALUE), "{body}");
+    }
+    // A resource a resources file defines cannot be stored (the file wins).
+    std::fs::write(dir.path().join("stories/resources.yaml"), "tenant: contoso\n").expect("resources");
+    let (status, body) = request(&server, Method::PUT, "/api/resources/tenant", Some(json!("x")), true).await;
+    assert_eq!(status, 409, "{body}");
 
     // A resource and a credential set through the API serve at once.
     let (status, body) = request(
