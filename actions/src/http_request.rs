@@ -45,6 +45,13 @@ pub struct HttpRequestConfig {
     pub disable_redirect_follow: Option<bool>,
     /// Follow pages: `next_url` is evaluated after each page over `response`.
     pub pagination: Option<Pagination>,
+    /// Send an `Idempotency-Key` header derived from the input event and the
+    /// action: the same on every retry and when a crash makes the request
+    /// run again, so the receiver can drop the duplicate.
+    pub idempotency_key: Option<bool>,
+    /// The header that carries it (default `Idempotency-Key`); setting it
+    /// turns the key on.
+    pub idempotency_header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -95,6 +102,21 @@ impl ActionConfig for HttpRequestConfig {
     }
 
     fn check(&self, cx: &mut ValueCx<'_>) {
+        // A header name is an HTTP token: letters, digits and !#$%&'*+-.^_`|~.
+        if let Some(h) = &self.idempotency_header
+            && (h.value.is_empty()
+                || !h
+                    .value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))
+        {
+            cx.report(
+                Code::InvalidValue,
+                h.span,
+                format!("`{}` is not a header name", h.value),
+            )
+            .help = Some("write a name such as `Idempotency-Key` or `X-Request-Id`".into());
+        }
         if let Some(m) = &self.method
             && !METHODS.contains(&m.value.to_ascii_lowercase().as_str())
         {
@@ -292,6 +314,8 @@ struct HttpExec {
     verify_tls: bool,
     follow_redirects: bool,
     pagination: Option<(Field, u32, Emit2)>,
+    /// The header of the idempotency key, when one is sent.
+    idempotency_header: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -524,9 +548,30 @@ impl HttpExec {
         Emit::Branch("failure", out)
     }
 
+    /// The idempotency key of this work item's `page`-th request (1-based):
+    /// the input event's id (the run's for a scheduled start) and the slug.
+    fn idempotency_key(cx: &ExecCx<'_>, page: u32) -> String {
+        let origin = cx
+            .scope
+            .input
+            .map_or_else(|| cx.run_id.to_string(), |e| e.id.to_string());
+        match page {
+            1 => format!("{origin}-{}", cx.slug),
+            n => format!("{origin}-{}-{n}", cx.slug),
+        }
+    }
+
+    fn set_idempotency_key(&self, cx: &ExecCx<'_>, request: &mut HttpRequest, page: u32) {
+        if let Some(header) = &self.idempotency_header {
+            request.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(header));
+            request.headers.push((header.clone(), Self::idempotency_key(cx, page)));
+        }
+    }
+
     async fn run(&self, cx: &ExecCx<'_>) -> Result<Outcome, ActionError> {
         let trace = Vec::new();
         let mut request = self.render(cx)?;
+        self.set_idempotency_key(cx, &mut request, 1);
         if let Err(refused) = cx.scope.check_request(&request) {
             return Ok(Outcome {
                 emits: vec![self.failed(None, None, refused)],
@@ -624,6 +669,7 @@ impl HttpExec {
                 break;
             }
             request.url = next.trim().to_owned();
+            self.set_idempotency_key(cx, &mut request, pages.len() as u32 + 1);
             if let Err(refused) = cx.scope.check_request(&request) {
                 emits.push(self.failed(None, None, refused));
                 break;
@@ -759,6 +805,11 @@ impl HttpRequestConfig {
             fail_on,
             verify_tls: !self.disable_ssl_verification.unwrap_or(false),
             follow_redirects: !self.disable_redirect_follow.unwrap_or(false),
+            idempotency_header: match (self.idempotency_key, &self.idempotency_header) {
+                (Some(false), _) | (None, None) => None,
+                (_, Some(h)) => Some(h.value.clone()),
+                (Some(true), None) => Some("Idempotency-Key".into()),
+            },
             pagination: self
                 .pagination
                 .as_ref()

@@ -1015,3 +1015,81 @@ actions:
         "{stderr}"
     );
 }
+
+/// `idempotency_key`: every attempt of one work item carries the same key,
+/// derived from the stored input event (what a re-run after a crash uses
+/// too); each page gets its own.
+#[test]
+fn retries_and_pages_carry_an_idempotency_key_derived_from_the_event() {
+    let server = Server::start();
+    server.route(
+        "/tickets",
+        vec![
+            Reply::json(500, "{}").header("retry-after", "0"),
+            Reply::json(201, r#"{"id": 9}"#),
+        ],
+    );
+    server.route("/plain", vec![Reply::json(200, "{}")]);
+    let first_page = format!(r#"{{"items": [1], "next": "{}"}}"#, server.url("/pages?p=2"));
+    server.route(
+        "/pages",
+        vec![
+            Reply::json(200, &first_page),
+            Reply::json(200, r#"{"items": [2], "next": ""}"#),
+        ],
+    );
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  ticket:
+    type: http_request
+    from: receive
+    method: post
+    url: "{base}/tickets"
+    idempotency_key: true
+    retry_on_status: [500]
+    payload: {title: "{{ receive.body.title }}"}
+  listing:
+    type: http_request
+    from: receive
+    url: "{base}/pages"
+    idempotency_header: X-Request-Id
+    pagination:
+      next_url: "{{ response.body.next }}"
+  plain:
+    type: http_request
+    from: receive
+    url: "{base}/plain"
+"#;
+    let case = Case::new(story, &server.url(""));
+    let (status, events, stderr) = case.run(r#"{"title": "t"}"#);
+    assert_eq!(status, 0, "{stderr}");
+    let hook = events
+        .iter()
+        .find(|e| e["action"] == "receive")
+        .and_then(|e| e["id"].as_str())
+        .expect("the webhook's event id")
+        .to_owned();
+    let received = server.received();
+    let keys: Vec<Option<&String>> = received
+        .iter()
+        .filter(|r| r.path_and_query == "/tickets")
+        .map(|r| r.headers.get("idempotency-key"))
+        .collect();
+    let want = format!("{hook}-ticket");
+    assert_eq!(keys, [Some(&want), Some(&want)], "the retry repeats the key");
+    let pages: Vec<Option<&String>> = received
+        .iter()
+        .filter(|r| r.path_and_query.starts_with("/pages"))
+        .map(|r| r.headers.get("x-request-id"))
+        .collect();
+    assert_eq!(
+        pages,
+        [Some(&format!("{hook}-listing")), Some(&format!("{hook}-listing-2"))]
+    );
+    let plain = received
+        .iter()
+        .find(|r| r.path_and_query == "/plain")
+        .expect("the plain request");
+    assert!(!plain.headers.contains_key("idempotency-key"), "off unless asked");
+}
