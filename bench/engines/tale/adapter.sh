@@ -6,7 +6,8 @@
 #   start    exec `tale serve` in the foreground
 # Env from the harness: BENCH_DIR, PEERS_DIR, SINK_URL, RUN_DIR.
 # Optional: TALE_BIN (default: target/release/tale of this project),
-# TALE_PORT (8090), TALE_SYNC (normal|full, default normal as `tale serve`), TALE_WORKERS (256).
+# TALE_PORT (8090), TALE_SYNC (normal|full, default normal as `tale serve`), TALE_WORKERS (256),
+# TALE_MAX_BODY (bytes, default 10 MiB as `tale serve`; W2 with 1,000,000 items needs ~140 MB).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
@@ -14,6 +15,7 @@ BIN="${TALE_BIN:-$ROOT/target/release/tale}"
 PORT="${TALE_PORT:-8090}"
 SYNC="${TALE_SYNC:-normal}"
 WORKERS="${TALE_WORKERS:-256}"
+MAX_BODY="${TALE_MAX_BODY:-10485760}"
 BASE="http://127.0.0.1:$PORT"
 # The webhooks' shared secret (a credential, as in production).
 SECRET="bench-secret-0123"
@@ -38,7 +40,7 @@ case "${1:-}" in
     cd "$RUN_DIR/tale"
     export TALE_CREDENTIAL_BENCH="$SECRET" TALE_RESOURCE_SINK_URL="$SINK_URL" TALE_LOG="${TALE_LOG:-warn}"
     exec "$BIN" serve --stories stories --db "sqlite:$RUN_DIR/tale/tale.db" --listen "127.0.0.1:$PORT" \
-      --sync "$SYNC" --workers "$WORKERS" --watch 0s
+      --sync "$SYNC" --workers "$WORKERS" --max-body "$MAX_BODY" --watch 0s
     ;;
   *) echo "usage: $0 info|prepare|start" >&2; exit 2 ;;
 esac
