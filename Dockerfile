@@ -17,5 +17,6 @@ USER tale
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s CMD ["/bin/sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"]
+# bash, not dash (/bin/sh): /dev/tcp is a bash feature. A 200 from /readyz.
+HEALTHCHECK --interval=10s --timeout=3s CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /readyz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["tale", "serve", "--stories", "/stories", "--db", "sqlite:/data/tale.db", "--listen", "0.0.0.0:8080", "--log-format", "json"]
