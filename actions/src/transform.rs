@@ -417,13 +417,40 @@ struct ExplodeExec {
 impl Executable for ExplodeExec {
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         ready((|| {
-            let items = as_list(self.path.render(&cx.scope)?, "the explode `path`")?;
-            let size = items.len().min(self.limit);
+            // A list read in place in an upstream event is walked there, one
+            // element copied at a time (a million-item body is not copied
+            // whole); anything else is rendered.
+            let (items, total): (Box<dyn Iterator<Item = J> + Send>, usize) = match self.path.source(&cx.scope) {
+                Some((event, path))
+                    if matches!(
+                        tale_engine::runtime::render::resolve_in(&event.output, &path),
+                        Some(J::Array(_))
+                    ) =>
+                {
+                    let total = match tale_engine::runtime::render::resolve_in(&event.output, &path) {
+                        Some(J::Array(a)) => a.len(),
+                        _ => 0,
+                    };
+                    let walk =
+                        (0..total).map(
+                            move |i| match tale_engine::runtime::render::resolve_in(&event.output, &path) {
+                                Some(J::Array(a)) => a.get(i).cloned().unwrap_or(J::Null),
+                                _ => J::Null,
+                            },
+                        );
+                    (Box::new(walk), total)
+                }
+                _ => {
+                    let items = as_list(self.path.render(&cx.scope)?, "the explode `path`")?;
+                    let total = items.len();
+                    (Box::new(items.into_iter()), total)
+                }
+            };
+            let size = total.min(self.limit);
             // Dropping elements is never silent: the run logs it.
-            let trace = if items.len() > self.limit {
+            let trace = if total > self.limit {
                 vec![json!({"log_error": format!(
-                    "the list has {} elements; only the first {} are exploded (`limit`)",
-                    items.len(),
+                    "the list has {total} elements; only the first {} are exploded (`limit`)",
                     self.limit
                 )})]
             } else {
@@ -432,18 +459,14 @@ impl Executable for ExplodeExec {
             let guid = tale_engine::runtime::event::new_id().to_string();
             let to = self.to.clone();
             // Lazily: the executor pulls elements as its queue drains.
-            let rest = items
-                .into_iter()
-                .take(self.limit)
-                .enumerate()
-                .map(move |(index, item)| {
-                    let mut o = serde_json::Map::new();
-                    o.insert(to.clone(), item);
-                    o.insert("index".into(), json!(index));
-                    o.insert("size".into(), json!(size));
-                    o.insert("guid".into(), json!(guid));
-                    Emit::Main(J::Object(o))
-                });
+            let rest = items.take(self.limit).enumerate().map(move |(index, item)| {
+                let mut o = serde_json::Map::new();
+                o.insert(to.clone(), item);
+                o.insert("index".into(), json!(index));
+                o.insert("size".into(), json!(size));
+                o.insert("guid".into(), json!(guid));
+                Emit::Main(J::Object(o))
+            });
             Ok(Outcome {
                 rest: Some(Box::new(rest)),
                 trace,

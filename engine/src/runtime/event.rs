@@ -59,8 +59,13 @@ impl Event {
     /// The output of the nearest event of `slug` in this event's ancestry,
     /// itself included (breadth first: the nearest wins).
     pub fn nearest(self: &Arc<Self>, slug: &str) -> Option<&J> {
+        self.nearest_event(slug).map(|e| &e.output)
+    }
+
+    /// The nearest event of `slug` among this one and its ancestors.
+    pub fn nearest_event<'a>(self: &'a Arc<Self>, slug: &str) -> Option<&'a Arc<Event>> {
         if &*self.action == slug {
-            return Some(&self.output);
+            return Some(self);
         }
         let mut frontier: Vec<&Arc<Event>> = self.parents.iter().collect();
         let mut seen: Vec<EventId> = Vec::new();
@@ -68,7 +73,7 @@ impl Event {
             let mut next = Vec::new();
             for e in frontier {
                 if &*e.action == slug {
-                    return Some(&e.output);
+                    return Some(e);
                 }
                 if !seen.contains(&e.id) {
                     seen.push(e.id);

@@ -7,6 +7,7 @@
 //! Liquid and captured as a value.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value as J;
 
@@ -207,6 +208,19 @@ fn parse_path(expr: &str) -> Option<Vec<Segment>> {
 }
 
 impl Field {
+    /// For a plain-path field that reads an upstream event (`{{ batch.body.items
+    /// | as_object }}`): that event and the rest of the path, so a caller can
+    /// read the value in place instead of copying it.
+    pub fn source(&self, scope: &Scope<'_>) -> Option<(Arc<super::event::Event>, Vec<Segment>)> {
+        let Template::Path(path) = &self.template else {
+            return None;
+        };
+        let (Segment::Key(name), rest) = path.split_first()? else {
+            return None;
+        };
+        Some((scope.source_event(name)?.clone(), rest.to_vec()))
+    }
+
     /// Renders to JSON: a string, or the typed value of an `as_object` field.
     pub fn render(&self, scope: &Scope<'_>) -> Result<J, RenderError> {
         match &self.template {
@@ -322,8 +336,12 @@ impl std::io::Write for Bounded {
 fn resolve<'a>(scope: &Scope<'a>, path: &[Segment]) -> Option<&'a J> {
     let (first, rest) = path.split_first()?;
     let Segment::Key(name) = first else { return None };
-    let mut value = scope.lookup(name)?;
-    for segment in rest {
+    resolve_in(scope.lookup(name)?, rest)
+}
+
+/// Walks `path` from `value`.
+pub fn resolve_in<'a>(mut value: &'a J, path: &[Segment]) -> Option<&'a J> {
+    for segment in path {
         value = match (segment, value) {
             (Segment::Key(k), J::Object(o)) => o.get(k)?,
             (Segment::Index(i), J::Array(a)) => {

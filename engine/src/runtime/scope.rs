@@ -207,6 +207,17 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// The upstream event a name reads, when it reads one (not a namespace
+    /// or a field-specific name).
+    pub fn source_event(&self, name: &str) -> Option<&'a Arc<Event>> {
+        if self.extra.iter().any(|(n, _)| *n == name)
+            || matches!(name, "CREDENTIAL" | "RESOURCE" | "STORY" | "LOCAL" | "META")
+        {
+            return None;
+        }
+        self.input.and_then(|e| e.nearest_event(name))
+    }
+
     /// The JSON a name reads, if any.
     pub fn lookup(&self, name: &str) -> Option<&'a J> {
         if let Some((_, v)) = self.extra.iter().find(|(n, _)| *n == name) {
