@@ -89,7 +89,15 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
         return Ok(None);
     };
     let vault = load_vault(args.credentials.as_deref(), dry)?;
-    let globals = globals(story, &args.story, &args.resources, &vault, dry)?;
+    let mut globals = globals(story, &args.story, &args.resources, &vault, dry)?;
+    if dry {
+        // The sub-stories it may call share these globals: their credentials too.
+        if let J::Object(o) = &mut *globals.credentials {
+            for other in &checked.output.library {
+                add_stand_ins(other, o);
+            }
+        }
+    }
     let (built, library) = build_with_library(story, &checked.output.library, globals)?;
     let entry = entry_of(&built, args.action.as_deref(), "name one with --action")?;
     if !built.actions[entry].is_webhook && built.actions[entry].schedule.is_none() {
@@ -171,6 +179,21 @@ pub(crate) fn load_vault(
     }))
 }
 
+/// Credentials the story uses but the environment lacks still render in a
+/// dry run: as `[credential:name]`.
+fn add_stand_ins(story: &Story, credentials: &mut serde_json::Map<String, J>) {
+    for action in &story.actions {
+        let Some(config) = &action.config else { continue };
+        let mut names = tale_engine::runtime::build::credentials_read(action);
+        names.extend(config.credential().map(|c| c.name.to_ascii_lowercase()));
+        for n in names {
+            credentials
+                .entry(n.clone())
+                .or_insert_with(|| J::String(format!("[credential:{n}]")));
+        }
+    }
+}
+
 /// Credentials, resources and story names for templates. A dry run never
 /// sees a credential's value: it gets `[credential:name]`.
 pub(crate) fn globals(
@@ -207,17 +230,7 @@ pub(crate) fn globals(
         }
     }
     if dry {
-        // Credentials the story uses but the environment lacks still render.
-        for action in &story.actions {
-            let Some(config) = &action.config else { continue };
-            let mut names = tale_engine::runtime::build::credentials_read(action);
-            names.extend(config.credential().map(|c| c.name.to_ascii_lowercase()));
-            for n in names {
-                credentials
-                    .entry(n.clone())
-                    .or_insert_with(|| J::String(format!("[credential:{n}]")));
-            }
-        }
+        add_stand_ins(story, &mut credentials);
     }
     let mut files: Vec<PathBuf> = resource_files.to_vec();
     let beside = path.parent().unwrap_or(Path::new("")).join("resources.yaml");

@@ -172,3 +172,24 @@ fn a_dry_run_traces_the_sub_run() {
         .collect();
     assert_eq!(actions, ["known", "answer"]);
 }
+
+/// A dry run gives the sub-stories' credentials stand-ins too: a sub-story
+/// that reads a credential nobody set still renders (as `[credential:x]`).
+#[test]
+fn a_dry_run_gives_sub_story_credentials_stand_ins() {
+    let dir = library();
+    let sub = SUB.replace("risk: low,", "risk: low, key: \"{{ CREDENTIAL.never_set_anywhere }}\",");
+    std::fs::write(dir.path().join("enrich-user.yaml"), sub).expect("sub");
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, r#"{"user":"adele@contoso.com"}"#).expect("event");
+    let out = tale(&[
+        "dry-run",
+        &dir.path().join("triage.yaml").display().to_string(),
+        "--event",
+        &event.display().to_string(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("[credential:never_set_anywhere]"), "{}", out.stdout);
+}
