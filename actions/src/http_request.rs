@@ -760,7 +760,15 @@ fn merge_pages(pages: Vec<J>) -> J {
 
 impl Executable for HttpExec {
     fn inline(&self) -> Inline {
-        Inline::Effect
+        // With an idempotency key the request runs as a work item of its
+        // own: its input event is then stored before it is sent, so the
+        // re-run after a crash derives the same key (an event made inline
+        // in the same step would get a new id).
+        if self.idempotency_header.is_some() {
+            Inline::Never
+        } else {
+            Inline::Effect
+        }
     }
 
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {

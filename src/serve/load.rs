@@ -76,6 +76,9 @@ pub(crate) struct LoadedStories {
     pub(crate) redactor: Redactor,
     /// The files read and when they changed, to notice edits.
     pub(crate) fingerprint: Fingerprint,
+    /// Every credential value served since the start (what the redactor
+    /// hides): a step that began under an older version may commit now.
+    pub(crate) seen: Vec<(String, String)>,
 }
 
 pub(crate) type Fingerprint = Vec<(PathBuf, Option<std::time::SystemTime>, u64)>;
@@ -108,6 +111,7 @@ pub(crate) fn load(
     credentials: Option<&Path>,
     stored: &Stored,
     previous: &HashMap<String, (Arc<BuiltStory>, PathBuf)>,
+    earlier: &[(String, String)],
 ) -> LoadedStories {
     let fingerprint = fingerprint(dir);
     let checked = check_paths(&[dir.to_path_buf()], &[], false, credentials, resources);
@@ -190,14 +194,17 @@ pub(crate) fn load(
     statuses.sort_by(|a, b| a.file.cmp(&b.file));
     // Every credential a served story holds, stale versions included (they
     // keep running with the credentials they were built with).
-    // The previous version's too: a step that started before this reload
-    // (a credential just rotated through the API) commits after it.
+    // Earlier versions' too: a step that started before this reload (a
+    // credential just rotated through the API) commits after it.
     let before = previous.values().map(|(s, _)| s);
-    let secrets: Vec<(String, String)> = library
+    let mut secrets: Vec<(String, String)> = library
         .values()
         .chain(before.clone())
         .flat_map(|s| s.globals.secrets())
+        .chain(earlier.iter().cloned())
         .collect();
+    secrets.sort();
+    secrets.dedup();
     let mut redactor = Redactor::from_pairs(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     // Tokens fetched from now on, by any vault a served story holds.
     for story in library.values().chain(before) {
@@ -208,6 +215,7 @@ pub(crate) fn load(
         statuses,
         redactor,
         fingerprint,
+        seen: secrets,
     }
 }
 

@@ -228,7 +228,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     let first = {
         let dir = stories_dir.clone();
         let (r, c) = (resources.clone(), credentials.clone());
-        tokio::task::spawn_blocking(move || load(&dir, &r, c.as_deref(), &stored, &Default::default())).await?
+        tokio::task::spawn_blocking(move || load(&dir, &r, c.as_deref(), &stored, &Default::default(), &[])).await?
     };
     log_statuses(&first.statuses);
     let redactor = Arc::new(first.redactor);
@@ -289,6 +289,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         let base = base.clone();
         let watch = args.watch;
         let mut fingerprint = first.fingerprint;
+        let mut seen = first.seen;
         let store = store.clone();
         tokio::spawn(async move {
             let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -345,16 +346,21 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
                         }
                     };
                 let (r, c) = (resources.clone(), credentials.clone());
-                let next =
-                    match tokio::task::spawn_blocking(move || load(&dir, &r, c.as_deref(), &stored, &previous)).await {
-                        Ok(next) => next,
-                        Err(e) => {
-                            failed(asked, e.to_string());
-                            continue;
-                        }
-                    };
+                let next = match tokio::task::spawn_blocking({
+                    let earlier = seen.clone();
+                    move || load(&dir, &r, c.as_deref(), &stored, &previous, &earlier)
+                })
+                .await
+                {
+                    Ok(next) => next,
+                    Err(e) => {
+                        failed(asked, e.to_string());
+                        continue;
+                    }
+                };
                 log_statuses(&next.statuses);
                 fingerprint = next.fingerprint;
+                seen = next.seen;
                 let redactor = Arc::new(next.redactor);
                 store.set_redactor(redactor.clone());
                 app.durable.replace(Loaded::new(

@@ -1161,3 +1161,65 @@ actions:
     );
     server.stop().await.expect("stop");
 }
+
+/// A request with an idempotency key is a work item of its own: the event it
+/// receives (here a trigger's, made in the step before) is stored before the
+/// request goes out, so a re-run after a crash derives the same key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_an_idempotency_key_is_sent_only_after_its_input_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    mock.route(
+        "/tickets",
+        vec![Reply::json(201, "{}").delayed(Duration::from_millis(1500))],
+    );
+    write_story(
+        dir.path(),
+        "ticket.yaml",
+        &format!(
+            r#"name: Ticket
+actions:
+  hook:
+    type: webhook
+    path: ticket
+    secret: {SECRET}
+  high:
+    type: trigger
+    from: hook
+    rules: [{{type: field==value, path: "{{{{ hook.body.severity }}}}", value: high}}]
+  open:
+    type: http_request
+    from: high
+    method: post
+    url: "{}"
+    idempotency_key: true
+"#,
+            mock.url("/tickets")
+        ),
+    );
+    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    let r = client()
+        .post(format!("http://{}/webhook/ticket/{SECRET}", server.addr))
+        .json(&json!({"severity": "high"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    eventually("the request in flight", Duration::from_secs(10), async || {
+        !mock.received().is_empty()
+    })
+    .await;
+    // The answer takes 1.5 s: the trigger's event is already stored.
+    let runs = get_json(&server, "/api/runs").await;
+    let run = runs["runs"][0]["id"].as_str().expect("run").to_owned();
+    let events = get_json(&server, &format!("/api/runs/{run}/events")).await;
+    let high = events["by_action"]["high"][0]["id"]
+        .as_str()
+        .expect("the trigger's event is stored while the request is in flight")
+        .to_owned();
+    assert_eq!(
+        mock.received()[0].headers.get("idempotency-key"),
+        Some(&format!("{high}-open"))
+    );
+    server.stop().await.expect("stop");
+}

@@ -102,6 +102,8 @@ impl Redactor {
                 needles.push((e, label.clone()));
             }
         }
+        values.sort();
+        values.dedup();
         // Longest first, so that an encoding is replaced before a value inside it.
         needles.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
         needles.dedup_by(|a, b| a.0 == b.0);
@@ -203,6 +205,22 @@ impl Redactor {
         }
     }
 
+    /// Nothing to hide (no value, no token fetched yet).
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty() && self.live.iter().all(|l| l.is_empty())
+    }
+
+    /// `value` as JSON text with its strings and keys redacted. Redacting
+    /// the text instead would also rewrite digits inside numbers (a numeric
+    /// secret in a timestamp) and corrupt what is stored.
+    pub fn json_text(&self, value: &J) -> String {
+        if self.is_empty() {
+            value.to_string()
+        } else {
+            self.json(value).to_string()
+        }
+    }
+
     pub fn json(&self, value: &J) -> J {
         if self.needles.is_empty() && self.live.iter().all(|l| l.is_empty()) {
             return value.clone();
@@ -220,6 +238,19 @@ impl Redactor {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A numeric secret inside a number is left alone: redacting JSON text
+    /// would have stored `[176411[credential:pin]000]`, which no longer parses.
+    #[test]
+    fn stored_json_keeps_its_numbers() {
+        let r = Redactor::new(&json!({"pin": "4821"}));
+        let text = r.json_text(&json!({"times": [1764114821000i64], "note": "pin 4821"}));
+        let back: J = serde_json::from_str(&text).expect("still JSON");
+        assert_eq!(
+            back,
+            json!({"times": [1764114821000i64], "note": "pin [credential:pin]"})
+        );
+    }
 
     #[test]
     fn a_secret_inside_encoded_text_is_found() {

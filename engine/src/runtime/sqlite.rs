@@ -374,7 +374,7 @@ impl SqliteStore {
                 story: item.story,
                 action: item.action,
                 input: item.input.map(|e| e.id.into_bytes()),
-                wake: item.wake.map(|w| redactor.text(&w.to_string())),
+                wake: item.wake.map(|w| redactor.json_text(&w)),
                 due: item.due_ms,
             });
         }
@@ -485,7 +485,7 @@ impl SqliteStore {
 }
 
 fn prepare_event(e: &Event, redactor: &Redactor) -> Result<PreparedEvent, StoreError> {
-    let output = serde_json::to_string(&e.output).map_err(failed)?;
+    let output = redactor.json_text(&e.output);
     let mut parents = Vec::with_capacity(16 * e.parents.len());
     for p in &e.parents {
         parents.extend_from_slice(p.id.as_bytes());
@@ -497,7 +497,7 @@ fn prepare_event(e: &Event, redactor: &Redactor) -> Result<PreparedEvent, StoreE
         action: e.action.clone(),
         parents,
         branch: e.branch,
-        output: redactor.text(&output),
+        output,
         at: e.created_at,
     })
 }
@@ -509,8 +509,8 @@ fn prepare_state(puts: Vec<StatePut>, redactor: &Redactor) -> Vec<(String, Optio
     puts.into_iter()
         .map(|p| {
             let change = match p.change {
-                Change::Set(v) => Some(Ok(redactor.text(&v.to_string()))),
-                Change::Push(v) => Some(Err(redactor.text(&v.to_string()))),
+                Change::Set(v) => Some(Ok(redactor.json_text(&v))),
+                Change::Push(v) => Some(Err(redactor.json_text(&v))),
                 Change::Delete => None,
             };
             (p.key, change)
