@@ -118,6 +118,8 @@ impl Globals {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
             .chain(live.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        // Decoded once, on the first credential that needs them.
+        let mut decoded: Option<(Vec<String>, std::borrow::Cow<'_, str>)> = None;
         for (name, value) in values {
             let Some(hosts) = self.allowed_hosts.get(name) else {
                 continue;
@@ -133,18 +135,20 @@ impl Globals {
                 base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value),
                 url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>(),
             ];
-            let basic: Vec<String> = request
-                .headers
-                .iter()
-                .filter_map(|(_, v)| v.strip_prefix("Basic "))
-                .filter_map(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .collect();
-            let body = request
-                .body
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
+            let (basic, body) = decoded.get_or_insert_with(|| {
+                let basic = request
+                    .headers
+                    .iter()
+                    .filter_map(|(_, v)| v.strip_prefix("Basic "))
+                    .filter_map(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .collect();
+                let body = request
+                    .body
+                    .as_deref()
+                    .map_or(std::borrow::Cow::Borrowed(""), String::from_utf8_lossy);
+                (basic, body)
+            });
             let carried = forms.iter().any(|f| {
                 request.url.contains(f.as_str())
                     || request.headers.iter().any(|(_, v)| v.contains(f.as_str()))
