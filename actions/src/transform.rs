@@ -456,7 +456,14 @@ impl Executable for ExplodeExec {
             } else {
                 Vec::new()
             };
-            let guid = tale_engine::runtime::event::new_id().to_string();
+            // Derived from the input event and the action: when a crash makes
+            // the explode run again, the elements not yet committed carry the
+            // same guid as those that were (an implode still closes).
+            let origin = cx
+                .scope
+                .input
+                .map_or_else(|| cx.run_id.to_string(), |e| e.id.to_string());
+            let guid = tale_engine::runtime::event::derived_id(&[&origin, cx.slug, "explode"]).to_string();
             let to = self.to.clone();
             // Lazily: the executor pulls elements as its queue drains.
             let rest = items.take(self.limit).enumerate().map(move |(index, item)| {

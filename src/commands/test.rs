@@ -334,12 +334,14 @@ fn update_file(loaded: &Loaded, failing: &[&Outcome]) -> anyhow::Result<usize> {
     Ok(edits.len())
 }
 
-/// An output without the ids made during the run (an explode's `guid`, run
-/// and event ids: UUIDv7 text not in the case's event), which differ on
-/// every run; expectations are subsets, so leaving them out keeps the rest.
+/// An output without the ids made during the run (run and event ids,
+/// UUIDv7; an explode's `guid`, a UUIDv8 derived from an event id — text
+/// not in the case's event), which differ on every run; expectations are
+/// subsets, so leaving them out keeps the rest.
 pub(crate) fn without_run_ids(value: &J, event_text: &str) -> J {
-    let volatile =
-        |s: &str| uuid::Uuid::parse_str(s).is_ok_and(|u| u.get_version_num() == 7) && !event_text.contains(s);
+    let volatile = |s: &str| {
+        uuid::Uuid::parse_str(s).is_ok_and(|u| matches!(u.get_version_num(), 7 | 8)) && !event_text.contains(s)
+    };
     match value {
         J::Object(o) => J::Object(
             o.iter()

@@ -1223,3 +1223,86 @@ actions:
     );
     server.stop().await.expect("stop");
 }
+
+/// A SIGKILL in the middle of a long explode: after the restart the explode
+/// resumes after the chunks it had committed instead of sending every
+/// element again, and every element still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_explode_killed_midway_resumes_after_its_committed_chunks() {
+    const N: i64 = 10_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    mock.route("/each", vec![Reply::json(200, "{}").delayed(Duration::from_millis(10))]);
+    write_story(
+        dir.path(),
+        "fanout.yaml",
+        &format!(
+            r#"name: Fan-out
+actions:
+  hook:
+    type: webhook
+    path: fanout
+    secret: {SECRET}
+  each:
+    type: transform
+    mode: explode
+    from: hook
+    path: "{{{{ hook.body.ids | as_object }}}}"
+    to: id
+    limit: 20000
+  send:
+    type: http_request
+    from: each
+    method: post
+    url: "{{{{ RESOURCE.sink }}}}"
+    payload: {{id: "{{{{ each.id | as_object }}}}"}}
+"#
+        ),
+    );
+    let port = crate::support::free_port();
+    let mut child = spawn_serve(dir.path(), port, &mock.url("/each"));
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    eventually("tale serve ready", Duration::from_secs(20), async || {
+        client().get(&ready).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let ids: Vec<i64> = (0..N).collect();
+    let r = client()
+        .post(format!("http://127.0.0.1:{port}/webhook/fanout/{SECRET}"))
+        .json(&json!({"ids": ids}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    // A few chunks are out (1,024 each, more as the queue drains): kill.
+    eventually("a quarter delivered", Duration::from_secs(60), async || {
+        mock.received().len() >= 2_500
+    })
+    .await;
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let before = mock.received().len();
+    let mut child = spawn_serve(dir.path(), port, &mock.url("/each"));
+    let delivered = || -> std::collections::HashSet<i64> {
+        mock.received()
+            .iter()
+            .filter_map(|r| serde_json::from_str::<J>(&r.body).ok()?["id"].as_i64())
+            .collect()
+    };
+    eventually("every element delivered", Duration::from_secs(90), async || {
+        delivered().len() == N as usize
+    })
+    .await;
+    // Nothing more to come: the explode's item is done.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let total = mock.received().len();
+    eprintln!("killed after {before} deliveries; {total} in all for {N} elements");
+    // Sending again what was in flight at the kill is allowed (at least
+    // once); starting the explode over (another 10,000) is not.
+    assert!(
+        total < N as usize + 1_024,
+        "{total} deliveries for {N} elements: the explode started over"
+    );
+}

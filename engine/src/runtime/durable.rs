@@ -709,21 +709,39 @@ impl Durable {
             return;
         };
         // A long explode: chunks go out as the queue drains; the item is done
-        // with the last chunk (a crash in between repeats the explode).
+        // with the last chunk. How many elements are out is committed with
+        // each chunk, so after a crash the explode resumes after them
+        // instead of sending them again.
         let done = std::mem::take(&mut tx.done);
         let now = loaded.runtime.clock.now_ms();
+        let progress = format!("explode-progress/{}", item.id);
+        let mut sent = loaded
+            .runtime
+            .store
+            .state(&progress)
+            .ok()
+            .flatten()
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0) as usize;
+        if sent > 0 {
+            rest.by_ref().take(sent).for_each(drop);
+            tracing::info!(run = %item.run_id, action = %item.action, sent, "resuming an explode");
+        }
         loop {
             let chunk: Vec<Emit> = rest.by_ref().take(CHUNK).collect();
             let last = chunk.len() < CHUNK;
+            sent += chunk.len();
             self.add_emits(&story, action, &item, chunk, now, &mut tx);
             // Pure actions after an explode run in the chunk's step; requests
             // stay items of their own, to run in parallel.
             self.run_inline(&loaded, &story, true, CHUNK * 4, &mut tx).await;
             if last {
                 tx.done = done;
+                tx.state.push(StatePut::delete(progress));
                 self.commit_logged(tx).await;
                 return;
             }
+            tx.state.push(StatePut::set(progress.clone(), serde_json::json!(sent)));
             if !self.commit_logged(std::mem::take(&mut tx)).await {
                 return;
             }

@@ -111,6 +111,21 @@ pub fn new_id() -> Uuid {
     Uuid::from_u128(bits)
 }
 
+/// The same id for the same parts (a UUID of version 8 from their SHA-256):
+/// what a step made and makes again after a crash must match.
+pub fn derived_id(parts: &[&str]) -> Uuid {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    for p in parts {
+        hash.update(p.as_bytes());
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 pub fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
