@@ -215,9 +215,46 @@ impl Redactor {
     /// secret in a timestamp) and corrupt what is stored.
     pub fn json_text(&self, value: &J) -> String {
         if self.is_empty() {
-            value.to_string()
-        } else {
-            self.json(value).to_string()
+            return value.to_string();
+        }
+        // Written as it is walked: a redacted copy of the tree first would
+        // double the memory of a large event (a 130 MB webhook body).
+        let mut out = Vec::new();
+        self.write_json(value, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn write_json(&self, value: &J, out: &mut Vec<u8>) {
+        // Writing JSON into a Vec cannot fail.
+        match value {
+            J::String(s) => {
+                let _ = serde_json::to_writer(&mut *out, &self.text(s));
+            }
+            J::Array(a) => {
+                out.push(b'[');
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    self.write_json(v, out);
+                }
+                out.push(b']');
+            }
+            J::Object(o) => {
+                out.push(b'{');
+                for (i, (k, v)) in o.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let _ = serde_json::to_writer(&mut *out, &self.text(k));
+                    out.push(b':');
+                    self.write_json(v, out);
+                }
+                out.push(b'}');
+            }
+            scalar => {
+                let _ = serde_json::to_writer(&mut *out, scalar);
+            }
         }
     }
 
@@ -241,6 +278,14 @@ mod tests {
 
     /// A numeric secret inside a number is left alone: redacting JSON text
     /// would have stored `[176411[credential:pin]000]`, which no longer parses.
+    #[test]
+    fn json_text_is_the_redacted_tree_serialized() {
+        let r = Redactor::new(&json!({"api": "s3cr3t-token"}));
+        let v = json!({"a": [1, 2.5, null, true, "x s3cr3t-token"], "s3cr3t-token": {"q": "\"quoted\"\n"}});
+        assert_eq!(r.json_text(&v), r.json(&v).to_string());
+        assert_eq!(Redactor::default().json_text(&v), v.to_string());
+    }
+
     #[test]
     fn stored_json_keeps_its_numbers() {
         let r = Redactor::new(&json!({"pin": "4821"}));
