@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
 use tale_engine::runtime::clock::{Clock, RealClock};
 use tale_engine::runtime::durable::{Durable, Loaded};
 use tale_engine::runtime::exec::Runtime;
@@ -88,51 +89,21 @@ pub struct ServeArgs {
     /// A token the JSON API requires (`Authorization: Bearer …`); without
     /// it the API is open to whoever reaches --listen, read-only for
     /// credentials and resources. Prefer the environment variable.
-    #[arg(long, env = "TALE_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<Hidden>,
+    #[arg(long, env = "TALE_API_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub api_token: Option<SecretString>,
     /// The key credentials set through the API are sealed with: 32 random
     /// bytes in base64 or hex. Prefer the environment variable.
-    #[arg(long, env = "TALE_SECRET_KEY", hide_env_values = true)]
-    pub secret_key: Option<Hidden>,
+    #[arg(long, env = "TALE_SECRET_KEY", hide_env_values = true, value_parser = secret)]
+    pub secret_key: Option<SecretString>,
     /// How long a stop waits for work in flight before leaving it for the next start.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
 }
 
-/// A secret given on the command line or in the environment: zeroed when
-/// dropped, `[hidden]` in debug output.
-#[derive(Clone)]
-pub struct Hidden(String);
-
-impl Hidden {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for Hidden {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl From<&str> for Hidden {
-    fn from(s: &str) -> Self {
-        Self(s.to_owned())
-    }
-}
-
-impl std::fmt::Debug for Hidden {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[hidden]")
-    }
-}
-
-impl Drop for Hidden {
-    fn drop(&mut self) {
-        secrecy::zeroize::Zeroize::zeroize(&mut self.0);
-    }
+/// A secret given on the command line or in the environment, kept as
+/// `secrecy` keeps credentials (zeroed when dropped, hidden in debug output).
+fn secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(text))
 }
 
 /// What the HTTP handlers share.
@@ -218,7 +189,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     let key = match args
         .secret_key
         .as_ref()
-        .map(|k| k.expose().trim())
+        .map(|k| k.expose_secret().trim())
         .filter(|k| !k.is_empty())
     {
         Some(k) => Some(Arc::new(tale_engine::runtime::sealed::SealKey::parse(k)?)),
@@ -263,8 +234,8 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
             api_token: args
                 .api_token
                 .as_ref()
-                .filter(|t| !t.expose().is_empty())
-                .map(|t| t.expose().into()),
+                .filter(|t| !t.expose_secret().is_empty())
+                .cloned(),
             key: key.clone(),
             credentials_file: credentials.clone(),
             stories_dir: stories_dir.clone(),
