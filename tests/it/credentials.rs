@@ -7,6 +7,7 @@ use std::process::Command;
 use serde_json::Value as J;
 
 use crate::microsoft_mock::MicrosoftMock;
+use crate::support::output_of;
 
 fn credentials_file(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("credentials.yaml");
@@ -33,19 +34,12 @@ fn run_graph_alert(mock: &MicrosoftMock, credentials: &std::path::Path, alert: &
         .env("TALE_RESOURCE_GRAPH_BASE_URL", &mock.url)
         .output()
         .expect("tale run");
-    let events = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events = crate::support::json_lines(&String::from_utf8_lossy(&out.stdout));
     (
         out.status.code().unwrap_or(-1),
         events,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn output_of<'a>(events: &'a [J], action: &str) -> Option<&'a J> {
-    events.iter().find(|e| e["action"] == action).map(|e| &e["output"])
 }
 
 #[test]
@@ -165,10 +159,7 @@ fn the_internal_address_guard_refuses_loopback_literals_and_names() {
         };
         let out = run(true);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let events: Vec<J> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let events = crate::support::json_lines(&String::from_utf8_lossy(&out.stdout));
         let call = events.iter().find(|e| e["action"] == "call").expect("call event");
         assert_eq!(call["branch"], "failure", "{name}: {call}");
         let error = call["output"]["error"].as_str().unwrap_or("");
@@ -276,7 +267,7 @@ actions:
         1,
         "one fetch for every action"
     );
-    let events: Vec<J> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let events = crate::support::json_lines(&stdout);
     assert_eq!(output_of(&events, "show").expect("show")["token"], "[credential:graph]");
     // An explode's elements are redacted as they are pulled: the next action
     // never holds the token.

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use serde_json::{Value as J, json};
 
 use crate::microsoft_mock::{MicrosoftMock, SHARED_KEY as KEY, WORKSPACE, signature};
+use crate::support::output_of;
 
 fn run_story(base: &str, key: &str, event: &J) -> (i32, Vec<J>) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -31,10 +32,6 @@ fn run_story(base: &str, key: &str, event: &J) -> (i32, Vec<J>) {
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
     (out.status.code().unwrap_or(-1), events)
-}
-
-fn output_of<'a>(events: &'a [J], action: &str) -> Option<&'a J> {
-    events.iter().find(|e| e["action"] == action).map(|e| &e["output"])
 }
 
 #[test]

@@ -117,17 +117,7 @@ async fn no_credential_value_survives_anywhere() {
         .expect("serve");
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let start = Instant::now();
-    while http
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(start.elapsed() < Duration::from_secs(20), "serve not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::serve::wait_ready(port).await;
     // Delivered with the secret in the path, and refused with a wrong one.
     let r = http
         .post(format!("{base}/webhook/leaky/{SECRET}"))

@@ -102,10 +102,7 @@ fn run(mock: &MicrosoftMock, smtp: &SmtpServer, story: &str, event: &J) -> (i32,
         cmd.env(format!("TALE_RESOURCE_{}", name.to_uppercase()), text);
     }
     let out = cmd.output().expect("tale run");
-    let events = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let events = crate::support::json_lines(&String::from_utf8_lossy(&out.stdout));
     (
         out.status.code().unwrap_or(-1),
         events,

@@ -34,12 +34,7 @@ impl Case {
     fn run(&self, event: &str) -> (u8, Vec<J>, String) {
         let event = self.file("event.json", event);
         let out = tale(&["run", &self.path("story.yaml"), "--event", &event]);
-        let events = out
-            .stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        (out.status, events, out.stderr)
+        (out.status, crate::support::json_lines(&out.stdout), out.stderr)
     }
 
     fn dry_run(&self, event: &str, mocks: Option<&str>) -> (u8, J, String) {
@@ -700,7 +695,7 @@ actions:
     );
     assert!(mail.data.contains("text/html"), "{}", mail.data);
     assert!(!mail.data.contains("audit@contoso.com"), "bcc is not in the headers");
-    let events: Vec<J> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let events = crate::support::json_lines(&stdout);
     assert!(
         outputs_of(&events, "notify")[0]["message_id"]
             .as_str()
@@ -875,7 +870,7 @@ actions:
         "nothing may reach a host the credential does not allow"
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let events: Vec<J> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let events = crate::support::json_lines(&stdout);
     assert_eq!(outputs_of(&events, "refused").len(), 4, "every encoding is caught");
     let failures: Vec<&J> = events
         .iter()

@@ -335,6 +335,15 @@ async fn a_flood_beyond_capacity_gets_503_and_every_2xx_is_delivered() {
 }
 
 /// `tale serve` as a process, for the crash test.
+/// Waits until the `tale serve` process on `port` answers `/readyz`.
+pub(crate) async fn wait_ready(port: u16) {
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    eventually("tale serve ready", Duration::from_secs(20), async || {
+        client().get(&ready).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+}
+
 fn spawn_serve(dir: &Path, port: u16, sink: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tale"))
         .args(["serve", "--stories"])
@@ -364,11 +373,7 @@ async fn sigkill_under_load_loses_no_acknowledged_request() {
     let port = crate::support::free_port();
     let mut child = spawn_serve(dir.path(), port, &mock.url("/sink"));
     let url = format!("http://127.0.0.1:{port}/webhook/fwd/{SECRET}");
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    eventually("tale serve ready", Duration::from_secs(20), async || {
-        client().get(&ready).send().await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    wait_ready(port).await;
     // 8 clients send numbered requests; the process is killed mid-load.
     let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
     let mut clients = Vec::new();
@@ -750,11 +755,7 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
     write_story(dir.path(), "versioned.yaml", &versioned_story("v1", false));
     let port = crate::support::free_port();
     let mut child = spawn_serve(dir.path(), port, "http://127.0.0.1:9");
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    eventually("tale serve ready", Duration::from_secs(20), async || {
-        client().get(&ready).send().await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    wait_ready(port).await;
     let url = format!("http://127.0.0.1:{port}/webhook/version/{SECRET}");
     let answer = async || {
         client()
@@ -931,11 +932,7 @@ async fn the_graph_validation_handshake_is_answered_and_starts_no_run() {
     }
     cmd.env("TALE_CREDENTIAL_GRAPH_WEBHOOK_SECRET", "hook-secret-77");
     let mut child = cmd.spawn().expect("spawn");
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    eventually("tale serve ready", Duration::from_secs(20), async || {
-        client().get(&ready).send().await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    wait_ready(port).await;
     // Graph POSTs `?validationToken=…` with an empty text body and wants the
     // token back, decoded, as text/plain within 10 seconds.
     let r = client()
@@ -1261,11 +1258,7 @@ actions:
     );
     let port = crate::support::free_port();
     let mut child = spawn_serve(dir.path(), port, &mock.url("/each"));
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    eventually("tale serve ready", Duration::from_secs(20), async || {
-        client().get(&ready).send().await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    wait_ready(port).await;
     let ids: Vec<i64> = (0..N).collect();
     let r = client()
         .post(format!("http://127.0.0.1:{port}/webhook/fanout/{SECRET}"))

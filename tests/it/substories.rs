@@ -2,7 +2,7 @@
 
 use serde_json::{Value as J, json};
 
-use crate::support::tale;
+use crate::support::{output_of, tale};
 
 const SUB: &str = r#"
 name: Enrich user
@@ -50,16 +50,7 @@ fn run(dir: &tempfile::TempDir, story: &str, event: &str) -> (u8, Vec<J>, String
     std::fs::write(&event_path, event).expect("event");
     let path = dir.path().join(story).display().to_string();
     let out = tale(&["run", &path, "--event", &event_path.display().to_string()]);
-    let events = out
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    (out.status, events, out.stderr)
-}
-
-fn output_of<'a>(events: &'a [J], action: &str) -> Option<&'a J> {
-    events.iter().find(|e| e["action"] == action).map(|e| &e["output"])
+    (out.status, crate::support::json_lines(&out.stdout), out.stderr)
 }
 
 fn library() -> tempfile::TempDir {
@@ -143,19 +134,24 @@ actions:
     assert!(stderr.contains("deeper than 16"), "{stderr}");
 }
 
-#[test]
-fn a_dry_run_traces_the_sub_run() {
-    let dir = library();
+/// `tale dry-run triage.yaml --format json` for Adele.
+fn dry_run_triage(dir: &tempfile::TempDir) -> crate::support::Output {
     let event = dir.path().join("event.json");
     std::fs::write(&event, r#"{"user":"adele@contoso.com"}"#).expect("event");
-    let out = tale(&[
+    tale(&[
         "dry-run",
         &dir.path().join("triage.yaml").display().to_string(),
         "--event",
         &event.display().to_string(),
         "--format",
         "json",
-    ]);
+    ])
+}
+
+#[test]
+fn a_dry_run_traces_the_sub_run() {
+    let dir = library();
+    let out = dry_run_triage(&dir);
     assert_eq!(out.status, 0, "{}", out.stderr);
     let doc: J = serde_json::from_str(&out.stdout).expect("json");
     let call = doc["trace"]
@@ -180,16 +176,7 @@ fn a_dry_run_gives_sub_story_credentials_stand_ins() {
     let dir = library();
     let sub = SUB.replace("risk: low,", "risk: low, key: \"{{ CREDENTIAL.never_set_anywhere }}\",");
     std::fs::write(dir.path().join("enrich-user.yaml"), sub).expect("sub");
-    let event = dir.path().join("event.json");
-    std::fs::write(&event, r#"{"user":"adele@contoso.com"}"#).expect("event");
-    let out = tale(&[
-        "dry-run",
-        &dir.path().join("triage.yaml").display().to_string(),
-        "--event",
-        &event.display().to_string(),
-        "--format",
-        "json",
-    ]);
+    let out = dry_run_triage(&dir);
     assert_eq!(out.status, 0, "{}", out.stderr);
     assert!(out.stdout.contains("[credential:never_set_anywhere]"), "{}", out.stdout);
 }

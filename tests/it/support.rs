@@ -22,6 +22,16 @@ pub(crate) fn tale(args: &[&str]) -> Output {
     }
 }
 
+/// The JSON lines of `tale run`'s output (its events), other lines skipped.
+pub(crate) fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// The output of the first event of `action`.
+pub(crate) fn output_of<'a>(events: &'a [serde_json::Value], action: &str) -> Option<&'a serde_json::Value> {
+    events.iter().find(|e| e["action"] == action).map(|e| &e["output"])
+}
+
 /// A port free on 127.0.0.1 now (for a `tale serve` process to listen on).
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
