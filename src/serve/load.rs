@@ -194,6 +194,27 @@ pub(crate) fn load(
     statuses.sort_by(|a, b| a.file.cmp(&b.file));
     // Every credential a served story holds, stale versions included (they
     // keep running with the credentials they were built with).
+    // SPEC §5: a credential without allowed hosts may go anywhere; say so.
+    let unrestricted: std::collections::BTreeSet<String> = library
+        .values()
+        .flat_map(|story| {
+            let g = &story.globals;
+            g.credentials
+                .as_object()
+                .into_iter()
+                .flat_map(|o| o.keys().cloned())
+                .chain(g.vault.names().map(str::to_owned))
+                .filter(|name| !g.allowed_hosts.contains_key(name))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for name in &unrestricted {
+        tracing::warn!(
+            credential = %name,
+            "credential `{name}` has no allowed hosts: it may be sent to any host (set `allowed_hosts` or TALE_CREDENTIAL_{}_ALLOWED_HOSTS)",
+            name.to_ascii_uppercase()
+        );
+    }
     // Earlier versions' too: a step that started before this reload (a
     // credential just rotated through the API) commits after it.
     let before = previous.values().map(|(s, _)| s);

@@ -215,7 +215,13 @@ async fn no_credential_value_survives_anywhere() {
         .output()
         .expect("dry-run");
     let mut everything = answers.into_bytes();
-    everything.extend(std::fs::read(&log).expect("log"));
+    let logged = std::fs::read(&log).expect("log");
+    // SPEC §5: serve warns about a credential without allowed hosts (by name).
+    assert!(
+        String::from_utf8_lossy(&logged).contains("credential `api` has no allowed hosts"),
+        "no warning about the unrestricted credential"
+    );
+    everything.extend(logged);
     everything.extend(dry.stdout);
     everything.extend(dry.stderr);
     for file in ["tale.db", "tale.db-wal"] {
