@@ -1299,3 +1299,73 @@ actions:
         "{total} deliveries for {N} elements: the explode started over"
     );
 }
+
+/// The pure actions after a small webhook run before its answer and are
+/// stored with its event: once the 2xx is back, the run is already there,
+/// finished, with the transform's event. A large body is answered first and
+/// its transform runs as a work item of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhooks_pure_actions_are_stored_with_its_first_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_story(
+        dir.path(),
+        "shape.yaml",
+        &format!(
+            r#"name: Shape
+actions:
+  hook:
+    type: webhook
+    path: shape
+    secret: {SECRET}
+  shape:
+    type: transform
+    mode: message_only
+    from: hook
+    payload:
+      sev: "{{{{ hook.body.severity | upcase }}}}"
+  check:
+    type: trigger
+    from: shape
+    rules:
+      - type: field==value
+        path: "{{{{ shape.sev }}}}"
+        value: HIGH
+"#
+        ),
+    );
+    let mut a = args(dir.path());
+    a.max_body = 1024 * 1024;
+    let server = tale::serve::start(&a, None).await.expect("serve");
+    let url = format!("http://{}/webhook/shape/{SECRET}", server.addr);
+    let r = client()
+        .post(&url)
+        .json(&json!({"severity": "high"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    // No waiting: the first commit held the whole run.
+    let runs = get_json(&server, "/api/runs").await;
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1), "{runs}");
+    assert_eq!(runs["runs"][0]["status"], "succeeded", "{runs}");
+    assert_eq!(runs["runs"][0]["events"], 3, "{runs}");
+    let run_id = runs["runs"][0]["id"].as_str().expect("id").to_owned();
+    let events = get_json(&server, &format!("/api/runs/{run_id}/events")).await;
+    assert_eq!(events["by_action"]["shape"][0]["output"]["sev"], "HIGH", "{events}");
+    assert_eq!(events["by_action"]["check"][0]["output"]["sev"], "HIGH", "{events}");
+
+    // Over 64 KiB: answered once the webhook's event is stored; the rest follows.
+    let big = "x".repeat(100 * 1024);
+    let r = client()
+        .post(&url)
+        .json(&json!({"severity": "low", "pad": big}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    eventually("the large body's run", Duration::from_secs(10), async || {
+        run_count(&server, "/api/runs?status=succeeded").await == 2
+    })
+    .await;
+    server.stop().await.expect("stop");
+}

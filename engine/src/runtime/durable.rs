@@ -168,6 +168,10 @@ const STATEFUL_BATCH: usize = 512;
 const ADMISSION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// At most this many actions run inline in one step.
 const INLINE_BUDGET: usize = 32;
+/// Pure actions that may run before a webhook's answer, and the largest
+/// body for which they do.
+const WEBHOOK_INLINE_BUDGET: usize = 4;
+const WEBHOOK_INLINE_BODY: usize = 64 * 1024;
 /// A long explode pauses while more items than this are queued: memory
 /// follows the items in flight, not the length of the list.
 const EXPLODE_HIGH: usize = 2 * CHUNK;
@@ -304,6 +308,7 @@ impl Durable {
         let loaded = self.loaded();
         let _slot = self.admit().await?;
         let run_id = new_id();
+        let request_len = request.body.len();
         let (output, response) = match loaded.runtime.accept(&story, action, &request, run_id)? {
             WebhookResult::Refused { status, message } => return Ok(Delivery::Refused { status, message }),
             WebhookResult::Ignored { response } => return Ok(Delivery::Ignored(response)),
@@ -324,6 +329,14 @@ impl Durable {
         };
         push_downstream(&story, action, None, &root, &mut tx.items);
         tx.events.push(root);
+        // The pure actions right after a small webhook (a transform, a
+        // trigger) run before the first commit and are stored with it: one
+        // work item and one hand-off less per event. No request runs before
+        // the answer, and a large body keeps its answer prompt.
+        if request_len <= WEBHOOK_INLINE_BODY {
+            self.run_inline(&loaded, &story, true, WEBHOOK_INLINE_BUDGET, &mut tx)
+                .await;
+        }
         self.commit(tx, false).await?;
         Ok(Delivery::Started { run_id, response })
     }

@@ -1,6 +1,9 @@
 //! Keeps credential values out of what tale prints and stores: each value,
 //! and its base64 and base64url encodings, becomes `[credential:name]`.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use base64::Engine as _;
 use serde_json::Value as J;
 
@@ -11,9 +14,14 @@ const MIN_SECRET_LEN: usize = 4;
 #[derive(Debug, Default, Clone)]
 pub struct Redactor {
     needles: Vec<(String, String)>,
+    /// All needles in one automaton: almost every string holds none and is
+    /// let through after one pass, without a copy.
+    finder: Option<aho_corasick::AhoCorasick>,
     /// The raw values, to find inside decoded base64 (`user:<secret>` of a
     /// Basic header a template built).
     values: Vec<(String, String)>,
+    /// The shortest base64 text that can decode to a text holding a value.
+    min_encoded: usize,
     /// Secrets learned after the redactor was built (OAuth2 tokens).
     live: Vec<std::sync::Arc<LiveSecrets>>,
 }
@@ -64,6 +72,23 @@ impl LiveSecrets {
     }
 }
 
+/// True when `s` has a run of at least `min` base64 or base64url characters
+/// (what `BASE64ISH` would match and could hide a value in).
+fn has_base64_run(s: &str, min: usize) -> bool {
+    let mut run = 0;
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'_' | b'-') {
+            run += 1;
+            if run >= min {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
 /// Text that may be base64 or base64url of something longer than a secret.
 static BASE64ISH: std::sync::LazyLock<regex::Regex> =
     std::sync::LazyLock::new(|| regex::Regex::new(r"[A-Za-z0-9+/_-]{12,}={0,2}").expect("a valid regex"));
@@ -107,11 +132,56 @@ impl Redactor {
         // Longest first, so that an encoding is replaced before a value inside it.
         needles.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
         needles.dedup_by(|a, b| a.0 == b.0);
+        // Needles are plain text of bounded length: building cannot fail;
+        // without the automaton every string takes the careful path.
+        let finder = (!needles.is_empty())
+            .then(|| aho_corasick::AhoCorasick::new(needles.iter().map(|(n, _)| n.as_str())).ok())
+            .flatten();
+        // A value of n bytes inside decoded base64 needs 4n/3 characters.
+        let shortest = values.iter().map(|(v, _)| v.len()).min().unwrap_or(0);
         Self {
             needles,
+            finder,
             values,
+            min_encoded: (shortest * 4 / 3).max(12),
             live: Vec::new(),
         }
+    }
+
+    /// True when `text_static` would return `s` unchanged. Errs on the side
+    /// of false: the careful path then decides.
+    fn untouched(&self, s: &str) -> bool {
+        if self.needles.is_empty() {
+            return true;
+        }
+        match &self.finder {
+            Some(f) if f.is_match(s) => return false,
+            Some(_) => {}
+            None => return false,
+        }
+        self.values.is_empty() || !has_base64_run(s, self.min_encoded)
+    }
+
+    /// The live redactors that know a secret now (read once per value, not
+    /// once per string).
+    fn live_now(&self) -> Vec<Arc<Redactor>> {
+        self.live.iter().filter_map(|l| l.redactor()).collect()
+    }
+
+    /// `s` redacted by this redactor and the live ones; borrowed when
+    /// nothing in it is secret.
+    fn redact_str<'a>(&self, live: &[Arc<Redactor>], s: &'a str) -> Cow<'a, str> {
+        let mut out = if self.untouched(s) {
+            Cow::Borrowed(s)
+        } else {
+            Cow::Owned(self.text_static(s))
+        };
+        for r in live {
+            if !r.untouched(&out) {
+                out = Cow::Owned(r.text_static(&out));
+            }
+        }
+        out
     }
 
     /// Also hides what `live` learns from now on.
@@ -123,13 +193,7 @@ impl Redactor {
     }
 
     pub fn text(&self, s: &str) -> String {
-        let mut out = self.text_static(s);
-        for live in &self.live {
-            if let Some(r) = live.redactor() {
-                out = r.text_static(&out);
-            }
-        }
-        out
+        self.redact_str(&self.live_now(), s).into_owned()
     }
 
     fn text_static(&self, s: &str) -> String {
@@ -174,19 +238,19 @@ impl Redactor {
                 .emits
                 .into_iter()
                 .map(|e| match e {
-                    Emit::Main(o) => Emit::Main(self.json(&o)),
-                    Emit::Branch(b, o) => Emit::Branch(b, self.json(&o)),
+                    Emit::Main(o) => Emit::Main(self.json_owned(o)),
+                    Emit::Branch(b, o) => Emit::Branch(b, self.json_owned(o)),
                     later => later,
                 })
                 .collect(),
-            trace: outcome.trace.iter().map(|t| self.json(t)).collect(),
+            trace: outcome.trace.into_iter().map(|t| self.json_owned(t)).collect(),
             state: outcome
                 .state
                 .into_iter()
                 .map(|mut p| {
                     p.change = match p.change {
-                        super::store::Change::Set(v) => super::store::Change::Set(self.json(&v)),
-                        super::store::Change::Push(v) => super::store::Change::Push(self.json(&v)),
+                        super::store::Change::Set(v) => super::store::Change::Set(self.json_owned(v)),
+                        super::store::Change::Push(v) => super::store::Change::Push(self.json_owned(v)),
                         delete => delete,
                     };
                     p
@@ -196,8 +260,8 @@ impl Redactor {
             rest: outcome.rest.map(|rest| {
                 let this = self.clone();
                 Box::new(rest.map(move |e| match e {
-                    Emit::Main(o) => Emit::Main(this.json(&o)),
-                    Emit::Branch(b, o) => Emit::Branch(b, this.json(&o)),
+                    Emit::Main(o) => Emit::Main(this.json_owned(o)),
+                    Emit::Branch(b, o) => Emit::Branch(b, this.json_owned(o)),
                     later => later,
                 })) as super::exec::LazyEmits
             }),
@@ -220,15 +284,15 @@ impl Redactor {
         // Written as it is walked: a redacted copy of the tree first would
         // double the memory of a large event (a 130 MB webhook body).
         let mut out = Vec::new();
-        self.write_json(value, &mut out);
+        self.write_json(&self.live_now(), value, &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
 
-    fn write_json(&self, value: &J, out: &mut Vec<u8>) {
+    fn write_json(&self, live: &[Arc<Redactor>], value: &J, out: &mut Vec<u8>) {
         // Writing JSON into a Vec cannot fail.
         match value {
             J::String(s) => {
-                let _ = serde_json::to_writer(&mut *out, &self.text(s));
+                let _ = serde_json::to_writer(&mut *out, &self.redact_str(live, s));
             }
             J::Array(a) => {
                 out.push(b'[');
@@ -236,7 +300,7 @@ impl Redactor {
                     if i > 0 {
                         out.push(b',');
                     }
-                    self.write_json(v, out);
+                    self.write_json(live, v, out);
                 }
                 out.push(b']');
             }
@@ -246,9 +310,9 @@ impl Redactor {
                     if i > 0 {
                         out.push(b',');
                     }
-                    let _ = serde_json::to_writer(&mut *out, &self.text(k));
+                    let _ = serde_json::to_writer(&mut *out, &self.redact_str(live, k));
                     out.push(b':');
-                    self.write_json(v, out);
+                    self.write_json(live, v, out);
                 }
                 out.push(b'}');
             }
@@ -259,14 +323,37 @@ impl Redactor {
     }
 
     pub fn json(&self, value: &J) -> J {
-        if self.needles.is_empty() && self.live.iter().all(|l| l.is_empty()) {
-            return value.clone();
+        self.json_owned(value.clone())
+    }
+
+    /// `value` redacted in place: only the strings that hold a secret are
+    /// rewritten (an object whose keys hold one is rebuilt).
+    pub fn json_owned(&self, mut value: J) -> J {
+        if self.is_empty() {
+            return value;
         }
+        self.redact_in_place(&self.live_now(), &mut value);
+        value
+    }
+
+    fn redact_in_place(&self, live: &[Arc<Redactor>], value: &mut J) {
         match value {
-            J::String(s) => J::String(self.text(s)),
-            J::Array(a) => J::Array(a.iter().map(|v| self.json(v)).collect()),
-            J::Object(o) => J::Object(o.iter().map(|(k, v)| (self.text(k), self.json(v))).collect()),
-            other => other.clone(),
+            J::String(s) => {
+                if let Cow::Owned(new) = self.redact_str(live, s) {
+                    *s = new;
+                }
+            }
+            J::Array(a) => a.iter_mut().for_each(|v| self.redact_in_place(live, v)),
+            J::Object(o) => {
+                o.values_mut().for_each(|v| self.redact_in_place(live, v));
+                if o.keys().any(|k| matches!(self.redact_str(live, k), Cow::Owned(_))) {
+                    *o = std::mem::take(o)
+                        .into_iter()
+                        .map(|(k, v)| (self.redact_str(live, &k).into_owned(), v))
+                        .collect();
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -312,6 +399,38 @@ mod tests {
             out.contains("bm90IGEgc2VjcmV0IGF0IGFsbA=="),
             "harmless base64 was replaced: {out}"
         );
+    }
+
+    /// The one-pass check lets a string through only when the careful path
+    /// would have left it unchanged.
+    #[test]
+    fn the_fast_path_agrees_with_the_careful_one() {
+        let r = Redactor::new(&json!({"api": "leaky-Secret-9a8b7c6d", "pin": "4821"}));
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let mut samples: Vec<String> = [
+            "",
+            "plain words",
+            "pin 4821",
+            "leaky-Secret-9a8b7c6",
+            "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "abcdefghijklmnopqrstuvwxyz0123456789",
+        ]
+        .map(String::from)
+        .into();
+        samples.push(b64("user:leaky-Secret-9a8b7c6d"));
+        samples.push(format!("Basic {}==", b64("leaky-Secret-9a8b7c6d")));
+        samples.push(b64("4821 and more text"));
+        let pieces = [
+            "leaky-", "Secret-", "9a8b7c6d", "4821", "bGVha3kt", "+", "/", " ", "=", "%2B", "x",
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..3000 {
+            let n = rng.usize(0..10);
+            samples.push((0..n).map(|_| pieces[rng.usize(..pieces.len())]).collect());
+        }
+        for s in &samples {
+            assert_eq!(r.redact_str(&[], s).into_owned(), r.text_static(s), "{s:?}");
+        }
     }
 
     #[test]
