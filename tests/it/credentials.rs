@@ -303,3 +303,83 @@ actions:
         "sent without a token"
     );
 }
+
+/// A transform that reads an OAuth2 token is not run before a webhook's
+/// answer (fetching the token is a request): with a token endpoint that takes
+/// 3 s, the webhook still answers a client that waits 2 s, and the run
+/// finishes once the token is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_answers_before_a_token_its_transform_needs_is_fetched() {
+    use crate::mock_server::{Reply, Server};
+    use crate::serve::{SECRET, args, client, eventually, write_story};
+    let idp = Server::start();
+    idp.route(
+        "/token",
+        vec![
+            Reply::json(
+                200,
+                r#"{"token_type":"Bearer","expires_in":3599,"access_token":"slow-token-0123456789"}"#,
+            )
+            .delayed(std::time::Duration::from_secs(3)),
+        ],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_story(
+        dir.path(),
+        "tokened.yaml",
+        &format!(
+            r#"name: Tokened
+actions:
+  hook:
+    type: webhook
+    path: tokened
+    secret: {SECRET}
+  shape:
+    type: transform
+    mode: message_only
+    from: hook
+    payload:
+      auth: "Bearer {{{{ CREDENTIAL.idp }}}}"
+"#
+        ),
+    );
+    let file = credentials_file(
+        dir.path(),
+        &format!(
+            "idp:\n  type: oauth2_client_credentials\n  token_url: {}\n  client_id: app-1\n  client_secret: client-s3cret-99\n  scope: api://x/.default\n  allowed_hosts: [127.0.0.1]\n",
+            idp.url("/token")
+        ),
+    );
+    let mut a = args(dir.path());
+    a.credentials = Some(file);
+    let server = tale::serve::start(&a, None).await.expect("serve");
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .expect("client");
+    let r = impatient
+        .post(format!("http://{}/webhook/tokened/{SECRET}", server.addr))
+        .json(&serde_json::json!({"n": 1}))
+        .send()
+        .await
+        .expect("the webhook answered within 2 s");
+    assert_eq!(r.status(), 200);
+    let runs_url = format!("http://{}/api/runs?status=succeeded", server.addr);
+    eventually(
+        "the run, once the token came",
+        std::time::Duration::from_secs(15),
+        async || {
+            let runs: J = client()
+                .get(&runs_url)
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("json");
+            runs["runs"].as_array().is_some_and(|r| r.len() == 1)
+        },
+    )
+    .await;
+    server.stop().await.expect("stop");
+}

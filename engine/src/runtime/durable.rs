@@ -334,7 +334,7 @@ impl Durable {
         // work item and one hand-off less per event. No request runs before
         // the answer, and a large body keeps its answer prompt.
         if request_len <= WEBHOOK_INLINE_BODY {
-            self.run_inline(&loaded, &story, true, WEBHOOK_INLINE_BUDGET, &mut tx)
+            self.run_inline(&loaded, &story, true, false, WEBHOOK_INLINE_BUDGET, &mut tx)
                 .await;
         }
         self.commit(tx, false).await?;
@@ -629,7 +629,7 @@ impl Durable {
             story_seen = Some(story);
         }
         if let Some(story) = story_seen {
-            self.run_inline(&loaded, &story, false, INLINE_BUDGET * n, &mut tx)
+            self.run_inline(&loaded, &story, false, true, INLINE_BUDGET * n, &mut tx)
                 .await;
         }
         self.commit_logged(tx).await;
@@ -717,7 +717,8 @@ impl Durable {
             .execute_into(&loaded, &loaded.runtime, &story, action, &item, &mut tx)
             .await;
         let Some(mut rest) = rest else {
-            self.run_inline(&loaded, &story, effect, INLINE_BUDGET, &mut tx).await;
+            self.run_inline(&loaded, &story, effect, true, INLINE_BUDGET, &mut tx)
+                .await;
             self.commit_logged(tx).await;
             return;
         };
@@ -747,7 +748,7 @@ impl Durable {
             self.add_emits(&story, action, &item, chunk, now, &mut tx);
             // Pure actions after an explode run in the chunk's step; requests
             // stay items of their own, to run in parallel.
-            self.run_inline(&loaded, &story, true, CHUNK * 4, &mut tx).await;
+            self.run_inline(&loaded, &story, true, true, CHUNK * 4, &mut tx).await;
             if last {
                 tx.done = done;
                 tx.state.push(StatePut::delete(progress));
@@ -777,11 +778,15 @@ impl Durable {
     /// Runs the new items of `tx` that may share its step (pure actions, and
     /// one outside effect per step) right away, so that a chain such as
     /// transform → request commits once instead of once per action.
+    /// `effect`: an outside effect already ran (none may). Without
+    /// `fetch_tokens` (before a webhook's answer) an action whose templates
+    /// need an OAuth2 token stays an item: fetching it is a request.
     async fn run_inline(
         self: &Arc<Self>,
         loaded: &Loaded,
         story: &Arc<BuiltStory>,
         mut effect: bool,
+        fetch_tokens: bool,
         mut budget: usize,
         tx: &mut Transaction,
     ) {
@@ -801,7 +806,7 @@ impl Durable {
                 Inline::Effect => !effect,
                 Inline::Never => false,
             };
-            if !allowed || built.disabled {
+            if !allowed || built.disabled || (!fetch_tokens && !built.tokens.is_empty()) {
                 keep.push(item);
                 continue;
             }

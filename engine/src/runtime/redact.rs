@@ -91,7 +91,7 @@ fn has_base64_run(s: &str, min: usize) -> bool {
 
 /// Text that may be base64 or base64url of something longer than a secret.
 static BASE64ISH: std::sync::LazyLock<regex::Regex> =
-    std::sync::LazyLock::new(|| regex::Regex::new(r"[A-Za-z0-9+/_-]{12,}={0,2}").expect("a valid regex"));
+    std::sync::LazyLock::new(|| regex::Regex::new(r"[A-Za-z0-9+/_-]{6,}={0,2}").expect("a valid regex"));
 
 impl Redactor {
     /// From the `CREDENTIAL` object templates see.
@@ -114,13 +114,19 @@ impl Redactor {
             let label = format!("[credential:{name}]");
             values.push((v.to_owned(), label.clone()));
             let json_escaped = serde_json::to_string(v).unwrap_or_default();
+            let form = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let standard = base64::engine::general_purpose::STANDARD.encode(v);
             let engines = [
-                base64::engine::general_purpose::STANDARD.encode(v),
                 base64::engine::general_purpose::STANDARD_NO_PAD.encode(v),
                 base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v),
-                // In a URL or a form, and inside JSON text.
-                url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>(),
+                // Base64 in a query or a form body (`+`, `/`, `=` escaped).
+                form(&standard),
+                form(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(v)),
+                standard,
+                // In a URL or a form, inside JSON text, in HTML or XML.
+                form(v),
                 json_escaped[1..json_escaped.len().saturating_sub(1).max(1)].to_owned(),
+                crate::template::filters::html_escape_text(v),
             ];
             needles.push((v.to_owned(), label.clone()));
             for e in engines.into_iter().filter(|e| e.len() >= MIN_SECRET_LEN) {
@@ -137,13 +143,14 @@ impl Redactor {
         let finder = (!needles.is_empty())
             .then(|| aho_corasick::AhoCorasick::new(needles.iter().map(|(n, _)| n.as_str())).ok())
             .flatten();
-        // A value of n bytes inside decoded base64 needs 4n/3 characters.
+        // A value of n bytes inside decoded base64 needs 4n/3 characters
+        // (6 for the shortest value redacted: a Basic header of `x:abcd`).
         let shortest = values.iter().map(|(v, _)| v.len()).min().unwrap_or(0);
         Self {
             needles,
             finder,
             values,
-            min_encoded: (shortest * 4 / 3).max(12),
+            min_encoded: (shortest * 4).div_ceil(3).max(6),
             live: Vec::new(),
         }
     }
@@ -166,6 +173,9 @@ impl Redactor {
     /// knows (as is, base64 and base64url with or without padding, URL- and
     /// JSON-escaped, inside decoded base64 text such as a Basic header).
     pub fn finds_secret_in(&self, s: &str) -> bool {
+        if self.finder.as_ref().is_some_and(|f| f.is_match(s)) {
+            return true;
+        }
         !self.untouched(s) && self.text_static(s) != s
     }
 
@@ -210,7 +220,7 @@ impl Redactor {
                 out = out.replace(needle.as_str(), label);
             }
         }
-        if self.values.is_empty() || out.len() < 12 {
+        if self.values.is_empty() || out.len() < 6 {
             return out;
         }
         // A secret inside something a template encoded (`'user:' | append:
@@ -438,6 +448,28 @@ mod tests {
         for s in &samples {
             assert_eq!(r.redact_str(&[], s).into_owned(), r.text_static(s), "{s:?}");
         }
+    }
+
+    /// Base64 as a form or a query string carries it, and HTML-escaped text.
+    #[test]
+    fn base64_in_a_form_and_html_escaped_values_are_found() {
+        let r = Redactor::new(&json!({"x": "token???<&>"}));
+        let b64 = base64::engine::general_purpose::STANDARD.encode("token???<&>");
+        let form: String = url::form_urlencoded::byte_serialize(b64.as_bytes()).collect();
+        assert!(form.contains('%'), "{form}");
+        assert_eq!(r.text(&format!("k={form}")), "k=[credential:x]");
+        assert_eq!(r.text("<p>token???&lt;&amp;&gt;</p>"), "<p>[credential:x]</p>");
+    }
+
+    /// A short password in a short Basic header (8 characters of base64).
+    #[test]
+    fn a_short_value_inside_a_short_basic_header_is_found() {
+        let r = Redactor::new(&json!({"pin": "abcd"}));
+        let basic = base64::engine::general_purpose::STANDARD.encode("x:abcd");
+        assert_eq!(basic.len(), 8);
+        assert_eq!(r.text(&format!("Basic {basic}")), "Basic [credential:pin]");
+        assert!(r.finds_secret_in(&basic));
+        assert!(!r.finds_secret_in("Basic eDpxcnN0"), "x:qrst holds no secret");
     }
 
     #[test]

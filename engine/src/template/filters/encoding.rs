@@ -87,6 +87,12 @@ pub(super) fn html_encode(input: &dyn ValueView, _: &[Value]) -> Result<Value> {
     let Some(text) = input_text("html_encode", input)? else {
         return Ok(Value::Nil);
     };
+    Ok(Value::scalar(html_escape_text(&text)))
+}
+
+/// `html_encode` (and Liquid's `escape`): the five characters HTML and XML
+/// give meaning to. The redactor hides a credential in this form too.
+pub fn html_escape_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -98,7 +104,7 @@ pub(super) fn html_encode(input: &dyn ValueView, _: &[Value]) -> Result<Value> {
             c => out.push(c),
         }
     }
-    Ok(Value::scalar(out))
+    out
 }
 
 /// Decodes every named (HTML5) and numeric entity; an `&` that starts no

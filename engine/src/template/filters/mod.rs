@@ -33,6 +33,7 @@ use serde_json::Value as J;
 pub use data::normalize_jsonpath;
 pub use date::with_now;
 pub use digest::{hmac_sha1_hex, hmac_sha256_hex};
+pub use encoding::html_escape_text;
 pub use text::ruby_regex;
 
 type Eval = fn(&dyn ValueView, &[Value]) -> Result<Value>;
