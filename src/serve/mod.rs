@@ -95,6 +95,11 @@ pub struct ServeArgs {
     /// bytes in base64 or hex. Prefer the environment variable.
     #[arg(long, env = "TALE_SECRET_KEY", hide_env_values = true, value_parser = secret)]
     pub secret_key: Option<SecretString>,
+    /// Rotation: the key the stored credentials were sealed with until now.
+    /// At start, each credential sealed with it is opened and sealed again
+    /// with --secret-key, in one transaction; then it is no longer needed.
+    #[arg(long, env = "TALE_PREVIOUS_SECRET_KEY", hide_env_values = true, value_parser = secret)]
+    pub previous_secret_key: Option<SecretString>,
     /// How long a stop waits for work in flight before leaving it for the next start.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
@@ -195,6 +200,26 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         Some(k) => Some(Arc::new(tale_engine::runtime::sealed::SealKey::parse(k)?)),
         None => None,
     };
+    if let Some(previous) = args
+        .previous_secret_key
+        .as_ref()
+        .map(|k| k.expose_secret().trim())
+        .filter(|k| !k.is_empty())
+    {
+        let previous = tale_engine::runtime::sealed::SealKey::parse(previous)?;
+        let Some(key) = key.as_deref() else {
+            anyhow::bail!("--previous-secret-key rotates to --secret-key (TALE_SECRET_KEY), which is not set");
+        };
+        let resealed = store.reseal_credentials(&previous, key, base.clock.now_ms())?;
+        if resealed > 0 {
+            tracing::info!(
+                credentials = resealed,
+                from = previous.id(),
+                to = key.id(),
+                "sealed the stored credentials again with the new key"
+            );
+        }
+    }
     let stored = admin::read_stored(&store, key.as_deref(), true)?;
     let first = {
         let dir = stories_dir.clone();

@@ -83,7 +83,14 @@ async fn credentials_set_through_the_api_are_sealed_used_and_never_returned() {
     let mock = Mock::start();
     // The remote echoes the credential back: the stored event must not.
     let echo = format!(r#"{{"echo": "{VALUE}"}}"#);
-    mock.route("/sink", vec![Reply::json(200, &echo), Reply::json(200, &echo)]);
+    mock.route(
+        "/sink",
+        vec![
+            Reply::json(200, &echo),
+            Reply::json(200, &echo),
+            Reply::json(200, &echo),
+        ],
+    );
     write_story(dir.path(), "stored.yaml", &story("/sink"));
     let mut a = args(dir.path());
     a.api_token = Some(API_TOKEN.into());
@@ -216,6 +223,44 @@ async fn credentials_set_through_the_api_are_sealed_used_and_never_returned() {
     .await;
     assert_eq!(
         mock.received()[1].headers.get("authorization").map(String::as_str),
+        Some(&*format!("Bearer {VALUE}"))
+    );
+
+    // Rotation: started with a new key and the previous one, the stored
+    // credentials are sealed again with the new key; then the new key alone
+    // opens them and the old one no longer does.
+    server.stop().await.expect("stop");
+    let new_key = "11".repeat(32);
+    let mut rotated = a.clone();
+    rotated.secret_key = Some(new_key.as_str().into());
+    rotated.previous_secret_key = Some(KEY.into());
+    tale::serve::start(&rotated, None)
+        .await
+        .expect("rotate")
+        .stop()
+        .await
+        .expect("stop");
+    let refused = tale::serve::start(&a, None)
+        .await
+        .err()
+        .expect("the old key no longer opens them");
+    assert!(format!("{refused:#}").contains("sealed with the key"), "{refused:#}");
+    let mut no_new = rotated.clone();
+    no_new.secret_key = None;
+    let refused = tale::serve::start(&no_new, None)
+        .await
+        .err()
+        .expect("a previous key without a new one is refused");
+    assert!(format!("{refused:#}").contains("--secret-key"), "{refused:#}");
+    rotated.previous_secret_key = None;
+    let server = tale::serve::start(&rotated, None).await.expect("the new key alone");
+    assert_eq!(hook(&server).await, 200);
+    eventually("the third request", Duration::from_secs(10), async || {
+        mock.received().len() == 3
+    })
+    .await;
+    assert_eq!(
+        mock.received()[2].headers.get("authorization").map(String::as_str),
         Some(&*format!("Bearer {VALUE}"))
     );
 

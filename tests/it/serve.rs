@@ -34,6 +34,7 @@ pub(crate) fn args(dir: &Path) -> ServeArgs {
         watch: Duration::ZERO,
         api_token: None,
         secret_key: None,
+        previous_secret_key: None,
         grace: Duration::from_secs(5),
     }
 }

@@ -461,6 +461,31 @@ impl SqliteStore {
         super::stored::credentials(&self.read())
     }
 
+    /// Seals every credential sealed with `previous` again with `current`,
+    /// all or none; returns how many. Credentials under another key are
+    /// left as they are (the start then names them).
+    pub fn reseal_credentials(
+        &self,
+        previous: &super::sealed::SealKey,
+        current: &super::sealed::SealKey,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.read();
+        let tx = conn.transaction().map_err(failed)?;
+        let mut n = 0;
+        for row in super::stored::credentials(&tx)? {
+            if row.sealed.key_id != previous.id() || previous.id() == current.id() {
+                continue;
+            }
+            let entry = row.open(previous).map_err(failed)?;
+            let again = super::stored::StoredCredential::seal(&row.name, &entry, current, now_ms).map_err(failed)?;
+            super::stored::put_credential(&tx, &again)?;
+            n += 1;
+        }
+        tx.commit().map_err(failed)?;
+        Ok(n)
+    }
+
     pub fn put_credential(&self, c: &super::stored::StoredCredential) -> Result<(), StoreError> {
         super::stored::put_credential(&self.read(), c)
     }
