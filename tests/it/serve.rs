@@ -1334,6 +1334,25 @@ actions:
 "#
         ),
     );
+    write_story(
+        dir.path(),
+        "broken.yaml",
+        &format!(
+            r#"name: Broken
+actions:
+  hook:
+    type: webhook
+    path: broken
+    secret: {SECRET}
+  divide:
+    type: transform
+    mode: message_only
+    from: hook
+    payload:
+      q: "{{{{ hook.body.n | divided_by: 0 }}}}"
+"#
+        ),
+    );
     let mut a = args(dir.path());
     a.max_body = 1024 * 1024;
     let server = tale::serve::start(&a, None).await.expect("serve");
@@ -1354,6 +1373,24 @@ actions:
     let events = get_json(&server, &format!("/api/runs/{run_id}/events")).await;
     assert_eq!(events["by_action"]["shape"][0]["output"]["sev"], "HIGH", "{events}");
     assert_eq!(events["by_action"]["check"][0]["output"]["sev"], "HIGH", "{events}");
+
+    // A pure action that fails before the answer: the webhook still answers
+    // 2xx (its event is stored) and the run is failed, with the reason.
+    let r = client()
+        .post(format!("http://{}/webhook/broken/{SECRET}", server.addr))
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let failed = get_json(&server, "/api/runs?status=failed").await;
+    assert_eq!(failed["runs"].as_array().map(Vec::len), Some(1), "{failed}");
+    assert!(
+        failed["runs"][0]["errors"]
+            .to_string()
+            .contains("cannot render `payload.q`"),
+        "{failed}"
+    );
 
     // Over 64 KiB: answered once the webhook's event is stored; the rest follows.
     let big = "x".repeat(100 * 1024);
