@@ -470,25 +470,30 @@ impl Durable {
         // (a webhook whose client hung up, a schedule aborted by a reload)
         // must not leave committed items that nothing runs.
         let this = self.clone();
-        let task = tokio::spawn(async move {
-            let items = tx.items.clone();
-            let events = tx.events.len();
-            let applied = this.store.apply(tx, wait).await?;
-            if applied.fired {
-                if let Some(o) = &this.observer {
-                    o.events(events);
-                }
-                this.dispatch(items);
-            }
-            if let Some(o) = &this.observer {
-                for (_, story, ok) in &applied.finished {
-                    o.run_finished(story, *ok);
-                }
-            }
-            Ok(applied)
-        });
+        let task = tokio::spawn(async move { this.apply(tx, wait).await });
         task.await
             .map_err(|e| StoreError::Failed(format!("the commit task failed: {e}")))?
+    }
+
+    /// Applies `tx` and starts the items it stored. Only for callers that
+    /// are not dropped midway (the executor's own tasks); others go through
+    /// [`Durable::commit`].
+    async fn apply(self: &Arc<Self>, tx: Transaction, wait: bool) -> Result<Applied, StoreError> {
+        let items = tx.items.clone();
+        let events = tx.events.len();
+        let applied = self.store.apply(tx, wait).await?;
+        if applied.fired {
+            if let Some(o) = &self.observer {
+                o.events(events);
+            }
+            self.dispatch(items);
+        }
+        if let Some(o) = &self.observer {
+            for (_, story, ok) in &applied.finished {
+                o.run_finished(story, *ok);
+            }
+        }
+        Ok(applied)
     }
 
     /// Starts items now, or when they fall due.
@@ -881,10 +886,12 @@ impl Durable {
     /// Commits an internal step, waiting for room. A failed commit (the disk
     /// full, the database busy) is tried again with back-off; after the last
     /// try the item stays stored, and runs again when `tale serve` restarts.
+    /// Only the executor's own tasks call it, which no client hanging up
+    /// cancels: the commit needs no task of its own.
     async fn commit_logged(self: &Arc<Self>, tx: Transaction) -> bool {
         const BACKOFF_MS: [u64; 5] = [50, 200, 1_000, 5_000, 20_000];
         for (attempt, wait) in BACKOFF_MS.iter().enumerate() {
-            match self.commit(tx.clone(), true).await {
+            match self.apply(tx.clone(), true).await {
                 Ok(_) => return true,
                 Err(e) if attempt + 1 < BACKOFF_MS.len() => {
                     tracing::warn!("cannot commit a step (try {}): {e}; trying again", attempt + 1);
