@@ -420,17 +420,17 @@ impl Executable for ExplodeExec {
             // A list read in place in an upstream event is walked there, one
             // element copied at a time (a million-item body is not copied
             // whole); anything else is rendered.
-            let (items, total): (Box<dyn Iterator<Item = J> + Send>, usize) = match self.path.source(&cx.scope) {
-                Some((event, path))
-                    if matches!(
-                        tale_engine::runtime::render::resolve_in(&event.output, &path),
-                        Some(J::Array(_))
-                    ) =>
-                {
-                    let total = match tale_engine::runtime::render::resolve_in(&event.output, &path) {
-                        Some(J::Array(a)) => a.len(),
-                        _ => 0,
-                    };
+            let in_place = self.path.source(&cx.scope).and_then(|(event, path)| {
+                match tale_engine::runtime::render::resolve_in(&event.output, &path) {
+                    Some(J::Array(a)) => Some(a.len()),
+                    _ => None,
+                }
+                .map(|total| (event, path, total))
+            });
+            let (items, total): (Box<dyn Iterator<Item = J> + Send>, usize) = match in_place {
+                Some((event, path, total)) => {
+                    // The element is looked up again each time: the iterator
+                    // owns the event, so it cannot hold a borrow of its list.
                     let walk =
                         (0..total).map(
                             move |i| match tale_engine::runtime::render::resolve_in(&event.output, &path) {

@@ -105,6 +105,14 @@ pub struct ServeArgs {
     pub grace: Duration,
 }
 
+/// The key in `--secret-key` or `--previous-secret-key`, if one is given.
+fn seal_key(text: Option<&SecretString>) -> anyhow::Result<Option<tale_engine::runtime::sealed::SealKey>> {
+    match text.map(|k| k.expose_secret().trim()).filter(|k| !k.is_empty()) {
+        Some(k) => Ok(Some(tale_engine::runtime::sealed::SealKey::parse(k)?)),
+        None => Ok(None),
+    }
+}
+
 /// A secret given on the command line or in the environment, kept as
 /// `secrecy` keeps credentials (zeroed when dropped, hidden in debug output).
 fn secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -191,22 +199,8 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     };
     let stories_dir = args.stories.clone();
     let (resources, credentials) = (args.resources.clone(), args.credentials.clone());
-    let key = match args
-        .secret_key
-        .as_ref()
-        .map(|k| k.expose_secret().trim())
-        .filter(|k| !k.is_empty())
-    {
-        Some(k) => Some(Arc::new(tale_engine::runtime::sealed::SealKey::parse(k)?)),
-        None => None,
-    };
-    if let Some(previous) = args
-        .previous_secret_key
-        .as_ref()
-        .map(|k| k.expose_secret().trim())
-        .filter(|k| !k.is_empty())
-    {
-        let previous = tale_engine::runtime::sealed::SealKey::parse(previous)?;
+    let key = seal_key(args.secret_key.as_ref())?.map(Arc::new);
+    if let Some(previous) = seal_key(args.previous_secret_key.as_ref())? {
         let Some(key) = key.as_deref() else {
             anyhow::bail!("--previous-secret-key rotates to --secret-key (TALE_SECRET_KEY), which is not set");
         };

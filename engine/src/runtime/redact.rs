@@ -162,11 +162,15 @@ impl Redactor {
             return true;
         }
         match &self.finder {
-            Some(f) if f.is_match(s) => return false,
-            Some(_) => {}
-            None => return false,
+            Some(f) if f.is_match(s) => false,
+            Some(_) => !self.may_hide_in_base64(s),
+            None => false,
         }
-        self.values.is_empty() || !has_base64_run(s, self.min_encoded)
+    }
+
+    /// `s` has base64 long enough to decode to a text holding a value.
+    fn may_hide_in_base64(&self, s: &str) -> bool {
+        !self.values.is_empty() && has_base64_run(s, self.min_encoded)
     }
 
     /// True when `s` holds one of the values, in any form this redactor
@@ -175,12 +179,10 @@ impl Redactor {
     pub fn finds_secret_in(&self, s: &str) -> bool {
         match &self.finder {
             Some(f) if f.is_match(s) => true,
+            // What `text_static` would replace, without building the copy
+            // (a request body can be large).
             Some(_) => {
-                // What `text_static` would replace, without building the copy
-                // (a request body can be large).
-                !self.values.is_empty()
-                    && has_base64_run(s, self.min_encoded)
-                    && BASE64ISH.find_iter(s).any(|m| self.hidden_in(m.as_str()).is_some())
+                self.may_hide_in_base64(s) && BASE64ISH.find_iter(s).any(|m| self.hidden_in(m.as_str()).is_some())
             }
             None => self.text_static(s) != s,
         }

@@ -470,11 +470,14 @@ impl SqliteStore {
         current: &super::sealed::SealKey,
         now_ms: i64,
     ) -> Result<usize, StoreError> {
+        if previous.id() == current.id() {
+            return Ok(0);
+        }
         let mut conn = self.read();
         let tx = conn.transaction().map_err(failed)?;
         let mut n = 0;
         for row in super::stored::credentials(&tx)? {
-            if row.sealed.key_id != previous.id() || previous.id() == current.id() {
+            if row.sealed.key_id != previous.id() {
                 continue;
             }
             let entry = row.open(previous).map_err(failed)?;
