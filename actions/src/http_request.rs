@@ -42,7 +42,14 @@ pub struct HttpRequestConfig {
     /// `true`: any non-2xx status fails the action; or a list of statuses.
     pub fail_on_status: Option<Node>,
     pub disable_ssl_verification: Option<bool>,
+    /// Do not follow redirects (they are followed by default, up to 10; each
+    /// hop is checked like the first request, and one that would carry a
+    /// credential to a host it does not allow takes the `failure` branch).
     pub disable_redirect_follow: Option<bool>,
+    /// Most bytes of response body read (default 32 MiB, at most 1 GiB);
+    /// the pages of a paginated request count together. Beyond it the
+    /// action takes the `failure` branch.
+    pub max_response_bytes: Option<Spanned<u64>>,
     /// Follow pages: `next_url` is evaluated after each page over `response`.
     pub pagination: Option<Pagination>,
     /// Send an `Idempotency-Key` header derived from the input event and the
@@ -259,7 +266,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde_json::{Value as J, json};
 use tale_engine::action::{ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Inline, Outcome};
-use tale_engine::runtime::http::{HttpError, HttpRequest, HttpResponse};
+use tale_engine::runtime::http::{
+    DEFAULT_MAX_RESPONSE_BYTES, HttpError, HttpRequest, HttpResponse, MAX_REDIRECTS, redirect_target,
+};
 use tale_engine::runtime::render::{Field, Tree};
 
 /// Default retries when `retry_on_status` is set.
@@ -313,6 +322,7 @@ struct HttpExec {
     fail_on: FailOn,
     verify_tls: bool,
     follow_redirects: bool,
+    max_response_bytes: u64,
     pagination: Option<(Field, u32, Emit2)>,
     /// The header of the idempotency key, when one is sent.
     idempotency_header: Option<String>,
@@ -495,8 +505,8 @@ impl HttpExec {
             headers,
             body,
             timeout: self.timeout,
-            follow_redirects: self.follow_redirects,
             verify_tls: self.verify_tls,
+            max_response_bytes: self.max_response_bytes,
         })
     }
 
@@ -506,19 +516,17 @@ impl HttpExec {
         cx: &ExecCx<'_>,
         request: &HttpRequest,
         trace: &mut Vec<J>,
+        attached: Option<&Attached>,
     ) -> Result<HttpResponse, HttpError> {
         let mut attempt = 0;
         loop {
-            trace.push(json!({
-                "method": request.method.to_ascii_uppercase(),
-                "url": request.url,
-                "headers": J::Object(request.headers.iter().map(|(k, v)| (k.clone(), J::String(v.clone()))).collect()),
-                "body": request.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
-                "attempt": attempt + 1,
-            }));
-            let result = cx.http.send(request.clone()).await;
+            let result = self
+                .send_following(cx, request.clone(), trace, attached, attempt + 1)
+                .await;
             let retryable = match &result {
                 Ok(r) => any_contains(&self.retry_on, r.status),
+                // A refusal or an oversized body is the same on every try.
+                Err(HttpError::Refused(_) | HttpError::TooLarge { .. }) => false,
                 Err(_) => any_contains(&self.retry_on, 0),
             };
             if !retryable || attempt >= self.retries {
@@ -536,6 +544,56 @@ impl HttpExec {
                 .unwrap_or(backoff + jitter);
             cx.clock.sleep_until(now.saturating_add(wait)).await;
             attempt += 1;
+        }
+    }
+
+    /// One attempt, following redirects hop by hop. Each hop is checked like
+    /// the first request: a credential in its URL, headers or body, or the
+    /// attached credential's header, bound for a host that credential does
+    /// not allow makes the hop refused, never sent.
+    async fn send_following(
+        &self,
+        cx: &ExecCx<'_>,
+        mut request: HttpRequest,
+        trace: &mut Vec<J>,
+        attached: Option<&Attached>,
+        attempt: u32,
+    ) -> Result<HttpResponse, HttpError> {
+        let mut hops = 0;
+        loop {
+            trace.push(json!({
+                "method": request.method.to_ascii_uppercase(),
+                "url": request.url,
+                "headers": J::Object(request.headers.iter().map(|(k, v)| (k.clone(), J::String(v.clone()))).collect()),
+                "body": request.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
+                "attempt": attempt,
+            }));
+            let response = cx.http.send(request.clone()).await?;
+            if !self.follow_redirects {
+                return Ok(response);
+            }
+            let Some(next) = redirect_target(&request, &response) else {
+                return Ok(response);
+            };
+            let next = next?;
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return Err(HttpError::Refused(format!("more than {MAX_REDIRECTS} redirects")));
+            }
+            let refused = |why: String| {
+                HttpError::Refused(format!(
+                    "the {} redirect to {} was not followed: {why}",
+                    response.status, next.url
+                ))
+            };
+            cx.scope.check_request(&next).map_err(refused)?;
+            if let Some(a) = attached
+                && next.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(&a.header))
+                && let Some(why) = vault_host_refusal(cx, &a.name, &next.url)
+            {
+                return Err(refused(why));
+            }
+            request = next;
         }
     }
 
@@ -579,7 +637,7 @@ impl HttpExec {
             });
         }
         // A typed credential: its header, a token fetched if need be.
-        let mut attached: Option<(String, String)> = None;
+        let mut attached: Option<Attached> = None;
         if let Some(name) = self
             .credential
             .as_ref()
@@ -597,17 +655,21 @@ impl HttpExec {
             match cx.scope.globals.vault.header(name, cx.http, cx.clock).await {
                 Ok((header, value)) => {
                     request.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&header));
-                    attached = Some((name.clone(), value.clone()));
-                    request.headers.push((header, value));
+                    request.headers.push((header.clone(), value.clone()));
+                    attached = Some(Attached {
+                        name: name.clone(),
+                        header,
+                        value,
+                    });
                 }
                 Err(e) => return refuse(e.to_string()),
             }
         }
-        let outcome = self.exchange(cx, request, trace).await?;
+        let outcome = self.exchange(cx, request, trace, attached.as_ref()).await?;
         // A server that echoes the credential (or its token) back does not
         // get it into the event.
         Ok(match attached {
-            Some((name, value)) => {
+            Some(Attached { name, value, .. }) => {
                 let secret = value
                     .strip_prefix("Bearer ")
                     .or_else(|| value.strip_prefix("Basic "))
@@ -625,13 +687,35 @@ impl HttpExec {
         cx: &ExecCx<'_>,
         mut request: HttpRequest,
         mut trace: Vec<J>,
+        attached: Option<&Attached>,
     ) -> Result<Outcome, ActionError> {
         let mut pages: Vec<J> = Vec::new();
         let max_pages = self.pagination.as_ref().map_or(1, |p| p.1.max(1));
         let mut emits = Vec::new();
+        // The pages of one request share the body budget.
+        let mut read: u64 = 0;
         loop {
-            let response = match self.send(cx, &request, &mut trace).await {
-                Ok(r) => r,
+            request.max_response_bytes = self.max_response_bytes.saturating_sub(read);
+            let response = match self.send(cx, &request, &mut trace, attached).await {
+                Ok(r) => {
+                    read += r.body.len() as u64;
+                    r
+                }
+                Err(HttpError::TooLarge { .. }) => {
+                    let why = match pages.len() {
+                        0 => format!(
+                            "the response is larger than {} bytes (`max_response_bytes`)",
+                            self.max_response_bytes
+                        ),
+                        n => format!(
+                            "the {} pages read so far are larger than {} bytes (`max_response_bytes` counts every page)",
+                            n + 1,
+                            self.max_response_bytes
+                        ),
+                    };
+                    emits.push(self.failed(None, None, why));
+                    break;
+                }
                 Err(e) => {
                     emits.push(self.failed(None, None, e.to_string()));
                     break;
@@ -694,6 +778,13 @@ impl HttpExec {
             ..Outcome::default()
         })
     }
+}
+
+/// The typed credential `run` attached: its name, header and value.
+struct Attached {
+    name: String,
+    header: String,
+    value: String,
 }
 
 /// A typed credential's allowed hosts (the file's, else the environment's)
@@ -813,6 +904,10 @@ impl HttpRequestConfig {
             fail_on,
             verify_tls: !self.disable_ssl_verification.unwrap_or(false),
             follow_redirects: !self.disable_redirect_follow.unwrap_or(false),
+            max_response_bytes: self
+                .max_response_bytes
+                .as_ref()
+                .map_or(DEFAULT_MAX_RESPONSE_BYTES, |m| m.value),
             idempotency_header: match (self.idempotency_key, &self.idempotency_header) {
                 (Some(false), _) | (None, None) => None,
                 (_, Some(h)) => Some(h.value.clone()),

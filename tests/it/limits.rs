@@ -40,8 +40,8 @@ async fn no_more_requests_than_per_host_are_in_flight_to_one_host() {
                 headers: Vec::new(),
                 body: None,
                 timeout: Duration::from_secs(10),
-                follow_redirects: false,
                 verify_tls: true,
+                max_response_bytes: 1024,
             })
             .await
             .expect("request")

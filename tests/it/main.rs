@@ -4,6 +4,7 @@
 mod admin_api;
 mod check_corpus;
 mod cli;
+mod credential_forms;
 mod credentials;
 mod data_collector;
 mod leaks;
@@ -13,6 +14,7 @@ mod microsoft_mock;
 mod mock_server;
 mod mock_smtp;
 mod no_panic;
+mod redirects;
 mod runtime;
 mod schema;
 mod serve;

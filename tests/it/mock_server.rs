@@ -66,7 +66,13 @@ pub(crate) struct Server {
 /// own tokio runtime), so that it answers whatever runtime a test uses —
 /// also a test that blocks, or runs the `tale` binary.
 pub(crate) fn spawn_router(app: Router) -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    spawn_router_on("127.0.0.1", app)
+}
+
+/// [`spawn_router`] on another loopback address (`127.0.0.2`: another host
+/// for the host checks, on the same machine).
+pub(crate) fn spawn_router_on(ip: &str, app: Router) -> SocketAddr {
+    let listener = std::net::TcpListener::bind((ip, 0)).expect("bind a loopback address");
     listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("addr");
     std::thread::spawn(move || {
@@ -85,8 +91,13 @@ pub(crate) fn spawn_router(app: Router) -> SocketAddr {
 impl Server {
     /// Starts on a thread of its own (its own tokio runtime).
     pub(crate) fn start() -> Self {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// On another loopback address, such as `127.0.0.2`.
+    pub(crate) fn start_on(ip: &str) -> Self {
         let script = Arc::new(Mutex::new(Script::default()));
-        let addr = spawn_router(Router::new().fallback(handle).with_state(script.clone()));
+        let addr = spawn_router_on(ip, Router::new().fallback(handle).with_state(script.clone()));
         Server { addr, script }
     }
 

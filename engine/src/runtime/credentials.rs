@@ -351,7 +351,7 @@ async fn fetch(name: &str, o: &OAuth2, http: &dyn HttpClient, clock: &dyn Clock)
         ],
         body: Some(body),
         timeout: Duration::from_secs(30),
-        follow_redirects: false,
+        max_response_bytes: super::http::DEFAULT_MAX_RESPONSE_BYTES,
         verify_tls: true,
     };
     let started = clock.now_ms();

@@ -1,5 +1,8 @@
 //! Sending HTTP requests: the real client (reqwest, rustls) with a bound on
 //! in-flight requests per host, and the mock client of dry runs and tests.
+//! Neither follows redirects: the caller does, hop by hop, through
+//! [`redirect_target`], so that each hop is checked like a first request
+//! (a credential must not ride a redirect to a host it does not allow).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,9 +18,16 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
     pub timeout: Duration,
-    pub follow_redirects: bool,
     pub verify_tls: bool,
+    /// Reading the body stops beyond this many bytes (an error).
+    pub max_response_bytes: u64,
 }
+
+/// The body limit of a request that names none (an action's
+/// `max_response_bytes` default).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 32 * 1024 * 1024;
+/// Most redirects followed for one request.
+pub const MAX_REDIRECTS: usize = 10;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpResponse {
@@ -44,6 +54,12 @@ pub enum HttpError {
     Connect(String),
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// Refused before sending (a redirect to a host a credential of the
+    /// request does not allow, too many redirects): never retried.
+    #[error("{0}")]
+    Refused(String),
+    #[error("the response is larger than {limit} bytes (`max_response_bytes`)")]
+    TooLarge { limit: u64 },
     #[error("{0}")]
     Other(String),
 }
@@ -54,7 +70,8 @@ pub trait HttpClient: Send + Sync {
 
 /// reqwest behind a semaphore per host.
 pub struct RealHttp {
-    clients: HashMap<(bool, bool), reqwest::Client>,
+    /// By whether TLS certificates are verified.
+    clients: HashMap<bool, reqwest::Client>,
     per_host: usize,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Refuse loopback, private, link-local and other internal addresses.
@@ -126,35 +143,21 @@ impl RealHttp {
         Self::with_guard(per_host, false)
     }
 
-    /// With `deny_private`, requests (and redirects) to internal addresses
-    /// are refused, names included: their answers are checked after resolution.
+    /// With `deny_private`, requests to internal addresses are refused, names
+    /// included: their answers are checked after resolution. (A redirect is
+    /// a request of its own, checked the same way.)
     pub fn with_guard(per_host: usize, deny_private: bool) -> Result<Self, HttpError> {
         let mut clients = HashMap::new();
-        for follow in [true, false] {
-            for verify in [true, false] {
-                let policy = match (follow, deny_private) {
-                    (false, _) => reqwest::redirect::Policy::none(),
-                    (true, false) => reqwest::redirect::Policy::limited(10),
-                    (true, true) => reqwest::redirect::Policy::custom(|attempt| {
-                        if attempt.previous().len() >= 10 {
-                            attempt.error("more than 10 redirects")
-                        } else if let Some(ip) = literal_internal(attempt.url()) {
-                            attempt.error(format!("a redirect to the internal address {ip} (refused)"))
-                        } else {
-                            attempt.follow()
-                        }
-                    }),
-                };
-                let mut builder = reqwest::Client::builder()
-                    .redirect(policy)
-                    .danger_accept_invalid_certs(!verify)
-                    .user_agent(concat!("tale/", env!("CARGO_PKG_VERSION")));
-                if deny_private {
-                    builder = builder.dns_resolver(Arc::new(GuardedResolver));
-                }
-                let client = builder.build().map_err(|e| HttpError::Other(e.to_string()))?;
-                clients.insert((follow, verify), client);
+        for verify in [true, false] {
+            let mut builder = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .danger_accept_invalid_certs(!verify)
+                .user_agent(concat!("tale/", env!("CARGO_PKG_VERSION")));
+            if deny_private {
+                builder = builder.dns_resolver(Arc::new(GuardedResolver));
             }
+            let client = builder.build().map_err(|e| HttpError::Other(e.to_string()))?;
+            clients.insert(verify, client);
         }
         Ok(Self {
             clients,
@@ -189,7 +192,7 @@ impl HttpClient for RealHttp {
                 .acquire_owned()
                 .await
                 .map_err(|e| HttpError::Other(e.to_string()))?;
-            let client = &self.clients[&(request.follow_redirects, request.verify_tls)];
+            let client = &self.clients[&request.verify_tls];
             let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
                 .map_err(|e| HttpError::Invalid(e.to_string()))?;
             let mut builder = client.request(method, url).timeout(request.timeout);
@@ -214,11 +217,23 @@ impl HttpClient for RealHttp {
                     )
                 })
                 .collect();
-            let body = response
-                .bytes()
+            let limit = request.max_response_bytes;
+            if response.content_length().is_some_and(|n| n > limit) {
+                return Err(HttpError::TooLarge { limit });
+            }
+            // Read chunk by chunk: a body past the limit is never held whole.
+            let mut body = Vec::new();
+            let mut response = response;
+            while let Some(chunk) = response
+                .chunk()
                 .await
                 .map_err(|e| classify(&e.without_url(), request.timeout))?
-                .to_vec();
+            {
+                if body.len() as u64 + chunk.len() as u64 > limit {
+                    return Err(HttpError::TooLarge { limit });
+                }
+                body.extend_from_slice(&chunk);
+            }
             drop(permit);
             Ok(HttpResponse { status, headers, body })
         })
@@ -245,6 +260,68 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
+}
+
+/// Headers a redirect to another origin drops (as browsers and reqwest do).
+const ORIGIN_BOUND_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "cookie2",
+    "proxy-authorization",
+    "www-authenticate",
+];
+
+/// The request a redirect answer asks for, or `None` when `response` is not
+/// a redirect (301, 302, 303, 307, 308 with a `Location`). As browsers do:
+/// 301/302/303 repeat a POST (any method but GET and HEAD) as a GET without
+/// its body; 307/308 keep the method and body; a hop to another origin
+/// drops the headers bound to the origin. The caller checks the new request
+/// (credentials, hosts) before sending it.
+pub fn redirect_target(request: &HttpRequest, response: &HttpResponse) -> Option<Result<HttpRequest, HttpError>> {
+    if !matches!(response.status, 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let location = response.header("location")?.trim();
+    let from = match url::Url::parse(&request.url) {
+        Ok(u) => u,
+        Err(e) => return Some(Err(HttpError::Invalid(e.to_string()))),
+    };
+    let to = match from.join(location) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+        Ok(u) => {
+            return Some(Err(HttpError::Refused(format!(
+                "a redirect to a `{}` URL (only http and https are followed)",
+                u.scheme()
+            ))));
+        }
+        Err(e) => return Some(Err(HttpError::Invalid(format!("a redirect to an invalid URL: {e}")))),
+    };
+    let mut next = request.clone();
+    if matches!(response.status, 301..=303) {
+        next.body = None;
+        next.headers.retain(|(k, _)| {
+            ![
+                "content-type",
+                "content-length",
+                "content-encoding",
+                "transfer-encoding",
+            ]
+            .iter()
+            .any(|h| k.eq_ignore_ascii_case(h))
+        });
+        if !matches!(next.method.to_ascii_lowercase().as_str(), "get" | "head") {
+            next.method = "get".into();
+        }
+    }
+    let same_origin = from.scheme() == to.scheme()
+        && from.host_str() == to.host_str()
+        && from.port_or_known_default() == to.port_or_known_default();
+    if !same_origin {
+        next.headers
+            .retain(|(k, _)| !ORIGIN_BOUND_HEADERS.iter().any(|h| k.eq_ignore_ascii_case(h)));
+    }
+    next.url = to.to_string();
+    Some(Ok(next))
 }
 
 /// One canned answer of a dry run: a method (or `*`) and a URL pattern with
@@ -348,8 +425,14 @@ impl HttpClient for MockHttp {
                 .push(request.clone());
         }
         let timeout = request.timeout;
+        let max_response_bytes = request.max_response_bytes;
         self.requests.lock().unwrap_or_else(|p| p.into_inner()).push(request);
         Box::pin(async move {
+            if response.body.len() as u64 > max_response_bytes {
+                return Err(HttpError::TooLarge {
+                    limit: max_response_bytes,
+                });
+            }
             let (Some(delay), Some(clock)) = (delay.filter(|d| !d.is_zero()), &self.clock) else {
                 return Ok(response);
             };

@@ -1,5 +1,7 @@
 //! Keeps credential values out of what tale prints and stores: each value,
-//! and its base64 and base64url encodings, becomes `[credential:name]`.
+//! and every encoding of it a template can make (base64, base64url,
+//! percent-escapes of every `url_encode`/form flavour, JSON, HTML), becomes
+//! `[credential:name]`. The host check finds a value with the same list.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -89,6 +91,56 @@ fn has_base64_run(s: &str, min: usize) -> bool {
     false
 }
 
+/// What `url_encode` escapes (Liquid's: all but letters, digits, `-._`).
+const URL_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
+/// RFC 3986 unreserved characters kept (`-._~`), as most URI libraries do.
+const RFC3986: &percent_encoding::AsciiSet = &URL_ENCODE.remove(b'~');
+/// JavaScript's `encodeURIComponent` (also keeps `!*'()`).
+const URI_COMPONENT: &percent_encoding::AsciiSet = &RFC3986
+    .remove(b'!')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// Every percent-escaped form of `v` a filter or a library commonly makes:
+/// each escape set, spaces as `%20` or `+`, hex in upper or lower case.
+fn percent_forms(v: &str) -> Vec<String> {
+    let mut forms = Vec::new();
+    for set in [URL_ENCODE, RFC3986, URI_COMPONENT] {
+        let escaped = percent_encoding::utf8_percent_encode(v, set).to_string();
+        forms.push(escaped.replace("%20", "+"));
+        forms.push(escaped);
+    }
+    // `application/x-www-form-urlencoded` (keeps `*`, spaces as `+`).
+    let form: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+    forms.push(form.replace('+', "%20"));
+    forms.push(form);
+    let lower: Vec<String> = forms.iter().filter(|f| f.contains('%')).map(|f| lower_hex(f)).collect();
+    forms.extend(lower);
+    forms.retain(|f| f != v);
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// `%2A` → `%2a`, the rest unchanged.
+fn lower_hex(escaped: &str) -> String {
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at..at + 3).unwrap_or(&rest[at..]);
+        out.push_str(&code.to_ascii_lowercase());
+        rest = &rest[at + code.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Text that may be base64 or base64url of something longer than a secret.
 static BASE64ISH: std::sync::LazyLock<regex::Regex> =
     std::sync::LazyLock::new(|| regex::Regex::new(r"[A-Za-z0-9+/_-]{6,}={0,2}").expect("a valid regex"));
@@ -114,20 +166,25 @@ impl Redactor {
             let label = format!("[credential:{name}]");
             values.push((v.to_owned(), label.clone()));
             let json_escaped = serde_json::to_string(v).unwrap_or_default();
-            let form = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let standard = base64::engine::general_purpose::STANDARD.encode(v);
-            let engines = [
-                base64::engine::general_purpose::STANDARD_NO_PAD.encode(v),
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v),
+            let json_inner = json_escaped[1..json_escaped.len().saturating_sub(1).max(1)].to_owned();
+            if json_inner != v {
+                // Inside decoded base64 of JSON (a JWT's payload).
+                values.push((json_inner.clone(), label.clone()));
+            }
+            let b64 = |v: &str| {
+                use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+                [STANDARD.encode(v), STANDARD_NO_PAD.encode(v), URL_SAFE_NO_PAD.encode(v)]
+            };
+            let mut engines: Vec<String> = Vec::new();
+            for encoded in b64(v) {
                 // Base64 in a query or a form body (`+`, `/`, `=` escaped).
-                form(&standard),
-                form(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(v)),
-                standard,
-                // In a URL or a form, inside JSON text, in HTML or XML.
-                form(v),
-                json_escaped[1..json_escaped.len().saturating_sub(1).max(1)].to_owned(),
-                crate::template::filters::html_escape_text(v),
-            ];
+                engines.extend(percent_forms(&encoded));
+                engines.push(encoded);
+            }
+            // In a URL or a form, inside JSON text, in HTML or XML.
+            engines.extend(percent_forms(v));
+            engines.push(json_inner);
+            engines.push(crate::template::filters::html_escape_text(v));
             needles.push((v.to_owned(), label.clone()));
             for e in engines.into_iter().filter(|e| e.len() >= MIN_SECRET_LEN) {
                 needles.push((e, label.clone()));
@@ -494,5 +551,85 @@ mod tests {
             out,
             json!({"auth": "Bearer [credential:graph]", "echo": ["[credential:graph]"], "ab": "ab"})
         );
+    }
+
+    /// Every shipped filter, over random values: whenever its output carries
+    /// the value in a form a shipped decoder gives back, the redactor hides
+    /// it and the host check (`finds_secret_in`) finds it.
+    #[test]
+    fn every_filter_output_that_carries_a_value_is_found_and_redacted() {
+        use crate::template::filters::testing::render;
+        const ALPHABET: &[char] = &[
+            'a', 'Z', '7', ' ', '*', '+', '/', '=', '&', '?', '%', '#', '<', '>', '"', '\'', '\\', ':', ';', '@', '!',
+            '~', '(', ')', '[', ']', '{', '}', '.', '-', '_', ',', '$', '^', '|', '`', 'é', '漢', '\n',
+        ];
+        let decoders = [
+            "url_decode",
+            "html_decode",
+            "base64_decode",
+            "base64url_decode",
+            "json_parse",
+        ];
+        // What a template can get back from `text`: the text, each decoder's
+        // output, and the decoded dot-separated parts (a JWT).
+        let decoded = |text: &str| -> Vec<String> {
+            let mut out = vec![text.to_owned()];
+            let parts: Vec<&str> = text.split('.').collect();
+            for part in std::iter::once(text).chain(parts.iter().copied().filter(|_| parts.len() > 1)) {
+                for d in decoders {
+                    if let Ok(s) = render(&format!("{{{{ x | {d} }}}}"), json!({ "x": part })) {
+                        out.push(s);
+                    }
+                }
+            }
+            out
+        };
+        let mut rng = fastrand::Rng::with_seed(0x7a1e);
+        let mut checked = 0;
+        for round in 0..40 {
+            let len = rng.usize(6..20);
+            let mut value: String = (0..len)
+                .map(|_| ALPHABET[rng.usize(..ALPHABET.len())])
+                .collect::<String>();
+            // Letters at both ends: a value is not blank-padded.
+            value = format!("k{value}q{round}");
+            let r = Redactor::from_pairs([("x", value.as_str())]);
+            for filter in crate::template::filters::all_filter_names() {
+                let outputs = [
+                    format!("{{{{ v | {filter} }}}}"),
+                    format!("{{{{ v | {filter}: 'k' }}}}"),
+                    format!("{{{{ v | {filter}: 'k', 'HS256' }}}}"),
+                ]
+                .iter()
+                .find_map(|t| render(t, json!({ "v": value })).ok());
+                let Some(out) = outputs else { continue };
+                if !decoded(&out).iter().any(|d| d.contains(&value)) {
+                    continue;
+                }
+                checked += 1;
+                assert!(r.finds_secret_in(&out), "{filter} of {value:?}: {out:?} not found");
+                let hidden = r.text(&out);
+                assert!(
+                    !decoded(&hidden).iter().any(|d| d.contains(&value)),
+                    "{filter} of {value:?}: {out:?} redacted to {hidden:?}"
+                );
+            }
+        }
+        assert!(checked > 400, "only {checked} outputs carried the value");
+    }
+
+    #[test]
+    fn url_encoded_values_in_every_flavour_are_found() {
+        let r = Redactor::new(&json!({"k": "a b*c/d"}));
+        for form in [
+            "a%20b%2Ac%2Fd",
+            "a+b%2Ac%2Fd",
+            "a%20b%2ac%2fd",
+            "a+b*c%2Fd",
+            "a%20b*c%2fd",
+        ] {
+            assert!(r.finds_secret_in(&format!("q={form}&x=1")), "{form}");
+            assert_eq!(r.text(&format!("q={form}&x=1")), "q=[credential:k]&x=1", "{form}");
+        }
     }
 }
