@@ -9,6 +9,13 @@ use tale_engine::diagnostic::{Code, did_you_mean, one_of};
 use tale_engine::span::Spanned;
 use tale_engine::yaml::{Node, NodeKind};
 
+/// The largest values `check` accepts (beyond them no run is sensible, and
+/// `timeout_secs: 1e20` would not even be a duration).
+const MAX_TIMEOUT_SECS: f64 = 3600.0;
+const MAX_RETRIES: u32 = 100;
+const MAX_PAGES: u32 = 100_000;
+const MAX_RESPONSE_BYTES: u64 = 1024 * 1024 * 1024;
+
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete", "head", "options"];
 const CONTENT_TYPES: &[&str] = &["json", "form", "xml", "data"];
 /// Names the pagination `next_url` may read besides upstream actions.
@@ -148,14 +155,23 @@ impl ActionConfig for HttpRequestConfig {
             ));
         }
         check_url(&self.url, cx);
-        if let Some(t) = &self.timeout_secs
-            && !(t.value > 0.0 && t.value.is_finite())
-        {
-            cx.report(
-                Code::InvalidValue,
-                t.span,
-                "`timeout_secs` must be a positive number of seconds",
-            );
+        // `.nan` and `.inf` are refused for the whole story at load.
+        if let Some(t) = self.timeout_secs.as_ref().filter(|t| t.value.is_finite()) {
+            if t.value <= 0.0 {
+                cx.report(
+                    Code::InvalidValue,
+                    t.span,
+                    "`timeout_secs` must be a positive number of seconds",
+                );
+            } else {
+                cx.range("timeout_secs", t, 0.0, MAX_TIMEOUT_SECS, "seconds");
+            }
+        }
+        if let Some(r) = &self.retries {
+            cx.range("retries", r, 0, MAX_RETRIES, "");
+        }
+        if let Some(m) = &self.max_response_bytes {
+            cx.range("max_response_bytes", m, 1, MAX_RESPONSE_BYTES, "bytes");
         }
         for list in [&self.retry_on_status, &self.log_error_on_status].into_iter().flatten() {
             list.iter().for_each(|n| check_status(n, cx));
@@ -192,9 +208,8 @@ impl ActionConfig for HttpRequestConfig {
         }
         if let Some(p) = &self.pagination
             && let Some(m) = &p.max_pages
-            && m.value == 0
         {
-            cx.report(Code::InvalidValue, m.span, "`max_pages` must be at least 1");
+            cx.range("max_pages", m, 1, MAX_PAGES, "");
         }
     }
 
@@ -893,7 +908,10 @@ impl HttpRequestConfig {
                 .collect::<Result<_, CompileError>>()?,
             basic_auth: self.basic_auth.as_ref().map(|b| c.tree("basic_auth", b)).transpose()?,
             credential: self.credential.as_ref().map(|c| c.value.clone()),
-            timeout: Duration::from_secs_f64(self.timeout_secs.as_ref().map_or(30.0, |t| t.value)),
+            // `check` bounds it; a built story never panics on one it did not see.
+            timeout: Duration::try_from_secs_f64(self.timeout_secs.as_ref().map_or(30.0, |t| t.value))
+                .unwrap_or(Duration::from_secs(30))
+                .min(Duration::from_secs_f64(MAX_TIMEOUT_SECS)),
             retries: match (&self.retries, retry_on.is_empty()) {
                 (Some(r), _) => r.value,
                 (None, false) => DEFAULT_RETRIES,

@@ -21,6 +21,13 @@ pub const MODES: &[&str] = &[
 
 const LOOP_NAMES: &[&str] = &["LOOP"];
 
+/// The largest values `check` accepts: a year of seconds for delays,
+/// windows and intervals; counts no run could use.
+const MAX_SECONDS: u64 = 366 * 24 * 3600;
+const MAX_EXPLODE: u64 = 100_000_000;
+const MAX_LOOKBACK: u64 = 10_000_000;
+const MAX_PER_INTERVAL: u64 = 1_000_000;
+
 /// `message_only`: emits `payload`, once or once per element of `loop`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -246,10 +253,8 @@ impl ActionConfig for TransformConfig {
                         "`to` names the key each element is emitted under; it cannot be empty",
                     );
                 }
-                if let Some(l) = &e.limit
-                    && l.value == 0
-                {
-                    cx.report(Code::InvalidValue, l.span, "`limit` must be at least 1");
+                if let Some(l) = &e.limit {
+                    cx.range("limit", l, 1, MAX_EXPLODE, "elements");
                 }
             }
             TransformConfig::Extract(x) => {
@@ -264,6 +269,12 @@ impl ActionConfig for TransformConfig {
                 if let (Some(_), Some(p)) = (&d.lookback, &d.period_secs) {
                     cx.report(Code::InvalidValue, p.span, "give `lookback` or `period_secs`, not both");
                 }
+                if let Some(l) = &d.lookback {
+                    cx.range("lookback", l, 1, MAX_LOOKBACK, "values");
+                }
+                if let Some(p) = &d.period_secs {
+                    cx.range("period_secs", p, 1, MAX_SECONDS, "seconds");
+                }
             }
             TransformConfig::Delay(d) => match (&d.seconds, &d.until) {
                 (None, None) => {
@@ -276,7 +287,28 @@ impl ActionConfig for TransformConfig {
                     NodeKind::Int(n) if *n < 0 => {
                         cx.report(Code::InvalidValue, s.span, "`seconds` cannot be negative");
                     }
-                    NodeKind::Int(_) | NodeKind::UInt(_) | NodeKind::Float(_) | NodeKind::Str(_) => {}
+                    NodeKind::Float(f) if *f < 0.0 => {
+                        cx.report(Code::InvalidValue, s.span, "`seconds` cannot be negative");
+                    }
+                    NodeKind::Int(_) | NodeKind::UInt(_) | NodeKind::Float(_) => {
+                        let secs = match s.kind {
+                            NodeKind::Int(n) => n as f64,
+                            NodeKind::UInt(n) => n as f64,
+                            NodeKind::Float(f) => f,
+                            _ => 0.0,
+                        };
+                        // Non-finite numbers are reported once for the whole story.
+                        if secs.is_finite() {
+                            cx.range(
+                                "seconds",
+                                &Spanned::new(secs, s.span),
+                                0.0,
+                                MAX_SECONDS as f64,
+                                "seconds",
+                            );
+                        }
+                    }
+                    NodeKind::Str(_) => {}
                     other => {
                         cx.report(
                             Code::WrongType,
@@ -288,23 +320,22 @@ impl ActionConfig for TransformConfig {
                 (None, Some(_)) => {}
             },
             TransformConfig::Throttle(t) => {
-                if t.interval.value == 0 {
-                    cx.report(
-                        Code::InvalidValue,
-                        t.interval.span,
-                        "`interval` must be at least 1 second",
-                    );
-                }
+                cx.range("interval", &t.interval, 1, MAX_SECONDS, "seconds");
                 for (name, v) in [
                     ("runs_per_interval", &t.runs_per_interval),
                     ("events_per_run", &t.events_per_run),
                 ] {
-                    if let Some(v) = v.as_ref().filter(|v| v.value == 0) {
-                        cx.report(Code::InvalidValue, v.span, format!("`{name}` must be at least 1"));
+                    if let Some(v) = v {
+                        cx.range(name, v, 1, MAX_PER_INTERVAL, "");
                     }
                 }
             }
-            TransformConfig::MessageOnly(_) | TransformConfig::Implode(_) => {}
+            TransformConfig::Implode(i) => {
+                if let Some(s) = &i.seconds {
+                    cx.range("seconds", s, 0, MAX_SECONDS, "seconds");
+                }
+            }
+            TransformConfig::MessageOnly(_) => {}
         }
     }
 }
@@ -682,6 +713,11 @@ impl Executable for DelayExec {
                     let secs = number(&value)
                         .filter(|n| *n >= 0.0)
                         .ok_or_else(|| failed(format!("the delay `seconds` is not a number of seconds: {value}")))?;
+                    if secs > MAX_SECONDS as f64 {
+                        return Err(failed(format!(
+                            "the delay `seconds` is {secs}: at most {MAX_SECONDS} (a year)"
+                        )));
+                    }
                     let shown = if secs.fract() == 0.0 {
                         json!(secs as i64)
                     } else {

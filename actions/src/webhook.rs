@@ -149,10 +149,8 @@ impl ActionConfig for WebhookConfig {
                 format!("{} is not an HTTP status", status.value),
             );
         }
-        if let Some(max) = &self.max_body_bytes
-            && max.value == 0
-        {
-            cx.report(Code::InvalidValue, max.span, "`max_body_bytes` must be greater than 0");
+        if let Some(max) = &self.max_body_bytes {
+            cx.range("max_body_bytes", max, 1, MAX_BODY_BYTES, "bytes");
         }
         if let Some(limit) = &self.rate_limit
             && (limit.value.requests == 0 || limit.value.per_secs == Some(0))
@@ -201,6 +199,8 @@ use tale_engine::runtime::render::{Field, Tree};
 
 /// Default largest body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// The largest `max_body_bytes` a story may set: a body is held whole.
+pub const MAX_BODY_BYTES: u64 = 256 * 1024 * 1024;
 
 struct WebhookExec {
     verbs: Vec<String>,

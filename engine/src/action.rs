@@ -163,6 +163,29 @@ impl ValueCx<'_> {
         self.diagnostics.last_mut().expect("just pushed")
     }
 
+    /// Reports a number outside `min..=max` (E-code of an invalid value):
+    /// numbers a story may write but no run can honour (`retries:
+    /// 4000000000`, `timeout_secs: 1e20`). `unit` follows the bounds in the
+    /// message (`"seconds"`, or empty).
+    pub fn range<T>(&mut self, key: &str, n: &crate::span::Spanned<T>, min: T, max: T, unit: &str)
+    where
+        T: PartialOrd + std::fmt::Display + Copy,
+    {
+        if n.value < min || n.value > max {
+            let unit = if unit.is_empty() {
+                String::new()
+            } else {
+                format!(" {unit}")
+            };
+            self.report(
+                Code::InvalidValue,
+                n.span,
+                format!("`{key}` must be between {min} and {max}{unit}, found {}", n.value),
+            )
+            .help = Some(format!("write a number from {min} to {max}"));
+        }
+    }
+
     /// Checks a regular expression unless it is templated.
     pub fn regex(&mut self, text: &str, span: Span) {
         if text.contains("{{") || text.contains("{%") {

@@ -149,7 +149,7 @@ pub(crate) fn load(
                     }
                     g
                 })
-                .and_then(|g| Ok(build(story, &parser, g)?));
+                .and_then(|g| build_alone(story, &parser, g));
             match built {
                 Ok(built) => {
                     library.insert(id.clone(), Arc::new(built));
@@ -237,6 +237,27 @@ pub(crate) fn load(
         redactor,
         fingerprint,
         seen: secrets,
+    }
+}
+
+/// Builds one story; a panic while building (a defect: `check` should have
+/// refused what causes it) refuses this story alone instead of stopping the
+/// server or every reload.
+fn build_alone(
+    story: &tale_engine::story::Story,
+    parser: &TemplateParser,
+    globals: tale_engine::runtime::scope::Globals,
+) -> anyhow::Result<BuiltStory> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build(story, parser, globals))) {
+        Ok(built) => Ok(built?),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            anyhow::bail!("the story could not be built ({why}); please report this as a bug")
+        }
     }
 }
 

@@ -570,6 +570,60 @@ async fn a_broken_story_is_refused_on_reload_and_the_previous_version_keeps_runn
     server.stop().await.expect("stop");
 }
 
+/// `timeout_secs: 1e20` used to pass `check` and panic the build: the
+/// server did not start, and dropped in later, every reload panicked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_story_with_numbers_no_run_can_honour_is_refused_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let huge = |path: &str| {
+        format!(
+            "name: Huge {path}\nactions:\n  hook:\n    type: webhook\n    path: {path}\n    secret: {SECRET}\n  call:\n    type: http_request\n    from: hook\n    url: http://127.0.0.1:9/\n    timeout_secs: 1e20\n"
+        )
+    };
+    write_story(dir.path(), "versioned.yaml", &versioned_story("v1", false));
+    write_story(dir.path(), "huge.yaml", &huge("huge"));
+    let mut a = args(dir.path());
+    a.watch = Duration::from_millis(100);
+    let server = tale::serve::start(&a, None)
+        .await
+        .expect("serve starts beside the refused story");
+    let url = format!("http://{}/webhook/version/{SECRET}", server.addr);
+    let answer = async || {
+        client()
+            .post(&url)
+            .send()
+            .await
+            .expect("post")
+            .text()
+            .await
+            .expect("text")
+    };
+    assert_eq!(answer().await, "v1");
+    let stories = get_json(&server, "/api/stories").await;
+    let huge_status = stories["stories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["file"].as_str().is_some_and(|f| f.ends_with("huge.yaml")))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(huge_status["status"], "refused", "{stories}");
+    assert!(
+        huge_status["errors"].to_string().contains("timeout_secs"),
+        "{huge_status}"
+    );
+    // Dropped in while serving: the next change still applies.
+    write_story(dir.path(), "huge2.yaml", &huge("huge2"));
+    write_story(dir.path(), "versioned.yaml", &versioned_story("v2", false));
+    eventually(
+        "the reload past the refused story",
+        Duration::from_secs(10),
+        async || answer().await == "v2",
+    )
+    .await;
+    server.stop().await.expect("stop");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_pending_delays_and_an_open_implode() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -44,6 +44,13 @@ pub(crate) fn load_story(
                 .help("YAML keeps only one of them; rename or remove the copy"),
         );
     }
+    for span in yaml::non_finite_numbers(&root) {
+        out.push(
+            Diagnostic::new(Code::InvalidValue, file, span, "not a finite number")
+                .label("`.nan` and `.inf` are not numbers a story can use")
+                .help("write a number, or quote it to mean the text"),
+        );
+    }
     if !matches!(root.kind, NodeKind::Map(_)) {
         out.push(
             Diagnostic::new(

@@ -78,6 +78,25 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Node, YamlError> {
     build::build(text, limits)
 }
 
+/// Where the tree holds `.nan`, `.inf` or `-.inf`: no key of a story takes
+/// them (a duration, a count, a JSON payload), so `check` refuses them all.
+pub fn non_finite_numbers(root: &Node) -> Vec<Span> {
+    fn walk(node: &Node, out: &mut Vec<Span>) {
+        match &node.kind {
+            NodeKind::Float(f) if !f.is_finite() => out.push(node.span),
+            NodeKind::Map(entries) => entries.iter().for_each(|(k, v)| {
+                walk(k, out);
+                walk(v, out);
+            }),
+            NodeKind::Seq(items) => items.iter().for_each(|n| walk(n, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, &mut out);
+    out
+}
+
 /// Every key that repeats an earlier key of the same mapping.
 pub fn duplicate_keys(root: &Node) -> Vec<DuplicateKey> {
     let mut out = Vec::new();
