@@ -723,7 +723,7 @@ impl HttpExec {
                             self.max_response_bytes
                         ),
                         n => format!(
-                            "the {} pages read so far are larger than {} bytes (`max_response_bytes` counts every page)",
+                            "page {} takes the responses past {} bytes (`max_response_bytes` counts every page)",
                             n + 1,
                             self.max_response_bytes
                         ),

@@ -10,6 +10,7 @@ mod data_collector;
 mod leaks;
 mod library_e2e;
 mod limits;
+mod memory;
 mod microsoft_mock;
 mod mock_server;
 mod mock_smtp;

@@ -256,14 +256,17 @@ impl Field {
             tripped: false,
         };
         let rendered = crate::template::loops::with_deadline(started + MAX_RENDER_TIME, || {
-            crate::template::filters::with_now(scope.now_ms, || t.render_to(&mut out, scope))
+            crate::template::held::with_budget(|| {
+                crate::template::filters::with_now(scope.now_ms, || t.render_to(&mut out, scope))
+            })
         });
         if let Err(e) = rendered {
             // The writer's refusal says which limit; liquid wraps it.
             let message = if out.tripped || e.to_string().contains(RENDER_LIMIT_MARK) {
                 format!(
-                    "the template renders more than {} MiB or runs longer than {} s (a loop over too much?)",
+                    "the template renders more than {} MiB, holds more than {} MiB in variables or runs longer than {} s (a loop over too much?)",
                     MAX_RENDER_BYTES / (1024 * 1024),
+                    crate::template::held::MAX_HELD_BYTES / (1024 * 1024),
                     MAX_RENDER_TIME.as_secs()
                 )
             } else {

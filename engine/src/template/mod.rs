@@ -3,6 +3,7 @@
 //! template refers to.
 
 pub mod filters;
+pub mod held;
 pub mod loops;
 pub mod scan;
 mod tags;
@@ -43,8 +44,10 @@ impl TemplateParser {
         for tag in tags::ALL_TAGS {
             builder = builder.tag(*tag);
         }
-        // Loops with limits (replacing the standard ones).
+        // Loops with limits (replacing the standard ones), and variables
+        // with a budget of bytes held.
         builder = builder.block(loops::ForBlock).block(loops::TableRowBlock);
+        builder = builder.tag(held::AssignTag).block(held::CaptureBlock);
         // Internal: captures the value of a whole-field `| as_object` template.
         builder = builder.filter(filters::TypedValue);
         let parser = builder
