@@ -301,24 +301,39 @@ impl SignatureCheck {
                     Err("wrong signature".into())
                 }
             }
-            SignatureAlgorithm::ClientState => {
-                // The validation handshake carries no notifications: nothing to check.
-                let body: J = serde_json::from_slice(&request.body).unwrap_or(J::Null);
-                let Some(notifications) = body.get("value").and_then(J::as_array) else {
-                    return Ok(());
-                };
-                let all = notifications.iter().all(|n| {
-                    n.get("clientState")
-                        .and_then(J::as_str)
-                        .is_some_and(|c| bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), secret.as_bytes())))
-                });
-                if all {
-                    Ok(())
-                } else {
-                    Err("a notification's clientState is missing or wrong".into())
-                }
-            }
+            SignatureAlgorithm::ClientState => client_state(request, secret),
         }
+    }
+}
+
+/// Microsoft Graph's change notifications: the validation handshake (a
+/// `validationToken` in the query and no body) passes; any other request
+/// must be `{"value": [...]}` with at least one notification, every one an
+/// object whose `clientState` is the secret.
+fn client_state(request: &WebhookRequest, secret: &str) -> Result<(), String> {
+    let handshake = request
+        .query
+        .iter()
+        .any(|(k, v)| k == "validationToken" && !v.is_empty());
+    if handshake && request.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let body: J = serde_json::from_slice(&request.body)
+        .map_err(|_| "not a Graph change notification: the body is not JSON".to_owned())?;
+    let notifications = body
+        .get("value")
+        .and_then(J::as_array)
+        .filter(|list| !list.is_empty())
+        .ok_or("not a Graph change notification: no `value` list of notifications")?;
+    let all = notifications.iter().all(|n| {
+        n.get("clientState")
+            .and_then(J::as_str)
+            .is_some_and(|c| bool::from(subtle::ConstantTimeEq::ct_eq(c.as_bytes(), secret.as_bytes())))
+    });
+    if all {
+        Ok(())
+    } else {
+        Err("a notification's clientState is missing or wrong".into())
     }
 }
 

@@ -1159,6 +1159,30 @@ actions:
         .expect("post");
     assert_eq!(handshake.status(), 200);
     assert_eq!(handshake.text().await.expect("text"), "abc");
+    // Anything else that is not notifications carrying the clientState is
+    // refused: the state one level up, a value that is not a list, an empty
+    // list, a list of non-objects, text, a form, a handshake with a body.
+    for (content_type, forged) in [
+        ("application/json", r#"{"value": {"clientState": "state-secret-1"}}"#),
+        ("application/json", r#"{"value": "x"}"#),
+        ("application/json", r#"{"value": []}"#),
+        ("application/json", r#"{"value": [1, 2]}"#),
+        ("application/json", r#"{"clientState": "state-secret-1"}"#),
+        ("application/json", "[1,2]"),
+        ("text/plain", "hello"),
+        ("application/x-www-form-urlencoded", "clientState=state-secret-1"),
+    ] {
+        for url in [format!("{base}/graph"), format!("{base}/graph?validationToken=abc")] {
+            let r = client()
+                .post(&url)
+                .header("content-type", content_type)
+                .body(forged)
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(r.status(), 401, "{url} {forged}");
+        }
+    }
     // Refused requests stored nothing: 1 GitHub, 1 Slack, 1 Graph notification, 1 handshake.
     eventually("the accepted runs", Duration::from_secs(10), async || {
         run_count(&server, "/api/runs").await == 4
