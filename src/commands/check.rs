@@ -158,7 +158,11 @@ fn siblings(dir: &Path) -> Vec<SourceFile> {
     paths.sort();
     paths
         .into_iter()
-        .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| SourceFile::new(p, t)))
+        .filter_map(|p| {
+            tale_engine::files::read_regular_text(&p, tale_engine::files::MAX_FILE_BYTES)
+                .ok()
+                .map(|t| SourceFile::new(p, t))
+        })
         .collect()
 }
 

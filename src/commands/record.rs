@@ -195,7 +195,8 @@ fn write_case(path: &Path, case: &J, credentials: &[String], resources: &J) -> a
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
         return Ok(());
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = tale_engine::files::read_regular_text(path, tale_engine::files::MAX_FILE_BYTES)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let node = yaml::parse(&text, &Limits::default()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let cases = node
         .get("cases")

@@ -238,7 +238,8 @@ pub(crate) fn globals(
         files.push(beside);
     }
     for file in files {
-        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let text = tale_engine::files::read_regular_text(&file, tale_engine::files::MAX_FILE_BYTES)
+            .with_context(|| format!("cannot read {}", file.display()))?;
         let node = yaml::parse(&text, &Limits::default()).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         if let J::Object(o) = node.to_json() {
             for (k, v) in o {
@@ -277,7 +278,8 @@ fn read_event(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
                 .context("cannot read the event from standard input")?;
             Ok(buf)
         }
-        Some(p) => std::fs::read(p).with_context(|| format!("cannot read the event {}", p.display())),
+        Some(p) => tale_engine::files::read_regular(p, tale_engine::files::MAX_FILE_BYTES)
+            .with_context(|| format!("cannot read the event {}", p.display())),
     }
 }
 
@@ -568,7 +570,8 @@ impl ResponseSpec {
 }
 
 fn read_mocks(path: &Path) -> anyhow::Result<Vec<Mock>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the mocks {}", path.display()))?;
+    let text = tale_engine::files::read_regular_text(path, tale_engine::files::MAX_FILE_BYTES)
+        .with_context(|| format!("cannot read the mocks {}", path.display()))?;
     let node = yaml::parse(&text, &Limits::default()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let json = match node.to_json() {
         J::Object(mut o) if o.contains_key("mocks") => o.remove("mocks").unwrap_or(J::Null),
@@ -597,7 +600,7 @@ pub(crate) fn mocks_from_json(json: J, origin: &str) -> anyhow::Result<Vec<Mock>
             (body, None) => Ok(body),
             (None, Some(f)) => {
                 let file = dir.join(&f);
-                let text = std::fs::read_to_string(&file)
+                let text = tale_engine::files::read_regular_text(&file, tale_engine::files::MAX_FILE_BYTES)
                     .with_context(|| format!("{}: cannot read the mock body {}", path.display(), file.display()))?;
                 Ok(Some(serde_json::from_str(&text).unwrap_or(J::String(text))))
             }

@@ -260,7 +260,8 @@ struct Loaded {
 }
 
 fn load(path: &Path) -> anyhow::Result<Loaded> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = tale_engine::files::read_regular_text(path, tale_engine::files::MAX_FILE_BYTES)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let node =
         yaml::parse(&text, &Limits::default()).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.span()))?;
     let lines = match node.get("cases").map(|c| &c.kind) {
@@ -281,7 +282,8 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
 /// that emitted when it names none. Only those spans of the file change.
 fn update_file(loaded: &Loaded, failing: &[&Outcome]) -> anyhow::Result<usize> {
     let path = &loaded.path;
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = tale_engine::files::read_regular_text(path, tale_engine::files::MAX_FILE_BYTES)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let node = yaml::parse(&text, &Limits::default()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let Some(yaml::NodeKind::Seq(cases)) = node.get("cases").map(|c| &c.kind) else {
         anyhow::bail!("{}: no `cases`", path.display());
@@ -458,7 +460,8 @@ fn run_case(
     let event = match (&case.event, &case.event_file) {
         (_, Some(f)) => {
             let path = test.parent().unwrap_or(Path::new("")).join(f);
-            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?
+            tale_engine::files::read_regular(&path, tale_engine::files::MAX_FILE_BYTES)
+                .with_context(|| format!("cannot read {}", path.display()))?
         }
         (Some(e), None) => serde_json::to_vec(e)?,
         (None, None) => Vec::new(),

@@ -114,7 +114,7 @@ fn resource_defined_elsewhere(name: &str, files: &[PathBuf]) -> Option<String> {
         return Some("the environment".into());
     }
     for file in files {
-        let Ok(text) = std::fs::read_to_string(file) else {
+        let Ok(text) = tale_engine::files::read_regular_text(file, tale_engine::files::MAX_FILE_BYTES) else {
             continue;
         };
         let Ok(node) = tale_engine::yaml::parse(&text, &tale_engine::yaml::Limits::default()) else {

@@ -73,7 +73,7 @@ pub(crate) fn client() -> reqwest::Client {
         .expect("client")
 }
 
-async fn get_json(server: &Server, path: &str) -> J {
+pub(crate) async fn get_json(server: &Server, path: &str) -> J {
     client()
         .get(format!("http://{}{path}", server.addr))
         .send()

@@ -121,7 +121,7 @@ impl Environment {
             );
             return;
         }
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::files::read_regular_text(path, crate::files::MAX_FILE_BYTES) {
             Ok(t) => t,
             Err(e) => {
                 out.push(Diagnostic::new(

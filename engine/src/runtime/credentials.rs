@@ -184,7 +184,8 @@ impl Vault {
         if let Some(problem) = crate::files::permission_problem(path) {
             return Err(file(problem));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| file(e.to_string()))?;
+        let text =
+            crate::files::read_regular_text(path, crate::files::MAX_FILE_BYTES).map_err(|e| file(e.to_string()))?;
         let node = crate::yaml::parse(&text, &crate::yaml::Limits::default()).map_err(|e| file(e.to_string()))?;
         let raw: HashMap<String, Entry> = serde_json::from_value(node.to_json()).map_err(|e| file(e.to_string()))?;
         let mut vault = Vault::default();
