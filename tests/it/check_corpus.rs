@@ -189,3 +189,39 @@ fn every_filter_is_documented() {
         );
     }
 }
+
+/// 20,000 repeated keys are one mistake made many times: the first
+/// `MAX_REPEATS` are shown and the last says how many more there were; a
+/// one-line flow mapping prints a window of its line, not the whole line
+/// per diagnostic (82 MB before, for 4,000 repeats).
+#[test]
+fn repeated_diagnostics_are_capped_and_long_lines_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut block = String::from("name: Dup\nactions:\n  hook:\n    type: webhook\n    path: d\n");
+    for _ in 0..20_000 {
+        block.push_str("    path: d\n");
+    }
+    let many = dir.path().join("many.yaml");
+    std::fs::write(&many, block).expect("write");
+    let flow = dir.path().join("flow.yaml");
+    std::fs::write(
+        &flow,
+        format!(
+            "name: Dup\nactions:\n  hook: {{type: webhook, {}}}\n",
+            vec!["path: d"; 4000].join(", ")
+        ),
+    )
+    .expect("write");
+    let cap = tale_engine::check::MAX_REPEATS;
+    for format in ["human", "json"] {
+        let out = tale(&["check", "--format", format, many.to_str().expect("path")]);
+        let text = &out.stdout;
+        // Each shown diagnostic names its code once, and the last also in its message.
+        assert_eq!(text.matches("E004").count(), cap + 2, "{format}");
+        assert!(text.contains(&format!("and {} more E004", 20_000 - cap)), "{format}");
+    }
+    let out = tale(&["check", flow.to_str().expect("path")]);
+    assert!(out.stdout.len() < 100_000, "{} bytes", out.stdout.len());
+    let text = &out.stdout;
+    assert!(text.contains(&format!("and {} more E004", 3_999 - cap)), "{text}");
+}

@@ -128,11 +128,48 @@ pub fn check(
     diagnostics
         .sort_by(|a, b| (&a.file, a.span.line, a.span.col, a.code).cmp(&(&b.file, b.span.line, b.span.col, b.code)));
     diagnostics.dedup();
+    let diagnostics = cap_repeats(diagnostics);
     CheckOutput {
         diagnostics,
         stories,
         library,
     }
+}
+
+/// Most diagnostics of one code shown per file: 16,000 repeated keys are
+/// one mistake made many times, not 16,000 things to read.
+pub const MAX_REPEATS: usize = 50;
+
+/// Keeps the first [`MAX_REPEATS`] diagnostics of each code in each file
+/// (sorted input), and says how many more there were at the first dropped.
+fn cap_repeats(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    use std::collections::HashMap;
+    let mut counts: HashMap<(Arc<PathBuf>, crate::diagnostic::Code), usize> = HashMap::new();
+    for d in &diagnostics {
+        *counts.entry((d.file.clone(), d.code)).or_default() += 1;
+    }
+    if counts.values().all(|n| *n <= MAX_REPEATS) {
+        return diagnostics;
+    }
+    let mut seen: HashMap<(Arc<PathBuf>, crate::diagnostic::Code), usize> = HashMap::new();
+    let mut out = Vec::with_capacity(diagnostics.len().min(counts.len() * (MAX_REPEATS + 1)));
+    for mut d in diagnostics {
+        let key = (d.file.clone(), d.code);
+        let n = seen.entry(key.clone()).or_default();
+        *n += 1;
+        if *n <= MAX_REPEATS {
+            out.push(d);
+        } else if *n == MAX_REPEATS + 1 {
+            let more = counts[&key] - MAX_REPEATS;
+            d.message = format!(
+                "{} (and {more} more {} in this file, not shown)",
+                d.message,
+                d.code.code()
+            );
+            out.push(d);
+        }
+    }
+    out
 }
 
 fn check_one(
