@@ -132,6 +132,9 @@ impl ActionConfig for WebhookConfig {
             && path
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'/' | b'.'));
+        // Segments a client or a proxy would normalise away (`a//b`, `x/`,
+        // `..`) would make a path no request can reach.
+        let segments_ok = path.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
         if !valid {
             cx.report(
                 Code::InvalidValue,
@@ -139,6 +142,13 @@ impl ActionConfig for WebhookConfig {
                 format!("invalid webhook path `{path}`"),
             )
             .help = Some("a path uses letters, digits, `-`, `_`, `.` and `/`".into());
+        } else if !segments_ok {
+            cx.report(
+                Code::InvalidValue,
+                self.path.span,
+                format!("invalid webhook path `{path}`: an empty, `.` or `..` segment"),
+            )
+            .help = Some("write segments separated by single `/`, such as `graph/alerts`".into());
         }
         if let Some(status) = self.response.as_ref().and_then(|r| r.status.as_ref())
             && !(100..=599).contains(&status.value)

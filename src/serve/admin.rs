@@ -33,7 +33,7 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, request: Request, next: N
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(super::http::bearer_token)
         .unwrap_or("");
     // Digests of equal length: the comparison says nothing of the token's length.
     use sha2::Digest as _;

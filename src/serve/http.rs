@@ -48,6 +48,16 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// The token of an `Authorization: Bearer <token>` header; the scheme is
+/// case-insensitive (RFC 7235).
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({"error": message.into()}))).into_response()
 }
@@ -69,7 +79,7 @@ async fn deliver(app: &Arc<App>, rest: String, query: Option<String>, request: R
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .map(str::to_owned);
     // The secret never reaches the event: a Bearer header is left out.
     let headers: Vec<(String, String)> = request
@@ -94,6 +104,18 @@ async fn deliver(app: &Arc<App>, rest: String, query: Option<String>, request: R
         }
     };
     drop(loaded);
+    // A declared length above the limit is refused before reading a byte.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > app.max_body as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {} bytes", app.max_body),
+        );
+    }
     let body = match axum::body::to_bytes(request.into_body(), app.max_body).await {
         Ok(b) => b,
         Err(_) => {
@@ -210,6 +232,9 @@ async fn stories(State(app): State<Arc<App>>) -> Response {
     axum::Json(json!({ "stories": list })).into_response()
 }
 
+/// What `status=` may ask for.
+const RUN_STATUSES: &[&str] = &["running", "succeeded", "failed"];
+
 #[derive(Debug, Deserialize)]
 struct RunsQuery {
     story: Option<String>,
@@ -246,6 +271,17 @@ async fn runs(
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    if let Some(status) = q.status.as_deref()
+        && !RUN_STATUSES.contains(&status)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown status `{status}`: one of {}", RUN_STATUSES.join(", ")),
+        );
+    }
+    if q.limit == Some(0) {
+        return error(StatusCode::BAD_REQUEST, "`limit` must be at least 1");
+    }
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let filter = RunFilter {
         story: q.story,

@@ -1191,6 +1191,63 @@ actions:
     server.stop().await.expect("stop");
 }
 
+/// The small ones of the hardening probe: `bearer` in any case, run
+/// filters that cannot match are a 400, and a declared body above the
+/// limit is refused before a byte of it is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_any_case_strict_run_filters_and_early_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_story(
+        dir.path(),
+        "plain.yaml",
+        &format!("name: Plain\nactions:\n  hook:\n    type: webhook\n    path: plain\n    secret: {SECRET}\n"),
+    );
+    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = client()
+            .post(format!("http://{}/webhook/plain", server.addr))
+            .header("authorization", format!("{scheme} {SECRET}"))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    for query in ["status=bogus", "limit=0"] {
+        let r = client()
+            .get(format!("http://{}/api/runs?{query}", server.addr))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 400, "{query}");
+    }
+    let r = client()
+        .get(format!("http://{}/api/runs?status=succeeded&limit=2", server.addr))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+    // Headers only, announcing 1 GB: the answer comes without the body.
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(
+            format!(
+                "POST /webhook/plain/{SECRET} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000000000\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered before the body")
+        .expect("read");
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    server.stop().await.expect("stop");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_rate_limit_answers_429_with_retry_after_and_stores_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");

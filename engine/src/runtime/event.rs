@@ -24,6 +24,39 @@ pub struct Event {
     pub created_at: i64,
     /// The branch it went out on (`failure`, `no_match`), if not the main output.
     pub branch: Option<&'static str>,
+    /// Upstream events found from here before, so that the next event of a
+    /// chain finds them in one step instead of walking the whole ancestry
+    /// (a chain of n steps reading the webhook was O(n²)).
+    pub shortcuts: Shortcuts,
+}
+
+/// Slots of (slug, nearest event of that slug), filled once each.
+#[derive(Debug, Default)]
+pub struct Shortcuts([std::sync::OnceLock<(Arc<str>, Arc<Event>)>; 4]);
+
+impl Shortcuts {
+    fn get(&self, slug: &str) -> Option<&Arc<Event>> {
+        self.0
+            .iter()
+            .map_while(|slot| slot.get())
+            .find(|(s, _)| &**s == slug)
+            .map(|(_, e)| e)
+    }
+
+    /// Remembers `event` as the nearest of its slug, in a free slot if any.
+    fn remember(&self, event: &Arc<Event>) {
+        for slot in &self.0 {
+            match slot.get() {
+                Some((s, _)) if *s == event.action => return,
+                Some(_) => {}
+                None => {
+                    if slot.set((event.action.clone(), event.clone())).is_ok() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Event {
@@ -44,6 +77,7 @@ impl Event {
             output,
             created_at: now,
             branch: None,
+            shortcuts: Shortcuts::default(),
         }
     }
 
@@ -67,16 +101,41 @@ impl Event {
         if &*self.action == slug {
             return Some(self);
         }
-        let mut frontier: Vec<&Arc<Event>> = self.parents.iter().collect();
-        let mut seen: Vec<EventId> = Vec::new();
+        // Along a chain (one parent each) the nearest is the first on the
+        // way up, and an ancestor's shortcut is the rest of that way.
+        let mut at: &'a Arc<Event> = self;
+        loop {
+            if let Some(found) = at.shortcuts.get(slug) {
+                if !std::ptr::eq(at, self) {
+                    self.shortcuts.remember(found);
+                }
+                return Some(found);
+            }
+            match at.parents.as_slice() {
+                [] => return None,
+                [parent] => {
+                    if &*parent.action == slug {
+                        if !std::ptr::eq(at, self) {
+                            self.shortcuts.remember(parent);
+                        }
+                        return Some(parent);
+                    }
+                    at = parent;
+                }
+                _ => break,
+            }
+        }
+        // Several parents: breadth first from there, the nearest wins.
+        let mut frontier: Vec<&'a Arc<Event>> = at.parents.iter().collect();
+        let mut seen: std::collections::HashSet<EventId> = std::collections::HashSet::new();
         while !frontier.is_empty() {
             let mut next = Vec::new();
             for e in frontier {
                 if &*e.action == slug {
+                    self.shortcuts.remember(e);
                     return Some(e);
                 }
-                if !seen.contains(&e.id) {
-                    seen.push(e.id);
+                if seen.insert(e.id) {
                     next.extend(e.parents.iter());
                 }
             }

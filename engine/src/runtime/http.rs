@@ -99,7 +99,21 @@ pub fn is_internal(ip: std::net::IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let embedded =
+                |hi: u16, lo: u16| IpAddr::V4(std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)));
+            // NAT64 (64:ff9b::/96 and the local-use 64:ff9b:1::/48) and the
+            // deprecated IPv4-compatible `::a.b.c.d` carry an IPv4 address
+            // in their last 32 bits; 6to4 (2002::/16) right after the prefix.
+            let nat64 = s[0] == 0x64 && s[1] == 0xff9b && (s[2..6] == [0, 0, 0, 0] || s[2] == 1);
+            let compatible = s[..6] == [0, 0, 0, 0, 0, 0] && !(s[6] == 0 && s[7] <= 1);
+            if nat64 || compatible {
+                return is_internal(embedded(s[6], s[7]));
+            }
+            if s[0] == 0x2002 {
+                return is_internal(embedded(s[1], s[2]));
+            }
+            let first = s[0];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -462,10 +476,23 @@ mod guard_tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a00:1",
+            "2002:7f00:1::",
+            "2002:c0a8:101::1",
+            "::127.0.0.1",
+            "::10.0.0.1",
         ] {
             assert!(super::is_internal(ip.parse().expect("ip")), "{ip}");
         }
-        for ip in ["20.190.128.1", "8.8.8.8", "2606:4700::1111"] {
+        for ip in [
+            "20.190.128.1",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(!super::is_internal(ip.parse().expect("ip")), "{ip}");
         }
     }

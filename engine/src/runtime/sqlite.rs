@@ -823,6 +823,7 @@ fn load_event(
         output: serde_json::from_str(&output).map_err(failed)?,
         created_at: at,
         branch: branch.as_deref().map(intern_branch),
+        shortcuts: Default::default(),
     });
     cache.insert(id, event.clone());
     Ok(Some(event))
