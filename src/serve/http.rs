@@ -189,6 +189,9 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     if !app.ready.load(Ordering::Relaxed) {
         return error(StatusCode::SERVICE_UNAVAILABLE, "starting");
     }
+    if let Err(why) = app.store.health() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, why);
+    }
     if app.durable.queue_depth() >= app.durable.max_queued {
         return error(StatusCode::SERVICE_UNAVAILABLE, "saturated");
     }

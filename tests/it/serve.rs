@@ -1191,6 +1191,36 @@ actions:
     server.stop().await.expect("stop");
 }
 
+/// A database removed (or replaced) under a running server used to go
+/// unnoticed: 200s for events that the next start never saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_database_fails_readiness_and_webhooks_get_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_story(
+        dir.path(),
+        "plain.yaml",
+        &format!("name: Plain\nactions:\n  hook:\n    type: webhook\n    path: plain\n    secret: {SECRET}\n"),
+    );
+    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    let hook = format!("http://{}/webhook/plain/{SECRET}", server.addr);
+    let ready = format!("http://{}/readyz", server.addr);
+    assert_eq!(client().post(&hook).send().await.expect("post").status(), 200);
+    assert_eq!(client().get(&ready).send().await.expect("get").status(), 200);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("tale.db{suffix}")));
+    }
+    let r = client().get(&ready).send().await.expect("get");
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.expect("text").contains("was removed"));
+    eventually(
+        "webhooks refused once the file is gone",
+        Duration::from_secs(5),
+        async || client().post(&hook).send().await.expect("post").status() == 503,
+    )
+    .await;
+    server.stop().await.expect("stop");
+}
+
 /// The small ones of the hardening probe: `bearer` in any case, run
 /// filters that cannot match are a 400, and a declared body above the
 /// limit is refused before a byte of it is read.

@@ -203,7 +203,94 @@ struct PreparedItem {
     due: i64,
 }
 
+/// Whether the database on disk is still the one this store writes: a file
+/// removed or replaced under a running server keeps accepting writes (to an
+/// unlinked inode) that the next start never sees. Checked by the writer
+/// before its batches and by `/readyz`; a failed write is reported too.
+#[derive(Debug)]
+struct Watch {
+    /// The database file and its WAL, with their (device, inode) at open.
+    files: Vec<(PathBuf, Option<(u64, u64)>)>,
+    /// Set once the files are gone or replaced (for good: a restart decides).
+    lost: Mutex<Option<String>>,
+    /// The last write's failure, cleared by the next write that succeeds.
+    write_error: Mutex<Option<String>>,
+    last_check: Mutex<std::time::Instant>,
+}
+
+/// How often the writer looks at the files (a `stat` each).
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).ok().map(|m| (m.len(), 0))
+    }
+}
+
+impl Watch {
+    fn new(path: &Path) -> Self {
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let files = [path.to_path_buf(), wal]
+            .into_iter()
+            .map(|p| {
+                let id = identity(&p);
+                (p, id)
+            })
+            .collect();
+        Self {
+            files,
+            lost: Mutex::new(None),
+            write_error: Mutex::new(None),
+            last_check: Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    /// Why the files on disk are no longer the store's, if they are not.
+    fn check(&self) -> Option<String> {
+        let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        if lost.is_none() {
+            #[cfg(unix)]
+            for (path, at_open) in &self.files {
+                let Some(at_open) = at_open else { continue };
+                let why = match identity(path) {
+                    None => "was removed",
+                    Some(now) if now != *at_open => "was replaced",
+                    Some(_) => continue,
+                };
+                *lost = Some(format!(
+                    "the database file {} {why} while serving: writes would be lost; restart tale serve",
+                    path.display()
+                ));
+                break;
+            }
+        }
+        lost.clone()
+    }
+
+    /// [`Watch::check`] at most every [`WATCH_EVERY`].
+    fn check_now_and_then(&self) -> Option<String> {
+        let mut last = self.last_check.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() >= WATCH_EVERY {
+            *last = std::time::Instant::now();
+            drop(last);
+            return self.check();
+        }
+        self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn wrote(&self, result: Result<(), String>) {
+        *self.write_error.lock().unwrap_or_else(|p| p.into_inner()) = result.err();
+    }
+}
+
 pub struct SqliteStore {
+    watch: Arc<Watch>,
     jobs: tokio::sync::mpsc::Sender<Job>,
     read: Mutex<Connection>,
     redactor: RwLock<Arc<Redactor>>,
@@ -281,17 +368,20 @@ impl SqliteStore {
         }
         let write = connect(path, sync)?;
         let read = connect(path, sync)?;
+        let watch = Arc::new(Watch::new(path));
         let (jobs, rx) = tokio::sync::mpsc::channel(JOB_CAPACITY);
         let owner = super::event::new_id().to_string();
         let writer_owner = owner.clone();
+        let writer_watch = watch.clone();
         std::thread::Builder::new()
             .name("tale-sqlite-writer".into())
-            .spawn(move || writer(write, rx, writer_owner))
+            .spawn(move || writer(write, rx, writer_owner, &writer_watch))
             .map_err(|source| OpenError::LockFile {
                 path: lock_path,
                 source,
             })?;
         Ok(Arc::new(Self {
+            watch,
             jobs,
             read: Mutex::new(read),
             redactor: RwLock::default(),
@@ -299,6 +389,19 @@ impl SqliteStore {
             path: path.to_owned(),
             _lock: lock,
         }))
+    }
+
+    /// `Err` with the reason when the store cannot be trusted with writes:
+    /// its database file was removed or replaced while serving, or the last
+    /// write failed (a full disk, a corrupted file).
+    pub fn health(&self) -> Result<(), String> {
+        if let Some(lost) = self.watch.check() {
+            return Err(lost);
+        }
+        match self.watch.write_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            Some(e) => Err(format!("the last write to the database failed: {e}")),
+            None => Ok(()),
+        }
     }
 
     /// What the store replaces in events and errors before writing them.
@@ -549,7 +652,7 @@ fn prepare_state(puts: Vec<StatePut>, redactor: &Redactor) -> Vec<(String, Optio
 /// The writer thread: takes what is queued, applies it in one SQLite
 /// transaction, answers everyone. When one job of a batch fails the batch is
 /// rolled back and each job is applied alone, so one bad job fails alone.
-fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner: String) {
+fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner: String, watch: &Watch) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -558,9 +661,17 @@ fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner:
                 Err(_) => break,
             }
         }
+        // A file removed or replaced: nothing written now would survive.
+        if let Some(lost) = watch.check_now_and_then() {
+            for job in batch {
+                job.reply.send(Err(StoreError::Failed(lost.clone())));
+            }
+            continue;
+        }
         let together = apply_batch(&mut conn, batch.iter().map(|j| &j.work), &owner);
         match together {
             Ok(results) => {
+                watch.wrote(Ok(()));
                 for (job, r) in batch.into_iter().zip(results) {
                     job.reply.send(Ok(r));
                 }
@@ -568,9 +679,18 @@ fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner:
             Err(_) => {
                 for job in batch {
                     let r = apply_batch(&mut conn, std::iter::once(&job.work), &owner)
-                        .map(|mut v| v.pop().unwrap_or_default())
-                        .map_err(failed);
-                    job.reply.send(r);
+                        .map(|mut v| v.pop().unwrap_or_default());
+                    // A constraint is the job's own fault; anything else is the database's.
+                    let broken = match &r {
+                        Err(rusqlite::Error::SqliteFailure(e, _)) => e.code != rusqlite::ErrorCode::ConstraintViolation,
+                        Err(_) => true,
+                        Ok(_) => false,
+                    };
+                    watch.wrote(match &r {
+                        Err(e) if broken => Err(e.to_string()),
+                        _ => Ok(()),
+                    });
+                    job.reply.send(r.map_err(failed));
                 }
             }
         }
