@@ -116,9 +116,20 @@ async fn deliver(app: &Arc<App>, rest: String, query: Option<String>, request: R
             format!("the body is larger than {} bytes", app.max_body),
         );
     }
-    let body = match axum::body::to_bytes(request.into_body(), app.max_body).await {
-        Ok(b) => b,
+    let body = match tokio::time::timeout(
+        app.body_timeout,
+        axum::body::to_bytes(request.into_body(), app.max_body),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
         Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {} s", app.body_timeout.as_secs_f64()),
+            );
+        }
+        Ok(Err(_)) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is larger than {} bytes", app.max_body),
@@ -200,6 +211,9 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     app.metrics.queue_depth.set(app.durable.queue_depth() as i64);
+    app.metrics
+        .connections
+        .set(app.connections.load(Ordering::Relaxed) as i64);
     app.metrics.waiting.set(app.durable.waiting() as i64);
     let mut headers = HeaderMap::new();
     headers.insert(

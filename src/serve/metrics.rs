@@ -47,6 +47,7 @@ pub(crate) struct Metrics {
     pub(crate) webhooks: Family<StatusLabels, Counter>,
     http: Family<HostLabels, Counter>,
     pub(crate) queue_depth: Gauge,
+    pub(crate) connections: Gauge,
     pub(crate) waiting: Gauge,
 }
 
@@ -79,6 +80,8 @@ impl Metrics {
         );
         let queue_depth = Gauge::default();
         registry.register("queue_depth", "Work items ready or running", queue_depth.clone());
+        let connections = Gauge::default();
+        registry.register("http_connections", "HTTP connections open", connections.clone());
         let waiting = Gauge::default();
         registry.register("waiting_items", "Work items waiting on a timer", waiting.clone());
         Arc::new(Self {
@@ -89,6 +92,7 @@ impl Metrics {
             webhooks,
             http,
             queue_depth,
+            connections,
             waiting,
         })
     }

@@ -5,6 +5,7 @@
 
 mod admin;
 mod http;
+mod listen;
 mod load;
 mod metrics;
 mod schedule;
@@ -103,6 +104,17 @@ pub struct ServeArgs {
     /// How long a stop waits for work in flight before leaving it for the next start.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
+    /// How long a client has to send a request's head; also how long an
+    /// idle keep-alive connection stays open.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// How long a webhook's body may take to arrive (408 beyond).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+    /// Most connections open at once (default: 4096, or three quarters of
+    /// the open-file limit when lower); more wait in the listen backlog.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
 }
 
 /// The key in `--secret-key` or `--previous-secret-key`, if one is given.
@@ -126,6 +138,9 @@ pub(crate) struct App {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) statuses: RwLock<Vec<StoryStatus>>,
     pub(crate) max_body: usize,
+    pub(crate) body_timeout: Duration,
+    /// HTTP connections open now.
+    pub(crate) connections: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) ready: AtomicBool,
     pub(crate) admin: admin::Admin,
 }
@@ -148,6 +163,11 @@ impl Server {
     /// Work items ready, running or waiting on a timer.
     pub fn pending(&self) -> usize {
         self.app.durable.queue_depth() + self.app.durable.waiting()
+    }
+
+    /// HTTP connections open now (also the `tale_http_connections` metric).
+    pub fn connections(&self) -> usize {
+        self.app.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -248,6 +268,8 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         metrics,
         statuses: RwLock::new(first.statuses),
         max_body: args.max_body,
+        body_timeout: args.body_timeout,
+        connections: Arc::default(),
         ready: AtomicBool::new(false),
         admin: admin::Admin {
             api_token: args
@@ -398,15 +420,19 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     app.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(%addr, db = %path.display(), "tale serve is listening");
     let grace = args.grace;
+    let header_timeout = args.header_timeout;
+    let max_connections = args.max_connections.unwrap_or_else(listen::default_max_connections);
+    let connections = app.connections.clone();
     let app2 = app.clone();
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("the HTTP server failed")?;
+        let limits = listen::ConnLimits {
+            header_timeout,
+            max_connections,
+        };
+        listen::serve(listener, router, limits, connections, shutdown).await;
         app2.ready.store(false, std::sync::atomic::Ordering::Relaxed);
         reload.abort();
         pruner.abort();

@@ -19,6 +19,7 @@ mod redirects;
 mod runtime;
 mod schema;
 mod serve;
+mod slow_clients;
 mod special_files;
 mod story_tests;
 mod substories;
