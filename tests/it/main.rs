@@ -4,6 +4,7 @@
 mod admin_api;
 mod check_corpus;
 mod cli;
+mod crash_loop;
 mod credential_forms;
 mod credentials;
 mod data_collector;

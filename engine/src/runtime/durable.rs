@@ -33,7 +33,19 @@ pub struct WorkItem {
     pub wake: Option<J>,
     /// When it may run (ms since the epoch); 0: at once.
     pub due_ms: i64,
+    /// How many times it was started after a restart that followed a crash
+    /// (counted durably before it ran): past [`MAX_CRASHED_STARTS`] it is
+    /// failed instead of crashing the server again.
+    pub attempts: u32,
+    /// Count this start durably before running it (recovered items).
+    pub mark: bool,
 }
+
+/// Recovered starts after which an item that keeps dying with the process
+/// fails instead: the crash before it was known (not counted), one start
+/// among the other recovered items, one start alone; the next start fails
+/// it. An item that merely ran beside the culprit is counted once at most.
+pub const MAX_CRASHED_STARTS: u32 = 2;
 
 /// What one step writes, all or nothing.
 #[derive(Debug, Default, Clone)]
@@ -68,6 +80,8 @@ pub trait DurableStore: Store {
     /// Applies a transaction. Errs with `StoreError::Full` at once when the
     /// store cannot take more and `wait` is false (a webhook answers 503).
     fn apply(&self, tx: Transaction, wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>>;
+    /// Counts one more start of a recovered item, durably, before it runs.
+    fn mark_started(&self, item: Uuid) -> BoxFuture<'static, Result<(), StoreError>>;
     /// Work items left by a process that stopped, with their input events.
     fn recover(&self) -> Result<Vec<WorkItem>, StoreError>;
     /// The last tick a schedule fired (ms since the epoch).
@@ -197,6 +211,19 @@ pub struct Durable {
     observer: Option<Arc<dyn Observer>>,
     /// One permit per running item (`workers`).
     permits: Arc<tokio::sync::Semaphore>,
+    /// Recovered items marked and not finished yet, and who waits for none.
+    recovering: AtomicUsize,
+    recovered: tokio::sync::Notify,
+}
+
+/// One recovered item finished (however: also by a panic).
+struct Recovered<'a>(&'a Durable);
+
+impl Drop for Recovered<'_> {
+    fn drop(&mut self) {
+        self.0.recovering.fetch_sub(1, Ordering::AcqRel);
+        self.0.recovered.notify_waiters();
+    }
 }
 
 /// Gives `n` back to `queued` when dropped: also when the work panics, so a
@@ -230,6 +257,8 @@ impl Durable {
             stateful: Mutex::default(),
             observer,
             permits: Arc::new(tokio::sync::Semaphore::new(workers.max(1))),
+            recovering: AtomicUsize::new(0),
+            recovered: tokio::sync::Notify::new(),
         });
         let weak = Arc::downgrade(&this);
         let permits = this.permits.clone();
@@ -245,7 +274,18 @@ impl Durable {
                 };
                 tokio::spawn(async move {
                     let _done = Dequeue(&this.queued, 1);
-                    this.process(item, permit).await;
+                    if item.mark {
+                        let _recovered = Recovered(&this);
+                        // Counted before it runs: if it takes the process
+                        // down, the next start knows.
+                        if let Err(e) = this.store.mark_started(item.id).await {
+                            tracing::error!(run = %item.run_id, "a recovered item is left for the next start: {e}");
+                            return;
+                        }
+                        this.process(item, permit).await;
+                    } else {
+                        this.process(item, permit).await;
+                    }
                 });
             }
         });
@@ -282,11 +322,73 @@ impl Durable {
     }
 
     /// Takes back the work a stopped process left, and runs it.
+    /// Resumes the stored work. Items ready now may have been running when
+    /// the process died, and one of them may be what killed it: each is
+    /// counted durably before it runs again; one counted before (a suspect)
+    /// runs alone once the others are done, so a crash then is its own; one
+    /// counted [`MAX_CRASHED_STARTS`] times fails its run with the reason,
+    /// and a restart is not a crash loop. (Timers and stateful actions'
+    /// items are resumed as they are.)
     pub fn resume(self: &Arc<Self>) -> Result<usize, StoreError> {
         let items = self.store.recover()?;
         let n = items.len();
-        self.dispatch(items);
+        let now = self.clock().now_ms();
+        let (mut now_items, mut suspects, mut condemned) = (Vec::new(), Vec::new(), Vec::new());
+        for mut item in items {
+            if item.due_ms > now || self.is_stateful(&item) {
+                now_items.push(item);
+            } else if item.attempts >= MAX_CRASHED_STARTS {
+                condemned.push(item);
+            } else if item.attempts > 0 {
+                suspects.push(item);
+            } else {
+                item.mark = true;
+                self.recovering.fetch_add(1, Ordering::AcqRel);
+                now_items.push(item);
+            }
+        }
+        self.dispatch(now_items);
+        if !condemned.is_empty() || !suspects.is_empty() {
+            let this = self.clone();
+            tokio::spawn(async move { this.resume_suspects(condemned, suspects).await });
+        }
         Ok(n)
+    }
+
+    async fn resume_suspects(self: Arc<Self>, condemned: Vec<WorkItem>, suspects: Vec<WorkItem>) {
+        for item in condemned {
+            let why = format!(
+                "{}: this step was running each time tale serve died, {} times in a row; it is not retried",
+                item.action,
+                item.attempts + 1
+            );
+            tracing::error!(run = %item.run_id, action = %item.action, "{why}");
+            let tx = Transaction {
+                done: vec![(item.id, item.run_id)],
+                errors: vec![(item.run_id, why)],
+                ..Transaction::default()
+            };
+            self.commit_logged(tx).await;
+        }
+        self.all_recovered().await;
+        for mut item in suspects {
+            tracing::warn!(run = %item.run_id, action = %item.action, "running alone a step that was running when tale serve died");
+            item.mark = true;
+            self.recovering.fetch_add(1, Ordering::AcqRel);
+            self.dispatch(vec![item]);
+            self.all_recovered().await;
+        }
+    }
+
+    /// Waits until no recovered item is running.
+    async fn all_recovered(&self) {
+        loop {
+            let notified = self.recovered.notified();
+            if self.recovering.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Delivers a request to the webhook at `path`. Answers only once the run's
@@ -449,6 +551,8 @@ impl Durable {
             input: None,
             wake: None,
             due_ms: 0,
+            attempts: 0,
+            mark: false,
         };
         let started = tick_ms.unwrap_or_else(|| self.clock().now_ms());
         let tx = Transaction {
@@ -702,6 +806,12 @@ impl Durable {
     /// Runs one item and commits what it produced. A store failure leaves the
     /// item stored: it runs again when `tale serve` restarts.
     async fn process(self: &Arc<Self>, item: WorkItem, permit: tokio::sync::OwnedSemaphorePermit) {
+        // Fault injection for the crash-loop test (debug builds only): the
+        // process dies the way a stack overflow or an OOM kill would.
+        #[cfg(debug_assertions)]
+        if std::env::var("TALE_TEST_ABORT_IN").is_ok_and(|slug| *slug == *item.action) {
+            std::process::abort();
+        }
         let mut permit = Some(permit);
         let loaded = self.loaded();
         let mut tx = Transaction {
@@ -863,6 +973,8 @@ impl Durable {
                         input: item.input.clone(),
                         wake: Some(payload),
                         due_ms: at_ms,
+                        attempts: 0,
+                        mark: false,
                     });
                     continue;
                 }
@@ -926,6 +1038,8 @@ fn push_downstream(
             input: Some(event.clone()),
             wake: None,
             due_ms: 0,
+            attempts: 0,
+            mark: false,
         });
     }
 }

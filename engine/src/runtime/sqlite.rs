@@ -77,6 +77,10 @@ CREATE TABLE credentials (
 ) WITHOUT ROWID;
 CREATE TABLE resources (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
 "#,
+    // Starts of a recovered item, counted before it runs (crash loops).
+    r#"
+ALTER TABLE items ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// How long a lease lasts; for SQLite only a marker (the lock file decides).
@@ -140,6 +144,7 @@ pub struct RunFilter {
 enum Work {
     Step(Box<Prepared>),
     Prune { story: String, before_ms: i64 },
+    MarkStarted([u8; 16]),
 }
 
 enum Reply {
@@ -708,6 +713,11 @@ fn apply_batch<'a>(
         results.push(match work {
             Work::Step(p) => apply_step(&tx, p, owner)?,
             Work::Prune { story, before_ms } => prune(&tx, story, *before_ms)?,
+            Work::MarkStarted(id) => {
+                tx.prepare_cached("UPDATE items SET attempts = attempts + 1 WHERE id = ?1")?
+                    .execute([&id[..]])?;
+                Applied::default()
+            }
         });
     }
     tx.commit()?;
@@ -1158,11 +1168,25 @@ impl DurableStore for SqliteStore {
         }
     }
 
+    fn mark_started(&self, item: Uuid) -> BoxFuture<'static, Result<(), StoreError>> {
+        let applied = self.submit(Work::MarkStarted(item.into_bytes()), true);
+        Box::pin(async move { applied.await.map(|_| ()) })
+    }
+
     fn recover(&self) -> Result<Vec<WorkItem>, StoreError> {
         let conn = self.read();
-        type Row = (Vec<u8>, Vec<u8>, String, String, Option<Vec<u8>>, Option<String>, i64);
+        type Row = (
+            Vec<u8>,
+            Vec<u8>,
+            String,
+            String,
+            Option<Vec<u8>>,
+            Option<String>,
+            i64,
+            u32,
+        );
         let rows: Vec<Row> = conn
-            .prepare("SELECT id, run_id, story, action, input, wake, due_at FROM items ORDER BY id")
+            .prepare("SELECT id, run_id, story, action, input, wake, due_at, attempts FROM items ORDER BY id")
             .and_then(|mut s| {
                 s.query_map([], |r| {
                     Ok((
@@ -1173,6 +1197,7 @@ impl DurableStore for SqliteStore {
                         r.get(4)?,
                         r.get(5)?,
                         r.get(6)?,
+                        r.get(7)?,
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()
@@ -1180,7 +1205,7 @@ impl DurableStore for SqliteStore {
             .map_err(failed)?;
         let mut cache = HashMap::new();
         let mut items = Vec::with_capacity(rows.len());
-        for (id, run, story, action, input, wake, due) in rows {
+        for (id, run, story, action, input, wake, due, attempts) in rows {
             let input = match input {
                 Some(bytes) if bytes.len() == 16 => {
                     let mut b = [0u8; 16];
@@ -1197,6 +1222,8 @@ impl DurableStore for SqliteStore {
                 input,
                 wake: wake.map(|w| serde_json::from_str(&w).map_err(failed)).transpose()?,
                 due_ms: due,
+                attempts,
+                mark: false,
             });
         }
         // Ours now: the lock file says the previous owner is gone.
