@@ -282,7 +282,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value as J, json};
 use tale_engine::action::{ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Inline, Outcome};
 use tale_engine::runtime::http::{
-    DEFAULT_MAX_RESPONSE_BYTES, HttpError, HttpRequest, HttpResponse, MAX_REDIRECTS, redirect_target,
+    DEFAULT_MAX_RESPONSE_BYTES, HttpError, HttpRequest, HttpResponse, MAX_REDIRECTS, redirect_target, same_origin,
 };
 use tale_engine::runtime::render::{Field, Tree};
 
@@ -590,8 +590,19 @@ impl HttpExec {
             let Some(next) = redirect_target(&request, &response) else {
                 return Ok(response);
             };
-            let next = next?;
+            let mut next = next?;
             hops += 1;
+            // The header a typed credential attached is bound to its origin
+            // like `Authorization`: another origin never gets it.
+            if let Some(a) = attached {
+                let cross = match (url::Url::parse(&request.url), url::Url::parse(&next.url)) {
+                    (Ok(from), Ok(to)) => !same_origin(&from, &to),
+                    _ => true,
+                };
+                if cross {
+                    next.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&a.header));
+                }
+            }
             if hops > MAX_REDIRECTS {
                 return Err(HttpError::Refused(format!("more than {MAX_REDIRECTS} redirects")));
             }

@@ -319,15 +319,9 @@ impl SignatureCheck {
 /// Microsoft Graph's change notifications: the validation handshake (a
 /// `validationToken` in the query and no body) passes; any other request
 /// must be `{"value": [...]}` with at least one notification, every one an
-/// object whose `clientState` is the secret.
+/// object whose `clientState` is the secret. (The handshake is answered
+/// before: [`graph_handshake`].)
 fn client_state(request: &WebhookRequest, secret: &str) -> Result<(), String> {
-    let handshake = request
-        .query
-        .iter()
-        .any(|(k, v)| k == "validationToken" && !v.is_empty());
-    if handshake && request.body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(());
-    }
     let body: J = serde_json::from_slice(&request.body)
         .map_err(|_| "not a Graph change notification: the body is not JSON".to_owned())?;
     let notifications = body
@@ -345,6 +339,24 @@ fn client_state(request: &WebhookRequest, secret: &str) -> Result<(), String> {
     } else {
         Err("a notification's clientState is missing or wrong".into())
     }
+}
+
+/// Graph's validation handshake: a POST (or GET) whose query is only
+/// `validationToken` and whose body is empty. tale answers it itself, the
+/// token as text within Graph's 10 s, and starts no run: an unauthenticated
+/// request never becomes an event.
+fn graph_handshake(request: &WebhookRequest) -> Option<WebhookResponse> {
+    let [(key, token)] = request.query.as_slice() else {
+        return None;
+    };
+    let post_or_get = request.method.eq_ignore_ascii_case("post") || request.method.eq_ignore_ascii_case("get");
+    (key == "validationToken" && !token.is_empty() && post_or_get && request.body.iter().all(u8::is_ascii_whitespace))
+        .then(|| WebhookResponse {
+            status: 200,
+            content_type: "text/plain".into(),
+            headers: Vec::new(),
+            body: token.clone(),
+        })
 }
 
 /// Whether a body of this content type can become an event: JSON, a form,
@@ -449,6 +461,11 @@ impl Executable for WebhookExec {
                 s.1 += 1;
             }
             if let Some(sig) = &self.signature {
+                if sig.algorithm == SignatureAlgorithm::ClientState
+                    && let Some(response) = graph_handshake(request)
+                {
+                    return Some(WebhookResult::Ignored { response });
+                }
                 let secret = match sig.secret.render_text(&cx.scope) {
                     Ok(s) => s,
                     Err(e) => return refuse(500, e.to_string()),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value as J, json};
 use tale_engine::runtime::durable::{Delivery, DurableError};
 use tale_engine::runtime::exec::{WebhookRequest, WebhookResponse};
-use tale_engine::runtime::sqlite::RunFilter;
+use tale_engine::runtime::sqlite::{RunFilter, SqliteStore};
 use tale_engine::runtime::store::StoreError;
 use uuid::Uuid;
 
@@ -308,7 +308,7 @@ async fn runs(
         after: q.after,
         limit,
     };
-    match app.store.runs(&filter) {
+    match read(&app, move |store| store.runs(&filter)).await {
         Ok(runs) => {
             let next = (runs.len() == limit)
                 .then(|| runs.last().map(|r| r.id.clone()))
@@ -319,11 +319,23 @@ async fn runs(
     }
 }
 
+/// A read of the run log, on a blocking thread: SQLite reads (and their
+/// wait for the read connection) must not hold an async worker.
+async fn read<T: Send + 'static>(
+    app: &Arc<App>,
+    f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = app.store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Failed(format!("the read stopped: {e}"))))
+}
+
 async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let Ok(id) = Uuid::parse_str(&id) else {
         return error(StatusCode::NOT_FOUND, format!("`{id}` is not an id"));
     };
-    match app.store.run(id) {
+    match read(&app, move |store| store.run(id)).await {
         Ok(Some(run)) => axum::Json(run).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such run"),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -334,7 +346,7 @@ async fn run_events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resp
     let Ok(id) = Uuid::parse_str(&id) else {
         return error(StatusCode::NOT_FOUND, format!("`{id}` is not an id"));
     };
-    let events = match app.store.events_json(id) {
+    let events = match read(&app, move |store| store.events_json(id)).await {
         Ok(e) => e,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
@@ -352,7 +364,7 @@ async fn reemit(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response
     let Ok(id) = Uuid::parse_str(&id) else {
         return error(StatusCode::NOT_FOUND, format!("`{id}` is not an id"));
     };
-    let event = match app.store.event(id) {
+    let event = match read(&app, move |store| store.event(id)).await {
         Ok(Some(e)) => e,
         Ok(None) => return error(StatusCode::NOT_FOUND, "no such event"),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

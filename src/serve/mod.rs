@@ -421,6 +421,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     tracing::info!(%addr, db = %path.display(), "tale serve is listening");
     let grace = args.grace;
     let header_timeout = args.header_timeout;
+    let body_timeout = args.body_timeout;
     let max_connections = args.max_connections.unwrap_or_else(listen::default_max_connections);
     let connections = app.connections.clone();
     let app2 = app.clone();
@@ -430,7 +431,11 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         };
         let limits = listen::ConnLimits {
             header_timeout,
+            // A request being answered (a webhook waits for its commit, a
+            // slow store) moves no bytes for a while: well past both timeouts.
+            stall: (header_timeout + body_timeout) * 2,
             max_connections,
+            grace,
         };
         listen::serve(listener, router, limits, connections, shutdown).await;
         app2.ready.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -445,6 +450,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = app2.durable.queue_depth() + app2.durable.waiting();
+        app2.durable.stopped_cleanly().await;
         tracing::info!(left, "stopped; work left is resumed at the next start");
         Ok(())
     });

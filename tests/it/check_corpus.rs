@@ -217,11 +217,21 @@ fn repeated_diagnostics_are_capped_and_long_lines_cut() {
         let out = tale(&["check", "--format", format, many.to_str().expect("path")]);
         let text = &out.stdout;
         // Each shown diagnostic names its code once, and the last also in its message.
-        assert_eq!(text.matches("E004").count(), cap + 2, "{format}");
+        assert_eq!(text.matches("E004").count(), cap + 1, "{format}");
         assert!(text.contains(&format!("and {} more E004", 20_000 - cap)), "{format}");
     }
     let out = tale(&["check", flow.to_str().expect("path")]);
     assert!(out.stdout.len() < 100_000, "{} bytes", out.stdout.len());
     let text = &out.stdout;
     assert!(text.contains(&format!("and {} more E004", 3_999 - cap)), "{text}");
+    // Exactly at the cap, nothing is hidden and nothing is said.
+    let exact = dir.path().join("exact.yaml");
+    let mut block = String::from("name: Dup\nactions:\n  hook:\n    type: webhook\n    path: d\n");
+    for _ in 0..cap {
+        block.push_str("    path: d\n");
+    }
+    std::fs::write(&exact, block).expect("write");
+    let out = tale(&["check", exact.to_str().expect("path")]);
+    assert_eq!(out.stdout.matches("error[E004]").count(), cap);
+    assert!(!out.stdout.contains("more E004"));
 }

@@ -17,7 +17,14 @@ fn spawn(dir: &Path, port: u16) -> Child {
         .arg(dir.join("stories"))
         .arg("--db")
         .arg(format!("sqlite:{}", dir.join("tale.db").display()))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--watch", "0s"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--watch",
+            "0s",
+            "--grace",
+            "0s",
+        ])
         .env("TALE_LOG", "warn")
         .env("TALE_TEST_ABORT_IN", "boom")
         .stdout(Stdio::null())
@@ -98,4 +105,70 @@ actions:
     assert!(text.contains("not retried"), "{text}");
     // At least once: it may have been sent just before a crash, and again.
     assert!(!mock.received().is_empty(), "the item beside it was never delivered");
+}
+
+/// A deploy is not a crash: a recovered step still running when the server
+/// is stopped cleanly (twice) is not counted against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_stops_do_not_count_as_crashes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    mock.route(
+        "/slow",
+        vec![Reply::json(200, "{}").delayed(Duration::from_millis(1500))],
+    );
+    write_story(
+        dir.path(),
+        "slow.yaml",
+        &format!(
+            "name: Slow\nactions:\n  hook:\n    type: webhook\n    path: slow\n    secret: {SECRET}\n  call:\n    type: http_request\n    from: hook\n    url: \"{}\"\n    idempotency_key: true\n",
+            mock.url("/slow")
+        ),
+    );
+    let port = crate::support::free_port();
+    let mut child = spawn(dir.path(), port);
+    wait_ready(port).await;
+    let r = client()
+        .post(format!("http://127.0.0.1:{port}/webhook/slow/{SECRET}"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let in_flight = async || {
+        let started = Instant::now();
+        while mock.received().is_empty() && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    in_flight().await;
+    // A crash with the request in flight; then two clean stops, each with
+    // the recovered request in flight again.
+    let _ = child.kill();
+    let _ = child.wait();
+    for _ in 0..2 {
+        let before = mock.received().len();
+        child = spawn(dir.path(), port);
+        wait_ready(port).await;
+        let started = Instant::now();
+        while mock.received().len() == before && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        crate::serve::signal(&child, "TERM");
+        assert!(died_within(&mut child, Duration::from_secs(10)), "SIGTERM stops it");
+    }
+    child = spawn(dir.path(), port);
+    wait_ready(port).await;
+    let db = format!("sqlite:{}", dir.path().join("tale.db").display());
+    let started = Instant::now();
+    let mut text = String::new();
+    while started.elapsed() < Duration::from_secs(15) {
+        text = crate::support::tale(&["runs", "--db", &db, "--json"]).stdout;
+        if text.contains("\"succeeded\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("\"succeeded\""), "{text}");
 }

@@ -798,7 +798,7 @@ actions:
     server.stop().await.expect("stop");
 }
 
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(child.id().to_string())
@@ -1175,7 +1175,11 @@ actions:
         ("text/plain", "hello"),
         ("application/x-www-form-urlencoded", "clientState=state-secret-1"),
     ] {
-        for url in [format!("{base}/graph"), format!("{base}/graph?validationToken=abc")] {
+        for url in [
+            format!("{base}/graph"),
+            format!("{base}/graph?validationToken=abc"),
+            format!("{base}/graph?validationToken=abc&extra=chosen-by-the-sender"),
+        ] {
             let r = client()
                 .post(&url)
                 .header("content-type", content_type)
@@ -1186,9 +1190,18 @@ actions:
             assert_eq!(r.status(), 401, "{url} {forged}");
         }
     }
-    // Refused requests stored nothing: 1 GitHub, 1 Slack, 1 Graph notification, 1 handshake.
+    // A handshake is only `validationToken`: more in the query is refused.
+    let r = client()
+        .post(format!("{base}/graph?validationToken=abc&extra=chosen-by-the-sender"))
+        .header("content-type", "text/plain")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 401);
+    // Refused requests stored nothing, nor did the handshake (tale answers
+    // it itself): 1 GitHub, 1 Slack, 1 Graph notification.
     eventually("the accepted runs", Duration::from_secs(10), async || {
-        run_count(&server, "/api/runs").await == 4
+        run_count(&server, "/api/runs").await == 3
     })
     .await;
     server.stop().await.expect("stop");

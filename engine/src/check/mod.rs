@@ -141,7 +141,7 @@ pub fn check(
 pub const MAX_REPEATS: usize = 50;
 
 /// Keeps the first [`MAX_REPEATS`] diagnostics of each code in each file
-/// (sorted input), and says how many more there were at the first dropped.
+/// (sorted input); the last one kept says how many more there were.
 fn cap_repeats(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
     use std::collections::HashMap;
     let mut counts: HashMap<(Arc<PathBuf>, crate::diagnostic::Code), usize> = HashMap::new();
@@ -157,15 +157,17 @@ fn cap_repeats(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
         let key = (d.file.clone(), d.code);
         let n = seen.entry(key.clone()).or_default();
         *n += 1;
-        if *n <= MAX_REPEATS {
+        if *n < MAX_REPEATS {
             out.push(d);
-        } else if *n == MAX_REPEATS + 1 {
+        } else if *n == MAX_REPEATS {
             let more = counts[&key] - MAX_REPEATS;
-            d.message = format!(
-                "{} (and {more} more {} in this file, not shown)",
-                d.message,
-                d.code.code()
-            );
+            if more > 0 {
+                d.message = format!(
+                    "{} (and {more} more {} in this file, not shown)",
+                    d.message,
+                    d.code.code()
+                );
+            }
             out.push(d);
         }
     }

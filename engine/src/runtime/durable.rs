@@ -47,6 +47,10 @@ pub struct WorkItem {
 /// it. An item that merely ran beside the culprit is counted once at most.
 pub const MAX_CRASHED_STARTS: u32 = 2;
 
+/// The state key a clean stop leaves for the next start: the steps it finds
+/// were not running when a crash happened.
+pub const CLEAN_STOP: &str = "#tale:clean-stop";
+
 /// What one step writes, all or nothing.
 #[derive(Debug, Default, Clone)]
 pub struct Transaction {
@@ -82,6 +86,9 @@ pub trait DurableStore: Store {
     fn apply(&self, tx: Transaction, wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>>;
     /// Counts one more start of a recovered item, durably, before it runs.
     fn mark_started(&self, item: Uuid) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Whether the last process stopped cleanly (see [`CLEAN_STOP`]); when it
+    /// did, forgets the marker and every item's count of crashed starts.
+    fn clean_restart(&self) -> Result<bool, StoreError>;
     /// Work items left by a process that stopped, with their input events.
     fn recover(&self) -> Result<Vec<WorkItem>, StoreError>;
     /// The last tick a schedule fired (ms since the epoch).
@@ -266,6 +273,11 @@ impl Durable {
             while let Some(item) = rx.recv().await {
                 let Some(this) = weak.upgrade() else { break };
                 if this.is_stateful(&item) {
+                    // A reload made it stateful since it was counted: it
+                    // runs as before, and no longer holds up the suspects.
+                    if item.mark {
+                        drop(Recovered(&this));
+                    }
                     this.enqueue_stateful(item);
                     continue;
                 }
@@ -277,10 +289,13 @@ impl Durable {
                     if item.mark {
                         let _recovered = Recovered(&this);
                         // Counted before it runs: if it takes the process
-                        // down, the next start knows.
-                        if let Err(e) = this.store.mark_started(item.id).await {
-                            tracing::error!(run = %item.run_id, "a recovered item is left for the next start: {e}");
-                            return;
+                        // down, the next start knows. A store that cannot
+                        // count it now is tried again until it can.
+                        let mut wait = std::time::Duration::from_millis(50);
+                        while let Err(e) = this.store.mark_started(item.id).await {
+                            tracing::warn!(run = %item.run_id, "cannot count a recovered step's start: {e}; trying again");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(std::time::Duration::from_secs(5));
                         }
                         this.process(item, permit).await;
                     } else {
@@ -332,6 +347,11 @@ impl Durable {
     pub fn resume(self: &Arc<Self>) -> Result<usize, StoreError> {
         let items = self.store.recover()?;
         let n = items.len();
+        // After a clean stop nothing found was running when a crash hit.
+        if self.store.clean_restart()? {
+            self.dispatch(items);
+            return Ok(n);
+        }
         let now = self.clock().now_ms();
         let (mut now_items, mut suspects, mut condemned) = (Vec::new(), Vec::new(), Vec::new());
         for mut item in items {
@@ -373,11 +393,30 @@ impl Durable {
         self.all_recovered().await;
         for mut item in suspects {
             tracing::warn!(run = %item.run_id, action = %item.action, "running alone a step that was running when tale serve died");
+            // Every other worker's permit is held while it runs: a crash
+            // then is its own (new items wait a moment).
+            let others = u32::try_from(self.workers.saturating_sub(1)).unwrap_or(u32::MAX);
+            let hold = if others > 0 {
+                self.permits.clone().acquire_many_owned(others).await.ok()
+            } else {
+                None
+            };
             item.mark = true;
             self.recovering.fetch_add(1, Ordering::AcqRel);
             self.dispatch(vec![item]);
             self.all_recovered().await;
+            drop(hold);
         }
+    }
+
+    /// Records that this process stops cleanly (after its drain): the next
+    /// start does not count the steps it finds as crashed ones.
+    pub async fn stopped_cleanly(self: &Arc<Self>) -> bool {
+        let tx = Transaction {
+            state: vec![StatePut::set(CLEAN_STOP.to_owned(), serde_json::json!(true))],
+            ..Transaction::default()
+        };
+        self.commit_logged(tx).await
     }
 
     /// Waits until no recovered item is running.

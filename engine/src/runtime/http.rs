@@ -105,13 +105,25 @@ pub fn is_internal(ip: std::net::IpAddr) -> bool {
             // NAT64 (64:ff9b::/96 and the local-use 64:ff9b:1::/48) and the
             // deprecated IPv4-compatible `::a.b.c.d` carry an IPv4 address
             // in their last 32 bits; 6to4 (2002::/16) right after the prefix.
-            let nat64 = s[0] == 0x64 && s[1] == 0xff9b && (s[2..6] == [0, 0, 0, 0] || s[2] == 1);
+            // The local-use NAT64 prefix (64:ff9b:1::/48) is never global,
+            // and its IPv4 address may sit anywhere: internal as a whole.
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+                return true;
+            }
+            let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0];
             let compatible = s[..6] == [0, 0, 0, 0, 0, 0] && !(s[6] == 0 && s[7] <= 1);
-            if nat64 || compatible {
+            // IPv4-translated `::ffff:0:a.b.c.d` (RFC 2765).
+            let translated = s[..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0;
+            if nat64 || compatible || translated {
                 return is_internal(embedded(s[6], s[7]));
             }
             if s[0] == 0x2002 {
                 return is_internal(embedded(s[1], s[2]));
+            }
+            // Teredo (2001::/32): the server's IPv4 address, and the
+            // client's with its bits inverted.
+            if s[0] == 0x2001 && s[1] == 0 {
+                return is_internal(embedded(s[2], s[3])) || is_internal(embedded(!s[6], !s[7]));
             }
             let first = s[0];
             v6.is_loopback()
@@ -276,6 +288,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Same scheme, host and port.
+pub fn same_origin(a: &url::Url, b: &url::Url) -> bool {
+    a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+}
+
 /// Headers a redirect to another origin drops (as browsers and reqwest do).
 const ORIGIN_BOUND_HEADERS: &[&str] = &[
     "authorization",
@@ -327,10 +344,7 @@ pub fn redirect_target(request: &HttpRequest, response: &HttpResponse) -> Option
             next.method = "get".into();
         }
     }
-    let same_origin = from.scheme() == to.scheme()
-        && from.host_str() == to.host_str()
-        && from.port_or_known_default() == to.port_or_known_default();
-    if !same_origin {
+    if !same_origin(&from, &to) {
         next.headers
             .retain(|(k, _)| !ORIGIN_BOUND_HEADERS.iter().any(|h| k.eq_ignore_ascii_case(h)));
     }
@@ -483,6 +497,10 @@ mod guard_tests {
             "2002:c0a8:101::1",
             "::127.0.0.1",
             "::10.0.0.1",
+            "::ffff:0:7f00:1",
+            "64:ff9b:1:7f00:1::",
+            "2001:0:7f00:1::",
+            "2001:0:808:808::80ff:fffe",
         ] {
             assert!(super::is_internal(ip.parse().expect("ip")), "{ip}");
         }

@@ -106,11 +106,32 @@ const URI_COMPONENT: &percent_encoding::AsciiSet = &RFC3986
     .remove(b'(')
     .remove(b')');
 
+/// What a URL parser escapes in a query (WHATWG, special schemes): a value
+/// echoed into a redirect's `Location` comes back in this form.
+const WHATWG_QUERY: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\'');
+/// …and in a path.
+const WHATWG_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
 /// Every percent-escaped form of `v` a filter or a library commonly makes:
 /// each escape set, spaces as `%20` or `+`, hex in upper or lower case.
 fn percent_forms(v: &str) -> Vec<String> {
     let mut forms = Vec::new();
-    for set in [URL_ENCODE, RFC3986, URI_COMPONENT] {
+    for set in [URL_ENCODE, RFC3986, URI_COMPONENT, WHATWG_QUERY, WHATWG_PATH] {
         let escaped = percent_encoding::utf8_percent_encode(v, set).to_string();
         forms.push(escaped.replace("%20", "+"));
         forms.push(escaped);
@@ -234,6 +255,18 @@ impl Redactor {
     /// knows (as is, base64 and base64url with or without padding, URL- and
     /// JSON-escaped, inside decoded base64 text such as a Basic header).
     pub fn finds_secret_in(&self, s: &str) -> bool {
+        // Whatever escape set made it: percent-decoded, the value shows.
+        if s.contains('%') || s.contains('+') {
+            let decoded = percent_encoding::percent_decode_str(s).decode_utf8_lossy();
+            let spaced = decoded.replace('+', " ");
+            if self.finds_as_is(&decoded) || self.finds_as_is(&spaced) {
+                return true;
+            }
+        }
+        self.finds_as_is(s)
+    }
+
+    fn finds_as_is(&self, s: &str) -> bool {
         match &self.finder {
             Some(f) if f.is_match(s) => true,
             // What `text_static` would replace, without building the copy

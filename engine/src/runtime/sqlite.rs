@@ -145,6 +145,7 @@ enum Work {
     Step(Box<Prepared>),
     Prune { story: String, before_ms: i64 },
     MarkStarted([u8; 16]),
+    CleanRestart,
 }
 
 enum Reply {
@@ -220,21 +221,21 @@ struct Watch {
     lost: Mutex<Option<String>>,
     /// The last write's failure, cleared by the next write that succeeds.
     write_error: Mutex<Option<String>>,
-    last_check: Mutex<std::time::Instant>,
 }
 
-/// How often the writer looks at the files (a `stat` each).
-const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
-fn identity(path: &Path) -> Option<(u64, u64)> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::metadata(path).ok().map(|m| (m.len(), 0))
+/// The (device, inode) of a file; `Ok(None)` when it does not exist (any
+/// other error says nothing about it).
+fn identity(path: &Path) -> std::io::Result<Option<(u64, u64)>> {
+    match std::fs::metadata(path) {
+        #[cfg(unix)]
+        Ok(m) => {
+            use std::os::unix::fs::MetadataExt;
+            Ok(Some((m.dev(), m.ino())))
+        }
+        #[cfg(not(unix))]
+        Ok(_) => Ok(Some((0, 0))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -244,7 +245,7 @@ impl Watch {
         let files = [path.to_path_buf(), wal]
             .into_iter()
             .map(|p| {
-                let id = identity(&p);
+                let id = identity(&p).ok().flatten();
                 (p, id)
             })
             .collect();
@@ -252,7 +253,6 @@ impl Watch {
             files,
             lost: Mutex::new(None),
             write_error: Mutex::new(None),
-            last_check: Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -264,9 +264,9 @@ impl Watch {
             for (path, at_open) in &self.files {
                 let Some(at_open) = at_open else { continue };
                 let why = match identity(path) {
-                    None => "was removed",
-                    Some(now) if now != *at_open => "was replaced",
-                    Some(_) => continue,
+                    Ok(None) => "was removed",
+                    Ok(Some(now)) if now != *at_open => "was replaced",
+                    _ => continue,
                 };
                 *lost = Some(format!(
                     "the database file {} {why} while serving: writes would be lost; restart tale serve",
@@ -276,17 +276,6 @@ impl Watch {
             }
         }
         lost.clone()
-    }
-
-    /// [`Watch::check`] at most every [`WATCH_EVERY`].
-    fn check_now_and_then(&self) -> Option<String> {
-        let mut last = self.last_check.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() >= WATCH_EVERY {
-            *last = std::time::Instant::now();
-            drop(last);
-            return self.check();
-        }
-        self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn wrote(&self, result: Result<(), String>) {
@@ -667,7 +656,10 @@ fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner:
             }
         }
         // A file removed or replaced: nothing written now would survive.
-        if let Some(lost) = watch.check_now_and_then() {
+        // Looked at before and after each batch (two `stat`s, next to a
+        // commit): a batch that committed into a file removed meanwhile is
+        // not acknowledged either.
+        if let Some(lost) = watch.check() {
             for job in batch {
                 job.reply.send(Err(StoreError::Failed(lost.clone())));
             }
@@ -677,8 +669,12 @@ fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner:
         match together {
             Ok(results) => {
                 watch.wrote(Ok(()));
+                let lost = watch.check();
                 for (job, r) in batch.into_iter().zip(results) {
-                    job.reply.send(Ok(r));
+                    job.reply.send(match &lost {
+                        Some(why) => Err(StoreError::Failed(why.clone())),
+                        None => Ok(r),
+                    });
                 }
             }
             Err(_) => {
@@ -713,6 +709,20 @@ fn apply_batch<'a>(
         results.push(match work {
             Work::Step(p) => apply_step(&tx, p, owner)?,
             Work::Prune { story, before_ms } => prune(&tx, story, *before_ms)?,
+            Work::CleanRestart => {
+                let clean = tx
+                    .prepare_cached("DELETE FROM state WHERE key = ?1 RETURNING 1")?
+                    .query_row([super::durable::CLEAN_STOP], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if clean {
+                    tx.execute("UPDATE items SET attempts = 0 WHERE attempts > 0", [])?;
+                }
+                Applied {
+                    fired: clean,
+                    ..Applied::default()
+                }
+            }
             Work::MarkStarted(id) => {
                 tx.prepare_cached("UPDATE items SET attempts = attempts + 1 WHERE id = ?1")?
                     .execute([&id[..]])?;
@@ -1166,6 +1176,10 @@ impl DurableStore for SqliteStore {
             Ok(p) => self.submit(Work::Step(Box::new(p)), wait),
             Err(e) => Box::pin(std::future::ready(Err(e))),
         }
+    }
+
+    fn clean_restart(&self) -> Result<bool, StoreError> {
+        self.submit_blocking(Work::CleanRestart).map(|a| a.fired)
     }
 
     fn mark_started(&self, item: Uuid) -> BoxFuture<'static, Result<(), StoreError>> {

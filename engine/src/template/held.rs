@@ -66,24 +66,25 @@ fn hold(name: &KString, bytes: usize) -> Result<()> {
     })
 }
 
-/// The bytes of text a value holds, counted up to `cap` (a large list is
-/// not walked past the limit).
+/// The bytes of text a value holds (strings, keys, numbers as written),
+/// counted up to `cap` (a large list is not walked past the limit). No
+/// per-entry overhead: whatever a response within the default
+/// `max_response_bytes` parses to can be assigned whole.
 fn size_of(value: &Value, cap: usize) -> usize {
     fn walk(value: &Value, cap: usize, acc: &mut usize) {
         if *acc > cap {
             return;
         }
         match value {
-            Value::Scalar(s) => *acc += s.to_kstr().len().max(8),
+            Value::Scalar(s) => *acc += s.to_kstr().len(),
             Value::Array(items) => {
-                *acc += 8 * items.len();
                 for item in items {
                     walk(item, cap, acc);
                 }
             }
             Value::Object(o) => {
                 for (k, v) in o.iter() {
-                    *acc += k.len() + 8;
+                    *acc += k.len();
                     walk(v, cap, acc);
                 }
             }
@@ -268,6 +269,20 @@ mod tests {
         })
         .expect_err("stopped");
         assert!(e.contains("holds more than 32 MiB"), "{e}");
+    }
+
+    #[test]
+    fn a_whole_default_sized_response_can_be_assigned() {
+        // 30 MiB of JSON text in 100,000 strings: under the budget.
+        let items: Vec<String> = (0..100_000).map(|i| format!("{i:0>300}")).collect();
+        let out = crate::template::held::with_budget(|| {
+            render(
+                "{% assign rows = body.value %}{{ rows | size }}",
+                json!({"body": {"value": items}}),
+            )
+        })
+        .expect("within the budget");
+        assert_eq!(out, "100000");
     }
 
     #[test]
