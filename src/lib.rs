@@ -97,7 +97,7 @@ where
         Command::Record(args) => commands::record::run(&args, out, err),
         Command::Serve(args) => serve::run(&args),
         Command::Runs(args) => commands::inspect::runs(&args, out),
-        Command::Events(args) => commands::inspect::events(&args, out),
+        Command::Events(args) => commands::inspect::events(&args, out, err),
     };
     match result {
         Ok(status) => status,

@@ -4,7 +4,7 @@
 use futures_util::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value as J, json};
 use tale_engine::action::{
     ActionConfig, ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Outcome, StoryCall, TemplateField,
 };
@@ -62,6 +62,46 @@ struct SendToStoryExec {
 }
 
 impl Executable for SendToStoryExec {
+    /// The stored call's result: `{"called": {story, run_id, output}}` when
+    /// an exit fired, `output: null` with the run's `errors` when it ended
+    /// without one, `refused` when it could not start. The same outcomes
+    /// as a call in memory.
+    fn wake<'a>(&'a self, _cx: &'a ExecCx<'a>, payload: J) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        Box::pin(async move {
+            let called = &payload["called"];
+            let id = called["story"].as_str().unwrap_or_default().to_owned();
+            let failure = |error: String| Outcome {
+                emits: vec![Emit::Branch("failure", json!({"story": id, "error": error}))],
+                ..Outcome::default()
+            };
+            if let Some(why) = called["refused"].as_str() {
+                return Ok(failure(why.to_owned()));
+            }
+            let trace = vec![json!({"sub_story": id, "run_id": called["run_id"]})];
+            let mut outcome = match &called["output"] {
+                J::Null => {
+                    let errors: Vec<String> = called["errors"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| e.as_str().map(str::to_owned))
+                        .collect();
+                    if errors.is_empty() {
+                        failure(format!("story `{id}` ended without reaching an exit"))
+                    } else {
+                        return Err(ActionError::Failed(format!(
+                            "story `{id}` failed without reaching an exit ({})",
+                            errors.join("; ")
+                        )));
+                    }
+                }
+                output => Outcome::main(output.clone()),
+            };
+            outcome.trace = trace;
+            Ok(outcome)
+        })
+    }
+
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         Box::pin(async move {
             let target = self.story.render_text(&cx.scope)?;
@@ -76,6 +116,18 @@ impl Executable for SendToStoryExec {
                 Some(p) => p.render(&cx.scope)?,
                 None => json!({}),
             };
+            // Under the durable executor the call is a stored run this
+            // action waits for: it comes back in `wake` with the result.
+            if cx.calls.defers() {
+                return Ok(Outcome {
+                    emits: vec![Emit::Call {
+                        story: id,
+                        payload,
+                        as_body: self.as_body,
+                    }],
+                    ..Outcome::default()
+                });
+            }
             let failure = |error: String| Outcome {
                 emits: vec![Emit::Branch("failure", json!({"story": id, "error": error}))],
                 ..Outcome::default()

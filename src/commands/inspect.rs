@@ -71,6 +71,10 @@ pub(crate) fn runs(args: &RunsArgs, out: &mut dyn Write) -> anyhow::Result<ExitS
             "{:<36}  {:<24}  {:<9}  {:>6}  {started}",
             r.id, r.story, r.status, r.events
         )?;
+        if let Some(parent) = &r.parent_run {
+            let event = r.parent_event.as_deref().unwrap_or("-");
+            writeln!(out, "    called by run {parent} (event {event})")?;
+        }
         if let Some(errors) = r.errors.as_array() {
             for e in errors {
                 writeln!(out, "    error: {}", e.as_str().unwrap_or_default())?;
@@ -80,10 +84,15 @@ pub(crate) fn runs(args: &RunsArgs, out: &mut dyn Write) -> anyhow::Result<ExitS
     Ok(ExitStatus::Success)
 }
 
-pub(crate) fn events(args: &EventsArgs, out: &mut dyn Write) -> anyhow::Result<ExitStatus> {
+pub(crate) fn events(args: &EventsArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
     let reader = open(&args.db)?;
-    if reader.run(args.run)?.is_none() {
+    let Some(run) = reader.run(args.run)? else {
         anyhow::bail!("no run {} in {}", args.run, args.db);
+    };
+    // Standard output stays JSON lines; the link to the caller is a note.
+    if let Some(parent) = &run.parent_run {
+        let event = run.parent_event.as_deref().unwrap_or("-");
+        writeln!(err, "run {} was called by run {parent} (event {event})", args.run)?;
     }
     for e in reader.events_json(args.run)? {
         writeln!(out, "{e}")?;

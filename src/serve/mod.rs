@@ -216,6 +216,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         keep_events: false,
         library: Default::default(),
         depth: 0,
+        durable_calls: false,
     };
     let stories_dir = args.stories.clone();
     let (resources, credentials) = (args.resources.clone(), args.credentials.clone());

@@ -8,6 +8,7 @@ mod crash_loop;
 mod credential_forms;
 mod credentials;
 mod data_collector;
+mod durable_calls;
 mod leaks;
 mod library_e2e;
 mod limits;

@@ -42,6 +42,42 @@ pub enum CallError {
 /// Runs sub-stories for `send_to_story`.
 pub trait StoryCaller: Send + Sync {
     fn call<'a>(&'a self, story: &'a str, payload: J, as_body: bool) -> BoxFuture<'a, Result<CallResult, CallError>>;
+
+    /// True when a call is a stored run the caller waits for: the action
+    /// emits [`super::exec::Emit::Call`] and is woken with the result
+    /// instead of calling [`StoryCaller::call`].
+    fn defers(&self) -> bool {
+        false
+    }
+}
+
+/// The story a call reaches, its entry webhook, and the request it gets:
+/// refused (why) for an unknown story, one without `entry`, or inputs the
+/// payload does not satisfy. Shared by calls in memory and stored calls.
+pub fn prepare_call(
+    library: &Library,
+    story_id: &str,
+    payload: &J,
+    as_body: bool,
+) -> Result<(Arc<BuiltStory>, usize, WebhookRequest), String> {
+    let story = library
+        .get(story_id)
+        .cloned()
+        .ok_or_else(|| format!("story `{story_id}` is not available (is it in the story's folder or --stories?)"))?;
+    let entry = story
+        .entry
+        .ok_or_else(|| format!("story `{story_id}` cannot be called: it has no `entry`"))?;
+    validate_inputs(&story, payload)?;
+    let request = WebhookRequest {
+        method: "post".into(),
+        path: story.actions[entry].webhook_path.clone().unwrap_or_default(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: serde_json::to_vec(payload).map_err(|e| e.to_string())?,
+        trusted: true,
+        whole_output: !as_body,
+        ..WebhookRequest::default()
+    };
+    Ok((story, entry, request))
 }
 
 /// The callable stories, by id.
@@ -100,6 +136,10 @@ pub fn validate_inputs(story: &BuiltStory, payload: &J) -> Result<(), String> {
 }
 
 impl StoryCaller for Runtime {
+    fn defers(&self) -> bool {
+        self.durable_calls
+    }
+
     fn call<'a>(
         &'a self,
         story_id: &'a str,
@@ -110,15 +150,8 @@ impl StoryCaller for Runtime {
             if self.depth >= MAX_DEPTH {
                 return Err(CallError::TooDeep);
             }
-            let story = self.library.get(story_id).cloned().ok_or_else(|| {
-                CallError::Refused(format!(
-                    "story `{story_id}` is not available (is it in the story's folder or --stories?)"
-                ))
-            })?;
-            let entry = story
-                .entry
-                .ok_or_else(|| CallError::Refused(format!("story `{story_id}` cannot be called: it has no `entry`")))?;
-            validate_inputs(&story, &payload).map_err(CallError::Refused)?;
+            let (story, entry, request) =
+                prepare_call(&self.library, story_id, &payload, as_body).map_err(CallError::Refused)?;
             let mut sub = self.clone();
             sub.depth += 1;
             // Only the first exit's output is needed: record it as the events
@@ -133,15 +166,6 @@ impl StoryCaller for Runtime {
                     first.get_or_insert_with(|| e.output.clone());
                 }
             }));
-            let request = WebhookRequest {
-                method: "post".into(),
-                path: story.actions[entry].webhook_path.clone().unwrap_or_default(),
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: serde_json::to_vec(&payload).map_err(|e| CallError::Refused(e.to_string()))?,
-                trusted: true,
-                whole_output: !as_body,
-                ..WebhookRequest::default()
-            };
             let report = sub
                 .run_webhook(story.clone(), entry, request)
                 .await

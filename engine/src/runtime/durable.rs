@@ -51,6 +51,22 @@ pub const MAX_CRASHED_STARTS: u32 = 2;
 /// were not running when a crash happened.
 pub const CLEAN_STOP: &str = "#tale:clean-stop";
 
+/// The due time of an item that waits for a sub-story's run: the store
+/// makes it due when the run's first exit fires, or when the run ends
+/// without one. Nothing holds it in memory meanwhile.
+pub const PARKED: i64 = i64::MAX;
+
+/// A sub-story run a call started, and the item of the caller that waits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallLink {
+    pub child: RunId,
+    pub parent: RunId,
+    /// The event the calling action received.
+    pub parent_event: Option<super::event::EventId>,
+    /// The caller's parked item (due at [`PARKED`]).
+    pub caller_item: Uuid,
+}
+
 /// What one step writes, all or nothing.
 #[derive(Debug, Default, Clone)]
 pub struct Transaction {
@@ -68,15 +84,23 @@ pub struct Transaction {
     /// A schedule tick `(key, tick_ms)`: the transaction applies only when
     /// the tick is later than the last one fired, so no tick fires twice.
     pub tick: Option<(String, i64)>,
+    /// Sub-story runs started here (their `started` entries are above).
+    pub calls: Vec<CallLink>,
+    /// Outputs of exit actions, by run: the first of a called run wakes
+    /// its caller with it.
+    pub exits: Vec<(RunId, J)>,
 }
 
 /// What applying a transaction did.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone)]
 pub struct Applied {
     /// Runs that have no work left: (run, story id, succeeded).
     pub finished: Vec<(RunId, String, bool)>,
     /// False when a schedule tick had already fired: nothing was written.
     pub fired: bool,
+    /// Parked callers this step made due (a sub-story's exit fired, or
+    /// its run ended without one).
+    pub woken: Vec<WorkItem>,
 }
 
 /// A store that keeps work items: the SQLite store (and PostgreSQL later).
@@ -218,6 +242,10 @@ pub struct Durable {
     observer: Option<Arc<dyn Observer>>,
     /// One permit per running item (`workers`).
     permits: Arc<tokio::sync::Semaphore>,
+    /// How deep in calls each running called run is (a loop through a
+    /// templated target stops at [`super::call::MAX_DEPTH`]); forgotten when
+    /// the run finishes. After a restart a loop gets that many more levels.
+    call_depth: Mutex<HashMap<RunId, usize>>,
     /// Recovered items marked and not finished yet, and who waits for none.
     recovering: AtomicUsize,
     recovered: tokio::sync::Notify,
@@ -252,6 +280,10 @@ impl Durable {
         max_queued: usize,
         observer: Option<Arc<dyn Observer>>,
     ) -> Arc<Self> {
+        // Under this executor a sub-story call is a stored run its caller
+        // waits for, wherever the runtime came from.
+        let mut loaded = loaded;
+        loaded.runtime.durable_calls = true;
         let (ready, mut rx) = tokio::sync::mpsc::unbounded_channel::<WorkItem>();
         let this = Arc::new(Self {
             loaded: RwLock::new(loaded),
@@ -264,6 +296,7 @@ impl Durable {
             stateful: Mutex::default(),
             observer,
             permits: Arc::new(tokio::sync::Semaphore::new(workers.max(1))),
+            call_depth: Mutex::default(),
             recovering: AtomicUsize::new(0),
             recovered: tokio::sync::Notify::new(),
         });
@@ -322,7 +355,8 @@ impl Durable {
     }
 
     /// Serves new versions of the stories; work in progress continues on them.
-    pub fn replace(&self, loaded: Loaded) {
+    pub fn replace(&self, mut loaded: Loaded) {
+        loaded.runtime.durable_calls = true;
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = loaded;
     }
 
@@ -624,16 +658,25 @@ impl Durable {
     async fn apply(self: &Arc<Self>, tx: Transaction, wait: bool) -> Result<Applied, StoreError> {
         let items = tx.items.clone();
         let events = tx.events.len();
-        let applied = self.store.apply(tx, wait).await?;
+        let mut applied = self.store.apply(tx, wait).await?;
         if applied.fired {
             if let Some(o) = &self.observer {
                 o.events(events);
             }
             self.dispatch(items);
+            self.dispatch(std::mem::take(&mut applied.woken));
         }
         if let Some(o) = &self.observer {
             for (_, story, ok) in &applied.finished {
                 o.run_finished(story, *ok);
+            }
+        }
+        if !applied.finished.is_empty() {
+            let mut depths = self.call_depth.lock().unwrap_or_else(|p| p.into_inner());
+            if !depths.is_empty() {
+                for (run, _, _) in &applied.finished {
+                    depths.remove(run);
+                }
             }
         }
         Ok(applied)
@@ -644,6 +687,10 @@ impl Durable {
         let clock = self.clock();
         let now = clock.now_ms();
         for item in items {
+            // Waiting for a sub-story: the store wakes it.
+            if item.due_ms == PARKED {
+                continue;
+            }
             if item.due_ms > now {
                 let (id, due) = (item.id, item.due_ms);
                 self.lock_waiting().insert(id, item);
@@ -999,10 +1046,19 @@ impl Durable {
         tx: &mut Transaction,
     ) {
         let parents: Vec<Arc<Event>> = item.input.iter().cloned().collect();
+        let is_exit = story.exits.contains(&action);
         for emit in emits {
             let (branch, output) = match emit {
                 Emit::Main(o) => (None, o),
                 Emit::Branch(b, o) => (Some(b), o),
+                Emit::Call {
+                    story: called,
+                    payload,
+                    as_body,
+                } => {
+                    self.start_call(item, called, payload, as_body, now, tx);
+                    continue;
+                }
                 Emit::Later { at_ms, payload } => {
                     tx.items.push(WorkItem {
                         id: new_id(),
@@ -1030,8 +1086,102 @@ impl Durable {
                 .with_branch(branch),
             );
             push_downstream(story, action, branch, &event, &mut tx.items);
+            if is_exit {
+                tx.exits.push((item.run_id, event.output.clone()));
+            }
             tx.events.push(event);
         }
+    }
+
+    /// Starts the sub-story run a call asks for, in the caller's step: its
+    /// root event and first items, linked to the caller, whose item waits
+    /// parked until the store wakes it with the run's first exit. A call
+    /// that cannot start (unknown story, bad inputs, the entry refusing)
+    /// wakes the caller at once with why.
+    fn start_call(&self, item: &WorkItem, called: String, payload: J, as_body: bool, now: i64, tx: &mut Transaction) {
+        let loaded = self.loaded();
+        let caller = |wake: J, due_ms: i64, id: Uuid| WorkItem {
+            id,
+            run_id: item.run_id,
+            story: item.story.clone(),
+            action: item.action.clone(),
+            input: item.input.clone(),
+            wake: Some(wake),
+            due_ms,
+            attempts: 0,
+            mark: false,
+        };
+        let refused = |why: String| {
+            caller(
+                serde_json::json!({"called": {"story": called, "refused": why}}),
+                0,
+                new_id(),
+            )
+        };
+        let depth = {
+            let depths = self.call_depth.lock().unwrap_or_else(|p| p.into_inner());
+            depths.get(&item.run_id).copied().unwrap_or(0) + 1
+        };
+        if depth > super::call::MAX_DEPTH {
+            // The calling action fails: its run ends with the error, which
+            // travels up through every caller.
+            let e = super::call::CallError::TooDeep;
+            tx.errors.push((item.run_id, format!("{}: {e}", item.action)));
+            return;
+        }
+        let (child, entry, request) =
+            match super::call::prepare_call(&loaded.runtime.library, &called, &payload, as_body) {
+                Ok(found) => found,
+                Err(why) => {
+                    tx.items.push(refused(why));
+                    return;
+                }
+            };
+        let child_run = new_id();
+        let output = match loaded.runtime.accept(&child, entry, &request, child_run) {
+            Ok(WebhookResult::Accepted { output, .. }) => output,
+            // Its entry's rules did not match: it ends at once, without an exit.
+            Ok(WebhookResult::Ignored { .. }) => {
+                let ended = serde_json::json!({"called": {"story": called, "output": null, "errors": []}});
+                tx.items.push(caller(ended, 0, new_id()));
+                return;
+            }
+            Ok(WebhookResult::Refused { message, .. }) => {
+                tx.items.push(refused(message));
+                return;
+            }
+            Err(e) => {
+                tx.items.push(refused(e.to_string()));
+                return;
+            }
+        };
+        let root = Arc::new(Event::new(
+            child_run,
+            child.id.clone(),
+            child.actions[entry].slug.clone(),
+            Vec::new(),
+            output,
+            now,
+        ));
+        let parked = new_id();
+        self.call_depth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(child_run, depth);
+        tx.started.push((child_run, child.id.clone(), now));
+        push_downstream(&child, entry, None, &root, &mut tx.items);
+        if child.exits.contains(&entry) {
+            tx.exits.push((child_run, root.output.clone()));
+        }
+        tx.events.push(root);
+        tx.calls.push(CallLink {
+            child: child_run,
+            parent: item.run_id,
+            parent_event: item.input.as_ref().map(|e| e.id),
+            caller_item: parked,
+        });
+        let waits = serde_json::json!({"call": {"story": child.id.as_ref(), "run_id": child_run.to_string()}});
+        tx.items.push(caller(waits, PARKED, parked));
     }
 
     /// Commits an internal step, waiting for room. A failed commit (the disk

@@ -30,6 +30,10 @@ pub enum Emit {
     Branch(&'static str, J),
     /// Come back at `at_ms` with `payload` (delay, implode window).
     Later { at_ms: i64, payload: J },
+    /// Call the sub-story `story` with `payload` and come back (`wake`)
+    /// with what it did: `{"called": {...}}`. Only the durable executor
+    /// takes it (see [`super::call::StoryCaller::defers`]).
+    Call { story: String, payload: J, as_body: bool },
 }
 
 #[derive(Default)]
@@ -224,6 +228,9 @@ pub struct Runtime {
     pub library: Arc<super::call::Library>,
     /// How deep in sub-story calls this runtime runs (0: the top story).
     pub depth: usize,
+    /// Sub-story calls are stored runs the caller waits for (the durable
+    /// executor of `tale serve`), not runs in memory.
+    pub durable_calls: bool,
 }
 
 /// How often a long run reports progress.
@@ -271,6 +278,7 @@ impl Runtime {
             keep_events: true,
             library: Default::default(),
             depth: 0,
+            durable_calls: false,
         }
     }
 
@@ -589,6 +597,13 @@ impl Runtime {
                                     },
                                 );
                             }
+                            // Not asked for here (`durable_calls` is off):
+                            // the action calls in memory instead.
+                            Emit::Call { story, .. } => {
+                                let e = format!("a stored call of `{story}` outside the durable executor");
+                                entry.error = Some(e.clone());
+                                report.errors.push((slug.clone(), e));
+                            }
                         }
                     }
                     let emits: Vec<Emit> = emitted
@@ -658,7 +673,7 @@ impl Runtime {
             let (branch, output) = match emit {
                 Emit::Main(o) => (None, o),
                 Emit::Branch(b, o) => (Some(b), o),
-                Emit::Later { .. } => continue,
+                Emit::Later { .. } | Emit::Call { .. } => continue,
             };
             let event = Arc::new(
                 Event::new(

@@ -81,6 +81,15 @@ CREATE TABLE resources (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at I
     r#"
 ALTER TABLE items ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 "#,
+    // Stored sub-story calls: a called run knows its caller, and whether
+    // its first exit fired (which wakes the caller's parked item).
+    r#"
+ALTER TABLE runs ADD COLUMN parent_run BLOB;
+ALTER TABLE runs ADD COLUMN parent_event BLOB;
+ALTER TABLE runs ADD COLUMN caller_item BLOB;
+ALTER TABLE runs ADD COLUMN exit_fired INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX runs_by_parent ON runs (parent_run) WHERE parent_run IS NOT NULL;
+"#,
 ];
 
 /// How long a lease lasts; for SQLite only a marker (the lock file decides).
@@ -125,6 +134,12 @@ pub struct RunRow {
     pub events: i64,
     pub started_at: i64,
     pub finished_at: Option<i64>,
+    /// The run whose `send_to_story` started this one, and the event that
+    /// action received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_run: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_event: Option<String>,
 }
 
 /// Which runs to list, newest first.
@@ -172,9 +187,15 @@ struct Job {
 }
 
 /// A transaction in the form the writer stores (serialized off its thread).
+/// (child run, parent run, parent event, caller item).
+type PreparedCall = ([u8; 16], [u8; 16], Option<[u8; 16]>, [u8; 16]);
+
 #[derive(Default)]
 struct Prepared {
     started: Vec<([u8; 16], Arc<str>, i64)>,
+    calls: Vec<PreparedCall>,
+    /// (run, an exit's output as redacted JSON text).
+    exits: Vec<([u8; 16], String)>,
     /// Runs whose completion this transaction decides (durable runs).
     settle: Vec<[u8; 16]>,
     done: Vec<[u8; 16]>,
@@ -483,6 +504,23 @@ impl SqliteStore {
             .map(|(run, e)| (run.into_bytes(), redactor.text(&e)))
             .collect();
         p.tick = tx.tick;
+        p.calls = tx
+            .calls
+            .iter()
+            .map(|c| {
+                (
+                    c.child.into_bytes(),
+                    c.parent.into_bytes(),
+                    c.parent_event.map(Uuid::into_bytes),
+                    c.caller_item.into_bytes(),
+                )
+            })
+            .collect();
+        p.exits = tx
+            .exits
+            .iter()
+            .map(|(run, output)| (run.into_bytes(), redactor.json_text(output)))
+            .collect();
         Ok(p)
     }
 
@@ -849,6 +887,32 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
         tx.prepare_cached("UPDATE runs SET errors = json_insert(errors, '$[#]', ?2) WHERE id = ?1")?
             .execute(params![&run[..], error])?;
     }
+    for (child, parent, event, caller) in &p.calls {
+        tx.prepare_cached("UPDATE runs SET parent_run = ?2, parent_event = ?3, caller_item = ?4 WHERE id = ?1")?
+            .execute(params![
+                &child[..],
+                &parent[..],
+                event.as_ref().map(|e| &e[..]),
+                &caller[..]
+            ])?;
+    }
+    // The first exit of a called run wakes its caller with its output.
+    for (run, output) in &p.exits {
+        let called: Option<(Vec<u8>, String)> = tx
+            .prepare_cached(
+                "UPDATE runs SET exit_fired = 1 WHERE id = ?1 AND exit_fired = 0 AND caller_item IS NOT NULL RETURNING caller_item, story",
+            )?
+            .query_row([&run[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((caller, story)) = called {
+            let output: J = serde_json::from_str(output).unwrap_or(J::Null);
+            let result =
+                serde_json::json!({"called": {"story": story, "run_id": uuid_of(run).to_string(), "output": output}});
+            if let Some(item) = wake_caller(tx, &caller, &result)? {
+                applied.woken.push(item);
+            }
+        }
+    }
     if let Some((run, status, errors, at)) = &p.finish {
         tx.prepare_cached("UPDATE runs SET status = ?2, errors = ?3, finished_at = ?4 WHERE id = ?1")?
             .execute(params![&run[..], status, errors, at])?;
@@ -872,12 +936,63 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
             .query_row(params![&run[..], p.now], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         if let Some((story, status)) = row {
+            // A called run that ends without an exit wakes its caller too.
+            let waiting: Option<(Vec<u8>, String)> = tx
+                .prepare_cached(
+                    "UPDATE runs SET exit_fired = 1 WHERE id = ?1 AND exit_fired = 0 AND caller_item IS NOT NULL RETURNING caller_item, errors",
+                )?
+                .query_row([&run[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((caller, errors)) = waiting {
+                let errors: J = serde_json::from_str(&errors).unwrap_or(J::Array(Vec::new()));
+                let result = serde_json::json!({"called": {"story": story, "run_id": uuid_of(run).to_string(), "output": null, "errors": errors}});
+                if let Some(item) = wake_caller(tx, &caller, &result)? {
+                    applied.woken.push(item);
+                }
+            }
             applied
                 .finished
                 .push((Uuid::from_bytes(*run), story, status == "succeeded"));
         }
     }
     Ok(applied)
+}
+
+/// Makes a parked caller's item due now with `result` as its wake payload,
+/// and returns it as the executor runs it (its input event loaded).
+fn wake_caller(tx: &rusqlite::Transaction<'_>, caller: &[u8], result: &J) -> rusqlite::Result<Option<WorkItem>> {
+    type Row = (Vec<u8>, String, String, Option<Vec<u8>>);
+    let row: Option<Row> = tx
+        .prepare_cached(
+            "UPDATE items SET due_at = 0, wake = ?2 WHERE id = ?1 AND due_at = ?3 RETURNING run_id, story, action, input",
+        )?
+        .query_row(params![caller, result.to_string(), super::durable::PARKED], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let Some((run, story, action, input)) = row else {
+        return Ok(None);
+    };
+    let input = match input {
+        Some(bytes) if bytes.len() == 16 => {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&bytes);
+            load_event(tx, b, &mut HashMap::new(), 0)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?
+        }
+        _ => None,
+    };
+    Ok(Some(WorkItem {
+        id: uuid_of(caller),
+        run_id: uuid_of(&run),
+        story: story.into(),
+        action: action.into(),
+        input,
+        wake: Some(result.clone()),
+        due_ms: 0,
+        attempts: 0,
+        mark: false,
+    }))
 }
 
 fn prune(tx: &rusqlite::Transaction<'_>, story: &str, before_ms: i64) -> rusqlite::Result<Applied> {
@@ -980,10 +1095,12 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         events: r.get(4)?,
         started_at: r.get(5)?,
         finished_at: r.get(6)?,
+        parent_run: r.get::<_, Option<Vec<u8>>>(7)?.map(|b| uuid_of(&b).to_string()),
+        parent_event: r.get::<_, Option<Vec<u8>>>(8)?.map(|b| uuid_of(&b).to_string()),
     })
 }
 
-const RUN_COLUMNS: &str = "id, story, status, errors, events, started_at, finished_at";
+const RUN_COLUMNS: &str = "id, story, status, errors, events, started_at, finished_at, parent_run, parent_event";
 
 fn list_runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
     let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1");
@@ -1200,9 +1317,10 @@ impl DurableStore for SqliteStore {
             u32,
         );
         let rows: Vec<Row> = conn
-            .prepare("SELECT id, run_id, story, action, input, wake, due_at, attempts FROM items ORDER BY id")
+            // Parked callers stay in the store until a sub-story wakes them.
+            .prepare("SELECT id, run_id, story, action, input, wake, due_at, attempts FROM items WHERE due_at < ?1 ORDER BY id")
             .and_then(|mut s| {
-                s.query_map([], |r| {
+                s.query_map([super::durable::PARKED], |r| {
                     Ok((
                         r.get(0)?,
                         r.get(1)?,
