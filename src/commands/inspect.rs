@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Args;
-use tale_engine::runtime::sqlite::{RunFilter, SqliteReader};
+use tale_engine::runtime::sqlite::{RunFilter, RunState, SqliteReader};
 use uuid::Uuid;
 
 use crate::ExitStatus;
@@ -19,8 +19,8 @@ pub struct RunsArgs {
     #[arg(long)]
     pub story: Option<String>,
     /// Only runs with this status: running, succeeded, failed.
-    #[arg(long)]
-    pub status: Option<String>,
+    #[arg(long, value_parser = parse_state)]
+    pub status: Option<RunState>,
     /// How many runs, newest first.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
@@ -38,6 +38,10 @@ pub struct EventsArgs {
     pub db: String,
 }
 
+fn parse_state(s: &str) -> Result<RunState, String> {
+    s.parse()
+}
+
 fn open(db: &str) -> anyhow::Result<SqliteReader> {
     let path = crate::serve::sqlite_path(db)?;
     SqliteReader::open(&path).with_context(|| format!("cannot read {}", path.display()))
@@ -47,7 +51,7 @@ pub(crate) fn runs(args: &RunsArgs, out: &mut dyn Write) -> anyhow::Result<ExitS
     let reader = open(&args.db)?;
     let runs = reader.runs(&RunFilter {
         story: args.story.clone(),
-        status: args.status.clone(),
+        status: args.status,
         limit: args.limit,
         ..RunFilter::default()
     })?;

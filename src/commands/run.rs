@@ -389,7 +389,7 @@ fn run_stored(
     err: &mut dyn Write,
 ) -> anyhow::Result<ExitStatus> {
     use tale_engine::runtime::durable::{Delivery, Durable, Loaded};
-    use tale_engine::runtime::sqlite::{SqliteStore, Sync};
+    use tale_engine::runtime::sqlite::{RunState, SqliteStore, Sync};
     let path = crate::serve::sqlite_path(db)?;
     let mail: Arc<dyn Mailer> = match SmtpMailer::from_env() {
         Some(m) => Arc::new(m?),
@@ -442,7 +442,7 @@ fn run_stored(
         };
         loop {
             match store.run(run_id)? {
-                Some(run) if run.status != "running" => break,
+                Some(run) if run.status != RunState::Running => break,
                 _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             }
         }

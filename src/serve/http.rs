@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value as J, json};
 use tale_engine::runtime::durable::{Delivery, DurableError};
 use tale_engine::runtime::exec::{WebhookRequest, WebhookResponse};
-use tale_engine::runtime::sqlite::{RunFilter, SqliteStore};
+use tale_engine::runtime::sqlite::{RunFilter, RunState, SqliteStore};
 use tale_engine::runtime::store::StoreError;
 use uuid::Uuid;
 
@@ -249,9 +249,6 @@ async fn stories(State(app): State<Arc<App>>) -> Response {
     axum::Json(json!({ "stories": list })).into_response()
 }
 
-/// What `status=` may ask for.
-const RUN_STATUSES: &[&str] = &["running", "succeeded", "failed"];
-
 #[derive(Debug, Deserialize)]
 struct RunsQuery {
     story: Option<String>,
@@ -288,21 +285,17 @@ async fn runs(
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    if let Some(status) = q.status.as_deref()
-        && !RUN_STATUSES.contains(&status)
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("unknown status `{status}`: one of {}", RUN_STATUSES.join(", ")),
-        );
-    }
+    let status = match q.status.as_deref().map(str::parse::<RunState>).transpose() {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     if q.limit == Some(0) {
         return error(StatusCode::BAD_REQUEST, "`limit` must be at least 1");
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let filter = RunFilter {
         story: q.story,
-        status: q.status,
+        status,
         since,
         until,
         after: q.after,

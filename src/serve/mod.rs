@@ -184,13 +184,18 @@ pub(crate) fn sqlite_path(db: &str) -> anyhow::Result<PathBuf> {
 /// Starts serving; `clock` replaces the real clock (tests of schedules).
 pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::Result<Server> {
     let path = sqlite_path(&args.db)?;
-    let store = SqliteStore::open(
-        &path,
-        match args.sync {
-            SyncMode::Full => Sync::Full,
-            SyncMode::Normal => Sync::Normal,
-        },
-    )?;
+    let sync = match args.sync {
+        SyncMode::Full => Sync::Full,
+        SyncMode::Normal => Sync::Normal,
+    };
+    // Opening waits for the lock file (up to 5 s) and migrates: not on an
+    // async worker.
+    let store = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || SqliteStore::open(&path, sync))
+            .await
+            .context("opening the database stopped")??
+    };
     let metrics = Metrics::new();
     let http: Arc<dyn HttpClient> = Arc::new(MeteredHttp {
         inner: Arc::new(RealHttp::with_guard(
@@ -447,9 +452,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         }
         // Finish what is in flight; what is not done by then stays stored.
         let deadline = tokio::time::Instant::now() + grace;
-        while app2.durable.queue_depth() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        app2.durable.wait_queue_below(1, Some(deadline)).await;
         let left = app2.durable.queue_depth() + app2.durable.waiting();
         app2.durable.stopped_cleanly().await;
         tracing::info!(left, "stopped; work left is resumed at the next start");

@@ -127,11 +127,11 @@ pub trait Observer: Send + Sync {
 }
 
 /// A reserved place in the queue; given back when dropped.
-struct Slot<'a>(&'a AtomicUsize);
+struct Slot<'a>(&'a Durable);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.dequeued(1);
     }
 }
 
@@ -246,6 +246,9 @@ pub struct Durable {
     /// templated target stops at [`super::call::MAX_DEPTH`]); forgotten when
     /// the run finishes. After a restart a loop gets that many more levels.
     call_depth: Mutex<HashMap<RunId, usize>>,
+    /// Told whenever `queued` goes down: admission, an explode's back-pressure
+    /// and the shutdown drain wait on it instead of polling.
+    drained: tokio::sync::Notify,
     /// Recovered items marked and not finished yet, and who waits for none.
     recovering: AtomicUsize,
     recovered: tokio::sync::Notify,
@@ -263,11 +266,11 @@ impl Drop for Recovered<'_> {
 
 /// Gives `n` back to `queued` when dropped: also when the work panics, so a
 /// panicking action cannot shrink the queue's room for good.
-struct Dequeue<'a>(&'a AtomicUsize, usize);
+struct Dequeue<'a>(&'a Durable, usize);
 
 impl Drop for Dequeue<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(self.1, Ordering::AcqRel);
+        self.0.dequeued(self.1);
     }
 }
 
@@ -297,6 +300,7 @@ impl Durable {
             observer,
             permits: Arc::new(tokio::sync::Semaphore::new(workers.max(1))),
             call_depth: Mutex::default(),
+            drained: tokio::sync::Notify::new(),
             recovering: AtomicUsize::new(0),
             recovered: tokio::sync::Notify::new(),
         });
@@ -318,7 +322,7 @@ impl Durable {
                     break;
                 };
                 tokio::spawn(async move {
-                    let _done = Dequeue(&this.queued, 1);
+                    let _done = Dequeue(&this, 1);
                     if item.mark {
                         let _recovered = Recovered(&this);
                         // Counted before it runs: if it takes the process
@@ -443,6 +447,32 @@ impl Durable {
         }
     }
 
+    /// `n` items left the queue.
+    fn dequeued(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+        self.drained.notify_waiters();
+    }
+
+    /// Waits until fewer than `limit` items are ready or running, or until
+    /// `deadline`; true when the queue got there.
+    pub async fn wait_queue_below(&self, limit: usize, deadline: Option<tokio::time::Instant>) -> bool {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.queue_depth() < limit {
+                return true;
+            }
+            match deadline {
+                Some(at) => tokio::select! {
+                    () = &mut drained => {}
+                    () = tokio::time::sleep_until(at) => return self.queue_depth() < limit,
+                },
+                None => drained.await,
+            }
+        }
+    }
+
     /// Records that this process stops cleanly (after its drain): the next
     /// start does not count the steps it finds as crashed ones.
     pub async fn stopped_cleanly(self: &Arc<Self>) -> bool {
@@ -564,13 +594,16 @@ impl Durable {
         let soft = (self.max_queued / 2).min(self.workers * 2).max(1);
         let deadline = tokio::time::Instant::now() + ADMISSION_WAIT;
         loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
             if let Some(slot) = self.reserve(soft) {
                 return Ok(slot);
             }
-            if tokio::time::Instant::now() >= deadline {
-                break;
+            tokio::select! {
+                () = &mut drained => {}
+                () = tokio::time::sleep_until(deadline) => break,
             }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         self.reserve(self.max_queued.max(1))
             .ok_or_else(|| StoreError::Full(format!("{} work items are waiting", self.queue_depth())))
@@ -584,7 +617,7 @@ impl Durable {
                 .queued
                 .compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Some(Slot(&self.queued)),
+                Ok(_) => return Some(Slot(self)),
                 Err(now) => current = now,
             }
         }
@@ -771,7 +804,7 @@ impl Durable {
                 let n = queue.items.len().min(STATEFUL_BATCH);
                 queue.items.drain(..n).collect()
             };
-            let _done = Dequeue(&self.queued, batch.len());
+            let _done = Dequeue(&self, batch.len());
             self.process_batch(batch).await;
         }
     }
@@ -930,14 +963,27 @@ impl Durable {
         let done = std::mem::take(&mut tx.done);
         let now = loaded.runtime.clock.now_ms();
         let progress = format!("explode-progress/{}", item.id);
-        let mut sent = loaded
-            .runtime
-            .store
-            .state(&progress)
-            .ok()
-            .flatten()
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0) as usize;
+        // How far an earlier attempt got. A read that fails is not "nothing
+        // sent" (that would send every element again): it is tried again,
+        // and after the last try the item stays stored for the next start.
+        let mut sent = None;
+        for wait_ms in [0, 50, 500, 2_000] {
+            tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+            let store = loaded.runtime.store.clone();
+            let key = progress.clone();
+            match tokio::task::spawn_blocking(move || store.state(&key)).await {
+                Ok(Ok(v)) => {
+                    sent = Some(v.and_then(|v| v.as_u64()).unwrap_or(0) as usize);
+                    break;
+                }
+                Ok(Err(e)) => tracing::warn!(run = %item.run_id, "cannot read an explode's progress: {e}"),
+                Err(e) => tracing::warn!(run = %item.run_id, "cannot read an explode's progress: {e}"),
+            }
+        }
+        let Some(mut sent) = sent else {
+            tracing::error!(run = %item.run_id, action = %item.action, "an explode's progress cannot be read: it resumes at the next start");
+            return;
+        };
         if sent > 0 {
             rest.by_ref().take(sent).for_each(drop);
             tracing::info!(run = %item.run_id, action = %item.action, sent, "resuming an explode");
@@ -965,9 +1011,7 @@ impl Durable {
                 // items waited on need workers (several long explodes at once
                 // would otherwise hold them all).
                 drop(permit.take());
-                while self.queue_depth() > EXPLODE_HIGH {
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                }
+                self.wait_queue_below(EXPLODE_HIGH + 1, None).await;
                 match self.permits.clone().acquire_owned().await {
                     Ok(p) => permit = Some(p),
                     Err(_) => return,

@@ -124,12 +124,61 @@ fn failed(e: impl std::fmt::Display) -> StoreError {
     StoreError::Failed(e.to_string())
 }
 
+/// A stored run's status (the `status` column's three words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 3] = [RunState::Running, RunState::Succeeded, RunState::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RunState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        RunState::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            format!(
+                "unknown status `{s}`: one of {}",
+                RunState::ALL.map(RunState::as_str).join(", ")
+            )
+        })
+    }
+}
+
+impl rusqlite::types::FromSql for RunState {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
+    }
+}
+
 /// A run as the API and `tale runs` show it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunRow {
     pub id: String,
     pub story: String,
-    pub status: String,
+    pub status: RunState,
     pub errors: J,
     pub events: i64,
     pub started_at: i64,
@@ -146,7 +195,7 @@ pub struct RunRow {
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub story: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<RunState>,
     /// Started at or after (ms).
     pub since: Option<i64>,
     /// Started before (ms).
@@ -1109,8 +1158,8 @@ fn list_runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunRow>, StoreError
         args.push(s.clone().into());
         sql += &format!(" AND story = ?{}", args.len());
     }
-    if let Some(s) = &f.status {
-        args.push(s.clone().into());
+    if let Some(s) = f.status {
+        args.push(s.as_str().to_owned().into());
         sql += &format!(" AND status = ?{}", args.len());
     }
     if let Some(t) = f.since {
