@@ -620,11 +620,11 @@ impl SqliteStore {
 
     /// Runs, newest first.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
-        list_runs(&self.read(), filter)
+        list_runs(&self.read(), RUN_COLUMNS, filter)
     }
 
     pub fn run(&self, id: Uuid) -> Result<Option<RunRow>, StoreError> {
-        get_run(&self.read(), id)
+        get_run(&self.read(), RUN_COLUMNS, id)
     }
 
     /// A run's events as JSON, in order.
@@ -1150,9 +1150,17 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
 }
 
 const RUN_COLUMNS: &str = "id, story, status, errors, events, started_at, finished_at, parent_run, parent_event";
+/// The same from a database written before calls were stored (schema 3):
+/// `tale runs` reads it without upgrading it.
+const RUN_COLUMNS_V3: &str = "id, story, status, errors, events, started_at, finished_at, NULL, NULL";
 
-fn list_runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
-    let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1");
+/// The run columns a database of schema `version` has.
+fn run_columns(version: i64) -> &'static str {
+    if version >= 4 { RUN_COLUMNS } else { RUN_COLUMNS_V3 }
+}
+
+fn list_runs(conn: &Connection, columns: &str, f: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+    let mut sql = format!("SELECT {columns} FROM runs WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     if let Some(s) = &f.story {
         args.push(s.clone().into());
@@ -1184,8 +1192,8 @@ fn list_runs(conn: &Connection, f: &RunFilter) -> Result<Vec<RunRow>, StoreError
     Ok(rows)
 }
 
-fn get_run(conn: &Connection, id: Uuid) -> Result<Option<RunRow>, StoreError> {
-    conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))
+fn get_run(conn: &Connection, columns: &str, id: Uuid) -> Result<Option<RunRow>, StoreError> {
+    conn.prepare_cached(&format!("SELECT {columns} FROM runs WHERE id = ?1"))
         .and_then(|mut s| s.query_row([&id.as_bytes()[..]], run_row).optional())
         .map_err(failed)
 }
@@ -1223,6 +1231,8 @@ fn events_of_run(conn: &Connection, run: Uuid) -> Result<Vec<J>, StoreError> {
 /// also while `tale serve` runs on it.
 pub struct SqliteReader {
     conn: Connection,
+    /// The run columns of its schema version.
+    columns: &'static str,
 }
 
 impl SqliteReader {
@@ -1236,11 +1246,17 @@ impl SqliteReader {
         }
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sqlite)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sqlite)?;
-        Ok(Self { conn })
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sqlite)?;
+        Ok(Self {
+            conn,
+            columns: run_columns(version),
+        })
     }
 
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
-        list_runs(&self.conn, filter)
+        list_runs(&self.conn, self.columns, filter)
     }
 
     pub fn events_json(&self, run: Uuid) -> Result<Vec<J>, StoreError> {
@@ -1248,7 +1264,7 @@ impl SqliteReader {
     }
 
     pub fn run(&self, id: Uuid) -> Result<Option<RunRow>, StoreError> {
-        get_run(&self.conn, id)
+        get_run(&self.conn, self.columns, id)
     }
 }
 
@@ -1421,5 +1437,42 @@ impl DurableStore for SqliteStore {
             .prepare_cached("SELECT last_tick FROM schedules WHERE key = ?1")
             .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
             .map_err(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `tale runs` reads a database written before calls were stored
+    /// (schema 3) without upgrading it.
+    #[test]
+    fn a_reader_reads_a_schema_3_database() {
+        let dir = std::env::temp_dir().join(format!("tale-v3-{}", super::super::event::new_id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("old.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).expect("migrate");
+            }
+            conn.pragma_update(None, "user_version", 3).expect("version");
+            conn.execute(
+                "INSERT INTO runs (id, story, status, started_at, events) VALUES (?1, 'old', 'succeeded', 1, 2)",
+                [&[7u8; 16][..]],
+            )
+            .expect("run");
+        }
+        let reader = SqliteReader::open(&path).expect("reader");
+        let runs = reader
+            .runs(&RunFilter {
+                limit: 10,
+                ..RunFilter::default()
+            })
+            .expect("runs");
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].status, RunState::Succeeded);
+        assert_eq!(runs[0].parent_run, None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
