@@ -21,11 +21,11 @@ pub enum Template {
     /// No markup: the text itself.
     Text(String),
     /// Renders text.
-    Liquid(liquid::Template),
+    Liquid(crate::template::Template),
     /// `{{ path | as_object }}`: the value at a path, with its type.
     Path(Vec<Segment>),
     /// `{{ expr | … | as_object }}`: Liquid evaluates, the value keeps its type.
-    Typed(liquid::Template),
+    Typed(crate::template::Template),
 }
 
 impl fmt::Debug for Template {
@@ -248,7 +248,7 @@ impl Field {
 
     /// `liquid::Template::render` starts every output with a 10 kB buffer and
     /// keeps it: rendered fields live in events, so start small instead.
-    fn render_liquid(&self, t: &liquid::Template, scope: &Scope<'_>) -> Result<String, RenderError> {
+    fn render_liquid(&self, t: &crate::template::Template, scope: &Scope<'_>) -> Result<String, RenderError> {
         let started = std::time::Instant::now();
         let mut out = Bounded {
             buf: Vec::with_capacity(64),

@@ -349,7 +349,8 @@ impl Renderable for Loop {
             let mut root = std::collections::HashMap::<liquid_core::model::KStringRef<'_>, &dyn ValueView>::new();
             root.insert(name.into(), &helper);
             root.insert(self.var_name.as_ref(), &v);
-            let scope = StackFrame::new(runtime, &root);
+            // A missing key of the loop variable is empty, as elsewhere.
+            let scope = super::Lenient(StackFrame::new(runtime, &root));
             self.body
                 .render_to(writer, &scope)
                 .context_key("index")

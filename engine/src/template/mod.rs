@@ -26,7 +26,73 @@ pub struct TemplateError {
 
 /// The liquid parser with everything a story template may use, built once.
 pub struct TemplateParser {
-    parser: liquid::Parser,
+    language: std::sync::Arc<liquid_core::Language>,
+}
+
+/// A parsed template. It renders the way Ruby Liquid and Tines do where the
+/// `liquid` crate is stricter: a key a value does not have (`{{ x.missing
+/// }}` of an assigned or loop variable, `.first` of a text) is empty, not
+/// an "Unknown index" error that fails the whole action.
+#[derive(Debug)]
+pub struct Template(liquid_core::runtime::Template);
+
+impl Template {
+    pub fn render_to(
+        &self,
+        writer: &mut dyn std::io::Write,
+        globals: &dyn liquid_core::ObjectView,
+    ) -> liquid_core::Result<()> {
+        let runtime = liquid_core::runtime::RuntimeBuilder::new().set_globals(globals).build();
+        liquid_core::Renderable::render_to(&self.0, writer, &Lenient(&runtime))
+    }
+
+    pub fn render(&self, globals: &dyn liquid_core::ObjectView) -> liquid_core::Result<String> {
+        let mut out = Vec::new();
+        self.render_to(&mut out, globals)?;
+        String::from_utf8(out).map_err(|_| liquid_core::Error::with_msg("the template rendered invalid UTF-8"))
+    }
+}
+
+/// A runtime (or a frame of one) whose lookups of a missing key of a known
+/// variable give nil; an unknown variable is still an error that names it.
+pub(crate) struct Lenient<R>(pub(crate) R);
+
+impl<R: liquid_core::Runtime> liquid_core::Runtime for Lenient<R> {
+    fn partials(&self) -> &dyn liquid_core::runtime::PartialStore {
+        self.0.partials()
+    }
+    fn name(&self) -> Option<liquid_core::model::KStringRef<'_>> {
+        self.0.name()
+    }
+    fn roots(&self) -> std::collections::BTreeSet<liquid_core::model::KStringCow<'_>> {
+        self.0.roots()
+    }
+    fn try_get(&self, path: &[liquid_core::model::ScalarCow<'_>]) -> Option<liquid_core::ValueCow<'_>> {
+        self.0.try_get(path)
+    }
+    fn get(&self, path: &[liquid_core::model::ScalarCow<'_>]) -> liquid_core::Result<liquid_core::ValueCow<'_>> {
+        if let Some(found) = self.0.try_get(path) {
+            // Owned, as the runtime's own `get` gives it (a borrowed view
+            // renders differently: an array as JSON, not its elements).
+            return Ok(liquid_core::ValueCow::Owned(found.into_owned()));
+        }
+        if path.len() > 1 && self.0.try_get(&path[..1]).is_some() {
+            return Ok(liquid_core::ValueCow::Owned(liquid_core::Value::Nil));
+        }
+        self.0.get(path)
+    }
+    fn set_global(&self, name: liquid_core::model::KString, val: liquid_core::Value) -> Option<liquid_core::Value> {
+        self.0.set_global(name, val)
+    }
+    fn set_index(&self, name: liquid_core::model::KString, val: liquid_core::Value) -> Option<liquid_core::Value> {
+        self.0.set_index(name, val)
+    }
+    fn get_index<'a>(&'a self, name: &str) -> Option<liquid_core::ValueCow<'a>> {
+        self.0.get_index(name)
+    }
+    fn registers(&self) -> &liquid_core::runtime::Registers {
+        self.0.registers()
+    }
 }
 
 impl std::fmt::Debug for TemplateParser {
@@ -37,28 +103,109 @@ impl std::fmt::Debug for TemplateParser {
 
 impl TemplateParser {
     pub fn new() -> Self {
-        let mut builder = liquid::ParserBuilder::with_stdlib();
+        use liquid_core::parser::{ParseBlock, ParseFilter, ParseTag};
+        use liquid_lib::stdlib;
+        let mut lang = liquid_core::Language::empty();
+        let mut block = |b: Box<dyn ParseBlock>| {
+            lang.blocks.register(b.reflection().start_tag().to_owned(), b);
+        };
+        // The standard blocks, with our loops (limits) and `capture` (a
+        // budget of bytes held) in place of theirs.
+        block(Box::new(stdlib::RawBlock));
+        block(Box::new(stdlib::IfBlock));
+        block(Box::new(stdlib::UnlessBlock));
+        block(Box::new(stdlib::IfChangedBlock));
+        block(Box::new(stdlib::CommentBlock));
+        block(Box::new(stdlib::CaseBlock));
+        block(Box::new(loops::ForBlock));
+        block(Box::new(loops::TableRowBlock));
+        block(Box::new(held::CaptureBlock));
+        let mut tag = |t: Box<dyn ParseTag>| {
+            lang.tags.register(t.reflection().tag().to_owned(), t);
+        };
+        tag(Box::new(stdlib::BreakTag));
+        tag(Box::new(stdlib::ContinueTag));
+        tag(Box::new(stdlib::CycleTag));
+        tag(Box::new(stdlib::IncludeTag));
+        tag(Box::new(stdlib::IncrementTag));
+        tag(Box::new(stdlib::DecrementTag));
+        tag(Box::new(stdlib::RenderTag));
+        tag(Box::new(held::AssignTag));
+        for t in tags::ALL_TAGS {
+            tag(Box::new(*t));
+        }
+        let mut filter = |f: Box<dyn ParseFilter>| {
+            lang.filters.register(f.reflection().name().to_owned(), f);
+        };
+        let standard: Vec<Box<dyn ParseFilter>> = vec![
+            Box::new(stdlib::Abs),
+            Box::new(stdlib::Append),
+            Box::new(stdlib::AtLeast),
+            Box::new(stdlib::AtMost),
+            Box::new(stdlib::Capitalize),
+            Box::new(stdlib::Ceil),
+            Box::new(stdlib::Compact),
+            Box::new(stdlib::Concat),
+            Box::new(stdlib::Date),
+            Box::new(stdlib::Default),
+            Box::new(stdlib::DividedBy),
+            Box::new(stdlib::Downcase),
+            Box::new(stdlib::Escape),
+            Box::new(stdlib::EscapeOnce),
+            Box::new(stdlib::First),
+            Box::new(stdlib::Floor),
+            Box::new(stdlib::Join),
+            Box::new(stdlib::Last),
+            Box::new(stdlib::Lstrip),
+            Box::new(stdlib::Map),
+            Box::new(stdlib::Minus),
+            Box::new(stdlib::Modulo),
+            Box::new(stdlib::NewlineToBr),
+            Box::new(stdlib::Plus),
+            Box::new(stdlib::Prepend),
+            Box::new(stdlib::Remove),
+            Box::new(stdlib::RemoveFirst),
+            Box::new(stdlib::Replace),
+            Box::new(stdlib::ReplaceFirst),
+            Box::new(stdlib::Reverse),
+            Box::new(stdlib::Round),
+            Box::new(stdlib::Rstrip),
+            Box::new(stdlib::Size),
+            Box::new(stdlib::Slice),
+            Box::new(stdlib::Sort),
+            Box::new(stdlib::SortNatural),
+            Box::new(stdlib::Split),
+            Box::new(stdlib::Strip),
+            Box::new(stdlib::StripHtml),
+            Box::new(stdlib::StripNewlines),
+            Box::new(stdlib::Times),
+            Box::new(stdlib::Truncate),
+            Box::new(stdlib::TruncateWords),
+            Box::new(stdlib::Uniq),
+            Box::new(stdlib::Upcase),
+            Box::new(stdlib::UrlDecode),
+            Box::new(stdlib::UrlEncode),
+            Box::new(stdlib::Where),
+        ];
+        for f in standard {
+            filter(f);
+        }
+        // Tines' filters replace a standard one of the same name.
         for spec in filters::TINES_FILTERS {
-            builder = builder.filter(filters::TinesFilter(spec));
+            filter(Box::new(filters::TinesFilter(spec)));
         }
-        for tag in tags::ALL_TAGS {
-            builder = builder.tag(*tag);
-        }
-        // Loops with limits (replacing the standard ones), and variables
-        // with a budget of bytes held.
-        builder = builder.block(loops::ForBlock).block(loops::TableRowBlock);
-        builder = builder.tag(held::AssignTag).block(held::CaptureBlock);
         // Internal: captures the value of a whole-field `| as_object` template.
-        builder = builder.filter(filters::TypedValue);
-        let parser = builder
-            .build()
-            .unwrap_or_else(|e| panic!("the built-in template parser is invalid: {e}"));
-        Self { parser }
+        filter(Box::new(filters::TypedValue));
+        Self {
+            language: std::sync::Arc::new(lang),
+        }
     }
 
     /// Parses a template (already normalized by [`Scan::normalized`]).
-    pub fn parse(&self, text: &str) -> Result<liquid::Template, TemplateError> {
-        self.parser.parse(text).map_err(|e| convert_error(text, &e))
+    pub fn parse(&self, text: &str) -> Result<Template, TemplateError> {
+        liquid_core::parser::parse(text, &self.language)
+            .map(|elements| Template(liquid_core::runtime::Template::new(elements)))
+            .map_err(|e| convert_error(text, &e))
     }
 }
 
@@ -195,4 +342,66 @@ pub fn check_budget(text: &str) -> Result<(), String> {
         i += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod lenient_tests {
+    use serde_json::json;
+
+    use super::filters::testing::{fails, ok};
+
+    /// Ruby Liquid (and Tines) render a key a value lacks as nothing; the
+    /// `liquid` crate failed the whole action with "Unknown index".
+    #[test]
+    fn a_missing_key_of_an_assigned_or_loop_variable_is_empty() {
+        let data = json!({"hook": {"body": {"items": [{"a": 1}], "list": ["example.com"]}}});
+        let cases = [
+            (
+                "{% assign x = hook.body.items[0] %}[{{ x.missing }}][{{ x.a }}]",
+                "[][1]",
+            ),
+            (
+                "{% assign x = hook.body.items[0] %}{% if x.missing %}yes{% else %}no{% endif %}",
+                "no",
+            ),
+            ("[{{ hook.body.list.first.first }}]", "[]"),
+            (
+                "{% for i in hook.body.items %}[{{ i.nope }}|{{ i.a }}]{% endfor %}",
+                "[|1]",
+            ),
+            ("{% assign s = 'text' %}[{{ s.size }}][{{ s.first }}]", "[4][]"),
+            ("{% capture c %}x{% endcapture %}[{{ c.deep.er }}]", "[]"),
+        ];
+        for (template, expected) in cases {
+            assert_eq!(ok(template, data.clone()), expected, "{template}");
+        }
+        // An unknown variable is still an error that names it.
+        fails("{{ nothing_here.x }}", json!({}), "Unknown variable");
+    }
+
+    /// `{% credential a.b %}` reads what `{{ CREDENTIAL.a.b }}` reads, the
+    /// credential `a` (the name `check` looks for).
+    #[test]
+    fn the_credential_tag_reads_a_dotted_name_as_the_variable_does() {
+        let data = json!({"CREDENTIAL": {"urlscan": "k-1234", "nested": {"io": "inner"}}});
+        assert_eq!(ok("[{% credential urlscan %}]", data.clone()), "[k-1234]");
+        assert_eq!(
+            ok(
+                "[{% credential urlscan.io %}|{{ CREDENTIAL.urlscan.io }}]",
+                data.clone()
+            ),
+            "[|]"
+        );
+        assert_eq!(
+            ok("[{% credential nested.io %}|{{ CREDENTIAL.nested.io }}]", data),
+            "[inner|inner]"
+        );
+        assert_eq!(
+            super::credential_names("{% credential urlscan.io %}")
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>(),
+            vec!["urlscan"]
+        );
+    }
 }

@@ -69,7 +69,11 @@ impl ParseTag for TinesTag {
                 } else {
                     "RESOURCE"
                 };
-                vec![ns.into(), name.clone()]
+                // A dotted name reads a key of the credential, exactly as
+                // `{{ CREDENTIAL.a.b }}` (and as `check` reads it).
+                std::iter::once(ns.to_owned())
+                    .chain(name.split('.').map(str::to_owned))
+                    .collect()
             }
             TinesTag::Story => {
                 if words.is_empty() {
