@@ -59,7 +59,7 @@ pub(crate) struct Admin {
     pub(crate) api_token: Option<secrecy::SecretString>,
     pub(crate) key: Option<Arc<SealKey>>,
     pub(crate) credentials_file: Option<PathBuf>,
-    pub(crate) stories_dir: PathBuf,
+    pub(crate) stories_dirs: Vec<PathBuf>,
     pub(crate) resources: Vec<PathBuf>,
     /// Asks the server to reload; answered once the new stories serve (or
     /// with why they could not be loaded).
@@ -69,7 +69,7 @@ pub(crate) struct Admin {
 impl Admin {
     /// Every resources file the stories read.
     fn resource_files(&self) -> Vec<PathBuf> {
-        let found = tale_engine::files::discover(std::slice::from_ref(&self.stories_dir));
+        let found = tale_engine::files::discover(&self.stories_dirs);
         self.resources
             .iter()
             .cloned()

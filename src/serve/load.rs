@@ -83,9 +83,9 @@ pub(crate) struct LoadedStories {
 
 pub(crate) type Fingerprint = Vec<(PathBuf, Option<std::time::SystemTime>, u64)>;
 
-/// The story files under `dir` with their modification times.
-pub(crate) fn fingerprint(dir: &Path) -> Fingerprint {
-    let found = tale_engine::files::discover(&[dir.to_path_buf()]);
+/// The story files under `dirs` with their modification times.
+pub(crate) fn fingerprint(dirs: &[PathBuf]) -> Fingerprint {
+    let found = tale_engine::files::discover(dirs);
     let mut out: Fingerprint = found
         .stories
         .iter()
@@ -103,18 +103,18 @@ pub(crate) fn fingerprint(dir: &Path) -> Fingerprint {
     out
 }
 
-/// Checks and builds every story under `dir`. `previous` holds what was
+/// Checks and builds every story under `dirs`. `previous` holds what was
 /// served so far (by id, with its file), kept for stories now broken.
 pub(crate) fn load(
-    dir: &Path,
+    dirs: &[PathBuf],
     resources: &[PathBuf],
     credentials: Option<&Path>,
     stored: &Stored,
     previous: &HashMap<String, (Arc<BuiltStory>, PathBuf)>,
     earlier: &[(String, String)],
 ) -> LoadedStories {
-    let fingerprint = fingerprint(dir);
-    let checked = check_paths(&[dir.to_path_buf()], &[], false, credentials, resources);
+    let fingerprint = fingerprint(dirs);
+    let checked = check_paths(dirs, &[], false, credentials, resources);
     let mut errors_by_file: HashMap<PathBuf, Vec<String>> = HashMap::new();
     let mut warnings_by_file: HashMap<PathBuf, usize> = HashMap::new();
     for d in &checked.output.diagnostics {
@@ -192,21 +192,15 @@ pub(crate) fn load(
         });
     }
     statuses.sort_by(|a, b| a.file.cmp(&b.file));
-    // Every credential a served story holds, stale versions included (they
-    // keep running with the credentials they were built with).
-    // SPEC §5: a credential without allowed hosts may go anywhere; say so.
-    let unrestricted: std::collections::BTreeSet<String> = library
-        .values()
-        .flat_map(|story| {
-            let g = &story.globals;
-            g.credentials
-                .as_object()
-                .into_iter()
-                .flat_map(|o| o.keys().cloned())
-                .chain(g.vault.names().map(str::to_owned))
-                .filter(|name| !g.allowed_hosts.contains_key(name))
-                .collect::<Vec<_>>()
-        })
+    // SPEC §5: a credential without allowed hosts may go anywhere; say so,
+    // for the credentials a request carries (`check`'s W603): one only a
+    // webhook reads (its secret) is sent nowhere.
+    let unrestricted: std::collections::BTreeSet<String> = checked
+        .output
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == tale_engine::diagnostic::Code::UnrestrictedCredential)
+        .filter_map(|d| d.message.split('`').nth(1).map(str::to_owned))
         .collect();
     for name in &unrestricted {
         tracing::warn!(

@@ -45,9 +45,10 @@ pub enum SyncMode {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// The folder of stories to serve (searched recursively).
-    #[arg(long, default_value = ".")]
-    pub stories: PathBuf,
+    /// A folder of stories to serve (searched recursively); repeat it to
+    /// serve several (a story and the library it calls, say).
+    #[arg(long, default_value = ".", num_args = 1)]
+    pub stories: Vec<PathBuf>,
     /// The database: `sqlite:PATH`.
     #[arg(long, default_value = "sqlite:tale.db")]
     pub db: String,
@@ -101,6 +102,10 @@ pub struct ServeArgs {
     /// with --secret-key, in one transaction; then it is no longer needed.
     #[arg(long, env = "TALE_PREVIOUS_SECRET_KEY", hide_env_values = true, value_parser = secret)]
     pub previous_secret_key: Option<SecretString>,
+    /// Refuse to start when a story is refused (has errors), instead of
+    /// serving the others.
+    #[arg(long)]
+    pub strict: bool,
     /// How long a stop waits for work in flight before leaving it for the next start.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
@@ -247,6 +252,21 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         tokio::task::spawn_blocking(move || load(&dir, &r, c.as_deref(), &stored, &Default::default(), &[])).await?
     };
     log_statuses(&first.statuses);
+    if args.strict {
+        let refused: Vec<&str> = first
+            .statuses
+            .iter()
+            .filter(|s| s.status != "ok")
+            .map(|s| s.file.as_str())
+            .collect();
+        if !refused.is_empty() {
+            anyhow::bail!(
+                "--strict: {} story file(s) refused: {}",
+                refused.len(),
+                refused.join(", ")
+            );
+        }
+    }
     let redactor = Arc::new(first.redactor);
     store.set_redactor(redactor.clone());
     let loaded = Loaded::new(
@@ -285,7 +305,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
                 .cloned(),
             key: key.clone(),
             credentials_file: credentials.clone(),
-            stories_dir: stories_dir.clone(),
+            stories_dirs: stories_dir.clone(),
             resources: resources.clone(),
             reload: reload_tx,
         },
@@ -425,6 +445,13 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     let router = http::router(app.clone());
     app.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(%addr, db = %path.display(), "tale serve is listening");
+    // Where each webhook answers (the secret goes after the path, or in
+    // `Authorization: Bearer`; it is never printed).
+    let mut paths: Vec<String> = app.durable.loaded().hooks.keys().cloned().collect();
+    paths.sort();
+    for p in paths {
+        tracing::info!("webhook: http://{addr}/webhook/{p}/<secret>");
+    }
     let grace = args.grace;
     let header_timeout = args.header_timeout;
     let body_timeout = args.body_timeout;
@@ -480,8 +507,11 @@ fn log_statuses(statuses: &[StoryStatus]) {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TALE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal, never in a file or a journal.
+    use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),

@@ -21,6 +21,7 @@ mod redirects;
 mod runtime;
 mod schema;
 mod serve;
+mod serve_cli;
 mod slow_clients;
 mod special_files;
 mod story_tests;

@@ -19,7 +19,7 @@ pub(crate) const SECRET: &str = "hook-secret-42";
 
 pub(crate) fn args(dir: &Path) -> ServeArgs {
     ServeArgs {
-        stories: dir.join("stories"),
+        stories: vec![dir.join("stories")],
         db: format!("sqlite:{}", dir.join("tale.db").display()),
         listen: "127.0.0.1:0".parse().expect("addr"),
         log_format: tale::serve::LogFormat::Human,
@@ -31,6 +31,7 @@ pub(crate) fn args(dir: &Path) -> ServeArgs {
         header_timeout: Duration::from_secs(10),
         body_timeout: Duration::from_secs(30),
         max_connections: None,
+        strict: false,
         credentials: None,
         deny_internal_addresses: false,
         resources: Vec::new(),
