@@ -158,7 +158,8 @@ fn the_internal_address_guard_refuses_loopback_literals_and_names() {
             cmd.output().expect("tale run")
         };
         let out = run(true);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // The refused request's `failure` branch is followed by nothing: the run fails.
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
         let events = crate::support::json_lines(&String::from_utf8_lossy(&out.stdout));
         let call = events.iter().find(|e| e["action"] == "call").expect("call event");
         assert_eq!(call["branch"], "failure", "{name}: {call}");
@@ -255,7 +256,13 @@ actions:
     };
     let file = credentials_file(dir.path(), &v2("scope: https://graph.microsoft.com/.default"));
     let (status, stdout, stderr) = run(&file);
-    assert_eq!(status, 0, "{stderr}");
+    // `sneak` is refused on purpose and nothing follows its `failure`
+    // branch: the run fails, saying why.
+    assert_eq!(status, 1, "{stderr}");
+    assert!(
+        stderr.contains("`sneak` failed") && stderr.contains("which no action follows"),
+        "{stderr}"
+    );
     let received = target.received();
     let api = received.iter().find(|r| r.path_and_query == "/api").expect("/api");
     assert_eq!(

@@ -18,6 +18,7 @@ mod mock_server;
 mod mock_smtp;
 mod no_panic;
 mod redirects;
+mod run_status;
 mod runtime;
 mod schema;
 mod serve;

@@ -887,7 +887,11 @@ impl Durable {
             )
             .await;
         if let Some(o) = &self.observer {
-            o.action_done(&story.id, built, started.elapsed().as_secs_f64(), result.is_ok());
+            // Taking the `failure` branch counts as failing (handled or not).
+            let ok = result
+                .as_ref()
+                .is_ok_and(|o| !o.emits.iter().any(|e| matches!(e, Emit::Branch("failure", _))));
+            o.action_done(&story.id, built, started.elapsed().as_secs_f64(), ok);
         }
         let mut outcome = match result {
             Ok(outcome) => outcome,
@@ -1130,6 +1134,9 @@ impl Durable {
                 .with_branch(branch),
             );
             push_downstream(story, action, branch, &event, &mut tx.items);
+            if let Some(why) = Runtime::unhandled_failure(story, action, branch, &event.output) {
+                tx.errors.push((item.run_id, format!("{}: {why}", item.action)));
+            }
             if is_exit {
                 tx.exits.push((item.run_id, event.output.clone()));
             }

@@ -675,6 +675,9 @@ impl Runtime {
                 Emit::Branch(b, o) => (Some(b), o),
                 Emit::Later { .. } | Emit::Call { .. } => continue,
             };
+            if let Some(why) = Self::unhandled_failure(story, action, branch, &output) {
+                report.errors.push((story.actions[action].slug.to_string(), why));
+            }
             let event = Arc::new(
                 Event::new(
                     run_id,
@@ -715,6 +718,18 @@ impl Runtime {
     }
 
     /// The actions an event of `action` on `branch` goes to.
+    /// Why the run fails when `action` took its `failure` branch and no
+    /// action follows that branch (a handled failure is a normal outcome).
+    pub fn unhandled_failure(story: &BuiltStory, action: usize, branch: Option<&str>, output: &J) -> Option<String> {
+        if branch != Some("failure") || Self::downstream(story, action, branch).next().is_some() {
+            return None;
+        }
+        Some(match output.get("error").and_then(J::as_str) {
+            Some(e) => format!("{e} (the `failure` branch, which no action follows)"),
+            None => "took the `failure` branch, which no action follows".to_owned(),
+        })
+    }
+
     pub fn downstream(story: &BuiltStory, action: usize, branch: Option<&str>) -> impl Iterator<Item = usize> {
         story.actions[action]
             .downstream
