@@ -290,3 +290,26 @@ fn the_token_endpoints_answer_both_forms_and_refuse_bad_requests() {
         assert_eq!(bad.status(), 400);
     });
 }
+
+/// The STIX upload documents 10,000 objects per call: 3,000 (about 1.3 MB)
+/// went past its webhook's default body limit and were refused with a 413.
+#[test]
+fn three_thousand_stix_indicators_upload_in_batches() {
+    let mock = MicrosoftMock::start();
+    let smtp = SmtpServer::start();
+    let indicators: Vec<J> = (0..3000)
+        .map(|i| {
+            json!({"type": "indicator", "spec_version": "2.1", "id": format!("indicator--{i:08}-71a2-445c-ab86-927291df48f8"),
+                   "name": format!("C2 {i}"), "pattern": format!("[ipv4-addr:value = '203.0.{}.{}']", i / 250, i % 250),
+                   "pattern_type": "stix", "created": "2025-01-14T09:00:00Z", "modified": "2025-01-14T09:00:00Z",
+                   "valid_from": "2025-01-14T09:00:00Z", "description": "a command and control server seen in the incident"})
+        })
+        .collect();
+    let event = json!({"indicators": indicators});
+    assert!(event.to_string().len() > 1024 * 1024, "more than the default body limit");
+    let (status, events, stderr) = run(&mock, &smtp, "stories/threat-indicator-stix.yaml", &event);
+    assert_eq!(status, 0, "{stderr}");
+    let uploaded = outputs(&events, "indicators_uploaded");
+    assert_eq!(uploaded.len(), 1, "{stderr}");
+    assert_eq!(uploaded[0]["submitted"], 3000, "{}", uploaded[0]);
+}
