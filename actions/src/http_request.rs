@@ -720,6 +720,7 @@ impl HttpExec {
         let mut emits = Vec::new();
         // The pages of one request share the body budget.
         let mut read: u64 = 0;
+        let mut truncated = false;
         loop {
             request.max_response_bytes = self.max_response_bytes.saturating_sub(read);
             let response = match self.send(cx, &request, &mut trace, attached).await {
@@ -767,7 +768,7 @@ impl HttpExec {
             }
             let page = response_json(&response);
             let next = match &self.pagination {
-                Some((next_url, _, _)) if (pages.len() as u32) + 1 < max_pages => {
+                Some((next_url, _, _)) => {
                     let extra = [("response", &page)];
                     let scope = cx.scope.clone_with_extra(&extra);
                     next_url.render_text(&scope)?
@@ -776,6 +777,23 @@ impl HttpExec {
             };
             pages.push(page);
             if next.trim().is_empty() {
+                break;
+            }
+            // More pages, but `max_pages` is reached: say so (logged by
+            // `tale run` and `tale serve`; the merged output gets `truncated`).
+            if pages.len() as u32 >= max_pages {
+                truncated = true;
+                // The URL without its query (which may carry a secret).
+                let at = url::Url::parse(&request.url).map_or_else(
+                    |_| String::new(),
+                    |mut u| {
+                        u.set_query(None);
+                        u.to_string()
+                    },
+                );
+                trace.push(json!({
+                    "log_error": format!("{at} stopped after {max_pages} pages (`max_pages`): more were available")
+                }));
                 break;
             }
             request.url = next.trim().to_owned();
@@ -793,7 +811,13 @@ impl HttpExec {
             match self.pagination.as_ref().map(|p| p.2) {
                 Some(Emit2::PerPage) => emits.extend(pages.into_iter().map(Emit::Main)),
                 _ if pages.len() == 1 => emits.extend(pages.into_iter().map(Emit::Main)),
-                _ => emits.push(Emit::Main(merge_pages(pages))),
+                _ => {
+                    let mut merged = merge_pages(pages);
+                    if truncated {
+                        merged["truncated"] = J::Bool(true);
+                    }
+                    emits.push(Emit::Main(merged));
+                }
             }
         }
         // When a later page fails, the pages read so far are not emitted on the

@@ -306,7 +306,10 @@ fn three_thousand_stix_indicators_upload_in_batches() {
         })
         .collect();
     let event = json!({"indicators": indicators});
-    assert!(event.to_string().len() > 1024 * 1024, "more than the default body limit");
+    assert!(
+        event.to_string().len() > 1024 * 1024,
+        "more than the default body limit"
+    );
     let (status, events, stderr) = run(&mock, &smtp, "stories/threat-indicator-stix.yaml", &event);
     assert_eq!(status, 0, "{stderr}");
     let uploaded = outputs(&events, "indicators_uploaded");

@@ -136,3 +136,35 @@ fn max_response_bytes_counts_every_page() {
         "{list}"
     );
 }
+
+/// `max_pages` reached while the API still has pages: said in the log and
+/// marked in the merged output, never a silent cut.
+#[test]
+fn max_pages_reached_with_more_pages_is_said() {
+    let server = crate::mock_server::Server::start();
+    let page = format!(r#"{{"value": [1], "next": "{}"}}"#, server.url("/page"));
+    server.route("/page", vec![crate::mock_server::Reply::json(200, &page)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let story = dir.path().join("pages.yaml");
+    std::fs::write(
+        &story,
+        format!(
+            "name: Pages\nactions:\n  hook:\n    type: webhook\n    path: p\n  list:\n    type: http_request\n    from: hook\n    url: \"{}\"\n    pagination:\n      next_url: \"{{{{ response.body.next }}}}\"\n      max_pages: 3\n",
+            server.url("/page")
+        ),
+    )
+    .expect("story");
+    let out = Command::new(env!("CARGO_BIN_EXE_tale"))
+        .arg("run")
+        .arg(&story)
+        .output()
+        .expect("run");
+    let events = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let list = events.iter().find(|e| e["action"] == "list").expect("list event");
+    assert_eq!(list["output"]["pages"], 3, "{list}");
+    assert_eq!(list["output"]["truncated"], true, "{list}");
+    assert_eq!(list["output"]["body"]["value"], serde_json::json!([1, 1, 1]));
+    assert_eq!(server.received().len(), 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stopped after 3 pages"), "{stderr}");
+}
