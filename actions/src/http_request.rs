@@ -653,8 +653,13 @@ impl HttpExec {
     }
 
     async fn run(&self, cx: &ExecCx<'_>) -> Result<Outcome, ActionError> {
-        let trace = Vec::new();
+        let mut trace = Vec::new();
         let mut request = self.render(cx)?;
+        // Signs of a resource or a value that rendered empty: said in the
+        // log and in dry runs, where a mock would answer anything.
+        if let Some(warning) = url_warning(&request.url) {
+            trace.push(json!({"log_error": warning}));
+        }
         self.set_idempotency_key(cx, &mut request, 1);
         if let Err(refused) = cx.scope.check_request(&request) {
             return Ok(Outcome {
@@ -827,6 +832,23 @@ impl HttpExec {
             trace,
             ..Outcome::default()
         })
+    }
+}
+
+/// Why a rendered URL looks wrong although it may still be sent: relative
+/// (no scheme and host), or with an empty path segment
+/// (`/subscriptions//resourceGroups/` from an unset resource).
+fn url_warning(url: &str) -> Option<String> {
+    match url::Url::parse(url.trim()) {
+        Err(url::ParseError::RelativeUrlWithoutBase) => Some(format!(
+            "the URL `{}` is relative: a resource or a value it starts with rendered empty?",
+            url.split('?').next().unwrap_or_default()
+        )),
+        Ok(u) if u.path().contains("//") => Some(format!(
+            "the URL path `{}` has an empty segment: a resource or a value in it rendered empty?",
+            u.path()
+        )),
+        _ => None,
     }
 }
 
@@ -1009,6 +1031,15 @@ mod tests {
             "a past date: at once"
         );
         assert_eq!(retry_after(&response("soon"), now), None);
+    }
+
+    #[test]
+    fn urls_with_empty_parts_are_flagged() {
+        assert!(url_warning("https://management.azure.com/subscriptions//resourceGroups//providers/x").is_some());
+        assert!(url_warning("/v1.0/security/alerts").is_some_and(|w| w.contains("relative")));
+        assert!(url_warning("https://graph.microsoft.com/v1.0/security/alerts_v2?$top=10").is_none());
+        // The query is not part of the path: `a=//b` is fine.
+        assert!(url_warning("https://x.test/p?next=//other").is_none());
     }
 
     #[test]

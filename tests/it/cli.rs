@@ -70,3 +70,29 @@ fn graph_refuses_a_broken_story() {
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("E204"), "{}", out.stderr);
 }
+
+/// A dry run says when a URL has an empty part (an unset resource) or is
+/// relative: a mock would answer it anyway.
+#[test]
+fn dry_run_warns_about_urls_with_empty_parts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let story = dir.path().join("u.yaml");
+    std::fs::write(
+        &story,
+        "name: U\nactions:\n  hook: {type: webhook, path: u}\n  arm:\n    type: http_request\n    from: hook\n    url: \"https://management.azure.com/subscriptions/{{ hook.body.sub }}/resourceGroups/rg\"\n  relative:\n    type: http_request\n    from: hook\n    url: \"{{ hook.body.base }}/v1.0/me\"\n",
+    )
+    .expect("story");
+    let out = crate::support::tale(&["dry-run", story.to_str().expect("path")]);
+    assert!(
+        out.stderr
+            .contains("warning: action `arm`: the URL path `/subscriptions//resourceGroups/rg` has an empty segment"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("warning: action `relative`: the URL `/v1.0/me` is relative"),
+        "{}",
+        out.stderr
+    );
+}
