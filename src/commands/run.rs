@@ -62,10 +62,24 @@ pub enum TraceFormat {
     Json,
 }
 
+/// `tale dry-run`: what `run` takes, less what a dry run never uses (a
+/// database, a credentials file, the internal-address guard).
 #[derive(Debug, Args)]
 pub struct DryRunArgs {
-    #[command(flatten)]
-    pub run: RunArgs,
+    /// The story file.
+    pub story: PathBuf,
+    /// The request body delivered to the entry webhook: a JSON file, or `-` for standard input.
+    #[arg(long, value_name = "FILE")]
+    pub event: Option<PathBuf>,
+    /// The webhook to deliver to, when the story has several and no `entry`.
+    #[arg(long, value_name = "SLUG")]
+    pub action: Option<String>,
+    /// Folders of sub-stories.
+    #[arg(long = "stories", value_name = "DIR")]
+    pub stories: Vec<PathBuf>,
+    /// Resource files besides the resources.yaml beside the story.
+    #[arg(long = "resources", value_name = "FILE")]
+    pub resources: Vec<PathBuf>,
     /// Canned HTTP answers (method + URL pattern → status, headers, body).
     #[arg(long, value_name = "FILE")]
     pub mocks: Option<PathBuf>,
@@ -659,13 +673,20 @@ pub(crate) fn mocks_from_json(json: J, origin: &str) -> anyhow::Result<Vec<Mock>
 }
 
 pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
-    if args.run.db.is_some() {
-        bail!("a dry run stores nothing: leave out --db");
-    }
-    let Some((story, entry, library)) = prepare(&args.run, true, err)? else {
+    let run = RunArgs {
+        story: args.story.clone(),
+        event: args.event.clone(),
+        action: args.action.clone(),
+        stories: args.stories.clone(),
+        resources: args.resources.clone(),
+        db: None,
+        credentials: None,
+        deny_internal_addresses: false,
+    };
+    let Some((story, entry, library)) = prepare(&run, true, err)? else {
         return Ok(ExitStatus::Failure);
     };
-    let body = read_event(args.run.event.as_deref())?;
+    let body = read_event(run.event.as_deref())?;
     let mocks = args.mocks.as_deref().map(read_mocks).transpose()?.unwrap_or_default();
     let clock: Arc<dyn tale_engine::runtime::clock::Clock> =
         Arc::new(VirtualClock::new(tale_engine::runtime::event::now_millis()));
