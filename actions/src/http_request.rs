@@ -776,7 +776,16 @@ impl HttpExec {
                 Some((next_url, _, _)) => {
                     let extra = [("response", &page)];
                     let scope = cx.scope.clone_with_extra(&extra);
-                    next_url.render_text(&scope)?
+                    match next_url.render_text(&scope) {
+                        Ok(next) => next,
+                        // Rendered on the last page only to know whether more
+                        // exist: an error there stops, as `max_pages` would.
+                        Err(e) if pages.len() as u32 + 1 >= max_pages => {
+                            trace.push(json!({"log_error": format!("`next_url` after the last page: {e}")}));
+                            String::new()
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 _ => String::new(),
             };
@@ -816,13 +825,11 @@ impl HttpExec {
             match self.pagination.as_ref().map(|p| p.2) {
                 Some(Emit2::PerPage) => emits.extend(pages.into_iter().map(Emit::Main)),
                 _ if pages.len() == 1 => emits.extend(pages.into_iter().map(Emit::Main)),
-                _ => {
-                    let mut merged = merge_pages(pages);
-                    if truncated {
-                        merged["truncated"] = J::Bool(true);
-                    }
-                    emits.push(Emit::Main(merged));
-                }
+                _ => emits.push(Emit::Main(merge_pages(pages))),
+            }
+            // Pages were left: the (last) output says so, in every mode.
+            if truncated && let Some(Emit::Main(last)) = emits.last_mut() {
+                last["truncated"] = J::Bool(true);
             }
         }
         // When a later page fails, the pages read so far are not emitted on the

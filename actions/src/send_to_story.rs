@@ -78,24 +78,16 @@ impl Executable for SendToStoryExec {
                 return Ok(failure(why.to_owned()));
             }
             let trace = vec![json!({"sub_story": id, "run_id": called["run_id"]})];
-            let mut outcome = match &called["output"] {
-                J::Null => {
-                    let errors: Vec<String> = called["errors"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|e| e.as_str().map(str::to_owned))
-                        .collect();
-                    if errors.is_empty() {
-                        failure(format!("story `{id}` ended without reaching an exit"))
-                    } else {
-                        return Err(ActionError::Failed(format!(
-                            "story `{id}` failed without reaching an exit ({})",
-                            errors.join("; ")
-                        )));
-                    }
-                }
-                output => Outcome::main(output.clone()),
+            let mut outcome = if called["exit"] == J::Bool(true) {
+                Outcome::main(called["output"].clone())
+            } else {
+                let errors: Vec<String> = called["errors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.as_str().map(str::to_owned))
+                    .collect();
+                without_exit(&id, &errors)?
             };
             outcome.trace = trace;
             Ok(outcome)
@@ -146,22 +138,38 @@ impl Executable for SendToStoryExec {
             })];
             let mut outcome = match result.output {
                 Some(output) => Outcome::main(output),
-                // Ended quietly without an exit: the caller's failure branch.
-                None if result.errors.is_empty() => failure(format!("story `{id}` ended without reaching an exit")),
-                // Failed without an exit: the call fails too, so that the
-                // error travels up to the run that started it all.
                 None => {
                     let list: Vec<String> = result.errors.iter().map(|(a, e)| format!("{a}: {e}")).collect();
-                    return Err(ActionError::Failed(format!(
-                        "story `{id}` failed without reaching an exit ({})",
-                        list.join("; ")
-                    )));
+                    without_exit(&id, &list)?
                 }
             };
             outcome.trace = trace;
             Ok(outcome)
         })
     }
+}
+
+/// A sub-story that ended without reaching an exit. Quietly, or on
+/// `failure` branches nobody in it followed: the caller's `failure` branch,
+/// with the reasons. With actions that failed: the call fails too, so that
+/// the error travels up to the run that started it all.
+fn without_exit(id: &str, errors: &[String]) -> Result<Outcome, ActionError> {
+    let unhandled = |e: &String| e.contains(tale_engine::runtime::exec::UNHANDLED_FAILURE);
+    if errors.iter().all(unhandled) {
+        let error = if errors.is_empty() {
+            format!("story `{id}` ended without reaching an exit")
+        } else {
+            format!("story `{id}` ended without reaching an exit ({})", errors.join("; "))
+        };
+        return Ok(Outcome {
+            emits: vec![Emit::Branch("failure", json!({"story": id, "error": error}))],
+            ..Outcome::default()
+        });
+    }
+    Err(ActionError::Failed(format!(
+        "story `{id}` failed without reaching an exit ({})",
+        errors.join("; ")
+    )))
 }
 
 impl SendToStoryConfig {

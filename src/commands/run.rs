@@ -460,6 +460,14 @@ fn run_stored(
                 _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             }
         }
+        // A sub-story's exit wakes its caller, but the child run may go on
+        // (a branch beside the exit): let every stored run finish, then
+        // stop cleanly so that nothing left is counted as crashed.
+        while durable.queue_depth() > 0 || durable.waiting() > 0 {
+            let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(50);
+            durable.wait_queue_below(1, Some(soon)).await;
+        }
+        durable.stopped_cleanly().await;
         anyhow::Ok((store, Some(run_id)))
     })?;
     let Some(run_id) = run_id else {

@@ -219,3 +219,83 @@ async fn sigkill_during_a_childs_delay_makes_no_second_child_and_no_lost_time() 
     assert!(rows.iter().all(|r| r["status"] == "succeeded"), "{text}");
     assert_eq!(sink.received().len(), 1, "the answer was posted once");
 }
+
+/// A child whose request fails with nothing following its `failure` branch
+/// ends without an exit: the caller takes its own `failure` branch with the
+/// reason (the call does not fail the caller's action).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_childs_unhandled_failure_is_the_callers_failure_branch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Mock::start();
+    sink.route("/sink", vec![Reply::json(200, "{}")]);
+    write_story(
+        dir.path(),
+        "slow-lookup.yaml",
+        &format!(
+            "name: Broken lookup\nentry: receive\nexits: [answer]\nactions:\n  receive: {{type: webhook, path: slow-lookup, secret: {SECRET}}}\n  fetch:\n    type: http_request\n    from: receive\n    url: http://127.0.0.1:9/\n  answer:\n    type: transform\n    mode: message_only\n    from: fetch\n    payload: {{upn: x, risk: low}}\n"
+        ),
+    );
+    write_story(dir.path(), "triage.yaml", &parent(&sink.url("/sink")));
+    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    let r = client()
+        .post(format!("http://{}/webhook/triage/{SECRET}", server.addr))
+        .json(&json!({"user": "adele@contoso.com"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    eventually("the caller's failure branch", Duration::from_secs(10), async || {
+        !sink.received().is_empty()
+    })
+    .await;
+    let body: J = serde_json::from_str(&sink.received()[0].body).unwrap_or(J::Null);
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("ended without reaching an exit") && error.contains("fetch:"),
+        "{body}"
+    );
+    eventually("both runs finished", Duration::from_secs(10), async || {
+        runs(&server).await.iter().all(|r| r["status"] != "running")
+    })
+    .await;
+    let all = runs(&server).await;
+    let of = |story: &str| all.iter().find(|r| r["story"] == story).cloned().unwrap_or_default();
+    // The child failed (its failure was unhandled); the caller handled it.
+    assert_eq!(of("slow-lookup")["status"], "failed", "{all:?}");
+    assert_eq!(of("triage")["status"], "succeeded", "{all:?}");
+    server.stop().await.expect("stop");
+}
+
+/// `tale run --db` lets a called child finish what it does after its exit
+/// woke the caller, and stops cleanly: no run is left `running`.
+#[test]
+fn tale_run_with_a_database_waits_for_the_childs_work_after_its_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("child.yaml"),
+        "name: Child\nentry: receive\nexits: [answer]\nactions:\n  receive: {type: webhook, path: child, secret: s3cret-x}\n  answer:\n    type: transform\n    mode: message_only\n    from: receive\n    payload: {ok: true}\n  later:\n    type: transform\n    mode: delay\n    from: receive\n    seconds: 1\n  after:\n    type: transform\n    mode: message_only\n    from: later\n    payload: {done: true}\n",
+    )
+    .expect("child");
+    let parent = dir.path().join("parent.yaml");
+    std::fs::write(
+        &parent,
+        "name: Parent\nactions:\n  hook: {type: webhook, path: parent}\n  call:\n    type: send_to_story\n    from: hook\n    story: child\n  got:\n    type: transform\n    mode: message_only\n    from: call\n    payload: {ok: \"{{ call.ok }}\"}\n",
+    )
+    .expect("parent");
+    let db = format!("sqlite:{}", dir.path().join("tale.db").display());
+    let out = crate::support::tale(&[
+        "run",
+        parent.to_str().expect("path"),
+        "--db",
+        &db,
+        "--stories",
+        dir.path().to_str().expect("dir"),
+    ]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let runs = crate::support::tale(&["runs", "--db", &db, "--json"]);
+    let rows = crate::support::json_lines(&runs.stdout);
+    assert_eq!(rows.len(), 2, "{}", runs.stdout);
+    assert!(rows.iter().all(|r| r["status"] == "succeeded"), "{}", runs.stdout);
+    let child = rows.iter().find(|r| r["story"] == "child").expect("child run");
+    assert_eq!(child["events"], 4, "the child's work after its exit ran: {child}");
+}

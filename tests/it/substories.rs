@@ -180,3 +180,27 @@ fn a_dry_run_gives_sub_story_credentials_stand_ins() {
     assert_eq!(out.status, 0, "{}", out.stderr);
     assert!(out.stdout.contains("[credential:never_set_anywhere]"), "{}", out.stdout);
 }
+
+/// A sub-story whose request fails with nothing following its `failure`
+/// branch ends without an exit: in memory too, the caller takes its own
+/// `failure` branch with the reason.
+#[test]
+fn a_sub_storys_unhandled_failure_is_the_callers_failure_branch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("enrich-user.yaml"),
+        "name: Enrich user\nentry: receive\nexits: [answer]\nactions:\n  receive: {type: webhook, path: enrich-user, secret: s}\n  fetch:\n    type: http_request\n    from: receive\n    url: http://127.0.0.1:9/\n  answer:\n    type: transform\n    mode: message_only\n    from: fetch\n    payload: {upn: x, risk: low, days: 1}\n",
+    )
+    .expect("sub");
+    std::fs::write(dir.path().join("triage.yaml"), CALLER).expect("caller");
+    let (status, events, stderr) = run(&dir, "triage.yaml", r#"{"user":"adele@contoso.com","days":30}"#);
+    assert_eq!(status, 0, "handled by the caller: {stderr}");
+    let error = output_of(&events, "not_enriched")
+        .and_then(|o| o["error"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("ended without reaching an exit") && error.contains("fetch:"),
+        "{error}"
+    );
+}

@@ -65,6 +65,8 @@ pub struct CallLink {
     pub parent_event: Option<super::event::EventId>,
     /// The caller's parked item (due at [`PARKED`]).
     pub caller_item: Uuid,
+    /// How deep in calls the child runs (kept in memory once committed).
+    pub depth: usize,
 }
 
 /// What one step writes, all or nothing.
@@ -86,9 +88,9 @@ pub struct Transaction {
     pub tick: Option<(String, i64)>,
     /// Sub-story runs started here (their `started` entries are above).
     pub calls: Vec<CallLink>,
-    /// Outputs of exit actions, by run: the first of a called run wakes
-    /// its caller with it.
-    pub exits: Vec<(RunId, J)>,
+    /// Events of exit actions, by run: the first of a called run wakes its
+    /// caller with the event's stored output.
+    pub exits: Vec<(RunId, super::event::EventId)>,
 }
 
 /// What applying a transaction did.
@@ -691,7 +693,12 @@ impl Durable {
     async fn apply(self: &Arc<Self>, tx: Transaction, wait: bool) -> Result<Applied, StoreError> {
         let items = tx.items.clone();
         let events = tx.events.len();
+        let calls: Vec<(RunId, usize)> = tx.calls.iter().map(|c| (c.child, c.depth)).collect();
         let mut applied = self.store.apply(tx, wait).await?;
+        if !calls.is_empty() && applied.fired {
+            // Only once the child runs exist: an abandoned step leaves none.
+            self.call_depth.lock().unwrap_or_else(|p| p.into_inner()).extend(calls);
+        }
         if applied.fired {
             if let Some(o) = &self.observer {
                 o.events(events);
@@ -1138,7 +1145,7 @@ impl Durable {
                 tx.errors.push((item.run_id, format!("{}: {why}", item.action)));
             }
             if is_exit {
-                tx.exits.push((item.run_id, event.output.clone()));
+                tx.exits.push((item.run_id, event.id));
             }
             tx.events.push(event);
         }
@@ -1215,14 +1222,10 @@ impl Durable {
             now,
         ));
         let parked = new_id();
-        self.call_depth
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(child_run, depth);
         tx.started.push((child_run, child.id.clone(), now));
         push_downstream(&child, entry, None, &root, &mut tx.items);
         if child.exits.contains(&entry) {
-            tx.exits.push((child_run, root.output.clone()));
+            tx.exits.push((child_run, root.id));
         }
         tx.events.push(root);
         tx.calls.push(CallLink {
@@ -1230,6 +1233,7 @@ impl Durable {
             parent: item.run_id,
             parent_event: item.input.as_ref().map(|e| e.id),
             caller_item: parked,
+            depth,
         });
         let waits = serde_json::json!({"call": {"story": child.id.as_ref(), "run_id": child_run.to_string()}});
         tx.items.push(caller(waits, PARKED, parked));

@@ -233,6 +233,10 @@ pub struct Runtime {
     pub durable_calls: bool,
 }
 
+/// Ends the reason a run failed on a `failure` branch nobody follows (a
+/// caller of that run tells such a failure from an action's error by it).
+pub const UNHANDLED_FAILURE: &str = "(the `failure` branch, which no action follows)";
+
 /// How often a long run reports progress.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -720,13 +724,14 @@ impl Runtime {
     /// The actions an event of `action` on `branch` goes to.
     /// Why the run fails when `action` took its `failure` branch and no
     /// action follows that branch (a handled failure is a normal outcome).
+    /// The reason ends with [`UNHANDLED_FAILURE`].
     pub fn unhandled_failure(story: &BuiltStory, action: usize, branch: Option<&str>, output: &J) -> Option<String> {
         if branch != Some("failure") || Self::downstream(story, action, branch).next().is_some() {
             return None;
         }
         Some(match output.get("error").and_then(J::as_str) {
-            Some(e) => format!("{e} (the `failure` branch, which no action follows)"),
-            None => "took the `failure` branch, which no action follows".to_owned(),
+            Some(e) => format!("{e} {UNHANDLED_FAILURE}"),
+            None => format!("took the `failure` branch {UNHANDLED_FAILURE}"),
         })
     }
 
