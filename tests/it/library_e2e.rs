@@ -316,3 +316,28 @@ fn three_thousand_stix_indicators_upload_in_batches() {
     assert_eq!(uploaded.len(), 1, "{stderr}");
     assert_eq!(uploaded[0]["submitted"], 3000, "{}", uploaded[0]);
 }
+
+/// Streaming ingestion takes 4 MB per request: 5 MB of records go out as
+/// two requests of JSON lines, each under the limit (the mock answers 413
+/// beyond it), with the JSON content type.
+#[test]
+fn five_megabytes_of_adx_records_go_out_in_requests_under_four() {
+    let mock = MicrosoftMock::start();
+    let smtp = SmtpServer::start();
+    let records: Vec<J> = (0..5000).map(|i| json!({"Id": i, "Text": "x".repeat(1000)})).collect();
+    let event = json!({"table": "T", "mapping_name": "T_json", "records": records});
+    assert!(event.to_string().len() > 5_000_000);
+    let (status, events, stderr) = run(&mock, &smtp, "stories/adx-ingest.yaml", &event);
+    assert_eq!(status, 0, "{stderr}");
+    let done = outputs(&events, "records_ingested");
+    let actions: Vec<&J> = events.iter().map(|e| &e["action"]).collect();
+    assert_eq!(
+        done.len(),
+        1,
+        "{actions:?} {:?} {stderr}",
+        outputs(&events, "ingest_failed")
+    );
+    assert_eq!(done[0]["records_sent"], 5000);
+    assert_eq!(done[0]["requests"], 2, "{}", done[0]);
+    assert!(outputs(&events, "ingest_failed").is_empty());
+}

@@ -46,7 +46,12 @@ pub(crate) struct MicrosoftMock {
 impl MicrosoftMock {
     pub(crate) fn start() -> Self {
         let world = Arc::new(Mutex::new(World::default()));
-        let addr = spawn_router(Router::new().fallback(handle).with_state(world.clone()));
+        // Bodies as large as the real APIs take (axum's own limit is 2 MB).
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(world.clone())
+            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024));
+        let addr = spawn_router(app);
         let url = format!("http://{addr}");
         // Before any request: links in answers (nextLink, NextPageUri) point here.
         world.lock().expect("world").base = url.clone();
@@ -294,6 +299,13 @@ async fn handle(
         }
         // ADX streaming ingest.
         ("POST", ["v1", "rest", "ingest", _db, _table]) => {
+            // Streaming ingestion takes at most 4 MB of data per request.
+            if body.len() > 4 * 1024 * 1024 {
+                return reply(
+                    413,
+                    &json!({"error": {"code": "Stream_InputStreamTooLarge", "message": "The input stream is too large", "@permanent": true}}),
+                );
+            }
             if !query.contains("mappingName=") {
                 return reply(
                     400,
