@@ -96,3 +96,64 @@ fn dry_run_warns_about_urls_with_empty_parts() {
         out.stderr
     );
 }
+
+/// Every subcommand's `--help` ends with examples, and every example is a
+/// command line tale accepts (flags that exist, where they are accepted).
+#[test]
+fn every_subcommand_shows_examples_that_parse() {
+    let commands = [
+        "check", "schema", "graph", "run", "dry-run", "test", "record", "serve", "runs", "events",
+    ];
+    for command in commands {
+        let help = crate::support::tale(&[command, "--help"]).stdout;
+        let examples: Vec<&str> = help
+            .split("Examples:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("`tale {command} --help` has no examples"))
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("tale ") || l.contains(" tale "))
+            .collect();
+        assert!(!examples.is_empty(), "{command}");
+        for line in examples {
+            // The tale part: after a pipe into it and an environment
+            // assignment, before a pipe or a redirection out of it.
+            let from = line.find("tale ").expect("tale");
+            let line = &line[from..];
+            let line = line.split(" | ").next().unwrap_or(line);
+            let line = line.split(" > ").next().unwrap_or(line);
+            let args = split_words(line);
+            if let Err(e) = tale::parses(&args) {
+                panic!("`{line}` does not parse: {e}");
+            }
+        }
+    }
+}
+
+/// Words of a shell line: spaces split, double quotes group.
+fn split_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let (mut word, mut quoted, mut any) = (String::new(), false, false);
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut word));
+                    any = false;
+                }
+            }
+            c => {
+                word.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(word);
+    }
+    words
+}
