@@ -341,3 +341,23 @@ fn five_megabytes_of_adx_records_go_out_in_requests_under_four() {
     assert_eq!(done[0]["requests"], 2, "{}", done[0]);
     assert!(outputs(&events, "ingest_failed").is_empty());
 }
+
+/// Asked twice without an id, the Graph subscription story creates one
+/// subscription and then renews it: it used to create one a day (a renewal
+/// after a 404 recreated it, and the next day's stale id 404ed again).
+#[test]
+fn a_graph_subscription_without_an_id_is_found_and_renewed_not_duplicated() {
+    let mock = MicrosoftMock::start();
+    let smtp = SmtpServer::start();
+    let event = json!({"notification_url": "https://tale.contoso.test/webhook/graph-alerts/s3cret",
+                       "resource": "security/alerts_v2", "change_type": "updated"});
+    let (status, events, stderr) = run(&mock, &smtp, "stories/graph-subscription.yaml", &event);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(outputs(&events, "subscription_created").len(), 1, "{stderr}");
+    let (status, events, stderr) = run(&mock, &smtp, "stories/graph-subscription.yaml", &event);
+    assert_eq!(status, 0, "{stderr}");
+    let renewed = outputs(&events, "subscription_renewed");
+    assert_eq!(renewed.len(), 1, "{stderr}");
+    assert_eq!(renewed[0]["subscription_id"], "sub-1");
+    assert_eq!(mock.subscriptions().len(), 1, "one subscription, renewed");
+}

@@ -35,6 +35,8 @@ struct World {
     etags: HashMap<String, u32>,
     /// Data Collector uploads: the status answered and the body received.
     uploads: Vec<(u16, String)>,
+    /// Graph subscriptions created (what `GET /subscriptions` lists).
+    subscriptions: Vec<J>,
 }
 
 #[derive(Clone)]
@@ -64,6 +66,11 @@ impl MicrosoftMock {
     }
 
     /// How many times `METHOD /path` was called.
+    /// The Graph subscriptions created so far.
+    pub(crate) fn subscriptions(&self) -> Vec<J> {
+        self.world.lock().expect("world").subscriptions.clone()
+    }
+
     pub(crate) fn calls(&self, key: &str) -> usize {
         self.world.lock().expect("world").calls.get(key).copied().unwrap_or(0)
     }
@@ -184,15 +191,27 @@ async fn handle(
             {
                 return graph_error(400, "InvalidRequest", "notificationUrl must use https");
             }
+            let mut w = world.lock().expect("world");
             let mut s = fixture_json("graph-subscription-response.json");
-            s["expirationDateTime"] = body_json["expirationDateTime"].clone();
+            s["id"] = J::String(format!("sub-{}", w.subscriptions.len() + 1));
+            for key in ["resource", "notificationUrl", "changeType", "expirationDateTime"] {
+                s[key] = body_json[key].clone();
+            }
+            w.subscriptions.push(s.clone());
             reply(201, &s)
         }
+        // The app's own subscriptions, as created here.
+        ("GET", ["v1.0", "subscriptions"]) => {
+            let w = world.lock().expect("world");
+            reply(200, &json!({"value": w.subscriptions}))
+        }
         ("PATCH", ["v1.0", "subscriptions", id]) => {
-            let mut s = fixture_json("graph-subscription-response.json");
-            s["id"] = J::String((*id).to_owned());
+            let mut w = world.lock().expect("world");
+            let Some(s) = w.subscriptions.iter_mut().find(|s| s["id"] == *id) else {
+                return graph_error(404, "ResourceNotFound", "The object was not found.");
+            };
             s["expirationDateTime"] = body_json["expirationDateTime"].clone();
-            reply(200, &s)
+            reply(200, &s.clone())
         }
         // Graph tiIndicators.
         ("POST", ["beta", "security", "tiIndicators"]) => {
