@@ -375,6 +375,14 @@ fn load_action(
         .into_iter()
         .partition(|(k, _)| k.as_str().is_some_and(|k| COMMON_KEYS.contains(&k)));
     let has_rules_key = common_entries.iter().any(|(k, _)| k.as_str() == Some("rules"));
+    // `form:` for `from:`: the links are mistyped, not absent. The unknown
+    // key is reported (with its suggestion); the graph checks then stay
+    // quiet about this action and what follows it, instead of saying the
+    // same mistake three more ways.
+    let mistyped_link = own_entries
+        .iter()
+        .filter_map(|(k, _)| k.as_str())
+        .any(|k| strsim::damerau_levenshtein(k, "from") == 1 || strsim::damerau_levenshtein(k, "schedule") == 1);
     let common_node = Node::new(body_span, NodeKind::Map(common_entries));
     let own_node = Node::new(body_span, NodeKind::Map(own_entries));
 
@@ -477,7 +485,7 @@ fn load_action(
         must_match,
         local: common.local.unwrap_or_default(),
         config,
-        unresolved_from: from_broken,
+        unresolved_from: from_broken || mistyped_link,
     })
 }
 
