@@ -96,6 +96,11 @@ enum Command {
         tale events 01a214b5-ef94-7d23-818d-fbf3a383809f --db sqlite:tale.db\n  \
         tale events 01a214b5-ef94-7d23-818d-fbf3a383809f --db sqlite:tale.db | jq 'select(.action == \"report\") | .output'")]
     Events(commands::inspect::EventsArgs),
+    /// Explain a diagnostic: its section of the reference (why, wrong and right examples).
+    #[command(after_help = "Examples:\n  \
+        tale explain E404\n  \
+        tale explain not-upstream")]
+    Explain(commands::explain::ExplainArgs),
 }
 
 /// Whether `args` (the first is the program name) is a valid command line:
@@ -144,6 +149,7 @@ where
         Command::Serve(args) => serve::run(&args),
         Command::Runs(args) => commands::inspect::runs(&args, out),
         Command::Events(args) => commands::inspect::events(&args, out, err),
+        Command::Explain(args) => commands::explain::run(&args, out, err),
     };
     match result {
         Ok(status) => status,

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod check;
+pub(crate) mod explain;
 pub(crate) mod graph;
 pub(crate) mod inspect;
 pub(crate) mod record;

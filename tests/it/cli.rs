@@ -102,7 +102,7 @@ fn dry_run_warns_about_urls_with_empty_parts() {
 #[test]
 fn every_subcommand_shows_examples_that_parse() {
     let commands = [
-        "check", "schema", "graph", "run", "dry-run", "test", "record", "serve", "runs", "events",
+        "check", "schema", "graph", "run", "dry-run", "test", "record", "serve", "runs", "events", "explain",
     ];
     for command in commands {
         let help = crate::support::tale(&[command, "--help"]).stdout;
@@ -156,4 +156,18 @@ fn split_words(line: &str) -> Vec<String> {
         words.push(word);
     }
     words
+}
+
+/// `tale explain CODE` prints the reference section of a diagnostic, by
+/// code or by name; an unknown code is a usage error.
+#[test]
+fn explain_prints_the_section_of_a_diagnostic() {
+    let by_code = crate::support::tale(&["explain", "E404"]);
+    assert_eq!(by_code.status, 0);
+    assert!(by_code.stdout.starts_with("## E404 not-upstream"), "{}", by_code.stdout);
+    assert!(!by_code.stdout.contains("## E405"), "one section only");
+    let by_name = crate::support::tale(&["explain", "not-upstream"]);
+    assert_eq!(by_name.stdout, by_code.stdout);
+    let unknown = crate::support::tale(&["explain", "E999"]);
+    assert_eq!(unknown.status, 2);
 }
