@@ -489,26 +489,48 @@ fn run_case(
         .iter()
         .map(|e| (e.action.to_string(), e.branch.map(str::to_owned)))
         .collect();
-    // Every event of each action, branches included, as expectations see them.
+    // Every event of each action, by output as expectations name them:
+    // `slug` (the main output) and `slug.branch`.
     for e in &report.events {
-        match outcome.actual.iter_mut().find(|(slug, _)| **slug == *e.action) {
+        let key = match e.branch {
+            Some(b) => format!("{}.{b}", e.action),
+            None => e.action.to_string(),
+        };
+        match outcome.actual.iter_mut().find(|(k, _)| *k == key) {
             Some((_, outputs)) => outputs.push(e.output.clone()),
-            None => outcome.actual.push((e.action.to_string(), vec![e.output.clone()])),
+            None => outcome.actual.push((key, vec![e.output.clone()])),
         }
     }
 
-    for (slug, expectation) in &case.expect {
-        if built.action(slug).is_none() {
+    for (key, expectation) in &case.expect {
+        // `slug` is the main output only; `slug.no_match`, `slug.failure` a branch.
+        let (slug, branch) = match key.split_once('.') {
+            Some((s, b)) => (s, Some(b)),
+            None => (key.as_str(), None),
+        };
+        let Some(index) = built.action(slug) else {
             outcome.failures.push(format!("the story has no action `{slug}`"));
             continue;
+        };
+        if let Some(b) = branch {
+            let branches = built.actions[index].branches;
+            if !branches.contains(&b) {
+                let known = if branches.is_empty() {
+                    format!("`{slug}` has no branches")
+                } else {
+                    format!("its branches are {}", tale_engine::diagnostic::one_of(branches))
+                };
+                outcome.failures.push(format!("`{slug}` has no `{b}` branch ({known})"));
+                continue;
+            }
         }
         let outputs: Vec<&J> = report
             .events
             .iter()
-            .filter(|e| &*e.action == slug)
+            .filter(|e| &*e.action == slug && e.branch == branch)
             .map(|e| &e.output)
             .collect();
-        check_action(slug, &outputs, expectation, &mut outcome.failures);
+        check_action(key, &outputs, expectation, &mut outcome.failures);
     }
 
     let requests = http.requests.lock().map(|r| r.clone()).unwrap_or_default();

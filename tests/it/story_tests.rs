@@ -238,3 +238,42 @@ fn record_writes_a_case_that_passes_and_holds_no_credential() {
         replay.stderr
     );
 }
+
+/// `expect:` names outputs: `slug` is the main output only, `slug.no_match`
+/// and `slug.failure` a branch; a branch the action lacks is an error.
+#[test]
+fn expectations_name_the_output_they_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("s.yaml"),
+        "name: S\nactions:\n  hook: {type: webhook, path: s}\n  each:\n    type: transform\n    mode: explode\n    from: hook\n    path: \"{{ hook.body.items | as_object }}\"\n    to: item\n  high:\n    type: trigger\n    from: each\n    rules: [{type: field==value, path: \"{{ each.item }}\", value: high}]\n",
+    )
+    .expect("story");
+    let case = |expect: &str| {
+        std::fs::write(
+            dir.path().join("s.test.yaml"),
+            format!("cases:\n  - name: c\n    event: {{items: [high, low, low]}}\n    expect:\n{expect}"),
+        )
+        .expect("test");
+        crate::support::tale(&["test", dir.path().to_str().expect("dir")])
+    };
+    let ok = case("      high: {count: 1}\n      high.no_match: {count: 2}\n");
+    assert_eq!(ok.status, 0, "{}", ok.stdout);
+    // The old reading (branches counted in) now fails.
+    let mixed = case("      high: {count: 3}\n");
+    assert_eq!(mixed.status, 1);
+    assert!(
+        mixed.stdout.contains("`high` emitted 1 event(s), expected 3"),
+        "{}",
+        mixed.stdout
+    );
+    let unknown = case("      high.failure: never\n");
+    assert_eq!(unknown.status, 1);
+    assert!(
+        unknown
+            .stdout
+            .contains("`high` has no `failure` branch (its branches are `no_match`)"),
+        "{}",
+        unknown.stdout
+    );
+}

@@ -40,6 +40,8 @@ pub struct BuiltAction {
     pub schedule: Option<Schedule>,
     /// Where its events go, and on which branch.
     pub downstream: Vec<(usize, Edge)>,
+    /// The branches it may emit on (`failure`, `no_match`).
+    pub branches: &'static [&'static str],
     pub exec: Box<dyn Executable>,
     /// OAuth2 credentials its templates read: their tokens are fetched
     /// before it runs.
@@ -167,6 +169,7 @@ pub fn build(story: &Story, parser: &TemplateParser, globals: Globals) -> Result
             local,
             schedule: a.schedule.clone(),
             downstream,
+            branches: config.branches(),
             exec,
             tokens: globals
                 .vault
