@@ -50,7 +50,7 @@ cases:
     mocks:
       - {method: GET, url: "https://graph.test/*", body: {id: a2, severity: low}}
     expect:
-      is_high: {count: 1, jsonpath: {"$.rule_matched": false}}
+      is_high.no_match: {count: 1, jsonpath: {"$.rule_matched": false}}
       summary: never
 "#;
 
