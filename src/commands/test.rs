@@ -14,6 +14,7 @@ use serde_json::{Value as J, json};
 use tale_engine::files::{self, FileKind};
 use tale_engine::runtime::clock::VirtualClock;
 use tale_engine::runtime::exec::Runtime;
+use tale_engine::runtime::http::HttpRequest;
 use tale_engine::runtime::http::MockHttp;
 use tale_engine::runtime::mail::RecordingMailer;
 use tale_engine::runtime::scope::Globals;
@@ -119,6 +120,78 @@ struct RequestExpectation {
     /// JSONPath → expected value, over the JSON body.
     #[serde(default)]
     jsonpath: serde_json::Map<String, J>,
+    /// Check only the n-th matching request (1-based, in the order sent).
+    nth: Option<usize>,
+    /// `every` (default): each matching request satisfies the checks;
+    /// `any`: at least one does.
+    #[serde(rename = "match")]
+    match_mode: Option<MatchMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum MatchMode {
+    Every,
+    Any,
+}
+
+/// What one request fails of an assertion's checks (headers, body, JSONPath).
+fn request_failures(want: &RequestExpectation, r: &HttpRequest) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (name, value) in &want.headers {
+        let expected = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+        let got = r
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone());
+        if got.as_deref() != Some(expected.as_str()) {
+            failures.push(format!(
+                "request to {}: header `{name}` is {got:?}, expected {expected:?}",
+                r.url
+            ));
+        }
+    }
+    let body: J = r
+        .body
+        .as_ref()
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or(J::Null);
+    let text = r
+        .body
+        .as_ref()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    if let Some(J::String(e)) = want.body.as_ref().filter(|_| body.is_null() && !text.is_empty()) {
+        // A body that is not JSON (JSON lines, a form, XML): the text must contain it.
+        if !text.contains(e.as_str()) {
+            failures.push(format!(
+                "request to {}: the body does not contain {e:?}; it is:\n{}",
+                r.url,
+                text.chars().take(2000).collect::<String>()
+            ));
+        }
+    } else if let Some(e) = &want.body {
+        if !contains(&body, e) {
+            failures.push(format!(
+                "request to {}: the body does not contain the expected subset:\n{}",
+                r.url,
+                diff(e, &body)
+            ));
+        }
+    }
+    for (path, expected) in &want.jsonpath {
+        let found = jsonpath(&body, path);
+        let got = if found.len() == 1 {
+            found[0].clone()
+        } else {
+            J::Array(found)
+        };
+        if &got != expected {
+            failures.push(format!("request to {}: {path} is {got}, expected {expected}", r.url));
+        }
+    }
+    failures
 }
 
 fn any() -> String {
@@ -554,62 +627,39 @@ fn run_case(
                 .push(format!("no request to {} {}", want.method, want.url)),
             _ => {}
         }
-        for r in &matching {
-            for (name, value) in &want.headers {
-                let expected = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
-                let got = r
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.clone());
-                if got.as_deref() != Some(expected.as_str()) {
-                    outcome.failures.push(format!(
-                        "request to {}: header `{name}` is {got:?}, expected {expected:?}",
-                        r.url
-                    ));
-                }
+        // The requests the checks apply to, and how many must pass.
+        let checked: Vec<&&HttpRequest> = match want.nth {
+            Some(0) => {
+                outcome.failures.push("`nth` counts from 1".to_owned());
+                continue;
             }
-            let body: J = r
-                .body
-                .as_ref()
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .unwrap_or(J::Null);
-            let text = r
-                .body
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            if let Some(J::String(e)) = want.body.as_ref().filter(|_| body.is_null() && !text.is_empty()) {
-                // A body that is not JSON (JSON lines, a form, XML): the text must contain it.
-                if !text.contains(e.as_str()) {
+            Some(n) => match matching.get(n - 1) {
+                Some(r) => vec![r],
+                None => {
                     outcome.failures.push(format!(
-                        "request to {}: the body does not contain {e:?}; it is:\n{}",
-                        r.url,
-                        text.chars().take(2000).collect::<String>()
+                        "no request #{n} to {} {} ({} were sent)",
+                        want.method,
+                        want.url,
+                        matching.len()
                     ));
+                    continue;
                 }
-            } else if let Some(e) = &want.body {
-                if !contains(&body, e) {
-                    outcome.failures.push(format!(
-                        "request to {}: the body does not contain the expected subset:\n{}",
-                        r.url,
-                        diff(e, &body)
-                    ));
-                }
+            },
+            None => matching.iter().collect(),
+        };
+        let results: Vec<Vec<String>> = checked.iter().map(|r| request_failures(want, r)).collect();
+        if want.match_mode == Some(MatchMode::Any) && want.nth.is_none() {
+            if !results.is_empty() && results.iter().all(|f| !f.is_empty()) {
+                outcome.failures.push(format!(
+                    "none of the {} request(s) to {} {} satisfies the checks (`match: any`); the first: {}",
+                    results.len(),
+                    want.method,
+                    want.url,
+                    results[0].join("; ")
+                ));
             }
-            for (path, expected) in &want.jsonpath {
-                let found = jsonpath(&body, path);
-                let got = if found.len() == 1 {
-                    found[0].clone()
-                } else {
-                    J::Array(found)
-                };
-                if &got != expected {
-                    outcome
-                        .failures
-                        .push(format!("request to {}: {path} is {got}, expected {expected}", r.url));
-                }
-            }
+        } else {
+            outcome.failures.extend(results.into_iter().flatten());
         }
     }
     if !case.allow_unmatched {

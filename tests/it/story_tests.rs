@@ -277,3 +277,36 @@ fn expectations_name_the_output_they_count() {
         unknown.stdout
     );
 }
+
+/// Request assertions check every matching request by default; `nth:`
+/// picks one, `match: any` needs one to pass.
+#[test]
+fn request_assertions_pick_one_request_or_any() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("r.yaml"),
+        "name: R\nactions:\n  hook: {type: webhook, path: r}\n  each:\n    type: transform\n    mode: explode\n    from: hook\n    path: \"{{ hook.body.ids | as_object }}\"\n    to: id\n  call:\n    type: http_request\n    from: each\n    method: post\n    url: https://api.test/items\n    payload: {id: \"{{ each.id }}\"}\n",
+    )
+    .expect("story");
+    let case = |requests: &str| {
+        std::fs::write(
+            dir.path().join("r.test.yaml"),
+            format!(
+                "cases:\n  - name: c\n    event: {{ids: [a, b, c]}}\n    mocks:\n      - {{method: POST, url: \"https://api.test/*\"}}\n    requests:\n{requests}"
+            ),
+        )
+        .expect("test");
+        crate::support::tale(&["test", dir.path().to_str().expect("dir")])
+    };
+    let every = case("      - {method: POST, url: \"https://api.test/*\", count: 3, body: {id: b}}\n");
+    assert_eq!(every.status, 1, "every request must contain id b: {}", every.stdout);
+    let nth = case("      - {method: POST, url: \"https://api.test/*\", nth: 2, body: {id: b}}\n");
+    assert_eq!(nth.status, 0, "{}", nth.stdout);
+    let any = case("      - {method: POST, url: \"https://api.test/*\", match: any, body: {id: c}}\n");
+    assert_eq!(any.status, 0, "{}", any.stdout);
+    let none = case("      - {method: POST, url: \"https://api.test/*\", match: any, body: {id: z}}\n");
+    assert_eq!(none.status, 1);
+    assert!(none.stdout.contains("none of the 3 request(s)"), "{}", none.stdout);
+    let missing = case("      - {method: POST, url: \"https://api.test/*\", nth: 5}\n");
+    assert!(missing.stdout.contains("no request #5"), "{}", missing.stdout);
+}
