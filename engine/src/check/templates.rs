@@ -309,15 +309,17 @@ fn check_field(
             // Offsets in the normalized text are at most the removed dots away.
             let removed_before = scan.leading_dots.iter().filter(|&&d| d <= e.offset).count();
             let offset = (e.offset + removed_before).min(text.len());
-            out.push(
-                Diagnostic::new(
-                    Code::TemplateSyntax,
-                    file,
-                    at(offset, 1),
-                    format!("invalid template in `{}`: {}", field.field, e.message),
-                )
-                .label("here"),
-            );
+            let mut d = Diagnostic::new(
+                Code::TemplateSyntax,
+                file,
+                at(offset, 1),
+                format!("invalid template in `{}`: {}", field.field, e.message),
+            )
+            .label("here");
+            if let Some(hint) = jinja_hint(text) {
+                d = d.help(hint);
+            }
+            out.push(d);
         }
     }
 
@@ -541,6 +543,17 @@ const FILTER_ALIASES: &[(&str, &str)] = &[
 /// Filters a template may use.
 pub(crate) fn filter_names() -> Vec<&'static str> {
     filters::all_filter_names()
+}
+
+/// A Jinja (or Python) habit in a Liquid template: a filter called with
+/// parentheses (`default('x')`) — Liquid passes arguments after a colon.
+fn jinja_hint(text: &str) -> Option<String> {
+    static CALL: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\|\s*([a-z_][a-z0-9_]*)\(").expect("a valid regex"));
+    let name = CALL.captures(text)?.get(1)?.as_str().to_owned();
+    Some(format!(
+        "Liquid filters take their arguments after a colon, not in parentheses: `{name}: 'x'`, not `{name}('x')`"
+    ))
 }
 
 #[cfg(test)]

@@ -51,6 +51,23 @@ pub(super) fn build(text: &str, limits: &Limits) -> Result<Node, YamlError> {
             }
             Event::StreamEnd => break,
             Event::Scalar(value, style, anchor, tag) => {
+                // tale uses no YAML tags: a local one (`value: !important`)
+                // is text that needs quotes, not a tag that silently empties it.
+                if let Some(t) = tag.as_ref().filter(|t| t.handle() == "!") {
+                    return Err(YamlError::Syntax {
+                        message: format!(
+                            "`!{}` is read as a YAML tag (and the value as empty): quote it, `'!{}{}'`",
+                            t.suffix(),
+                            t.suffix(),
+                            if value.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" {value}")
+                            }
+                        ),
+                        span: tag_span(text, to_span(text, span.start, span.end)),
+                    });
+                }
                 let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix() == "str");
                 let kind = if style == ScalarStyle::Plain && !is_str_tag {
                     resolve_plain(&value)
@@ -251,6 +268,23 @@ fn to_span(text: &str, start: Marker, end: Marker) -> Span {
     let s = start.byte_offset().unwrap_or_else(|| char_to_byte(text, start.index()));
     let e = end.byte_offset().unwrap_or_else(|| char_to_byte(text, end.index()));
     Span::new(s, e.max(s), start.line() as u32, start.col() as u32 + 1)
+}
+
+/// The tag before a scalar's span, on its line (the scalar's own span
+/// starts after it).
+fn tag_span(text: &str, scalar: Span) -> Span {
+    let line_start = text[..scalar.start].rfind('\n').map_or(0, |i| i + 1);
+    match text[line_start..scalar.start].rfind('!') {
+        Some(at) => {
+            let start = line_start + at;
+            let end = text[start..]
+                .find(char::is_whitespace)
+                .map_or(text.len(), |n| start + n);
+            let col = text[line_start..start].chars().count() as u32 + 1;
+            Span::new(start, end, scalar.line, col)
+        }
+        None => scalar,
+    }
 }
 
 fn char_to_byte(text: &str, chars: usize) -> usize {
