@@ -81,7 +81,35 @@ pub fn cron(expr: &str) -> Result<croner::Cron, String> {
     if !expr.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
         return Err(format!("expected 5 or 6 fields, found {fields}"));
     }
-    parser.parse(expr).map_err(|e| e.to_string())
+    parser.parse(expr).map_err(|e| {
+        // Which field: each one alone, the others `*`.
+        let given: Vec<&str> = expr.split_whitespace().collect();
+        let (names, ranges): (&[&str], &[&str]) = if given.len() == 6 {
+            (
+                &["second", "minute", "hour", "day of month", "month", "day of week"],
+                &["0-59", "0-59", "0-23", "1-31", "1-12 or JAN-DEC", "0-7 or SUN-SAT"],
+            )
+        } else {
+            (
+                &["minute", "hour", "day of month", "month", "day of week"],
+                &["0-59", "0-23", "1-31", "1-12 or JAN-DEC", "0-7 or SUN-SAT"],
+            )
+        };
+        let culprit = (0..given.len().min(names.len())).find(|&i| {
+            let alone: Vec<&str> = (0..given.len()).map(|j| if j == i { given[i] } else { "*" }).collect();
+            parser.parse(&alone.join(" ")).is_err()
+        });
+        match culprit {
+            Some(i) => format!(
+                "the {} field `{}` is not valid ({}): {}",
+                names[i],
+                given[i],
+                ranges[i],
+                e.to_string().trim_start_matches("Component error: ")
+            ),
+            None => e.to_string(),
+        }
+    })
 }
 
 pub fn timezone(name: &str) -> Result<chrono_tz::Tz, String> {
