@@ -128,12 +128,41 @@ pub fn check(
     diagnostics
         .sort_by(|a, b| (&a.file, a.span.line, a.span.col, a.code).cmp(&(&b.file, b.span.line, b.span.col, b.code)));
     diagnostics.dedup();
-    let diagnostics = cap_repeats(diagnostics);
+    let diagnostics = cap_repeats(once_per_name(diagnostics));
     CheckOutput {
         diagnostics,
         stories,
         library,
     }
+}
+
+/// One warning per credential or resource not configured, per file: the
+/// first place carries it, the others are labels on it ("also read
+/// here"), instead of the same warning at every use.
+fn once_per_name(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    use crate::diagnostic::Code;
+    let mut out: Vec<Diagnostic> = Vec::with_capacity(diagnostics.len());
+    let mut first: std::collections::HashMap<(Arc<PathBuf>, Code, String), usize> = Default::default();
+    for d in diagnostics {
+        if !matches!(d.code, Code::MissingCredential | Code::MissingResource) {
+            out.push(d);
+            continue;
+        }
+        match first.get(&(d.file.clone(), d.code, d.message.clone())) {
+            Some(&at) => {
+                out[at].secondary.push(crate::diagnostic::Label {
+                    file: d.file.clone(),
+                    span: d.span,
+                    message: "also read here".into(),
+                });
+            }
+            None => {
+                first.insert((d.file.clone(), d.code, d.message.clone()), out.len());
+                out.push(d);
+            }
+        }
+    }
+    out
 }
 
 /// Most diagnostics of one code shown per file: 16,000 repeated keys are
