@@ -89,7 +89,9 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         tale runs --db sqlite:tale.db\n  \
         tale runs --db sqlite:tale.db --story triage --status failed --limit 50\n  \
-        tale runs --db sqlite:tale.db --json | jq .id")]
+        tale runs --db sqlite:tale.db --json | jq .id\n  \
+        tale runs show 01a214b5-ef94-7d23-818d-fbf3a383809f --db sqlite:tale.db\n  \
+        tale runs show 01a214b5-ef94-7d23-818d-fbf3a383809f --db sqlite:tale.db --json")]
     Runs(commands::inspect::RunsArgs),
     /// Print the events of a stored run as JSON lines.
     #[command(after_help = "Examples:\n  \

@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
+use serde_json::{Value as J, json};
 use tale_engine::runtime::sqlite::{RunFilter, RunState, SqliteReader};
 use uuid::Uuid;
 
@@ -25,6 +26,27 @@ pub struct RunsArgs {
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
     /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Option<RunsCommand>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RunsCommand {
+    /// One run as a person reads it: its events in order, the runs its
+    /// calls started (indented), its errors.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    /// The run.
+    pub run: Uuid,
+    /// The database: `sqlite:PATH`.
+    #[arg(long, default_value = "sqlite:tale.db")]
+    pub db: String,
+    /// One JSON document (the run, its events, the runs it called) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -48,6 +70,9 @@ fn open(db: &str) -> anyhow::Result<SqliteReader> {
 }
 
 pub(crate) fn runs(args: &RunsArgs, out: &mut dyn Write) -> anyhow::Result<ExitStatus> {
+    if let Some(RunsCommand::Show(show)) = &args.command {
+        return self::show(show, out);
+    }
     let reader = open(&args.db)?;
     let runs = reader.runs(&RunFilter {
         story: args.story.clone(),
@@ -102,4 +127,89 @@ pub(crate) fn events(args: &EventsArgs, out: &mut dyn Write, err: &mut dyn Write
         writeln!(out, "{e}")?;
     }
     Ok(ExitStatus::Success)
+}
+
+/// How deep `runs show` follows calls into sub-stories.
+const SHOW_DEPTH: usize = 16;
+
+fn show(args: &ShowArgs, out: &mut dyn Write) -> anyhow::Result<ExitStatus> {
+    let reader = open(&args.db)?;
+    let Some(doc) = run_doc(&reader, args.run, 0)? else {
+        anyhow::bail!("no run {} in {}", args.run, args.db);
+    };
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+    } else {
+        write_run(&doc, 0, out)?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// `{run, events, children}`, children recursively.
+fn run_doc(reader: &SqliteReader, id: Uuid, depth: usize) -> anyhow::Result<Option<J>> {
+    let Some(run) = reader.run(id)? else { return Ok(None) };
+    let events = reader.events_json(id)?;
+    let mut children = Vec::new();
+    if depth < SHOW_DEPTH {
+        for child in reader.called_by(id)? {
+            let Ok(child_id) = child.id.parse::<Uuid>() else {
+                continue;
+            };
+            if let Some(doc) = run_doc(reader, child_id, depth + 1)? {
+                children.push(doc);
+            }
+        }
+    }
+    Ok(Some(json!({"run": run, "events": events, "children": children})))
+}
+
+fn write_run(doc: &J, depth: usize, out: &mut dyn Write) -> anyhow::Result<()> {
+    let pad = "    ".repeat(depth);
+    let run = &doc["run"];
+    let started = run["started_at"].as_i64().unwrap_or(0);
+    let when = chrono::DateTime::from_timestamp_millis(started)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default();
+    let took = run["finished_at"]
+        .as_i64()
+        .map(|f| format!(", {:.3} s", (f - started) as f64 / 1000.0))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "{pad}run {}  {}  {}  ({} events, started {when}{took})",
+        run["id"].as_str().unwrap_or_default(),
+        run["story"].as_str().unwrap_or_default(),
+        run["status"].as_str().unwrap_or_default(),
+        run["events"]
+    )?;
+    let children = doc["children"].as_array().cloned().unwrap_or_default();
+    for event in doc["events"].as_array().into_iter().flatten() {
+        let at = event["created_at"].as_i64().unwrap_or(started) - started;
+        let action = event["action"].as_str().unwrap_or_default();
+        let output = &event["output"];
+        // A branch with an error says the error; any other event its output.
+        let what = match (event["branch"].as_str(), output.get("error").and_then(J::as_str)) {
+            (Some(b), Some(e)) => format!("{action}.{b}: {e}"),
+            (Some(b), None) => format!("{action}.{b}  {}", excerpt(output)),
+            (None, _) => format!("{action}  {}", excerpt(output)),
+        };
+        writeln!(out, "{pad}  +{:>7.3} s  {what}", at as f64 / 1000.0)?;
+        // The runs this event's action started, right after it.
+        for child in children.iter().filter(|c| c["run"]["parent_event"] == event["id"]) {
+            write_run(child, depth + 1, out)?;
+        }
+    }
+    for e in run["errors"].as_array().into_iter().flatten() {
+        writeln!(out, "{pad}  error: {}", e.as_str().unwrap_or_default())?;
+    }
+    Ok(())
+}
+
+/// An output on one line, cut at 100 characters.
+fn excerpt(output: &J) -> String {
+    let text = output.to_string();
+    match text.char_indices().nth(100) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
 }

@@ -299,3 +299,51 @@ fn tale_run_with_a_database_waits_for_the_childs_work_after_its_exit() {
     let child = rows.iter().find(|r| r["story"] == "child").expect("child run");
     assert_eq!(child["events"], 4, "the child's work after its exit ran: {child}");
 }
+
+/// `tale runs show RUN`: the run's events in order, the child run its call
+/// started indented under the event the call received, the errors.
+#[test]
+fn runs_show_prints_a_run_with_its_called_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("child.yaml"),
+        "name: Child\nentry: receive\nexits: [answer]\nactions:\n  receive: {type: webhook, path: child, secret: s3cret-x}\n  answer:\n    type: transform\n    mode: message_only\n    from: receive\n    payload: {ok: true}\n",
+    )
+    .expect("child");
+    let parent = dir.path().join("parent.yaml");
+    std::fs::write(
+        &parent,
+        "name: Parent\nactions:\n  hook: {type: webhook, path: parent}\n  call:\n    type: send_to_story\n    from: hook\n    story: child\n  got:\n    type: http_request\n    from: call\n    url: http://127.0.0.1:9/\n",
+    )
+    .expect("parent");
+    let db = format!("sqlite:{}", dir.path().join("tale.db").display());
+    let dir_arg = dir.path().to_str().expect("dir");
+    crate::support::tale(&["run", parent.to_str().expect("path"), "--db", &db, "--stories", dir_arg]);
+    let listed =
+        crate::support::json_lines(&crate::support::tale(&["runs", "--db", &db, "--story", "parent", "--json"]).stdout);
+    let id = listed[0]["id"].as_str().expect("parent run").to_owned();
+    let shown = crate::support::tale(&["runs", "show", &id, "--db", &db]);
+    assert_eq!(shown.status, 0, "{}", shown.stderr);
+    let lines: Vec<&str> = shown.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("run {id}  parent  failed")),
+        "{}",
+        shown.stdout
+    );
+    let child = lines
+        .iter()
+        .position(|l| l.starts_with("    run ") && l.contains("  child  succeeded"))
+        .expect("the child, indented");
+    assert!(
+        lines[child - 1].contains("  hook  "),
+        "under the event the call received: {}",
+        shown.stdout
+    );
+    assert!(shown.stdout.contains("got.failure: cannot connect"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("  error: got:"), "{}", shown.stdout);
+    let doc: serde_json::Value =
+        serde_json::from_str(&crate::support::tale(&["runs", "show", &id, "--db", &db, "--json"]).stdout)
+            .expect("JSON");
+    assert_eq!(doc["children"][0]["run"]["story"], "child");
+    assert_eq!(doc["events"].as_array().map(Vec::len), Some(3));
+}

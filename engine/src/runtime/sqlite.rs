@@ -1277,6 +1277,22 @@ impl SqliteReader {
     pub fn run(&self, id: Uuid) -> Result<Option<RunRow>, StoreError> {
         get_run(&self.conn, self.columns, id)
     }
+
+    /// The runs `run`'s `send_to_story` calls started, oldest first.
+    pub fn called_by(&self, run: Uuid) -> Result<Vec<RunRow>, StoreError> {
+        if self.columns != RUN_COLUMNS {
+            return Ok(Vec::new());
+        }
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE parent_run = ?1 ORDER BY id"
+            ))
+            .and_then(|mut s| {
+                s.query_map([&run.as_bytes()[..]], run_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(failed)
+    }
 }
 
 impl Store for SqliteStore {
