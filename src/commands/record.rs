@@ -149,7 +149,7 @@ pub(crate) fn run(args: &RecordArgs, out: &mut dyn Write, err: &mut dyn Write) -
     // Everything written goes through the redactor: URLs, bodies, outputs.
     let case = redactor.json(&J::Object(case));
 
-    let path = args.out.clone().unwrap_or_else(|| test_path(&args.run.story));
+    let path = args.out.clone().unwrap_or_else(|| test_path(&args.run.input.story));
     let names: Vec<String> = story
         .globals
         .credentials

@@ -26,8 +26,9 @@ use tale_engine::yaml::{self, Limits};
 use super::check::{check_paths, checked_story};
 use crate::ExitStatus;
 
-#[derive(Debug, Args)]
-pub struct RunArgs {
+/// What `run`, `dry-run` and `record` are given about the story to run.
+#[derive(Debug, Clone, Args)]
+pub struct StoryArgs {
     /// The story file.
     pub story: PathBuf,
     /// The request body delivered to the entry webhook: a JSON file, or `-` for standard input.
@@ -42,6 +43,12 @@ pub struct RunArgs {
     /// Resource files besides the resources.yaml beside the story.
     #[arg(long = "resources", value_name = "FILE")]
     pub resources: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub input: StoryArgs,
     /// Run on the durable engine of `tale serve` and keep the run in this
     /// database (`sqlite:PATH`); without it the run lives in memory.
     #[arg(long, value_name = "URL")]
@@ -66,20 +73,8 @@ pub enum TraceFormat {
 /// database, a credentials file, the internal-address guard).
 #[derive(Debug, Args)]
 pub struct DryRunArgs {
-    /// The story file.
-    pub story: PathBuf,
-    /// The request body delivered to the entry webhook: a JSON file, or `-` for standard input.
-    #[arg(long, value_name = "FILE")]
-    pub event: Option<PathBuf>,
-    /// The webhook to deliver to, when the story has several and no `entry`.
-    #[arg(long, value_name = "SLUG")]
-    pub action: Option<String>,
-    /// Folders of sub-stories.
-    #[arg(long = "stories", value_name = "DIR")]
-    pub stories: Vec<PathBuf>,
-    /// Resource files besides the resources.yaml beside the story.
-    #[arg(long = "resources", value_name = "FILE")]
-    pub resources: Vec<PathBuf>,
+    #[command(flatten)]
+    pub input: StoryArgs,
     /// Canned HTTP answers (method + URL pattern → status, headers, body).
     #[arg(long, value_name = "FILE")]
     pub mocks: Option<PathBuf>,
@@ -93,17 +88,17 @@ type Prepared = (Arc<BuiltStory>, usize, Arc<Library>);
 
 fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Option<Prepared>> {
     let checked = check_paths(
-        std::slice::from_ref(&args.story),
-        &args.stories,
+        std::slice::from_ref(&args.input.story),
+        &args.input.stories,
         false,
         None,
-        &args.resources,
+        &args.input.resources,
     );
-    let Some(story) = checked_story(&checked, &args.story, "cannot run", err)? else {
+    let Some(story) = checked_story(&checked, &args.input.story, "cannot run", err)? else {
         return Ok(None);
     };
     let vault = load_vault(args.credentials.as_deref(), dry)?;
-    let mut globals = globals(story, &args.story, &args.resources, &vault, dry)?;
+    let mut globals = globals(story, &args.input.story, &args.input.resources, &vault, dry)?;
     if dry {
         // The sub-stories it may call share these globals: their credentials too.
         if let J::Object(o) = &mut *globals.credentials {
@@ -113,7 +108,7 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
         }
     }
     let (built, library) = build_with_library(story, &checked.output.library, globals)?;
-    let entry = entry_of(&built, args.action.as_deref(), "name one with --action")?;
+    let entry = entry_of(&built, args.input.action.as_deref(), "name one with --action")?;
     if !built.actions[entry].is_webhook && built.actions[entry].schedule.is_none() {
         bail!(
             "`{}` is neither a webhook nor a scheduled action",
@@ -140,7 +135,7 @@ pub(crate) fn prepare_run(args: &RunArgs, err: &mut dyn Write) -> anyhow::Result
     let Some((story, entry, library)) = prepare(args, false, err)? else {
         return Ok(None);
     };
-    let body = read_event(args.event.as_deref())?;
+    let body = read_event(args.input.event.as_deref())?;
     Ok(Some((story, entry, library, body)))
 }
 
@@ -323,7 +318,7 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
     let Some((story, entry, library)) = prepare(args, false, err)? else {
         return Ok(ExitStatus::Failure);
     };
-    let body = read_event(args.event.as_deref())?;
+    let body = read_event(args.input.event.as_deref())?;
     if let Some(db) = &args.db {
         return run_stored(
             db,
@@ -682,11 +677,7 @@ pub(crate) fn mocks_from_json(json: J, origin: &str) -> anyhow::Result<Vec<Mock>
 
 pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
     let run = RunArgs {
-        story: args.story.clone(),
-        event: args.event.clone(),
-        action: args.action.clone(),
-        stories: args.stories.clone(),
-        resources: args.resources.clone(),
+        input: args.input.clone(),
         db: None,
         credentials: None,
         deny_internal_addresses: false,
@@ -694,7 +685,7 @@ pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Writ
     let Some((story, entry, library)) = prepare(&run, true, err)? else {
         return Ok(ExitStatus::Failure);
     };
-    let body = read_event(run.event.as_deref())?;
+    let body = read_event(run.input.event.as_deref())?;
     let mocks = args.mocks.as_deref().map(read_mocks).transpose()?.unwrap_or_default();
     let clock: Arc<dyn tale_engine::runtime::clock::Clock> =
         Arc::new(VirtualClock::new(tale_engine::runtime::event::now_millis()));
