@@ -5,32 +5,14 @@
 //! that action, as a stack overflow or an OOM kill would.)
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::mock_server::{Reply, Server as Mock};
 use crate::serve::{SECRET, client, wait_ready, write_story};
 
 fn spawn(dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tale"))
-        .args(["serve", "--stories"])
-        .arg(dir.join("stories"))
-        .arg("--db")
-        .arg(format!("sqlite:{}", dir.join("tale.db").display()))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--watch",
-            "0s",
-            "--grace",
-            "0s",
-        ])
-        .env("TALE_LOG", "warn")
-        .env("TALE_TEST_ABORT_IN", "boom")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tale serve")
+    crate::serve::serve_process(dir, port, &["--grace", "0s"], &[("TALE_TEST_ABORT_IN", "boom")])
 }
 
 /// True when the process died (by itself) within `limit`.

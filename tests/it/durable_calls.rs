@@ -5,7 +5,7 @@
 //! run `running`, and the child's delay goes on where it was.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as J, json};
@@ -149,17 +149,7 @@ async fn a_call_is_a_stored_child_run_linked_to_its_caller() {
 }
 
 fn spawn(dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tale"))
-        .args(["serve", "--stories"])
-        .arg(dir.join("stories"))
-        .arg("--db")
-        .arg(format!("sqlite:{}", dir.join("tale.db").display()))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--watch", "0s"])
-        .env("TALE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tale serve")
+    crate::serve::serve_process(dir, port, &[], &[])
 }
 
 /// The measurement, shortened: a parent calls a child whose delay

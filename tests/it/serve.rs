@@ -350,15 +350,24 @@ pub(crate) async fn wait_ready(port: u16) {
 }
 
 fn spawn_serve(dir: &Path, port: u16, sink: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tale"))
-        .args(["serve", "--stories"])
+    serve_process(dir, port, &[], &[("TALE_RESOURCE_SINK", sink)])
+}
+
+/// `tale serve` as a process on `dir/stories` and `dir/tale.db`, on `port`,
+/// its logs quiet; `extra` arguments and `env` on top.
+pub(crate) fn serve_process(dir: &Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tale"));
+    cmd.args(["serve", "--stories"])
         .arg(dir.join("stories"))
         .arg("--db")
         .arg(format!("sqlite:{}", dir.join("tale.db").display()))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--watch", "0s"])
-        .env("TALE_LOG", "warn")
-        .env("TALE_RESOURCE_SINK", sink)
-        .stdout(Stdio::null())
+        .args(extra)
+        .env("TALE_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn tale serve")
