@@ -223,11 +223,26 @@ impl DecodeCx<'_> {
                 None
             }
         };
+        let root_fields = de.root_fields();
         for mut issue in issues {
             if matches!(issue.kind, DeIssueKind::MissingField(_)) && issue.span == node.span {
                 issue.span = self.slug_span;
             }
-            let d = issue_to_diagnostic(self.file, &self.what, self.extra_keys, issue);
+            let too_deep = match &issue.kind {
+                DeIssueKind::UnknownField {
+                    field, at_root: false, ..
+                } => {
+                    // `type` names a kind in many nested mappings: no hint.
+                    (field != "type"
+                        && (root_fields.contains(&field.as_str()) || self.extra_keys.contains(&field.as_str())))
+                    .then(|| indented_too_far(field, &self.what, node))
+                }
+                _ => None,
+            };
+            let mut d = issue_to_diagnostic(self.file, &self.what, self.extra_keys, issue);
+            if let Some(help) = too_deep {
+                d.help = Some(help);
+            }
             self.diagnostics.push(d);
         }
         value
@@ -272,6 +287,19 @@ impl DecodeCx<'_> {
     pub fn report(&mut self, code: Code, span: Span, message: impl Into<String>) -> &mut Diagnostic {
         self.diagnostics.push(Diagnostic::new(code, self.file, span, message));
         self.diagnostics.last_mut().expect("just pushed")
+    }
+}
+
+/// The help for a key of `root` (an action) found inside one of its values:
+/// the line was indented one level too far.
+fn indented_too_far(field: &str, what: &str, root: &Node) -> String {
+    match root.as_map().and_then(|entries| entries.first()) {
+        Some((key, _)) => format!(
+            "`{field}` is a key of the {what} itself, indented too far: indent it like `{}` (column {})",
+            key.key_text().unwrap_or_default(),
+            key.span.col
+        ),
+        None => format!("`{field}` is a key of the {what} itself, indented too far"),
     }
 }
 

@@ -83,7 +83,7 @@ impl Environment {
         let root = match yaml::parse(text, &Limits::default()) {
             Ok(root) => root,
             Err(e) => {
-                out.push(super::load::yaml_error(file, &e));
+                out.push(super::load::yaml_error(file, text, &e));
                 return;
             }
         };
@@ -136,7 +136,7 @@ impl Environment {
         let root = match yaml::parse(&text, &Limits::default()) {
             Ok(r) => r,
             Err(e) => {
-                out.push(super::load::yaml_error(&file, &e));
+                out.push(super::load::yaml_error(&file, &text, &e));
                 return;
             }
         };

@@ -27,7 +27,7 @@ pub(crate) fn load_story(
     let mut root = match yaml::parse(text, limits) {
         Ok(root) => root,
         Err(e) => {
-            out.push(yaml_error(file, &e));
+            out.push(yaml_error(file, text, &e));
             return None;
         }
     };
@@ -231,10 +231,14 @@ pub(crate) fn load_story(
                 .help("add the story's actions under `actions:`, keyed by slug"),
             ),
             NodeKind::Map(entries) => {
+                let mut above: Option<(String, Node)> = None;
                 for (key, body) in entries {
-                    if let Some(action) = load_action(file, &key, body, registry, out) {
+                    let previous = above.as_ref().map(|(slug, body)| (slug.as_str(), body));
+                    let next = (key.key_text().unwrap_or_default(), body.clone());
+                    if let Some(action) = load_action(file, &key, body, previous, registry, out) {
                         actions.push(action);
                     }
+                    above = Some(next);
                 }
             }
             NodeKind::Null => out.push(
@@ -302,14 +306,84 @@ pub(crate) struct Loaded {
     pub(crate) exits: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
-pub(crate) fn yaml_error(file: &Arc<PathBuf>, e: &YamlError) -> Diagnostic {
+/// `url: x` among the action slugs, right under an action: a key of that
+/// action written one level too far left.
+fn dedented_key(name: &str, above: Option<(&str, &Node)>, registry: &dyn ActionRegistry) -> Option<String> {
+    let (slug, body) = above?;
+    let (first, _) = body.as_map()?.first()?;
+    let known = COMMON_KEYS.contains(&name) || {
+        let mut generator = schemars::SchemaGenerator::default();
+        registry.schemas(&mut generator).iter().any(|(_, schema)| {
+            schema
+                .get("properties")
+                .and_then(|p| p.as_object())
+                .is_some_and(|p| p.contains_key(name))
+        })
+    };
+    known.then(|| {
+        format!(
+            "`{name}` looks like a key of action `{slug}` above it: indent it like `{}` (column {})",
+            first.key_text().unwrap_or_default(),
+            first.span.col
+        )
+    })
+}
+
+pub(crate) fn yaml_error(file: &Arc<PathBuf>, text: &str, e: &YamlError) -> Diagnostic {
     match e {
         YamlError::Syntax { message, span } => {
-            Diagnostic::new(Code::YamlSyntax, file, *span, format!("invalid YAML: {message}")).label("here")
+            Diagnostic::new(Code::YamlSyntax, file, *span, format!("invalid YAML: {message}"))
+                .label("here")
+                .help_opt(syntax_hint(text, *span, message))
         }
         YamlError::Budget { message, span } => Diagnostic::new(Code::YamlBudget, file, *span, message.clone())
             .help("tale refuses documents that are too large, too deeply nested or that expand too many aliases"),
     }
+}
+
+/// What usually causes the parser's complaint, from the lines around it:
+/// tabs, a line indented under a key that already has a value, a `: `
+/// inside a plain value.
+fn syntax_hint(text: &str, span: Span, message: &str) -> Option<String> {
+    if message.contains("tabs") {
+        return Some("YAML indents with spaces only: replace the tabs at the start of the line with spaces".into());
+    }
+    if !message.contains("mapping values are not allowed") {
+        return None;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let at = (span.line as usize).checked_sub(1)?;
+    let line = lines.get(at)?;
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let first_colon = line.find(": ").or_else(|| line.strip_suffix(':').map(str::len))?;
+    if (span.col as usize).saturating_sub(1) > first_colon {
+        let key = line[..first_colon].trim();
+        return Some(format!(
+            "a `: ` inside a plain value starts a new key: quote the value (`{key}: \"…\"`)"
+        ));
+    }
+    let (number, above) = lines[..at]
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))?;
+    let has_value = above
+        .split_once(':')
+        .is_some_and(|(_, v)| !v.trim().is_empty() && !matches!(v.trim(), "|" | ">" | "|-" | ">-"));
+    (indent(line) > indent(above) && has_value).then(|| {
+        let key = above
+            .trim_start()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("- ");
+        format!(
+            "this line is indented more than `{key}:` on line {}, which already has a value: \
+             indent it like `{key}` (column {})",
+            number + 1,
+            indent(above) + 1
+        )
+    })
 }
 
 pub(crate) fn story_id_from_path(path: &std::path::Path) -> String {
@@ -320,6 +394,7 @@ fn load_action(
     file: &Arc<PathBuf>,
     key: &Node,
     body: Node,
+    above: Option<(&str, &Node)>,
     registry: &dyn ActionRegistry,
     out: &mut Vec<Diagnostic>,
 ) -> Option<Action> {
@@ -365,7 +440,8 @@ fn load_action(
                     body.type_name()
                 ),
             )
-            .label("expected a mapping"),
+            .label("expected a mapping")
+            .help_opt(dedented_key(&slug.value, above, registry)),
         );
         return None;
     };

@@ -55,11 +55,19 @@ pub struct DeIssue {
 #[derive(Default)]
 pub struct DeCx {
     issues: RefCell<Vec<DeIssue>>,
+    /// The keys of the struct the decode started at, once it reached one:
+    /// an unknown key deeper down that is one of them was indented too far.
+    root_fields: std::cell::Cell<Option<&'static [&'static str]>>,
 }
 
 impl DeCx {
     pub fn take(&self) -> Vec<DeIssue> {
         std::mem::take(&mut self.issues.borrow_mut())
+    }
+
+    /// The keys of the outermost struct decoded (see `root_fields`).
+    pub fn root_fields(&self) -> &'static [&'static str] {
+        self.root_fields.get().unwrap_or(&[])
     }
 }
 
@@ -273,6 +281,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     ) -> Result<V::Value, DeError> {
         if name == SPANNED {
             return v.visit_map(SpannedDe { de: self, step: 0 });
+        }
+        if self.root {
+            self.cx.root_fields.set(Some(fields));
         }
         match &self.node.kind {
             NodeKind::Map(entries) => v
