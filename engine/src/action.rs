@@ -219,7 +219,11 @@ impl DecodeCx<'_> {
         let value = match result {
             Ok(v) => Some(v),
             Err(issue) => {
-                issues.extend(self.all_issues::<T>(node, issue));
+                for found in self.all_issues::<T>(node, issue) {
+                    if !issues.contains(&found) {
+                        issues.push(found);
+                    }
+                }
                 None
             }
         };
@@ -259,7 +263,15 @@ impl DecodeCx<'_> {
         let mut broken = Vec::new();
         for (i, entry) in entries.iter().enumerate() {
             let single = Node::new(node.span, NodeKind::Map(vec![entry.clone()]));
-            if let Err(e) = decode::<T>(&single, &DeCx::default()) {
+            let de = DeCx::default();
+            let result = decode::<T>(&single, &de);
+            // Unknown keys after the first wrong value, which stopped serde.
+            for issue in de.take() {
+                if !found.contains(&issue) {
+                    found.push(issue);
+                }
+            }
+            if let Err(e) = result {
                 if !matches!(e.kind, DeIssueKind::MissingField(_)) {
                     broken.push(i);
                     if !found.contains(&e) {

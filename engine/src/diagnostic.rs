@@ -198,6 +198,9 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .map(|c| {
             let score = if word.contains(['_', '-']) && parts(c) == word_parts {
                 1.0
+            } else if word.len() >= 3 && strsim::damerau_levenshtein(word, c) == 1 {
+                // One slip (`ulr`, `mehtod`) is close whatever the prefix.
+                strsim::jaro_winkler(word, c).max(0.85)
             } else {
                 strsim::jaro_winkler(word, c)
             };

@@ -589,14 +589,30 @@ impl ResponseSpec {
 }
 
 fn read_mocks(path: &Path) -> anyhow::Result<Vec<Mock>> {
-    let text = tale_engine::files::read_regular_text(path, tale_engine::files::MAX_FILE_BYTES)
-        .with_context(|| format!("cannot read the mocks {}", path.display()))?;
-    let node = yaml::parse(&text, &Limits::default()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let json = match node.to_json() {
-        J::Object(mut o) if o.contains_key("mocks") => o.remove("mocks").unwrap_or(J::Null),
-        other => other,
-    };
-    mocks_from_json(json, &path.display().to_string())
+    let mut file = super::yaml_file::YamlFile::read(path)?;
+    // A list of mocks, or a mapping with `mocks:` (a test case's shape).
+    let list = file.root.get("mocks").unwrap_or(&file.root).clone();
+    match &list.kind {
+        yaml::NodeKind::Seq(mocks) => {
+            for (n, mock) in mocks.iter().enumerate() {
+                file.decode::<MockSpec>(mock, format!("mock #{}", n + 1));
+            }
+        }
+        _ => {
+            let d = tale_engine::diagnostic::Diagnostic::new(
+                tale_engine::diagnostic::Code::WrongType,
+                &file.file,
+                list.span,
+                format!(
+                    "mocks are a list of {{method, url, status, headers, body}}, found {}",
+                    list.type_name()
+                ),
+            );
+            file.diagnostics.push(d);
+        }
+    }
+    file.finish()?;
+    mocks_from_json(list.to_json(), &path.display().to_string())
 }
 
 /// Mocks from their JSON form (a mocks file, or the `mocks` of a test case).

@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use serde_json::{Value as J, json};
+use tale_engine::diagnostic::{Code, Diagnostic};
 use tale_engine::files::{self, FileKind};
 use tale_engine::runtime::clock::VirtualClock;
 use tale_engine::runtime::exec::Runtime;
@@ -18,11 +19,14 @@ use tale_engine::runtime::http::HttpRequest;
 use tale_engine::runtime::http::MockHttp;
 use tale_engine::runtime::mail::RecordingMailer;
 use tale_engine::runtime::scope::Globals;
-use tale_engine::yaml::{self, Limits};
+use tale_engine::yaml;
 
 use super::check::check_paths;
-use super::run::{build_with_library, entry_of, mocks_from_json, request, runtime};
+use super::run::{MockSpec, build_with_library, entry_of, mocks_from_json, request, runtime};
+use super::yaml_file::{FileProblems, YamlFile};
 use crate::ExitStatus;
+
+mod update;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TestFormat {
@@ -48,8 +52,8 @@ pub struct TestArgs {
     /// Folders of sub-stories.
     #[arg(long = "stories", value_name = "DIR")]
     pub stories: Vec<PathBuf>,
-    /// Write what failing cases actually emitted into their `expect` (the
-    /// rest of the file, comments included, is left as it is), then run again.
+    /// Rewrite the failing checks with what the run emitted, in the file's
+    /// own YAML style (passing checks and comments stay as written), then run again.
     #[arg(long)]
     pub update: bool,
 }
@@ -211,6 +215,8 @@ struct Outcome {
     index: usize,
     /// What each action emitted, in order (for `--update`).
     actual: Vec<(String, Vec<J>)>,
+    /// The `expect` keys whose checks failed (for `--update`).
+    failed_keys: Vec<String>,
 }
 
 /// `actual` contains everything `expected` says (objects by key, arrays
@@ -333,80 +339,49 @@ struct Loaded {
 }
 
 fn load(path: &Path) -> anyhow::Result<Loaded> {
-    let text = tale_engine::files::read_regular_text(path, tale_engine::files::MAX_FILE_BYTES)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let node =
-        yaml::parse(&text, &Limits::default()).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.span()))?;
-    let lines = match node.get("cases").map(|c| &c.kind) {
+    let mut yaml = YamlFile::read(path)?;
+    let root = yaml.root.clone();
+    let lines = match root.get("cases").map(|c| &c.kind) {
         Some(yaml::NodeKind::Seq(items)) => items.iter().map(|n| n.span.line).collect(),
         _ => Vec::new(),
     };
-    let file: TestFile = serde_json::from_value(node.to_json())
-        .with_context(|| format!("{}: not a test file (see docs/testing.md)", path.display()))?;
+    // Each case, and each of its mocks and request assertions, on its own:
+    // a mistake in one does not hide those after it.
+    if let Some(yaml::NodeKind::Seq(cases)) = root.get("cases").map(|c| &c.kind) {
+        for (n, case) in cases.iter().enumerate() {
+            let name = match case.get("name").and_then(yaml::Node::as_str) {
+                Some(name) => format!("`{name}`"),
+                None => format!("#{}", n + 1),
+            };
+            yaml.decode::<Case>(case, format!("test case {name}"));
+            if let Some(yaml::NodeKind::Seq(mocks)) = case.get("mocks").map(|m| &m.kind) {
+                for mock in mocks {
+                    yaml.decode::<MockSpec>(mock, format!("a mock of test case {name}"));
+                }
+            }
+            if let Some(yaml::NodeKind::Seq(requests)) = case.get("requests").map(|m| &m.kind) {
+                for request in requests {
+                    yaml.decode::<RequestExpectation>(request, format!("a request assertion of test case {name}"));
+                }
+            }
+        }
+    }
+    let file = yaml.decode::<TestFile>(&root, "the test file".into());
+    if let Some(clock) = root.get("clock") {
+        if clock_start(Some(&clock.to_json())).is_none() {
+            let d = Diagnostic::new(Code::InvalidValue, &yaml.file, clock.span, "`clock` is not a time")
+                .label("not RFC 3339 or unix milliseconds")
+                .help("write a time such as `2026-12-01T09:00:00Z`, or milliseconds since 1970");
+            yaml.diagnostics.push(d);
+        }
+    }
+    yaml.finish()?;
+    let file = file.ok_or_else(|| anyhow::anyhow!("{}: not a test file (see docs/testing.md)", path.display()))?;
     Ok(Loaded {
         path: path.to_path_buf(),
         file,
         lines,
     })
-}
-
-/// Rewrites the `expect` of failing cases with what they emitted: the
-/// actions the case names (`never` when it emitted nothing), or every action
-/// that emitted when it names none. Only those spans of the file change.
-fn update_file(loaded: &Loaded, failing: &[&Outcome]) -> anyhow::Result<usize> {
-    let path = &loaded.path;
-    let text = tale_engine::files::read_regular_text(path, tale_engine::files::MAX_FILE_BYTES)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let node = yaml::parse(&text, &Limits::default()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let Some(yaml::NodeKind::Seq(cases)) = node.get("cases").map(|c| &c.kind) else {
-        anyhow::bail!("{}: no `cases`", path.display());
-    };
-    // (start, end, replacement), applied from the end of the file backwards.
-    let mut edits: Vec<(usize, usize, String)> = Vec::new();
-    for outcome in failing {
-        let (Some(case_node), Some(case)) = (cases.get(outcome.index), loaded.file.cases.get(outcome.index)) else {
-            continue;
-        };
-        let event_text = case.event.as_ref().map(J::to_string).unwrap_or_default();
-        let stable = |outputs: &[J]| J::Array(outputs.iter().map(|o| without_run_ids(o, &event_text)).collect());
-        let emitted = |slug: &str| -> J {
-            match outcome.actual.iter().find(|(s, _)| s == slug) {
-                Some((_, outputs)) => stable(outputs),
-                None => J::String("never".into()),
-            }
-        };
-        let mut expect = serde_json::Map::new();
-        if case.expect.is_empty() {
-            // Every action that emitted, but the first (the webhook's request).
-            for (slug, outputs) in outcome.actual.iter().skip(1) {
-                expect.insert(slug.clone(), stable(outputs));
-            }
-        } else {
-            for slug in case.expect.keys() {
-                expect.insert(slug.clone(), emitted(slug));
-            }
-        }
-        let json = J::Object(expect).to_string();
-        match case_node.entry("expect") {
-            Some((_, value)) => edits.push((value.span.start, value.span.end, json)),
-            None => {
-                // After the case's last entry, at the indentation of its keys.
-                let indent = " ".repeat(case_node.span.col.saturating_sub(1) as usize);
-                let end = case_node.span.end;
-                edits.push((end, end, format!("\n{indent}expect: {json}")));
-            }
-        }
-    }
-    edits.sort_by_key(|(start, _, _)| std::cmp::Reverse(*start));
-    let mut text = text;
-    for (start, end, replacement) in &edits {
-        if *start > *end || *end > text.len() || !text.is_char_boundary(*start) || !text.is_char_boundary(*end) {
-            anyhow::bail!("{}: cannot place the update (spans moved)", path.display());
-        }
-        text.replace_range(*start..*end, replacement);
-    }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(edits.len())
 }
 
 /// An output without the ids made during the run (run and event ids,
@@ -454,13 +429,16 @@ fn story_path(test: &Path, file: &TestFile) -> PathBuf {
     }
 }
 
-fn clock_start(value: Option<&J>) -> i64 {
+/// The virtual clock's start in unix milliseconds; `None` when `clock` is
+/// neither RFC 3339 nor a whole number.
+fn clock_start(value: Option<&J>) -> Option<i64> {
     match value {
-        Some(J::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(J::Number(n)) => n.as_i64(),
         Some(J::String(s)) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-            .unwrap_or(0),
-        _ => 1_700_000_000_000,
+            .ok()
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
+        None | Some(J::Null) => Some(1_700_000_000_000),
+        Some(_) => None,
     }
 }
 
@@ -493,6 +471,7 @@ fn run_file(loaded: &Loaded, stories: &[PathBuf], filter: Option<&str>) -> Vec<O
             millis: 0,
             index: i,
             actual: Vec::new(),
+            failed_keys: Vec::new(),
         };
         match checked.output.stories.first().filter(|_| errors.is_empty()) {
             None => outcome
@@ -540,8 +519,9 @@ fn run_case(
         (None, None) => Vec::new(),
     };
     let mocks = mocks_from_json(J::Array(case.mocks.clone()), &test.display().to_string())?;
-    let clock: Arc<dyn tale_engine::runtime::clock::Clock> =
-        Arc::new(VirtualClock::new(clock_start(file.clock.as_ref())));
+    let clock: Arc<dyn tale_engine::runtime::clock::Clock> = Arc::new(VirtualClock::new(
+        clock_start(file.clock.as_ref()).unwrap_or(1_700_000_000_000),
+    ));
     let http = Arc::new(MockHttp::new(mocks).with_clock(clock.clone()));
     let rt = Runtime {
         library,
@@ -582,7 +562,11 @@ fn run_case(
             None => (key.as_str(), None),
         };
         let Some(index) = built.action(slug) else {
-            outcome.failures.push(format!("the story has no action `{slug}`"));
+            let hint = tale_engine::diagnostic::did_you_mean(slug, built.actions.iter().map(|a| &*a.slug));
+            outcome.failures.push(match hint {
+                Some(hint) => format!("the story has no action `{slug}`: {hint}"),
+                None => format!("the story has no action `{slug}`"),
+            });
             continue;
         };
         if let Some(b) = branch {
@@ -603,7 +587,11 @@ fn run_case(
             .filter(|e| &*e.action == slug && e.branch == branch)
             .map(|e| &e.output)
             .collect();
+        let before = outcome.failures.len();
         check_action(key, &outputs, expectation, &mut outcome.failures);
+        if outcome.failures.len() > before {
+            outcome.failed_keys.push(key.clone());
+        }
     }
 
     let requests = http.requests.lock().map(|r| r.clone()).unwrap_or_default();
@@ -715,13 +703,14 @@ pub(crate) fn run(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
             Ok(l) => loaded.push(l),
             Err(e) => results.push(Outcome {
                 file: t.clone(),
-                line: 1,
+                line: e.downcast_ref::<FileProblems>().map_or(1, FileProblems::line),
                 name: "(file)".into(),
                 failures: vec![format!("{e:#}")],
                 reached: Vec::new(),
                 millis: 0,
                 index: 0,
                 actual: Vec::new(),
+                failed_keys: Vec::new(),
             }),
         }
     }
@@ -752,7 +741,7 @@ pub(crate) fn run(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
                 continue;
             }
             let l = &loaded[*i];
-            let n = update_file(l, &failing)?;
+            let n = update::update_file(&l.path, &l.file.cases, &failing)?;
             writeln!(err, "updated the expectations of {n} case(s) in {}", l.path.display())?;
             let reloaded = load(&l.path)?;
             *outcomes = run_file(&reloaded, &args.stories, args.filter.as_deref());

@@ -185,6 +185,109 @@ fn update_writes_what_failing_cases_emitted_and_keeps_the_rest_of_the_file() {
     assert_eq!(tale(&["test", path]).status, 0);
 }
 
+/// `--update` changes only the values of failing checks, in the style they
+/// were written in; passing checks and comments stay byte for byte.
+#[test]
+fn update_keeps_the_files_yaml_style_and_its_passing_checks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let quickstart = root().join("examples/quickstart");
+    for f in ["alert-summary.yaml", "alerts.json"] {
+        std::fs::copy(quickstart.join(f), dir.path().join(f)).expect("copy");
+    }
+    let test = dir.path().join("alert-summary.test.yaml");
+    let before = "\
+credentials: {quickstart_secret: s}
+cases:
+  - name: stale
+    event_file: alerts.json
+    expect:
+      is_serious: {count: 3}
+      is_serious.no_match: {count: 2}   # passes: stays as written
+      summarise:
+        - {severity: HIGH, user: wrong@contoso.com}
+        - {severity: MEDIUM, user: adele@contoso.com}   # passes too
+      report:
+        jsonpath:
+          $.serious: 7   # wrong
+          $.alerts[0].title: Suspicious PowerShell command line
+  - name: nothing happens on an empty batch
+    event: {value: []}
+    expect:
+      each_alert:
+        - severity: HIGH
+";
+    std::fs::write(&test, before).expect("write");
+    let path = dir.path().to_str().expect("path");
+    let out = tale(&["test", path, "--update"]);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let after = std::fs::read_to_string(&test).expect("read");
+    let expected = before
+        .replace("is_serious: {count: 3}", "is_serious: {count: 2}")
+        .replace("user: wrong@contoso.com", "user: nathan@contoso.com")
+        .replace("$.serious: 7   # wrong", "$.serious: 2   # wrong")
+        .replace(
+            "      each_alert:\n        - severity: HIGH\n",
+            "      each_alert: never\n",
+        );
+    assert_eq!(after, expected, "only the failing values change");
+    assert_eq!(tale(&["test", path]).status, 0);
+}
+
+/// A test file is decoded like a story: every mistake at its line and
+/// column, with its suggestion, all at once.
+#[test]
+fn a_broken_test_file_reports_every_mistake_at_its_place() {
+    let dir = write(&[
+        ("lookup.yaml", STORY),
+        (
+            "lookup.test.yaml",
+            "clock: yesterday\ncases:\n  - name: one\n    evnt: {id: 1}\n  - name: two\n    mocks:\n      - method: get\n        ulr: https://graph.test/*\n    requests:\n      - url: https://graph.test/*\n        nth: first\n        matc: any\n",
+        ),
+    ]);
+    let out = tale(&["test", &dir.path().display().to_string()]);
+    assert_eq!(out.status, 1);
+    for wanted in [
+        "lookup.test.yaml:1:8",
+        "`clock` is not a time",
+        "lookup.test.yaml:4:5",
+        "unknown key `evnt` in test case `one`",
+        "did you mean `event`?",
+        "lookup.test.yaml:8:9",
+        "did you mean `url`?",
+        "lookup.test.yaml:11:14",
+        "lookup.test.yaml:12:9",
+        "did you mean `match`?",
+    ] {
+        assert!(out.stdout.contains(wanted), "no `{wanted}` in:\n{}", out.stdout);
+    }
+}
+
+/// `tale run --mocks` reads its file the same way.
+#[test]
+fn a_broken_mocks_file_names_its_mistakes() {
+    let dir = write(&[
+        ("lookup.yaml", STORY),
+        (
+            "mocks.yaml",
+            "- method: get\n  url: https://graph.test/*\n  stauts: 404\n",
+        ),
+        ("event.json", "{}"),
+    ]);
+    let story = dir.path().join("lookup.yaml");
+    let mocks = dir.path().join("mocks.yaml");
+    let out = tale(&[
+        "dry-run",
+        story.to_str().expect("path"),
+        "--event",
+        dir.path().join("event.json").to_str().expect("path"),
+        "--mocks",
+        mocks.to_str().expect("path"),
+    ]);
+    assert_eq!(out.status, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("mocks.yaml:3:3"), "{}", out.stderr);
+    assert!(out.stderr.contains("did you mean `status`?"), "{}", out.stderr);
+}
+
 #[test]
 fn record_writes_a_case_that_passes_and_holds_no_credential() {
     use crate::mock_server::{Reply, Server};

@@ -24,33 +24,7 @@ pub(crate) fn load_story(
     limits: &Limits,
     out: &mut Vec<Diagnostic>,
 ) -> Option<Loaded> {
-    let mut root = match yaml::parse(text, limits) {
-        Ok(root) => root,
-        Err(e) => {
-            out.push(yaml_error(file, text, &e));
-            return None;
-        }
-    };
-    for dup in yaml::duplicate_keys(&root) {
-        let (code, message) = if dup.in_actions {
-            (Code::DuplicateSlug, format!("two actions are named `{}`", dup.key))
-        } else {
-            (Code::DuplicateKey, format!("the key `{}` is repeated", dup.key))
-        };
-        out.push(
-            Diagnostic::new(code, file, dup.span, message)
-                .label("repeated here")
-                .secondary(file, dup.first, "first defined here")
-                .help("YAML keeps only one of them; rename or remove the copy"),
-        );
-    }
-    for span in yaml::non_finite_numbers(&root) {
-        out.push(
-            Diagnostic::new(Code::InvalidValue, file, span, "not a finite number")
-                .label("`.nan` and `.inf` are not numbers a story can use")
-                .help("write a number, or quote it to mean the text"),
-        );
-    }
+    let mut root = parse_yaml(file, text, limits, out)?;
     if !matches!(root.kind, NodeKind::Map(_)) {
         out.push(
             Diagnostic::new(
@@ -327,6 +301,40 @@ fn dedented_key(name: &str, above: Option<(&str, &Node)>, registry: &dyn ActionR
             first.span.col
         )
     })
+}
+
+/// Parses a YAML file of tale's own (a story, a test or mocks file): the
+/// tree, or `None` with the syntax error in `out`; repeated keys and
+/// non-finite numbers are reported in `out` too.
+pub fn parse_yaml(file: &Arc<PathBuf>, text: &str, limits: &Limits, out: &mut Vec<Diagnostic>) -> Option<Node> {
+    let root = match yaml::parse(text, limits) {
+        Ok(root) => root,
+        Err(e) => {
+            out.push(yaml_error(file, text, &e));
+            return None;
+        }
+    };
+    for dup in yaml::duplicate_keys(&root) {
+        let (code, message) = if dup.in_actions {
+            (Code::DuplicateSlug, format!("two actions are named `{}`", dup.key))
+        } else {
+            (Code::DuplicateKey, format!("the key `{}` is repeated", dup.key))
+        };
+        out.push(
+            Diagnostic::new(code, file, dup.span, message)
+                .label("repeated here")
+                .secondary(file, dup.first, "first defined here")
+                .help("YAML keeps only one of them; rename or remove the copy"),
+        );
+    }
+    for span in yaml::non_finite_numbers(&root) {
+        out.push(
+            Diagnostic::new(Code::InvalidValue, file, span, "not a finite number")
+                .label("`.nan` and `.inf` are not numbers a story can use")
+                .help("write a number, or quote it to mean the text"),
+        );
+    }
+    Some(root)
 }
 
 pub(crate) fn yaml_error(file: &Arc<PathBuf>, text: &str, e: &YamlError) -> Diagnostic {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use calls::{StoryIndex, call_target};
 pub use env::{CredentialInfo, Environment};
-pub use load::check_rules;
+pub use load::{check_rules, parse_yaml};
 
 use crate::action::{ActionRegistry, ValueCx};
 use crate::diagnostic::{Diagnostic, Severity};
