@@ -29,7 +29,7 @@ pub enum Color {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Story files and folders (searched recursively for *.yaml and *.yml).
-    #[arg(default_value = ".")]
+    #[arg(value_name = "PATH", default_value = ".")]
     pub paths: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]

@@ -14,16 +14,16 @@ use crate::ExitStatus;
 #[derive(Debug, Clone, Args)]
 pub struct RunsArgs {
     /// The database: `sqlite:PATH`.
-    #[arg(long, default_value = "sqlite:tale.db")]
+    #[arg(long, value_name = "URL", default_value = "sqlite:tale.db")]
     pub db: String,
-    /// Only the runs of this story.
-    #[arg(long)]
+    /// Only the runs of this story (its id: the file name without `.yaml`).
+    #[arg(long, value_name = "ID")]
     pub story: Option<String>,
     /// Only runs with this status: running, succeeded, failed.
     #[arg(long, value_parser = parse_state)]
     pub status: Option<RunState>,
     /// How many runs, newest first.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, value_name = "N", default_value_t = 20)]
     pub limit: usize,
     /// Print JSON lines instead of a table.
     #[arg(long)]
@@ -44,7 +44,7 @@ pub struct ShowArgs {
     /// The run.
     pub run: Uuid,
     /// The database: `sqlite:PATH`.
-    #[arg(long, default_value = "sqlite:tale.db")]
+    #[arg(long, value_name = "URL", default_value = "sqlite:tale.db")]
     pub db: String,
     /// One JSON document (the run, its events, the runs it called) instead of text.
     #[arg(long)]
@@ -56,7 +56,7 @@ pub struct EventsArgs {
     /// The run.
     pub run: Uuid,
     /// The database: `sqlite:PATH`.
-    #[arg(long, default_value = "sqlite:tale.db")]
+    #[arg(long, value_name = "URL", default_value = "sqlite:tale.db")]
     pub db: String,
 }
 

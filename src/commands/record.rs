@@ -26,7 +26,7 @@ pub struct RecordArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// The case's name (default: "recorded <time>").
-    #[arg(long)]
+    #[arg(long, value_name = "TEXT")]
     pub name: Option<String>,
     /// The test file to add the case to (default: `<story>.test.yaml` beside the story).
     #[arg(long, value_name = "FILE")]

@@ -39,12 +39,12 @@ pub enum TestFormat {
 #[derive(Debug, Args)]
 pub struct TestArgs {
     /// Test files (`*.test.yaml`) and folders searched for them.
-    #[arg(default_value = ".")]
+    #[arg(value_name = "PATH", default_value = ".")]
     pub paths: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = TestFormat::Human)]
     pub format: TestFormat,
     /// Run only the cases whose `file › name` contains this text.
-    #[arg(long)]
+    #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
     /// List the actions and branches no case reached.
     #[arg(long)]

@@ -47,78 +47,78 @@ pub enum SyncMode {
 pub struct ServeArgs {
     /// A folder of stories to serve (searched recursively); repeat it to
     /// serve several (a story and the library it calls, say).
-    #[arg(long, default_value = ".", num_args = 1)]
+    #[arg(long, value_name = "DIR", default_value = ".", num_args = 1)]
     pub stories: Vec<PathBuf>,
     /// The database: `sqlite:PATH`.
-    #[arg(long, default_value = "sqlite:tale.db")]
+    #[arg(long, value_name = "URL", default_value = "sqlite:tale.db")]
     pub db: String,
     /// Where to listen.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Logs as text for people or as JSON lines.
-    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
     /// Work items that run at once.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, value_name = "N", default_value_t = 256)]
     pub workers: usize,
     /// Requests in flight to one host at once.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, value_name = "N", default_value_t = 16)]
     pub per_host: usize,
     /// How the database syncs its log (see docs/deployment.md).
-    #[arg(long, value_enum, default_value_t = SyncMode::Normal)]
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = SyncMode::Normal)]
     pub sync: SyncMode,
     /// Work items ready or running beyond which webhooks answer 503 (past
     /// half of it, or twice --workers if less, webhooks wait up to a second
     /// for room first).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_queued: usize,
     /// Largest webhook body accepted, in bytes (a webhook's own `max_body_bytes` may be lower).
-    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    #[arg(long, value_name = "BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body: usize,
     /// A credentials file (refused when group- or world-readable).
-    #[arg(long, env = "TALE_CREDENTIALS_FILE")]
+    #[arg(long, value_name = "FILE", env = "TALE_CREDENTIALS_FILE")]
     pub credentials: Option<PathBuf>,
     /// Refuse requests to loopback, private, link-local and other internal
     /// addresses (names checked after resolution, redirects included).
     #[arg(long, env = "TALE_DENY_INTERNAL_ADDRESSES")]
     pub deny_internal_addresses: bool,
     /// More resources files (`resources.yaml` beside a story is always read).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub resources: Vec<PathBuf>,
     /// How often story files are checked for changes (0: only on SIGHUP).
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
     pub watch: Duration,
     /// A token the JSON API requires (`Authorization: Bearer …`); without
     /// it the API is open to whoever reaches --listen, read-only for
     /// credentials and resources. Prefer the environment variable.
-    #[arg(long, env = "TALE_API_TOKEN", hide_env_values = true, value_parser = secret)]
+    #[arg(long, value_name = "TOKEN", env = "TALE_API_TOKEN", hide_env_values = true, value_parser = secret)]
     pub api_token: Option<SecretString>,
     /// The key credentials set through the API are sealed with: 32 random
     /// bytes in base64 or hex. Prefer the environment variable.
-    #[arg(long, env = "TALE_SECRET_KEY", hide_env_values = true, value_parser = secret)]
+    #[arg(long, value_name = "KEY", env = "TALE_SECRET_KEY", hide_env_values = true, value_parser = secret)]
     pub secret_key: Option<SecretString>,
     /// Rotation: the key the stored credentials were sealed with until now.
     /// At start, each credential sealed with it is opened and sealed again
     /// with --secret-key, in one transaction; then it is no longer needed.
-    #[arg(long, env = "TALE_PREVIOUS_SECRET_KEY", hide_env_values = true, value_parser = secret)]
+    #[arg(long, value_name = "KEY", env = "TALE_PREVIOUS_SECRET_KEY", hide_env_values = true, value_parser = secret)]
     pub previous_secret_key: Option<SecretString>,
     /// Refuse to start when a story is refused (has errors), instead of
     /// serving the others.
     #[arg(long)]
     pub strict: bool,
     /// How long a stop waits for work in flight before leaving it for the next start.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
     /// How long a client has to send a request's head; also how long an
     /// idle keep-alive connection stays open.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: Duration,
     /// How long a webhook's body may take to arrive (408 beyond).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
     /// Most connections open at once (default: 4096, or three quarters of
     /// the open-file limit when lower); more wait in the listen backlog.
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
 }
 

@@ -130,6 +130,34 @@ fn every_subcommand_shows_examples_that_parse() {
     }
 }
 
+/// One naming for placeholders: the same kind of value has the same name
+/// in every subcommand (`FILE`, `DIR`, `URL`, `N`, `DURATION`…).
+#[test]
+fn placeholders_use_one_naming() {
+    let allowed = [
+        "FILE", "DIR", "PATH", "STORY", "SLUG", "URL", "ADDR", "N", "BYTES", "DURATION", "TEXT", "ID", "RUN", "CODE",
+        "KEY", "TOKEN", "FORMAT", "COLOR", "MODE", "STATUS", "OPTIONS", "COMMAND",
+    ];
+    let commands = [
+        "check", "schema", "graph", "run", "dry-run", "test", "record", "serve", "runs", "events", "explain",
+    ];
+    let mut found = Vec::new();
+    for command in commands {
+        let help = crate::support::tale(&[command, "--help"]).stdout;
+        for (open, close) in [('<', '>'), ('[', ']')] {
+            for part in help.split(open).skip(1) {
+                let Some(name) = part.split(close).next() else { continue };
+                if !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                    if !allowed.contains(&name) {
+                        found.push(format!("tale {command}: {open}{name}{close}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "placeholders outside the naming: {found:?}");
+}
+
 /// Words of a shell line: spaces split, double quotes group.
 fn split_words(line: &str) -> Vec<String> {
     let mut words = Vec::new();
