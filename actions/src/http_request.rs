@@ -878,7 +878,7 @@ fn vault_host_refusal(cx: &ExecCx<'_>, name: &str, url: &str) -> Option<String> 
         .get(&lower)
         .or_else(|| cx.scope.globals.allowed_hosts.get(&lower))?;
     let host = url::Url::parse(url).ok()?.host_str()?.to_owned();
-    (!tale_engine::check::values::host_allowed(&host, hosts)).then(|| {
+    (!tale_engine::values::host_allowed(&host, hosts)).then(|| {
         format!(
             "credential `{name}` may not be sent to `{host}` (its allowed hosts are {})",
             hosts.join(", ")

@@ -191,7 +191,7 @@ impl ValueCx<'_> {
         if text.contains("{{") || text.contains("{%") {
             return;
         }
-        if let Some(why) = crate::check::values::regex_error(text) {
+        if let Some(why) = crate::values::regex_error(text) {
             self.report(Code::InvalidRegex, span, format!("invalid regular expression: {why}"))
                 .label = Some("this regex".into());
         }
@@ -415,7 +415,7 @@ pub const COMMON_KEYS: &[&str] = RawCommon::KEYS;
 // ---------------------------------------------------------------------------
 // Execution: what an action does when it runs.
 
-pub use crate::runtime::exec::{ActionError, Emit, ExecCx, Outcome, WebhookRequest, WebhookResult};
+pub use crate::runtime::contract::{ActionError, Emit, ExecCx, Outcome, WebhookRequest, WebhookResult};
 pub use crate::runtime::render::{CompileError, Compiler};
 
 /// How an action may share a durable step with the action upstream of it.

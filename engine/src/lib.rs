@@ -12,4 +12,5 @@ pub mod schema;
 pub mod span;
 pub mod story;
 pub mod template;
+pub mod values;
 pub mod yaml;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::TimeZone;
-use tale_engine::check::values;
+use tale_engine::values;
 use tale_engine::runtime::build::BuiltStory;
 use tale_engine::runtime::call::Library;
 use tale_engine::runtime::durable::Durable;
@@ -85,7 +85,7 @@ async fn fire(durable: &Arc<Durable>, story: &Arc<BuiltStory>, action: usize, ti
 mod tests {
     #[test]
     fn ticks_follow_the_time_zone() {
-        let cron = tale_engine::check::values::cron("0 9 * * *").expect("cron");
+        let cron = tale_engine::values::cron("0 9 * * *").expect("cron");
         let tz: chrono_tz::Tz = "Europe/Paris".parse().expect("tz");
         // 2026-01-01T00:00:00Z → 09:00 Paris is 08:00 UTC in winter.
         let next = super::next_tick(&cron, tz, 1_767_225_600_000).expect("next");

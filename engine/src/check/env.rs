@@ -14,7 +14,7 @@ use crate::story::Story;
 use crate::yaml::{self, DeCx, Limits, NodeKind};
 
 use super::templates::{SourceMap, missing_credential};
-use super::values;
+use crate::values;
 use crate::span::Span;
 use crate::template;
 

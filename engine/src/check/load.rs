@@ -13,7 +13,7 @@ use crate::span::{Span, Spanned};
 use crate::story::{Action, Schedule, Source, Story};
 use crate::yaml::{self, DeCx, Limits, Node, NodeKind, YamlError, decode};
 
-use super::values;
+use crate::values;
 
 /// Loads one story file. Returns the story (possibly with broken actions,
 /// which have no config) unless the file is not even a YAML mapping.

@@ -14,7 +14,6 @@ mod env;
 mod graph;
 mod load;
 mod templates;
-pub mod values;
 
 use std::path::PathBuf;
 use std::sync::Arc;

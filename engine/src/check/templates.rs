@@ -14,7 +14,8 @@ use crate::template::{self, NAMESPACES, TemplateError, TemplateParser, filters};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use super::{Environment, graph, values};
+use super::{Environment, graph};
+use crate::values;
 
 /// Maps offsets inside a YAML string value to spans in the file.
 pub(crate) struct SourceMap<'a> {

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod call;
 pub mod clock;
+pub mod contract;
 pub mod credentials;
 pub mod durable;
 pub mod event;
@@ -18,4 +19,3 @@ pub mod sealed;
 pub mod sqlite;
 pub mod store;
 pub mod stored;
-pub mod value;

@@ -240,7 +240,7 @@ impl Field {
             J::String(s) => s,
             other => {
                 let mut s = String::new();
-                super::value::render_json(&other, &mut s);
+                crate::template::value::render_json(&other, &mut s);
                 s
             }
         })

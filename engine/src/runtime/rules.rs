@@ -6,7 +6,7 @@ use serde_json::Value as J;
 
 use super::render::{CompileError, Compiler, Field, RenderError, Tree};
 use super::scope::Scope;
-use super::value::render_json;
+use crate::template::value::render_json;
 use crate::model::Rule;
 
 #[derive(Debug)]

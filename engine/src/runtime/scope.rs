@@ -9,7 +9,7 @@ use liquid_core::model::{DisplayCow, KStringCow, ObjectView, State, Value, Value
 use serde_json::Value as J;
 
 use super::event::Event;
-use super::value::{Json, NIL};
+use crate::template::value::{Json, NIL};
 
 /// The credential values templates read (`CREDENTIAL.name`): JSON for
 /// Liquid, but zeroed when dropped and `[REDACTED]` in debug output, like
@@ -126,7 +126,7 @@ impl Globals {
             let Some(hosts) = self.allowed_hosts.get(name) else {
                 continue;
             };
-            if value.len() < 4 || crate::check::values::host_allowed(&host, hosts) {
+            if value.len() < 4 || crate::values::host_allowed(&host, hosts) {
                 continue;
             }
             // The forms the redactor hides are the forms a template can send

@@ -6,6 +6,7 @@ pub mod filters;
 pub mod held;
 pub mod loops;
 pub mod scan;
+pub mod value;
 mod tags;
 
 pub use scan::{Scan, has_markup, scan};
@@ -239,7 +240,7 @@ fn convert_error(text: &str, e: &liquid::Error) -> TemplateError {
                 .map_or(line_text.len(), |(i, _)| i);
         }
     }
-    let message = crate::check::values::pest_message(full.trim_start_matches("liquid:"))
+    let message = crate::values::pest_message(full.trim_start_matches("liquid:"))
         .map(|m| match m.as_str() {
             "expected Literal" | "expected Value" => {
                 "an expression is incomplete: is a `}}` or a value missing?".to_owned()

@@ -1,7 +1,6 @@
 //! Structured data: JSON in and out, JSONPath, `get`, `type`, arrays
 //! (`zip`, `unzip`, `random_element`) and CSV.
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use jsonpath_rust::JsonPath;
@@ -94,21 +93,7 @@ fn neat(value: &J, indent: &str) -> String {
 // ---------------------------------------------------------------------------
 // JSONPath and `get`
 
-/// Tines' JSONPath (Ruby's jsonpath gem) accepts paths without the leading
-/// `$` (`*.filename`, `items[0]`, `..id`); RFC 9535, which the `jsonpath-rust`
-/// crate implements, requires it. This adds it.
-pub fn normalize_jsonpath(path: &str) -> Cow<'_, str> {
-    let p = path.trim();
-    if p.is_empty() {
-        Cow::Borrowed("$")
-    } else if p.starts_with('$') {
-        Cow::Borrowed(p)
-    } else if p.starts_with(['.', '[']) {
-        Cow::Owned(format!("${p}"))
-    } else {
-        Cow::Owned(format!("$.{p}"))
-    }
-}
+pub use crate::values::normalize_jsonpath;
 
 /// `jsonpath`: the list of matches (an empty list when nothing matches).
 /// Text input is parsed as JSON first ("supports escaped and non-escaped
@@ -129,7 +114,7 @@ pub(super) fn jsonpath(input: &dyn ValueView, args: &[Value]) -> Result<Value> {
     let normalized = normalize_jsonpath(&path);
     let found = document.query(&normalized).map_err(|e| {
         let full = e.to_string();
-        let why = crate::check::values::pest_message(&full).unwrap_or(full);
+        let why = crate::values::pest_message(&full).unwrap_or(full);
         fail("jsonpath", format!("invalid JSONPath `{path}`: {why}"))
     })?;
     Ok(Value::Array(found.into_iter().map(|v| from_json(v.clone())).collect()))

@@ -531,7 +531,7 @@ impl fmt::Display for TypedValueCall {
 
 impl Filter for TypedValueCall {
     fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> Result<Value> {
-        Ok(Value::scalar(crate::runtime::value::to_json(input).to_string()))
+        Ok(Value::scalar(crate::template::value::to_json(input).to_string()))
     }
 }
 
@@ -568,7 +568,7 @@ fn scalar_to_json(s: ScalarCow<'_>) -> J {
 /// JSON as an owned Liquid value. Integers that do not fit an `i64` become
 /// floats.
 pub fn from_json(value: J) -> Value {
-    crate::runtime::value::to_liquid(&value)
+    crate::template::value::to_liquid(&value)
 }
 
 /// What a value is, checked in the order that matters: the runtime's view of

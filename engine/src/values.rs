@@ -121,7 +121,7 @@ pub fn timezone_names() -> impl Iterator<Item = &'static str> {
 }
 
 pub fn jsonpath(path: &str) -> Result<(), String> {
-    let path = crate::template::filters::data::normalize_jsonpath(path);
+    let path = normalize_jsonpath(path);
     jsonpath_rust::parser::parse_json_path(&path)
         .map(|_| ())
         .map_err(|e| pest_message(&e.to_string()).unwrap_or_else(|| "it does not parse".into()))
@@ -230,3 +230,20 @@ mod tests {
         assert!(duration("soon").is_err());
     }
 }
+
+/// Tines' JSONPath (Ruby's jsonpath gem) accepts paths without the leading
+/// `$` (`*.filename`, `items[0]`, `..id`); RFC 9535, which the `jsonpath-rust`
+/// crate implements, requires it. This adds it.
+pub fn normalize_jsonpath(path: &str) -> std::borrow::Cow<'_, str> {
+    let p = path.trim();
+    if p.is_empty() {
+        std::borrow::Cow::Borrowed("$")
+    } else if p.starts_with('$') {
+        std::borrow::Cow::Borrowed(p)
+    } else if p.starts_with(['.', '[']) {
+        std::borrow::Cow::Owned(format!("${p}"))
+    } else {
+        std::borrow::Cow::Owned(format!("$.{p}"))
+    }
+}
+

@@ -1,0 +1,144 @@
+//! The contract between the engine and an action at run time: what an
+//! action may use while it runs (`ExecCx`) and what it gives back
+//! (`Outcome`, `Emit`, `ActionError`); what a webhook receives and answers.
+
+use serde_json::Value as J;
+
+use super::call::StoryCaller;
+use super::clock::Clock;
+use super::event::{EventId, RunId};
+use super::http::HttpClient;
+use super::mail::Mailer;
+use super::render::RenderError;
+use super::rules::Rules;
+use super::scope::Scope;
+use super::store::{StatePut, Store, StoreError};
+
+/// What an action produced for one input.
+#[derive(Debug)]
+pub enum Emit {
+    /// An event on the main output.
+    Main(J),
+    /// An event on a named branch (`failure`, `no_match`).
+    Branch(&'static str, J),
+    /// Come back at `at_ms` with `payload` (delay, implode window).
+    Later { at_ms: i64, payload: J },
+    /// Call the sub-story `story` with `payload` and come back (`wake`)
+    /// with what it did: `{"called": {...}}`. Only the durable executor
+    /// takes it (see [`super::call::StoryCaller::defers`]).
+    Call { story: String, payload: J, as_body: bool },
+}
+
+#[derive(Default)]
+pub struct Outcome {
+    pub emits: Vec<Emit>,
+    pub state: Vec<StatePut>,
+    /// What a dry-run trace shows besides input and output (rendered requests).
+    pub trace: Vec<J>,
+    /// Payloads of this action's pending `Later`s that are no longer needed
+    /// (an implode that completed before its window closed).
+    pub cancel: Vec<J>,
+    /// More emits, pulled only as the queue drains (an explode of a long
+    /// list): the queue stays bounded instead of holding every element.
+    pub rest: Option<LazyEmits>,
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outcome")
+            .field("emits", &self.emits)
+            .field("state", &self.state)
+            .field("rest", &self.rest.is_some())
+            .finish()
+    }
+}
+
+/// Emits produced on demand (an explode of a long list).
+pub type LazyEmits = Box<dyn Iterator<Item = Emit> + Send>;
+impl Outcome {
+    pub fn main(output: J) -> Self {
+        Self {
+            emits: vec![Emit::Main(output)],
+            ..Self::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ActionError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("{0}")]
+    Failed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Everything an action may use while it runs.
+pub struct ExecCx<'a> {
+    pub scope: Scope<'a>,
+    pub http: &'a dyn HttpClient,
+    pub mail: &'a dyn Mailer,
+    /// Runs sub-stories.
+    pub calls: &'a dyn StoryCaller,
+    pub clock: &'a dyn Clock,
+    pub store: &'a dyn Store,
+    /// The action's `rules` (a trigger evaluates them itself).
+    pub rules: &'a Rules,
+    pub story_id: &'a str,
+    pub slug: &'a str,
+    pub run_id: RunId,
+}
+
+impl ExecCx<'_> {
+    /// The output of the event the action received (`null` for a start).
+    pub fn input(&self) -> &J {
+        self.scope.input.map_or(&J::Null, |e| &e.output)
+    }
+
+    pub fn input_id(&self) -> Option<EventId> {
+        self.scope.input.map(|e| e.id)
+    }
+
+    /// A key for this action's state in the store.
+    pub fn state_key(&self, suffix: &str) -> String {
+        format!("{}/{}/{suffix}", self.story_id, self.slug)
+    }
+}
+
+/// An HTTP request arriving at a webhook (or synthesized by `tale run`).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    /// Names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The secret presented in the URL or as `Authorization: Bearer`.
+    pub secret: Option<String>,
+    /// Trusted callers (`tale run`, sub-story calls) skip the secret check.
+    pub trusted: bool,
+    /// The body is the webhook's whole output (a sub-story call with
+    /// `send_payload_as_body: false`).
+    pub whole_output: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookResult {
+    /// The request starts a run with this output.
+    Accepted { output: J, response: WebhookResponse },
+    /// Answered, but no run starts (the rules did not match).
+    Ignored { response: WebhookResponse },
+    /// Refused: wrong verb, secret or signature, body too large…
+    Refused { status: u16, message: String },
+}
+
