@@ -4,6 +4,7 @@
 pub mod action;
 pub mod check;
 pub mod diagnostic;
+pub mod environment;
 pub mod files;
 pub mod model;
 pub mod report;

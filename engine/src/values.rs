@@ -246,4 +246,3 @@ pub fn normalize_jsonpath(path: &str) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Owned(format!("$.{p}"))
     }
 }
-

@@ -70,10 +70,28 @@ pub(crate) fn check_paths(
     let mut pre: Vec<Diagnostic> = found.diagnostics;
     let mut env = Environment::default();
     env.add_vars(std::env::vars());
-    if let Some(path) = credentials {
-        env.add_credentials_file(path, &mut pre);
-    }
     let mut sources: Sources = Default::default();
+    if let Some(path) = credentials {
+        let file = std::sync::Arc::new(path.to_path_buf());
+        match tale_engine::environment::read_private_text(path) {
+            Ok(text) => {
+                env.add_credentials_text(&file, &text, &mut pre);
+                sources.insert(file, text.into());
+            }
+            Err(problem) => {
+                let mut d = Diagnostic::new(
+                    tale_engine::diagnostic::Code::FileRead,
+                    &file,
+                    tale_engine::span::Span::start_of_file(),
+                    format!("cannot read the credentials file: {problem}"),
+                );
+                if tale_engine::files::permission_problem(path).is_some() {
+                    d = d.help(format!("run `chmod 600 {}`", path.display()));
+                }
+                pre.push(d);
+            }
+        }
+    }
     // The resources.yaml beside each story given, and any named with --resources.
     let mut resource_paths: Vec<PathBuf> = resources.to_vec();
     for story in &found.stories {

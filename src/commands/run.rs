@@ -21,7 +21,7 @@ use tale_engine::runtime::scope::Globals;
 use tale_engine::runtime::store::MemoryStore;
 use tale_engine::story::Story;
 use tale_engine::template::TemplateParser;
-use tale_engine::yaml::{self, Limits};
+use tale_engine::yaml;
 
 use super::check::{check_paths, checked_story};
 use crate::ExitStatus;
@@ -98,12 +98,12 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
         return Ok(None);
     };
     let vault = load_vault(args.credentials.as_deref(), dry)?;
-    let mut globals = globals(story, &args.input.story, &args.input.resources, &vault, dry)?;
+    let mut globals = tale_engine::environment::globals(story, &args.input.story, &args.input.resources, &vault, dry)?;
     if dry {
         // The sub-stories it may call share these globals: their credentials too.
         if let J::Object(o) = &mut *globals.credentials {
             for other in &checked.output.library {
-                add_stand_ins(other, o);
+                tale_engine::environment::add_stand_ins(other, o);
             }
         }
     }
@@ -183,98 +183,9 @@ pub(crate) fn load_vault(
     dry: bool,
 ) -> anyhow::Result<Arc<tale_engine::runtime::credentials::Vault>> {
     Ok(Arc::new(match (file, dry) {
-        (Some(file), false) => tale_engine::runtime::credentials::Vault::from_file(file)?,
+        (Some(file), false) => tale_engine::environment::read_credentials_file(file)?,
         _ => tale_engine::runtime::credentials::Vault::default(),
     }))
-}
-
-/// Credentials the story uses but the environment lacks still render in a
-/// dry run: as `[credential:name]`.
-fn add_stand_ins(story: &Story, credentials: &mut serde_json::Map<String, J>) {
-    for action in &story.actions {
-        let Some(config) = &action.config else { continue };
-        let mut names = tale_engine::runtime::build::credentials_read(action);
-        names.extend(config.credential().map(|c| c.name.to_ascii_lowercase()));
-        for n in names {
-            credentials
-                .entry(n.clone())
-                .or_insert_with(|| J::String(format!("[credential:{n}]")));
-        }
-    }
-}
-
-/// Credentials, resources and story names for templates. A dry run never
-/// sees a credential's value: it gets `[credential:name]`.
-pub(crate) fn globals(
-    story: &Story,
-    path: &Path,
-    resource_files: &[PathBuf],
-    vault: &Arc<tale_engine::runtime::credentials::Vault>,
-    dry: bool,
-) -> anyhow::Result<Globals> {
-    let mut credentials = serde_json::Map::new();
-    let mut resources = serde_json::Map::new();
-    let mut allowed_hosts = std::collections::BTreeMap::new();
-    for (key, value) in std::env::vars() {
-        if let Some(name) = key
-            .strip_prefix("TALE_CREDENTIAL_")
-            .and_then(|n| n.strip_suffix("_ALLOWED_HOSTS"))
-        {
-            let hosts: Vec<String> = value
-                .split(',')
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty())
-                .collect();
-            allowed_hosts.insert(name.to_ascii_lowercase(), hosts);
-        }
-        if let Some(name) = key.strip_prefix("TALE_CREDENTIAL_") {
-            if !name.ends_with("_ALLOWED_HOSTS") && !name.is_empty() {
-                let name = name.to_ascii_lowercase();
-                let v = if dry { format!("[credential:{name}]") } else { value };
-                credentials.insert(name, J::String(v));
-            }
-        } else if let Some(name) = key.strip_prefix("TALE_RESOURCE_") {
-            let parsed = serde_json::from_str(&value).unwrap_or(J::String(value));
-            resources.insert(name.to_ascii_lowercase(), parsed);
-        }
-    }
-    if dry {
-        add_stand_ins(story, &mut credentials);
-    }
-    let mut files: Vec<PathBuf> = resource_files.to_vec();
-    let beside = path.parent().unwrap_or(Path::new("")).join("resources.yaml");
-    if beside.is_file() {
-        files.push(beside);
-    }
-    for file in files {
-        let text = tale_engine::files::read_regular_text(&file, tale_engine::files::MAX_FILE_BYTES)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        let node = yaml::parse(&text, &Limits::default()).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        if let J::Object(o) = node.to_json() {
-            for (k, v) in o {
-                resources.entry(k).or_insert(v);
-            }
-        }
-    }
-    // Typed credentials (a dry run's vault is empty: it keeps the stand-ins).
-    for name in vault.names() {
-        if let Some(value) = vault.template_value(name) {
-            credentials.entry(name.to_owned()).or_insert(J::String(value));
-        }
-        // The hosts written beside a typed credential win: a leftover
-        // `TALE_CREDENTIAL_<NAME>_ALLOWED_HOSTS` may narrow "anywhere", never
-        // widen a list.
-        if let Some(hosts) = vault.allowed_hosts.get(name) {
-            allowed_hosts.insert(name.to_owned(), hosts.clone());
-        }
-    }
-    Ok(Globals {
-        credentials: J::Object(credentials).into(),
-        resources: J::Object(resources),
-        story: json!({"id": story.id.value, "name": story.name}),
-        allowed_hosts,
-        vault: vault.clone(),
-    })
 }
 
 fn read_event(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {

@@ -12,14 +12,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use serde_json::{Value as J, json};
-use tale_engine::runtime::credentials::{Entry, Vault};
+use tale_engine::runtime::credentials::Entry;
 use tale_engine::runtime::sealed::{KEY_VARIABLE, SealKey};
 use tale_engine::runtime::sqlite::SqliteStore;
 use tale_engine::runtime::stored::{StoredCredential, StoredResource, Table};
 
 use super::App;
 use super::http::error;
-use super::load::{Stored, credential_configured_elsewhere};
+use super::load::Stored;
+use tale_engine::environment::credential_configured_elsewhere;
 
 /// Longest credential or resource name.
 const MAX_NAME: usize = 100;
@@ -259,7 +260,7 @@ pub(crate) async fn put_credential(
         .admin
         .credentials_file
         .as_deref()
-        .and_then(|f| Vault::from_file(f).ok());
+        .and_then(|f| tale_engine::environment::read_credentials_file(f).ok());
     if let Some(place) = credential_configured_elsewhere(&name, file.as_ref()) {
         return Err(refuse(
             StatusCode::CONFLICT,

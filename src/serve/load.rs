@@ -17,7 +17,7 @@ use tale_engine::template::TemplateParser;
 use tale_engine::runtime::credentials::{Entry, Vault};
 
 use crate::commands::check::check_paths;
-use crate::commands::run::globals;
+use tale_engine::environment::globals;
 
 /// Credentials (opened) and resources set through the API.
 #[derive(Debug, Default)]
@@ -26,34 +26,13 @@ pub(crate) struct Stored {
     pub(crate) resources: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Where else a credential of this name is configured (the credentials
-/// file and the environment win over the store).
-pub(crate) fn credential_configured_elsewhere(name: &str, file: Option<&Vault>) -> Option<&'static str> {
-    let variable = format!("TALE_CREDENTIAL_{}", name.to_ascii_uppercase());
-    if std::env::var_os(variable).is_some() {
-        Some("the environment")
-    } else if file.is_some_and(|v| v.get(name).is_some()) {
-        Some("the credentials file")
-    } else {
-        None
-    }
-}
-
-/// The credentials file's credentials, then the stored ones it and the
-/// environment do not define.
+/// The credentials of the file and the store (the file and the
+/// environment win; a stored credential they define too is left out, with
+/// a warning).
 fn vault(file: Option<&Path>, stored: &[(String, Entry)]) -> anyhow::Result<Arc<Vault>> {
-    let mut vault = match file {
-        Some(f) => Vault::from_file(f)?,
-        None => Vault::default(),
-    };
-    for (name, entry) in stored {
-        if let Some(place) = credential_configured_elsewhere(name, Some(&vault)) {
-            tracing::warn!(credential = %name, "the stored credential is not used: {place} defines it too");
-            continue;
-        }
-        vault
-            .insert(name, entry)
-            .map_err(|e| anyhow::anyhow!("stored credential {e}"))?;
+    let (vault, shadowed) = tale_engine::environment::vault_with_stored(file, stored)?;
+    for (name, place) in shadowed {
+        tracing::warn!(credential = %name, "the stored credential is not used: {place} defines it too");
     }
     Ok(Arc::new(vault))
 }
@@ -139,7 +118,7 @@ pub(crate) fn load(
             let built = vault
                 .as_ref()
                 .map_err(|e| anyhow::anyhow!("{e}"))
-                .and_then(|v| globals(story, &file, resources, v, false))
+                .and_then(|v| globals(story, &file, resources, v, false).map_err(anyhow::Error::from))
                 .map(|mut g| {
                     // Stored resources come last: files and the environment win.
                     if let serde_json::Value::Object(o) = &mut g.resources {

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use chrono::TimeZone;
-use tale_engine::values;
 use tale_engine::runtime::build::BuiltStory;
 use tale_engine::runtime::call::Library;
 use tale_engine::runtime::durable::Durable;
+use tale_engine::values;
 
 /// Starts a task per scheduled action; abort them to stop.
 pub(crate) fn spawn_all(durable: &Arc<Durable>, library: &Library) -> Vec<tokio::task::JoinHandle<()>> {

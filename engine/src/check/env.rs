@@ -3,7 +3,7 @@
 //! needed here and never kept.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -14,9 +14,9 @@ use crate::story::Story;
 use crate::yaml::{self, DeCx, Limits, NodeKind};
 
 use super::templates::{SourceMap, missing_credential};
-use crate::values;
 use crate::span::Span;
 use crate::template;
+use crate::values;
 
 #[derive(Clone, Debug, Default)]
 pub struct Environment {
@@ -110,40 +110,20 @@ impl Environment {
         }
     }
 
-    /// Reads a credentials file: a mapping of name to `{type, allowed_hosts, …}`.
-    /// A file other users may read is refused.
-    pub fn add_credentials_file(&mut self, path: &Path, out: &mut Vec<Diagnostic>) {
-        let file = Arc::new(path.to_path_buf());
-        if let Some(problem) = crate::files::permission_problem(path) {
-            out.push(
-                Diagnostic::new(Code::FileRead, &file, crate::span::Span::start_of_file(), problem)
-                    .help(format!("run `chmod 600 {}`", path.display())),
-            );
-            return;
-        }
-        let text = match crate::files::read_regular_text(path, crate::files::MAX_FILE_BYTES) {
-            Ok(t) => t,
-            Err(e) => {
-                out.push(Diagnostic::new(
-                    Code::FileRead,
-                    &file,
-                    crate::span::Span::start_of_file(),
-                    format!("cannot read the credentials file: {e}"),
-                ));
-                return;
-            }
-        };
-        let root = match yaml::parse(&text, &Limits::default()) {
+    /// Reads the names and hosts of a credentials file's text: a mapping of
+    /// name to `{type, allowed_hosts, …}` (the caller reads the file).
+    pub fn add_credentials_text(&mut self, file: &Arc<PathBuf>, text: &str, out: &mut Vec<Diagnostic>) {
+        let root = match yaml::parse(text, &Limits::default()) {
             Ok(r) => r,
             Err(e) => {
-                out.push(super::load::yaml_error(&file, &text, &e));
+                out.push(super::load::yaml_error(file, text, &e));
                 return;
             }
         };
         let de = DeCx::default();
         let parsed: Result<IndexMap<String, crate::runtime::credentials::Entry>, _> = yaml::decode(&root, &de);
         for issue in de.take() {
-            out.push(issue_to_diagnostic(&file, "a credential", &[], issue));
+            out.push(issue_to_diagnostic(file, "a credential", &[], issue));
         }
         match parsed {
             Ok(entries) => {
@@ -156,7 +136,7 @@ impl Environment {
                     );
                 }
             }
-            Err(issue) => out.push(issue_to_diagnostic(&file, "a credential", &[], issue)),
+            Err(issue) => out.push(issue_to_diagnostic(file, "a credential", &[], issue)),
         }
     }
 }

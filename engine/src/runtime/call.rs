@@ -9,7 +9,7 @@ use futures_util::future::BoxFuture;
 use serde_json::Value as J;
 
 use super::build::BuiltStory;
-use super::exec::{Runtime, WebhookRequest};
+use super::contract::WebhookRequest;
 use crate::model::InputType;
 
 /// How deep calls may nest at run time (`check` already refuses recursion).
@@ -44,7 +44,7 @@ pub trait StoryCaller: Send + Sync {
     fn call<'a>(&'a self, story: &'a str, payload: J, as_body: bool) -> BoxFuture<'a, Result<CallResult, CallError>>;
 
     /// True when a call is a stored run the caller waits for: the action
-    /// emits [`super::exec::Emit::Call`] and is woken with the result
+    /// emits [`super::contract::Emit::Call`] and is woken with the result
     /// instead of calling [`StoryCaller::call`].
     fn defers(&self) -> bool {
         false
@@ -133,51 +133,4 @@ pub fn validate_inputs(story: &BuiltStory, payload: &J) -> Result<(), String> {
         return Err(format!("story `{}` has no input `{unknown}`", story.id));
     }
     Ok(())
-}
-
-impl StoryCaller for Runtime {
-    fn defers(&self) -> bool {
-        self.durable_calls
-    }
-
-    fn call<'a>(
-        &'a self,
-        story_id: &'a str,
-        payload: J,
-        as_body: bool,
-    ) -> BoxFuture<'a, Result<CallResult, CallError>> {
-        Box::pin(async move {
-            if self.depth >= MAX_DEPTH {
-                return Err(CallError::TooDeep);
-            }
-            let (story, entry, request) =
-                prepare_call(&self.library, story_id, &payload, as_body).map_err(CallError::Refused)?;
-            let mut sub = self.clone();
-            sub.depth += 1;
-            // Only the first exit's output is needed: record it as the events
-            // go by instead of keeping every event of the sub-run.
-            let first_exit: Arc<std::sync::Mutex<Option<J>>> = Arc::default();
-            let exits: Vec<Arc<str>> = story.exits.iter().map(|&x| story.actions[x].slug.clone()).collect();
-            let slot = first_exit.clone();
-            sub.keep_events = false;
-            sub.on_event = Some(Arc::new(move |e: &super::event::Event| {
-                if exits.iter().any(|x| **x == *e.action) {
-                    let mut first = slot.lock().unwrap_or_else(|p| p.into_inner());
-                    first.get_or_insert_with(|| e.output.clone());
-                }
-            }));
-            let report = sub
-                .run_webhook(story.clone(), entry, request)
-                .await
-                .map_err(|e| CallError::Refused(e.to_string()))?;
-            let output = first_exit.lock().unwrap_or_else(|p| p.into_inner()).take();
-            Ok(CallResult {
-                run_id: report.run_id.to_string(),
-                output,
-                events: report.event_count,
-                errors: report.errors,
-                trace: report.trace.iter().map(|t| t.to_json()).collect(),
-            })
-        })
-    }
 }

@@ -141,4 +141,3 @@ pub enum WebhookResult {
     /// Refused: wrong verb, secret or signature, body too large…
     Refused { status: u16, message: String },
 }
-

@@ -5,7 +5,6 @@
 //! Microsoft identity platform forms work (v1 `resource`, v2 `scope`).
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -177,16 +176,12 @@ impl Vault {
         }
     }
 
-    /// Reads a credentials file (a mapping of name to `{type, …}`), refused
-    /// when other users may read it.
-    pub fn from_file(path: &Path) -> Result<Self, CredentialError> {
-        let file = |m: String| CredentialError::File(format!("{}: {m}", path.display()));
-        if let Some(problem) = crate::files::permission_problem(path) {
-            return Err(file(problem));
-        }
-        let text =
-            crate::files::read_regular_text(path, crate::files::MAX_FILE_BYTES).map_err(|e| file(e.to_string()))?;
-        let node = crate::yaml::parse(&text, &crate::yaml::Limits::default()).map_err(|e| file(e.to_string()))?;
+    /// The credentials of a credentials file's text (a mapping of name to
+    /// `{type, …}`); `origin` names the file in errors. Reading the file is
+    /// the engine's (`environment::read_credentials_file`).
+    pub fn from_text(origin: &str, text: &str) -> Result<Self, CredentialError> {
+        let file = |m: String| CredentialError::File(format!("{origin}: {m}"));
+        let node = crate::yaml::parse(text, &crate::yaml::Limits::default()).map_err(|e| file(e.to_string()))?;
         let raw: HashMap<String, Entry> = serde_json::from_value(node.to_json()).map_err(|e| file(e.to_string()))?;
         let mut vault = Vault::default();
         for (name, e) in raw {
@@ -517,10 +512,13 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-            assert!(Vault::from_file(&path).is_err(), "a world-readable file was read");
+            assert!(
+                crate::environment::read_credentials_file(&path).is_err(),
+                "a world-readable file was read"
+            );
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         }
-        let vault = Vault::from_file(&path).expect("vault");
+        let vault = crate::environment::read_credentials_file(&path).expect("vault");
         assert_eq!(vault.template_value("JIRA").as_deref(), Some("bot:pw-123456"));
         assert_eq!(vault.template_value("graph"), None);
         assert_eq!(vault.allowed_hosts["graph"], vec!["graph.microsoft.com".to_owned()]);

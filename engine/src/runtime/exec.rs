@@ -10,15 +10,19 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde_json::{Value as J, json};
 
-pub use super::contract::{ActionError, Emit, ExecCx, LazyEmits, Outcome, WebhookRequest, WebhookResponse, WebhookResult};
 use super::build::{BuiltAction, BuiltStory};
+use super::call::{CallError, CallResult, MAX_DEPTH, StoryCaller, prepare_call};
 use super::clock::Clock;
+pub use super::contract::{
+    ActionError, Emit, ExecCx, LazyEmits, Outcome, WebhookRequest, WebhookResponse, WebhookResult,
+};
 use super::event::{Event, EventId, RunId};
 use super::http::HttpClient;
 use super::mail::Mailer;
 use super::scope::Scope;
 use super::store::{Commit, RunStatus, Store, StoreError};
 use crate::story::Edge;
+use futures_util::future::BoxFuture;
 
 /// Progress of a long run: (events so far, action runs waiting).
 pub type ProgressFn = Arc<dyn Fn(usize, usize) + Send + Sync>;
@@ -731,5 +735,54 @@ impl Runtime {
             skipped,
             at_ms,
         }
+    }
+}
+
+/// Sub-story calls in memory (run, dry-run, test): the child runs to its
+/// end inside the calling action.
+impl StoryCaller for Runtime {
+    fn defers(&self) -> bool {
+        self.durable_calls
+    }
+
+    fn call<'a>(
+        &'a self,
+        story_id: &'a str,
+        payload: J,
+        as_body: bool,
+    ) -> BoxFuture<'a, Result<CallResult, CallError>> {
+        Box::pin(async move {
+            if self.depth >= MAX_DEPTH {
+                return Err(CallError::TooDeep);
+            }
+            let (story, entry, request) =
+                prepare_call(&self.library, story_id, &payload, as_body).map_err(CallError::Refused)?;
+            let mut sub = self.clone();
+            sub.depth += 1;
+            // Only the first exit's output is needed: record it as the events
+            // go by instead of keeping every event of the sub-run.
+            let first_exit: Arc<std::sync::Mutex<Option<J>>> = Arc::default();
+            let exits: Vec<Arc<str>> = story.exits.iter().map(|&x| story.actions[x].slug.clone()).collect();
+            let slot = first_exit.clone();
+            sub.keep_events = false;
+            sub.on_event = Some(Arc::new(move |e: &Event| {
+                if exits.iter().any(|x| **x == *e.action) {
+                    let mut first = slot.lock().unwrap_or_else(|p| p.into_inner());
+                    first.get_or_insert_with(|| e.output.clone());
+                }
+            }));
+            let report = sub
+                .run_webhook(story.clone(), entry, request)
+                .await
+                .map_err(|e| CallError::Refused(e.to_string()))?;
+            let output = first_exit.lock().unwrap_or_else(|p| p.into_inner()).take();
+            Ok(CallResult {
+                run_id: report.run_id.to_string(),
+                output,
+                events: report.event_count,
+                errors: report.errors,
+                trace: report.trace.iter().map(|t| t.to_json()).collect(),
+            })
+        })
     }
 }

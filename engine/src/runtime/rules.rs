@@ -6,8 +6,8 @@ use serde_json::Value as J;
 
 use super::render::{CompileError, Compiler, Field, RenderError, Tree};
 use super::scope::Scope;
-use crate::template::value::render_json;
 use crate::model::Rule;
+use crate::template::value::render_json;
 
 #[derive(Debug)]
 pub struct Rules {

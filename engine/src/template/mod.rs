@@ -6,8 +6,8 @@ pub mod filters;
 pub mod held;
 pub mod loops;
 pub mod scan;
-pub mod value;
 mod tags;
+pub mod value;
 
 pub use scan::{Scan, has_markup, scan};
 pub use tags::story_slug;
