@@ -4,10 +4,10 @@
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tale_engine::action::{ActionConfig, CredentialUse, TemplateField, ValueCx};
-use tale_engine::diagnostic::{Code, did_you_mean, one_of};
-use tale_engine::span::Spanned;
-use tale_engine::yaml::{Node, NodeKind};
+use tale_core::action::{ActionConfig, CredentialUse, TemplateField, ValueCx};
+use tale_core::diagnostic::{Code, did_you_mean, one_of};
+use tale_core::span::Spanned;
+use tale_core::yaml::{Node, NodeKind};
 
 /// The largest values `check` accepts (beyond them no run is sensible, and
 /// `timeout_secs: 1e20` would not even be a duration).
@@ -194,7 +194,7 @@ impl ActionConfig for HttpRequestConfig {
         }
         if let Some(b) = &self.basic_auth {
             let ok = match &b.kind {
-                NodeKind::Str(s) => s.contains(':') || tale_engine::template::has_markup(s),
+                NodeKind::Str(s) => s.contains(':') || tale_core::template::has_markup(s),
                 NodeKind::Seq(items) => items.len() == 2 && items.iter().all(|i| i.as_str().is_some()),
                 _ => false,
             };
@@ -217,7 +217,7 @@ impl ActionConfig for HttpRequestConfig {
         self.build_exec(compiler)
     }
 
-    fn request_url(&self) -> Option<(&str, tale_engine::span::Span)> {
+    fn request_url(&self) -> Option<(&str, tale_core::span::Span)> {
         Some((&self.url.value, self.url.span))
     }
 
@@ -280,11 +280,11 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde_json::{Value as J, json};
-use tale_engine::action::{ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Inline, Outcome};
-use tale_engine::runtime::http::{
+use tale_core::action::{ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Inline, Outcome};
+use tale_core::runtime::http::{
     DEFAULT_MAX_RESPONSE_BYTES, HttpError, HttpRequest, HttpResponse, MAX_REDIRECTS, redirect_target, same_origin,
 };
-use tale_engine::runtime::render::{Field, Tree};
+use tale_core::runtime::render::{Field, Tree};
 
 /// Default retries when `retry_on_status` is set.
 const DEFAULT_RETRIES: u32 = 3;
@@ -706,7 +706,7 @@ impl HttpExec {
                     .or_else(|| value.strip_prefix("Basic "))
                     .unwrap_or(&value)
                     .to_owned();
-                tale_engine::runtime::redact::Redactor::from_pairs([(name.as_str(), secret.as_str())]).outcome(outcome)
+                tale_core::runtime::redact::Redactor::from_pairs([(name.as_str(), secret.as_str())]).outcome(outcome)
             }
             None => outcome,
         })
@@ -878,7 +878,7 @@ fn vault_host_refusal(cx: &ExecCx<'_>, name: &str, url: &str) -> Option<String> 
         .get(&lower)
         .or_else(|| cx.scope.globals.allowed_hosts.get(&lower))?;
     let host = url::Url::parse(url).ok()?.host_str()?.to_owned();
-    (!tale_engine::values::host_allowed(&host, hosts)).then(|| {
+    (!tale_core::values::host_allowed(&host, hosts)).then(|| {
         format!(
             "credential `{name}` may not be sent to `{host}` (its allowed hosts are {})",
             hosts.join(", ")

@@ -10,8 +10,8 @@ pub mod trigger;
 pub mod webhook;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
-use tale_engine::action::{ActionConfig, ActionRegistry, DecodeCx};
-use tale_engine::yaml::Node;
+use tale_core::action::{ActionConfig, ActionRegistry, DecodeCx};
+use tale_core::yaml::Node;
 
 pub const TYPES: &[&str] = &[
     "webhook",

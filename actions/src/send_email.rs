@@ -5,15 +5,15 @@ use futures_util::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value as J, json};
-use tale_engine::action::{
+use tale_core::action::{
     ActionConfig, ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Inline, Outcome, TemplateField,
     ValueCx,
 };
-use tale_engine::diagnostic::Code;
-use tale_engine::runtime::mail::{Email, MailError};
-use tale_engine::runtime::render::{Field, Tree};
-use tale_engine::span::Spanned;
-use tale_engine::yaml::{Node, NodeKind};
+use tale_core::diagnostic::Code;
+use tale_core::runtime::mail::{Email, MailError};
+use tale_core::runtime::render::{Field, Tree};
+use tale_core::span::Spanned;
+use tale_core::yaml::{Node, NodeKind};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

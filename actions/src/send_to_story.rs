@@ -5,13 +5,13 @@ use futures_util::future::BoxFuture;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value as J, json};
-use tale_engine::action::{
+use tale_core::action::{
     ActionConfig, ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Outcome, StoryCall, TemplateField,
 };
-use tale_engine::runtime::call::CallError;
-use tale_engine::runtime::render::{Field, Tree};
-use tale_engine::span::Spanned;
-use tale_engine::yaml::Node;
+use tale_core::runtime::call::CallError;
+use tale_core::runtime::render::{Field, Tree};
+use tale_core::span::Spanned;
+use tale_core::yaml::Node;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -98,7 +98,7 @@ impl Executable for SendToStoryExec {
         Box::pin(async move {
             let target = self.story.render_text(&cx.scope)?;
             // `{% story Name %}` and paths name a story the way `check` reads them.
-            let id = tale_engine::check::call_target(&target)
+            let id = tale_core::template::call_target(&target)
                 .map(|t| {
                     let stem = t.rsplit('/').next().unwrap_or(&t);
                     stem.trim_end_matches(".yaml").trim_end_matches(".yml").to_owned()
@@ -154,7 +154,7 @@ impl Executable for SendToStoryExec {
 /// with the reasons. With actions that failed: the call fails too, so that
 /// the error travels up to the run that started it all.
 fn without_exit(id: &str, errors: &[String]) -> Result<Outcome, ActionError> {
-    let unhandled = |e: &String| e.contains(tale_engine::runtime::exec::UNHANDLED_FAILURE);
+    let unhandled = |e: &String| e.contains(tale_core::runtime::contract::UNHANDLED_FAILURE);
     if errors.iter().all(unhandled) {
         let error = if errors.is_empty() {
             format!("story `{id}` ended without reaching an exit")

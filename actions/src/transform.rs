@@ -4,10 +4,10 @@
 
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tale_engine::action::{ActionConfig, DecodeCx, TemplateField, ValueCx};
-use tale_engine::diagnostic::{Code, did_you_mean, one_of};
-use tale_engine::span::Spanned;
-use tale_engine::yaml::{Node, NodeKind};
+use tale_core::action::{ActionConfig, DecodeCx, TemplateField, ValueCx};
+use tale_core::diagnostic::{Code, did_you_mean, one_of};
+use tale_core::span::Spanned;
+use tale_core::yaml::{Node, NodeKind};
 
 pub const MODES: &[&str] = &[
     "message_only",
@@ -345,9 +345,9 @@ impl ActionConfig for TransformConfig {
 
 use futures_util::future::BoxFuture;
 use serde_json::{Value as J, json};
-use tale_engine::action::{ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Inline, Outcome};
-use tale_engine::runtime::render::{Field, Tree};
-use tale_engine::runtime::store::StatePut;
+use tale_core::action::{ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Inline, Outcome};
+use tale_core::runtime::render::{Field, Tree};
+use tale_core::runtime::store::StatePut;
 
 fn ready<'a>(r: Result<Outcome, ActionError>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
     Box::pin(std::future::ready(r))
@@ -452,7 +452,7 @@ impl Executable for ExplodeExec {
             // element copied at a time (a million-item body is not copied
             // whole); anything else is rendered.
             let in_place = self.path.source(&cx.scope).and_then(|(event, path)| {
-                match tale_engine::runtime::render::resolve_in(&event.output, &path) {
+                match tale_core::runtime::render::resolve_in(&event.output, &path) {
                     Some(J::Array(a)) => Some(a.len()),
                     _ => None,
                 }
@@ -464,7 +464,7 @@ impl Executable for ExplodeExec {
                     // owns the event, so it cannot hold a borrow of its list.
                     let walk =
                         (0..total).map(
-                            move |i| match tale_engine::runtime::render::resolve_in(&event.output, &path) {
+                            move |i| match tale_core::runtime::render::resolve_in(&event.output, &path) {
                                 Some(J::Array(a)) => a.get(i).cloned().unwrap_or(J::Null),
                                 _ => J::Null,
                             },
@@ -494,7 +494,7 @@ impl Executable for ExplodeExec {
                 .scope
                 .input
                 .map_or_else(|| cx.run_id.to_string(), |e| e.id.to_string());
-            let guid = tale_engine::runtime::event::derived_id(&[&origin, cx.slug, "explode"]).to_string();
+            let guid = tale_core::runtime::event::derived_id(&[&origin, cx.slug, "explode"]).to_string();
             let to = self.to.clone();
             // Lazily: the executor pulls elements as its queue drains.
             let rest = items.take(self.limit).enumerate().map(move |(index, item)| {

@@ -4,10 +4,10 @@
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tale_engine::action::{ActionConfig, TemplateField, ValueCx};
-use tale_engine::diagnostic::Code;
-use tale_engine::span::Spanned;
-use tale_engine::yaml::Node;
+use tale_core::action::{ActionConfig, TemplateField, ValueCx};
+use tale_core::diagnostic::Code;
+use tale_core::span::Spanned;
+use tale_core::yaml::Node;
 
 /// Names a webhook's response templates may read besides upstream actions.
 const RESPONSE_NAMES: &[&str] = &["request"];
@@ -101,7 +101,7 @@ impl ActionConfig for WebhookConfig {
         self.build_exec(compiler)
     }
 
-    fn webhook_path(&self) -> Option<(&str, tale_engine::span::Span)> {
+    fn webhook_path(&self) -> Option<(&str, tale_core::span::Span)> {
         Some((&self.path.value, self.path.span))
     }
 
@@ -200,12 +200,12 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use serde_json::{Value as J, json};
 use subtle::ConstantTimeEq;
-use tale_engine::action::{
+use tale_core::action::{
     ActionError, CompileError, Compiler, ExecCx, Executable, Outcome, WebhookRequest, WebhookResult,
 };
-use tale_engine::runtime::event::Event;
-use tale_engine::runtime::exec::WebhookResponse;
-use tale_engine::runtime::render::{Field, Tree};
+use tale_core::runtime::contract::WebhookResponse;
+use tale_core::runtime::event::Event;
+use tale_core::runtime::render::{Field, Tree};
 
 /// Default largest body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -245,7 +245,7 @@ struct SignatureCheck {
 const SLACK_TOLERANCE_SECS: i64 = 300;
 
 fn hmac_hex(algorithm: SignatureAlgorithm, key: &[u8], message: &[u8]) -> String {
-    use tale_engine::template::filters::{hmac_sha1_hex, hmac_sha256_hex};
+    use tale_core::template::filters::{hmac_sha1_hex, hmac_sha256_hex};
     match algorithm {
         SignatureAlgorithm::Sha1 => hmac_sha1_hex(key, message),
         _ => hmac_sha256_hex(key, message),
@@ -566,7 +566,7 @@ impl Executable for WebhookExec {
 }
 
 impl WebhookExec {
-    fn response(&self, scope: &tale_engine::runtime::scope::Scope<'_>) -> Result<WebhookResponse, ActionError> {
+    fn response(&self, scope: &tale_core::runtime::scope::Scope<'_>) -> Result<WebhookResponse, ActionError> {
         let body = match &self.body {
             Some(tree) => tree.render(scope)?,
             None => json!({"status": "ok"}),

@@ -49,13 +49,16 @@ pub fn credential_configured_elsewhere(name: &str, file: Option<&Vault>) -> Opti
     }
 }
 
+/// A stored credential left out, and where it is defined instead.
+pub type Shadowed = (String, &'static str);
+
 /// The credentials file's credentials, then the stored ones neither it nor
 /// the environment defines; the names left out (defined elsewhere too) are
 /// returned for a warning.
 pub fn vault_with_stored(
     file: Option<&Path>,
     stored: &[(String, Entry)],
-) -> Result<(Vault, Vec<(String, &'static str)>), CredentialError> {
+) -> Result<(Vault, Vec<Shadowed>), CredentialError> {
     let mut vault = match file {
         Some(f) => read_credentials_file(f)?,
         None => Vault::default(),
@@ -161,4 +164,27 @@ pub fn globals(
         allowed_hosts,
         vault: vault.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credentials_file_others_may_read_is_refused() {
+        let dir = std::env::temp_dir().join(format!("tale-vault-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("credentials.yaml");
+        std::fs::write(&path, "jira: {type: basic, username: bot, password: pw-123456}\n").expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            assert!(read_credentials_file(&path).is_err(), "a world-readable file was read");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        let vault = read_credentials_file(&path).expect("vault");
+        assert_eq!(vault.template_value("jira").as_deref(), Some("bot:pw-123456"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,17 +1,20 @@
-//! tale's engine: the story model, the YAML loader with spans, the checker
-//! and templates. See `ARCHITECTURE.md` at the repository root for the map.
+//! tale's engine, the top of the layers: the one executor of runs
+//! (`runtime::exec`) and the durable one of `tale serve`
+//! (`runtime::durable`), the SQLite store, and the IO the layers below do
+//! not do (`files`, `environment`). It re-exports the layers under one
+//! name, so that the binary reads `tale_engine::yaml`, `tale_engine::check`…
+//!
+//! The layers, each a crate depending only on those before it:
+//! `tale-syntax` ← `tale-template` ← `tale-core` ← `tale-check` ←
+//! `tale-engine` (and `tale-actions`, beside `tale-check`, on `tale-core`).
+//! See `ARCHITECTURE.md` at the repository root for the map.
 
-pub mod action;
-pub mod check;
-pub mod diagnostic;
 pub mod environment;
 pub mod files;
-pub mod model;
-pub mod report;
 pub mod runtime;
-pub mod schema;
-pub mod span;
-pub mod story;
-pub mod template;
-pub mod values;
-pub mod yaml;
+
+pub use tale_check as check;
+pub use tale_check::schema;
+pub use tale_core::{action, story};
+pub use tale_syntax::{diagnostic, model, report, span, values, yaml};
+pub use tale_template as template;

@@ -9,6 +9,7 @@ mod credential_forms;
 mod credentials;
 mod data_collector;
 mod durable_calls;
+mod layers;
 mod leaks;
 mod library_e2e;
 mod limits;

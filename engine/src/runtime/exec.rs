@@ -14,7 +14,7 @@ use super::build::{BuiltAction, BuiltStory};
 use super::call::{CallError, CallResult, MAX_DEPTH, StoryCaller, prepare_call};
 use super::clock::Clock;
 pub use super::contract::{
-    ActionError, Emit, ExecCx, LazyEmits, Outcome, WebhookRequest, WebhookResponse, WebhookResult,
+    ActionError, Emit, ExecCx, LazyEmits, Outcome, UNHANDLED_FAILURE, WebhookRequest, WebhookResponse, WebhookResult,
 };
 use super::event::{Event, EventId, RunId};
 use super::http::HttpClient;
@@ -107,10 +107,6 @@ pub struct Runtime {
     /// executor of `tale serve`), not runs in memory.
     pub durable_calls: bool,
 }
-
-/// Ends the reason a run failed on a `failure` branch nobody follows (a
-/// caller of that run tells such a failure from an action's error by it).
-pub const UNHANDLED_FAILURE: &str = "(the `failure` branch, which no action follows)";
 
 /// How often a long run reports progress.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);

@@ -1,21 +1,14 @@
-//! Running stories: events, the template scope, compiled templates, rules,
-//! the store, HTTP, the clock, and the executor.
+//! Running stories: the executor of run, dry-run and test (`exec`), the
+//! durable executor of `tale serve` (`durable`), and the SQLite store with
+//! what it keeps sealed (`sqlite`, `sealed`, `stored`). The pieces a run is
+//! made of live in `tale-core` and are re-exported here.
 
-pub mod build;
-pub mod call;
-pub mod clock;
-pub mod contract;
-pub mod credentials;
+pub use tale_core::runtime::{
+    build, call, clock, contract, credentials, event, http, mail, redact, render, rules, scope, store,
+};
+
 pub mod durable;
-pub mod event;
 pub mod exec;
-pub mod http;
-pub mod mail;
-pub mod redact;
-pub mod render;
-pub mod rules;
-pub mod scope;
 pub mod sealed;
 pub mod sqlite;
-pub mod store;
 pub mod stored;

@@ -1471,6 +1471,24 @@ impl DurableStore for SqliteStore {
 mod tests {
     use super::*;
 
+    /// One process owns a database file: a second owner is refused (after
+    /// the moment a previous owner gets to let go), the first keeps it.
+    #[test]
+    fn one_owner_per_database_file() {
+        let dir = std::env::temp_dir().join(format!("tale-owner-{}", super::super::event::new_id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("owned.db");
+        let first = SqliteStore::open(&path, Sync::Normal).expect("the first owner");
+        match SqliteStore::open(&path, Sync::Normal) {
+            Err(OpenError::Locked(p)) => assert_eq!(p, path),
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("a second owner opened the database"),
+        }
+        assert!(first.health().is_ok(), "the first owner lost the database");
+        drop(first);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// `tale runs` reads a database written before calls were stored
     /// (schema 3) without upgrading it.
     #[test]

@@ -235,7 +235,7 @@ impl Renderable for Capture {
 
 #[cfg(test)]
 mod tests {
-    use crate::template::filters::testing::{ok, render};
+    use crate::filters::testing::{ok, render};
     use serde_json::json;
 
     #[test]
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn a_string_doubled_in_a_loop_stops_at_the_budget() {
         let started = std::time::Instant::now();
-        let e = crate::template::held::with_budget(|| {
+        let e = crate::held::with_budget(|| {
             render(
                 "{% assign s = 'xxxxxxxx' %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}{{ s | size }}",
                 json!({}),
@@ -261,7 +261,7 @@ mod tests {
         .expect_err("stopped");
         assert!(e.contains("holds more than 32 MiB"), "{e}");
         assert!(started.elapsed() < std::time::Duration::from_secs(30));
-        let e = crate::template::held::with_budget(|| {
+        let e = crate::held::with_budget(|| {
             render(
                 "{% assign s = 'xxxxxxxxxxxxxxxx' %}{% for i in (1..30) %}{% capture s %}{{ s }}{{ s }}{% endcapture %}{% endfor %}",
                 json!({}),
@@ -275,7 +275,7 @@ mod tests {
     fn a_whole_default_sized_response_can_be_assigned() {
         // 30 MiB of JSON text in 100,000 strings: under the budget.
         let items: Vec<String> = (0..100_000).map(|i| format!("{i:0>300}")).collect();
-        let out = crate::template::held::with_budget(|| {
+        let out = crate::held::with_budget(|| {
             render(
                 "{% assign rows = body.value %}{{ rows | size }}",
                 json!({"body": {"value": items}}),
@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn reassigning_a_variable_frees_what_it_held() {
         // 1 MiB assigned 200 times to the same name: 1 MiB held, not 200.
-        let out = crate::template::held::with_budget(|| {
+        let out = crate::held::with_budget(|| {
             render(
                 "{% for i in (1..200) %}{% assign s = big | append: i %}{% endfor %}{{ s | size }}",
                 json!({"big": "y".repeat(1 << 20)}),

@@ -193,6 +193,34 @@ pub fn now_millis() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::Event;
+
+    /// An output is stored once, in its event: a template reaches it through
+    /// the parents (the same allocation), never through a copy.
+    #[test]
+    fn upstream_outputs_are_reached_through_parents_not_copied() {
+        let run = super::new_id();
+        let story: Arc<str> = Arc::from("s");
+        let root = Arc::new(Event::new(
+            run,
+            story.clone(),
+            Arc::from("hook"),
+            vec![],
+            json!({"big": "x"}),
+            0,
+        ));
+        let mut at = root.clone();
+        for n in 0..5 {
+            let slug: Arc<str> = Arc::from(format!("step{n}").as_str());
+            at = Arc::new(Event::new(run, story.clone(), slug, vec![at], json!({"n": n}), 0));
+        }
+        let found = at.nearest("hook").expect("the webhook's output");
+        assert!(std::ptr::eq(found, &root.output), "a copy of the output was found");
+    }
     #[test]
     fn ids_are_version_7_and_distinct() {
         let a = super::new_id();

@@ -1,6 +1,6 @@
 //! The raw story: the YAML as written, with spans. Only these types (and each
 //! action's config in `tale-actions`) are deserialized; `check` turns them into
-//! a [`crate::story::Story`].
+//! a `Story` (in tale-core).
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;

@@ -141,3 +141,7 @@ pub enum WebhookResult {
     /// Refused: wrong verb, secret or signature, body too large…
     Refused { status: u16, message: String },
 }
+
+/// Ends the reason a run failed on a `failure` branch nobody follows (a
+/// caller of that run tells such a failure from an action's error by it).
+pub const UNHANDLED_FAILURE: &str = "(the `failure` branch, which no action follows)";

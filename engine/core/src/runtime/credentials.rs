@@ -499,26 +499,9 @@ mod tests {
     }
 
     #[test]
-    fn basic_and_header_credentials_and_file_checks() {
-        let dir = std::env::temp_dir().join(format!("tale-vault-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("credentials.yaml");
-        std::fs::write(
-            &path,
-            "jira: {type: basic, username: bot, password: pw-123456}\nkey: {type: header, header: X-Api-Key, value: k-987654}\ngraph:\n  type: oauth2_client_credentials\n  token_url: https://login.test/t/oauth2/v2.0/token\n  client_id: app\n  client_secret: cs-5555\n  scope: https://graph.microsoft.com/.default\n  allowed_hosts: [graph.microsoft.com]\n",
-        )
-        .expect("write");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-            assert!(
-                crate::environment::read_credentials_file(&path).is_err(),
-                "a world-readable file was read"
-            );
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        }
-        let vault = crate::environment::read_credentials_file(&path).expect("vault");
+    fn basic_and_header_credentials() {
+        let text = "jira: {type: basic, username: bot, password: pw-123456}\nkey: {type: header, header: X-Api-Key, value: k-987654}\ngraph:\n  type: oauth2_client_credentials\n  token_url: https://login.test/t/oauth2/v2.0/token\n  client_id: app\n  client_secret: cs-5555\n  scope: https://graph.microsoft.com/.default\n  allowed_hosts: [graph.microsoft.com]\n";
+        let vault = Vault::from_text("credentials.yaml", text).expect("vault");
         assert_eq!(vault.template_value("JIRA").as_deref(), Some("bot:pw-123456"));
         assert_eq!(vault.template_value("graph"), None);
         assert_eq!(vault.allowed_hosts["graph"], vec!["graph.microsoft.com".to_owned()]);
@@ -526,6 +509,5 @@ mod tests {
         for s in ["pw-123456", "k-987654", "cs-5555"] {
             assert!(secrets.contains(&s.to_owned()), "{s}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

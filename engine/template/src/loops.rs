@@ -378,7 +378,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::template::TemplateParser;
+    use crate::TemplateParser;
 
     fn globals() -> liquid::Object {
         liquid::object!({"xs": [3, 1, 2], "o": {"a": 1}, "n": 1_000_000_000_000i64, "empty": []})

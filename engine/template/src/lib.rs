@@ -1,6 +1,9 @@
-//! Liquid templates with Tines' additions: the parser (standard library plus
-//! the Tines filters and tags), parsing with positions, and the scan of what a
-//! template refers to.
+//! tale's template layer: Liquid with Tines' additions. The parser
+//! (standard library plus the Tines filters and tags), parsing with
+//! positions, the scan of what a template refers to, and JSON⇄Liquid values
+//! in one place (`value`).
+//!
+//! **Boundary:** no IO and no async runtime (a test holds it).
 
 pub mod filters;
 pub mod held;
@@ -8,6 +11,8 @@ pub mod loops;
 pub mod scan;
 mod tags;
 pub mod value;
+
+use tale_syntax::values;
 
 pub use scan::{Scan, has_markup, scan};
 pub use tags::story_slug;
@@ -343,6 +348,19 @@ pub fn check_budget(text: &str) -> Result<(), String> {
         i += 1;
     }
     Ok(())
+}
+
+/// The story id a `story:` value names, when it is knowable before running.
+pub fn call_target(value: &str) -> Option<String> {
+    let trimmed = value.trim();
+    if let Some(inner) = trimmed.strip_prefix("{%").and_then(|s| s.strip_suffix("%}")) {
+        let inner = inner.trim();
+        return inner.strip_prefix("story ").map(story_slug);
+    }
+    if has_markup(trimmed) {
+        return None;
+    }
+    Some(trimmed.to_owned())
 }
 
 #[cfg(test)]

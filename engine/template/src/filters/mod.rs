@@ -531,7 +531,7 @@ impl fmt::Display for TypedValueCall {
 
 impl Filter for TypedValueCall {
     fn evaluate(&self, input: &dyn ValueView, _runtime: &dyn Runtime) -> Result<Value> {
-        Ok(Value::scalar(crate::template::value::to_json(input).to_string()))
+        Ok(Value::scalar(crate::value::to_json(input).to_string()))
     }
 }
 
@@ -568,7 +568,7 @@ fn scalar_to_json(s: ScalarCow<'_>) -> J {
 /// JSON as an owned Liquid value. Integers that do not fit an `i64` become
 /// floats.
 pub fn from_json(value: J) -> Value {
-    crate::template::value::to_liquid(&value)
+    crate::value::to_liquid(&value)
 }
 
 /// What a value is, checked in the order that matters: the runtime's view of
@@ -645,16 +645,17 @@ pub(crate) fn truthy(value: &dyn ValueView) -> bool {
     value.query_state(liquid_core::model::State::Truthy)
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
-    //! Rendering real templates through the parser every story uses.
+#[doc(hidden)]
+pub mod testing {
+    //! Rendering real templates through the parser every story uses (for
+    //! tests here and in the layers above).
 
     use liquid_core::Value;
 
-    use crate::template::TemplateParser;
+    use crate::TemplateParser;
 
     /// Renders `template` with `data` (a JSON object) as the globals.
-    pub(crate) fn render(template: &str, data: serde_json::Value) -> Result<String, String> {
+    pub fn render(template: &str, data: serde_json::Value) -> Result<String, String> {
         let parser = TemplateParser::new();
         let parsed = parser.parse(template).map_err(|e| e.message)?;
         let globals = match super::from_json(data) {
@@ -665,12 +666,12 @@ pub(crate) mod testing {
     }
 
     /// Renders and expects success.
-    pub(crate) fn ok(template: &str, data: serde_json::Value) -> String {
+    pub fn ok(template: &str, data: serde_json::Value) -> String {
         render(template, data).unwrap_or_else(|e| panic!("`{template}` failed: {e}"))
     }
 
     /// Renders and expects an error containing `needle`.
-    pub(crate) fn fails(template: &str, data: serde_json::Value, needle: &str) {
+    pub fn fails(template: &str, data: serde_json::Value, needle: &str) {
         match render(template, data) {
             Ok(out) => panic!("`{template}` rendered {out:?}, expected an error with {needle:?}"),
             Err(e) => assert!(
@@ -681,7 +682,7 @@ pub(crate) mod testing {
     }
 
     /// Checks a table of `(template, expected output)` against the same data.
-    pub(crate) fn table(data: serde_json::Value, cases: &[(&str, &str)]) {
+    pub fn table(data: serde_json::Value, cases: &[(&str, &str)]) {
         for (template, expected) in cases {
             assert_eq!(ok(template, data.clone()), *expected, "template `{template}`");
         }
@@ -694,7 +695,7 @@ mod tests {
 
     use super::testing::{ok, table};
     use super::*;
-    use crate::template::TemplateParser;
+    use crate::TemplateParser;
 
     #[test]
     fn json_round_trip_keeps_types() {

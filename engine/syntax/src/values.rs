@@ -187,6 +187,22 @@ pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
     })
 }
 
+/// Tines' JSONPath (Ruby's jsonpath gem) accepts paths without the leading
+/// `$` (`*.filename`, `items[0]`, `..id`); RFC 9535, which the `jsonpath-rust`
+/// crate implements, requires it. This adds it.
+pub fn normalize_jsonpath(path: &str) -> std::borrow::Cow<'_, str> {
+    let p = path.trim();
+    if p.is_empty() {
+        std::borrow::Cow::Borrowed("$")
+    } else if p.starts_with('$') {
+        std::borrow::Cow::Borrowed(p)
+    } else if p.starts_with(['.', '[']) {
+        std::borrow::Cow::Owned(format!("${p}"))
+    } else {
+        std::borrow::Cow::Owned(format!("$.{p}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,21 +244,5 @@ mod tests {
         assert_eq!(duration("30d").ok(), Some(Duration::from_secs(30 * 86400)));
         assert_eq!(duration("3600").ok(), Some(Duration::from_secs(3600)));
         assert!(duration("soon").is_err());
-    }
-}
-
-/// Tines' JSONPath (Ruby's jsonpath gem) accepts paths without the leading
-/// `$` (`*.filename`, `items[0]`, `..id`); RFC 9535, which the `jsonpath-rust`
-/// crate implements, requires it. This adds it.
-pub fn normalize_jsonpath(path: &str) -> std::borrow::Cow<'_, str> {
-    let p = path.trim();
-    if p.is_empty() {
-        std::borrow::Cow::Borrowed("$")
-    } else if p.starts_with('$') {
-        std::borrow::Cow::Borrowed(p)
-    } else if p.starts_with(['.', '[']) {
-        std::borrow::Cow::Owned(format!("${p}"))
-    } else {
-        std::borrow::Cow::Owned(format!("$.{p}"))
     }
 }

@@ -10,7 +10,7 @@ use crate::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::model::InputType;
 use crate::span::Span;
 use crate::story::Story;
-use crate::template::{self, story_slug};
+use crate::template;
 use crate::yaml::{Node, NodeKind};
 
 /// Finds stories by id or path.
@@ -65,18 +65,7 @@ fn normalize(p: &Path) -> std::path::PathBuf {
     out
 }
 
-/// The story id a `story:` value names, when it is knowable before running.
-pub fn call_target(value: &str) -> Option<String> {
-    let trimmed = value.trim();
-    if let Some(inner) = trimmed.strip_prefix("{%").and_then(|s| s.strip_suffix("%}")) {
-        let inner = inner.trim();
-        return inner.strip_prefix("story ").map(story_slug);
-    }
-    if template::has_markup(trimmed) {
-        return None;
-    }
-    Some(trimmed.to_owned())
-}
+pub use crate::template::call_target;
 
 /// Checks every call made by the stories `checked` (indexes into `stories`).
 pub(crate) fn check_calls(stories: &[Story], checked: &[usize], out: &mut Vec<Diagnostic>) {

@@ -228,5 +228,5 @@ pub fn to_liquid(value: &J) -> Value {
 /// A Liquid value as JSON (one implementation, shared with the filters:
 /// object keys come out sorted, since Liquid's own objects are unordered).
 pub fn to_json(value: &dyn ValueView) -> J {
-    crate::template::filters::to_json(value)
+    crate::filters::to_json(value)
 }

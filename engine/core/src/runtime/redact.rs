@@ -347,9 +347,9 @@ impl Redactor {
     }
 
     /// An action's outcome with its emitted events and trace redacted.
-    pub fn outcome(&self, outcome: super::exec::Outcome) -> super::exec::Outcome {
-        use super::exec::Emit;
-        super::exec::Outcome {
+    pub fn outcome(&self, outcome: super::contract::Outcome) -> super::contract::Outcome {
+        use super::contract::Emit;
+        super::contract::Outcome {
             emits: outcome
                 .emits
                 .into_iter()
@@ -379,7 +379,7 @@ impl Redactor {
                     Emit::Main(o) => Emit::Main(this.json_owned(o)),
                     Emit::Branch(b, o) => Emit::Branch(b, this.json_owned(o)),
                     later => later,
-                })) as super::exec::LazyEmits
+                })) as super::contract::LazyEmits
             }),
             ..outcome
         }
