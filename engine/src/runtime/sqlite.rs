@@ -90,6 +90,13 @@ ALTER TABLE runs ADD COLUMN caller_item BLOB;
 ALTER TABLE runs ADD COLUMN exit_fired INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX runs_by_parent ON runs (parent_run) WHERE parent_run IS NOT NULL;
 "#,
+    // A run's completion is a counter kept with its items, not a probe of
+    // the items table (which races once two workers finish a run's last
+    // two items at once).
+    r#"
+ALTER TABLE runs ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET pending = (SELECT COUNT(*) FROM items WHERE items.run_id = runs.id);
+"#,
 ];
 
 /// How long a lease lasts; for SQLite only a marker (the lock file decides).
@@ -854,9 +861,23 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
         )?
         .execute(params![&run[..], &**story, at, n])?;
     }
+    // Items finished (or cancelled) and added, by run: `pending` follows.
+    let mut pending: Vec<([u8; 16], i64)> = Vec::new();
+    let mut count = |run: [u8; 16], by: i64| match pending.iter_mut().find(|(r, _)| *r == run) {
+        Some((_, n)) => *n += by,
+        None => pending.push((run, by)),
+    };
     for done in &p.done {
-        tx.prepare_cached("DELETE FROM items WHERE id = ?1")?
-            .execute([&done[..]])?;
+        let run: Option<Vec<u8>> = tx
+            .prepare_cached("DELETE FROM items WHERE id = ?1 RETURNING run_id")?
+            .query_row([&done[..]], |r| r.get(0))
+            .optional()?;
+        if let Some(run) = run.and_then(|r| <[u8; 16]>::try_from(r.as_slice()).ok()) {
+            count(run, -1);
+        }
+    }
+    for i in &p.items {
+        count(i.run, 1);
     }
     {
         let mut insert = tx.prepare_cached(
@@ -908,9 +929,16 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
         if let Some(run) = run.filter(|r| r.len() == 16) {
             let mut b = [0u8; 16];
             b.copy_from_slice(&run);
+            count(b, -1);
             if !settle.contains(&b) {
                 settle.push(b);
             }
+        }
+    }
+    for (run, by) in &pending {
+        if *by != 0 {
+            tx.prepare_cached("UPDATE runs SET pending = pending + ?2 WHERE id = ?1")?
+                .execute(params![&run[..], by])?;
         }
     }
     for (key, change) in &p.state {
@@ -975,10 +1003,11 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
         if p.items.iter().any(|i| i.run == *run) {
             continue;
         }
-        let busy: bool = tx
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM items WHERE run_id = ?1)")?
-            .query_row([&run[..]], |r| r.get(0))?;
-        if busy {
+        let pending: Option<i64> = tx
+            .prepare_cached("SELECT pending FROM runs WHERE id = ?1")?
+            .query_row([&run[..]], |r| r.get(0))
+            .optional()?;
+        if pending.unwrap_or(0) > 0 {
             continue;
         }
         let row: Option<(String, String)> = tx
