@@ -26,6 +26,7 @@ mod serve;
 mod serve_cli;
 mod slow_clients;
 mod special_files;
+mod store_conformance;
 mod story_tests;
 mod substories;
 mod support;

@@ -1,0 +1,289 @@
+//! The durable store contract kept in memory: what the SQLite store does
+//! with its tables, done on maps behind one lock. For runs that need no
+//! durability across processes (dry runs, story tests) on the executor of
+//! `tale serve`, and as the reference the store conformance suite holds
+//! every backend to (`tests/it/store_conformance.rs`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use serde_json::{Value as J, json};
+use uuid::Uuid;
+
+use super::durable::{Applied, CLEAN_STOP, DurableStore, PARKED, Transaction, WorkItem};
+use super::event::{Event, RunId};
+use super::store::{Change, Commit, RunStatus, StatePut, Store, StoreError};
+
+/// One run as the store keeps it.
+#[derive(Debug, Clone)]
+struct Run {
+    story: String,
+    status: RunStatus,
+    errors: Vec<String>,
+    /// Items not finished yet (waiting, ready, running or parked): the run
+    /// ends when this reaches zero.
+    pending: usize,
+    /// The caller's parked item, for a run a `send_to_story` started.
+    caller_item: Option<Uuid>,
+    /// The first exit fired (or the run ended): the caller was woken.
+    exit_fired: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    runs: HashMap<RunId, Run>,
+    /// Events by run, in the order they were committed.
+    events: HashMap<RunId, Vec<Arc<Event>>>,
+    /// Ordered by id (UUIDv7: by creation), as `recover` returns them.
+    items: BTreeMap<Uuid, WorkItem>,
+    state: HashMap<String, J>,
+    lists: HashMap<String, Vec<J>>,
+    ticks: HashMap<String, i64>,
+}
+
+/// The durable store in memory (see the module comment).
+#[derive(Debug, Default)]
+pub struct MemoryDurableStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryDurableStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A run's status, if the store knows the run.
+    pub fn run_status(&self, run: RunId) -> Option<RunStatus> {
+        self.lock().runs.get(&run).map(|r| r.status.clone())
+    }
+}
+
+impl Inner {
+    fn put_state(&mut self, puts: Vec<StatePut>) {
+        for put in puts {
+            match put.change {
+                Change::Set(v) => {
+                    self.state.insert(put.key, v);
+                }
+                Change::Push(v) => self.lists.entry(put.key).or_default().push(v),
+                Change::Delete => {
+                    self.state.remove(&put.key);
+                    self.lists.remove(&put.key);
+                }
+            }
+        }
+    }
+
+    /// Makes a parked caller due now with `result` as its wake payload.
+    fn wake(&mut self, caller: Uuid, result: J) -> Option<WorkItem> {
+        let item = self.items.get_mut(&caller).filter(|i| i.due_ms == PARKED)?;
+        item.due_ms = 0;
+        item.wake = Some(result);
+        Some(item.clone())
+    }
+
+    fn apply(&mut self, tx: Transaction) -> Applied {
+        let mut applied = Applied {
+            fired: true,
+            ..Applied::default()
+        };
+        if let Some((key, tick)) = &tx.tick {
+            if self.ticks.get(key).is_some_and(|last| last >= tick) {
+                applied.fired = false;
+                return applied;
+            }
+            self.ticks.insert(key.clone(), *tick);
+        }
+        let mut settle: Vec<RunId> = Vec::new();
+        for (run, story, _) in &tx.started {
+            self.runs.insert(
+                *run,
+                Run {
+                    story: story.to_string(),
+                    status: RunStatus::Running,
+                    errors: Vec::new(),
+                    pending: 0,
+                    caller_item: None,
+                    exit_fired: false,
+                },
+            );
+            settle.push(*run);
+        }
+        for (id, run) in &tx.done {
+            if let Some(item) = self.items.remove(id) {
+                if let Some(r) = self.runs.get_mut(&item.run_id) {
+                    r.pending = r.pending.saturating_sub(1);
+                }
+            }
+            settle.push(*run);
+        }
+        for e in &tx.events {
+            self.events.entry(e.run_id).or_default().push(e.clone());
+        }
+        let new_work: Vec<RunId> = tx.items.iter().map(|i| i.run_id).collect();
+        for item in tx.items {
+            if let Some(r) = self.runs.get_mut(&item.run_id) {
+                r.pending += 1;
+            }
+            self.items.insert(item.id, item);
+        }
+        // A cancelled item may be another run's: that run may end too.
+        for id in &tx.cancelled {
+            if let Some(item) = self.items.remove(id) {
+                if let Some(r) = self.runs.get_mut(&item.run_id) {
+                    r.pending = r.pending.saturating_sub(1);
+                }
+                settle.push(item.run_id);
+            }
+        }
+        self.put_state(tx.state);
+        for (run, error) in tx.errors {
+            if let Some(r) = self.runs.get_mut(&run) {
+                r.errors.push(error);
+            }
+        }
+        for call in &tx.calls {
+            if let Some(r) = self.runs.get_mut(&call.child) {
+                r.caller_item = Some(call.caller_item);
+            }
+        }
+        // The first exit of a called run wakes its caller with its output.
+        for (run, event) in &tx.exits {
+            let Some(r) = self.runs.get_mut(run).filter(|r| !r.exit_fired) else {
+                continue;
+            };
+            let Some(caller) = r.caller_item else { continue };
+            r.exit_fired = true;
+            let story = r.story.clone();
+            let output = self
+                .events
+                .get(run)
+                .and_then(|events| events.iter().rev().find(|e| e.id == *event))
+                .map_or(J::Null, |e| e.output.clone());
+            let result = json!({"called": {"story": story, "run_id": run.to_string(), "exit": true, "output": output}});
+            applied.woken.extend(self.wake(caller, result));
+        }
+        settle.sort_unstable();
+        settle.dedup();
+        for run in settle {
+            // New work for the run in this very step: it is not finished.
+            if new_work.contains(&run) {
+                continue;
+            }
+            let Some(r) = self.runs.get_mut(&run) else { continue };
+            if r.pending > 0 || r.status != RunStatus::Running {
+                continue;
+            }
+            let succeeded = r.errors.is_empty();
+            r.status = if succeeded {
+                RunStatus::Succeeded
+            } else {
+                RunStatus::Failed(r.errors.clone())
+            };
+            let story = r.story.clone();
+            // A called run that ends without an exit wakes its caller too.
+            if let Some(caller) = r.caller_item.filter(|_| !r.exit_fired) {
+                r.exit_fired = true;
+                let result =
+                    json!({"called": {"story": story, "run_id": run.to_string(), "output": null, "errors": r.errors}});
+                applied.woken.extend(self.wake(caller, result));
+            }
+            applied.finished.push((run, story, succeeded));
+        }
+        applied
+    }
+}
+
+impl Store for MemoryDurableStore {
+    fn start_run(&self, run_id: RunId, story: &str) -> Result<(), StoreError> {
+        // Not settled: a run started alone waits for its first items.
+        self.lock().runs.insert(
+            run_id,
+            Run {
+                story: story.to_owned(),
+                status: RunStatus::Running,
+                errors: Vec::new(),
+                pending: 0,
+                caller_item: None,
+                exit_fired: false,
+            },
+        );
+        Ok(())
+    }
+
+    fn finish_run(&self, run_id: RunId, status: RunStatus) -> Result<(), StoreError> {
+        if let Some(r) = self.lock().runs.get_mut(&run_id) {
+            r.status = status;
+        }
+        Ok(())
+    }
+
+    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for e in commit.events {
+            inner.events.entry(e.run_id).or_default().push(e);
+        }
+        inner.put_state(commit.state);
+        Ok(())
+    }
+
+    fn state(&self, key: &str) -> Result<Option<J>, StoreError> {
+        Ok(self.lock().state.get(key).cloned())
+    }
+
+    fn state_list(&self, key: &str) -> Result<Vec<J>, StoreError> {
+        Ok(self.lock().lists.get(key).cloned().unwrap_or_default())
+    }
+
+    fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError> {
+        Ok(self.lock().events.get(&run_id).cloned().unwrap_or_default())
+    }
+}
+
+impl DurableStore for MemoryDurableStore {
+    fn apply(&self, tx: Transaction, _wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>> {
+        let applied = self.lock().apply(tx);
+        Box::pin(std::future::ready(Ok(applied)))
+    }
+
+    fn mark_started(&self, item: Uuid) -> BoxFuture<'static, Result<(), StoreError>> {
+        if let Some(i) = self.lock().items.get_mut(&item) {
+            i.attempts += 1;
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn clean_restart(&self) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let clean = inner.state.remove(CLEAN_STOP).is_some();
+        if clean {
+            for item in inner.items.values_mut() {
+                item.attempts = 0;
+            }
+        }
+        Ok(clean)
+    }
+
+    fn recover(&self) -> Result<Vec<WorkItem>, StoreError> {
+        // Parked callers stay in the store until a sub-story wakes them.
+        Ok(self
+            .lock()
+            .items
+            .values()
+            .filter(|i| i.due_ms < PARKED)
+            .map(|i| WorkItem {
+                mark: false,
+                ..i.clone()
+            })
+            .collect())
+    }
+
+    fn last_tick(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.lock().ticks.get(key).copied())
+    }
+}

@@ -1,0 +1,312 @@
+//! The store conformance suite: every backend of the durable store contract
+//! (`DurableStore`) is held to the same behaviour — completion counting,
+//! due times kept as data, cancellations, schedule ticks that fire once,
+//! action state, waking the caller of a sub-story, crash counting and clean
+//! restarts, recovery with input events. Runs on the memory backend and on
+//! a real SQLite file (PostgreSQL joins with its backend).
+
+use std::sync::Arc;
+
+use serde_json::{Value as J, json};
+use tale_engine::runtime::durable::{CLEAN_STOP, CallLink, DurableStore, PARKED, Transaction, WorkItem};
+use tale_engine::runtime::event::{Event, RunId, new_id};
+use tale_engine::runtime::memory::MemoryDurableStore;
+use tale_engine::runtime::sqlite::{SqliteStore, Sync};
+use tale_engine::runtime::store::StatePut;
+use uuid::Uuid;
+
+/// A fresh store of each backend, with what keeps it alive.
+fn backends() -> Vec<(&'static str, Arc<dyn DurableStore>, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = SqliteStore::open(&dir.path().join("conformance.db"), Sync::Normal).expect("sqlite");
+    vec![
+        ("memory", Arc::new(MemoryDurableStore::new()), None),
+        ("sqlite", sqlite, Some(dir)),
+    ]
+}
+
+fn item(run: RunId, action: &str, due_ms: i64, input: Option<Arc<Event>>) -> WorkItem {
+    WorkItem {
+        id: new_id(),
+        run_id: run,
+        story: "s".into(),
+        action: action.into(),
+        input,
+        wake: None,
+        due_ms,
+        attempts: 0,
+        mark: false,
+    }
+}
+
+fn event(run: RunId, action: &str, output: J) -> Arc<Event> {
+    Arc::new(Event::new(run, "s".into(), action.into(), Vec::new(), output, 0))
+}
+
+/// A transaction starting `run` with `items`.
+fn start(run: RunId, items: Vec<WorkItem>) -> Transaction {
+    Transaction {
+        started: vec![(run, "s".into(), 0)],
+        items,
+        ..Transaction::default()
+    }
+}
+
+fn done(run: RunId, ids: &[Uuid]) -> Transaction {
+    Transaction {
+        done: ids.iter().map(|i| (*i, run)).collect(),
+        ..Transaction::default()
+    }
+}
+
+async fn apply(store: &Arc<dyn DurableStore>, tx: Transaction) -> tale_engine::runtime::durable::Applied {
+    store.apply(tx, true).await.expect("apply")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_ends_when_its_last_item_is_done() {
+    for (name, store, _keep) in backends() {
+        let run = new_id();
+        let (a, b) = (item(run, "a", 0, None), item(run, "b", 0, None));
+        let (ida, idb) = (a.id, b.id);
+        let applied = apply(&store, start(run, vec![a, b])).await;
+        assert!(applied.finished.is_empty(), "{name}: a run with work is not finished");
+        let applied = apply(&store, done(run, &[ida])).await;
+        assert!(applied.finished.is_empty(), "{name}: one item is left");
+        let mut last = done(run, &[idb]);
+        last.events.push(event(run, "b", json!({"n": 1})));
+        let applied = apply(&store, last).await;
+        assert_eq!(applied.finished, vec![(run, "s".to_owned(), true)], "{name}");
+        assert_eq!(store.run_events(run).expect("events").len(), 1, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_fails_the_run_and_new_work_keeps_it_open() {
+    for (name, store, _keep) in backends() {
+        let run = new_id();
+        let a = item(run, "a", 0, None);
+        let ida = a.id;
+        apply(&store, start(run, vec![a])).await;
+        // Done, but with new work in the same step: still running.
+        let c = item(run, "c", 0, None);
+        let idc = c.id;
+        let mut step = done(run, &[ida]);
+        step.items.push(c);
+        step.errors.push((run, "a: boom".into()));
+        assert!(apply(&store, step).await.finished.is_empty(), "{name}");
+        let applied = apply(&store, done(run, &[idc])).await;
+        assert_eq!(applied.finished, vec![(run, "s".to_owned(), false)], "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_times_are_data_and_parked_items_stay_in_the_store() {
+    for (name, store, _keep) in backends() {
+        let run = new_id();
+        let input = event(run, "hook", json!({"alert": 7}));
+        let later = item(run, "delay", 1_900_000_000_000, Some(input.clone()));
+        let parked = item(run, "call", PARKED, Some(input.clone()));
+        let (later_id, parked_id) = (later.id, parked.id);
+        let mut tx = start(run, vec![later, parked]);
+        tx.events.push(input);
+        apply(&store, tx).await;
+        let recovered = store.recover().expect("recover");
+        assert_eq!(recovered.len(), 1, "{name}: the parked caller is not recovered");
+        assert_eq!(recovered[0].id, later_id, "{name}");
+        assert_eq!(recovered[0].due_ms, 1_900_000_000_000, "{name}: the due time is kept");
+        let input = recovered[0].input.as_ref().expect("the input event");
+        assert_eq!(input.output, json!({"alert": 7}), "{name}");
+        assert!(recovered.iter().all(|i| i.id != parked_id), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_item_ends_its_run() {
+    for (name, store, _keep) in backends() {
+        let run = new_id();
+        let window = item(run, "implode", 1_900_000_000_000, None);
+        let window_id = window.id;
+        apply(&store, start(run, vec![window])).await;
+        // Another run's step cancels the window (an implode completed early).
+        let other = new_id();
+        let x = item(other, "x", 0, None);
+        let idx = x.id;
+        apply(&store, start(other, vec![x])).await;
+        let mut step = done(other, &[idx]);
+        step.cancelled.push(window_id);
+        let mut finished = apply(&store, step).await.finished;
+        finished.sort();
+        let mut expected = vec![(run, "s".to_owned(), true), (other, "s".to_owned(), true)];
+        expected.sort();
+        assert_eq!(finished, expected, "{name}");
+        assert!(store.recover().expect("recover").is_empty(), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_tick_fires_once() {
+    for (name, store, _keep) in backends() {
+        let key = "s/tick".to_owned();
+        let first = new_id();
+        let mut tx = start(first, vec![item(first, "tick", 0, None)]);
+        tx.tick = Some((key.clone(), 100));
+        assert!(apply(&store, tx).await.fired, "{name}");
+        // The same tick again (another node, a restart): nothing is written.
+        let again = new_id();
+        let mut tx = start(again, vec![item(again, "tick", 0, None)]);
+        tx.tick = Some((key.clone(), 100));
+        assert!(!apply(&store, tx).await.fired, "{name}");
+        assert!(
+            store.recover().expect("recover").iter().all(|i| i.run_id != again),
+            "{name}: the refused tick left work"
+        );
+        let next = new_id();
+        let mut tx = start(next, vec![item(next, "tick", 0, None)]);
+        tx.tick = Some((key.clone(), 200));
+        assert!(apply(&store, tx).await.fired, "{name}");
+        assert_eq!(store.last_tick(&key).expect("last tick"), Some(200), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_state_is_set_pushed_and_deleted_with_the_step() {
+    for (name, store, _keep) in backends() {
+        let tx = Transaction {
+            state: vec![
+                StatePut::set("s/dedup/seen", json!(["a"])),
+                StatePut::push("s/implode/g", json!(1)),
+                StatePut::push("s/implode/g", json!(2)),
+            ],
+            ..Transaction::default()
+        };
+        apply(&store, tx).await;
+        assert_eq!(
+            store.state("s/dedup/seen").expect("state"),
+            Some(json!(["a"])),
+            "{name}"
+        );
+        assert_eq!(
+            store.state_list("s/implode/g").expect("list"),
+            vec![json!(1), json!(2)],
+            "{name}"
+        );
+        let tx = Transaction {
+            state: vec![StatePut::delete("s/dedup/seen"), StatePut::delete("s/implode/g")],
+            ..Transaction::default()
+        };
+        apply(&store, tx).await;
+        assert_eq!(store.state("s/dedup/seen").expect("state"), None, "{name}");
+        assert!(store.state_list("s/implode/g").expect("list").is_empty(), "{name}");
+    }
+}
+
+/// A parent run whose caller item is parked on a child run; the child's
+/// one item is returned.
+async fn call(store: &Arc<dyn DurableStore>) -> (RunId, RunId, Uuid, Uuid) {
+    let parent = new_id();
+    let hook = item(parent, "hook", 0, None);
+    let hook_id = hook.id;
+    apply(store, start(parent, vec![hook])).await;
+    let caller = item(parent, "call", PARKED, None);
+    let caller_id = caller.id;
+    let child = new_id();
+    let work = item(child, "work", 0, None);
+    let work_id = work.id;
+    let mut step = done(parent, &[hook_id]);
+    step.started.push((child, "s".into(), 0));
+    step.items = vec![caller, work];
+    step.calls.push(CallLink {
+        child,
+        parent,
+        parent_event: None,
+        caller_item: caller_id,
+        depth: 1,
+    });
+    let applied = apply(store, step).await;
+    assert!(applied.finished.is_empty());
+    (parent, child, caller_id, work_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_storys_first_exit_wakes_its_caller_once() {
+    for (name, store, _keep) in backends() {
+        let (_parent, child, caller, work) = call(&store).await;
+        let exit = event(child, "work", json!({"verdict": "malicious"}));
+        let mut step = done(child, &[work]);
+        step.exits.push((child, exit.id));
+        step.events.push(exit);
+        let applied = apply(&store, step).await;
+        assert_eq!(applied.woken.len(), 1, "{name}");
+        let woken = &applied.woken[0];
+        assert_eq!(woken.id, caller, "{name}");
+        assert_eq!(woken.due_ms, 0, "{name}: due now");
+        let called = &woken.wake.as_ref().expect("wake")["called"];
+        assert_eq!(called["output"], json!({"verdict": "malicious"}), "{name}");
+        assert_eq!(called["run_id"], json!(child.to_string()), "{name}");
+        assert_eq!(applied.finished, vec![(child, "s".to_owned(), true)], "{name}");
+        // The woken caller is ordinary work now: recovered like any item.
+        assert!(
+            store.recover().expect("recover").iter().any(|i| i.id == caller),
+            "{name}"
+        );
+        // A second exit (a later branch of the child) wakes nobody.
+        let second = event(child, "other_exit", json!({"verdict": "benign"}));
+        let step = Transaction {
+            exits: vec![(child, second.id)],
+            events: vec![second],
+            ..Transaction::default()
+        };
+        assert!(apply(&store, step).await.woken.is_empty(), "{name}: woken twice");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_story_that_ends_without_an_exit_wakes_its_caller_with_its_errors() {
+    for (name, store, _keep) in backends() {
+        let (parent, child, caller, work) = call(&store).await;
+        let mut step = done(child, &[work]);
+        step.errors.push((child, "work: the API answered 500".into()));
+        let applied = apply(&store, step).await;
+        assert_eq!(applied.finished, vec![(child, "s".to_owned(), false)], "{name}");
+        assert_eq!(applied.woken.len(), 1, "{name}");
+        let called = &applied.woken[0].wake.as_ref().expect("wake")["called"];
+        assert_eq!(called["output"], J::Null, "{name}");
+        assert!(called["errors"].to_string().contains("500"), "{name}: {called}");
+        // The parent ends once its woken caller is done.
+        let applied = apply(&store, done(parent, &[caller])).await;
+        assert_eq!(applied.finished, vec![(parent, "s".to_owned(), true)], "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_starts_are_counted_and_a_clean_stop_forgets_them() {
+    for (name, store, _keep) in backends() {
+        let run = new_id();
+        let a = item(run, "a", 0, None);
+        let ida = a.id;
+        apply(&store, start(run, vec![a])).await;
+        store.mark_started(ida).await.expect("mark");
+        store.mark_started(ida).await.expect("mark");
+        assert_eq!(store.recover().expect("recover")[0].attempts, 2, "{name}");
+        assert!(
+            !store.clean_restart().expect("clean"),
+            "{name}: no clean stop was recorded"
+        );
+        let tx = Transaction {
+            state: vec![StatePut::set(CLEAN_STOP, json!(true))],
+            ..Transaction::default()
+        };
+        apply(&store, tx).await;
+        assert!(store.clean_restart().expect("clean"), "{name}");
+        assert_eq!(
+            store.recover().expect("recover")[0].attempts,
+            0,
+            "{name}: counts forgotten"
+        );
+        assert!(
+            !store.clean_restart().expect("clean"),
+            "{name}: the marker is used once"
+        );
+    }
+}
