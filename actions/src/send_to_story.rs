@@ -8,7 +8,6 @@ use serde_json::{Value as J, json};
 use tale_core::action::{
     ActionConfig, ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Outcome, StoryCall, TemplateField,
 };
-use tale_core::runtime::call::CallError;
 use tale_core::runtime::render::{Field, Tree};
 use tale_core::span::Spanned;
 use tale_core::yaml::Node;
@@ -108,43 +107,16 @@ impl Executable for SendToStoryExec {
                 Some(p) => p.render(&cx.scope)?,
                 None => json!({}),
             };
-            // Under the durable executor the call is a stored run this
-            // action waits for: it comes back in `wake` with the result.
-            if cx.calls.defers() {
-                return Ok(Outcome {
-                    emits: vec![Emit::Call {
-                        story: id,
-                        payload,
-                        as_body: self.as_body,
-                    }],
-                    ..Outcome::default()
-                });
-            }
-            let failure = |error: String| Outcome {
-                emits: vec![Emit::Branch("failure", json!({"story": id, "error": error}))],
+            // The call is a stored run this action waits for: it comes back
+            // in `wake` with the result.
+            Ok(Outcome {
+                emits: vec![Emit::Call {
+                    story: id,
+                    payload,
+                    as_body: self.as_body,
+                }],
                 ..Outcome::default()
-            };
-            let result = match cx.calls.call(&id, payload, self.as_body).await {
-                Ok(r) => r,
-                Err(e @ CallError::TooDeep) => return Err(ActionError::Failed(e.to_string())),
-                Err(CallError::Refused(e)) => return Ok(failure(e)),
-            };
-            let trace = vec![json!({
-                "sub_story": id,
-                "run_id": result.run_id,
-                "events": result.events,
-                "errors": result.errors.iter().map(|(a, e)| json!({"action": a, "error": e})).collect::<Vec<_>>(),
-                "trace": result.trace,
-            })];
-            let mut outcome = match result.output {
-                Some(output) => Outcome::main(output),
-                None => {
-                    let list: Vec<String> = result.errors.iter().map(|(a, e)| format!("{a}: {e}")).collect();
-                    without_exit(&id, &list)?
-                }
-            };
-            outcome.trace = trace;
-            Ok(outcome)
+            })
         })
     }
 }

@@ -102,8 +102,6 @@ pub(crate) fn run(args: &RecordArgs, out: &mut dyn Write, err: &mut dyn Write) -
         on_event: None,
         keep_events: true,
         library,
-        depth: 0,
-        durable_calls: false,
     };
     let event: J = serde_json::from_slice(&body).unwrap_or(J::Null);
     let report = if story.actions[entry].is_webhook {

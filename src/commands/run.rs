@@ -260,8 +260,6 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
         })),
         keep_events: false,
         library,
-        depth: 0,
-        durable_calls: false,
         progress: Some(Arc::new(|events, pending| {
             eprintln!("… {events} events so far, {pending} action runs waiting");
         })),
@@ -336,8 +334,6 @@ fn run_stored(
             on_event: None,
             keep_events: false,
             library,
-            depth: 0,
-            durable_calls: false,
         };
         let durable = Durable::start(Loaded::new(runtime, redactor), store.clone(), 64, 100_000, None);
         let delivered = if story.actions[entry].is_webhook {

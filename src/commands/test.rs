@@ -528,11 +528,10 @@ fn run_case(
         ..Runtime::contained(http.clone(), Arc::new(RecordingMailer::default()), clock)
     };
     // A webhook gets the event; a scheduled action runs as one tick.
-    let report = if built.actions[entry].is_webhook {
-        let webhook_request = request(&built, entry, event);
-        runtime()?.block_on(rt.run_webhook(built.clone(), entry, webhook_request))?
-    } else {
-        runtime()?.block_on(rt.run_scheduled(built.clone(), entry))?
+    let webhook_request = built.actions[entry].is_webhook.then(|| request(&built, entry, event));
+    let report = match webhook_request {
+        Some(webhook_request) => runtime()?.block_on(rt.run_webhook(built.clone(), entry, webhook_request))?,
+        None => runtime()?.block_on(rt.run_scheduled(built.clone(), entry))?,
     };
     for (action, error) in &report.errors {
         outcome.failures.push(format!("action `{action}` failed: {error}"));

@@ -225,8 +225,6 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         on_event: None,
         keep_events: false,
         library: Default::default(),
-        depth: 0,
-        durable_calls: false,
     };
     let stories_dir = args.stories.clone();
     let (resources, credentials) = (args.resources.clone(), args.credentials.clone());

@@ -121,11 +121,36 @@ pub trait DurableStore: Store {
     fn last_tick(&self, key: &str) -> Result<Option<i64>, StoreError>;
 }
 
-/// Sees what the executor does (metrics, logs).
+/// Sees what the executor does (metrics, logs; the trace of a dry run).
 pub trait Observer: Send + Sync {
     fn action_done(&self, _story: &str, _action: &BuiltAction, _seconds: f64, _ok: bool) {}
     fn events(&self, _count: usize) {}
     fn run_finished(&self, _story: &str, _succeeded: bool) {}
+    /// Whether [`Observer::executed`] and [`Observer::committed`] are
+    /// wanted (they copy what they report).
+    fn wants_steps(&self) -> bool {
+        false
+    }
+    /// One execution of an action, as a dry-run trace shows it.
+    fn executed(&self, _step: Executed) {}
+    /// More events of an execution (the chunks of a long explode).
+    fn emitted_more(&self, _run: RunId, _action: &str, _input: Option<super::event::EventId>, _events: &[Arc<Event>]) {}
+    /// Events, once committed.
+    fn committed(&self, _events: &[Arc<Event>]) {}
+}
+
+/// One execution of an action, for [`Observer::executed`].
+#[derive(Debug)]
+pub struct Executed {
+    pub run_id: RunId,
+    pub action: Arc<str>,
+    pub input: Option<Arc<Event>>,
+    pub at_ms: i64,
+    pub skipped: Option<&'static str>,
+    pub error: Option<String>,
+    /// What the action reported besides its output (rendered requests).
+    pub details: Vec<J>,
+    pub emitted: Vec<(Option<&'static str>, J)>,
 }
 
 /// A reserved place in the queue; given back when dropped.
@@ -254,6 +279,10 @@ pub struct Durable {
     /// Recovered items marked and not finished yet, and who waits for none.
     recovering: AtomicUsize,
     recovered: tokio::sync::Notify,
+    /// On a virtual clock (dry runs, story tests) timers do not sleep: when
+    /// nothing is ready or running, the clock jumps to the earliest one
+    /// and everything due then runs, in order. Told when a timer is added.
+    timer_added: Arc<tokio::sync::Notify>,
 }
 
 /// One recovered item finished (however: also by a panic).
@@ -285,10 +314,6 @@ impl Durable {
         max_queued: usize,
         observer: Option<Arc<dyn Observer>>,
     ) -> Arc<Self> {
-        // Under this executor a sub-story call is a stored run its caller
-        // waits for, wherever the runtime came from.
-        let mut loaded = loaded;
-        loaded.runtime.durable_calls = true;
         let (ready, mut rx) = tokio::sync::mpsc::unbounded_channel::<WorkItem>();
         let this = Arc::new(Self {
             loaded: RwLock::new(loaded),
@@ -305,7 +330,12 @@ impl Durable {
             drained: tokio::sync::Notify::new(),
             recovering: AtomicUsize::new(0),
             recovered: tokio::sync::Notify::new(),
+            timer_added: Arc::new(tokio::sync::Notify::new()),
         });
+        if this.clock().is_virtual() {
+            let (weak, added) = (Arc::downgrade(&this), this.timer_added.clone());
+            tokio::spawn(async move { Self::drive_virtual_time(weak, added).await });
+        }
         let weak = Arc::downgrade(&this);
         let permits = this.permits.clone();
         tokio::spawn(async move {
@@ -361,8 +391,7 @@ impl Durable {
     }
 
     /// Serves new versions of the stories; work in progress continues on them.
-    pub fn replace(&self, mut loaded: Loaded) {
-        loaded.runtime.durable_calls = true;
+    pub fn replace(&self, loaded: Loaded) {
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = loaded;
     }
 
@@ -693,6 +722,11 @@ impl Durable {
     async fn apply(self: &Arc<Self>, tx: Transaction, wait: bool) -> Result<Applied, StoreError> {
         let items = tx.items.clone();
         let events = tx.events.len();
+        let committed = self
+            .observer
+            .as_ref()
+            .filter(|o| o.wants_steps())
+            .map(|_| tx.events.clone());
         let calls: Vec<(RunId, usize)> = tx.calls.iter().map(|c| (c.child, c.depth)).collect();
         let mut applied = self.store.apply(tx, wait).await?;
         if !calls.is_empty() && applied.fired {
@@ -702,6 +736,9 @@ impl Durable {
         if applied.fired {
             if let Some(o) = &self.observer {
                 o.events(events);
+                if let Some(committed) = &committed {
+                    o.committed(committed);
+                }
             }
             self.dispatch(items);
             self.dispatch(std::mem::take(&mut applied.woken));
@@ -731,6 +768,11 @@ impl Durable {
             if item.due_ms == PARKED {
                 continue;
             }
+            if item.due_ms > now && clock.is_virtual() {
+                self.lock_waiting().insert(item.id, item);
+                self.timer_added.notify_one();
+                continue;
+            }
             if item.due_ms > now {
                 let (id, due) = (item.id, item.due_ms);
                 self.lock_waiting().insert(id, item);
@@ -750,6 +792,53 @@ impl Durable {
             }
             self.queued.fetch_add(1, Ordering::Relaxed);
             let _ = self.ready.send(item);
+        }
+    }
+
+    /// Virtual time: whenever the executor is idle, the clock jumps to the
+    /// earliest timer and every item due by then is released, earliest
+    /// first (ties by id: by creation). Ends with the executor.
+    async fn drive_virtual_time(this: std::sync::Weak<Self>, timer_added: Arc<tokio::sync::Notify>) {
+        loop {
+            let added = timer_added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            let Some(durable) = this.upgrade() else { return };
+            durable.wait_queue_below(1, None).await;
+            let due: Vec<WorkItem> = {
+                let mut waiting = durable.lock_waiting();
+                let first = waiting.values().map(|i| (i.due_ms, i.id)).min();
+                match first {
+                    Some((at, _)) => {
+                        let mut ids: Vec<(i64, Uuid)> = waiting
+                            .values()
+                            .filter(|i| i.due_ms <= at)
+                            .map(|i| (i.due_ms, i.id))
+                            .collect();
+                        ids.sort_unstable();
+                        ids.into_iter().filter_map(|(_, id)| waiting.remove(&id)).collect()
+                    }
+                    None => Vec::new(),
+                }
+            };
+            if due.is_empty() {
+                drop(durable);
+                // Nothing to wait for until a timer is added (looking now
+                // and then whether the executor is gone).
+                tokio::select! {
+                    () = &mut added => {}
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            let clock = durable.clock();
+            if let Some(last) = due.last() {
+                clock.sleep_until(last.due_ms).await;
+            }
+            durable.queued.fetch_add(due.len(), Ordering::Relaxed);
+            for item in due {
+                let _ = durable.ready.send(item);
+            }
         }
     }
 
@@ -858,7 +947,7 @@ impl Durable {
                 .await
             {
                 let now = loaded.runtime.clock.now_ms();
-                self.add_emits(&story, action, &item, rest.collect(), now, &mut tx);
+                self.add_more(&story, action, &item, rest.collect(), now, &mut tx);
             }
             overlay.apply(&tx.state[before..]);
             story_seen = Some(story);
@@ -884,7 +973,8 @@ impl Durable {
     ) -> Option<super::exec::LazyEmits> {
         let built = &story.actions[action];
         let started = std::time::Instant::now();
-        let (result, _skipped) = runtime
+        let at_ms = loaded.runtime.clock.now_ms();
+        let (result, skipped) = runtime
             .execute_item(
                 story.clone(),
                 item.run_id,
@@ -899,6 +989,34 @@ impl Durable {
                 .as_ref()
                 .is_ok_and(|o| !o.emits.iter().any(|e| matches!(e, Emit::Branch("failure", _))));
             o.action_done(&story.id, built, started.elapsed().as_secs_f64(), ok);
+        }
+        if let Some(o) = self.observer.as_ref().filter(|o| o.wants_steps()) {
+            let (error, details, emitted) = match &result {
+                Ok(outcome) => (
+                    None,
+                    outcome.trace.clone(),
+                    outcome
+                        .emits
+                        .iter()
+                        .filter_map(|e| match e {
+                            Emit::Main(o) => Some((None, o.clone())),
+                            Emit::Branch(b, o) => Some((Some(*b), o.clone())),
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                Err(e) => (Some(e.to_string()), Vec::new(), Vec::new()),
+            };
+            o.executed(Executed {
+                run_id: item.run_id,
+                action: item.action.clone(),
+                input: item.input.clone(),
+                at_ms,
+                skipped,
+                error,
+                details,
+                emitted,
+            });
         }
         let mut outcome = match result {
             Ok(outcome) => outcome,
@@ -926,6 +1044,15 @@ impl Durable {
                 waiting.remove(id);
             }
             tx.cancelled.extend(ids);
+            drop(waiting);
+            // A window opened earlier in this same step (a batch of a
+            // stateful action) is not stored yet: it is simply not stored.
+            tx.items.retain(|w| {
+                !(w.story == item.story
+                    && w.action == item.action
+                    && w.due_ms > 0
+                    && w.wake.as_ref().is_some_and(|p| outcome.cancel.contains(p)))
+            });
         }
         let now = loaded.runtime.clock.now_ms();
         let emits = std::mem::take(&mut outcome.emits);
@@ -1003,7 +1130,7 @@ impl Durable {
             let chunk: Vec<Emit> = rest.by_ref().take(CHUNK).collect();
             let last = chunk.len() < CHUNK;
             sent += chunk.len();
-            self.add_emits(&story, action, &item, chunk, now, &mut tx);
+            self.add_more(&story, action, &item, chunk, now, &mut tx);
             // Pure actions after an explode run in the chunk's step; requests
             // stay items of their own, to run in parallel.
             self.run_inline(&loaded, &story, true, true, CHUNK * 4, &mut tx).await;
@@ -1073,7 +1200,7 @@ impl Durable {
                 .await
             {
                 let now = loaded.runtime.clock.now_ms();
-                self.add_emits(story, action, &item, rest.collect(), now, tx);
+                self.add_more(story, action, &item, rest.collect(), now, tx);
             }
             // Its next items may run inline too.
             queue.extend(tx.items.drain(..));
@@ -1087,6 +1214,25 @@ impl Durable {
                 let message = loaded.redactor.text(message);
                 tracing::warn!(story = %item.story, action = %item.action, run = %item.run_id, "{message}");
             }
+        }
+    }
+
+    /// [`Durable::add_emits`] for emits pulled after the execution (a long
+    /// explode's), told to an observer that traces.
+    fn add_more(
+        &self,
+        story: &BuiltStory,
+        action: usize,
+        item: &WorkItem,
+        emits: Vec<Emit>,
+        now: i64,
+        tx: &mut Transaction,
+    ) {
+        let before = tx.events.len();
+        self.add_emits(story, action, item, emits, now, tx);
+        if let Some(o) = self.observer.as_ref().filter(|o| o.wants_steps()) {
+            let input = item.input.as_ref().map(|e| e.id);
+            o.emitted_more(item.run_id, &item.action, input, &tx.events[before..]);
         }
     }
 

@@ -43,14 +43,34 @@ struct Inner {
 }
 
 /// The durable store in memory (see the module comment).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryDurableStore {
     inner: Mutex<Inner>,
+    /// Keep committed events (traces, tests); `tale run` prints them as
+    /// they commit instead, and memory follows the work in progress.
+    keep_events: bool,
+}
+
+impl Default for MemoryDurableStore {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            keep_events: true,
+        }
+    }
 }
 
 impl MemoryDurableStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store that keeps work, runs and state, but not events.
+    pub fn without_events() -> Self {
+        Self {
+            inner: Mutex::default(),
+            keep_events: false,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -87,7 +107,7 @@ impl Inner {
         Some(item.clone())
     }
 
-    fn apply(&mut self, tx: Transaction) -> Applied {
+    fn apply(&mut self, tx: Transaction, keep_events: bool) -> Applied {
         let mut applied = Applied {
             fired: true,
             ..Applied::default()
@@ -122,8 +142,10 @@ impl Inner {
             }
             settle.push(*run);
         }
-        for e in &tx.events {
-            self.events.entry(e.run_id).or_default().push(e.clone());
+        if keep_events {
+            for e in &tx.events {
+                self.events.entry(e.run_id).or_default().push(e.clone());
+            }
         }
         let new_work: Vec<RunId> = tx.items.iter().map(|i| i.run_id).collect();
         for item in tx.items {
@@ -160,10 +182,12 @@ impl Inner {
             let Some(caller) = r.caller_item else { continue };
             r.exit_fired = true;
             let story = r.story.clone();
-            let output = self
+            // The exit's event is in this step (or kept from an earlier one).
+            let output = tx
                 .events
-                .get(run)
-                .and_then(|events| events.iter().rev().find(|e| e.id == *event))
+                .iter()
+                .chain(self.events.get(run).into_iter().flatten())
+                .find(|e| e.id == *event)
                 .map_or(J::Null, |e| e.output.clone());
             let result = json!({"called": {"story": story, "run_id": run.to_string(), "exit": true, "output": output}});
             applied.woken.extend(self.wake(caller, result));
@@ -225,8 +249,10 @@ impl Store for MemoryDurableStore {
 
     fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        for e in commit.events {
-            inner.events.entry(e.run_id).or_default().push(e);
+        if self.keep_events {
+            for e in commit.events {
+                inner.events.entry(e.run_id).or_default().push(e);
+            }
         }
         inner.put_state(commit.state);
         Ok(())
@@ -247,7 +273,7 @@ impl Store for MemoryDurableStore {
 
 impl DurableStore for MemoryDurableStore {
     fn apply(&self, tx: Transaction, _wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>> {
-        let applied = self.lock().apply(tx);
+        let applied = self.lock().apply(tx, self.keep_events);
         Box::pin(std::future::ready(Ok(applied)))
     }
 

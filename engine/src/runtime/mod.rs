@@ -9,6 +9,7 @@ pub use tale_core::runtime::{
 
 pub mod durable;
 pub mod exec;
+pub mod local;
 pub mod memory;
 pub mod sealed;
 pub mod sqlite;

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use serde_json::Value as J;
 
 use super::build::BuiltStory;
@@ -15,40 +14,13 @@ use crate::model::InputType;
 /// How deep calls may nest at run time (`check` already refuses recursion).
 pub const MAX_DEPTH: usize = 16;
 
-/// What a call produced.
-#[derive(Debug)]
-pub struct CallResult {
-    pub run_id: String,
-    /// The first exit's output, if an exit fired.
-    pub output: Option<J>,
-    pub events: usize,
-    pub errors: Vec<(String, String)>,
-    /// The sub-run's trace, in a dry run.
-    pub trace: Vec<J>,
-}
-
+/// Why a call cannot go on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CallError {
-    /// The call cannot be made (unknown story, bad inputs): the caller's
-    /// `failure` branch.
-    #[error("{0}")]
-    Refused(String),
     /// Calls nest too deep: the calling action fails, so that the error
     /// travels up through every caller.
     #[error("calls nest deeper than {MAX_DEPTH} stories (a loop between stories?)")]
     TooDeep,
-}
-
-/// Runs sub-stories for `send_to_story`.
-pub trait StoryCaller: Send + Sync {
-    fn call<'a>(&'a self, story: &'a str, payload: J, as_body: bool) -> BoxFuture<'a, Result<CallResult, CallError>>;
-
-    /// True when a call is a stored run the caller waits for: the action
-    /// emits [`super::contract::Emit::Call`] and is woken with the result
-    /// instead of calling [`StoryCaller::call`].
-    fn defers(&self) -> bool {
-        false
-    }
 }
 
 /// The story a call reaches, its entry webhook, and the request it gets:

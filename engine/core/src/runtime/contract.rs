@@ -4,7 +4,6 @@
 
 use serde_json::Value as J;
 
-use super::call::StoryCaller;
 use super::clock::Clock;
 use super::event::{EventId, RunId};
 use super::http::HttpClient;
@@ -25,7 +24,7 @@ pub enum Emit {
     Later { at_ms: i64, payload: J },
     /// Call the sub-story `story` with `payload` and come back (`wake`)
     /// with what it did: `{"called": {...}}`. Only the durable executor
-    /// takes it (see [`super::call::StoryCaller::defers`]).
+    /// takes it; the action's `wake` gets the result.
     Call { story: String, payload: J, as_body: bool },
 }
 
@@ -79,8 +78,6 @@ pub struct ExecCx<'a> {
     pub scope: Scope<'a>,
     pub http: &'a dyn HttpClient,
     pub mail: &'a dyn Mailer,
-    /// Runs sub-stories.
-    pub calls: &'a dyn StoryCaller,
     pub clock: &'a dyn Clock,
     pub store: &'a dyn Store,
     /// The action's `rules` (a trigger evaluates them itself).
