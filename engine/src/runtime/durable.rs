@@ -279,10 +279,6 @@ pub struct Durable {
     /// Recovered items marked and not finished yet, and who waits for none.
     recovering: AtomicUsize,
     recovered: tokio::sync::Notify,
-    /// On a virtual clock (dry runs, story tests) timers do not sleep: when
-    /// nothing is ready or running, the clock jumps to the earliest one
-    /// and everything due then runs, in order. Told when a timer is added.
-    timer_added: Arc<tokio::sync::Notify>,
 }
 
 /// One recovered item finished (however: also by a panic).
@@ -330,12 +326,7 @@ impl Durable {
             drained: tokio::sync::Notify::new(),
             recovering: AtomicUsize::new(0),
             recovered: tokio::sync::Notify::new(),
-            timer_added: Arc::new(tokio::sync::Notify::new()),
         });
-        if this.clock().is_virtual() {
-            let (weak, added) = (Arc::downgrade(&this), this.timer_added.clone());
-            tokio::spawn(async move { Self::drive_virtual_time(weak, added).await });
-        }
         let weak = Arc::downgrade(&this);
         let permits = this.permits.clone();
         tokio::spawn(async move {
@@ -768,9 +759,10 @@ impl Durable {
             if item.due_ms == PARKED {
                 continue;
             }
+            // On a virtual clock timers do not sleep: the runner releases
+            // them when nothing else is left (`release_next_timers`).
             if item.due_ms > now && clock.is_virtual() {
                 self.lock_waiting().insert(item.id, item);
-                self.timer_added.notify_one();
                 continue;
             }
             if item.due_ms > now {
@@ -795,51 +787,32 @@ impl Durable {
         }
     }
 
-    /// Virtual time: whenever the executor is idle, the clock jumps to the
-    /// earliest timer and every item due by then is released, earliest
-    /// first (ties by id: by creation). Ends with the executor.
-    async fn drive_virtual_time(this: std::sync::Weak<Self>, timer_added: Arc<tokio::sync::Notify>) {
-        loop {
-            let added = timer_added.notified();
-            tokio::pin!(added);
-            added.as_mut().enable();
-            let Some(durable) = this.upgrade() else { return };
-            durable.wait_queue_below(1, None).await;
-            let due: Vec<WorkItem> = {
-                let mut waiting = durable.lock_waiting();
-                let first = waiting.values().map(|i| (i.due_ms, i.id)).min();
-                match first {
-                    Some((at, _)) => {
-                        let mut ids: Vec<(i64, Uuid)> = waiting
-                            .values()
-                            .filter(|i| i.due_ms <= at)
-                            .map(|i| (i.due_ms, i.id))
-                            .collect();
-                        ids.sort_unstable();
-                        ids.into_iter().filter_map(|(_, id)| waiting.remove(&id)).collect()
-                    }
-                    None => Vec::new(),
-                }
+    /// Virtual time (dry runs, story tests): the clock jumps to the
+    /// earliest timer and every item due then is released, in order (ties
+    /// by id: by creation). The runner calls it when nothing is ready or
+    /// running; false when no timer is left.
+    pub async fn release_next_timers(self: &Arc<Self>) -> bool {
+        let due: Vec<WorkItem> = {
+            let mut waiting = self.lock_waiting();
+            let Some(at) = waiting.values().map(|i| i.due_ms).min() else {
+                return false;
             };
-            if due.is_empty() {
-                drop(durable);
-                // Nothing to wait for until a timer is added (looking now
-                // and then whether the executor is gone).
-                tokio::select! {
-                    () = &mut added => {}
-                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                }
-                continue;
-            }
-            let clock = durable.clock();
-            if let Some(last) = due.last() {
-                clock.sleep_until(last.due_ms).await;
-            }
-            durable.queued.fetch_add(due.len(), Ordering::Relaxed);
-            for item in due {
-                let _ = durable.ready.send(item);
-            }
+            let mut ids: Vec<(i64, Uuid)> = waiting
+                .values()
+                .filter(|i| i.due_ms <= at)
+                .map(|i| (i.due_ms, i.id))
+                .collect();
+            ids.sort_unstable();
+            ids.into_iter().filter_map(|(_, id)| waiting.remove(&id)).collect()
+        };
+        if let Some(last) = due.last() {
+            self.clock().sleep_until(last.due_ms).await;
         }
+        self.queued.fetch_add(due.len(), Ordering::Relaxed);
+        for item in due {
+            let _ = self.ready.send(item);
+        }
+        true
     }
 
     fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
