@@ -23,6 +23,8 @@ pub struct BuiltStory {
     pub inputs: Option<indexmap::IndexMap<String, crate::model::Input>>,
     /// How long `tale serve` keeps the events of finished runs.
     pub keep_events_for: Option<std::time::Duration>,
+    /// Action positions by slug: work items name their action by slug.
+    by_slug: std::collections::HashMap<Arc<str>, usize>,
 }
 
 pub struct BuiltAction {
@@ -78,7 +80,7 @@ pub fn credentials_read(action: &crate::story::Action) -> Vec<String> {
 
 impl BuiltStory {
     pub fn action(&self, slug: &str) -> Option<usize> {
-        self.actions.iter().position(|a| &*a.slug == slug)
+        self.by_slug.get(slug).copied()
     }
 
     /// Where a run enters: `entry`, else the only webhook, else (a story
@@ -176,7 +178,9 @@ pub fn build(story: &Story, parser: &TemplateParser, globals: Globals) -> Result
                 .oauth2_among(credentials_read(a).iter().map(String::as_str)),
         });
     }
+    let by_slug = actions.iter().enumerate().map(|(i, a)| (a.slug.clone(), i)).collect();
     Ok(BuiltStory {
+        by_slug,
         id: story.id.value.as_str().into(),
         name: story.name.clone(),
         actions,
