@@ -73,6 +73,8 @@ fn the_output_is_the_exit_that_fired() {
         output_of(&events, "enriched"),
         Some(&json!({"summary": "adele@contoso.com: low over 30 days"}))
     );
+    // The called run's events are its own: `tale run` prints the caller's.
+    assert!(events.iter().all(|e| e["story"] == "triage"), "{events:?}");
 }
 
 #[test]

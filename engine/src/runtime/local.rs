@@ -26,6 +26,9 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 struct Recorder {
     trace: bool,
     on_event: Option<super::exec::EventFn>,
+    /// The story run: `on_event` sees its events (the runs it calls are
+    /// their own; `check` refuses a story that calls itself).
+    story: Arc<str>,
     /// Every execution, of every run (sub-runs too), with its run.
     steps: Mutex<Vec<(RunId, TraceEntry)>>,
     /// `log_error` details, by run: (action, message).
@@ -88,7 +91,7 @@ impl Observer for Recorder {
 
     fn committed(&self, events: &[Arc<Event>]) {
         if let Some(f) = &self.on_event {
-            for e in events {
+            for e in events.iter().filter(|e| e.story == self.story) {
                 f(e);
             }
         }
@@ -119,6 +122,7 @@ pub async fn run_local(
     let recorder = Arc::new(Recorder {
         trace: runtime.trace,
         on_event: runtime.on_event.clone(),
+        story: story.id.clone(),
         ..Recorder::default()
     });
     let local = Runtime {
