@@ -3,15 +3,16 @@
 # items → explode → transform → implode, run by `tale run`. Reports wall time
 # and peak RSS, and the same-run baseline of parsing the event with Python,
 # so the figure reads as a ratio on a noisy machine.
-# Usage: bench/fanout.sh [N...]   (default: 10000 1000000)
+# Usage: bench/fanout.sh [N...]   (default: 10000 1000000); TALE_BIN=path runs
+# another build (an A/B against an older binary) without building this one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+[ -n "${TALE_BIN:-}" ] || cargo build --release --quiet
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cat > "$work/fanout.yaml" <<'YAML'
 actions:
-  receive: {type: webhook, path: fanout, secret: local, max_body_bytes: 500000000}
+  receive: {type: webhook, path: fanout, secret: local, max_body_bytes: 268435456}
   each:
     type: transform
     mode: explode
@@ -38,7 +39,7 @@ for n in "${@:-10000 1000000}"; do
   base_start=$(date +%s.%N)
   python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$work/event.json"
   base=$(echo "$(date +%s.%N) - $base_start" | bc -l)
-  /usr/bin/time -f '%e %M' -o "$work/time" ./target/release/tale run "$work/fanout.yaml" --event "$work/event.json" > /dev/null 2> "$work/stderr" || { cat "$work/stderr"; exit 1; }
+  /usr/bin/time -f '%e %M' -o "$work/time" "${TALE_BIN:-./target/release/tale}" run "$work/fanout.yaml" --event "$work/event.json" > /dev/null 2> "$work/stderr" || { cat "$work/stderr"; exit 1; }
   read -r secs kb < "$work/time"
   printf '%-10s %12s %12.1f %14.3f %12.1f\n' "$n" "$secs" "$(echo "$kb/1024" | bc -l)" "$base" "$(echo "$secs/$base" | bc -l)"
 done
