@@ -21,6 +21,7 @@ mod no_panic;
 mod redirects;
 mod run_status;
 mod runtime;
+mod scheduler;
 mod schema;
 mod serve;
 mod serve_cli;
