@@ -99,7 +99,7 @@ fn bench(c: &mut Criterion) {
             for i in 0..RUNS {
                 let output = serde_json::json!({"body": {"id": format!("a{i}"), "severity": "HIGH"}});
                 let event = Arc::new(Event::new(
-                    uuid::Uuid::nil(),
+                    tale_engine::runtime::event::RunId::default(),
                     "s".into(),
                     "receive".into(),
                     Vec::new(),

@@ -6,8 +6,8 @@ use std::io::Write;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value as J, json};
+use tale_engine::runtime::event::RunId;
 use tale_engine::runtime::sqlite::{RunFilter, RunState, SqliteReader};
-use uuid::Uuid;
 
 use crate::ExitStatus;
 
@@ -42,7 +42,7 @@ pub enum RunsCommand {
 #[derive(Debug, Clone, Args)]
 pub struct ShowArgs {
     /// The run.
-    pub run: Uuid,
+    pub run: RunId,
     /// The database: `sqlite:PATH`.
     #[arg(long, value_name = "URL", default_value = "sqlite:tale.db")]
     pub db: String,
@@ -54,7 +54,7 @@ pub struct ShowArgs {
 #[derive(Debug, Clone, Args)]
 pub struct EventsArgs {
     /// The run.
-    pub run: Uuid,
+    pub run: RunId,
     /// The database: `sqlite:PATH`.
     #[arg(long, value_name = "URL", default_value = "sqlite:tale.db")]
     pub db: String,
@@ -146,13 +146,13 @@ fn show(args: &ShowArgs, out: &mut dyn Write) -> anyhow::Result<ExitStatus> {
 }
 
 /// `{run, events, children}`, children recursively.
-fn run_doc(reader: &SqliteReader, id: Uuid, depth: usize) -> anyhow::Result<Option<J>> {
+fn run_doc(reader: &SqliteReader, id: RunId, depth: usize) -> anyhow::Result<Option<J>> {
     let Some(run) = reader.run(id)? else { return Ok(None) };
     let events = reader.events_json(id)?;
     let mut children = Vec::new();
     if depth < SHOW_DEPTH {
         for child in reader.called_by(id)? {
-            let Ok(child_id) = child.id.parse::<Uuid>() else {
+            let Ok(child_id) = child.id.parse::<RunId>() else {
                 continue;
             };
             if let Some(doc) = run_doc(reader, child_id, depth + 1)? {

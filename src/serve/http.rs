@@ -13,6 +13,7 @@ use axum::routing::{any, get, post, put};
 use serde::Deserialize;
 use serde_json::{Value as J, json};
 use tale_engine::runtime::durable::{Delivery, DurableError};
+use tale_engine::runtime::event::{EventId, RunId};
 use tale_engine::runtime::exec::{WebhookRequest, WebhookResponse};
 use tale_engine::runtime::sqlite::{RunFilter, RunState, SqliteStore};
 use tale_engine::runtime::store::StoreError;
@@ -325,7 +326,7 @@ async fn read<T: Send + 'static>(
 }
 
 async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    let Ok(id) = Uuid::parse_str(&id) else {
+    let Ok(id) = id.parse::<RunId>() else {
         return error(StatusCode::NOT_FOUND, format!("`{id}` is not an id"));
     };
     match read(&app, move |store| store.run(id)).await {
@@ -336,7 +337,7 @@ async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
 }
 
 async fn run_events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    let Ok(id) = Uuid::parse_str(&id) else {
+    let Ok(id) = id.parse::<RunId>() else {
         return error(StatusCode::NOT_FOUND, format!("`{id}` is not an id"));
     };
     let events = match read(&app, move |store| store.events_json(id)).await {
@@ -354,7 +355,7 @@ async fn run_events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resp
 }
 
 async fn reemit(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    let Ok(id) = Uuid::parse_str(&id) else {
+    let Ok(id) = id.parse::<EventId>() else {
         return error(StatusCode::NOT_FOUND, format!("`{id}` is not an id"));
     };
     let event = match read(&app, move |store| store.event(id)).await {

@@ -66,7 +66,7 @@ async fn apply(store: &Arc<dyn DurableStore>, tx: Transaction) -> tale_engine::r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_ends_when_its_last_item_is_done() {
     for (name, store, _keep) in backends() {
-        let run = new_id();
+        let run = RunId::new();
         let (a, b) = (item(run, "a", 0, None), item(run, "b", 0, None));
         let (ida, idb) = (a.id, b.id);
         let applied = apply(&store, start(run, vec![a, b])).await;
@@ -84,7 +84,7 @@ async fn a_run_ends_when_its_last_item_is_done() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_fails_the_run_and_new_work_keeps_it_open() {
     for (name, store, _keep) in backends() {
-        let run = new_id();
+        let run = RunId::new();
         let a = item(run, "a", 0, None);
         let ida = a.id;
         apply(&store, start(run, vec![a])).await;
@@ -103,7 +103,7 @@ async fn an_error_fails_the_run_and_new_work_keeps_it_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn due_times_are_data_and_parked_items_stay_in_the_store() {
     for (name, store, _keep) in backends() {
-        let run = new_id();
+        let run = RunId::new();
         let input = event(run, "hook", json!({"alert": 7}));
         let later = item(run, "delay", 1_900_000_000_000, Some(input.clone()));
         let parked = item(run, "call", PARKED, Some(input.clone()));
@@ -124,12 +124,12 @@ async fn due_times_are_data_and_parked_items_stay_in_the_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_item_ends_its_run() {
     for (name, store, _keep) in backends() {
-        let run = new_id();
+        let run = RunId::new();
         let window = item(run, "implode", 1_900_000_000_000, None);
         let window_id = window.id;
         apply(&store, start(run, vec![window])).await;
         // Another run's step cancels the window (an implode completed early).
-        let other = new_id();
+        let other = RunId::new();
         let x = item(other, "x", 0, None);
         let idx = x.id;
         apply(&store, start(other, vec![x])).await;
@@ -148,12 +148,12 @@ async fn a_cancelled_item_ends_its_run() {
 async fn a_schedule_tick_fires_once() {
     for (name, store, _keep) in backends() {
         let key = "s/tick".to_owned();
-        let first = new_id();
+        let first = RunId::new();
         let mut tx = start(first, vec![item(first, "tick", 0, None)]);
         tx.tick = Some((key.clone(), 100));
         assert!(apply(&store, tx).await.fired, "{name}");
         // The same tick again (another node, a restart): nothing is written.
-        let again = new_id();
+        let again = RunId::new();
         let mut tx = start(again, vec![item(again, "tick", 0, None)]);
         tx.tick = Some((key.clone(), 100));
         assert!(!apply(&store, tx).await.fired, "{name}");
@@ -161,7 +161,7 @@ async fn a_schedule_tick_fires_once() {
             store.recover().expect("recover").iter().all(|i| i.run_id != again),
             "{name}: the refused tick left work"
         );
-        let next = new_id();
+        let next = RunId::new();
         let mut tx = start(next, vec![item(next, "tick", 0, None)]);
         tx.tick = Some((key.clone(), 200));
         assert!(apply(&store, tx).await.fired, "{name}");
@@ -204,13 +204,13 @@ async fn action_state_is_set_pushed_and_deleted_with_the_step() {
 /// A parent run whose caller item is parked on a child run; the child's
 /// one item is returned.
 async fn call(store: &Arc<dyn DurableStore>) -> (RunId, RunId, Uuid, Uuid) {
-    let parent = new_id();
+    let parent = RunId::new();
     let hook = item(parent, "hook", 0, None);
     let hook_id = hook.id;
     apply(store, start(parent, vec![hook])).await;
     let caller = item(parent, "call", PARKED, None);
     let caller_id = caller.id;
-    let child = new_id();
+    let child = RunId::new();
     let work = item(child, "work", 0, None);
     let work_id = work.id;
     let mut step = done(parent, &[hook_id]);
@@ -282,7 +282,7 @@ async fn a_sub_story_that_ends_without_an_exit_wakes_its_caller_with_its_errors(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_starts_are_counted_and_a_clean_stop_forgets_them() {
     for (name, store, _keep) in backends() {
-        let run = new_id();
+        let run = RunId::new();
         let a = item(run, "a", 0, None);
         let ida = a.id;
         apply(&store, start(run, vec![a])).await;

@@ -534,7 +534,7 @@ impl Durable {
     ) -> Result<Delivery, DurableError> {
         let loaded = self.loaded();
         let _slot = self.admit().await?;
-        let run_id = new_id();
+        let run_id = RunId::new();
         let request_len = request.body.len();
         let (output, response) = match loaded.runtime.accept(&story, action, &request, run_id)? {
             WebhookResult::Refused { status, message } => return Ok(Delivery::Refused { status, message }),
@@ -584,7 +584,7 @@ impl Durable {
                 event.story, event.action
             ))
         })?;
-        let run_id = new_id();
+        let run_id = RunId::new();
         let now = loaded.runtime.clock.now_ms();
         let root = Arc::new(
             Event::new(
@@ -670,7 +670,7 @@ impl Durable {
         action: usize,
         tick_ms: Option<i64>,
     ) -> Result<(Applied, RunId), StoreError> {
-        let run_id = new_id();
+        let run_id = RunId::new();
         let item = WorkItem {
             id: new_id(),
             run_id,
@@ -1314,7 +1314,7 @@ impl Durable {
                     return;
                 }
             };
-        let child_run = new_id();
+        let child_run = RunId::new();
         let output = match loaded.runtime.accept(&child, entry, &request, child_run) {
             Ok(WebhookResult::Accepted { output, .. }) => output,
             // Its entry's rules did not match: it ends at once, without an exit.

@@ -142,7 +142,7 @@ pub async fn run_local(
             Ok(Delivery::Started { run_id, response }) => (run_id, Some(response)),
             Ok(Delivery::Ignored(response)) => {
                 return Ok(RunReport {
-                    run_id: super::event::new_id(),
+                    run_id: RunId::new(),
                     events: Vec::new(),
                     event_count: 0,
                     errors: Vec::new(),

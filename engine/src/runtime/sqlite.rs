@@ -15,7 +15,7 @@ use serde_json::Value as J;
 use uuid::Uuid;
 
 use super::durable::{Applied, DurableStore, Transaction, WorkItem};
-use super::event::{Event, RunId};
+use super::event::{Event, EventId, RunId};
 use super::redact::Redactor;
 use super::store::{Change, Commit, RunStatus, StatePut, Store, StoreError};
 
@@ -567,7 +567,7 @@ impl SqliteStore {
                 (
                     c.child.into_bytes(),
                     c.parent.into_bytes(),
-                    c.parent_event.map(Uuid::into_bytes),
+                    c.parent_event.map(EventId::into_bytes),
                     c.caller_item.into_bytes(),
                 )
             })
@@ -630,17 +630,17 @@ impl SqliteStore {
         list_runs(&self.read(), RUN_COLUMNS, filter)
     }
 
-    pub fn run(&self, id: Uuid) -> Result<Option<RunRow>, StoreError> {
+    pub fn run(&self, id: RunId) -> Result<Option<RunRow>, StoreError> {
         get_run(&self.read(), RUN_COLUMNS, id)
     }
 
     /// A run's events as JSON, in order.
-    pub fn events_json(&self, run: Uuid) -> Result<Vec<J>, StoreError> {
+    pub fn events_json(&self, run: RunId) -> Result<Vec<J>, StoreError> {
         events_of_run(&self.read(), run)
     }
 
     /// One event with its ancestry loaded (to emit it again).
-    pub fn event(&self, id: Uuid) -> Result<Option<Arc<Event>>, StoreError> {
+    pub fn event(&self, id: EventId) -> Result<Option<Arc<Event>>, StoreError> {
         let conn = self.read();
         let mut cache = HashMap::new();
         load_event(&conn, id.into_bytes(), &mut cache, 0)
@@ -988,7 +988,7 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
                 .query_row([&event[..]], |r| r.get(0))?;
             let output: J =
                 serde_json::from_str(&output).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            let result = serde_json::json!({"called": {"story": story, "run_id": uuid_of(run).to_string(), "exit": true, "output": output}});
+            let result = serde_json::json!({"called": {"story": story, "run_id": RunId::from_bytes(*run).to_string(), "exit": true, "output": output}});
             if let Some(item) = wake_caller(tx, &caller, &result)? {
                 applied.woken.push(item);
             }
@@ -1027,14 +1027,14 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
                 .optional()?;
             if let Some((caller, errors)) = waiting {
                 let errors: J = serde_json::from_str(&errors).unwrap_or(J::Array(Vec::new()));
-                let result = serde_json::json!({"called": {"story": story, "run_id": uuid_of(run).to_string(), "output": null, "errors": errors}});
+                let result = serde_json::json!({"called": {"story": story, "run_id": RunId::from_bytes(*run).to_string(), "output": null, "errors": errors}});
                 if let Some(item) = wake_caller(tx, &caller, &result)? {
                     applied.woken.push(item);
                 }
             }
             applied
                 .finished
-                .push((Uuid::from_bytes(*run), story, status == "succeeded"));
+                .push((RunId::from_bytes(*run), story, status == "succeeded"));
         }
     }
     Ok(applied)
@@ -1073,7 +1073,7 @@ fn wake_caller(tx: &rusqlite::Transaction<'_>, caller: &[u8], result: &J) -> rus
     };
     Ok(Some(WorkItem {
         id: uuid_of(caller),
-        run_id: uuid_of(&run),
+        run_id: RunId::from(uuid_of(&run)),
         story: story.into(),
         action: action.into(),
         input,
@@ -1096,8 +1096,8 @@ fn prune(tx: &rusqlite::Transaction<'_>, story: &str, before_ms: i64) -> rusqlit
         tx.prepare_cached("DELETE FROM events WHERE run_id = ?1")?
             .execute([&id])?;
         tx.prepare_cached("DELETE FROM runs WHERE id = ?1")?.execute([&id])?;
-        let uuid = Uuid::from_slice(&id).unwrap_or_default();
-        applied.finished.push((uuid, story.to_owned(), status == "succeeded"));
+        let run = Uuid::from_slice(&id).map(RunId::from).unwrap_or_default();
+        applied.finished.push((run, story.to_owned(), status == "succeeded"));
     }
     Ok(applied)
 }
@@ -1159,8 +1159,8 @@ fn load_event(
         }
     }
     let event = Arc::new(Event {
-        id: Uuid::from_bytes(id),
-        run_id: uuid_of(&run),
+        id: EventId::from_bytes(id),
+        run_id: RunId::from(uuid_of(&run)),
         story: story.into(),
         action: action.into(),
         parents,
@@ -1232,13 +1232,13 @@ fn list_runs(conn: &Connection, columns: &str, f: &RunFilter) -> Result<Vec<RunR
     Ok(rows)
 }
 
-fn get_run(conn: &Connection, columns: &str, id: Uuid) -> Result<Option<RunRow>, StoreError> {
+fn get_run(conn: &Connection, columns: &str, id: RunId) -> Result<Option<RunRow>, StoreError> {
     conn.prepare_cached(&format!("SELECT {columns} FROM runs WHERE id = ?1"))
         .and_then(|mut s| s.query_row([&id.as_bytes()[..]], run_row).optional())
         .map_err(failed)
 }
 
-fn events_of_run(conn: &Connection, run: Uuid) -> Result<Vec<J>, StoreError> {
+fn events_of_run(conn: &Connection, run: RunId) -> Result<Vec<J>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, run_id, story, action, parents, branch, output, created_at FROM events WHERE run_id = ?1 ORDER BY rowid",
@@ -1299,16 +1299,16 @@ impl SqliteReader {
         list_runs(&self.conn, self.columns, filter)
     }
 
-    pub fn events_json(&self, run: Uuid) -> Result<Vec<J>, StoreError> {
+    pub fn events_json(&self, run: RunId) -> Result<Vec<J>, StoreError> {
         events_of_run(&self.conn, run)
     }
 
-    pub fn run(&self, id: Uuid) -> Result<Option<RunRow>, StoreError> {
+    pub fn run(&self, id: RunId) -> Result<Option<RunRow>, StoreError> {
         get_run(&self.conn, self.columns, id)
     }
 
     /// The runs `run`'s `send_to_story` calls started, oldest first.
-    pub fn called_by(&self, run: Uuid) -> Result<Vec<RunRow>, StoreError> {
+    pub fn called_by(&self, run: RunId) -> Result<Vec<RunRow>, StoreError> {
         if self.columns != RUN_COLUMNS {
             return Ok(Vec::new());
         }
@@ -1469,7 +1469,7 @@ impl DurableStore for SqliteStore {
             };
             items.push(WorkItem {
                 id: uuid_of(&id),
-                run_id: uuid_of(&run),
+                run_id: RunId::from(uuid_of(&run)),
                 story: story.into(),
                 action: action.into(),
                 input,

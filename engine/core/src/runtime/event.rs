@@ -8,8 +8,69 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::Value as J;
 use uuid::Uuid;
 
-pub type EventId = Uuid;
-pub type RunId = Uuid;
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A new, time-ordered id.
+            pub fn new() -> Self {
+                Self(new_id())
+            }
+            pub const fn from_uuid(id: Uuid) -> Self {
+                Self(id)
+            }
+            pub const fn as_uuid(&self) -> &Uuid {
+                &self.0
+            }
+            pub const fn into_bytes(self) -> [u8; 16] {
+                self.0.into_bytes()
+            }
+            pub const fn as_bytes(&self) -> &[u8; 16] {
+                self.0.as_bytes()
+            }
+            pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+                Self(Uuid::from_bytes(bytes))
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+
+        impl From<$name> for Uuid {
+            fn from(id: $name) -> Uuid {
+                id.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map(Self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An event's id (a UUIDv7: ordered by creation). Not a run's.
+    EventId
+);
+id_type!(
+    /// A run's id (a UUIDv7: ordered by start). Not an event's.
+    RunId
+);
 
 #[derive(Debug)]
 pub struct Event {
@@ -69,7 +130,7 @@ impl Event {
         now: i64,
     ) -> Self {
         Self {
-            id: new_id(),
+            id: EventId::new(),
             run_id,
             story,
             action,
@@ -203,7 +264,7 @@ mod tests {
     /// the parents (the same allocation), never through a copy.
     #[test]
     fn upstream_outputs_are_reached_through_parents_not_copied() {
-        let run = super::new_id();
+        let run = super::RunId::new();
         let story: Arc<str> = Arc::from("s");
         let root = Arc::new(Event::new(
             run,

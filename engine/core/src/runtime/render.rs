@@ -385,7 +385,7 @@ mod tests {
     use crate::runtime::scope::Globals;
 
     fn event(slug: &str, parents: Vec<Arc<Event>>, output: J) -> Arc<Event> {
-        let run = uuid::Uuid::nil();
+        let run = crate::runtime::event::RunId::default();
         Arc::new(Event::new(run, "s".into(), slug.into(), parents, output, 0))
     }
 
