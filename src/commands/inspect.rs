@@ -6,8 +6,9 @@ use std::io::Write;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value as J, json};
+use tale_engine::runtime::backend::Database;
 use tale_engine::runtime::event::RunId;
-use tale_engine::runtime::sqlite::{RunFilter, RunState, SqliteReader};
+use tale_engine::runtime::runlog::{RunFilter, RunLog, RunState};
 
 use crate::ExitStatus;
 
@@ -64,9 +65,9 @@ fn parse_state(s: &str) -> Result<RunState, String> {
     s.parse()
 }
 
-fn open(db: &str) -> anyhow::Result<SqliteReader> {
-    let path = crate::serve::sqlite_path(db)?;
-    SqliteReader::open(&path).with_context(|| format!("cannot read {}", path.display()))
+fn open(db: &str) -> anyhow::Result<Box<dyn RunLog>> {
+    let database: Database = db.parse()?;
+    database.open_log().with_context(|| format!("cannot read {database}"))
 }
 
 pub(crate) fn runs(args: &RunsArgs, out: &mut dyn Write) -> anyhow::Result<ExitStatus> {
@@ -134,7 +135,7 @@ const SHOW_DEPTH: usize = 16;
 
 fn show(args: &ShowArgs, out: &mut dyn Write) -> anyhow::Result<ExitStatus> {
     let reader = open(&args.db)?;
-    let Some(doc) = run_doc(&reader, args.run, 0)? else {
+    let Some(doc) = run_doc(&*reader, args.run, 0)? else {
         anyhow::bail!("no run {} in {}", args.run, args.db);
     };
     if args.json {
@@ -146,7 +147,7 @@ fn show(args: &ShowArgs, out: &mut dyn Write) -> anyhow::Result<ExitStatus> {
 }
 
 /// `{run, events, children}`, children recursively.
-fn run_doc(reader: &SqliteReader, id: RunId, depth: usize) -> anyhow::Result<Option<J>> {
+fn run_doc(reader: &dyn RunLog, id: RunId, depth: usize) -> anyhow::Result<Option<J>> {
     let Some(run) = reader.run(id)? else { return Ok(None) };
     let events = reader.events_json(id)?;
     let mut children = Vec::new();

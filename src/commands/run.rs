@@ -306,9 +306,11 @@ fn run_stored(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<ExitStatus> {
+    use tale_engine::runtime::backend::Database;
+    use tale_engine::runtime::backend::Sync;
     use tale_engine::runtime::durable::{Delivery, Durable, Loaded};
-    use tale_engine::runtime::sqlite::{RunState, SqliteStore, Sync};
-    let path = crate::serve::sqlite_path(db)?;
+    use tale_engine::runtime::runlog::RunState;
+    let database: Database = db.parse()?;
     let mail: Arc<dyn Mailer> = match SmtpMailer::from_env() {
         Some(m) => Arc::new(m?),
         None => Arc::new(NoMailer),
@@ -320,7 +322,7 @@ fn run_stored(
         .context("cannot start the async runtime")?;
     let request = request(&story, entry, body);
     let (store, run_id) = rt.block_on(async {
-        let store = SqliteStore::open(&path, Sync::Normal)?;
+        let store = database.open(Sync::Normal)?;
         let redactor = Arc::new(redactor_of(&story));
         store.set_redactor(redactor.clone());
         let runtime = Runtime {
@@ -383,9 +385,7 @@ fn run_stored(
     writeln!(
         err,
         "run {run_id} {} with {} events, stored in {}",
-        run.status,
-        run.events,
-        path.display()
+        run.status, run.events, database
     )?;
     if let Some(errors) = run.errors.as_array().filter(|e| !e.is_empty()) {
         for e in errors {

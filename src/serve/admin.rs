@@ -12,9 +12,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use serde_json::{Value as J, json};
+use tale_engine::runtime::backend::ServeStore;
 use tale_engine::runtime::credentials::Entry;
 use tale_engine::runtime::sealed::{KEY_VARIABLE, SealKey};
-use tale_engine::runtime::sqlite::SqliteStore;
 use tale_engine::runtime::stored::{StoredCredential, StoredResource, Table};
 
 use super::App;
@@ -83,7 +83,7 @@ impl Admin {
 /// start (`strict`) a credential that does not open stops the server; at a
 /// reload it is left out and logged, so one bad row cannot stop every
 /// later reload.
-pub(crate) fn read_stored(store: &SqliteStore, key: Option<&SealKey>, strict: bool) -> anyhow::Result<Stored> {
+pub(crate) fn read_stored(store: &dyn ServeStore, key: Option<&SealKey>, strict: bool) -> anyhow::Result<Stored> {
     let rows = store.stored_credentials()?;
     let mut credentials = Vec::with_capacity(rows.len());
     for row in rows {
@@ -204,10 +204,10 @@ fn not_a_credential(e: &serde_json::Error) -> String {
 /// A store call off the async threads (it may wait for the writer's lock).
 async fn blocking<T: Send + 'static>(
     app: &App,
-    f: impl FnOnce(&SqliteStore) -> Result<T, tale_engine::runtime::store::StoreError> + Send + 'static,
+    f: impl FnOnce(&dyn ServeStore) -> Result<T, tale_engine::runtime::store::StoreError> + Send + 'static,
 ) -> Result<T, Refusal> {
     let store = app.store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
+    tokio::task::spawn_blocking(move || f(&*store))
         .await
         .map_err(internal)?
         .map_err(internal)

@@ -12,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use serde::Deserialize;
 use serde_json::{Value as J, json};
+use tale_engine::runtime::backend::ServeStore;
 use tale_engine::runtime::durable::{Delivery, DurableError};
 use tale_engine::runtime::event::{EventId, RunId};
 use tale_engine::runtime::exec::{WebhookRequest, WebhookResponse};
-use tale_engine::runtime::sqlite::{RunFilter, RunState, SqliteStore};
+use tale_engine::runtime::runlog::{RunFilter, RunState};
 use tale_engine::runtime::store::StoreError;
 use uuid::Uuid;
 
@@ -317,10 +318,10 @@ async fn runs(
 /// wait for the read connection) must not hold an async worker.
 async fn read<T: Send + 'static>(
     app: &Arc<App>,
-    f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    f: impl FnOnce(&dyn ServeStore) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     let store = app.store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
+    tokio::task::spawn_blocking(move || f(&*store))
         .await
         .unwrap_or_else(|e| Err(StoreError::Failed(format!("the read stopped: {e}"))))
 }

@@ -1,6 +1,6 @@
 //! `tale serve`: webhooks, schedules and durable execution on SQLite, with a
 //! JSON API, metrics and reload (SPEC §1.4, §7). The executor and the store
-//! live in the engine (`runtime::durable`, `runtime::sqlite`); this module
+//! live in the engine (`runtime::durable`, `runtime::backend`); this module
 //! wires them to HTTP, signals and files.
 
 mod admin;
@@ -16,15 +16,16 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
+use tale_engine::runtime::backend::Sync;
+use tale_engine::runtime::backend::{Database, ServeStore};
 use tale_engine::runtime::clock::{Clock, RealClock};
 use tale_engine::runtime::durable::{Durable, Loaded};
 use tale_engine::runtime::exec::Runtime;
 use tale_engine::runtime::http::{HttpClient, RealHttp};
 use tale_engine::runtime::mail::{Mailer, NoMailer, SmtpMailer};
-use tale_engine::runtime::sqlite::{SqliteStore, Sync};
 
 use self::load::{StoryStatus, load, served};
 use self::metrics::{MeteredHttp, Metrics};
@@ -139,7 +140,7 @@ fn secret(text: &str) -> Result<SecretString, std::convert::Infallible> {
 /// What the HTTP handlers share.
 pub(crate) struct App {
     pub(crate) durable: Arc<Durable>,
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<dyn ServeStore>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) statuses: RwLock<Vec<StoryStatus>>,
     pub(crate) max_body: usize,
@@ -176,19 +177,9 @@ impl Server {
     }
 }
 
-pub(crate) fn sqlite_path(db: &str) -> anyhow::Result<PathBuf> {
-    match db.split_once(':') {
-        Some(("sqlite", path)) if !path.is_empty() => Ok(PathBuf::from(path.trim_start_matches("//"))),
-        Some(("postgres" | "postgresql", _)) => {
-            bail!("PostgreSQL is not supported yet: use --db sqlite:PATH")
-        }
-        _ => bail!("--db must look like sqlite:PATH, found `{db}`"),
-    }
-}
-
 /// Starts serving; `clock` replaces the real clock (tests of schedules).
 pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::Result<Server> {
-    let path = sqlite_path(&args.db)?;
+    let database: Database = args.db.parse()?;
     let sync = match args.sync {
         SyncMode::Full => Sync::Full,
         SyncMode::Normal => Sync::Normal,
@@ -196,8 +187,8 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     // Opening waits for the lock file (up to 5 s) and migrates: not on an
     // async worker.
     let store = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || SqliteStore::open(&path, sync))
+        let database = database.clone();
+        tokio::task::spawn_blocking(move || database.open(sync))
             .await
             .context("opening the database stopped")??
     };
@@ -243,7 +234,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
             );
         }
     }
-    let stored = admin::read_stored(&store, key.as_deref(), true)?;
+    let stored = admin::read_stored(&*store, key.as_deref(), true)?;
     let first = {
         let dir = stories_dir.clone();
         let (r, c) = (resources.clone(), credentials.clone());
@@ -368,19 +359,21 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
                 };
                 let store2 = store.clone();
                 let key = app.admin.key.clone();
-                let stored =
-                    match tokio::task::spawn_blocking(move || admin::read_stored(&store2, key.as_deref(), false)).await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            failed(asked, format!("{e:#}"));
-                            continue;
-                        }
-                        Err(e) => {
-                            failed(asked, e.to_string());
-                            continue;
-                        }
-                    };
+                let stored = match tokio::task::spawn_blocking(move || {
+                    admin::read_stored(&*store2, key.as_deref(), false)
+                })
+                .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        failed(asked, format!("{e:#}"));
+                        continue;
+                    }
+                    Err(e) => {
+                        failed(asked, e.to_string());
+                        continue;
+                    }
+                };
                 let (r, c) = (resources.clone(), credentials.clone());
                 let next = match tokio::task::spawn_blocking({
                     let earlier = seen.clone();
@@ -442,7 +435,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
 
     let router = http::router(app.clone());
     app.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(%addr, db = %path.display(), "tale serve is listening");
+    tracing::info!(%addr, db = %database, "tale serve is listening");
     // Where each webhook answers (the secret goes after the path, or in
     // `Authorization: Bearer`; it is never printed).
     let mut paths: Vec<String> = app.durable.loaded().hooks.keys().cloned().collect();

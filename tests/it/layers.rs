@@ -154,6 +154,7 @@ fn only_raw_types_and_stored_rows_derive_deserialize() {
         "engine/syntax/src/model.rs",
         "engine/core/src/runtime/credentials.rs",
         "engine/src/runtime/sqlite.rs",
+        "engine/src/runtime/runlog.rs",
     ];
     for dir in ["engine", "actions/src"] {
         for file in sources(&root().join(dir)) {
@@ -169,6 +170,22 @@ fn only_raw_types_and_stored_rows_derive_deserialize() {
                     relative.display()
                 );
             }
+        }
+    }
+}
+
+/// The server and the commands reach a store through the traits
+/// (`runtime::backend`), never a backend by name: `--db` picks it once.
+#[test]
+fn nothing_above_the_engine_names_a_store_backend() {
+    for file in sources(&root().join("src")) {
+        let code = code(&file);
+        for word in ["runtime::sqlite", "SqliteStore", "SqliteReader", "rusqlite"] {
+            assert!(
+                !code.contains(word),
+                "{} names `{word}`: go through tale_engine::runtime::backend",
+                file.display()
+            );
         }
     }
 }

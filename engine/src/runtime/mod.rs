@@ -7,10 +7,12 @@ pub use tale_core::runtime::{
     build, call, clock, contract, credentials, event, http, mail, redact, render, rules, scope, store,
 };
 
+pub mod backend;
 pub mod durable;
 pub mod exec;
 pub mod local;
 pub mod memory;
+pub mod runlog;
 pub mod sealed;
 pub mod sqlite;
 pub mod stored;

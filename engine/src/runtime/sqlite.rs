@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::durable::{Applied, DurableStore, Transaction, WorkItem};
 use super::event::{Event, EventId, RunId};
 use super::redact::Redactor;
+pub use super::runlog::{RunFilter, RunLog, RunRow, RunState, SecretStore};
 use super::store::{Change, Commit, RunStatus, StatePut, Store, StoreError};
 
 /// Versioned schema: migration `i` takes `user_version` from `i` to `i + 1`.
@@ -131,46 +132,6 @@ fn failed(e: impl std::fmt::Display) -> StoreError {
     StoreError::Failed(e.to_string())
 }
 
-/// A stored run's status (the `status` column's three words).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RunState {
-    Running,
-    Succeeded,
-    Failed,
-}
-
-impl RunState {
-    pub const ALL: [RunState; 3] = [RunState::Running, RunState::Succeeded, RunState::Failed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Running => "running",
-            RunState::Succeeded => "succeeded",
-            RunState::Failed => "failed",
-        }
-    }
-}
-
-impl std::fmt::Display for RunState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-impl std::str::FromStr for RunState {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        RunState::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
-            format!(
-                "unknown status `{s}`: one of {}",
-                RunState::ALL.map(RunState::as_str).join(", ")
-            )
-        })
-    }
-}
-
 impl rusqlite::types::FromSql for RunState {
     fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
         value
@@ -178,38 +139,6 @@ impl rusqlite::types::FromSql for RunState {
             .parse()
             .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
     }
-}
-
-/// A run as the API and `tale runs` show it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunRow {
-    pub id: String,
-    pub story: String,
-    pub status: RunState,
-    pub errors: J,
-    pub events: i64,
-    pub started_at: i64,
-    pub finished_at: Option<i64>,
-    /// The run whose `send_to_story` started this one, and the event that
-    /// action received.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent_run: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent_event: Option<String>,
-}
-
-/// Which runs to list, newest first.
-#[derive(Debug, Clone, Default)]
-pub struct RunFilter {
-    pub story: Option<String>,
-    pub status: Option<RunState>,
-    /// Started at or after (ms).
-    pub since: Option<i64>,
-    /// Started before (ms).
-    pub until: Option<i64>,
-    /// Paging: runs older than this run id.
-    pub after: Option<Uuid>,
-    pub limit: usize,
 }
 
 enum Work {
@@ -1238,6 +1167,17 @@ fn get_run(conn: &Connection, columns: &str, id: RunId) -> Result<Option<RunRow>
         .map_err(failed)
 }
 
+fn called_by(conn: &Connection, run: RunId) -> Result<Vec<RunRow>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE parent_run = ?1 ORDER BY id"
+    ))
+    .and_then(|mut s| {
+        s.query_map([&run.as_bytes()[..]], run_row)?
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(failed)
+}
+
 fn events_of_run(conn: &Connection, run: RunId) -> Result<Vec<J>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
@@ -1270,12 +1210,17 @@ fn events_of_run(conn: &Connection, run: RunId) -> Result<Vec<J>, StoreError> {
 /// Reads a database without taking it over (`tale runs`, `tale events`),
 /// also while `tale serve` runs on it.
 pub struct SqliteReader {
-    conn: Connection,
+    /// Behind a lock: a reader is shared like the other stores.
+    conn: Mutex<Connection>,
     /// The run columns of its schema version.
     columns: &'static str,
 }
 
 impl SqliteReader {
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn open(path: &Path) -> Result<Self, OpenError> {
         let sqlite = |source| OpenError::Sqlite {
             path: path.to_owned(),
@@ -1290,21 +1235,21 @@ impl SqliteReader {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sqlite)?;
         Ok(Self {
-            conn,
+            conn: Mutex::new(conn),
             columns: run_columns(version),
         })
     }
 
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
-        list_runs(&self.conn, self.columns, filter)
+        list_runs(&self.conn(), self.columns, filter)
     }
 
     pub fn events_json(&self, run: RunId) -> Result<Vec<J>, StoreError> {
-        events_of_run(&self.conn, run)
+        events_of_run(&self.conn(), run)
     }
 
     pub fn run(&self, id: RunId) -> Result<Option<RunRow>, StoreError> {
-        get_run(&self.conn, self.columns, id)
+        get_run(&self.conn(), self.columns, id)
     }
 
     /// The runs `run`'s `send_to_story` calls started, oldest first.
@@ -1312,15 +1257,7 @@ impl SqliteReader {
         if self.columns != RUN_COLUMNS {
             return Ok(Vec::new());
         }
-        self.conn
-            .prepare_cached(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE parent_run = ?1 ORDER BY id"
-            ))
-            .and_then(|mut s| {
-                s.query_map([&run.as_bytes()[..]], run_row)?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(failed)
+        called_by(&self.conn(), run)
     }
 }
 
@@ -1493,6 +1430,80 @@ impl DurableStore for SqliteStore {
             .prepare_cached("SELECT last_tick FROM schedules WHERE key = ?1")
             .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
             .map_err(failed)
+    }
+}
+
+impl RunLog for SqliteStore {
+    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        SqliteStore::runs(self, filter)
+    }
+    fn run(&self, id: RunId) -> Result<Option<RunRow>, StoreError> {
+        SqliteStore::run(self, id)
+    }
+    fn events_json(&self, run: RunId) -> Result<Vec<J>, StoreError> {
+        SqliteStore::events_json(self, run)
+    }
+    fn event(&self, id: EventId) -> Result<Option<Arc<Event>>, StoreError> {
+        SqliteStore::event(self, id)
+    }
+    fn called_by(&self, run: RunId) -> Result<Vec<RunRow>, StoreError> {
+        called_by(&self.read(), run)
+    }
+}
+
+impl RunLog for SqliteReader {
+    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
+        SqliteReader::runs(self, filter)
+    }
+    fn run(&self, id: RunId) -> Result<Option<RunRow>, StoreError> {
+        SqliteReader::run(self, id)
+    }
+    fn events_json(&self, run: RunId) -> Result<Vec<J>, StoreError> {
+        SqliteReader::events_json(self, run)
+    }
+    fn event(&self, id: EventId) -> Result<Option<Arc<Event>>, StoreError> {
+        load_event(&self.conn(), id.into_bytes(), &mut HashMap::new(), 0)
+    }
+    fn called_by(&self, run: RunId) -> Result<Vec<RunRow>, StoreError> {
+        SqliteReader::called_by(self, run)
+    }
+}
+
+impl SecretStore for SqliteStore {
+    fn stored_credentials(&self) -> Result<Vec<super::stored::StoredCredential>, StoreError> {
+        SqliteStore::stored_credentials(self)
+    }
+    fn reseal_credentials(
+        &self,
+        previous: &super::sealed::SealKey,
+        current: &super::sealed::SealKey,
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        SqliteStore::reseal_credentials(self, previous, current, now_ms)
+    }
+    fn put_credential(&self, c: &super::stored::StoredCredential) -> Result<(), StoreError> {
+        SqliteStore::put_credential(self, c)
+    }
+    fn stored_resources(&self) -> Result<Vec<super::stored::StoredResource>, StoreError> {
+        SqliteStore::stored_resources(self)
+    }
+    fn put_resource(&self, r: &super::stored::StoredResource) -> Result<(), StoreError> {
+        SqliteStore::put_resource(self, r)
+    }
+    fn delete_stored(&self, table: super::stored::Table, name: &str) -> Result<bool, StoreError> {
+        SqliteStore::delete_stored(self, table, name)
+    }
+}
+
+impl super::backend::ServeStore for SqliteStore {
+    fn health(&self) -> Result<(), String> {
+        SqliteStore::health(self)
+    }
+    fn set_redactor(&self, redactor: Arc<Redactor>) {
+        SqliteStore::set_redactor(self, redactor)
+    }
+    fn prune<'a>(&'a self, story: &'a str, before_ms: i64) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(SqliteStore::prune(self, story, before_ms))
     }
 }
 

@@ -1,0 +1,113 @@
+//! The run log and the secret store: what the API, the CLI and the UI read
+//! about runs, and the credentials and resources set through the API. Each
+//! a trait every store backend implements (SQLite today), so that the
+//! server and the commands never name a backend; `backend::open` picks one
+//! from the `--db` URL, once.
+
+use std::sync::Arc;
+
+use serde_json::Value as J;
+use uuid::Uuid;
+
+use super::event::{Event, EventId, RunId};
+use super::sealed::SealKey;
+use super::store::StoreError;
+use super::stored::{StoredCredential, StoredResource, Table};
+
+/// A stored run's status (the `status` column's three words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 3] = [RunState::Running, RunState::Succeeded, RunState::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RunState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        RunState::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            format!(
+                "unknown status `{s}`: one of {}",
+                RunState::ALL.map(RunState::as_str).join(", ")
+            )
+        })
+    }
+}
+
+/// A run as the API and `tale runs` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub story: String,
+    pub status: RunState,
+    pub errors: J,
+    pub events: i64,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// The run whose `send_to_story` started this one, and the event that
+    /// action received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_run: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_event: Option<String>,
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub story: Option<String>,
+    pub status: Option<RunState>,
+    /// Started at or after (ms).
+    pub since: Option<i64>,
+    /// Started before (ms).
+    pub until: Option<i64>,
+    /// Paging: runs older than this run id.
+    pub after: Option<Uuid>,
+    pub limit: usize,
+}
+
+/// What runs did: listed, one by one, their events, the runs they called.
+pub trait RunLog: Send + Sync {
+    /// Runs newest first, as `filter` says.
+    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError>;
+    fn run(&self, id: RunId) -> Result<Option<RunRow>, StoreError>;
+    /// A run's events as JSON, in the order they were committed.
+    fn events_json(&self, run: RunId) -> Result<Vec<J>, StoreError>;
+    /// One event with its ancestry (re-emit).
+    fn event(&self, id: EventId) -> Result<Option<Arc<Event>>, StoreError>;
+    /// The runs a run's `send_to_story` calls started.
+    fn called_by(&self, run: RunId) -> Result<Vec<RunRow>, StoreError>;
+}
+
+/// Credentials (sealed) and resources set through the API.
+pub trait SecretStore: Send + Sync {
+    fn stored_credentials(&self) -> Result<Vec<StoredCredential>, StoreError>;
+    /// Seals every credential sealed with `previous` again with `current`,
+    /// all or none; how many.
+    fn reseal_credentials(&self, previous: &SealKey, current: &SealKey, now_ms: i64) -> Result<usize, StoreError>;
+    fn put_credential(&self, c: &StoredCredential) -> Result<(), StoreError>;
+    fn stored_resources(&self) -> Result<Vec<StoredResource>, StoreError>;
+    fn put_resource(&self, r: &StoredResource) -> Result<(), StoreError>;
+    /// Deletes a stored credential or resource; whether it existed.
+    fn delete_stored(&self, table: Table, name: &str) -> Result<bool, StoreError>;
+}
