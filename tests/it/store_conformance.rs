@@ -310,3 +310,27 @@ async fn crashed_starts_are_counted_and_a_clean_stop_forgets_them() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_write_is_refused_whole_and_not_worth_retrying() {
+    for (name, store, _keep) in backends() {
+        let run = RunId::new();
+        let a = item(run, "a", 0, None);
+        let ida = a.id;
+        apply(&store, start(run, vec![a])).await;
+        // The same run started again (a step applied twice): refused, and
+        // nothing of it is written.
+        let mut again = start(run, vec![item(run, "b", 0, None)]);
+        again.state.push(StatePut::set("s/x", json!(1)));
+        let err = store.apply(again, true).await.expect_err("a conflict");
+        assert!(
+            matches!(err, tale_engine::runtime::store::StoreError::Conflict(_)),
+            "{name}: {err:?}"
+        );
+        assert!(!err.is_retryable(), "{name}");
+        assert_eq!(store.state("s/x").expect("state"), None, "{name}: half applied");
+        let recovered = store.recover().expect("recover");
+        assert_eq!(recovered.len(), 1, "{name}");
+        assert_eq!(recovered[0].id, ida, "{name}");
+    }
+}

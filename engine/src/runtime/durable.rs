@@ -1368,6 +1368,11 @@ impl Durable {
         for (attempt, wait) in BACKOFF_MS.iter().enumerate() {
             match self.apply(tx.clone(), true).await {
                 Ok(_) => return true,
+                // Another try gives the same answer: the step stays stored.
+                Err(e) if !e.is_retryable() => {
+                    tracing::error!("cannot commit a step: {e}; it runs again at the next start");
+                    return false;
+                }
                 Err(e) if attempt + 1 < BACKOFF_MS.len() => {
                     tracing::warn!("cannot commit a step (try {}): {e}; trying again", attempt + 1);
                     tokio::time::sleep(std::time::Duration::from_millis(*wait)).await;

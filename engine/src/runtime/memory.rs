@@ -107,7 +107,14 @@ impl Inner {
         Some(item.clone())
     }
 
-    fn apply(&mut self, tx: Transaction, keep_events: bool) -> Applied {
+    fn apply(&mut self, tx: Transaction, keep_events: bool) -> Result<Applied, StoreError> {
+        // All or nothing: what would conflict is found before anything changes.
+        if let Some((run, _, _)) = tx.started.iter().find(|(run, _, _)| self.runs.contains_key(run)) {
+            return Err(StoreError::Conflict(format!("run {run} is already started")));
+        }
+        if let Some(item) = tx.items.iter().find(|i| self.items.contains_key(&i.id)) {
+            return Err(StoreError::Conflict(format!("work item {} is already stored", item.id)));
+        }
         let mut applied = Applied {
             fired: true,
             ..Applied::default()
@@ -115,7 +122,7 @@ impl Inner {
         if let Some((key, tick)) = &tx.tick {
             if self.ticks.get(key).is_some_and(|last| last >= tick) {
                 applied.fired = false;
-                return applied;
+                return Ok(applied);
             }
             self.ticks.insert(key.clone(), *tick);
         }
@@ -219,7 +226,7 @@ impl Inner {
             }
             applied.finished.push((run, story, succeeded));
         }
-        applied
+        Ok(applied)
     }
 }
 
@@ -274,7 +281,7 @@ impl Store for MemoryDurableStore {
 impl DurableStore for MemoryDurableStore {
     fn apply(&self, tx: Transaction, _wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>> {
         let applied = self.lock().apply(tx, self.keep_events);
-        Box::pin(std::future::ready(Ok(applied)))
+        Box::pin(std::future::ready(applied))
     }
 
     fn mark_started(&self, item: Uuid) -> BoxFuture<'static, Result<(), StoreError>> {

@@ -132,6 +132,21 @@ fn failed(e: impl std::fmt::Display) -> StoreError {
     StoreError::Failed(e.to_string())
 }
 
+/// A SQLite error as the store contract says it: a constraint is a
+/// conflict, a busy or locked database is worth another try.
+fn classify(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            rusqlite::ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                StoreError::Busy(e.to_string())
+            }
+            _ => StoreError::Failed(e.to_string()),
+        },
+        _ => StoreError::Failed(e.to_string()),
+    }
+}
+
 impl rusqlite::types::FromSql for RunState {
     fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
         value
@@ -714,7 +729,7 @@ fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner:
                         Err(e) if broken => Err(e.to_string()),
                         _ => Ok(()),
                     });
-                    job.reply.send(r.map_err(failed));
+                    job.reply.send(r.map_err(classify));
                 }
             }
         }

@@ -9,12 +9,30 @@ use serde_json::Value as J;
 
 use super::event::{Event, RunId};
 
+/// Why a store refused or failed an operation. Whether trying again can
+/// help is part of the answer: `Full` and `Busy` pass, `Conflict` never does
+/// (the write contradicts what is stored), `Failed` is the store broken.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
+    /// No room for more work now (a webhook answers 503).
     #[error("the store is full: {0}")]
     Full(String),
+    /// Busy or out of reach for a moment (a lock, a connection): retryable.
+    #[error("the store is busy: {0}")]
+    Busy(String),
+    /// The write conflicts with what is stored (the same id twice, a
+    /// constraint): trying again gives the same answer.
+    #[error("the write conflicts with what is stored: {0}")]
+    Conflict(String),
     #[error("store failure: {0}")]
     Failed(String),
+}
+
+impl StoreError {
+    /// Whether the same operation may succeed if tried again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Full(_) | StoreError::Busy(_) | StoreError::Failed(_))
+    }
 }
 
 /// A change of action state, applied with the events of the same step.
