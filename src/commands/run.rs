@@ -324,7 +324,6 @@ fn run_stored(
     let (store, run_id) = rt.block_on(async {
         let store = database.open(Sync::Normal)?;
         let redactor = Arc::new(redactor_of(&story));
-        store.set_redactor(redactor.clone());
         let runtime = Runtime {
             http: Arc::new(RealHttp::with_guard(8, deny_internal)?),
             mail,

@@ -257,7 +257,6 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         }
     }
     let redactor = Arc::new(first.redactor);
-    store.set_redactor(redactor.clone());
     let loaded = Loaded::new(
         Runtime {
             library: Arc::new(first.library),
@@ -391,7 +390,6 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
                 fingerprint = next.fingerprint;
                 seen = next.seen;
                 let redactor = Arc::new(next.redactor);
-                store.set_redactor(redactor.clone());
                 app.durable.replace(Loaded::new(
                     Runtime {
                         library: Arc::new(next.library),

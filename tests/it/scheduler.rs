@@ -188,3 +188,47 @@ actions:
         .collect();
     assert_eq!(collected, [(&json!(["keep", "keep"]), 30_000)]);
 }
+
+/// The executor redacts what a step writes before any store sees it: a
+/// backend stores what it is given (here the memory store), while the
+/// actions after the step still read the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_redacted_before_the_store() {
+    let story = built(
+        r#"
+actions:
+  hook: {type: webhook, path: r, secret: s}
+  echo: {type: transform, mode: message_only, from: hook, payload: {token: "{{ hook.body.token }}"}}
+  length: {type: transform, mode: message_only, from: echo, payload: {n: "{{ echo.token | size }}"}}
+"#,
+    );
+    let clock = Arc::new(VirtualClock::new(START));
+    let store = Arc::new(MemoryDurableStore::new());
+    let mut runtime = Runtime::contained(Arc::new(MockHttp::default()), Arc::new(NoMailer), clock);
+    runtime.store = store.clone();
+    runtime.library = Arc::new([(story.id.to_string(), story.clone())].into_iter().collect());
+    let redactor = Arc::new(Redactor::from_pairs([("graph", "tok-9f8e7d6c5b4a")]));
+    let durable = Durable::start(Loaded::new(runtime, redactor), store.clone(), 1, 1_000, None);
+    let entry = story.default_entry().expect("entry");
+    let body = json!({"token": "tok-9f8e7d6c5b4a"});
+    let run = match durable.deliver_to(story.clone(), entry, request(&story, body)).await {
+        Ok(Delivery::Started { run_id, .. }) => run_id,
+        other => panic!("not started: {other:?}"),
+    };
+    wait_for(|| store.run_status(run) == Some(tale_engine::runtime::store::RunStatus::Succeeded)).await;
+    let stored: Vec<J> = store
+        .run_events(run)
+        .expect("events")
+        .iter()
+        .map(|e| e.output.clone())
+        .collect();
+    let text = serde_json::to_string(&stored).expect("json");
+    assert!(
+        !text.contains("tok-9f8e7d6c5b4a"),
+        "the store was given the value: {text}"
+    );
+    assert!(text.contains("[credential:graph]"), "{text}");
+    // The next action read the real value (16 characters), not the placeholder.
+    let length = stored.iter().find(|o| o.get("n").is_some()).expect("length");
+    assert_eq!(length["n"], json!("16"), "{stored:?}");
+}

@@ -1,7 +1,8 @@
 //! `--db URL` → a store backend, picked once. Everything above talks to the
 //! traits: `DurableStore` (work), `RunLog` (what runs did), `SecretStore`
 //! (what the API set), and `ServeStore` (all three, plus what a server
-//! needs: health, redaction, pruning).
+//! needs: health, pruning). A backend stores what it is given: the
+//! executor redacts before it writes.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +10,6 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use super::durable::DurableStore;
-use super::redact::Redactor;
 use super::runlog::{RunLog, SecretStore};
 pub use super::sqlite::Sync;
 use super::sqlite::{OpenError, SqliteReader, SqliteStore};
@@ -58,8 +58,6 @@ impl std::fmt::Display for Database {
 pub trait ServeStore: DurableStore + RunLog + SecretStore {
     /// `Err` with the reason when the store cannot be trusted with writes.
     fn health(&self) -> Result<(), String>;
-    /// What stored events, errors and state are redacted with.
-    fn set_redactor(&self, redactor: Arc<Redactor>);
     /// Deletes finished runs of `story` started before `before_ms` (a batch);
     /// how many.
     fn prune<'a>(&'a self, story: &'a str, before_ms: i64) -> BoxFuture<'a, Result<usize, StoreError>>;

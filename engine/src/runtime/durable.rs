@@ -719,7 +719,8 @@ impl Durable {
             .filter(|o| o.wants_steps())
             .map(|_| tx.events.clone());
         let calls: Vec<(RunId, usize)> = tx.calls.iter().map(|c| (c.child, c.depth)).collect();
-        let mut applied = self.store.apply(tx, wait).await?;
+        let redactor = self.loaded.read().unwrap_or_else(|p| p.into_inner()).redactor.clone();
+        let mut applied = self.store.apply(redacted(&redactor, tx), wait).await?;
         if !calls.is_empty() && applied.fired {
             // Only once the child runs exist: an abandoned step leaves none.
             self.call_depth.lock().unwrap_or_else(|p| p.into_inner()).extend(calls);
@@ -1382,6 +1383,42 @@ impl Durable {
         }
         false
     }
+}
+
+/// What a step writes with every credential value hidden: the store keeps
+/// what it is given (SQLite, memory, any other). The events in memory keep
+/// their values for the actions after them; only copies are redacted, and
+/// only those that hold a secret.
+fn redacted(redactor: &Redactor, mut tx: Transaction) -> Transaction {
+    if redactor.is_empty() {
+        return tx;
+    }
+    for event in &mut tx.events {
+        if let Some(output) = redactor.json_if_secret(&event.output) {
+            *event = Arc::new(event.with_output(output));
+        }
+    }
+    for item in &mut tx.items {
+        if let Some(wake) = item.wake.as_mut() {
+            if let Some(hidden) = redactor.json_if_secret(wake) {
+                *wake = hidden;
+            }
+        }
+    }
+    for put in &mut tx.state {
+        match &mut put.change {
+            super::store::Change::Set(v) | super::store::Change::Push(v) => {
+                if let Some(hidden) = redactor.json_if_secret(v) {
+                    *v = hidden;
+                }
+            }
+            super::store::Change::Delete => {}
+        }
+    }
+    for (_, error) in &mut tx.errors {
+        *error = redactor.text(error);
+    }
+    tx
 }
 
 /// Where a schedule's ticks are recorded.

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use super::durable::{Applied, DurableStore, Transaction, WorkItem};
 use super::event::{Event, EventId, RunId};
-use super::redact::Redactor;
 pub use super::runlog::{RunFilter, RunLog, RunRow, RunState, SecretStore};
 use super::store::{Change, Commit, RunStatus, StatePut, Store, StoreError};
 
@@ -138,9 +137,7 @@ fn classify(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
             rusqlite::ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
-            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
-                StoreError::Busy(e.to_string())
-            }
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => StoreError::Busy(e.to_string()),
             _ => StoreError::Failed(e.to_string()),
         },
         _ => StoreError::Failed(e.to_string()),
@@ -308,7 +305,6 @@ pub struct SqliteStore {
     watch: Arc<Watch>,
     jobs: tokio::sync::mpsc::Sender<Job>,
     read: Mutex<Connection>,
-    redactor: RwLock<Arc<Redactor>>,
     owner: String,
     path: PathBuf,
     /// Held while the store lives: the lock file.
@@ -399,7 +395,6 @@ impl SqliteStore {
             watch,
             jobs,
             read: Mutex::new(read),
-            redactor: RwLock::default(),
             owner,
             path: path.to_owned(),
             _lock: lock,
@@ -417,15 +412,6 @@ impl SqliteStore {
             Some(e) => Err(format!("the last write to the database failed: {e}")),
             None => Ok(()),
         }
-    }
-
-    /// What the store replaces in events and errors before writing them.
-    pub fn set_redactor(&self, redactor: Arc<Redactor>) {
-        *self.redactor.write().unwrap_or_else(|p| p.into_inner()) = redactor;
-    }
-
-    fn redactor(&self) -> Arc<Redactor> {
-        self.redactor.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -464,7 +450,6 @@ impl SqliteStore {
     }
 
     fn prepare(&self, tx: Transaction, settle: bool) -> Result<Prepared, StoreError> {
-        let redactor = self.redactor();
         let now = super::event::now_millis();
         let mut p = Prepared {
             now,
@@ -483,7 +468,7 @@ impl SqliteStore {
         p.settle.sort_unstable();
         p.settle.dedup();
         for e in &tx.events {
-            p.events.push(prepare_event(e, &redactor)?);
+            p.events.push(prepare_event(e)?);
         }
         for item in tx.items {
             p.items.push(PreparedItem {
@@ -492,17 +477,13 @@ impl SqliteStore {
                 story: item.story,
                 action: item.action,
                 input: item.input.map(|e| e.id.into_bytes()),
-                wake: item.wake.map(|w| redactor.json_text(&w)),
+                wake: item.wake.map(|w| w.to_string()),
                 due: item.due_ms,
             });
         }
-        p.state = prepare_state(tx.state, &redactor);
+        p.state = prepare_state(tx.state);
         p.cancelled = tx.cancelled.into_iter().map(Uuid::into_bytes).collect();
-        p.errors = tx
-            .errors
-            .into_iter()
-            .map(|(run, e)| (run.into_bytes(), redactor.text(&e)))
-            .collect();
+        p.errors = tx.errors.into_iter().map(|(run, e)| (run.into_bytes(), e)).collect();
         p.tick = tx.tick;
         p.calls = tx
             .calls
@@ -647,8 +628,8 @@ impl SqliteStore {
     }
 }
 
-fn prepare_event(e: &Event, redactor: &Redactor) -> Result<PreparedEvent, StoreError> {
-    let output = redactor.json_text(&e.output);
+fn prepare_event(e: &Event) -> Result<PreparedEvent, StoreError> {
+    let output = e.output.to_string();
     let mut parents = Vec::with_capacity(16 * e.parents.len());
     for p in &e.parents {
         parents.extend_from_slice(p.id.as_bytes());
@@ -668,12 +649,12 @@ fn prepare_event(e: &Event, redactor: &Redactor) -> Result<PreparedEvent, StoreE
 /// `Ok(text)` sets, `Err(text)` pushes, `None` deletes.
 /// Action state as it is written: redacted like events (an implode's
 /// collected items, a deduplicate's values).
-fn prepare_state(puts: Vec<StatePut>, redactor: &Redactor) -> Vec<(String, Option<Result<String, String>>)> {
+fn prepare_state(puts: Vec<StatePut>) -> Vec<(String, Option<Result<String, String>>)> {
     puts.into_iter()
         .map(|p| {
             let change = match p.change {
-                Change::Set(v) => Some(Ok(redactor.json_text(&v))),
-                Change::Push(v) => Some(Err(redactor.json_text(&v))),
+                Change::Set(v) => Some(Ok(v.to_string())),
+                Change::Push(v) => Some(Err(v.to_string())),
                 Change::Delete => None,
             };
             (p.key, change)
@@ -1286,11 +1267,10 @@ impl Store for SqliteStore {
     }
 
     fn finish_run(&self, run_id: RunId, status: RunStatus) -> Result<(), StoreError> {
-        let redactor = self.redactor();
         let (name, errors) = match status {
             RunStatus::Running => ("running", Vec::new()),
             RunStatus::Succeeded => ("succeeded", Vec::new()),
-            RunStatus::Failed(e) => ("failed", e.iter().map(|x| redactor.text(x)).collect()),
+            RunStatus::Failed(e) => ("failed", e),
         };
         let p = Prepared {
             finish: Some((
@@ -1513,9 +1493,6 @@ impl SecretStore for SqliteStore {
 impl super::backend::ServeStore for SqliteStore {
     fn health(&self) -> Result<(), String> {
         SqliteStore::health(self)
-    }
-    fn set_redactor(&self, redactor: Arc<Redactor>) {
-        SqliteStore::set_redactor(self, redactor)
     }
     fn prune<'a>(&'a self, story: &'a str, before_ms: i64) -> BoxFuture<'a, Result<usize, StoreError>> {
         Box::pin(SqliteStore::prune(self, story, before_ms))

@@ -142,6 +142,22 @@ impl Event {
         }
     }
 
+    /// The same event (id, run, ancestry, time) with another output: what
+    /// a store is given when the output held a secret.
+    pub fn with_output(&self, output: J) -> Self {
+        Self {
+            id: self.id,
+            run_id: self.run_id,
+            story: self.story.clone(),
+            action: self.action.clone(),
+            parents: self.parents.clone(),
+            output,
+            created_at: self.created_at,
+            branch: self.branch,
+            shortcuts: Shortcuts::default(),
+        }
+    }
+
     pub fn with_branch(mut self, branch: Option<&'static str>) -> Self {
         self.branch = branch;
         self

@@ -442,6 +442,30 @@ impl Redactor {
         self.json_owned(value.clone())
     }
 
+    /// A redacted copy of `value` when it holds a secret; `None` (nothing
+    /// copied) when it holds none.
+    pub fn json_if_secret(&self, value: &J) -> Option<J> {
+        if self.is_empty() {
+            return None;
+        }
+        let live = self.live_now();
+        self.holds_secret(&live, value).then(|| {
+            let mut copy = value.clone();
+            self.redact_in_place(&live, &mut copy);
+            copy
+        })
+    }
+
+    fn holds_secret(&self, live: &[Arc<Redactor>], value: &J) -> bool {
+        let hides = |s: &str| matches!(self.redact_str(live, s), Cow::Owned(_));
+        match value {
+            J::String(s) => hides(s),
+            J::Array(a) => a.iter().any(|v| self.holds_secret(live, v)),
+            J::Object(o) => o.iter().any(|(k, v)| hides(k) || self.holds_secret(live, v)),
+            _ => false,
+        }
+    }
+
     /// `value` redacted in place: only the strings that hold a secret are
     /// rewritten (an object whose keys hold one is rebuilt).
     pub fn json_owned(&self, mut value: J) -> J {
