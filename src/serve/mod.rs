@@ -171,6 +171,12 @@ impl Server {
         self.app.durable.queue_depth() + self.app.durable.waiting()
     }
 
+    /// Waits until no work item is ready or running (timers may still
+    /// wait): what tests wait for instead of sleeping.
+    pub async fn idle(&self) {
+        self.app.durable.wait_queue_below(1, None).await;
+    }
+
     /// HTTP connections open now (also the `tale_http_connections` metric).
     pub fn connections(&self) -> usize {
         self.app.connections.load(std::sync::atomic::Ordering::Relaxed)

@@ -267,7 +267,7 @@ async fn bad_webhook_input_gets_a_clear_4xx_and_nothing_is_stored() {
         let body: J = r.json().await.expect(what);
         assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {body}");
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.idle().await;
     assert_eq!(get_json(&server, "/api/runs").await["runs"], json!([]));
     assert!(mock.received().is_empty());
     server.stop().await.expect("stop");
@@ -322,7 +322,7 @@ async fn a_flood_beyond_capacity_gets_503_and_every_2xx_is_delivered() {
         async || mock.received().len() >= accepted.len(),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.idle().await;
     let mut delivered: Vec<i64> = mock
         .received()
         .iter()
@@ -1343,7 +1343,7 @@ actions:
         run_count(&server, "/api/runs").await == 3
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.idle().await;
     assert_eq!(
         get_json(&server, "/api/runs").await["runs"].as_array().map(Vec::len),
         Some(3)
