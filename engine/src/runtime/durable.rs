@@ -56,6 +56,18 @@ pub const CLEAN_STOP: &str = "#tale:clean-stop";
 /// without one. Nothing holds it in memory meanwhile.
 pub const PARKED: i64 = i64::MAX;
 
+/// What a parked caller is woken with when the called run's first exit
+/// fires: every store builds it the same way (`send_to_story` reads it).
+pub fn called_exit(story: &str, run: RunId, output: J) -> J {
+    serde_json::json!({"called": {"story": story, "run_id": run.to_string(), "exit": true, "output": output}})
+}
+
+/// What a parked caller is woken with when the called run ends without an
+/// exit: its errors (a JSON list of `action: reason`).
+pub fn called_ended(story: &str, run: RunId, errors: J) -> J {
+    serde_json::json!({"called": {"story": story, "run_id": run.to_string(), "output": null, "errors": errors}})
+}
+
 /// A sub-story run a call started, and the item of the caller that waits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallLink {
@@ -1004,16 +1016,15 @@ impl Durable {
         self.log_details(loaded, item, &outcome);
         tx.state.append(&mut outcome.state);
         if !outcome.cancel.is_empty() {
+            // This action's timers whose payload it no longer needs.
+            let cancelled = |w: &WorkItem| {
+                w.story == item.story
+                    && w.action == item.action
+                    && w.due_ms > 0
+                    && w.wake.as_ref().is_some_and(|p| outcome.cancel.contains(p))
+            };
             let mut waiting = self.lock_waiting();
-            let ids: Vec<Uuid> = waiting
-                .iter()
-                .filter(|(_, w)| {
-                    w.story == item.story
-                        && w.action == item.action
-                        && w.wake.as_ref().is_some_and(|p| outcome.cancel.contains(p))
-                })
-                .map(|(id, _)| *id)
-                .collect();
+            let ids: Vec<Uuid> = waiting.values().filter(|w| cancelled(w)).map(|w| w.id).collect();
             for id in &ids {
                 waiting.remove(id);
             }
@@ -1021,12 +1032,7 @@ impl Durable {
             drop(waiting);
             // A window opened earlier in this same step (a batch of a
             // stateful action) is not stored yet: it is simply not stored.
-            tx.items.retain(|w| {
-                !(w.story == item.story
-                    && w.action == item.action
-                    && w.due_ms > 0
-                    && w.wake.as_ref().is_some_and(|p| outcome.cancel.contains(p)))
-            });
+            tx.items.retain(|w| !cancelled(w));
         }
         let now = loaded.runtime.clock.now_ms();
         let emits = std::mem::take(&mut outcome.emits);

@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value as J, json};
 use uuid::Uuid;
 
-use super::durable::{Applied, CLEAN_STOP, DurableStore, PARKED, Transaction, WorkItem};
+use super::durable::{Applied, CLEAN_STOP, DurableStore, PARKED, Transaction, WorkItem, called_ended, called_exit};
 use super::event::{Event, RunId};
 use super::store::{Change, Commit, RunStatus, StatePut, Store, StoreError};
 
@@ -196,7 +196,7 @@ impl Inner {
                 .chain(self.events.get(run).into_iter().flatten())
                 .find(|e| e.id == *event)
                 .map_or(J::Null, |e| e.output.clone());
-            let result = json!({"called": {"story": story, "run_id": run.to_string(), "exit": true, "output": output}});
+            let result = called_exit(&story, *run, output);
             applied.woken.extend(self.wake(caller, result));
         }
         settle.sort_unstable();
@@ -220,8 +220,7 @@ impl Inner {
             // A called run that ends without an exit wakes its caller too.
             if let Some(caller) = r.caller_item.filter(|_| !r.exit_fired) {
                 r.exit_fired = true;
-                let result =
-                    json!({"called": {"story": story, "run_id": run.to_string(), "output": null, "errors": r.errors}});
+                let result = called_ended(&story, run, json!(r.errors));
                 applied.woken.extend(self.wake(caller, result));
             }
             applied.finished.push((run, story, succeeded));

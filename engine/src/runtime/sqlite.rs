@@ -915,7 +915,7 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
                 .query_row([&event[..]], |r| r.get(0))?;
             let output: J =
                 serde_json::from_str(&output).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            let result = serde_json::json!({"called": {"story": story, "run_id": RunId::from_bytes(*run).to_string(), "exit": true, "output": output}});
+            let result = super::durable::called_exit(&story, RunId::from_bytes(*run), output);
             if let Some(item) = wake_caller(tx, &caller, &result)? {
                 applied.woken.push(item);
             }
@@ -954,7 +954,7 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
                 .optional()?;
             if let Some((caller, errors)) = waiting {
                 let errors: J = serde_json::from_str(&errors).unwrap_or(J::Array(Vec::new()));
-                let result = serde_json::json!({"called": {"story": story, "run_id": RunId::from_bytes(*run).to_string(), "output": null, "errors": errors}});
+                let result = super::durable::called_ended(&story, RunId::from_bytes(*run), errors);
                 if let Some(item) = wake_caller(tx, &caller, &result)? {
                     applied.woken.push(item);
                 }
