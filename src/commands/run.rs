@@ -252,7 +252,7 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
         http: Arc::new(RealHttp::with_guard(8, args.deny_internal_addresses)?),
         mail,
         clock: Arc::new(RealClock),
-        store: Arc::new(MemoryStore::without_events()),
+        store: Arc::new(MemoryStore::new()),
         max_in_flight: 64,
         trace: false,
         on_event: Some(Arc::new(move |event| {

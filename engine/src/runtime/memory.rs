@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::durable::{Applied, CLEAN_STOP, DurableStore, PARKED, Transaction, WorkItem, called_ended, called_exit};
 use super::event::{Event, RunId};
-use super::store::{Change, Commit, RunStatus, StatePut, Store, StoreError};
+use super::store::{Commit, RunStatus, StateMaps, Store, StoreError};
 
 /// One run as the store keeps it.
 #[derive(Debug, Clone)]
@@ -37,8 +37,7 @@ struct Inner {
     events: HashMap<RunId, Vec<Arc<Event>>>,
     /// Ordered by id (UUIDv7: by creation), as `recover` returns them.
     items: BTreeMap<Uuid, WorkItem>,
-    state: HashMap<String, J>,
-    lists: HashMap<String, Vec<J>>,
+    state: StateMaps,
     ticks: HashMap<String, i64>,
 }
 
@@ -84,21 +83,6 @@ impl MemoryDurableStore {
 }
 
 impl Inner {
-    fn put_state(&mut self, puts: Vec<StatePut>) {
-        for put in puts {
-            match put.change {
-                Change::Set(v) => {
-                    self.state.insert(put.key, v);
-                }
-                Change::Push(v) => self.lists.entry(put.key).or_default().push(v),
-                Change::Delete => {
-                    self.state.remove(&put.key);
-                    self.lists.remove(&put.key);
-                }
-            }
-        }
-    }
-
     /// Makes a parked caller due now with `result` as its wake payload.
     fn wake(&mut self, caller: Uuid, result: J) -> Option<WorkItem> {
         let item = self.items.get_mut(&caller).filter(|i| i.due_ms == PARKED)?;
@@ -170,7 +154,7 @@ impl Inner {
                 settle.push(item.run_id);
             }
         }
-        self.put_state(tx.state);
+        self.state.apply(tx.state);
         for (run, error) in tx.errors {
             if let Some(r) = self.runs.get_mut(&run) {
                 r.errors.push(error);
@@ -260,7 +244,7 @@ impl Store for MemoryDurableStore {
                 inner.events.entry(e.run_id).or_default().push(e);
             }
         }
-        inner.put_state(commit.state);
+        inner.state.apply(commit.state);
         Ok(())
     }
 
@@ -269,7 +253,7 @@ impl Store for MemoryDurableStore {
     }
 
     fn state_list(&self, key: &str) -> Result<Vec<J>, StoreError> {
-        Ok(self.lock().lists.get(key).cloned().unwrap_or_default())
+        Ok(self.lock().state.list(key))
     }
 
     fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError> {

@@ -100,43 +100,63 @@ pub trait Store: Send + Sync {
     fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError>;
 }
 
-/// Everything in memory, behind one lock: `check`, `dry-run`, `test`, `run`.
-#[derive(Debug)]
-pub struct MemoryStore {
-    inner: Mutex<Memory>,
-    /// Keep committed events (traces, tests); `tale run` streams them instead.
-    keep_events: bool,
+/// Action state kept in memory: values by key and `Change::Push` lists.
+/// The memory stores (this one and the durable one) apply changes here.
+#[derive(Debug, Default)]
+pub struct StateMaps {
+    values: HashMap<String, J>,
+    lists: HashMap<String, Vec<J>>,
 }
 
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self {
-            inner: Mutex::default(),
-            keep_events: true,
+impl StateMaps {
+    /// Applies a step's state changes, in order.
+    pub fn apply(&mut self, puts: Vec<StatePut>) {
+        for put in puts {
+            match put.change {
+                Change::Set(v) => {
+                    self.values.insert(put.key, v);
+                }
+                Change::Push(v) => self.lists.entry(put.key).or_default().push(v),
+                Change::Delete => {
+                    self.values.remove(&put.key);
+                    self.lists.remove(&put.key);
+                }
+            }
         }
     }
+
+    pub fn get(&self, key: &str) -> Option<&J> {
+        self.values.get(key)
+    }
+
+    /// The list pushed at `key` (empty when none).
+    pub fn list(&self, key: &str) -> Vec<J> {
+        self.lists.get(key).cloned().unwrap_or_default()
+    }
+
+    /// Takes a value out (a marker read once).
+    pub fn remove(&mut self, key: &str) -> Option<J> {
+        self.values.remove(key)
+    }
+}
+
+/// Everything in memory, behind one lock: the placeholder store of a
+/// `Runtime` before an executor gives it its own, and the base of tests.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Memory>,
 }
 
 #[derive(Debug, Default)]
 struct Memory {
     runs: HashMap<RunId, (String, RunStatus)>,
     events: HashMap<RunId, Vec<Arc<Event>>>,
-    state: HashMap<String, J>,
-    lists: HashMap<String, Vec<J>>,
+    state: StateMaps,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// A store that keeps state but not events: memory stays bounded by the
-    /// work in progress, whatever the length of a run.
-    pub fn without_events() -> Self {
-        Self {
-            inner: Mutex::default(),
-            keep_events: false,
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
@@ -163,23 +183,10 @@ impl Store for MemoryStore {
 
     fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         let mut m = self.lock();
-        if self.keep_events {
-            for e in commit.events {
-                m.events.entry(e.run_id).or_default().push(e);
-            }
+        for e in commit.events {
+            m.events.entry(e.run_id).or_default().push(e);
         }
-        for put in commit.state {
-            match put.change {
-                Change::Set(v) => {
-                    m.state.insert(put.key, v);
-                }
-                Change::Push(v) => m.lists.entry(put.key).or_default().push(v),
-                Change::Delete => {
-                    m.state.remove(&put.key);
-                    m.lists.remove(&put.key);
-                }
-            }
-        }
+        m.state.apply(commit.state);
         Ok(())
     }
 
@@ -188,7 +195,7 @@ impl Store for MemoryStore {
     }
 
     fn state_list(&self, key: &str) -> Result<Vec<J>, StoreError> {
-        Ok(self.lock().lists.get(key).cloned().unwrap_or_default())
+        Ok(self.lock().state.list(key))
     }
 
     fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError> {
