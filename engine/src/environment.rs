@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{Value as J, json};
 
+use crate::check::{CREDENTIAL_PREFIX, HOSTS_SUFFIX, RESOURCE_PREFIX};
 use crate::runtime::credentials::{CredentialError, Entry, Vault};
 use crate::runtime::scope::Globals;
 use crate::story::Story;
@@ -39,7 +40,7 @@ pub fn read_credentials_file(path: &Path) -> Result<Vault, CredentialError> {
 /// Where a credential is defined besides the store, if anywhere: the
 /// environment and the credentials file win over the store.
 pub fn credential_configured_elsewhere(name: &str, file: Option<&Vault>) -> Option<&'static str> {
-    let variable = format!("TALE_CREDENTIAL_{}", name.to_ascii_uppercase());
+    let variable = format!("{CREDENTIAL_PREFIX}{}", name.to_ascii_uppercase());
     if std::env::var_os(variable).is_some() {
         Some("the environment")
     } else if file.is_some_and(|v| v.get(name).is_some()) {
@@ -105,23 +106,18 @@ pub fn globals(
     let mut allowed_hosts = std::collections::BTreeMap::new();
     for (key, value) in std::env::vars() {
         if let Some(name) = key
-            .strip_prefix("TALE_CREDENTIAL_")
-            .and_then(|n| n.strip_suffix("_ALLOWED_HOSTS"))
+            .strip_prefix(CREDENTIAL_PREFIX)
+            .and_then(|n| n.strip_suffix(HOSTS_SUFFIX))
         {
-            let hosts: Vec<String> = value
-                .split(',')
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty())
-                .collect();
-            allowed_hosts.insert(name.to_ascii_lowercase(), hosts);
+            allowed_hosts.insert(name.to_ascii_lowercase(), crate::values::host_list(&value));
         }
-        if let Some(name) = key.strip_prefix("TALE_CREDENTIAL_") {
-            if !name.ends_with("_ALLOWED_HOSTS") && !name.is_empty() {
+        if let Some(name) = key.strip_prefix(CREDENTIAL_PREFIX) {
+            if !name.ends_with(HOSTS_SUFFIX) && !name.is_empty() {
                 let name = name.to_ascii_lowercase();
                 let v = if dry { format!("[credential:{name}]") } else { value };
                 credentials.insert(name, J::String(v));
             }
-        } else if let Some(name) = key.strip_prefix("TALE_RESOURCE_") {
+        } else if let Some(name) = key.strip_prefix(RESOURCE_PREFIX) {
             let parsed = serde_json::from_str(&value).unwrap_or(J::String(value));
             resources.insert(name.to_ascii_lowercase(), parsed);
         }

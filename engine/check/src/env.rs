@@ -30,9 +30,12 @@ pub struct CredentialInfo {
     pub allowed_hosts: Vec<String>,
 }
 
-const CREDENTIAL_PREFIX: &str = "TALE_CREDENTIAL_";
-const RESOURCE_PREFIX: &str = "TALE_RESOURCE_";
-const HOSTS_SUFFIX: &str = "_ALLOWED_HOSTS";
+/// The environment variables that configure credentials and resources:
+/// `TALE_CREDENTIAL_<NAME>`, `TALE_CREDENTIAL_<NAME>_ALLOWED_HOSTS`,
+/// `TALE_RESOURCE_<NAME>` (the engine reads their values by the same names).
+pub const CREDENTIAL_PREFIX: &str = "TALE_CREDENTIAL_";
+pub const RESOURCE_PREFIX: &str = "TALE_RESOURCE_";
+pub const HOSTS_SUFFIX: &str = "_ALLOWED_HOSTS";
 
 impl Environment {
     /// A configured credential; names compare case-insensitively, as the
@@ -61,12 +64,7 @@ impl Environment {
                             .and_then(|k| k.strip_suffix(HOSTS_SUFFIX))
                             == Some(name)
                     })
-                    .map(|(_, v)| {
-                        v.split(',')
-                            .map(|h| h.trim().to_owned())
-                            .filter(|h| !h.is_empty())
-                            .collect()
-                    })
+                    .map(|(_, v)| values::host_list(v))
                     .unwrap_or_default();
                 self.credentials
                     .insert(name.to_ascii_lowercase(), CredentialInfo { allowed_hosts: hosts });

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use calls::{StoryIndex, call_target};
-pub use env::{CredentialInfo, Environment};
+pub use env::{CREDENTIAL_PREFIX, CredentialInfo, Environment, HOSTS_SUFFIX, RESOURCE_PREFIX};
 pub use load::{check_rules, parse_yaml};
 
 use crate::action::{ActionRegistry, ValueCx};

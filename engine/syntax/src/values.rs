@@ -203,6 +203,15 @@ pub fn normalize_jsonpath(path: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A comma-separated list of hosts (`TALE_CREDENTIAL_<NAME>_ALLOWED_HOSTS`):
+/// trimmed, empty entries left out.
+pub fn host_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
