@@ -143,6 +143,11 @@ pub trait Observer: Send + Sync {
     fn wants_steps(&self) -> bool {
         false
     }
+    /// Whether [`Executed::emitted`] and [`Observer::emitted_more`] are
+    /// wanted too (a trace): every output is copied for them.
+    fn wants_outputs(&self) -> bool {
+        false
+    }
     /// One execution of an action, as a dry-run trace shows it.
     fn executed(&self, _step: Executed) {}
     /// More events of an execution (the chunks of a long explode).
@@ -981,15 +986,19 @@ impl Durable {
                 Ok(outcome) => (
                     None,
                     outcome.trace.clone(),
-                    outcome
-                        .emits
-                        .iter()
-                        .filter_map(|e| match e {
-                            Emit::Main(o) => Some((None, o.clone())),
-                            Emit::Branch(b, o) => Some((Some(*b), o.clone())),
-                            _ => None,
-                        })
-                        .collect(),
+                    if o.wants_outputs() {
+                        outcome
+                            .emits
+                            .iter()
+                            .filter_map(|e| match e {
+                                Emit::Main(o) => Some((None, o.clone())),
+                                Emit::Branch(b, o) => Some((Some(*b), o.clone())),
+                                _ => None,
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
                 ),
                 Err(e) => (Some(e.to_string()), Vec::new(), Vec::new()),
             };
@@ -1210,7 +1219,7 @@ impl Durable {
     ) {
         let before = tx.events.len();
         self.add_emits(story, action, item, emits, now, tx);
-        if let Some(o) = self.observer.as_ref().filter(|o| o.wants_steps()) {
+        if let Some(o) = self.observer.as_ref().filter(|o| o.wants_outputs()) {
             let input = item.input.as_ref().map(|e| e.id);
             o.emitted_more(item.run_id, &item.action, input, &tx.events[before..]);
         }

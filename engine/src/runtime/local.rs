@@ -47,6 +47,10 @@ impl Observer for Recorder {
         self.trace || self.on_event.is_some()
     }
 
+    fn wants_outputs(&self) -> bool {
+        self.trace
+    }
+
     fn executed(&self, step: Executed) {
         for d in &step.details {
             if let Some(message) = d.get("log_error").and_then(J::as_str) {
@@ -74,9 +78,6 @@ impl Observer for Recorder {
     }
 
     fn emitted_more(&self, run: RunId, action: &str, input: Option<EventId>, events: &[Arc<Event>]) {
-        if !self.trace {
-            return;
-        }
         let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, entry)) = steps
             .iter_mut()
