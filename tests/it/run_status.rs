@@ -74,14 +74,7 @@ async fn serve_stores_an_unhandled_failure_as_a_failed_run() {
     assert_eq!(of("handled")["status"], "succeeded", "{runs:?}");
     // Metrics count the failure branch as a failed action, handled or not;
     // only the unhandled one fails its run.
-    let metrics = client()
-        .get(format!("http://{}/metrics", server.addr))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::serve::metrics(&server).await;
     for story in ["unhandled", "handled"] {
         let failed_call = format!(r#"story="{story}",action="call",type="http_request",outcome="error""#);
         assert!(metrics.contains(&failed_call), "no {failed_call} in\n{metrics}");

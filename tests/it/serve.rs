@@ -88,6 +88,18 @@ pub(crate) async fn get_json(server: &Server, path: &str) -> J {
         .expect("json")
 }
 
+/// The server's `/metrics` text.
+pub(crate) async fn metrics(server: &Server) -> String {
+    client()
+        .get(format!("http://{}/metrics", server.addr))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// How many runs `/api/runs?…` lists.
 async fn run_count(server: &Server, query: &str) -> usize {
     get_json(server, query).await["runs"].as_array().map_or(0, Vec::len)
@@ -168,14 +180,7 @@ async fn a_webhook_run_is_stored_forwarded_and_listed() {
     })
     .await;
 
-    let metrics = client()
-        .get(format!("http://{}/metrics", server.addr))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics(&server).await;
     assert!(metrics.contains("tale_events_total"), "{metrics}");
     assert!(
         metrics.contains(r#"tale_http_responses_total{host="127.0.0.1:"#),
