@@ -531,9 +531,9 @@ impl ImplodeExec {
     }
 
     /// Emits the items and closes the window.
-    fn close(cx: &ExecCx<'_>, guid: &str, last: Option<J>) -> Result<Outcome, ActionError> {
+    async fn close(cx: &ExecCx<'_>, guid: &str, last: Option<J>) -> Result<Outcome, ActionError> {
         let (meta, list) = Self::keys(cx, guid);
-        let mut items = cx.store.state_list(&list)?;
+        let mut items = cx.store.state_list(&list).await?;
         items.extend(last);
         Ok(Outcome {
             emits: vec![Emit::Main(J::Array(items))],
@@ -550,7 +550,7 @@ impl Executable for ImplodeExec {
     }
 
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
-        ready((|| {
+        Box::pin(async move {
             let guid = self.guid_path.render_text(&cx.scope)?;
             if guid.is_empty() {
                 return Err(failed(
@@ -569,7 +569,8 @@ impl Executable for ImplodeExec {
             let (meta, list) = Self::keys(cx, &guid);
             let state = cx
                 .store
-                .state(&meta)?
+                .state(&meta)
+                .await?
                 .unwrap_or_else(|| json!({"count": 0, "done": false}));
             if state["done"] == J::Bool(true) {
                 // The window closed: a late item is dropped, as Tines does.
@@ -577,7 +578,7 @@ impl Executable for ImplodeExec {
             }
             let count = state["count"].as_u64().unwrap_or(0) as usize + 1;
             if count >= size {
-                return Self::close(cx, &guid, Some(item));
+                return Self::close(cx, &guid, Some(item)).await;
             }
             let mut outcome = Outcome {
                 state: vec![
@@ -593,19 +594,19 @@ impl Executable for ImplodeExec {
                 });
             }
             Ok(outcome)
-        })())
+        })
     }
 
     fn wake<'a>(&'a self, cx: &'a ExecCx<'a>, payload: J) -> BoxFuture<'a, Result<Outcome, ActionError>> {
-        ready((|| {
+        Box::pin(async move {
             let guid = payload["guid"].as_str().unwrap_or_default().to_owned();
             let (meta, _) = Self::keys(cx, &guid);
-            match cx.store.state(&meta)? {
-                Some(state) if state["done"] != J::Bool(true) => Self::close(cx, &guid, None),
+            match cx.store.state(&meta).await? {
+                Some(state) if state["done"] != J::Bool(true) => Self::close(cx, &guid, None).await,
                 // Completed, or never started.
                 _ => Ok(Outcome::default()),
             }
-        })())
+        })
     }
 }
 
@@ -657,13 +658,14 @@ impl Executable for DeduplicateExec {
     }
 
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
-        ready((|| {
+        Box::pin(async move {
             let value = self.path.render_text(&cx.scope)?;
             let key = cx.state_key("deduplicate");
             let now = cx.clock.now_ms();
             let mut seen: Vec<(String, i64)> = cx
                 .store
-                .state(&key)?
+                .state(&key)
+                .await?
                 .and_then(|s| serde_json::from_value(s).ok())
                 .unwrap_or_default();
             if let Some(period) = self.period_secs {
@@ -694,7 +696,7 @@ impl Executable for DeduplicateExec {
                 outcome.emits.push(Emit::Main(output));
             }
             Ok(outcome)
-        })())
+        })
     }
 }
 
@@ -776,7 +778,7 @@ impl ThrottleExec {
     /// Lets the event through now, or says when to try again: per interval
     /// and per key, `runs_per_interval × events_per_run` events pass; every
     /// event counts, also several of one story run.
-    fn admit(&self, cx: &ExecCx<'_>) -> Result<Outcome, ActionError> {
+    async fn admit(&self, cx: &ExecCx<'_>) -> Result<Outcome, ActionError> {
         let key_value = match &self.key {
             Some(f) => f.render_text(&cx.scope)?,
             None => String::new(),
@@ -785,7 +787,8 @@ impl ThrottleExec {
         let now = cx.clock.now_ms();
         let mut passes: Vec<i64> = cx
             .store
-            .state(&key)?
+            .state(&key)
+            .await?
             .and_then(|s| serde_json::from_value(s).ok())
             .unwrap_or_default();
         passes.retain(|at| *at > now.saturating_sub(self.interval_ms));
@@ -816,11 +819,11 @@ impl Executable for ThrottleExec {
     }
 
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
-        ready(self.admit(cx))
+        Box::pin(self.admit(cx))
     }
 
     fn wake<'a>(&'a self, cx: &'a ExecCx<'a>, _payload: J) -> BoxFuture<'a, Result<Outcome, ActionError>> {
-        ready(self.admit(cx))
+        Box::pin(self.admit(cx))
     }
 }
 

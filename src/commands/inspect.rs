@@ -5,11 +5,13 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use futures_util::future::BoxFuture;
 use serde_json::{Value as J, json};
 use tale_engine::runtime::backend::Database;
 use tale_engine::runtime::event::RunId;
 use tale_engine::runtime::runlog::{RunFilter, RunLog, RunState};
 
+use super::run::runtime;
 use crate::ExitStatus;
 
 #[derive(Debug, Clone, Args)]
@@ -65,6 +67,19 @@ fn parse_state(s: &str) -> Result<RunState, String> {
     s.parse()
 }
 
+/// Waits for a store read. A command may be called from async code (the
+/// tests call commands in process): there it waits on a thread of its own.
+fn block_on<F: std::future::Future + Send>(read: F) -> anyhow::Result<F::Output>
+where
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Ok(runtime()?.block_on(read));
+    }
+    std::thread::scope(|s| s.spawn(|| Ok(runtime()?.block_on(read))).join())
+        .map_err(|_| anyhow::anyhow!("a store read panicked"))?
+}
+
 fn open(db: &str) -> anyhow::Result<Box<dyn RunLog>> {
     let database: Database = db.parse()?;
     database.open_log().with_context(|| format!("cannot read {database}"))
@@ -75,12 +90,13 @@ pub(crate) fn runs(args: &RunsArgs, out: &mut dyn Write) -> anyhow::Result<ExitS
         return self::show(show, out);
     }
     let reader = open(&args.db)?;
-    let runs = reader.runs(&RunFilter {
+    let filter = RunFilter {
         story: args.story.clone(),
         status: args.status,
         limit: args.limit,
         ..RunFilter::default()
-    })?;
+    };
+    let runs = block_on(reader.runs(&filter))??;
     if args.json {
         for r in &runs {
             writeln!(out, "{}", serde_json::to_string(r)?)?;
@@ -116,7 +132,7 @@ pub(crate) fn runs(args: &RunsArgs, out: &mut dyn Write) -> anyhow::Result<ExitS
 
 pub(crate) fn events(args: &EventsArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
     let reader = open(&args.db)?;
-    let Some(run) = reader.run(args.run)? else {
+    let Some(run) = block_on(reader.run(args.run))?? else {
         anyhow::bail!("no run {} in {}", args.run, args.db);
     };
     // Standard output stays JSON lines; the link to the caller is a note.
@@ -124,7 +140,7 @@ pub(crate) fn events(args: &EventsArgs, out: &mut dyn Write, err: &mut dyn Write
         let event = run.parent_event.as_deref().unwrap_or("-");
         writeln!(err, "run {} was called by run {parent} (event {event})", args.run)?;
     }
-    for e in reader.events_json(args.run)? {
+    for e in block_on(reader.events_json(args.run))?? {
         writeln!(out, "{e}")?;
     }
     Ok(ExitStatus::Success)
@@ -135,7 +151,7 @@ const SHOW_DEPTH: usize = 16;
 
 fn show(args: &ShowArgs, out: &mut dyn Write) -> anyhow::Result<ExitStatus> {
     let reader = open(&args.db)?;
-    let Some(doc) = run_doc(&*reader, args.run, 0)? else {
+    let Some(doc) = block_on(run_doc(&*reader, args.run, 0))?? else {
         anyhow::bail!("no run {} in {}", args.run, args.db);
     };
     if args.json {
@@ -147,21 +163,25 @@ fn show(args: &ShowArgs, out: &mut dyn Write) -> anyhow::Result<ExitStatus> {
 }
 
 /// `{run, events, children}`, children recursively.
-fn run_doc(reader: &dyn RunLog, id: RunId, depth: usize) -> anyhow::Result<Option<J>> {
-    let Some(run) = reader.run(id)? else { return Ok(None) };
-    let events = reader.events_json(id)?;
-    let mut children = Vec::new();
-    if depth < SHOW_DEPTH {
-        for child in reader.called_by(id)? {
-            let Ok(child_id) = child.id.parse::<RunId>() else {
-                continue;
-            };
-            if let Some(doc) = run_doc(reader, child_id, depth + 1)? {
-                children.push(doc);
+fn run_doc(reader: &dyn RunLog, id: RunId, depth: usize) -> BoxFuture<'_, anyhow::Result<Option<J>>> {
+    Box::pin(async move {
+        let Some(run) = reader.run(id).await? else {
+            return Ok(None);
+        };
+        let events = reader.events_json(id).await?;
+        let mut children = Vec::new();
+        if depth < SHOW_DEPTH {
+            for child in reader.called_by(id).await? {
+                let Ok(child_id) = child.id.parse::<RunId>() else {
+                    continue;
+                };
+                if let Some(doc) = run_doc(reader, child_id, depth + 1).await? {
+                    children.push(doc);
+                }
             }
         }
-    }
-    Ok(Some(json!({"run": run, "events": events, "children": children})))
+        Ok(Some(json!({"run": run, "events": events, "children": children})))
+    })
 }
 
 fn write_run(doc: &J, depth: usize, out: &mut dyn Write) -> anyhow::Result<()> {

@@ -321,8 +321,9 @@ fn run_stored(
         .build()
         .context("cannot start the async runtime")?;
     let request = request(&story, entry, body);
+    // Opening may wait for the lock file: not on the async threads.
+    let store = database.open(Sync::Normal)?;
     let (store, run_id) = rt.block_on(async {
-        let store = database.open(Sync::Normal)?;
         let redactor = Arc::new(redactor_of(&story));
         let runtime = Runtime {
             http: Arc::new(RealHttp::with_guard(8, deny_internal)?),
@@ -358,7 +359,7 @@ fn run_stored(
             Delivery::NoSuchWebhook => bail!("`{}` is not a webhook", story.actions[entry].slug),
         };
         loop {
-            match store.run(run_id)? {
+            match store.run(run_id).await? {
                 Some(run) if run.status != RunState::Running => break,
                 _ => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             }
@@ -377,10 +378,12 @@ fn run_stored(
         writeln!(err, "the webhook's rules did not match: no run started")?;
         return Ok(ExitStatus::Success);
     };
-    for event in store.events_json(run_id)? {
+    for event in rt.block_on(store.events_json(run_id))? {
         writeln!(out, "{event}")?;
     }
-    let run = store.run(run_id)?.context("the run vanished from the database")?;
+    let run = rt
+        .block_on(store.run(run_id))?
+        .context("the run vanished from the database")?;
     writeln!(
         err,
         "run {run_id} {} with {} events, stored in {}",

@@ -83,8 +83,8 @@ impl Admin {
 /// start (`strict`) a credential that does not open stops the server; at a
 /// reload it is left out and logged, so one bad row cannot stop every
 /// later reload.
-pub(crate) fn read_stored(store: &dyn ServeStore, key: Option<&SealKey>, strict: bool) -> anyhow::Result<Stored> {
-    let rows = store.stored_credentials()?;
+pub(crate) async fn read_stored(store: &dyn ServeStore, key: Option<&SealKey>, strict: bool) -> anyhow::Result<Stored> {
+    let rows = store.stored_credentials().await?;
     let mut credentials = Vec::with_capacity(rows.len());
     for row in rows {
         let opened = match key {
@@ -101,7 +101,8 @@ pub(crate) fn read_stored(store: &dyn ServeStore, key: Option<&SealKey>, strict:
         }
     }
     let resources = store
-        .stored_resources()?
+        .stored_resources()
+        .await?
         .into_iter()
         .map(|r| (r.name, r.value))
         .collect();
@@ -202,17 +203,6 @@ fn not_a_credential(e: &serde_json::Error) -> String {
 }
 
 /// A store call off the async threads (it may wait for the writer's lock).
-async fn blocking<T: Send + 'static>(
-    app: &App,
-    f: impl FnOnce(&dyn ServeStore) -> Result<T, tale_engine::runtime::store::StoreError> + Send + 'static,
-) -> Result<T, Refusal> {
-    let store = app.store.clone();
-    tokio::task::spawn_blocking(move || f(&*store))
-        .await
-        .map_err(internal)?
-        .map_err(internal)
-}
-
 fn credential_json(c: &StoredCredential) -> J {
     json!({"name": c.name, "type": c.kind, "allowed_hosts": c.allowed_hosts,
            "updated_at": c.updated_at, "key_id": c.sealed.key_id})
@@ -223,7 +213,7 @@ fn internal(e: impl std::fmt::Display) -> Refusal {
 }
 
 pub(crate) async fn list_credentials(State(app): State<Arc<App>>) -> Result<Response, Refusal> {
-    let rows = blocking(&app, |s| s.stored_credentials()).await?;
+    let rows = app.store.stored_credentials().await.map_err(internal)?;
     Ok(axum::Json(json!({"credentials": rows.iter().map(credential_json).collect::<Vec<_>>()})).into_response())
 }
 
@@ -271,7 +261,7 @@ pub(crate) async fn put_credential(
     let row = StoredCredential::seal(&name, &entry, &key, now).map_err(internal)?;
     drop(entry);
     let stored = row.clone();
-    blocking(&app, move |s| s.put_credential(&stored)).await?;
+    app.store.put_credential(stored).await.map_err(internal)?;
     tracing::info!(credential = %name, kind = %row.kind, "credential set through the API");
     reload(&app).await?;
     Ok(axum::Json(credential_json(&row)).into_response())
@@ -295,7 +285,7 @@ async fn delete(app: Arc<App>, name: String, table: Table) -> Result<Response, R
     writable(&app)?;
     let name = valid_name(&name)?;
     let gone = name.clone();
-    if !blocking(&app, move |s| s.delete_stored(table, &gone)).await? {
+    if !app.store.delete_stored(table, gone).await.map_err(internal)? {
         return Err(refuse(StatusCode::NOT_FOUND, format!("nothing stored under `{name}`")));
     }
     tracing::info!(name = %name, ?table, "deleted through the API");
@@ -304,7 +294,7 @@ async fn delete(app: Arc<App>, name: String, table: Table) -> Result<Response, R
 }
 
 pub(crate) async fn list_resources(State(app): State<Arc<App>>) -> Result<Response, Refusal> {
-    let rows = blocking(&app, |s| s.stored_resources()).await?;
+    let rows = app.store.stored_resources().await.map_err(internal)?;
     Ok(axum::Json(json!({"resources": rows})).into_response())
 }
 
@@ -334,7 +324,7 @@ pub(crate) async fn put_resource(
         updated_at: app.durable.loaded().runtime.clock.now_ms(),
     };
     let stored = row.clone();
-    blocking(&app, move |s| s.put_resource(&stored)).await?;
+    app.store.put_resource(stored).await.map_err(internal)?;
     tracing::info!(resource = %row.name, "resource set through the API");
     reload(&app).await?;
     Ok(axum::Json(row).into_response())

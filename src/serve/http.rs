@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use serde::Deserialize;
 use serde_json::{Value as J, json};
-use tale_engine::runtime::backend::ServeStore;
 use tale_engine::runtime::durable::{Delivery, DurableError};
 use tale_engine::runtime::event::{EventId, RunId};
 use tale_engine::runtime::exec::{WebhookRequest, WebhookResponse};
@@ -303,7 +302,7 @@ async fn runs(
         after: q.after,
         limit,
     };
-    match read(&app, move |store| store.runs(&filter)).await {
+    match app.store.runs(&filter).await {
         Ok(runs) => {
             let next = (runs.len() == limit)
                 .then(|| runs.last().map(|r| r.id.clone()))
@@ -316,21 +315,11 @@ async fn runs(
 
 /// A read of the run log, on a blocking thread: SQLite reads (and their
 /// wait for the read connection) must not hold an async worker.
-async fn read<T: Send + 'static>(
-    app: &Arc<App>,
-    f: impl FnOnce(&dyn ServeStore) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let store = app.store.clone();
-    tokio::task::spawn_blocking(move || f(&*store))
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Failed(format!("the read stopped: {e}"))))
-}
-
 async fn run(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<RunId>() else {
         return error(StatusCode::NOT_FOUND, format!("`{id}` is not an id"));
     };
-    match read(&app, move |store| store.run(id)).await {
+    match app.store.run(id).await {
         Ok(Some(run)) => axum::Json(run).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such run"),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -341,7 +330,7 @@ async fn run_events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resp
     let Ok(id) = id.parse::<RunId>() else {
         return error(StatusCode::NOT_FOUND, format!("`{id}` is not an id"));
     };
-    let events = match read(&app, move |store| store.events_json(id)).await {
+    let events = match app.store.events_json(id).await {
         Ok(e) => e,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
@@ -359,7 +348,7 @@ async fn reemit(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response
     let Ok(id) = id.parse::<EventId>() else {
         return error(StatusCode::NOT_FOUND, format!("`{id}` is not an id"));
     };
-    let event = match read(&app, move |store| store.event(id)).await {
+    let event = match app.store.event(id).await {
         Ok(Some(e)) => e,
         Ok(None) => return error(StatusCode::NOT_FOUND, "no such event"),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -230,7 +230,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         let Some(key) = key.as_deref() else {
             anyhow::bail!("--previous-secret-key rotates to --secret-key (TALE_SECRET_KEY), which is not set");
         };
-        let resealed = store.reseal_credentials(&previous, key, base.clock.now_ms())?;
+        let resealed = store.reseal_credentials(&previous, key, base.clock.now_ms()).await?;
         if resealed > 0 {
             tracing::info!(
                 credentials = resealed,
@@ -240,7 +240,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
             );
         }
     }
-    let stored = admin::read_stored(&*store, key.as_deref(), true)?;
+    let stored = admin::read_stored(&*store, key.as_deref(), true).await?;
     let first = {
         let dir = stories_dir.clone();
         let (r, c) = (resources.clone(), credentials.clone());
@@ -278,7 +278,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         args.max_queued,
         Some(metrics.clone()),
     );
-    let resumed = durable.resume()?;
+    let resumed = durable.resume().await?;
     if resumed > 0 {
         tracing::info!(items = resumed, "resumed the work left by the previous run");
     }
@@ -362,20 +362,10 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
                         let _ = ack.send(Err(why));
                     }
                 };
-                let store2 = store.clone();
-                let key = app.admin.key.clone();
-                let stored = match tokio::task::spawn_blocking(move || {
-                    admin::read_stored(&*store2, key.as_deref(), false)
-                })
-                .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        failed(asked, format!("{e:#}"));
-                        continue;
-                    }
+                let stored = match admin::read_stored(&*store, app.admin.key.as_deref(), false).await {
+                    Ok(s) => s,
                     Err(e) => {
-                        failed(asked, e.to_string());
+                        failed(asked, format!("{e:#}"));
                         continue;
                     }
                 };

@@ -52,7 +52,7 @@ fn previous_tick(cron: &croner::Cron, tz: chrono_tz::Tz, before_ms: i64) -> Opti
 async fn run(durable: Arc<Durable>, story: Arc<BuiltStory>, action: usize, cron: croner::Cron, tz: chrono_tz::Tz) {
     let clock = durable.loaded().runtime.clock.clone();
     let slug = story.actions[action].slug.clone();
-    match durable.last_tick(&story, action) {
+    match durable.last_tick(&story, action).await {
         Ok(Some(last)) => {
             if let Some(missed) = previous_tick(&cron, tz, clock.now_ms()).filter(|t| *t > last) {
                 tracing::info!(story = %story.id, action = %slug, "firing the latest tick missed while down");

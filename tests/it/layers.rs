@@ -190,6 +190,58 @@ fn nothing_above_the_engine_names_a_store_backend() {
     }
 }
 
+/// The body of `pub trait NAME` in `code` (up to its closing brace).
+fn trait_body<'a>(code: &'a str, name: &str) -> &'a str {
+    let start = code
+        .find(&format!("pub trait {name}"))
+        .unwrap_or_else(|| panic!("no trait {name}"));
+    let end = code[start..].find("\n}").expect("the end of the trait");
+    &code[start..start + end]
+}
+
+/// The store contract is async (a database is: PostgreSQL will be), so
+/// nothing waits for a store on an async thread: every method of the
+/// store traits returns a future, except `health` (an in-memory flag).
+/// And nothing in the engine or the server blocks an async thread to wait
+/// for the store (SQLite runs on its writer thread and on tokio's blocking
+/// threads).
+#[test]
+fn the_store_contract_is_async_and_nothing_blocks_on_it() {
+    let traits = [
+        ("engine/core/src/runtime/store.rs", "StateStore"),
+        ("engine/src/runtime/durable.rs", "DurableStore"),
+        ("engine/src/runtime/runlog.rs", "RunLog"),
+        ("engine/src/runtime/runlog.rs", "SecretStore"),
+        ("engine/src/runtime/backend.rs", "ServeStore"),
+    ];
+    for (file, name) in traits {
+        let code = code(&root().join(file));
+        let body = trait_body(&code, name);
+        let mut methods = 0;
+        // Each signature runs from `fn` to its `;`.
+        for signature in body.split("fn ").skip(1).map(|s| s.split(';').next().unwrap_or(s)) {
+            methods += 1;
+            if signature.starts_with("health(") {
+                continue;
+            }
+            assert!(
+                signature.contains("BoxFuture<"),
+                "{file}: `{name}::{}` does not return a future",
+                signature.split('(').next().unwrap_or(signature)
+            );
+        }
+        assert!(methods > 0, "{file}: no methods found in {name}");
+    }
+    for dir in ["engine/src", "src"] {
+        for file in sources(&root().join(dir)) {
+            let code = code(&file);
+            for word in ["block_in_place", "blocking_send", "Handle::current().block_on"] {
+                assert!(!code.contains(word), "{} waits with `{word}`", file.display());
+            }
+        }
+    }
+}
+
 /// ARCHITECTURE.md names the test that holds each invariant: those tests
 /// exist (a renamed or deleted test would leave an invariant unguarded).
 #[test]

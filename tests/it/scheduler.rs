@@ -16,7 +16,6 @@ use tale_engine::runtime::mail::NoMailer;
 use tale_engine::runtime::memory::MemoryDurableStore;
 use tale_engine::runtime::redact::Redactor;
 use tale_engine::runtime::scope::Globals;
-use tale_engine::runtime::store::Store;
 use tale_engine::template::TemplateParser;
 
 const START: i64 = 1_800_000_000_000;
@@ -107,13 +106,7 @@ async fn timers_wait_for_the_clock_under_serve() {
     };
     let fired = |slug: &'static str| {
         let store = store.clone();
-        move || {
-            store
-                .run_events(run)
-                .expect("events")
-                .iter()
-                .any(|e| &*e.action == slug)
-        }
+        move || store.events(run).iter().any(|e| &*e.action == slug)
     };
     let settle = || async {
         for _ in 0..200 {
@@ -134,7 +127,7 @@ async fn timers_wait_for_the_clock_under_serve() {
     assert!(!fired("after_slow")(), "the slow delay fired with the fast one");
     clock.advance(Duration::from_secs(50));
     wait_for(fired("after_slow")).await;
-    wait_for(|| store.run_status(run) == Some(tale_engine::runtime::store::RunStatus::Succeeded)).await;
+    wait_for(|| store.run_status(run) == Some(tale_engine::runtime::memory::RunStatus::Succeeded)).await;
 }
 
 async fn wait_for(mut done: impl FnMut() -> bool) {
@@ -215,13 +208,8 @@ actions:
         Ok(Delivery::Started { run_id, .. }) => run_id,
         other => panic!("not started: {other:?}"),
     };
-    wait_for(|| store.run_status(run) == Some(tale_engine::runtime::store::RunStatus::Succeeded)).await;
-    let stored: Vec<J> = store
-        .run_events(run)
-        .expect("events")
-        .iter()
-        .map(|e| e.output.clone())
-        .collect();
+    wait_for(|| store.run_status(run) == Some(tale_engine::runtime::memory::RunStatus::Succeeded)).await;
+    let stored: Vec<J> = store.events(run).iter().map(|e| e.output.clone()).collect();
     let text = serde_json::to_string(&stored).expect("json");
     assert!(
         !text.contains("tok-9f8e7d6c5b4a"),

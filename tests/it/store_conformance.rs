@@ -77,7 +77,7 @@ async fn a_run_ends_when_its_last_item_is_done() {
         last.events.push(event(run, "b", json!({"n": 1})));
         let applied = apply(&store, last).await;
         assert_eq!(applied.finished, vec![(run, "s".to_owned(), true)], "{name}");
-        assert_eq!(store.run_events(run).expect("events").len(), 1, "{name}");
+        assert_eq!(store.run_events(run).await.expect("events").len(), 1, "{name}");
     }
 }
 
@@ -111,7 +111,7 @@ async fn due_times_are_data_and_parked_items_stay_in_the_store() {
         let mut tx = start(run, vec![later, parked]);
         tx.events.push(input);
         apply(&store, tx).await;
-        let recovered = store.recover().expect("recover");
+        let recovered = store.recover().await.expect("recover");
         assert_eq!(recovered.len(), 1, "{name}: the parked caller is not recovered");
         assert_eq!(recovered[0].id, later_id, "{name}");
         assert_eq!(recovered[0].due_ms, 1_900_000_000_000, "{name}: the due time is kept");
@@ -140,7 +140,7 @@ async fn a_cancelled_item_ends_its_run() {
         let mut expected = vec![(run, "s".to_owned(), true), (other, "s".to_owned(), true)];
         expected.sort();
         assert_eq!(finished, expected, "{name}");
-        assert!(store.recover().expect("recover").is_empty(), "{name}");
+        assert!(store.recover().await.expect("recover").is_empty(), "{name}");
     }
 }
 
@@ -158,14 +158,19 @@ async fn a_schedule_tick_fires_once() {
         tx.tick = Some((key.clone(), 100));
         assert!(!apply(&store, tx).await.fired, "{name}");
         assert!(
-            store.recover().expect("recover").iter().all(|i| i.run_id != again),
+            store
+                .recover()
+                .await
+                .expect("recover")
+                .iter()
+                .all(|i| i.run_id != again),
             "{name}: the refused tick left work"
         );
         let next = RunId::new();
         let mut tx = start(next, vec![item(next, "tick", 0, None)]);
         tx.tick = Some((key.clone(), 200));
         assert!(apply(&store, tx).await.fired, "{name}");
-        assert_eq!(store.last_tick(&key).expect("last tick"), Some(200), "{name}");
+        assert_eq!(store.last_tick(&key).await.expect("last tick"), Some(200), "{name}");
     }
 }
 
@@ -182,12 +187,12 @@ async fn action_state_is_set_pushed_and_deleted_with_the_step() {
         };
         apply(&store, tx).await;
         assert_eq!(
-            store.state("s/dedup/seen").expect("state"),
+            store.state("s/dedup/seen").await.expect("state"),
             Some(json!(["a"])),
             "{name}"
         );
         assert_eq!(
-            store.state_list("s/implode/g").expect("list"),
+            store.state_list("s/implode/g").await.expect("list"),
             vec![json!(1), json!(2)],
             "{name}"
         );
@@ -196,8 +201,11 @@ async fn action_state_is_set_pushed_and_deleted_with_the_step() {
             ..Transaction::default()
         };
         apply(&store, tx).await;
-        assert_eq!(store.state("s/dedup/seen").expect("state"), None, "{name}");
-        assert!(store.state_list("s/implode/g").expect("list").is_empty(), "{name}");
+        assert_eq!(store.state("s/dedup/seen").await.expect("state"), None, "{name}");
+        assert!(
+            store.state_list("s/implode/g").await.expect("list").is_empty(),
+            "{name}"
+        );
     }
 }
 
@@ -247,7 +255,7 @@ async fn a_sub_storys_first_exit_wakes_its_caller_once() {
         assert_eq!(applied.finished, vec![(child, "s".to_owned(), true)], "{name}");
         // The woken caller is ordinary work now: recovered like any item.
         assert!(
-            store.recover().expect("recover").iter().any(|i| i.id == caller),
+            store.recover().await.expect("recover").iter().any(|i| i.id == caller),
             "{name}"
         );
         // A second exit (a later branch of the child) wakes nobody.
@@ -288,9 +296,9 @@ async fn crashed_starts_are_counted_and_a_clean_stop_forgets_them() {
         apply(&store, start(run, vec![a])).await;
         store.mark_started(ida).await.expect("mark");
         store.mark_started(ida).await.expect("mark");
-        assert_eq!(store.recover().expect("recover")[0].attempts, 2, "{name}");
+        assert_eq!(store.recover().await.expect("recover")[0].attempts, 2, "{name}");
         assert!(
-            !store.clean_restart().expect("clean"),
+            !store.clean_restart().await.expect("clean"),
             "{name}: no clean stop was recorded"
         );
         let tx = Transaction {
@@ -298,14 +306,14 @@ async fn crashed_starts_are_counted_and_a_clean_stop_forgets_them() {
             ..Transaction::default()
         };
         apply(&store, tx).await;
-        assert!(store.clean_restart().expect("clean"), "{name}");
+        assert!(store.clean_restart().await.expect("clean"), "{name}");
         assert_eq!(
-            store.recover().expect("recover")[0].attempts,
+            store.recover().await.expect("recover")[0].attempts,
             0,
             "{name}: counts forgotten"
         );
         assert!(
-            !store.clean_restart().expect("clean"),
+            !store.clean_restart().await.expect("clean"),
             "{name}: the marker is used once"
         );
     }
@@ -328,8 +336,8 @@ async fn a_conflicting_write_is_refused_whole_and_not_worth_retrying() {
             "{name}: {err:?}"
         );
         assert!(!err.is_retryable(), "{name}");
-        assert_eq!(store.state("s/x").expect("state"), None, "{name}: half applied");
-        let recovered = store.recover().expect("recover");
+        assert_eq!(store.state("s/x").await.expect("state"), None, "{name}: half applied");
+        let recovered = store.recover().await.expect("recover");
         assert_eq!(recovered.len(), 1, "{name}");
         assert_eq!(recovered[0].id, ida, "{name}");
     }

@@ -16,7 +16,7 @@ use super::build::{BuiltAction, BuiltStory};
 use super::event::{Event, RunId, new_id};
 use super::exec::{Emit, RunError, Runtime, WebhookRequest, WebhookResponse, WebhookResult};
 use super::redact::Redactor;
-use super::store::{Overlay, StatePut, Store, StoreError};
+use super::store::{Overlay, StatePut, StateStore, StoreError};
 use crate::action::Inline;
 
 /// An action to run on an input event, at or after `due_ms`.
@@ -117,8 +117,10 @@ pub struct Applied {
     pub woken: Vec<WorkItem>,
 }
 
-/// A store that keeps work items: the SQLite store (and PostgreSQL later).
-pub trait DurableStore: Store {
+/// The work queue: a store that keeps work items, runs and their events
+/// (SQLite; memory for dry runs and tests). Every call is async, as a
+/// database is; the executor never blocks a thread on it.
+pub trait DurableStore: StateStore {
     /// Applies a transaction. Errs with `StoreError::Full` at once when the
     /// store cannot take more and `wait` is false (a webhook answers 503).
     fn apply(&self, tx: Transaction, wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>>;
@@ -126,11 +128,13 @@ pub trait DurableStore: Store {
     fn mark_started(&self, item: Uuid) -> BoxFuture<'static, Result<(), StoreError>>;
     /// Whether the last process stopped cleanly (see [`CLEAN_STOP`]); when it
     /// did, forgets the marker and every item's count of crashed starts.
-    fn clean_restart(&self) -> Result<bool, StoreError>;
+    fn clean_restart(&self) -> BoxFuture<'_, Result<bool, StoreError>>;
     /// Work items left by a process that stopped, with their input events.
-    fn recover(&self) -> Result<Vec<WorkItem>, StoreError>;
+    fn recover(&self) -> BoxFuture<'_, Result<Vec<WorkItem>, StoreError>>;
     /// The last tick a schedule fired (ms since the epoch).
-    fn last_tick(&self, key: &str) -> Result<Option<i64>, StoreError>;
+    fn last_tick<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>>;
+    /// The events of a run, in the order they were committed.
+    fn run_events(&self, run: RunId) -> BoxFuture<'_, Result<Vec<Arc<Event>>, StoreError>>;
 }
 
 /// Sees what the executor does (metrics, logs; the trace of a dry run).
@@ -421,11 +425,11 @@ impl Durable {
     /// counted [`MAX_CRASHED_STARTS`] times fails its run with the reason,
     /// and a restart is not a crash loop. (Timers and stateful actions'
     /// items are resumed as they are.)
-    pub fn resume(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let items = self.store.recover()?;
+    pub async fn resume(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let items = self.store.recover().await?;
         let n = items.len();
         // After a clean stop nothing found was running when a crash hit.
-        if self.store.clean_restart()? {
+        if self.store.clean_restart().await? {
             self.dispatch(items);
             return Ok(n);
         }
@@ -709,8 +713,8 @@ impl Durable {
         Ok((self.commit(tx, true).await?, run_id))
     }
 
-    pub fn last_tick(&self, story: &BuiltStory, action: usize) -> Result<Option<i64>, StoreError> {
-        self.store.last_tick(&schedule_key(story, action))
+    pub async fn last_tick(&self, story: &BuiltStory, action: usize) -> Result<Option<i64>, StoreError> {
+        self.store.last_tick(&schedule_key(story, action)).await
     }
 
     /// Commits, then starts the new items.
@@ -1096,14 +1100,11 @@ impl Durable {
         let mut sent = None;
         for wait_ms in [0, 50, 500, 2_000] {
             tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
-            let store = loaded.runtime.store.clone();
-            let key = progress.clone();
-            match tokio::task::spawn_blocking(move || store.state(&key)).await {
-                Ok(Ok(v)) => {
+            match loaded.runtime.store.state(&progress).await {
+                Ok(v) => {
                     sent = Some(v.and_then(|v| v.as_u64()).unwrap_or(0) as usize);
                     break;
                 }
-                Ok(Err(e)) => tracing::warn!(run = %item.run_id, "cannot read an explode's progress: {e}"),
                 Err(e) => tracing::warn!(run = %item.run_id, "cannot read an explode's progress: {e}"),
             }
         }

@@ -15,7 +15,7 @@ use super::event::{Event, EventId, RunId};
 use super::http::HttpClient;
 use super::mail::Mailer;
 use super::scope::Scope;
-use super::store::{Store, StoreError};
+use super::store::{StateStore, StoreError};
 use crate::story::Edge;
 
 /// Progress of a long run: (events so far, action runs waiting).
@@ -79,7 +79,7 @@ pub struct Runtime {
     pub http: Arc<dyn HttpClient>,
     pub mail: Arc<dyn Mailer>,
     pub clock: Arc<dyn Clock>,
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn StateStore>,
     /// Work items in flight at once within a run (1: strictly in order).
     pub max_in_flight: usize,
     pub trace: bool,

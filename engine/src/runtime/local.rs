@@ -14,9 +14,8 @@ use super::build::BuiltStory;
 use super::durable::{Delivery, Durable, Executed, Loaded, Observer};
 use super::event::{Event, EventId, RunId};
 use super::exec::{RunError, RunReport, Runtime, TraceEntry, WebhookRequest};
-use super::memory::MemoryDurableStore;
+use super::memory::{MemoryDurableStore, RunStatus};
 use super::redact::Redactor;
-use super::store::{RunStatus, Store};
 
 /// How often a long run says how far it got (`Runtime::progress`).
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -181,7 +180,7 @@ pub async fn run_local(
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
-    let events = store.run_events(run_id)?;
+    let events = store.events(run_id);
     let errors = match store.run_status(run_id) {
         Some(RunStatus::Failed(errors)) => errors
             .iter()

@@ -5,6 +5,7 @@
 //! every backend to (`tests/it/store_conformance.rs`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::ready;
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
@@ -13,7 +14,16 @@ use uuid::Uuid;
 
 use super::durable::{Applied, CLEAN_STOP, DurableStore, PARKED, Transaction, WorkItem, called_ended, called_exit};
 use super::event::{Event, RunId};
-use super::store::{Commit, RunStatus, StateMaps, Store, StoreError};
+use super::store::{StateMaps, StateStore, StoreError};
+
+/// A run's status in the memory store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    /// At least one action failed (its error is recorded); the rest went on.
+    Failed(Vec<String>),
+}
 
 /// One run as the store keeps it.
 #[derive(Debug, Clone)]
@@ -74,6 +84,11 @@ impl MemoryDurableStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A run's committed events (none when the store keeps no events).
+    pub fn events(&self, run: RunId) -> Vec<Arc<Event>> {
+        self.lock().events.get(&run).cloned().unwrap_or_default()
     }
 
     /// A run's status, if the store knows the run.
@@ -213,68 +228,30 @@ impl Inner {
     }
 }
 
-impl Store for MemoryDurableStore {
-    fn start_run(&self, run_id: RunId, story: &str) -> Result<(), StoreError> {
-        // Not settled: a run started alone waits for its first items.
-        self.lock().runs.insert(
-            run_id,
-            Run {
-                story: story.to_owned(),
-                status: RunStatus::Running,
-                errors: Vec::new(),
-                pending: 0,
-                caller_item: None,
-                exit_fired: false,
-            },
-        );
-        Ok(())
+impl StateStore for MemoryDurableStore {
+    fn state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<J>, StoreError>> {
+        Box::pin(ready(Ok(self.lock().state.get(key).cloned())))
     }
 
-    fn finish_run(&self, run_id: RunId, status: RunStatus) -> Result<(), StoreError> {
-        if let Some(r) = self.lock().runs.get_mut(&run_id) {
-            r.status = status;
-        }
-        Ok(())
-    }
-
-    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        if self.keep_events {
-            for e in commit.events {
-                inner.events.entry(e.run_id).or_default().push(e);
-            }
-        }
-        inner.state.apply(commit.state);
-        Ok(())
-    }
-
-    fn state(&self, key: &str) -> Result<Option<J>, StoreError> {
-        Ok(self.lock().state.get(key).cloned())
-    }
-
-    fn state_list(&self, key: &str) -> Result<Vec<J>, StoreError> {
-        Ok(self.lock().state.list(key))
-    }
-
-    fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError> {
-        Ok(self.lock().events.get(&run_id).cloned().unwrap_or_default())
+    fn state_list<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<J>, StoreError>> {
+        Box::pin(ready(Ok(self.lock().state.list(key))))
     }
 }
 
 impl DurableStore for MemoryDurableStore {
     fn apply(&self, tx: Transaction, _wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>> {
         let applied = self.lock().apply(tx, self.keep_events);
-        Box::pin(std::future::ready(applied))
+        Box::pin(ready(applied))
     }
 
     fn mark_started(&self, item: Uuid) -> BoxFuture<'static, Result<(), StoreError>> {
         if let Some(i) = self.lock().items.get_mut(&item) {
             i.attempts += 1;
         }
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(ready(Ok(())))
     }
 
-    fn clean_restart(&self) -> Result<bool, StoreError> {
+    fn clean_restart(&self) -> BoxFuture<'_, Result<bool, StoreError>> {
         let mut inner = self.lock();
         let clean = inner.state.remove(CLEAN_STOP).is_some();
         if clean {
@@ -282,12 +259,12 @@ impl DurableStore for MemoryDurableStore {
                 item.attempts = 0;
             }
         }
-        Ok(clean)
+        Box::pin(ready(Ok(clean)))
     }
 
-    fn recover(&self) -> Result<Vec<WorkItem>, StoreError> {
+    fn recover(&self) -> BoxFuture<'_, Result<Vec<WorkItem>, StoreError>> {
         // Parked callers stay in the store until a sub-story wakes them.
-        Ok(self
+        let items = self
             .lock()
             .items
             .values()
@@ -296,10 +273,15 @@ impl DurableStore for MemoryDurableStore {
                 mark: false,
                 ..i.clone()
             })
-            .collect())
+            .collect();
+        Box::pin(ready(Ok(items)))
     }
 
-    fn last_tick(&self, key: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.lock().ticks.get(key).copied())
+    fn last_tick<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
+        Box::pin(ready(Ok(self.lock().ticks.get(key).copied())))
+    }
+
+    fn run_events(&self, run: RunId) -> BoxFuture<'_, Result<Vec<Arc<Event>>, StoreError>> {
+        Box::pin(ready(Ok(self.events(run))))
     }
 }

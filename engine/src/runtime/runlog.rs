@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use serde_json::Value as J;
 use uuid::Uuid;
 
@@ -87,27 +88,33 @@ pub struct RunFilter {
 }
 
 /// What runs did: listed, one by one, their events, the runs they called.
+/// Async, as a database is: the API and the UI read it from async handlers.
 pub trait RunLog: Send + Sync {
     /// Runs newest first, as `filter` says.
-    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError>;
-    fn run(&self, id: RunId) -> Result<Option<RunRow>, StoreError>;
+    fn runs<'a>(&'a self, filter: &'a RunFilter) -> BoxFuture<'a, Result<Vec<RunRow>, StoreError>>;
+    fn run(&self, id: RunId) -> BoxFuture<'_, Result<Option<RunRow>, StoreError>>;
     /// A run's events as JSON, in the order they were committed.
-    fn events_json(&self, run: RunId) -> Result<Vec<J>, StoreError>;
+    fn events_json(&self, run: RunId) -> BoxFuture<'_, Result<Vec<J>, StoreError>>;
     /// One event with its ancestry (re-emit).
-    fn event(&self, id: EventId) -> Result<Option<Arc<Event>>, StoreError>;
+    fn event(&self, id: EventId) -> BoxFuture<'_, Result<Option<Arc<Event>>, StoreError>>;
     /// The runs a run's `send_to_story` calls started.
-    fn called_by(&self, run: RunId) -> Result<Vec<RunRow>, StoreError>;
+    fn called_by(&self, run: RunId) -> BoxFuture<'_, Result<Vec<RunRow>, StoreError>>;
 }
 
 /// Credentials (sealed) and resources set through the API.
 pub trait SecretStore: Send + Sync {
-    fn stored_credentials(&self) -> Result<Vec<StoredCredential>, StoreError>;
+    fn stored_credentials(&self) -> BoxFuture<'_, Result<Vec<StoredCredential>, StoreError>>;
     /// Seals every credential sealed with `previous` again with `current`,
     /// all or none; how many.
-    fn reseal_credentials(&self, previous: &SealKey, current: &SealKey, now_ms: i64) -> Result<usize, StoreError>;
-    fn put_credential(&self, c: &StoredCredential) -> Result<(), StoreError>;
-    fn stored_resources(&self) -> Result<Vec<StoredResource>, StoreError>;
-    fn put_resource(&self, r: &StoredResource) -> Result<(), StoreError>;
+    fn reseal_credentials<'a>(
+        &'a self,
+        previous: &'a SealKey,
+        current: &'a SealKey,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<usize, StoreError>>;
+    fn put_credential(&self, c: StoredCredential) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn stored_resources(&self) -> BoxFuture<'_, Result<Vec<StoredResource>, StoreError>>;
+    fn put_resource(&self, r: StoredResource) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Deletes a stored credential or resource; whether it existed.
-    fn delete_stored(&self, table: Table, name: &str) -> Result<bool, StoreError>;
+    fn delete_stored(&self, table: Table, name: String) -> BoxFuture<'_, Result<bool, StoreError>>;
 }

@@ -17,7 +17,9 @@ use uuid::Uuid;
 use super::durable::{Applied, DurableStore, Transaction, WorkItem};
 use super::event::{Event, EventId, RunId};
 pub use super::runlog::{RunFilter, RunLog, RunRow, RunState, SecretStore};
-use super::store::{Change, Commit, RunStatus, StatePut, Store, StoreError};
+use super::sealed::SealKey;
+use super::store::{Change, StatePut, StateStore, StoreError};
+use super::stored::{self, StoredCredential, StoredResource, Table};
 
 /// Versioned schema: migration `i` takes `user_version` from `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -160,27 +162,9 @@ enum Work {
     CleanRestart,
 }
 
-enum Reply {
-    Async(tokio::sync::oneshot::Sender<Result<Applied, StoreError>>),
-    Blocking(std::sync::mpsc::Sender<Result<Applied, StoreError>>),
-}
-
-impl Reply {
-    fn send(self, r: Result<Applied, StoreError>) {
-        match self {
-            Reply::Async(s) => {
-                let _ = s.send(r);
-            }
-            Reply::Blocking(s) => {
-                let _ = s.send(r);
-            }
-        }
-    }
-}
-
 struct Job {
     work: Work,
-    reply: Reply,
+    reply: tokio::sync::oneshot::Sender<Result<Applied, StoreError>>,
 }
 
 /// A transaction in the form the writer stores (serialized off its thread).
@@ -304,7 +288,9 @@ impl Watch {
 pub struct SqliteStore {
     watch: Arc<Watch>,
     jobs: tokio::sync::mpsc::Sender<Job>,
-    read: Mutex<Connection>,
+    read: Arc<Mutex<Connection>>,
+    /// The run log, read on `read`.
+    log: SqliteReader,
     owner: String,
     path: PathBuf,
     /// Held while the store lives: the lock file.
@@ -378,7 +364,7 @@ impl SqliteStore {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let write = connect(path, sync)?;
-        let read = connect(path, sync)?;
+        let read = Arc::new(Mutex::new(connect(path, sync)?));
         let watch = Arc::new(Watch::new(path));
         let (jobs, rx) = tokio::sync::mpsc::channel(JOB_CAPACITY);
         let owner = super::event::new_id().to_string();
@@ -394,7 +380,11 @@ impl SqliteStore {
         Ok(Arc::new(Self {
             watch,
             jobs,
-            read: Mutex::new(read),
+            log: SqliteReader {
+                conn: read.clone(),
+                columns: RUN_COLUMNS,
+            },
+            read,
             owner,
             path: path.to_owned(),
             _lock: lock,
@@ -414,8 +404,12 @@ impl SqliteStore {
         }
     }
 
-    fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.read.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs `f` on the reading connection, off the async threads.
+    fn reading<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
+        on_connection(&self.read, f)
     }
 
     /// Deletes the finished runs of `story` that started before `before_ms`,
@@ -439,7 +433,7 @@ impl SqliteStore {
                 story: story.to_owned(),
                 before_ms,
             },
-            reply: Reply::Async(tx),
+            reply: tx,
         };
         self.jobs
             .send(job)
@@ -507,10 +501,7 @@ impl SqliteStore {
 
     fn submit(&self, work: Work, wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job = Job {
-            work,
-            reply: Reply::Async(tx),
-        };
+        let job = Job { work, reply: tx };
         let jobs = self.jobs.clone();
         Box::pin(async move {
             if wait {
@@ -525,102 +516,6 @@ impl SqliteStore {
             }
             rx.await.map_err(|_| failed("the writer has stopped"))?
         })
-    }
-
-    /// For the synchronous `Store` calls of sub-story runs: waits for the
-    /// writer without holding up the async runtime's other tasks.
-    fn submit_blocking(&self, work: Work) -> Result<Applied, StoreError> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let job = Job {
-            work,
-            reply: Reply::Blocking(tx),
-        };
-        let jobs = self.jobs.clone();
-        let wait = move || {
-            jobs.blocking_send(job).map_err(|_| failed("the writer has stopped"))?;
-            rx.recv().map_err(|_| failed("the writer has stopped"))?
-        };
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
-            Ok(_) => {
-                // `blocking_send` panics on a current-thread runtime's thread.
-                std::thread::scope(|s| s.spawn(wait).join()).map_err(|_| failed("the writer panicked"))?
-            }
-            Err(_) => wait(),
-        }
-    }
-
-    /// Runs, newest first.
-    pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
-        list_runs(&self.read(), RUN_COLUMNS, filter)
-    }
-
-    pub fn run(&self, id: RunId) -> Result<Option<RunRow>, StoreError> {
-        get_run(&self.read(), RUN_COLUMNS, id)
-    }
-
-    /// A run's events as JSON, in order.
-    pub fn events_json(&self, run: RunId) -> Result<Vec<J>, StoreError> {
-        events_of_run(&self.read(), run)
-    }
-
-    /// One event with its ancestry loaded (to emit it again).
-    pub fn event(&self, id: EventId) -> Result<Option<Arc<Event>>, StoreError> {
-        let conn = self.read();
-        let mut cache = HashMap::new();
-        load_event(&conn, id.into_bytes(), &mut cache, 0)
-    }
-
-    /// Starts a new run whose root is a copy of `event` (re-emit from the API).
-    /// Credentials set through the API (sealed).
-    pub fn stored_credentials(&self) -> Result<Vec<super::stored::StoredCredential>, StoreError> {
-        super::stored::credentials(&self.read())
-    }
-
-    /// Seals every credential sealed with `previous` again with `current`,
-    /// all or none; returns how many. Credentials under another key are
-    /// left as they are (the start then names them).
-    pub fn reseal_credentials(
-        &self,
-        previous: &super::sealed::SealKey,
-        current: &super::sealed::SealKey,
-        now_ms: i64,
-    ) -> Result<usize, StoreError> {
-        if previous.id() == current.id() {
-            return Ok(0);
-        }
-        let mut conn = self.read();
-        let tx = conn.transaction().map_err(failed)?;
-        let mut n = 0;
-        for row in super::stored::credentials(&tx)? {
-            if row.sealed.key_id != previous.id() {
-                continue;
-            }
-            let entry = row.open(previous).map_err(failed)?;
-            let again = super::stored::StoredCredential::seal(&row.name, &entry, current, now_ms).map_err(failed)?;
-            super::stored::put_credential(&tx, &again)?;
-            n += 1;
-        }
-        tx.commit().map_err(failed)?;
-        Ok(n)
-    }
-
-    pub fn put_credential(&self, c: &super::stored::StoredCredential) -> Result<(), StoreError> {
-        super::stored::put_credential(&self.read(), c)
-    }
-
-    /// Resources set through the API.
-    pub fn stored_resources(&self) -> Result<Vec<super::stored::StoredResource>, StoreError> {
-        super::stored::resources(&self.read())
-    }
-
-    pub fn put_resource(&self, r: &super::stored::StoredResource) -> Result<(), StoreError> {
-        super::stored::put_resource(&self.read(), r)
-    }
-
-    /// Deletes a stored credential or resource; whether it existed.
-    pub fn delete_stored(&self, table: super::stored::Table, name: &str) -> Result<bool, StoreError> {
-        super::stored::delete(&self.read(), table, name)
     }
 
     pub fn lease_owner(&self) -> &str {
@@ -682,7 +577,7 @@ fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner:
         // not acknowledged either.
         if let Some(lost) = watch.check() {
             for job in batch {
-                job.reply.send(Err(StoreError::Failed(lost.clone())));
+                let _ = job.reply.send(Err(StoreError::Failed(lost.clone())));
             }
             continue;
         }
@@ -692,7 +587,7 @@ fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner:
                 watch.wrote(Ok(()));
                 let lost = watch.check();
                 for (job, r) in batch.into_iter().zip(results) {
-                    job.reply.send(match &lost {
+                    let _ = job.reply.send(match &lost {
                         Some(why) => Err(StoreError::Failed(why.clone())),
                         None => Ok(r),
                     });
@@ -712,7 +607,7 @@ fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner:
                         Err(e) if broken => Err(e.to_string()),
                         _ => Ok(()),
                     });
-                    job.reply.send(r.map_err(classify));
+                    let _ = job.reply.send(r.map_err(classify));
                 }
             }
         }
@@ -1209,16 +1104,26 @@ fn events_of_run(conn: &Connection, run: RunId) -> Result<Vec<J>, StoreError> {
 /// also while `tale serve` runs on it.
 pub struct SqliteReader {
     /// Behind a lock: a reader is shared like the other stores.
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
     /// The run columns of its schema version.
     columns: &'static str,
 }
 
-impl SqliteReader {
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// Runs `f` on a connection on tokio's blocking threads: a SQLite call
+/// blocks, and async threads must not.
+fn on_connection<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+) -> BoxFuture<'static, Result<T, StoreError>> {
+    let conn = conn.clone();
+    Box::pin(async move {
+        tokio::task::spawn_blocking(move || f(&mut conn.lock().unwrap_or_else(|p| p.into_inner())))
+            .await
+            .map_err(|e| failed(format!("a database read stopped: {e}")))?
+    })
+}
 
+impl SqliteReader {
     pub fn open(path: &Path) -> Result<Self, OpenError> {
         let sqlite = |source| OpenError::Sqlite {
             path: path.to_owned(),
@@ -1233,112 +1138,37 @@ impl SqliteReader {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(sqlite)?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
             columns: run_columns(version),
         })
     }
-
-    pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
-        list_runs(&self.conn(), self.columns, filter)
-    }
-
-    pub fn events_json(&self, run: RunId) -> Result<Vec<J>, StoreError> {
-        events_of_run(&self.conn(), run)
-    }
-
-    pub fn run(&self, id: RunId) -> Result<Option<RunRow>, StoreError> {
-        get_run(&self.conn(), self.columns, id)
-    }
-
-    /// The runs `run`'s `send_to_story` calls started, oldest first.
-    pub fn called_by(&self, run: RunId) -> Result<Vec<RunRow>, StoreError> {
-        if self.columns != RUN_COLUMNS {
-            return Ok(Vec::new());
-        }
-        called_by(&self.conn(), run)
-    }
 }
 
-impl Store for SqliteStore {
-    fn start_run(&self, run_id: RunId, story: &str) -> Result<(), StoreError> {
-        let p = Prepared {
-            started: vec![(run_id.into_bytes(), story.into(), super::event::now_millis())],
-            ..Prepared::default()
-        };
-        self.submit_blocking(Work::Step(Box::new(p))).map(drop)
+impl StateStore for SqliteStore {
+    fn state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<J>, StoreError>> {
+        let key = key.to_owned();
+        self.reading(move |conn| {
+            let text: Option<String> = conn
+                .prepare_cached("SELECT value FROM state WHERE key = ?1")
+                .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+                .map_err(failed)?;
+            text.map(|t| serde_json::from_str(&t).map_err(failed)).transpose()
+        })
     }
 
-    fn finish_run(&self, run_id: RunId, status: RunStatus) -> Result<(), StoreError> {
-        let (name, errors) = match status {
-            RunStatus::Running => ("running", Vec::new()),
-            RunStatus::Succeeded => ("succeeded", Vec::new()),
-            RunStatus::Failed(e) => ("failed", e),
-        };
-        let p = Prepared {
-            finish: Some((
-                run_id.into_bytes(),
-                name,
-                serde_json::to_string(&errors).map_err(failed)?,
-                super::event::now_millis(),
-            )),
-            ..Prepared::default()
-        };
-        self.submit_blocking(Work::Step(Box::new(p))).map(drop)
-    }
-
-    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
-        let tx = Transaction {
-            events: commit.events,
-            state: commit.state,
-            ..Transaction::default()
-        };
-        let p = self.prepare(tx, false)?;
-        self.submit_blocking(Work::Step(Box::new(p))).map(drop)
-    }
-
-    fn state(&self, key: &str) -> Result<Option<J>, StoreError> {
-        let text: Option<String> = self
-            .read()
-            .prepare_cached("SELECT value FROM state WHERE key = ?1")
-            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
-            .map_err(failed)?;
-        text.map(|t| serde_json::from_str(&t).map_err(failed)).transpose()
-    }
-
-    fn state_list(&self, key: &str) -> Result<Vec<J>, StoreError> {
-        let conn = self.read();
-        let mut stmt = conn
-            .prepare_cached("SELECT value FROM state_lists WHERE key = ?1 ORDER BY seq")
-            .map_err(failed)?;
-        let texts = stmt
-            .query_map([key], |r| r.get::<_, String>(0))
-            .map_err(failed)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(failed)?;
-        texts.iter().map(|t| serde_json::from_str(t).map_err(failed)).collect()
-    }
-
-    fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError> {
-        let conn = self.read();
-        let mut cache = HashMap::new();
-        let ids: Vec<Vec<u8>> = conn
-            .prepare_cached("SELECT id FROM events WHERE run_id = ?1 ORDER BY rowid")
-            .and_then(|mut s| {
-                s.query_map([&run_id.as_bytes()[..]], |r| r.get(0))?
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(failed)?;
-        let mut out = Vec::new();
-        for id in ids {
-            let mut b = [0u8; 16];
-            if id.len() == 16 {
-                b.copy_from_slice(&id);
-                if let Some(e) = load_event(&conn, b, &mut cache, 0)? {
-                    out.push(e);
-                }
-            }
-        }
-        Ok(out)
+    fn state_list<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<J>, StoreError>> {
+        let key = key.to_owned();
+        self.reading(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT value FROM state_lists WHERE key = ?1 ORDER BY seq")
+                .map_err(failed)?;
+            let texts = stmt
+                .query_map([key], |r| r.get::<_, String>(0))
+                .map_err(failed)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(failed)?;
+            texts.iter().map(|t| serde_json::from_str(t).map_err(failed)).collect()
+        })
     }
 }
 
@@ -1350,8 +1180,9 @@ impl DurableStore for SqliteStore {
         }
     }
 
-    fn clean_restart(&self) -> Result<bool, StoreError> {
-        self.submit_blocking(Work::CleanRestart).map(|a| a.fired)
+    fn clean_restart(&self) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let applied = self.submit(Work::CleanRestart, true);
+        Box::pin(async move { applied.await.map(|a| a.fired) })
     }
 
     fn mark_started(&self, item: Uuid) -> BoxFuture<'static, Result<(), StoreError>> {
@@ -1359,8 +1190,45 @@ impl DurableStore for SqliteStore {
         Box::pin(async move { applied.await.map(|_| ()) })
     }
 
-    fn recover(&self) -> Result<Vec<WorkItem>, StoreError> {
-        let conn = self.read();
+    fn recover(&self) -> BoxFuture<'_, Result<Vec<WorkItem>, StoreError>> {
+        let owner = self.owner.clone();
+        self.reading(move |conn| recover(conn, &owner))
+    }
+
+    fn last_tick<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
+        let key = key.to_owned();
+        self.reading(move |conn| {
+            conn.prepare_cached("SELECT last_tick FROM schedules WHERE key = ?1")
+                .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+                .map_err(failed)
+        })
+    }
+
+    fn run_events(&self, run: RunId) -> BoxFuture<'_, Result<Vec<Arc<Event>>, StoreError>> {
+        self.reading(move |conn| {
+            let mut cache = HashMap::new();
+            let ids: Vec<Vec<u8>> = conn
+                .prepare_cached("SELECT id FROM events WHERE run_id = ?1 ORDER BY rowid")
+                .and_then(|mut s| {
+                    s.query_map([&run.as_bytes()[..]], |r| r.get(0))?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(failed)?;
+            let mut out = Vec::new();
+            for id in ids {
+                if let Ok(b) = <[u8; 16]>::try_from(id.as_slice()) {
+                    out.extend(load_event(conn, b, &mut cache, 0)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// The stored work items (not the parked callers), with their input events,
+/// taken over by `owner`: the lock file says the previous owner is gone.
+fn recover(conn: &Connection, owner: &str) -> Result<Vec<WorkItem>, StoreError> {
+    {
         type Row = (
             Vec<u8>,
             Vec<u8>,
@@ -1397,7 +1265,7 @@ impl DurableStore for SqliteStore {
                 Some(bytes) if bytes.len() == 16 => {
                     let mut b = [0u8; 16];
                     b.copy_from_slice(&bytes);
-                    load_event(&conn, b, &mut cache, 0)?
+                    load_event(conn, b, &mut cache, 0)?
                 }
                 _ => None,
             };
@@ -1413,82 +1281,111 @@ impl DurableStore for SqliteStore {
                 mark: false,
             });
         }
-        // Ours now: the lock file says the previous owner is gone.
         conn.execute(
             "UPDATE items SET lease_owner = ?1, lease_until = ?2",
-            params![self.owner, super::event::now_millis() + LEASE_MS],
+            params![owner, super::event::now_millis() + LEASE_MS],
         )
         .map_err(failed)?;
         Ok(items)
     }
+}
 
-    fn last_tick(&self, key: &str) -> Result<Option<i64>, StoreError> {
-        self.read()
-            .prepare_cached("SELECT last_tick FROM schedules WHERE key = ?1")
-            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
-            .map_err(failed)
+impl RunLog for SqliteReader {
+    fn runs<'a>(&'a self, filter: &'a RunFilter) -> BoxFuture<'a, Result<Vec<RunRow>, StoreError>> {
+        let (filter, columns) = (filter.clone(), self.columns);
+        on_connection(&self.conn, move |c| list_runs(c, columns, &filter))
+    }
+    fn run(&self, id: RunId) -> BoxFuture<'_, Result<Option<RunRow>, StoreError>> {
+        let columns = self.columns;
+        on_connection(&self.conn, move |c| get_run(c, columns, id))
+    }
+    fn events_json(&self, run: RunId) -> BoxFuture<'_, Result<Vec<J>, StoreError>> {
+        on_connection(&self.conn, move |c| events_of_run(c, run))
+    }
+    fn event(&self, id: EventId) -> BoxFuture<'_, Result<Option<Arc<Event>>, StoreError>> {
+        on_connection(&self.conn, move |c| {
+            load_event(c, id.into_bytes(), &mut HashMap::new(), 0)
+        })
+    }
+    fn called_by(&self, run: RunId) -> BoxFuture<'_, Result<Vec<RunRow>, StoreError>> {
+        // An older schema records no parent runs.
+        let recorded = self.columns == RUN_COLUMNS;
+        on_connection(
+            &self.conn,
+            move |c| if recorded { called_by(c, run) } else { Ok(Vec::new()) },
+        )
     }
 }
 
 impl RunLog for SqliteStore {
-    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
-        SqliteStore::runs(self, filter)
+    fn runs<'a>(&'a self, filter: &'a RunFilter) -> BoxFuture<'a, Result<Vec<RunRow>, StoreError>> {
+        self.log.runs(filter)
     }
-    fn run(&self, id: RunId) -> Result<Option<RunRow>, StoreError> {
-        SqliteStore::run(self, id)
+    fn run(&self, id: RunId) -> BoxFuture<'_, Result<Option<RunRow>, StoreError>> {
+        self.log.run(id)
     }
-    fn events_json(&self, run: RunId) -> Result<Vec<J>, StoreError> {
-        SqliteStore::events_json(self, run)
+    fn events_json(&self, run: RunId) -> BoxFuture<'_, Result<Vec<J>, StoreError>> {
+        self.log.events_json(run)
     }
-    fn event(&self, id: EventId) -> Result<Option<Arc<Event>>, StoreError> {
-        SqliteStore::event(self, id)
+    fn event(&self, id: EventId) -> BoxFuture<'_, Result<Option<Arc<Event>>, StoreError>> {
+        self.log.event(id)
     }
-    fn called_by(&self, run: RunId) -> Result<Vec<RunRow>, StoreError> {
-        called_by(&self.read(), run)
-    }
-}
-
-impl RunLog for SqliteReader {
-    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
-        SqliteReader::runs(self, filter)
-    }
-    fn run(&self, id: RunId) -> Result<Option<RunRow>, StoreError> {
-        SqliteReader::run(self, id)
-    }
-    fn events_json(&self, run: RunId) -> Result<Vec<J>, StoreError> {
-        SqliteReader::events_json(self, run)
-    }
-    fn event(&self, id: EventId) -> Result<Option<Arc<Event>>, StoreError> {
-        load_event(&self.conn(), id.into_bytes(), &mut HashMap::new(), 0)
-    }
-    fn called_by(&self, run: RunId) -> Result<Vec<RunRow>, StoreError> {
-        SqliteReader::called_by(self, run)
+    fn called_by(&self, run: RunId) -> BoxFuture<'_, Result<Vec<RunRow>, StoreError>> {
+        self.log.called_by(run)
     }
 }
 
 impl SecretStore for SqliteStore {
-    fn stored_credentials(&self) -> Result<Vec<super::stored::StoredCredential>, StoreError> {
-        SqliteStore::stored_credentials(self)
+    fn stored_credentials(&self) -> BoxFuture<'_, Result<Vec<StoredCredential>, StoreError>> {
+        self.reading(|c| stored::credentials(c))
     }
-    fn reseal_credentials(
-        &self,
-        previous: &super::sealed::SealKey,
-        current: &super::sealed::SealKey,
+
+    /// Credentials under another key than `previous` are left as they are
+    /// (the start then names them).
+    fn reseal_credentials<'a>(
+        &'a self,
+        previous: &'a SealKey,
+        current: &'a SealKey,
         now_ms: i64,
-    ) -> Result<usize, StoreError> {
-        SqliteStore::reseal_credentials(self, previous, current, now_ms)
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(async move {
+            if previous.id() == current.id() {
+                return Ok(0);
+            }
+            let mut again = Vec::new();
+            for row in self.stored_credentials().await? {
+                if row.sealed.key_id == previous.id() {
+                    let entry = row.open(previous).map_err(failed)?;
+                    again.push(StoredCredential::seal(&row.name, &entry, current, now_ms).map_err(failed)?);
+                }
+            }
+            // All or none.
+            self.reading(move |conn| {
+                let tx = conn.transaction().map_err(failed)?;
+                for c in &again {
+                    stored::put_credential(&tx, c)?;
+                }
+                tx.commit().map_err(failed)?;
+                Ok(again.len())
+            })
+            .await
+        })
     }
-    fn put_credential(&self, c: &super::stored::StoredCredential) -> Result<(), StoreError> {
-        SqliteStore::put_credential(self, c)
+
+    fn put_credential(&self, c: StoredCredential) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.reading(move |conn| stored::put_credential(conn, &c))
     }
-    fn stored_resources(&self) -> Result<Vec<super::stored::StoredResource>, StoreError> {
-        SqliteStore::stored_resources(self)
+
+    fn stored_resources(&self) -> BoxFuture<'_, Result<Vec<StoredResource>, StoreError>> {
+        self.reading(|c| stored::resources(c))
     }
-    fn put_resource(&self, r: &super::stored::StoredResource) -> Result<(), StoreError> {
-        SqliteStore::put_resource(self, r)
+
+    fn put_resource(&self, r: StoredResource) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.reading(move |conn| stored::put_resource(conn, &r))
     }
-    fn delete_stored(&self, table: super::stored::Table, name: &str) -> Result<bool, StoreError> {
-        SqliteStore::delete_stored(self, table, name)
+
+    fn delete_stored(&self, table: Table, name: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.reading(move |conn| stored::delete(conn, table, &name))
     }
 }
 
@@ -1525,8 +1422,8 @@ mod tests {
 
     /// `tale runs` reads a database written before calls were stored
     /// (schema 3) without upgrading it.
-    #[test]
-    fn a_reader_reads_a_schema_3_database() {
+    #[tokio::test]
+    async fn a_reader_reads_a_schema_3_database() {
         let dir = std::env::temp_dir().join(format!("tale-v3-{}", super::super::event::new_id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("old.db");
@@ -1548,6 +1445,7 @@ mod tests {
                 limit: 10,
                 ..RunFilter::default()
             })
+            .await
             .expect("runs");
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].status, RunState::Succeeded);

@@ -11,7 +11,7 @@ use super::mail::Mailer;
 use super::render::RenderError;
 use super::rules::Rules;
 use super::scope::Scope;
-use super::store::{StatePut, Store, StoreError};
+use super::store::{StatePut, StateStore, StoreError};
 
 /// What an action produced for one input.
 #[derive(Debug)]
@@ -79,7 +79,7 @@ pub struct ExecCx<'a> {
     pub http: &'a dyn HttpClient,
     pub mail: &'a dyn Mailer,
     pub clock: &'a dyn Clock,
-    pub store: &'a dyn Store,
+    pub store: &'a dyn StateStore,
     /// The action's `rules` (a trigger evaluates them itself).
     pub rules: &'a Rules,
     pub story_id: &'a str,

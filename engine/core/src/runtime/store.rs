@@ -1,13 +1,14 @@
-//! The store: where events, runs and action state live. `run` and `dry-run`
-//! use the in-memory store; the SQLite and PostgreSQL stores implement the
-//! same trait, so the executor does not change.
+//! What actions see of the store: action state read by key
+//! ([`StateStore`]), the changes a step writes with it ([`StatePut`]), and
+//! how a store says it failed ([`StoreError`]). The durable work queue, the
+//! run log and the backends live in the engine above.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value as J;
 
-use super::event::{Event, RunId};
+use futures_util::future::BoxFuture;
 
 /// Why a store refused or failed an operation. Whether trying again can
 /// help is part of the answer: `Full` and `Busy` pass, `Conflict` never does
@@ -72,32 +73,13 @@ impl StatePut {
     }
 }
 
-/// What one executed work item produced: applied as one unit.
-#[derive(Debug, Default)]
-pub struct Commit {
-    pub events: Vec<Arc<Event>>,
-    pub state: Vec<StatePut>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum RunStatus {
-    Running,
-    Succeeded,
-    /// At least one action failed (its error is recorded); the rest went on.
-    Failed(Vec<String>),
-}
-
-pub trait Store: Send + Sync {
-    fn start_run(&self, run_id: RunId, story: &str) -> Result<(), StoreError>;
-    fn finish_run(&self, run_id: RunId, status: RunStatus) -> Result<(), StoreError>;
-    /// Applies one step: its events and its state changes, together.
-    fn commit(&self, commit: Commit) -> Result<(), StoreError>;
-    /// Action state (implode, deduplicate, throttle), by key.
-    fn state(&self, key: &str) -> Result<Option<J>, StoreError>;
+/// Reads action state (implode, deduplicate, throttle) by key: all a
+/// stateful action sees of the store. Async, as a database is; what a step
+/// changes is written with the step (`StatePut`), never through here.
+pub trait StateStore: Send + Sync {
+    fn state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<J>, StoreError>>;
     /// The list built by `Change::Push` at a key (empty when none).
-    fn state_list(&self, key: &str) -> Result<Vec<J>, StoreError>;
-    /// The events of a run, in the order they were committed.
-    fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError>;
+    fn state_list<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<J>, StoreError>>;
 }
 
 /// Action state kept in memory: values by key and `Change::Push` lists.
@@ -140,18 +122,11 @@ impl StateMaps {
     }
 }
 
-/// Everything in memory, behind one lock: the placeholder store of a
-/// `Runtime` before an executor gives it its own, and the base of tests.
+/// Action state in memory: the placeholder store of a `Runtime` before an
+/// executor gives it its own, and the base of tests.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    inner: Mutex<Memory>,
-}
-
-#[derive(Debug, Default)]
-struct Memory {
-    runs: HashMap<RunId, (String, RunStatus)>,
-    events: HashMap<RunId, Vec<Arc<Event>>>,
-    state: StateMaps,
+    state: Mutex<StateMaps>,
 }
 
 impl MemoryStore {
@@ -159,54 +134,30 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, StateMaps> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn run_status(&self, run_id: RunId) -> Option<RunStatus> {
-        self.lock().runs.get(&run_id).map(|(_, s)| s.clone())
+    /// Applies state changes, as a committed step would.
+    pub fn apply(&self, puts: Vec<StatePut>) {
+        self.lock().apply(puts);
     }
 }
 
-impl Store for MemoryStore {
-    fn start_run(&self, run_id: RunId, story: &str) -> Result<(), StoreError> {
-        self.lock().runs.insert(run_id, (story.to_owned(), RunStatus::Running));
-        Ok(())
+impl StateStore for MemoryStore {
+    fn state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<J>, StoreError>> {
+        Box::pin(std::future::ready(Ok(self.lock().get(key).cloned())))
     }
 
-    fn finish_run(&self, run_id: RunId, status: RunStatus) -> Result<(), StoreError> {
-        if let Some(run) = self.lock().runs.get_mut(&run_id) {
-            run.1 = status;
-        }
-        Ok(())
-    }
-
-    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
-        let mut m = self.lock();
-        for e in commit.events {
-            m.events.entry(e.run_id).or_default().push(e);
-        }
-        m.state.apply(commit.state);
-        Ok(())
-    }
-
-    fn state(&self, key: &str) -> Result<Option<J>, StoreError> {
-        Ok(self.lock().state.get(key).cloned())
-    }
-
-    fn state_list(&self, key: &str) -> Result<Vec<J>, StoreError> {
-        Ok(self.lock().state.list(key))
-    }
-
-    fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError> {
-        Ok(self.lock().events.get(&run_id).cloned().unwrap_or_default())
+    fn state_list<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<J>, StoreError>> {
+        Box::pin(std::future::ready(Ok(self.lock().list(key))))
     }
 }
 
 /// State changes not committed yet, over a store: the items of a stateful
 /// action that `tale serve` runs in one step see each other's changes.
 pub struct Overlay {
-    base: Arc<dyn Store>,
+    base: Arc<dyn StateStore>,
     pending: Mutex<Pending>,
 }
 
@@ -219,7 +170,7 @@ struct Pending {
 }
 
 impl Overlay {
-    pub fn new(base: Arc<dyn Store>) -> Self {
+    pub fn new(base: Arc<dyn StateStore>) -> Self {
         Self {
             base,
             pending: Mutex::default(),
@@ -244,42 +195,35 @@ impl Overlay {
     }
 }
 
-impl Store for Overlay {
-    fn start_run(&self, run_id: RunId, story: &str) -> Result<(), StoreError> {
-        self.base.start_run(run_id, story)
-    }
-
-    fn finish_run(&self, run_id: RunId, status: RunStatus) -> Result<(), StoreError> {
-        self.base.finish_run(run_id, status)
-    }
-
-    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
-        self.base.commit(commit)
-    }
-
-    fn state(&self, key: &str) -> Result<Option<J>, StoreError> {
-        if let Some(v) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).values.get(key) {
-            return Ok(v.clone());
+impl StateStore for Overlay {
+    fn state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<J>, StoreError>> {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values
+            .get(key)
+            .cloned();
+        match pending {
+            Some(v) => Box::pin(std::future::ready(Ok(v))),
+            None => self.base.state(key),
         }
-        self.base.state(key)
     }
 
-    fn state_list(&self, key: &str) -> Result<Vec<J>, StoreError> {
+    fn state_list<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<J>, StoreError>> {
         let (cleared, extra) = match self.pending.lock().unwrap_or_else(|e| e.into_inner()).lists.get(key) {
             Some((cleared, extra)) => (*cleared, extra.clone()),
             None => (false, Vec::new()),
         };
-        let mut list = if cleared {
-            Vec::new()
-        } else {
-            self.base.state_list(key)?
-        };
-        list.extend(extra);
-        Ok(list)
-    }
-
-    fn run_events(&self, run_id: RunId) -> Result<Vec<Arc<Event>>, StoreError> {
-        self.base.run_events(run_id)
+        Box::pin(async move {
+            let mut list = if cleared {
+                Vec::new()
+            } else {
+                self.base.state_list(key).await?
+            };
+            list.extend(extra);
+            Ok(list)
+        })
     }
 }
 
@@ -289,18 +233,14 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn an_overlay_reads_its_own_changes_over_the_base() {
+    #[tokio::test]
+    async fn an_overlay_reads_its_own_changes_over_the_base() {
         let base = Arc::new(MemoryStore::new());
-        base.commit(Commit {
-            events: Vec::new(),
-            state: vec![
-                StatePut::set("a", json!(1)),
-                StatePut::push("l", json!("x")),
-                StatePut::push("gone", json!("y")),
-            ],
-        })
-        .expect("commit");
+        base.apply(vec![
+            StatePut::set("a", json!(1)),
+            StatePut::push("l", json!("x")),
+            StatePut::push("gone", json!("y")),
+        ]);
         let overlay = Overlay::new(base.clone());
         overlay.apply(&[
             StatePut::set("a", json!(2)),
@@ -308,11 +248,11 @@ mod tests {
             StatePut::delete("gone"),
             StatePut::push("gone", json!("w")),
         ]);
-        assert_eq!(overlay.state("a").expect("a"), Some(json!(2)));
-        assert_eq!(overlay.state_list("l").expect("l"), vec![json!("x"), json!("z")]);
-        assert_eq!(overlay.state_list("gone").expect("gone"), vec![json!("w")]);
-        assert_eq!(overlay.state("gone").expect("gone"), None);
+        assert_eq!(overlay.state("a").await.expect("a"), Some(json!(2)));
+        assert_eq!(overlay.state_list("l").await.expect("l"), vec![json!("x"), json!("z")]);
+        assert_eq!(overlay.state_list("gone").await.expect("gone"), vec![json!("w")]);
+        assert_eq!(overlay.state("gone").await.expect("gone"), None);
         // The base is untouched until the step commits.
-        assert_eq!(base.state("a").expect("a"), Some(json!(1)));
+        assert_eq!(base.state("a").await.expect("a"), Some(json!(1)));
     }
 }
