@@ -80,23 +80,25 @@ where
         .map_err(|_| anyhow::anyhow!("a store read panicked"))?
 }
 
-fn open(db: &str) -> anyhow::Result<Box<dyn RunLog>> {
+async fn open(db: &str) -> anyhow::Result<Box<dyn RunLog>> {
     let database: Database = db.parse()?;
-    database.open_log().with_context(|| format!("cannot read {database}"))
+    database
+        .open_log()
+        .await
+        .with_context(|| format!("cannot read {database}"))
 }
 
 pub(crate) fn runs(args: &RunsArgs, out: &mut dyn Write) -> anyhow::Result<ExitStatus> {
     if let Some(RunsCommand::Show(show)) = &args.command {
         return self::show(show, out);
     }
-    let reader = open(&args.db)?;
     let filter = RunFilter {
         story: args.story.clone(),
         status: args.status,
         limit: args.limit,
         ..RunFilter::default()
     };
-    let runs = block_on(reader.runs(&filter))??;
+    let runs = block_on(async { anyhow::Ok(open(&args.db).await?.runs(&filter).await?) })??;
     if args.json {
         for r in &runs {
             writeln!(out, "{}", serde_json::to_string(r)?)?;
@@ -131,8 +133,11 @@ pub(crate) fn runs(args: &RunsArgs, out: &mut dyn Write) -> anyhow::Result<ExitS
 }
 
 pub(crate) fn events(args: &EventsArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
-    let reader = open(&args.db)?;
-    let Some(run) = block_on(reader.run(args.run))?? else {
+    let (run, events) = block_on(async {
+        let reader = open(&args.db).await?;
+        anyhow::Ok((reader.run(args.run).await?, reader.events_json(args.run).await?))
+    })??;
+    let Some(run) = run else {
         anyhow::bail!("no run {} in {}", args.run, args.db);
     };
     // Standard output stays JSON lines; the link to the caller is a note.
@@ -140,7 +145,7 @@ pub(crate) fn events(args: &EventsArgs, out: &mut dyn Write, err: &mut dyn Write
         let event = run.parent_event.as_deref().unwrap_or("-");
         writeln!(err, "run {} was called by run {parent} (event {event})", args.run)?;
     }
-    for e in block_on(reader.events_json(args.run))?? {
+    for e in events {
         writeln!(out, "{e}")?;
     }
     Ok(ExitStatus::Success)
@@ -150,8 +155,8 @@ pub(crate) fn events(args: &EventsArgs, out: &mut dyn Write, err: &mut dyn Write
 const SHOW_DEPTH: usize = 16;
 
 fn show(args: &ShowArgs, out: &mut dyn Write) -> anyhow::Result<ExitStatus> {
-    let reader = open(&args.db)?;
-    let Some(doc) = block_on(run_doc(&*reader, args.run, 0))?? else {
+    let doc = block_on(async { run_doc(&*open(&args.db).await?, args.run, 0).await })??;
+    let Some(doc) = doc else {
         anyhow::bail!("no run {} in {}", args.run, args.db);
     };
     if args.json {

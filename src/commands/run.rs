@@ -321,8 +321,7 @@ fn run_stored(
         .build()
         .context("cannot start the async runtime")?;
     let request = request(&story, entry, body);
-    // Opening may wait for the lock file: not on the async threads.
-    let store = database.open(Sync::Normal)?;
+    let store = rt.block_on(database.open(Sync::Normal))?;
     let (store, run_id) = rt.block_on(async {
         let redactor = Arc::new(redactor_of(&story));
         let runtime = Runtime {

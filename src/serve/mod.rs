@@ -190,14 +190,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         SyncMode::Full => Sync::Full,
         SyncMode::Normal => Sync::Normal,
     };
-    // Opening waits for the lock file (up to 5 s) and migrates: not on an
-    // async worker.
-    let store = {
-        let database = database.clone();
-        tokio::task::spawn_blocking(move || database.open(sync))
-            .await
-            .context("opening the database stopped")??
-    };
+    let store = database.open(sync).await?;
     let metrics = Metrics::new();
     let http: Arc<dyn HttpClient> = Arc::new(MeteredHttp {
         inner: Arc::new(RealHttp::with_guard(

@@ -18,6 +18,7 @@ mod microsoft_mock;
 mod mock_server;
 mod mock_smtp;
 mod no_panic;
+mod postgres;
 mod redirects;
 mod run_status;
 mod runtime;

@@ -50,7 +50,7 @@ pub(crate) fn write_story(dir: &Path, name: &str, text: &str) {
 }
 
 /// A story forwarding each webhook body to the mock at `url`.
-fn forward_story(url: &str) -> String {
+pub(crate) fn forward_story(url: &str) -> String {
     format!(
         r#"name: Forward
 actions:
@@ -361,11 +361,16 @@ fn spawn_serve(dir: &Path, port: u16, sink: &str) -> Child {
 /// `tale serve` as a process on `dir/stories` and `dir/tale.db`, on `port`,
 /// its logs quiet; `extra` arguments and `env` on top.
 pub(crate) fn serve_process(dir: &Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    let db = format!("sqlite:{}", dir.join("tale.db").display());
+    serve_process_on(dir, &db, port, extra, env)
+}
+
+/// The same on the database `db` (a `--db` URL).
+pub(crate) fn serve_process_on(dir: &Path, db: &str, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tale"));
     cmd.args(["serve", "--stories"])
         .arg(dir.join("stories"))
-        .arg("--db")
-        .arg(format!("sqlite:{}", dir.join("tale.db").display()))
+        .args(["--db", db])
         .args(["--listen", &format!("127.0.0.1:{port}"), "--watch", "0s"])
         .args(extra)
         .env("TALE_LOG", "warn");
@@ -381,16 +386,25 @@ pub(crate) fn serve_process(dir: &Path, port: u16, extra: &[&str], env: &[(&str,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_request() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite:{}", dir.path().join("tale.db").display());
+    kill_under_load(dir.path(), &db, Duration::from_millis(20)).await;
+}
+
+/// SIGKILL `tale serve` on `db` under webhook load, restart it: every
+/// request answered 2xx is delivered. The sink answers after `sink_delay`,
+/// slower than requests come in, so that the kill finds work in flight.
+pub(crate) async fn kill_under_load(dir: &Path, db: &str, sink_delay: Duration) {
+    let spawn_serve =
+        |dir: &Path, port: u16, sink: &str| serve_process_on(dir, db, port, &[], &[("TALE_RESOURCE_SINK", sink)]);
     let mock = Mock::start();
-    // A slow sink: work piles up inside tale, so the kill finds some in flight.
-    mock.route("/sink", vec![Reply::json(200, "{}").delayed(Duration::from_millis(20))]);
+    mock.route("/sink", vec![Reply::json(200, "{}").delayed(sink_delay)]);
     write_story(
-        dir.path(),
+        dir,
         "forward.yaml",
         &forward_story("{{ RESOURCE.sink }}").replace("max_body_bytes: 256", "max_body_bytes: 4096"),
     );
     let port = crate::support::free_port();
-    let mut child = spawn_serve(dir.path(), port, &mock.url("/sink"));
+    let mut child = spawn_serve(dir, port, &mock.url("/sink"));
     let url = format!("http://127.0.0.1:{port}/webhook/fwd/{SECRET}");
     wait_ready(port).await;
     // 8 clients send numbered requests; the process is killed mid-load.
@@ -432,7 +446,7 @@ async fn sigkill_under_load_loses_no_acknowledged_request() {
         acknowledged.len(),
         before_restart
     );
-    let mut child = spawn_serve(dir.path(), port, &mock.url("/sink"));
+    let mut child = spawn_serve(dir, port, &mock.url("/sink"));
     let delivered = || -> std::collections::HashSet<i64> {
         mock.received()
             .iter()
@@ -645,10 +659,17 @@ async fn a_story_with_numbers_no_run_can_honour_is_refused_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_pending_delays_and_an_open_implode() {
     let dir = tempfile::tempdir().expect("tempdir");
+    resume_after_restart(&args(dir.path())).await;
+}
+
+/// Stops `tale serve` with two delays pending and an implode window open,
+/// starts it again: the delays fire and the window closes, once each.
+pub(crate) async fn resume_after_restart(args: &ServeArgs) {
+    let dir = args.stories[0].parent().expect("the stories' parent").to_owned();
     let mock = Mock::start();
     mock.route("/sink", vec![Reply::json(200, "{}")]);
     write_story(
-        dir.path(),
+        &dir,
         "later.yaml",
         &format!(
             r#"name: Later
@@ -685,7 +706,7 @@ actions:
             sink = mock.url("/sink")
         ),
     );
-    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    let server = tale::serve::start(args, None).await.expect("serve");
     let url = format!("http://{}/webhook/later/{SECRET}", server.addr);
     for id in [1, 2] {
         let r = client()
@@ -702,7 +723,7 @@ actions:
     server.stop().await.expect("stop");
     assert!(mock.received().is_empty(), "work ran before the restart");
 
-    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    let server = tale::serve::start(args, None).await.expect("serve");
     eventually(
         "the delays and the implode window",
         Duration::from_secs(15),

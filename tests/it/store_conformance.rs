@@ -3,7 +3,8 @@
 //! due times kept as data, cancellations, schedule ticks that fire once,
 //! action state, waking the caller of a sub-story, crash counting and clean
 //! restarts, recovery with input events. Runs on the memory backend and on
-//! a real SQLite file (PostgreSQL joins with its backend).
+//! a real SQLite file, and on a real PostgreSQL database when a test server
+//! is given.
 
 use std::sync::Arc;
 
@@ -11,18 +12,25 @@ use serde_json::{Value as J, json};
 use tale_engine::runtime::durable::{CLEAN_STOP, CallLink, DurableStore, PARKED, Transaction, WorkItem};
 use tale_engine::runtime::event::{Event, RunId, new_id};
 use tale_engine::runtime::memory::MemoryDurableStore;
+use tale_engine::runtime::postgres::{PgStore, PgUrl};
 use tale_engine::runtime::sqlite::{SqliteStore, Sync};
 use tale_engine::runtime::store::StatePut;
 use uuid::Uuid;
 
-/// A fresh store of each backend, with what keeps it alive.
-fn backends() -> Vec<(&'static str, Arc<dyn DurableStore>, Option<tempfile::TempDir>)> {
+/// A fresh store of each backend, with what keeps it alive. PostgreSQL
+/// joins when a test server is given (`support::postgres_server`).
+async fn backends() -> Vec<(&'static str, Arc<dyn DurableStore>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().expect("tempdir");
     let sqlite = SqliteStore::open(&dir.path().join("conformance.db"), Sync::Normal).expect("sqlite");
-    vec![
+    let mut all: Vec<(&'static str, Arc<dyn DurableStore>, Option<tempfile::TempDir>)> = vec![
         ("memory", Arc::new(MemoryDurableStore::new()), None),
         ("sqlite", sqlite, Some(dir)),
-    ]
+    ];
+    if let Some(url) = crate::support::fresh_postgres().await {
+        let url: PgUrl = url.parse().expect("a PostgreSQL URL");
+        all.push(("postgres", PgStore::open(&url).await.expect("postgres"), None));
+    }
+    all
 }
 
 fn item(run: RunId, action: &str, due_ms: i64, input: Option<Arc<Event>>) -> WorkItem {
@@ -65,7 +73,7 @@ async fn apply(store: &Arc<dyn DurableStore>, tx: Transaction) -> tale_engine::r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_ends_when_its_last_item_is_done() {
-    for (name, store, _keep) in backends() {
+    for (name, store, _keep) in backends().await {
         let run = RunId::new();
         let (a, b) = (item(run, "a", 0, None), item(run, "b", 0, None));
         let (ida, idb) = (a.id, b.id);
@@ -83,7 +91,7 @@ async fn a_run_ends_when_its_last_item_is_done() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_fails_the_run_and_new_work_keeps_it_open() {
-    for (name, store, _keep) in backends() {
+    for (name, store, _keep) in backends().await {
         let run = RunId::new();
         let a = item(run, "a", 0, None);
         let ida = a.id;
@@ -102,7 +110,7 @@ async fn an_error_fails_the_run_and_new_work_keeps_it_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn due_times_are_data_and_parked_items_stay_in_the_store() {
-    for (name, store, _keep) in backends() {
+    for (name, store, _keep) in backends().await {
         let run = RunId::new();
         let input = event(run, "hook", json!({"alert": 7}));
         let later = item(run, "delay", 1_900_000_000_000, Some(input.clone()));
@@ -123,7 +131,7 @@ async fn due_times_are_data_and_parked_items_stay_in_the_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_item_ends_its_run() {
-    for (name, store, _keep) in backends() {
+    for (name, store, _keep) in backends().await {
         let run = RunId::new();
         let window = item(run, "implode", 1_900_000_000_000, None);
         let window_id = window.id;
@@ -146,7 +154,7 @@ async fn a_cancelled_item_ends_its_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_tick_fires_once() {
-    for (name, store, _keep) in backends() {
+    for (name, store, _keep) in backends().await {
         let key = "s/tick".to_owned();
         let first = RunId::new();
         let mut tx = start(first, vec![item(first, "tick", 0, None)]);
@@ -176,7 +184,7 @@ async fn a_schedule_tick_fires_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn action_state_is_set_pushed_and_deleted_with_the_step() {
-    for (name, store, _keep) in backends() {
+    for (name, store, _keep) in backends().await {
         let tx = Transaction {
             state: vec![
                 StatePut::set("s/dedup/seen", json!(["a"])),
@@ -238,7 +246,7 @@ async fn call(store: &Arc<dyn DurableStore>) -> (RunId, RunId, Uuid, Uuid) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_storys_first_exit_wakes_its_caller_once() {
-    for (name, store, _keep) in backends() {
+    for (name, store, _keep) in backends().await {
         let (_parent, child, caller, work) = call(&store).await;
         let exit = event(child, "work", json!({"verdict": "malicious"}));
         let mut step = done(child, &[work]);
@@ -271,7 +279,7 @@ async fn a_sub_storys_first_exit_wakes_its_caller_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_story_that_ends_without_an_exit_wakes_its_caller_with_its_errors() {
-    for (name, store, _keep) in backends() {
+    for (name, store, _keep) in backends().await {
         let (parent, child, caller, work) = call(&store).await;
         let mut step = done(child, &[work]);
         step.errors.push((child, "work: the API answered 500".into()));
@@ -289,7 +297,7 @@ async fn a_sub_story_that_ends_without_an_exit_wakes_its_caller_with_its_errors(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_starts_are_counted_and_a_clean_stop_forgets_them() {
-    for (name, store, _keep) in backends() {
+    for (name, store, _keep) in backends().await {
         let run = RunId::new();
         let a = item(run, "a", 0, None);
         let ida = a.id;
@@ -321,7 +329,7 @@ async fn crashed_starts_are_counted_and_a_clean_stop_forgets_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflicting_write_is_refused_whole_and_not_worth_retrying() {
-    for (name, store, _keep) in backends() {
+    for (name, store, _keep) in backends().await {
         let run = RunId::new();
         let a = item(run, "a", 0, None);
         let ida = a.id;

@@ -84,3 +84,38 @@ fn diff(expected: &str, actual: &str) -> String {
     }
     out
 }
+
+/// The test PostgreSQL server (`TALE_TEST_POSTGRES`, a URL with rights to
+/// create databases; `.ci/postgres.sh` starts one). `None` skips a test;
+/// under CI (`TALE_REQUIRE_POSTGRES=1`) a missing server is a failure.
+pub(crate) fn postgres_server() -> Option<String> {
+    match std::env::var("TALE_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("TALE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "TALE_REQUIRE_POSTGRES=1 but TALE_TEST_POSTGRES names no server"
+            );
+            eprintln!("skipped: no PostgreSQL server (set TALE_TEST_POSTGRES)");
+            None
+        }
+    }
+}
+
+/// The URL of a new, empty database on the test server (each test gets its
+/// own: a database has one owner at a time).
+pub(crate) async fn fresh_postgres() -> Option<String> {
+    let server = postgres_server()?;
+    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .expect("the test PostgreSQL server answers");
+    tokio::spawn(connection);
+    let name = format!("tale_{}", uuid::Uuid::now_v7().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a test database");
+    let mut url = url::Url::parse(&server).expect("TALE_TEST_POSTGRES is a URL");
+    url.set_path(&name);
+    Some(url.to_string())
+}

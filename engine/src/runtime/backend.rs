@@ -1,4 +1,4 @@
-//! `--db URL` → a store backend, picked once. Everything above talks to the
+//! `--db URL` → a store backend (SQLite or PostgreSQL), picked once. Everything above talks to the
 //! traits: `DurableStore` (work), `RunLog` (what runs did), `SecretStore`
 //! (what the API set), and `ServeStore` (all three, plus what a server
 //! needs: health, pruning). A backend stores what it is given: the
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use super::durable::DurableStore;
+use super::postgres::{PgError, PgLog, PgStore, PgUrl};
 use super::runlog::{RunLog, SecretStore};
 pub use super::sqlite::Sync;
 use super::sqlite::{OpenError, SqliteReader, SqliteStore};
@@ -20,16 +21,21 @@ use super::store::StoreError;
 pub enum Database {
     /// `sqlite:PATH` (or `sqlite://PATH`): one file, one process.
     Sqlite(PathBuf),
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=…]` (or
+    /// `postgresql://`): a database server.
+    Postgres(Box<PgUrl>),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("PostgreSQL is not supported yet: use --db sqlite:PATH")]
-    NotYet,
-    #[error("--db must look like sqlite:PATH, found `{0}`")]
+    #[error("--db must look like sqlite:PATH or postgres://USER@HOST/DB, found `{0}`")]
     Malformed(String),
     #[error(transparent)]
     Open(#[from] OpenError),
+    #[error(transparent)]
+    Postgres(#[from] PgError),
+    #[error("opening the database stopped: {0}")]
+    Stopped(String),
 }
 
 impl std::str::FromStr for Database {
@@ -40,7 +46,7 @@ impl std::str::FromStr for Database {
             Some(("sqlite", path)) if !path.trim_start_matches("//").is_empty() => {
                 Ok(Database::Sqlite(PathBuf::from(path.trim_start_matches("//"))))
             }
-            Some(("postgres" | "postgresql", _)) => Err(BackendError::NotYet),
+            Some(("postgres" | "postgresql", _)) => Ok(Database::Postgres(Box::new(url.parse()?))),
             _ => Err(BackendError::Malformed(url.to_owned())),
         }
     }
@@ -50,6 +56,8 @@ impl std::fmt::Display for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Database::Sqlite(path) => write!(f, "{}", path.display()),
+            // Without its password.
+            Database::Postgres(url) => write!(f, "{url}"),
         }
     }
 }
@@ -64,17 +72,26 @@ pub trait ServeStore: DurableStore + RunLog + SecretStore {
 }
 
 impl Database {
-    /// Opens the database to run stories on it (the only writer).
-    pub fn open(&self, sync: Sync) -> Result<Arc<dyn ServeStore>, BackendError> {
+    /// Opens the database to run stories on it (`sync` is SQLite's).
+    pub async fn open(&self, sync: Sync) -> Result<Arc<dyn ServeStore>, BackendError> {
         match self {
-            Database::Sqlite(path) => Ok(SqliteStore::open(path, sync)?),
+            Database::Sqlite(path) => {
+                // Opening may wait for the lock file: not on an async thread.
+                let path = path.clone();
+                let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, sync))
+                    .await
+                    .map_err(|e| BackendError::Stopped(e.to_string()))??;
+                Ok(store)
+            }
+            Database::Postgres(url) => Ok(PgStore::open(url).await?),
         }
     }
 
     /// Opens the database to read its runs (beside a running server).
-    pub fn open_log(&self) -> Result<Box<dyn RunLog>, BackendError> {
+    pub async fn open_log(&self) -> Result<Box<dyn RunLog>, BackendError> {
         match self {
             Database::Sqlite(path) => Ok(Box::new(SqliteReader::open(path)?)),
+            Database::Postgres(url) => Ok(Box::new(PgLog::open(url).await?)),
         }
     }
 }

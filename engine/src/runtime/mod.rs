@@ -12,6 +12,7 @@ pub mod durable;
 pub mod exec;
 pub mod local;
 pub mod memory;
+pub mod postgres;
 pub mod runlog;
 pub mod sealed;
 pub mod sqlite;

@@ -186,7 +186,6 @@ struct Prepared {
     cancelled: Vec<[u8; 16]>,
     errors: Vec<([u8; 16], String)>,
     tick: Option<(String, i64)>,
-    finish: Option<([u8; 16], &'static str, String, i64)>,
     now: i64,
 }
 
@@ -546,7 +545,7 @@ fn prepare_event(e: &Event) -> Result<PreparedEvent, StoreError> {
 /// `Ok(text)` sets, `Err(text)` pushes, `None` deletes.
 /// Action state as it is written: redacted like events (an implode's
 /// collected items, a deduplicate's values).
-fn prepare_state(puts: Vec<StatePut>) -> Vec<(String, Option<Result<String, String>>)> {
+pub(crate) fn prepare_state(puts: Vec<StatePut>) -> Vec<(String, Option<Result<String, String>>)> {
     puts.into_iter()
         .map(|p| {
             let change = match p.change {
@@ -816,10 +815,6 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
             }
         }
     }
-    if let Some((run, status, errors, at)) = &p.finish {
-        tx.prepare_cached("UPDATE runs SET status = ?2, errors = ?3, finished_at = ?4 WHERE id = ?1")?
-            .execute(params![&run[..], status, errors, at])?;
-    }
     for run in &settle {
         // New work for the run in this very step: it is not finished.
         if p.items.iter().any(|i| i.run == *run) {
@@ -929,7 +924,7 @@ fn uuid_of(bytes: &[u8]) -> Uuid {
 }
 
 /// Branch names are `&'static str` in events; the set is small and fixed.
-fn intern_branch(b: &str) -> &'static str {
+pub(crate) fn intern_branch(b: &str) -> &'static str {
     match b {
         "failure" => "failure",
         "no_match" => "no_match",

@@ -1,0 +1,431 @@
+//! The PostgreSQL store (`--db postgres://…`): the durable store contract
+//! on a database server, through a pool of tokio-postgres connections.
+//! Every step is one transaction; the database decides what is committed.
+//! For now one `tale serve` owns a database at a time (a session advisory
+//! lock, as SQLite's lock file): nodes sharing one are the next step.
+
+mod connect;
+mod log;
+mod schema;
+mod step;
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use serde_json::Value as J;
+use uuid::Uuid;
+
+use super::durable::{Applied, CLEAN_STOP, DurableStore, PARKED, Transaction, WorkItem};
+use super::event::{Event, EventId, RunId};
+use super::runlog::{RunFilter, RunLog, RunRow, SecretStore};
+use super::sealed::SealKey;
+use super::store::{StateStore, StoreError};
+use super::stored::{StoredCredential, StoredResource, Table};
+pub use connect::PgUrl;
+pub use log::PgLog;
+
+/// Key of the advisory lock the owner of a database holds ("tale" + 2).
+const OWNER_LOCK: i64 = 0x7461_6c65_0002;
+/// How long a lease lasts (a marker until nodes share a database).
+const LEASE_MS: i64 = 30_000;
+/// Steps in flight beyond which a webhook gets a 503 instead of waiting.
+const IN_FLIGHT: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("{0}")]
+    Url(String),
+    #[error("cannot read the password file {path}: {source}")]
+    PasswordFile { path: String, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("PostgreSQL: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(String),
+    #[error("another `tale serve` uses this database (it holds its advisory lock)")]
+    Locked,
+    #[error("the database has schema version {found}; this tale knows up to {known}")]
+    TooNew { found: usize, known: usize },
+}
+
+impl From<deadpool_postgres::PoolError> for PgError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        PgError::Pool(e.to_string())
+    }
+}
+
+/// What a failed statement means for the caller: a lost connection or a
+/// serialization failure may pass, a constraint never does.
+pub(crate) fn classify(e: &tokio_postgres::Error) -> StoreError {
+    use tokio_postgres::error::SqlState;
+    let text = e
+        .as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::FOREIGN_KEY_VIOLATION => {
+            StoreError::Conflict(text)
+        }
+        Some(c)
+            if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::LOCK_NOT_AVAILABLE
+                || *c == SqlState::QUERY_CANCELED
+                || *c == SqlState::TOO_MANY_CONNECTIONS
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW =>
+        {
+            StoreError::Busy(text)
+        }
+        Some(_) => StoreError::Failed(text),
+        // No SQLSTATE: the connection broke.
+        None => StoreError::Busy(text),
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Busy(format!("no database connection: {e}"))
+}
+
+/// The PostgreSQL store of a serving node.
+pub struct PgStore {
+    pool: deadpool_postgres::Pool,
+    log: PgLog,
+    owner: String,
+    /// Steps in flight (admission: `apply` without `wait` refuses past it).
+    in_flight: Arc<tokio::sync::Semaphore>,
+    /// Set when the connection holding the owner lock closed: another node
+    /// could take the database over, so this one must not write.
+    lost: Arc<Mutex<Option<String>>>,
+    /// The last failed write, cleared by the next that succeeds.
+    write_error: Arc<Mutex<Option<String>>>,
+    /// Holds the owner lock while the store lives.
+    _lock: tokio_postgres::Client,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("owner", &self.owner).finish()
+    }
+}
+
+impl PgStore {
+    /// Connects, takes the database's owner lock (waiting a moment for a
+    /// previous owner that is still exiting), migrates the schema.
+    pub async fn open(url: &PgUrl) -> Result<Arc<Self>, PgError> {
+        let (mut lock, connection) = url.connect_one().await?;
+        let lost: Arc<Mutex<Option<String>>> = Arc::default();
+        let watch = lost.clone();
+        tokio::spawn(async move {
+            let why = match connection.await {
+                Ok(()) => "the connection holding the database lock closed".to_owned(),
+                Err(e) => format!("the connection holding the database lock broke: {e}"),
+            };
+            *watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        });
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let got: bool = lock
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK])
+                .await?
+                .get(0);
+            if got {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(PgError::Locked);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        schema::migrate(&mut lock).await?;
+        let pool = url.pool(16)?;
+        Ok(Arc::new(Self {
+            log: PgLog::on(pool.clone()),
+            pool,
+            owner: super::event::new_id().to_string(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
+            lost,
+            write_error: Arc::default(),
+            _lock: lock,
+        }))
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Runs one statement that returns rows, on a pooled connection.
+    async fn rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(|e| classify(&e))?;
+        client.query(&statement, params).await.map_err(|e| classify(&e))
+    }
+}
+
+impl StateStore for PgStore {
+    fn state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<J>, StoreError>> {
+        Box::pin(async move {
+            let rows = self.rows("SELECT value FROM state WHERE key = $1", &[&key]).await?;
+            rows.first()
+                .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| StoreError::Failed(e.to_string())))
+                .transpose()
+        })
+    }
+
+    fn state_list<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<J>, StoreError>> {
+        Box::pin(async move {
+            let rows = self
+                .rows("SELECT value FROM state_lists WHERE key = $1 ORDER BY seq", &[&key])
+                .await?;
+            rows.iter()
+                .map(|r| serde_json::from_str(r.get::<_, &str>(0)).map_err(|e| StoreError::Failed(e.to_string())))
+                .collect()
+        })
+    }
+}
+
+impl DurableStore for PgStore {
+    fn apply(&self, tx: Transaction, wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>> {
+        let permit = if wait {
+            None
+        } else {
+            match self.in_flight.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    return Box::pin(std::future::ready(Err(StoreError::Full(
+                        "the database has too many steps in flight".into(),
+                    ))));
+                }
+            }
+        };
+        let pool = self.pool.clone();
+        let owner = self.owner.clone();
+        let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let prepared = step::Prepared::new(tx);
+        let write_error = self.write_error.clone();
+        Box::pin(async move {
+            let _permit = permit;
+            if let Some(why) = lost {
+                return Err(StoreError::Failed(why));
+            }
+            let prepared = prepared?;
+            let mut client = pool.get().await.map_err(pool_error)?;
+            let result = step::apply(&mut client, &prepared, &owner).await;
+            // A conflict is the step's own fault; anything else the database's.
+            *write_error.lock().unwrap_or_else(|p| p.into_inner()) = match &result {
+                Err(StoreError::Failed(e) | StoreError::Busy(e)) => Some(e.clone()),
+                _ => None,
+            };
+            result
+        })
+    }
+
+    fn mark_started(&self, item: Uuid) -> BoxFuture<'static, Result<(), StoreError>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            client
+                .execute("UPDATE items SET attempts = attempts + 1 WHERE id = $1", &[&item])
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok(())
+        })
+    }
+
+    fn clean_restart(&self) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| classify(&e))?;
+            let clean = tx
+                .query_opt("DELETE FROM state WHERE key = $1 RETURNING 1", &[&CLEAN_STOP])
+                .await
+                .map_err(|e| classify(&e))?
+                .is_some();
+            if clean {
+                tx.execute("UPDATE items SET attempts = 0 WHERE attempts > 0", &[])
+                    .await
+                    .map_err(|e| classify(&e))?;
+            }
+            tx.commit().await.map_err(|e| classify(&e))?;
+            Ok(clean)
+        })
+    }
+
+    fn recover(&self) -> BoxFuture<'_, Result<Vec<WorkItem>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            // Ours now: the owner lock says the previous owner is gone.
+            // Parked callers stay in the store until a sub-story wakes them.
+            let rows = client
+                .query(
+                    "UPDATE items SET lease_owner = $1, lease_until = $2 WHERE due_at < $3
+                     RETURNING id, run_id, story, action, input, wake, due_at, attempts",
+                    &[&self.owner, &(super::event::now_millis() + LEASE_MS), &PARKED],
+                )
+                .await
+                .map_err(|e| classify(&e))?;
+            let inputs: Vec<Uuid> = rows.iter().filter_map(|r| r.get::<_, Option<Uuid>>(4)).collect();
+            let events = log::load_events(&**client, &inputs).await?;
+            let mut items = Vec::with_capacity(rows.len());
+            for r in &rows {
+                items.push(WorkItem {
+                    id: r.get(0),
+                    run_id: RunId::from(r.get::<_, Uuid>(1)),
+                    story: r.get::<_, &str>(2).into(),
+                    action: r.get::<_, &str>(3).into(),
+                    input: r
+                        .get::<_, Option<Uuid>>(4)
+                        .and_then(|id| events.get(&EventId::from(id)).cloned()),
+                    wake: r
+                        .get::<_, Option<&str>>(5)
+                        .map(serde_json::from_str)
+                        .transpose()
+                        .map_err(|e| StoreError::Failed(e.to_string()))?,
+                    due_ms: r.get(6),
+                    attempts: r.get::<_, i32>(7).max(0) as u32,
+                    mark: false,
+                });
+            }
+            items.sort_by_key(|i| i.id);
+            Ok(items)
+        })
+    }
+
+    fn last_tick<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
+        Box::pin(async move {
+            let rows = self
+                .rows("SELECT last_tick FROM schedules WHERE key = $1", &[&key])
+                .await?;
+            Ok(rows.first().map(|r| r.get(0)))
+        })
+    }
+
+    fn run_events(&self, run: RunId) -> BoxFuture<'_, Result<Vec<Arc<Event>>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let ids: Vec<Uuid> = client
+                .query("SELECT id FROM events WHERE run_id = $1 ORDER BY seq", &[run.as_uuid()])
+                .await
+                .map_err(|e| classify(&e))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let events = log::load_events(&**client, &ids).await?;
+            Ok(ids
+                .iter()
+                .filter_map(|id| events.get(&EventId::from(*id)).cloned())
+                .collect())
+        })
+    }
+}
+
+impl RunLog for PgStore {
+    fn runs<'a>(&'a self, filter: &'a RunFilter) -> BoxFuture<'a, Result<Vec<RunRow>, StoreError>> {
+        self.log.runs(filter)
+    }
+    fn run(&self, id: RunId) -> BoxFuture<'_, Result<Option<RunRow>, StoreError>> {
+        self.log.run(id)
+    }
+    fn events_json(&self, run: RunId) -> BoxFuture<'_, Result<Vec<J>, StoreError>> {
+        self.log.events_json(run)
+    }
+    fn event(&self, id: EventId) -> BoxFuture<'_, Result<Option<Arc<Event>>, StoreError>> {
+        self.log.event(id)
+    }
+    fn called_by(&self, run: RunId) -> BoxFuture<'_, Result<Vec<RunRow>, StoreError>> {
+        self.log.called_by(run)
+    }
+}
+
+impl SecretStore for PgStore {
+    fn stored_credentials(&self) -> BoxFuture<'_, Result<Vec<StoredCredential>, StoreError>> {
+        Box::pin(async move { log::credentials(&**self.client().await?).await })
+    }
+
+    fn reseal_credentials<'a>(
+        &'a self,
+        previous: &'a SealKey,
+        current: &'a SealKey,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(async move {
+            if previous.id() == current.id() {
+                return Ok(0);
+            }
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| classify(&e))?;
+            let mut n = 0;
+            for row in log::credentials(&*tx).await? {
+                if row.sealed.key_id == previous.id() {
+                    let entry = row.open(previous).map_err(|e| StoreError::Failed(e.to_string()))?;
+                    let again = StoredCredential::seal(&row.name, &entry, current, now_ms)
+                        .map_err(|e| StoreError::Failed(e.to_string()))?;
+                    log::put_credential(&*tx, &again).await?;
+                    n += 1;
+                }
+            }
+            // All or none.
+            tx.commit().await.map_err(|e| classify(&e))?;
+            Ok(n)
+        })
+    }
+
+    fn put_credential(&self, c: StoredCredential) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { log::put_credential(&**self.client().await?, &c).await })
+    }
+
+    fn stored_resources(&self) -> BoxFuture<'_, Result<Vec<StoredResource>, StoreError>> {
+        Box::pin(async move { log::resources(&**self.client().await?).await })
+    }
+
+    fn put_resource(&self, r: StoredResource) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { log::put_resource(&**self.client().await?, &r).await })
+    }
+
+    fn delete_stored(&self, table: Table, name: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move { log::delete(&**self.client().await?, table, &name).await })
+    }
+}
+
+impl super::backend::ServeStore for PgStore {
+    fn health(&self) -> Result<(), String> {
+        if let Some(lost) = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Err(lost);
+        }
+        match self.write_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            Some(e) => Err(format!("the last write to the database failed: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    fn prune<'a>(&'a self, story: &'a str, before_ms: i64) -> BoxFuture<'a, Result<usize, StoreError>> {
+        Box::pin(async move {
+            let mut total = 0;
+            loop {
+                let client = self.client().await?;
+                // 500 runs a transaction: webhooks commit in between.
+                let n = client
+                    .query_one(
+                        "WITH gone AS (
+                             DELETE FROM runs WHERE id IN (
+                                 SELECT id FROM runs WHERE story = $1 AND started_at < $2 AND status <> 'running' LIMIT 500)
+                             RETURNING id),
+                         events_gone AS (DELETE FROM events WHERE run_id IN (SELECT id FROM gone))
+                         SELECT count(*) FROM gone",
+                        &[&story, &before_ms],
+                    )
+                    .await
+                    .map_err(|e| classify(&e))?
+                    .get::<_, i64>(0) as usize;
+                total += n;
+                if n < 500 {
+                    return Ok(total);
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,366 @@
+//! One step on PostgreSQL: a `Transaction` of the executor applied as one
+//! database transaction (the schedule tick first, then runs, events, items,
+//! state, calls, exits, and the runs it finished). Rows of a kind go in one
+//! statement (`UNNEST` arrays); each run's counters change in one `UPDATE`,
+//! runs in id order, so concurrent steps take their row locks in one order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::Value as J;
+use uuid::Uuid;
+
+use super::super::durable::{Applied, PARKED, Transaction, WorkItem, called_ended, called_exit};
+use super::super::event::{EventId, RunId};
+use super::super::store::StoreError;
+use super::{LEASE_MS, classify, log};
+
+/// A transaction turned into column values, before a connection is taken.
+pub(super) struct Prepared {
+    tick: Option<(String, i64)>,
+    started: Vec<(Uuid, Arc<str>, i64)>,
+    done: Vec<Uuid>,
+    /// Runs that may have ended with this step.
+    settle: BTreeSet<Uuid>,
+    events: Events,
+    items: Items,
+    state: Vec<(String, Option<Result<String, String>>)>,
+    cancelled: Vec<Uuid>,
+    errors: Vec<(Uuid, String)>,
+    calls: Vec<(Uuid, Uuid, Option<Uuid>, Uuid)>,
+    exits: Vec<(Uuid, Uuid)>,
+    now: i64,
+}
+
+/// Event columns, one array each.
+#[derive(Default)]
+struct Events {
+    id: Vec<Uuid>,
+    run: Vec<Uuid>,
+    story: Vec<String>,
+    action: Vec<String>,
+    /// Parent ids joined by commas (`UNNEST` takes no arrays of arrays).
+    parents: Vec<String>,
+    branch: Vec<Option<&'static str>>,
+    output: Vec<String>,
+    at: Vec<i64>,
+}
+
+#[derive(Default)]
+struct Items {
+    id: Vec<Uuid>,
+    run: Vec<Uuid>,
+    story: Vec<String>,
+    action: Vec<String>,
+    input: Vec<Option<Uuid>>,
+    wake: Vec<Option<String>>,
+    due: Vec<i64>,
+}
+
+impl Prepared {
+    pub(super) fn new(tx: Transaction) -> Result<Self, StoreError> {
+        let mut p = Prepared {
+            tick: tx.tick,
+            started: Vec::new(),
+            done: Vec::new(),
+            settle: BTreeSet::new(),
+            events: Events::default(),
+            items: Items::default(),
+            state: super::super::sqlite::prepare_state(tx.state),
+            cancelled: tx.cancelled,
+            errors: tx.errors.into_iter().map(|(r, e)| (*r.as_uuid(), e)).collect(),
+            calls: tx
+                .calls
+                .iter()
+                .map(|c| {
+                    (
+                        *c.child.as_uuid(),
+                        *c.parent.as_uuid(),
+                        c.parent_event.map(|e| *e.as_uuid()),
+                        c.caller_item,
+                    )
+                })
+                .collect(),
+            exits: tx.exits.iter().map(|(r, e)| (*r.as_uuid(), *e.as_uuid())).collect(),
+            now: super::super::event::now_millis(),
+        };
+        for (run, story, at) in tx.started {
+            p.settle.insert(*run.as_uuid());
+            p.started.push((*run.as_uuid(), story, at));
+        }
+        for (id, run) in tx.done {
+            p.done.push(id);
+            p.settle.insert(*run.as_uuid());
+        }
+        for e in &tx.events {
+            let ev = &mut p.events;
+            ev.id.push(*e.id.as_uuid());
+            ev.run.push(*e.run_id.as_uuid());
+            ev.story.push(e.story.to_string());
+            ev.action.push(e.action.to_string());
+            ev.parents
+                .push(e.parents.iter().map(|p| p.id.to_string()).collect::<Vec<_>>().join(","));
+            ev.branch.push(e.branch);
+            ev.output
+                .push(serde_json::to_string(&e.output).map_err(|e| StoreError::Failed(e.to_string()))?);
+            ev.at.push(e.created_at);
+        }
+        for i in tx.items {
+            let it = &mut p.items;
+            it.id.push(i.id);
+            it.run.push(*i.run_id.as_uuid());
+            it.story.push(i.story.to_string());
+            it.action.push(i.action.to_string());
+            it.input.push(i.input.as_ref().map(|e| *e.id.as_uuid()));
+            it.wake.push(i.wake.as_ref().map(J::to_string));
+            it.due.push(i.due_ms);
+        }
+        Ok(p)
+    }
+}
+
+/// Applies a step in one transaction.
+pub(super) async fn apply(
+    client: &mut deadpool_postgres::Object,
+    p: &Prepared,
+    owner: &str,
+) -> Result<Applied, StoreError> {
+    let tx = client.transaction().await.map_err(|e| classify(&e))?;
+    let applied = apply_in(&tx, p, owner).await?;
+    tx.commit().await.map_err(|e| classify(&e))?;
+    Ok(applied)
+}
+
+async fn apply_in(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, owner: &str) -> Result<Applied, StoreError> {
+    let db = |e: tokio_postgres::Error| classify(&e);
+    let mut applied = Applied {
+        fired: true,
+        ..Applied::default()
+    };
+    if let Some((key, tick)) = &p.tick {
+        // Fires only past the last tick fired: concurrent firings of one
+        // tick serialize on the row, and the second finds nothing to do.
+        let fired = tx
+            .query_opt(
+                "INSERT INTO schedules (key, last_tick) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET last_tick = excluded.last_tick
+                 WHERE schedules.last_tick < excluded.last_tick RETURNING 1",
+                &[key, tick],
+            )
+            .await
+            .map_err(db)?;
+        if fired.is_none() {
+            applied.fired = false;
+            return Ok(applied);
+        }
+    }
+    // Counter changes by run: (events, pending).
+    let mut delta: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
+    for run in &p.events.run {
+        delta.entry(*run).or_default().0 += 1;
+    }
+    for run in &p.items.run {
+        delta.entry(*run).or_default().1 += 1;
+    }
+    let mut settle = p.settle.clone();
+    for ids in [&p.done, &p.cancelled] {
+        if ids.is_empty() {
+            continue;
+        }
+        // A cancelled item may be another run's (an implode window an
+        // earlier run opened): that run may end now too.
+        for row in tx
+            .query("DELETE FROM items WHERE id = ANY($1) RETURNING run_id", &[ids])
+            .await
+            .map_err(db)?
+        {
+            let run: Uuid = row.get(0);
+            delta.entry(run).or_default().1 -= 1;
+            settle.insert(run);
+        }
+    }
+    for (run, story, at) in &p.started {
+        let (events, pending) = delta.remove(run).unwrap_or_default();
+        tx.execute(
+            "INSERT INTO runs (id, story, status, started_at, events, pending) VALUES ($1, $2, 'running', $3, $4, $5)",
+            &[run, &&**story, at, &events, &pending],
+        )
+        .await
+        .map_err(db)?;
+    }
+    if !p.events.id.is_empty() {
+        let e = &p.events;
+        tx.execute(
+            "INSERT INTO events (id, run_id, story, action, parents, branch, output, created_at)
+             SELECT id, run, story, action,
+                    CASE WHEN parents = '' THEN '{}'::uuid[] ELSE string_to_array(parents, ',')::uuid[] END,
+                    branch, output, at
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
+                  AS t(id, run, story, action, parents, branch, output, at)",
+            &[&e.id, &e.run, &e.story, &e.action, &e.parents, &e.branch, &e.output, &e.at],
+        )
+        .await
+        .map_err(db)?;
+    }
+    if !p.items.id.is_empty() {
+        let i = &p.items;
+        tx.execute(
+            "INSERT INTO items (id, run_id, story, action, input, wake, due_at, lease_owner, lease_until)
+             SELECT id, run, story, action, input, wake, due, $8, $9
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::bigint[])
+                  AS t(id, run, story, action, input, wake, due)",
+            &[
+                &i.id,
+                &i.run,
+                &i.story,
+                &i.action,
+                &i.input,
+                &i.wake,
+                &i.due,
+                &owner,
+                &(p.now + LEASE_MS),
+            ],
+        )
+        .await
+        .map_err(db)?;
+    }
+    for (run, (events, pending)) in &delta {
+        if *events != 0 || *pending != 0 {
+            tx.execute(
+                "UPDATE runs SET events = events + $2, pending = pending + $3 WHERE id = $1",
+                &[run, events, pending],
+            )
+            .await
+            .map_err(db)?;
+        }
+    }
+    for (key, change) in &p.state {
+        match change {
+            Some(Ok(value)) => tx
+                .execute(
+                    "INSERT INTO state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    &[key, value],
+                )
+                .await
+                .map_err(db)?,
+            Some(Err(value)) => tx
+                .execute("INSERT INTO state_lists (key, value) VALUES ($1, $2)", &[key, value])
+                .await
+                .map_err(db)?,
+            None => {
+                tx.execute("DELETE FROM state WHERE key = $1", &[key])
+                    .await
+                    .map_err(db)?;
+                tx.execute("DELETE FROM state_lists WHERE key = $1", &[key])
+                    .await
+                    .map_err(db)?
+            }
+        };
+    }
+    for (run, error) in &p.errors {
+        tx.execute(
+            "UPDATE runs SET errors = errors || jsonb_build_array($2::text) WHERE id = $1",
+            &[run, error],
+        )
+        .await
+        .map_err(db)?;
+    }
+    for (child, parent, event, caller) in &p.calls {
+        tx.execute(
+            "UPDATE runs SET parent_run = $2, parent_event = $3, caller_item = $4 WHERE id = $1",
+            &[child, parent, event, caller],
+        )
+        .await
+        .map_err(db)?;
+    }
+    // The first exit of a called run wakes its caller with its output, as
+    // stored (redacted) above; a run nobody called costs one UPDATE.
+    for (run, event) in &p.exits {
+        let Some(row) = tx
+            .query_opt(
+                "UPDATE runs SET exit_fired = true WHERE id = $1 AND NOT exit_fired AND caller_item IS NOT NULL
+                 RETURNING caller_item, story",
+                &[run],
+            )
+            .await
+            .map_err(db)?
+        else {
+            continue;
+        };
+        let (caller, story): (Uuid, String) = (row.get(0), row.get(1));
+        let output: String = tx
+            .query_one("SELECT output FROM events WHERE id = $1", &[event])
+            .await
+            .map_err(db)?
+            .get(0);
+        let output: J = serde_json::from_str(&output).map_err(|e| StoreError::Failed(e.to_string()))?;
+        let result = called_exit(&story, RunId::from(*run), output);
+        applied.woken.extend(wake_caller(tx, caller, &result).await?);
+    }
+    let new_work: BTreeSet<Uuid> = p.items.run.iter().copied().collect();
+    for run in settle.difference(&new_work) {
+        let Some(row) = tx
+            .query_opt(
+                "UPDATE runs SET status = CASE WHEN errors = '[]'::jsonb THEN 'succeeded' ELSE 'failed' END,
+                     finished_at = $2
+                 WHERE id = $1 AND status = 'running' AND pending <= 0 RETURNING story, status",
+                &[run, &p.now],
+            )
+            .await
+            .map_err(db)?
+        else {
+            continue;
+        };
+        let (story, status): (String, String) = (row.get(0), row.get(1));
+        // A called run that ends without an exit wakes its caller too.
+        if let Some(waiting) = tx
+            .query_opt(
+                "UPDATE runs SET exit_fired = true WHERE id = $1 AND NOT exit_fired AND caller_item IS NOT NULL
+                 RETURNING caller_item, errors::text",
+                &[run],
+            )
+            .await
+            .map_err(db)?
+        {
+            let errors: J = serde_json::from_str(waiting.get::<_, &str>(1)).unwrap_or(J::Array(Vec::new()));
+            let result = called_ended(&story, RunId::from(*run), errors);
+            applied.woken.extend(wake_caller(tx, waiting.get(0), &result).await?);
+        }
+        applied.finished.push((RunId::from(*run), story, status == "succeeded"));
+    }
+    Ok(applied)
+}
+
+/// Makes a parked caller's item due now with `result` as its wake payload,
+/// and returns it as the executor runs it (its input event loaded).
+async fn wake_caller(
+    tx: &tokio_postgres::Transaction<'_>,
+    caller: Uuid,
+    result: &J,
+) -> Result<Option<WorkItem>, StoreError> {
+    let Some(row) = tx
+        .query_opt(
+            "UPDATE items SET due_at = 0, wake = $2 WHERE id = $1 AND due_at = $3 RETURNING run_id, story, action, input",
+            &[&caller, &result.to_string(), &PARKED],
+        )
+        .await
+        .map_err(|e| classify(&e))?
+    else {
+        return Ok(None);
+    };
+    let input = match row.get::<_, Option<Uuid>>(3) {
+        Some(id) => log::load_events(tx, &[id]).await?.remove(&EventId::from(id)),
+        None => None,
+    };
+    Ok(Some(WorkItem {
+        id: caller,
+        run_id: RunId::from(row.get::<_, Uuid>(0)),
+        story: row.get::<_, &str>(1).into(),
+        action: row.get::<_, &str>(2).into(),
+        input,
+        wake: Some(result.clone()),
+        due_ms: 0,
+        attempts: 0,
+        mark: false,
+    }))
+}

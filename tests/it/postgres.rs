@@ -1,0 +1,127 @@
+//! `--db postgres://…`: `tale serve`, `tale runs` and `tale events` on a
+//! real PostgreSQL server (`TALE_TEST_POSTGRES`; each test makes its own
+//! database). The store contract itself is held by `store_conformance`,
+//! which runs on PostgreSQL too.
+
+use std::time::Duration;
+
+use serde_json::{Value as J, json};
+
+use crate::mock_server::{Reply, Server as Mock};
+use crate::serve::{SECRET, args, client, eventually, forward_story, get_json, write_story};
+use crate::support::fresh_postgres;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgres_stores_forwards_lists_and_reemits() {
+    let Some(db) = fresh_postgres().await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    mock.route("/sink", vec![Reply::json(200, "{}")]);
+    write_story(dir.path(), "forward.yaml", &forward_story(&mock.url("/sink")));
+    let mut serve = args(dir.path());
+    serve.db = db.clone();
+    let server = tale::serve::start(&serve, None).await.expect("serve");
+    // A second node on the same database is refused, clearly.
+    let second = tale::serve::start(&serve, None)
+        .await
+        .err()
+        .expect("a second owner refused");
+    assert!(
+        format!("{second:#}").contains("another `tale serve` uses this database"),
+        "{second:#}"
+    );
+
+    let url = format!("http://{}/webhook/fwd/{SECRET}", server.addr);
+    for id in [7, 8] {
+        let r = client().post(&url).json(&json!({"id": id})).send().await.expect("post");
+        assert_eq!(r.status(), 200);
+    }
+    eventually("two forwarded bodies", Duration::from_secs(10), async || {
+        mock.received().len() == 2
+    })
+    .await;
+    eventually("two finished runs", Duration::from_secs(10), async || {
+        get_json(&server, "/api/runs?status=succeeded").await["runs"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 2
+    })
+    .await;
+    let page = get_json(&server, "/api/runs?story=forward&limit=1").await;
+    let next = page["next"].as_str().expect("a next page").to_owned();
+    let page2 = get_json(&server, &format!("/api/runs?story=forward&limit=1&after={next}")).await;
+    assert_ne!(page2["runs"][0]["id"], page["runs"][0]["id"]);
+    let run_id = page["runs"][0]["id"].as_str().expect("id").to_owned();
+    let events = get_json(&server, &format!("/api/runs/{run_id}/events")).await;
+    assert_eq!(events["events"].as_array().map(Vec::len), Some(2), "{events}");
+    assert_eq!(events["by_action"]["send"][0]["output"]["status"], 200);
+    assert!(!events.to_string().contains(SECRET), "the webhook secret was stored");
+    // Re-emitting the webhook's event (loaded with its ancestry) runs again.
+    let hook_event = events["by_action"]["hook"][0]["id"]
+        .as_str()
+        .expect("event id")
+        .to_owned();
+    let r = client()
+        .post(format!("http://{}/api/events/{hook_event}/reemit", server.addr))
+        .send()
+        .await
+        .expect("reemit");
+    assert_eq!(r.status(), 202);
+    eventually("the re-emitted run", Duration::from_secs(10), async || {
+        mock.received().len() == 3
+    })
+    .await;
+    server.stop().await.expect("stop");
+
+    // `tale runs` and `tale events` read the same database (no password
+    // in it here; the URL is shown without one anyway).
+    let out = crate::support::tale(&["runs", "--db", &db, "--json"]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
+    let out = crate::support::tale(&["events", &run_id, "--db", &db]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let lines: Vec<J> = crate::support::json_lines(&out.stdout);
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_on_postgres_loses_no_acknowledged_request() {
+    let Some(db) = fresh_postgres().await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Steps commit over the network: a slower sink keeps work in flight.
+    crate::serve::kill_under_load(dir.path(), &db, Duration::from_millis(100)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_postgres_resumes_pending_delays_and_an_open_implode() {
+    let Some(db) = fresh_postgres().await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut serve = args(dir.path());
+    serve.db = db;
+    crate::serve::resume_after_restart(&serve).await;
+}
+
+/// A wrong URL, a server that does not answer, a password shown nowhere.
+#[test]
+fn a_bad_postgres_url_or_an_absent_server_is_a_clear_error_without_the_password() {
+    for (url, says) in [
+        ("postgres://", "names no host"),
+        ("postgres://u@h", "names no database"),
+        ("postgres://u@h/db?sslmode=sometimes", "unknown sslmode `sometimes`"),
+    ] {
+        let out = crate::support::tale(&["runs", "--db", url]);
+        assert_eq!(out.status, 2, "{url}: {}", out.stderr);
+        assert!(out.stderr.contains(says), "{url}: {}", out.stderr);
+    }
+    let port = crate::support::free_port();
+    let url = format!("postgres://tale:hunter2-secret@127.0.0.1:{port}/tale?sslmode=disable");
+    let out = crate::support::tale(&["runs", "--db", &url]);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("cannot read postgres://tale@127.0.0.1:{port}/tale")),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("hunter2"), "the password leaked: {}", out.stderr);
+}
