@@ -7,7 +7,10 @@
 # Env from the harness: BENCH_DIR, PEERS_DIR, SINK_URL, RUN_DIR.
 # Optional: TALE_BIN (default: target/release/tale of this project),
 # TALE_PORT (8090), TALE_SYNC (normal|full, default normal as `tale serve`), TALE_WORKERS (256),
-# TALE_MAX_BODY (bytes, default 10 MiB as `tale serve`; W2 with 1,000,000 items needs ~140 MB).
+# TALE_MAX_BODY (bytes, default 10 MiB as `tale serve`; W2 with 1,000,000 items needs ~140 MB),
+# TALE_PG_SERVER (a postgres:// URL of a server: each prepare makes a fresh
+# database there and tale serves on it instead of SQLite; .ci/postgres.sh
+# start DIR prints one).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
@@ -29,17 +32,28 @@ case "${1:-}" in
     echo "W2_URL=$BASE/webhook/w2/$SECRET"
     echo "W2EACH_URL=$BASE/webhook/w2each/$SECRET"
     echo "READY_URL=$BASE/readyz"
-    echo "NOTES=durable SQLite store (WAL, synchronous=$SYNC), $WORKERS workers, every step committed before the next"
+    if [ -n "${TALE_PG_SERVER:-}" ]; then
+      echo "NOTES=durable PostgreSQL store (one node), $WORKERS workers, every step committed before the next"
+    else
+      echo "NOTES=durable SQLite store (WAL, synchronous=$SYNC), $WORKERS workers, every step committed before the next"
+    fi
     ;;
   prepare)
     rm -rf "$RUN_DIR/tale"; mkdir -p "$RUN_DIR/tale/stories"
     cp "$HERE"/stories/*.yaml "$RUN_DIR/tale/stories/"
+    if [ -n "${TALE_PG_SERVER:-}" ]; then
+      name="bench_$(date +%s%N)"
+      psql -q "$TALE_PG_SERVER" -c "CREATE DATABASE $name"
+      echo "${TALE_PG_SERVER%/*}/$name" > "$RUN_DIR/tale/db-url"
+    else
+      echo "sqlite:$RUN_DIR/tale/tale.db" > "$RUN_DIR/tale/db-url"
+    fi
     echo "prepared $RUN_DIR/tale"
     ;;
   start)
     cd "$RUN_DIR/tale"
     export TALE_CREDENTIAL_BENCH="$SECRET" TALE_RESOURCE_SINK_URL="$SINK_URL" TALE_LOG="${TALE_LOG:-warn}"
-    exec "$BIN" serve --stories stories --db "sqlite:$RUN_DIR/tale/tale.db" --listen "127.0.0.1:$PORT" \
+    exec "$BIN" serve --stories stories --db "$(cat "$RUN_DIR/tale/db-url")" --listen "127.0.0.1:$PORT" \
       --sync "$SYNC" --workers "$WORKERS" --max-body "$MAX_BODY" --watch 0s
     ;;
   *) echo "usage: $0 info|prepare|start" >&2; exit 2 ;;
