@@ -89,6 +89,62 @@ async fn a_run_ends_when_its_last_item_is_done() {
     }
 }
 
+/// Many steps at once (a store may commit them together, as SQLite's
+/// writer and PostgreSQL's committers do): each is applied as if alone,
+/// each run ends once, with its events and its error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_applied_at_once_each_count_as_if_alone() {
+    for (name, store, _keep) in backends().await {
+        let runs: Vec<(RunId, WorkItem, WorkItem)> = (0..60)
+            .map(|_| {
+                let run = RunId::new();
+                (run, item(run, "a", 0, None), item(run, "b", 0, None))
+            })
+            .collect();
+        let starts = runs.iter().map(|(run, a, b)| {
+            let mut tx = start(*run, vec![a.clone(), b.clone()]);
+            tx.events.push(event(*run, "hook", json!({"run": run.to_string()})));
+            apply(&store, tx)
+        });
+        for applied in futures_util::future::join_all(starts).await {
+            assert!(applied.finished.is_empty(), "{name}: a run with work is not finished");
+        }
+        // Each run's two items finish in two separate steps, all at once;
+        // every third run records an error on the way.
+        let mut steps = Vec::new();
+        for (i, (run, a, b)) in runs.iter().enumerate() {
+            for (n, id) in [a.id, b.id].into_iter().enumerate() {
+                let mut tx = done(*run, &[id]);
+                tx.events.push(event(*run, if n == 0 { "a" } else { "b" }, json!(n)));
+                if i % 3 == 0 && n == 0 {
+                    tx.errors.push((*run, "a: it broke".into()));
+                }
+                steps.push(apply(&store, tx));
+            }
+        }
+        let mut finished: Vec<(RunId, String, bool)> = futures_util::future::join_all(steps)
+            .await
+            .into_iter()
+            .flat_map(|a| a.finished)
+            .collect();
+        finished.sort();
+        let mut expected: Vec<(RunId, String, bool)> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, (run, _, _))| (*run, "s".to_owned(), i % 3 != 0))
+            .collect();
+        expected.sort();
+        assert_eq!(
+            finished, expected,
+            "{name}: each run ends once, failed when it had an error"
+        );
+        for (run, _, _) in &runs {
+            assert_eq!(store.run_events(*run).await.expect("events").len(), 3, "{name}");
+        }
+        assert!(store.recover().await.expect("recover").is_empty(), "{name}: items left");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_fails_the_run_and_new_work_keeps_it_open() {
     for (name, store, _keep) in backends().await {

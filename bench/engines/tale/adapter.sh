@@ -26,7 +26,7 @@ SECRET="bench-secret-0123"
 case "${1:-}" in
   info)
     [ -x "$BIN" ] || { echo "tale not built: cargo build --release (or set TALE_BIN)" >&2; exit 1; }
-    echo "ENGINE_NAME=tale"
+    if [ -n "${TALE_PG_SERVER:-}" ]; then echo "ENGINE_NAME=tale-postgres"; else echo "ENGINE_NAME=tale"; fi
     echo "ENGINE_VERSION=$("$BIN" --version)"
     echo "W1_URL=$BASE/webhook/w1/$SECRET"
     echo "W2_URL=$BASE/webhook/w2/$SECRET"

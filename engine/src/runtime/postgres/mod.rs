@@ -28,8 +28,13 @@ pub use log::PgLog;
 const OWNER_LOCK: i64 = 0x7461_6c65_0002;
 /// How long a lease lasts (a marker until nodes share a database).
 const LEASE_MS: i64 = 30_000;
-/// Steps in flight beyond which a webhook gets a 503 instead of waiting.
-const IN_FLIGHT: usize = 4096;
+/// Steps waiting for a committer beyond which a webhook gets a 503.
+const QUEUED: usize = 8192;
+/// Committers: each applies a batch of steps in one transaction, on its
+/// own connection, while the others fill theirs.
+const COMMITTERS: usize = 4;
+/// At most this many steps per transaction.
+const BATCH: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
@@ -87,13 +92,90 @@ fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Busy(format!("no database connection: {e}"))
 }
 
+/// A step waiting for a committer.
+struct Job {
+    step: step::Prepared,
+    reply: tokio::sync::oneshot::Sender<Result<Applied, StoreError>>,
+}
+
+/// What a committer task holds.
+struct Committer {
+    jobs: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>>,
+    pool: deadpool_postgres::Pool,
+    owner: String,
+    lost: Arc<Mutex<Option<String>>>,
+    write_error: Arc<Mutex<Option<String>>>,
+}
+
+/// Takes the steps waiting (up to [`BATCH`]) and applies them in one
+/// transaction; when that fails, each alone, so that one bad step (a
+/// conflict) does not fail the others. Ends when the store is dropped.
+async fn commit_loop(c: Committer) {
+    loop {
+        let batch = {
+            let mut jobs = c.jobs.lock().await;
+            let Some(first) = jobs.recv().await else { return };
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        if let Some(why) = c.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            for job in batch {
+                let _ = job.reply.send(Err(StoreError::Failed(why.clone())));
+            }
+            continue;
+        }
+        let mut client = match c.pool.get().await {
+            Ok(client) => client,
+            Err(e) => {
+                let e = pool_error(e);
+                for job in batch {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                continue;
+            }
+        };
+        let steps: Vec<&step::Prepared> = batch.iter().map(|j| &j.step).collect();
+        let results = match step::apply_all(&mut client, &steps, &c.owner).await {
+            Ok(applied) => applied.into_iter().map(Ok).collect(),
+            Err(e) if batch.len() == 1 => vec![Err(e)],
+            Err(_) => {
+                let mut one_by_one = Vec::with_capacity(batch.len());
+                for job in &batch {
+                    one_by_one.push(
+                        step::apply_all(&mut client, &[&job.step], &c.owner)
+                            .await
+                            .map(|mut a| a.pop().unwrap_or_default()),
+                    );
+                }
+                one_by_one
+            }
+        };
+        // A conflict is the step's own fault; anything else the database's.
+        let broken = results.iter().find_map(|r| match r {
+            Err(StoreError::Failed(e) | StoreError::Busy(e)) => Some(e.clone()),
+            _ => None,
+        });
+        *c.write_error.lock().unwrap_or_else(|p| p.into_inner()) = broken;
+        for (job, result) in batch.into_iter().zip(results) {
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
 /// The PostgreSQL store of a serving node.
 pub struct PgStore {
     pool: deadpool_postgres::Pool,
     log: PgLog,
     owner: String,
-    /// Steps in flight (admission: `apply` without `wait` refuses past it).
-    in_flight: Arc<tokio::sync::Semaphore>,
+    /// Steps for the committers (admission: `apply` without `wait` refuses
+    /// when it is full).
+    jobs: tokio::sync::mpsc::Sender<Job>,
     /// Set when the connection holding the owner lock closed: another node
     /// could take the database over, so this one must not write.
     lost: Arc<Mutex<Option<String>>>,
@@ -139,13 +221,26 @@ impl PgStore {
         }
         schema::migrate(&mut lock).await?;
         let pool = url.pool(16)?;
+        let owner = super::event::new_id().to_string();
+        let write_error: Arc<Mutex<Option<String>>> = Arc::default();
+        let (jobs, rx) = tokio::sync::mpsc::channel(QUEUED);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..COMMITTERS {
+            tokio::spawn(commit_loop(Committer {
+                jobs: rx.clone(),
+                pool: pool.clone(),
+                owner: owner.clone(),
+                lost: lost.clone(),
+                write_error: write_error.clone(),
+            }));
+        }
         Ok(Arc::new(Self {
             log: PgLog::on(pool.clone()),
             pool,
-            owner: super::event::new_id().to_string(),
-            in_flight: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
+            owner,
+            jobs,
             lost,
-            write_error: Arc::default(),
+            write_error,
             _lock: lock,
         }))
     }
@@ -190,37 +285,23 @@ impl StateStore for PgStore {
 
 impl DurableStore for PgStore {
     fn apply(&self, tx: Transaction, wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>> {
-        let permit = if wait {
-            None
-        } else {
-            match self.in_flight.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    return Box::pin(std::future::ready(Err(StoreError::Full(
-                        "the database has too many steps in flight".into(),
-                    ))));
-                }
-            }
-        };
-        let pool = self.pool.clone();
-        let owner = self.owner.clone();
-        let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let prepared = step::Prepared::new(tx);
-        let write_error = self.write_error.clone();
+        let jobs = self.jobs.clone();
+        let step = step::Prepared::new(tx);
         Box::pin(async move {
-            let _permit = permit;
-            if let Some(why) = lost {
-                return Err(StoreError::Failed(why));
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job = Job { step: step?, reply };
+            let stopped = || StoreError::Failed("the database committers have stopped".into());
+            if wait {
+                jobs.send(job).await.map_err(|_| stopped())?;
+            } else {
+                jobs.try_send(job).map_err(|e| match e {
+                    tokio::sync::mpsc::error::TrySendError::Full(_) => {
+                        StoreError::Full("the database has too many steps waiting".into())
+                    }
+                    tokio::sync::mpsc::error::TrySendError::Closed(_) => stopped(),
+                })?;
             }
-            let prepared = prepared?;
-            let mut client = pool.get().await.map_err(pool_error)?;
-            let result = step::apply(&mut client, &prepared, &owner).await;
-            // A conflict is the step's own fault; anything else the database's.
-            *write_error.lock().unwrap_or_else(|p| p.into_inner()) = match &result {
-                Err(StoreError::Failed(e) | StoreError::Busy(e)) => Some(e.clone()),
-                _ => None,
-            };
-            result
+            answer.await.map_err(|_| stopped())?
         })
     }
 

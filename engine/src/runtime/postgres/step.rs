@@ -119,19 +119,302 @@ impl Prepared {
     }
 }
 
-/// Applies a step in one transaction.
-pub(super) async fn apply(
+/// Applies steps in one transaction (group commit: one round of commit for
+/// many steps); all or none.
+pub(super) async fn apply_all(
     client: &mut deadpool_postgres::Object,
-    p: &Prepared,
+    steps: &[&Prepared],
     owner: &str,
-) -> Result<Applied, StoreError> {
+) -> Result<Vec<Applied>, StoreError> {
     let tx = client.transaction().await.map_err(|e| classify(&e))?;
-    let applied = apply_in(&tx, p, owner).await?;
+    let mut applied: Vec<Option<Applied>> = vec![None; steps.len()];
+    // Steps whose order matters (ticks, state, calls, exits) one by one;
+    // the others (most: events, items, counters) merged, a few statements
+    // for the whole batch. Counters make the order of the two sets free.
+    let mut merged = Vec::new();
+    for (i, p) in steps.iter().enumerate() {
+        if p.merges() && steps.len() > 1 {
+            merged.push(i);
+        } else {
+            applied[i] = Some(apply_in(&tx, p, owner).await?);
+        }
+    }
+    if !merged.is_empty() {
+        let group: Vec<&Prepared> = merged.iter().map(|i| steps[*i]).collect();
+        for (i, a) in merged.iter().zip(apply_merged(&tx, &group, owner).await?) {
+            applied[*i] = Some(a);
+        }
+    }
     tx.commit().await.map_err(|e| classify(&e))?;
+    Ok(applied.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+impl Prepared {
+    /// Whether the step can be applied merged with others: nothing in it
+    /// depends on the order of steps.
+    fn merges(&self) -> bool {
+        self.tick.is_none() && self.state.is_empty() && self.calls.is_empty() && self.exits.is_empty()
+    }
+}
+
+/// Applies steps that merge ([`Prepared::merges`]) with one statement per
+/// kind of row for all of them.
+async fn apply_merged(
+    tx: &deadpool_postgres::Transaction<'_>,
+    steps: &[&Prepared],
+    owner: &str,
+) -> Result<Vec<Applied>, StoreError> {
+    let db = |e: tokio_postgres::Error| classify(&e);
+    let mut delta: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
+    let mut gone: Vec<Uuid> = Vec::new();
+    let mut events = Events::default();
+    let mut items = Items::default();
+    let mut started: (Vec<Uuid>, Vec<String>, Vec<i64>) = Default::default();
+    // Which step settles which run (the first that may end it).
+    let mut settles: BTreeMap<Uuid, usize> = BTreeMap::new();
+    for (i, p) in steps.iter().enumerate() {
+        gone.extend(&p.done);
+        gone.extend(&p.cancelled);
+        for run in &p.settle {
+            settles.entry(*run).or_insert(i);
+        }
+        for run in &p.events.run {
+            delta.entry(*run).or_default().0 += 1;
+        }
+        for run in &p.items.run {
+            delta.entry(*run).or_default().1 += 1;
+        }
+        for (run, story, at) in &p.started {
+            started.0.push(*run);
+            started.1.push(story.to_string());
+            started.2.push(*at);
+        }
+        events.extend(&p.events);
+        items.extend(&p.items);
+    }
+    if !gone.is_empty() {
+        for row in tx
+            .query(
+                &statement(tx, "DELETE FROM items WHERE id = ANY($1) RETURNING run_id").await?,
+                &[&gone],
+            )
+            .await
+            .map_err(db)?
+        {
+            let run: Uuid = row.get(0);
+            delta.entry(run).or_default().1 -= 1;
+            settles.entry(run).or_insert(0);
+        }
+    }
+    if !started.0.is_empty() {
+        let (mut n_events, mut pending) = (Vec::new(), Vec::new());
+        for run in &started.0 {
+            let (e, p) = delta.remove(run).unwrap_or_default();
+            n_events.push(e);
+            pending.push(p);
+        }
+        tx.execute(
+            &statement(
+                tx,
+                "INSERT INTO runs (id, story, status, started_at, events, pending)
+                 SELECT id, story, 'running', at, events, pending
+                 FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS t(id, story, at, events, pending)",
+            )
+            .await?,
+            &[&started.0, &started.1, &started.2, &n_events, &pending],
+        )
+        .await
+        .map_err(db)?;
+    }
+    insert_events(tx, &events).await?;
+    insert_items(tx, &items, owner, steps.first().map_or(0, |p| p.now)).await?;
+    let changed: Vec<(&Uuid, &(i64, i64))> = delta.iter().filter(|(_, d)| **d != (0, 0)).collect();
+    if !changed.is_empty() {
+        // In id order (the BTreeMap's), as every step takes run locks.
+        let ids: Vec<Uuid> = changed.iter().map(|(r, _)| **r).collect();
+        let e: Vec<i64> = changed.iter().map(|(_, d)| d.0).collect();
+        let p: Vec<i64> = changed.iter().map(|(_, d)| d.1).collect();
+        tx.execute(
+            &statement(
+                tx,
+                "UPDATE runs r SET events = r.events + d.e, pending = r.pending + d.p
+                 FROM (SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[]) AS t(id, e, p) ORDER BY id) d
+                 WHERE r.id = d.id",
+            )
+            .await?,
+            &[&ids, &e, &p],
+        )
+        .await
+        .map_err(db)?;
+    }
+    for p in steps {
+        for (run, error) in &p.errors {
+            tx.execute(
+                &statement(
+                    tx,
+                    "UPDATE runs SET errors = errors || jsonb_build_array($2::text) WHERE id = $1",
+                )
+                .await?,
+                &[run, error],
+            )
+            .await
+            .map_err(db)?;
+        }
+    }
+    let mut applied: Vec<Applied> = steps
+        .iter()
+        .map(|_| Applied {
+            fired: true,
+            ..Applied::default()
+        })
+        .collect();
+    let candidates: Vec<Uuid> = settles.keys().copied().collect();
+    if !candidates.is_empty() {
+        let now = steps.first().map_or(0, |p| p.now);
+        let rows = tx
+            .query(
+                &statement(
+                    tx,
+                    "UPDATE runs SET status = CASE WHEN errors = '[]'::jsonb THEN 'succeeded' ELSE 'failed' END,
+                         finished_at = $2
+                     WHERE id = ANY($1) AND status = 'running' AND pending <= 0
+                     RETURNING id, story, status, caller_item IS NOT NULL AND NOT exit_fired",
+                )
+                .await?,
+                &[&candidates, &now],
+            )
+            .await
+            .map_err(db)?;
+        for row in rows {
+            let (run, story, status, called): (Uuid, String, String, bool) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let a = &mut applied[settles.get(&run).copied().unwrap_or(0)];
+            if called {
+                a.woken.extend(wake_ended(tx, run, &story).await?);
+            }
+            a.finished.push((RunId::from(run), story, status == "succeeded"));
+        }
+    }
     Ok(applied)
 }
 
-async fn apply_in(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, owner: &str) -> Result<Applied, StoreError> {
+async fn insert_events(tx: &deadpool_postgres::Transaction<'_>, e: &Events) -> Result<(), StoreError> {
+    if e.id.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        &statement(
+            tx,
+            "INSERT INTO events (id, run_id, story, action, parents, branch, output, created_at)
+             SELECT id, run, story, action,
+                    CASE WHEN parents = '' THEN '{}'::uuid[] ELSE string_to_array(parents, ',')::uuid[] END,
+                    branch, output, at
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
+                  AS t(id, run, story, action, parents, branch, output, at)",
+        )
+        .await?,
+        &[&e.id, &e.run, &e.story, &e.action, &e.parents, &e.branch, &e.output, &e.at],
+    )
+    .await
+    .map_err(|e| classify(&e))?;
+    Ok(())
+}
+
+async fn insert_items(
+    tx: &deadpool_postgres::Transaction<'_>,
+    i: &Items,
+    owner: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    if i.id.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        &statement(
+            tx,
+            "INSERT INTO items (id, run_id, story, action, input, wake, due_at, lease_owner, lease_until)
+             SELECT id, run, story, action, input, wake, due, $8, $9
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::bigint[])
+                  AS t(id, run, story, action, input, wake, due)",
+        )
+        .await?,
+        &[
+            &i.id,
+            &i.run,
+            &i.story,
+            &i.action,
+            &i.input,
+            &i.wake,
+            &i.due,
+            &owner,
+            &(now + LEASE_MS),
+        ],
+    )
+    .await
+    .map_err(|e| classify(&e))?;
+    Ok(())
+}
+
+/// A called run ended without an exit: wakes its caller with its errors.
+async fn wake_ended(
+    tx: &deadpool_postgres::Transaction<'_>,
+    run: Uuid,
+    story: &str,
+) -> Result<Option<WorkItem>, StoreError> {
+    let Some(waiting) = tx
+        .query_opt(
+            &statement(
+                tx,
+                "UPDATE runs SET exit_fired = true WHERE id = $1 AND NOT exit_fired AND caller_item IS NOT NULL
+                 RETURNING caller_item, errors::text",
+            )
+            .await?,
+            &[&run],
+        )
+        .await
+        .map_err(|e| classify(&e))?
+    else {
+        return Ok(None);
+    };
+    let errors: J = serde_json::from_str(waiting.get::<_, &str>(1)).unwrap_or(J::Array(Vec::new()));
+    let result = called_ended(story, RunId::from(run), errors);
+    wake_caller(tx, waiting.get(0), &result).await
+}
+
+impl Events {
+    fn extend(&mut self, o: &Events) {
+        self.id.extend(&o.id);
+        self.run.extend(&o.run);
+        self.story.extend(o.story.iter().cloned());
+        self.action.extend(o.action.iter().cloned());
+        self.parents.extend(o.parents.iter().cloned());
+        self.branch.extend(&o.branch);
+        self.output.extend(o.output.iter().cloned());
+        self.at.extend(&o.at);
+    }
+}
+
+impl Items {
+    fn extend(&mut self, o: &Items) {
+        self.id.extend(&o.id);
+        self.run.extend(&o.run);
+        self.story.extend(o.story.iter().cloned());
+        self.action.extend(o.action.iter().cloned());
+        self.input.extend(&o.input);
+        self.wake.extend(o.wake.iter().cloned());
+        self.due.extend(&o.due);
+    }
+}
+
+/// A statement prepared once per connection.
+async fn statement(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    tx.prepare_cached(sql).await.map_err(|e| classify(&e))
+}
+
+async fn apply_in(tx: &deadpool_postgres::Transaction<'_>, p: &Prepared, owner: &str) -> Result<Applied, StoreError> {
     let db = |e: tokio_postgres::Error| classify(&e);
     let mut applied = Applied {
         fired: true,
@@ -142,9 +425,13 @@ async fn apply_in(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, owner: &st
         // tick serialize on the row, and the second finds nothing to do.
         let fired = tx
             .query_opt(
-                "INSERT INTO schedules (key, last_tick) VALUES ($1, $2)
+                &statement(
+                    tx,
+                    "INSERT INTO schedules (key, last_tick) VALUES ($1, $2)
                  ON CONFLICT (key) DO UPDATE SET last_tick = excluded.last_tick
                  WHERE schedules.last_tick < excluded.last_tick RETURNING 1",
+                )
+                .await?,
                 &[key, tick],
             )
             .await
@@ -170,7 +457,10 @@ async fn apply_in(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, owner: &st
         // A cancelled item may be another run's (an implode window an
         // earlier run opened): that run may end now too.
         for row in tx
-            .query("DELETE FROM items WHERE id = ANY($1) RETURNING run_id", &[ids])
+            .query(
+                &statement(tx, "DELETE FROM items WHERE id = ANY($1) RETURNING run_id").await?,
+                &[ids],
+            )
             .await
             .map_err(db)?
         {
@@ -181,53 +471,21 @@ async fn apply_in(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, owner: &st
     }
     for (run, story, at) in &p.started {
         let (events, pending) = delta.remove(run).unwrap_or_default();
-        tx.execute(
-            "INSERT INTO runs (id, story, status, started_at, events, pending) VALUES ($1, $2, 'running', $3, $4, $5)",
-            &[run, &&**story, at, &events, &pending],
+        tx.execute(&statement(tx, "INSERT INTO runs (id, story, status, started_at, events, pending) VALUES ($1, $2, 'running', $3, $4, $5)").await?, &[run, &&**story, at, &events, &pending],
         )
         .await
         .map_err(db)?;
     }
-    if !p.events.id.is_empty() {
-        let e = &p.events;
-        tx.execute(
-            "INSERT INTO events (id, run_id, story, action, parents, branch, output, created_at)
-             SELECT id, run, story, action,
-                    CASE WHEN parents = '' THEN '{}'::uuid[] ELSE string_to_array(parents, ',')::uuid[] END,
-                    branch, output, at
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
-                  AS t(id, run, story, action, parents, branch, output, at)",
-            &[&e.id, &e.run, &e.story, &e.action, &e.parents, &e.branch, &e.output, &e.at],
-        )
-        .await
-        .map_err(db)?;
-    }
-    if !p.items.id.is_empty() {
-        let i = &p.items;
-        tx.execute(
-            "INSERT INTO items (id, run_id, story, action, input, wake, due_at, lease_owner, lease_until)
-             SELECT id, run, story, action, input, wake, due, $8, $9
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::bigint[])
-                  AS t(id, run, story, action, input, wake, due)",
-            &[
-                &i.id,
-                &i.run,
-                &i.story,
-                &i.action,
-                &i.input,
-                &i.wake,
-                &i.due,
-                &owner,
-                &(p.now + LEASE_MS),
-            ],
-        )
-        .await
-        .map_err(db)?;
-    }
+    insert_events(tx, &p.events).await?;
+    insert_items(tx, &p.items, owner, p.now).await?;
     for (run, (events, pending)) in &delta {
         if *events != 0 || *pending != 0 {
             tx.execute(
-                "UPDATE runs SET events = events + $2, pending = pending + $3 WHERE id = $1",
+                &statement(
+                    tx,
+                    "UPDATE runs SET events = events + $2, pending = pending + $3 WHERE id = $1",
+                )
+                .await?,
                 &[run, events, pending],
             )
             .await
@@ -236,22 +494,18 @@ async fn apply_in(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, owner: &st
     }
     for (key, change) in &p.state {
         match change {
-            Some(Ok(value)) => tx
-                .execute(
-                    "INSERT INTO state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    &[key, value],
+            Some(Ok(value)) => tx.execute(&statement(tx, "INSERT INTO state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value").await?, &[key, value],
                 )
                 .await
                 .map_err(db)?,
-            Some(Err(value)) => tx
-                .execute("INSERT INTO state_lists (key, value) VALUES ($1, $2)", &[key, value])
+            Some(Err(value)) => tx.execute(&statement(tx, "INSERT INTO state_lists (key, value) VALUES ($1, $2)").await?, &[key, value])
                 .await
                 .map_err(db)?,
             None => {
-                tx.execute("DELETE FROM state WHERE key = $1", &[key])
+                tx.execute(&statement(tx, "DELETE FROM state WHERE key = $1").await?, &[key])
                     .await
                     .map_err(db)?;
-                tx.execute("DELETE FROM state_lists WHERE key = $1", &[key])
+                tx.execute(&statement(tx, "DELETE FROM state_lists WHERE key = $1").await?, &[key])
                     .await
                     .map_err(db)?
             }
@@ -259,7 +513,11 @@ async fn apply_in(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, owner: &st
     }
     for (run, error) in &p.errors {
         tx.execute(
-            "UPDATE runs SET errors = errors || jsonb_build_array($2::text) WHERE id = $1",
+            &statement(
+                tx,
+                "UPDATE runs SET errors = errors || jsonb_build_array($2::text) WHERE id = $1",
+            )
+            .await?,
             &[run, error],
         )
         .await
@@ -267,7 +525,11 @@ async fn apply_in(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, owner: &st
     }
     for (child, parent, event, caller) in &p.calls {
         tx.execute(
-            "UPDATE runs SET parent_run = $2, parent_event = $3, caller_item = $4 WHERE id = $1",
+            &statement(
+                tx,
+                "UPDATE runs SET parent_run = $2, parent_event = $3, caller_item = $4 WHERE id = $1",
+            )
+            .await?,
             &[child, parent, event, caller],
         )
         .await
@@ -278,8 +540,12 @@ async fn apply_in(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, owner: &st
     for (run, event) in &p.exits {
         let Some(row) = tx
             .query_opt(
-                "UPDATE runs SET exit_fired = true WHERE id = $1 AND NOT exit_fired AND caller_item IS NOT NULL
+                &statement(
+                    tx,
+                    "UPDATE runs SET exit_fired = true WHERE id = $1 AND NOT exit_fired AND caller_item IS NOT NULL
                  RETURNING caller_item, story",
+                )
+                .await?,
                 &[run],
             )
             .await
@@ -289,7 +555,10 @@ async fn apply_in(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, owner: &st
         };
         let (caller, story): (Uuid, String) = (row.get(0), row.get(1));
         let output: String = tx
-            .query_one("SELECT output FROM events WHERE id = $1", &[event])
+            .query_one(
+                &statement(tx, "SELECT output FROM events WHERE id = $1").await?,
+                &[event],
+            )
             .await
             .map_err(db)?
             .get(0);
@@ -301,9 +570,13 @@ async fn apply_in(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, owner: &st
     for run in settle.difference(&new_work) {
         let Some(row) = tx
             .query_opt(
-                "UPDATE runs SET status = CASE WHEN errors = '[]'::jsonb THEN 'succeeded' ELSE 'failed' END,
+                &statement(
+                    tx,
+                    "UPDATE runs SET status = CASE WHEN errors = '[]'::jsonb THEN 'succeeded' ELSE 'failed' END,
                      finished_at = $2
                  WHERE id = $1 AND status = 'running' AND pending <= 0 RETURNING story, status",
+                )
+                .await?,
                 &[run, &p.now],
             )
             .await
@@ -313,19 +586,7 @@ async fn apply_in(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, owner: &st
         };
         let (story, status): (String, String) = (row.get(0), row.get(1));
         // A called run that ends without an exit wakes its caller too.
-        if let Some(waiting) = tx
-            .query_opt(
-                "UPDATE runs SET exit_fired = true WHERE id = $1 AND NOT exit_fired AND caller_item IS NOT NULL
-                 RETURNING caller_item, errors::text",
-                &[run],
-            )
-            .await
-            .map_err(db)?
-        {
-            let errors: J = serde_json::from_str(waiting.get::<_, &str>(1)).unwrap_or(J::Array(Vec::new()));
-            let result = called_ended(&story, RunId::from(*run), errors);
-            applied.woken.extend(wake_caller(tx, waiting.get(0), &result).await?);
-        }
+        applied.woken.extend(wake_ended(tx, *run, &story).await?);
         applied.finished.push((RunId::from(*run), story, status == "succeeded"));
     }
     Ok(applied)
@@ -334,14 +595,11 @@ async fn apply_in(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, owner: &st
 /// Makes a parked caller's item due now with `result` as its wake payload,
 /// and returns it as the executor runs it (its input event loaded).
 async fn wake_caller(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     caller: Uuid,
     result: &J,
 ) -> Result<Option<WorkItem>, StoreError> {
-    let Some(row) = tx
-        .query_opt(
-            "UPDATE items SET due_at = 0, wake = $2 WHERE id = $1 AND due_at = $3 RETURNING run_id, story, action, input",
-            &[&caller, &result.to_string(), &PARKED],
+    let Some(row) = tx.query_opt(&statement(tx, "UPDATE items SET due_at = 0, wake = $2 WHERE id = $1 AND due_at = $3 RETURNING run_id, story, action, input").await?, &[&caller, &result.to_string(), &PARKED],
         )
         .await
         .map_err(|e| classify(&e))?
@@ -349,7 +607,7 @@ async fn wake_caller(
         return Ok(None);
     };
     let input = match row.get::<_, Option<Uuid>>(3) {
-        Some(id) => log::load_events(tx, &[id]).await?.remove(&EventId::from(id)),
+        Some(id) => log::load_events(&**tx, &[id]).await?.remove(&EventId::from(id)),
         None => None,
     };
     Ok(Some(WorkItem {
