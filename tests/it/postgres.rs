@@ -10,6 +10,7 @@ use serde_json::{Value as J, json};
 use crate::mock_server::{Reply, Server as Mock};
 use crate::serve::{SECRET, args, client, eventually, forward_story, get_json, write_story};
 use crate::support::fresh_postgres;
+use tale_engine::runtime::postgres::{PgStore, PgUrl};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_on_postgres_stores_forwards_lists_and_reemits() {
@@ -124,4 +125,41 @@ fn a_bad_postgres_url_or_an_absent_server_is_a_clear_error_without_the_password(
         out.stderr
     );
     assert!(!out.stderr.contains("hunter2"), "the password leaked: {}", out.stderr);
+}
+
+/// TLS: `require` encrypts (without checking the certificate, as libpq),
+/// `verify-full` checks it against `sslrootcert` and the host name, and a
+/// certificate it cannot verify is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_require_encrypts_and_verify_full_checks_the_certificate() {
+    let Ok(ca) = std::env::var("TALE_TEST_POSTGRES_CA") else {
+        assert!(
+            std::env::var("TALE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "TALE_REQUIRE_POSTGRES=1 but TALE_TEST_POSTGRES_CA names no certificate authority"
+        );
+        eprintln!("skipped: no TLS test server (set TALE_TEST_POSTGRES_CA)");
+        return;
+    };
+    let with = |db: &str, query: &str| -> PgUrl {
+        let mut url = url::Url::parse(db).expect("url");
+        url.set_host(Some("localhost")).expect("host");
+        url.set_query(Some(query));
+        url.as_str().parse().expect("a PostgreSQL URL")
+    };
+    let Some(db) = fresh_postgres().await else { return };
+    let store = PgStore::open(&with(&db, "sslmode=require"))
+        .await
+        .expect("require connects");
+    drop(store);
+    let Some(db) = fresh_postgres().await else { return };
+    let verified = with(&db, &format!("sslmode=verify-full&sslrootcert={ca}"));
+    PgStore::open(&verified)
+        .await
+        .expect("verify-full connects with the authority");
+    let Some(db) = fresh_postgres().await else { return };
+    let err = PgStore::open(&with(&db, "sslmode=verify-full"))
+        .await
+        .err()
+        .expect("an unknown authority is refused");
+    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
 }

@@ -115,6 +115,9 @@ impl PgLog {
         let pool = url.pool(2)?;
         let client = pool.get().await?;
         let found = super::schema::version(&client).await?;
+        if found == 0 {
+            return Err(PgError::NoSchema);
+        }
         if found > super::schema::MIGRATIONS.len() {
             return Err(PgError::TooNew {
                 found,

@@ -44,19 +44,36 @@ pub enum PgError {
     PasswordFile { path: String, source: std::io::Error },
     #[error("TLS: {0}")]
     Tls(String),
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", with_causes(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("PostgreSQL connection pool: {0}")]
     Pool(String),
     #[error("another `tale serve` uses this database (it holds its advisory lock)")]
     Locked,
+    #[error("the database holds no tale data: no `tale serve` or `tale run --db` has used it")]
+    NoSchema,
     #[error("the database has schema version {found}; this tale knows up to {known}")]
     TooNew { found: usize, known: usize },
 }
 
+/// An error with its causes ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer"): the first line alone rarely says why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 impl From<deadpool_postgres::PoolError> for PgError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        PgError::Pool(e.to_string())
+        PgError::Pool(with_causes(&e))
     }
 }
 

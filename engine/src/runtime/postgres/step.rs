@@ -133,7 +133,7 @@ pub(super) async fn apply_all(
     // for the whole batch. Counters make the order of the two sets free.
     let mut merged = Vec::new();
     for (i, p) in steps.iter().enumerate() {
-        if p.merges() && steps.len() > 1 {
+        if p.merges() {
             merged.push(i);
         } else {
             applied[i] = Some(apply_in(&tx, p, owner).await?);
@@ -228,25 +228,7 @@ async fn apply_merged(
     }
     insert_events(tx, &events).await?;
     insert_items(tx, &items, owner, steps.first().map_or(0, |p| p.now)).await?;
-    let changed: Vec<(&Uuid, &(i64, i64))> = delta.iter().filter(|(_, d)| **d != (0, 0)).collect();
-    if !changed.is_empty() {
-        // In id order (the BTreeMap's), as every step takes run locks.
-        let ids: Vec<Uuid> = changed.iter().map(|(r, _)| **r).collect();
-        let e: Vec<i64> = changed.iter().map(|(_, d)| d.0).collect();
-        let p: Vec<i64> = changed.iter().map(|(_, d)| d.1).collect();
-        tx.execute(
-            &statement(
-                tx,
-                "UPDATE runs r SET events = r.events + d.e, pending = r.pending + d.p
-                 FROM (SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[]) AS t(id, e, p) ORDER BY id) d
-                 WHERE r.id = d.id",
-            )
-            .await?,
-            &[&ids, &e, &p],
-        )
-        .await
-        .map_err(db)?;
-    }
+    // Errors first: whether a run that ends here failed depends on them.
     for p in steps {
         for (run, error) in &p.errors {
             tx.execute(
@@ -268,11 +250,50 @@ async fn apply_merged(
             ..Applied::default()
         })
         .collect();
-    let candidates: Vec<Uuid> = settles.keys().copied().collect();
+    let now = steps.first().map_or(0, |p| p.now);
+    let changed: Vec<(&Uuid, &(i64, i64))> = delta.iter().filter(|(_, d)| **d != (0, 0)).collect();
+    let mut rows = Vec::new();
+    if !changed.is_empty() {
+        // Counters and, for a run left without work, its end: one new row
+        // version per run (a second UPDATE would write two). In id order
+        // (the BTreeMap's), as every step takes run locks.
+        let ids: Vec<Uuid> = changed.iter().map(|(r, _)| **r).collect();
+        let e: Vec<i64> = changed.iter().map(|(_, d)| d.0).collect();
+        let p: Vec<i64> = changed.iter().map(|(_, d)| d.1).collect();
+        let settle: Vec<bool> = ids.iter().map(|r| settles.contains_key(r)).collect();
+        rows.extend(
+            tx.query(
+                &statement(
+                    tx,
+                    "WITH d AS (SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bool[]) AS t(id, e, p, settle)),
+                          old AS (SELECT r.id, r.status = 'running' AND r.pending + d.p <= 0 AND d.settle AS ends
+                                  FROM runs r JOIN d ON r.id = d.id ORDER BY r.id FOR UPDATE OF r)
+                     UPDATE runs r SET events = r.events + d.e, pending = r.pending + d.p,
+                         status = CASE WHEN NOT old.ends THEN r.status
+                                       WHEN r.errors = '[]'::jsonb THEN 'succeeded' ELSE 'failed' END,
+                         finished_at = CASE WHEN old.ends THEN $5 ELSE r.finished_at END
+                     FROM d JOIN old ON old.id = d.id
+                     WHERE r.id = d.id
+                     RETURNING r.id, r.story, r.status, r.caller_item IS NOT NULL AND NOT r.exit_fired, old.ends",
+                )
+                .await?,
+                &[&ids, &e, &p, &settle, &now],
+            )
+            .await
+            .map_err(db)?
+            .into_iter()
+            .filter(|r| r.get::<_, bool>(4)),
+        );
+    }
+    // Runs that may end without a counter change here (rare).
+    let candidates: Vec<Uuid> = settles
+        .keys()
+        .filter(|r| !delta.get(*r).is_some_and(|d| *d != (0, 0)))
+        .copied()
+        .collect();
     if !candidates.is_empty() {
-        let now = steps.first().map_or(0, |p| p.now);
-        let rows = tx
-            .query(
+        rows.extend(
+            tx.query(
                 &statement(
                     tx,
                     "UPDATE runs SET status = CASE WHEN errors = '[]'::jsonb THEN 'succeeded' ELSE 'failed' END,
@@ -284,16 +305,17 @@ async fn apply_merged(
                 &[&candidates, &now],
             )
             .await
-            .map_err(db)?;
-        for row in rows {
-            let (run, story, status, called): (Uuid, String, String, bool) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
-            let a = &mut applied[settles.get(&run).copied().unwrap_or(0)];
-            if called {
-                a.woken.extend(wake_ended(tx, run, &story).await?);
-            }
-            a.finished.push((RunId::from(run), story, status == "succeeded"));
+            .map_err(db)?,
+        );
+    }
+    for row in rows {
+        let (run, story, status, called): (Uuid, String, String, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let a = &mut applied[settles.get(&run).copied().unwrap_or(0)];
+        if called {
+            a.woken.extend(wake_ended(tx, run, &story).await?);
         }
+        a.finished.push((RunId::from(run), story, status == "succeeded"));
     }
     Ok(applied)
 }
