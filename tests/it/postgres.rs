@@ -159,7 +159,6 @@ async fn tls_require_encrypts_and_verify_full_checks_the_certificate() {
     let Some(db) = fresh_postgres().await else { return };
     let err = PgStore::open(&with(&db, "sslmode=verify-full"))
         .await
-        .err()
-        .expect("an unknown authority is refused");
+        .expect_err("an unknown authority is refused");
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
 }

@@ -288,7 +288,7 @@ async fn apply_merged(
     // Runs that may end without a counter change here (rare).
     let candidates: Vec<Uuid> = settles
         .keys()
-        .filter(|r| !delta.get(*r).is_some_and(|d| *d != (0, 0)))
+        .filter(|r| delta.get(*r).is_none_or(|d| *d == (0, 0)))
         .copied()
         .collect();
     if !candidates.is_empty() {
