@@ -162,3 +162,48 @@ async fn tls_require_encrypts_and_verify_full_checks_the_certificate() {
         .expect_err("an unknown authority is refused");
     assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
 }
+
+/// The node's hold on the database is its connection holding the owner
+/// lock: when that connection is cut (the server restarted, a network
+/// failure, an administrator), another node may take over, so this one
+/// stops writing: `/readyz` fails and webhooks answer 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_lock_fails_readiness_and_refuses_webhooks() {
+    let Some(db) = fresh_postgres().await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_story(
+        dir.path(),
+        "plain.yaml",
+        &format!("name: Plain\nactions:\n  hook:\n    type: webhook\n    path: plain\n    secret: {SECRET}\n"),
+    );
+    let mut serve = args(dir.path());
+    serve.db = db.clone();
+    let server = tale::serve::start(&serve, None).await.expect("serve");
+    let hook = format!("http://{}/webhook/plain/{SECRET}", server.addr);
+    let ready = format!("http://{}/readyz", server.addr);
+    assert_eq!(client().post(&hook).send().await.expect("post").status(), 200);
+    assert_eq!(client().get(&ready).send().await.expect("get").status(), 200);
+    // Cut the connection that holds the advisory lock.
+    let (admin, connection) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let cut = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .await
+        .expect("terminate")
+        .get::<_, i64>(0);
+    assert_eq!(cut, 1, "one connection held the lock");
+    eventually("readiness fails", Duration::from_secs(5), async || {
+        client().get(&ready).send().await.expect("get").status() == 503
+    })
+    .await;
+    let r = client().get(&ready).send().await.expect("get");
+    assert!(r.text().await.expect("text").contains("database lock"));
+    assert_eq!(client().post(&hook).send().await.expect("post").status(), 503);
+    server.stop().await.expect("stop");
+}

@@ -8,6 +8,9 @@ use tokio_postgres::Config;
 
 use super::PgError;
 
+/// The longest a read for the API or `tale runs` may take.
+pub(super) const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// How the connection is protected, as libpq's `sslmode` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SslMode {
@@ -158,14 +161,32 @@ impl PgUrl {
         Ok((client, connection))
     }
 
-    /// A pool of up to `size` connections.
+    /// A pool of up to `size` connections for the store's steps.
     pub(super) fn pool(&self, size: usize) -> Result<deadpool_postgres::Pool, PgError> {
+        self.pool_of(self.config.clone(), size)
+    }
+
+    /// A pool for reads a person waits for (the API, `tale runs`): a
+    /// statement that runs longer than [`READ_TIMEOUT`] is cancelled
+    /// instead of holding a connection and the database.
+    pub(super) fn read_pool(&self, size: usize) -> Result<deadpool_postgres::Pool, PgError> {
+        let mut config = self.config.clone();
+        let options = format!(
+            "{} -c statement_timeout={}",
+            config.get_options().unwrap_or_default(),
+            READ_TIMEOUT.as_millis()
+        );
+        config.options(options.trim_start());
+        self.pool_of(config, size)
+    }
+
+    fn pool_of(&self, config: Config, size: usize) -> Result<deadpool_postgres::Pool, PgError> {
         let settings = deadpool_postgres::ManagerConfig {
             recycling_method: deadpool_postgres::RecyclingMethod::Fast,
         };
         let manager = match self.tls()? {
-            None => deadpool_postgres::Manager::from_config(self.config.clone(), tokio_postgres::NoTls, settings),
-            Some(tls) => deadpool_postgres::Manager::from_config(self.config.clone(), tls, settings),
+            None => deadpool_postgres::Manager::from_config(config, tokio_postgres::NoTls, settings),
+            Some(tls) => deadpool_postgres::Manager::from_config(config, tls, settings),
         };
         deadpool_postgres::Pool::builder(manager)
             .max_size(size)

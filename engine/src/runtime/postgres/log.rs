@@ -112,7 +112,7 @@ impl PgLog {
 
     /// Opens a database to read its runs, beside the node that serves it.
     pub async fn open(url: &PgUrl) -> Result<Self, PgError> {
-        let pool = url.pool(2)?;
+        let pool = url.read_pool(2)?;
         let client = pool.get().await?;
         let found = super::schema::version(&client).await?;
         if found == 0 {

@@ -252,7 +252,7 @@ impl PgStore {
             }));
         }
         Ok(Arc::new(Self {
-            log: PgLog::on(pool.clone()),
+            log: PgLog::on(url.read_pool(4)?),
             pool,
             owner,
             jobs,
