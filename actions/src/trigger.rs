@@ -13,7 +13,8 @@ use tale_core::action::{
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerConfig {
-    /// Compare text case-sensitively (default: true).
+    /// Compare text case-sensitively. Unset: comparisons are, regexes are
+    /// not (as in Tines); a rule's own `case_sensitive` wins.
     pub case_sensitive: Option<bool>,
 }
 
@@ -40,13 +41,13 @@ impl ActionConfig for TriggerConfig {
 impl TriggerConfig {
     fn build_exec(&self) -> Box<dyn Executable> {
         Box::new(TriggerExec {
-            case_sensitive: self.case_sensitive.unwrap_or(true),
+            case_sensitive: self.case_sensitive,
         })
     }
 }
 
 struct TriggerExec {
-    case_sensitive: bool,
+    case_sensitive: Option<bool>,
 }
 
 /// The incoming output with `rule_matched` added (inside it when it is an

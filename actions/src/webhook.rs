@@ -549,7 +549,7 @@ impl Executable for WebhookExec {
         let extra = [("request", &request_json)];
         let mut scope = cx.scope.clone_with_extra(&extra);
         scope.input = Some(&this);
-        let matched = match cx.rules.matches(&scope, true) {
+        let matched = match cx.rules.matches(&scope, None) {
             Ok(m) => m,
             Err(e) => return refuse(500, e.to_string()),
         };

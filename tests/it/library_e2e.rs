@@ -34,6 +34,7 @@ fn run(mock: &MicrosoftMock, smtp: &SmtpServer, story: &str, event: &J) -> (i32,
         "o365_management",
         "azure_management",
         "adx",
+        "logs_ingestion",
         "jira",
         "slack",
         "defender",
@@ -63,6 +64,7 @@ fn run(mock: &MicrosoftMock, smtp: &SmtpServer, story: &str, event: &J) -> (i32,
         "jira_base_url",
         "defender_base_url",
         "data_collector_base_url",
+        "logs_ingestion_endpoint",
         "alerting_base_url",
     ] {
         cmd.env(format!("TALE_RESOURCE_{}", name.to_uppercase()), url);
@@ -78,6 +80,7 @@ fn run(mock: &MicrosoftMock, smtp: &SmtpServer, story: &str, event: &J) -> (i32,
         ("sentinel_resource_group", json!("soc-rg")),
         ("sentinel_workspace", json!("contoso-sentinel")),
         ("adx_database", json!("SecurityLogs")),
+        ("logs_ingestion_rule_id", json!("dcr-5a3e0f6c2b8d4e1f9a7c6b5d4e3f2a1b")),
         ("jira_project_key", json!("SOC")),
         ("soc_email", json!("soc-oncall@contoso.com")),
         ("slack_soc_channel", json!("C0SOC")),
@@ -179,6 +182,11 @@ fn every_library_story_reaches_its_success_exit_against_the_mock() {
             json!({"table": "O365AtpAlerts", "mapping_name": "O365AtpAlerts_json", "records": [{"Id": "a1"}, {"Id": "a2"}]}),
             "records_ingested",
         ),
+        (
+            "stories/logs-ingestion.yaml",
+            json!({"stream": "Custom-DeviceForensics_CL", "records": [{"TimeGenerated": "2026-12-01T10:00:00Z", "DeviceId": "m1"}]}),
+            "records_sent",
+        ),
     ];
     for (story, event, exit) in cases {
         let (status, events, stderr) = run(&mock, &smtp, story, &event);
@@ -242,7 +250,13 @@ fn the_examples_run_against_the_mock() {
         !smtp.mails.lock().expect("mails").is_empty(),
         "alert-triage sent no e-mail"
     );
-    assert_eq!(mock.calls("POST /api/logs"), 1);
+    // The forensics example posts through the Logs Ingestion API, not the
+    // retired Data Collector API.
+    assert_eq!(
+        mock.calls("POST /dataCollectionRules/dcr-5a3e0f6c2b8d4e1f9a7c6b5d4e3f2a1b/streams/Custom-DeviceForensics_CL"),
+        1
+    );
+    assert_eq!(mock.calls("POST /api/logs"), 0);
 }
 
 #[test]
@@ -315,6 +329,25 @@ fn three_thousand_stix_indicators_upload_in_batches() {
     let uploaded = outputs(&events, "indicators_uploaded");
     assert_eq!(uploaded.len(), 1, "{stderr}");
     assert_eq!(uploaded[0]["submitted"], 3000, "{}", uploaded[0]);
+}
+
+/// The Logs Ingestion API takes 1 MB per call (the mock answers 413 beyond
+/// it): 2.5 MB of records go out in three calls, every record once.
+#[test]
+fn logs_ingestion_splits_records_into_calls_under_one_megabyte() {
+    let mock = MicrosoftMock::start();
+    let smtp = SmtpServer::start();
+    let records: Vec<J> = (0..2500)
+        .map(|i| json!({"TimeGenerated": "2026-12-01T10:00:00Z", "N": i, "Text": "x".repeat(1000)}))
+        .collect();
+    let event = json!({"stream": "Custom-Big_CL", "records": records});
+    assert!(event.to_string().len() > 2_500_000);
+    let (status, events, stderr) = run(&mock, &smtp, "stories/logs-ingestion.yaml", &event);
+    assert_eq!(status, 0, "{stderr}");
+    let sent = outputs(&events, "records_sent");
+    assert_eq!(sent.len(), 1, "{stderr} {:?}", outputs(&events, "send_failed"));
+    assert_eq!(sent[0]["records_sent"], 2500);
+    assert_eq!(sent[0]["requests"], 3, "{}", sent[0]);
 }
 
 /// Streaming ingestion takes 4 MB per request: 5 MB of records go out as

@@ -333,6 +333,40 @@ async fn handle(
             }
             reply(200, &fixture_json("kusto-streaming-ingest-response.json"))
         }
+        // Logs Ingestion API: a JSON array of at most 1 MB for a rule's stream; 204.
+        ("POST", ["dataCollectionRules", rule, "streams", stream]) => {
+            if query != "api-version=2023-01-01" {
+                return reply(
+                    400,
+                    &json!({"error": {"code": "InvalidApiVersion", "message": "The api-version is missing or not supported"}}),
+                );
+            }
+            if !rule.starts_with("dcr-") {
+                return reply(
+                    404,
+                    &json!({"error": {"code": "NotFound", "message": format!("Data collection rule {rule} not found")}}),
+                );
+            }
+            if body.len() > 1024 * 1024 {
+                return reply(
+                    413,
+                    &json!({"error": {"code": "ContentLengthLimitExceeded", "message": "Maximum request body size is 1048576 bytes"}}),
+                );
+            }
+            match serde_json::from_slice::<J>(&body) {
+                Ok(J::Array(_)) if stream.starts_with("Custom-") || stream.starts_with("Microsoft-") => {
+                    reply(204, &J::Null)
+                }
+                Ok(J::Array(_)) => reply(
+                    400,
+                    &json!({"error": {"code": "InvalidStream", "message": format!("Stream {stream} is not defined in the data collection rule")}}),
+                ),
+                _ => reply(
+                    400,
+                    &json!({"error": {"code": "InvalidPayload", "message": "The body must be a JSON array of records"}}),
+                ),
+            }
+        }
         // Defender for Endpoint machines.
         ("GET", ["api", "machines"]) => reply(200, &fixture_json("mde-machines-list.json")),
         // Jira.

@@ -1108,3 +1108,52 @@ actions:
         .expect("the plain request");
     assert!(!plain.headers.contains_key("idempotency-key"), "off unless asked");
 }
+
+/// Trigger rules as Tines reads them (docs: tines.com/docs/actions/types/trigger,
+/// ../shared/TINES.md §3.4): `regex` ignores case unless `case_sensitive`
+/// (on the rule, or on the trigger); `in` / `not in` ask whether the path
+/// contains the value (any value of a list); comparisons keep case.
+#[test]
+fn trigger_rules_follow_tines_regex_case_and_in_containment() {
+    let story = r#"
+actions:
+  receive: {type: webhook, path: p, secret: s}
+  regex_ignores_case:
+    type: trigger
+    from: receive
+    rules: [{type: regex, path: "{{ receive.body.title }}", value: "RANSOMWARE"}]
+  regex_case_sensitive:
+    type: trigger
+    from: receive
+    rules: [{type: regex, path: "{{ receive.body.title }}", value: "RANSOMWARE", case_sensitive: true}]
+  trigger_case_sensitive:
+    type: trigger
+    from: receive
+    case_sensitive: true
+    rules: [{type: regex, path: "{{ receive.body.title }}", value: "RANSOMWARE"}]
+  equality_keeps_case:
+    type: trigger
+    from: receive
+    rules: [{type: field==value, path: "{{ receive.body.severity }}", value: "HIGH"}]
+  in_contains:
+    type: trigger
+    from: receive
+    rules: [{type: in, path: "{{ receive.body.title }}", value: [phishing, ransomware]}]
+  not_in:
+    type: trigger
+    from: receive
+    rules: [{type: "not in", path: "{{ receive.body.title }}", value: "sign-in"}]
+"#;
+    let case = Case::new(story, "");
+    let (status, doc, stderr) = case.dry_run(r#"{"title":"Possible ransomware activity","severity":"high"}"#, None);
+    assert_eq!(status, 0, "{stderr}");
+    let events = doc["events"].as_array().cloned().unwrap_or_default();
+    // A trigger emits on its main output when it matches, on `no_match` when not.
+    let fired = |slug: &str| events.iter().any(|e| e["action"] == slug && e["branch"].is_null());
+    assert!(fired("regex_ignores_case"), "a regex ignores case by default");
+    assert!(!fired("regex_case_sensitive"), "unless the rule says case_sensitive");
+    assert!(!fired("trigger_case_sensitive"), "or the trigger does");
+    assert!(!fired("equality_keeps_case"), "comparisons keep case");
+    assert!(fired("in_contains"), "`in`: the title contains `ransomware`");
+    assert!(fired("not_in"), "`not in`: the title does not contain `sign-in`");
+}

@@ -295,7 +295,7 @@ impl Runtime {
         scope.local = local.as_ref();
         let cx = self.cx(scope, &story, action, run_id);
         let rules = if item.wake.is_none() && !action.handles_rules && !action.rules.is_empty() {
-            action.rules.matches(&cx.scope, true)
+            action.rules.matches(&cx.scope, None)
         } else {
             Ok(true)
         };

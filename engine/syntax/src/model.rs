@@ -184,6 +184,9 @@ pub struct Rule {
     pub path: Spanned<String>,
     /// What it is compared with: a string, number or boolean, a list for `in`.
     pub value: Option<Node>,
+    /// Compare this rule's text case-sensitively or not, whatever the
+    /// trigger says (regexes: insensitive by default, as in Tines).
+    pub case_sensitive: Option<bool>,
 }
 
 /// The rule types, in the spelling stories use.

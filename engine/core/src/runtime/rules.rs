@@ -23,6 +23,8 @@ struct CompiledRule {
     /// A literal regex, compiled once per case mode.
     regex: Option<(Regex, Regex)>,
     value_span: crate::span::Span,
+    /// The rule's own `case_sensitive`.
+    case_sensitive: Option<bool>,
 }
 
 impl Rules {
@@ -60,6 +62,7 @@ impl Rules {
                     _ => None,
                 };
                 Ok(CompiledRule {
+                    case_sensitive: r.case_sensitive,
                     value_span: r.value.as_ref().map_or(r.path.span, |v| v.span),
                     kind: r.kind.value.clone(),
                     path: compiler.field(&format!("rules[{i}].path"), &r.path.value, r.path.span)?,
@@ -79,8 +82,10 @@ impl Rules {
         self.rules.is_empty()
     }
 
-    /// Whether enough rules match.
-    pub fn matches(&self, scope: &Scope<'_>, case_sensitive: bool) -> Result<bool, RenderError> {
+    /// Whether enough rules match. `case_sensitive` is the trigger's
+    /// setting when it has one; a rule's own wins over it, and without
+    /// either, regexes ignore case (as Tines) and comparisons do not.
+    pub fn matches(&self, scope: &Scope<'_>, case_sensitive: Option<bool>) -> Result<bool, RenderError> {
         if self.rules.is_empty() {
             return Ok(true);
         }
@@ -131,8 +136,26 @@ fn compare(a: &str, b: &str, case_sensitive: bool) -> std::cmp::Ordering {
     }
 }
 
+/// Whether `text` contains `part` (an empty `part` is in nothing); numbers
+/// equal as numbers count too (`3` in `3.0`).
+fn contains(text: &str, part: &str, case_sensitive: bool) -> bool {
+    if part.is_empty() {
+        return false;
+    }
+    if compare(text, part, case_sensitive) == std::cmp::Ordering::Equal {
+        return true;
+    }
+    if case_sensitive {
+        text.contains(part)
+    } else {
+        text.to_lowercase().contains(&part.to_lowercase())
+    }
+}
+
 impl CompiledRule {
-    fn eval(&self, scope: &Scope<'_>, case_sensitive: bool) -> Result<bool, RenderError> {
+    fn eval(&self, scope: &Scope<'_>, trigger: Option<bool>) -> Result<bool, RenderError> {
+        let is_regex = self.kind.ends_with("regex");
+        let case_sensitive = self.case_sensitive.or(trigger).unwrap_or(!is_regex);
         let actual = self.path.render(scope)?;
         let value = self.value.as_ref().map(|v| v.render(scope)).transpose()?;
         let left = text(&actual);
@@ -162,13 +185,14 @@ impl CompiledRule {
             "field<=value" => compare(&left, &right, case_sensitive) != Greater,
             "field>value" => compare(&left, &right, case_sensitive) == Greater,
             "field>=value" => compare(&left, &right, case_sensitive) != Less,
+            // Tines: the path contains the value (any of a list's values).
             "in" | "not in" => {
                 let list: Vec<String> = match &value {
                     Some(J::Array(items)) => items.iter().map(text).collect(),
                     Some(other) => vec![text(other)],
                     None => Vec::new(),
                 };
-                let found = list.iter().any(|v| compare(&left, v, case_sensitive) == Equal);
+                let found = list.iter().any(|v| contains(&left, v, case_sensitive));
                 found == (self.kind == "in")
             }
             _ => false,
