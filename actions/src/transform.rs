@@ -625,12 +625,23 @@ impl Executable for ExtractExec {
             let mut any = false;
             for (path, re, to) in &self.matchers {
                 let text = path.render_text(&cx.scope)?;
+                // As Ruby's `scan` (Tines): without groups each match is its
+                // text; with groups, the list of its groups (`null` for a
+                // group that took no part).
+                let groups = re.captures_len() > 1;
                 let found: Vec<J> = re
                     .captures_iter(&text)
                     .map(|c| {
-                        // With groups, the first group; else the whole match.
-                        let m = c.get(1).or_else(|| c.get(0)).map_or("", |m| m.as_str());
-                        J::String(m.to_owned())
+                        if groups {
+                            J::Array(
+                                c.iter()
+                                    .skip(1)
+                                    .map(|g| g.map_or(J::Null, |g| J::String(g.as_str().to_owned())))
+                                    .collect(),
+                            )
+                        } else {
+                            J::String(c.get(0).map_or("", |m| m.as_str()).to_owned())
+                        }
                     })
                     .collect();
                 any |= !found.is_empty();

@@ -769,6 +769,12 @@ actions:
     from: receive
     matchers:
       - {path: "{{ receive.body.text }}", regexp: "CVE-\\d{4}-\\d+", to: cves}
+      - {path: "{{ receive.body.text }}", regexp: "CVE-(\\d{4})-(\\d+)(x)?", to: parts}
+  years:
+    type: transform
+    mode: message_only
+    from: words
+    payload: {second_year: "{{ words.parts[1][0] }}", first_number: "{{ words.parts.first[1] }}"}
   listed:
     type: transform
     mode: message_only
@@ -799,9 +805,17 @@ actions:
     assert_eq!(passes.len(), 3);
     assert_eq!(passes[2] - passes[0], 120_000);
     assert_eq!(outputs_of(&events, "later"), [&json!({"seconds": 90})]);
+    // As Tines (Ruby's `scan`): a match is its text, or with groups the
+    // list of its groups, `null` for one that took no part.
     assert_eq!(
         outputs_of(&events, "words"),
-        [&json!({"cves": ["CVE-2024-3400", "CVE-2023-4966"]})]
+        [
+            &json!({"cves": ["CVE-2024-3400", "CVE-2023-4966"], "parts": [["2024", "3400", null], ["2023", "4966", null]]})
+        ]
+    );
+    assert_eq!(
+        outputs_of(&events, "years"),
+        [&json!({"second_year": "2023", "first_number": "3400"})]
     );
     assert_eq!(
         outputs_of(&events, "listed")[0],
