@@ -121,7 +121,9 @@ struct Committer {
     pool: deadpool_postgres::Pool,
     owner: String,
     lost: Arc<Mutex<Option<String>>>,
-    write_error: Arc<Mutex<Option<String>>>,
+    write_error: Arc<Mutex<Vec<Option<String>>>>,
+    /// Its place in `write_error`.
+    index: usize,
 }
 
 /// Takes the steps waiting (up to [`BATCH`]) and applies them in one
@@ -178,7 +180,9 @@ async fn commit_loop(c: Committer) {
             Err(StoreError::Failed(e) | StoreError::Busy(e)) => Some(e.clone()),
             _ => None,
         });
-        *c.write_error.lock().unwrap_or_else(|p| p.into_inner()) = broken;
+        // Each committer keeps its own verdict: one's success must not hide
+        // another's failure.
+        c.write_error.lock().unwrap_or_else(|p| p.into_inner())[c.index] = broken;
         for (job, result) in batch.into_iter().zip(results) {
             let _ = job.reply.send(result);
         }
@@ -196,8 +200,8 @@ pub struct PgStore {
     /// Set when the connection holding the owner lock closed: another node
     /// could take the database over, so this one must not write.
     lost: Arc<Mutex<Option<String>>>,
-    /// The last failed write, cleared by the next that succeeds.
-    write_error: Arc<Mutex<Option<String>>>,
+    /// Each committer's last failed write, cleared by its next success.
+    write_error: Arc<Mutex<Vec<Option<String>>>>,
     /// Holds the owner lock while the store lives.
     _lock: tokio_postgres::Client,
 }
@@ -239,11 +243,12 @@ impl PgStore {
         schema::migrate(&mut lock).await?;
         let pool = url.pool(16)?;
         let owner = super::event::new_id().to_string();
-        let write_error: Arc<Mutex<Option<String>>> = Arc::default();
+        let write_error: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; COMMITTERS]));
         let (jobs, rx) = tokio::sync::mpsc::channel(QUEUED);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..COMMITTERS {
+        for index in 0..COMMITTERS {
             tokio::spawn(commit_loop(Committer {
+                index,
                 jobs: rx.clone(),
                 pool: pool.clone(),
                 owner: owner.clone(),
@@ -494,7 +499,14 @@ impl super::backend::ServeStore for PgStore {
         if let Some(lost) = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Err(lost);
         }
-        match self.write_error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        match self
+            .write_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flatten()
+            .next()
+        {
             Some(e) => Err(format!("the last write to the database failed: {e}")),
             None => Ok(()),
         }

@@ -1,8 +1,9 @@
 //! One step on PostgreSQL: a `Transaction` of the executor applied as one
 //! database transaction (the schedule tick first, then runs, events, items,
 //! state, calls, exits, and the runs it finished). Rows of a kind go in one
-//! statement (`UNNEST` arrays); each run's counters change in one `UPDATE`,
-//! runs in id order, so concurrent steps take their row locks in one order.
+//! statement (`UNNEST` arrays); each run's counters change in one `UPDATE`.
+//! A batch first locks every run it touches, in id order, so concurrent
+//! batches take their row locks in one order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -127,6 +128,7 @@ pub(super) async fn apply_all(
     owner: &str,
 ) -> Result<Vec<Applied>, StoreError> {
     let tx = client.transaction().await.map_err(|e| classify(&e))?;
+    lock_runs(&tx, steps).await?;
     let mut applied: Vec<Option<Applied>> = vec![None; steps.len()];
     // Steps whose order matters (ticks, state, calls, exits) one by one;
     // the others (most: events, items, counters) merged, a few statements
@@ -267,7 +269,7 @@ async fn apply_merged(
                     tx,
                     "WITH d AS (SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bool[]) AS t(id, e, p, settle)),
                           old AS (SELECT r.id, r.status = 'running' AND r.pending + d.p <= 0 AND d.settle AS ends
-                                  FROM runs r JOIN d ON r.id = d.id ORDER BY r.id FOR UPDATE OF r)
+                                  FROM runs r JOIN d ON r.id = d.id ORDER BY r.id FOR NO KEY UPDATE OF r)
                      UPDATE runs r SET events = r.events + d.e, pending = r.pending + d.p,
                          status = CASE WHEN NOT old.ends THEN r.status
                                        WHEN r.errors = '[]'::jsonb THEN 'succeeded' ELSE 'failed' END,
@@ -426,6 +428,53 @@ impl Items {
         self.wake.extend(o.wake.iter().cloned());
         self.due.extend(&o.due);
     }
+}
+
+/// Locks every existing run the steps touch, in id order, before anything
+/// else: the statements after it (per step, errors, the merged counters)
+/// take their row locks in other orders, and two committers doing so on
+/// the same runs would deadlock (broken only after `deadlock_timeout`).
+async fn lock_runs(tx: &deadpool_postgres::Transaction<'_>, steps: &[&Prepared]) -> Result<(), StoreError> {
+    let db = |e: tokio_postgres::Error| classify(&e);
+    let mut runs: BTreeSet<Uuid> = BTreeSet::new();
+    let mut cancelled: Vec<Uuid> = Vec::new();
+    for p in steps {
+        runs.extend(&p.settle);
+        runs.extend(&p.events.run);
+        runs.extend(&p.items.run);
+        runs.extend(p.errors.iter().map(|(r, _)| *r));
+        runs.extend(p.calls.iter().map(|c| c.0));
+        runs.extend(p.exits.iter().map(|(r, _)| *r));
+        cancelled.extend(&p.cancelled);
+    }
+    if !cancelled.is_empty() {
+        // A cancelled item may be another run's.
+        for row in tx
+            .query(
+                &statement(tx, "SELECT run_id FROM items WHERE id = ANY($1)").await?,
+                &[&cancelled],
+            )
+            .await
+            .map_err(db)?
+        {
+            runs.insert(row.get(0));
+        }
+    }
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let runs: Vec<Uuid> = runs.into_iter().collect();
+    tx.execute(
+        &statement(
+            tx,
+            "SELECT 1 FROM (SELECT id FROM runs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE) locked",
+        )
+        .await?,
+        &[&runs],
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
 }
 
 /// A statement prepared once per connection.
