@@ -121,7 +121,9 @@ impl Prepared {
 }
 
 /// Applies steps in one transaction (group commit: one round of commit for
-/// many steps); all or none.
+/// many steps); all or none. Each step is applied as if alone: a step whose
+/// schedule tick already fired writes nothing; the others' rows go in one
+/// statement per kind ([`apply_fired`]).
 pub(super) async fn apply_all(
     client: &mut deadpool_postgres::Object,
     steps: &[&Prepared],
@@ -129,39 +131,49 @@ pub(super) async fn apply_all(
 ) -> Result<Vec<Applied>, StoreError> {
     let tx = client.transaction().await.map_err(|e| classify(&e))?;
     lock_runs(&tx, steps).await?;
-    let mut applied: Vec<Option<Applied>> = vec![None; steps.len()];
-    // Steps whose order matters (ticks, state, calls, exits) one by one;
-    // the others (most: events, items, counters) merged, a few statements
-    // for the whole batch. Counters make the order of the two sets free.
-    let mut merged = Vec::new();
+    let mut applied = vec![Applied::default(); steps.len()];
+    let mut fired = Vec::new();
     for (i, p) in steps.iter().enumerate() {
-        if p.merges() {
-            merged.push(i);
-        } else {
-            applied[i] = Some(apply_in(&tx, p, owner).await?);
+        if tick_fires(&tx, p).await? {
+            fired.push(i);
         }
     }
-    if !merged.is_empty() {
-        let group: Vec<&Prepared> = merged.iter().map(|i| steps[*i]).collect();
-        for (i, a) in merged.iter().zip(apply_merged(&tx, &group, owner).await?) {
-            applied[*i] = Some(a);
-        }
+    let group: Vec<&Prepared> = fired.iter().map(|i| steps[*i]).collect();
+    for (i, a) in fired.iter().zip(apply_fired(&tx, &group, owner).await?) {
+        applied[*i] = a;
     }
     tx.commit().await.map_err(|e| classify(&e))?;
-    Ok(applied.into_iter().map(Option::unwrap_or_default).collect())
+    Ok(applied)
 }
 
-impl Prepared {
-    /// Whether the step can be applied merged with others: nothing in it
-    /// depends on the order of steps.
-    fn merges(&self) -> bool {
-        self.tick.is_none() && self.state.is_empty() && self.calls.is_empty() && self.exits.is_empty()
-    }
+/// Records the step's schedule tick; false when that tick (or a later one)
+/// already fired. Concurrent firings of one tick serialize on the row, and
+/// the second finds nothing to do.
+async fn tick_fires(tx: &deadpool_postgres::Transaction<'_>, p: &Prepared) -> Result<bool, StoreError> {
+    let Some((key, tick)) = &p.tick else { return Ok(true) };
+    let fired = tx
+        .query_opt(
+            &statement(
+                tx,
+                "INSERT INTO schedules (key, last_tick) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET last_tick = excluded.last_tick
+                 WHERE schedules.last_tick < excluded.last_tick RETURNING 1",
+            )
+            .await?,
+            &[key, tick],
+        )
+        .await
+        .map_err(|e| classify(&e))?;
+    Ok(fired.is_some())
 }
 
-/// Applies steps that merge ([`Prepared::merges`]) with one statement per
-/// kind of row for all of them.
-async fn apply_merged(
+/// Applies steps whose tick (if any) fired: one statement per kind of row
+/// for all of them (items done and cancelled, runs started, events, items),
+/// then in step order what depends on order (state changes, errors, calls,
+/// exits), then every run's counters and, for a run left without work, its
+/// end. Exits come before ends: a called run whose exit fires and that ends
+/// in the same batch wakes its caller with the exit's output.
+async fn apply_fired(
     tx: &deadpool_postgres::Transaction<'_>,
     steps: &[&Prepared],
     owner: &str,
@@ -230,8 +242,35 @@ async fn apply_merged(
     }
     insert_events(tx, &events).await?;
     insert_items(tx, &items, owner, steps.first().map_or(0, |p| p.now)).await?;
-    // Errors first: whether a run that ends here failed depends on them.
-    for p in steps {
+    let mut applied: Vec<Applied> = steps
+        .iter()
+        .map(|_| Applied {
+            fired: true,
+            ..Applied::default()
+        })
+        .collect();
+    // In step order; errors before the ends below (whether a run that ends
+    // here failed depends on them).
+    for (i, p) in steps.iter().enumerate() {
+        for (key, change) in &p.state {
+            match change {
+                Some(Ok(value)) => tx.execute(&statement(tx, "INSERT INTO state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value").await?, &[key, value],
+                    )
+                    .await
+                    .map_err(db)?,
+                Some(Err(value)) => tx.execute(&statement(tx, "INSERT INTO state_lists (key, value) VALUES ($1, $2)").await?, &[key, value])
+                    .await
+                    .map_err(db)?,
+                None => {
+                    tx.execute(&statement(tx, "DELETE FROM state WHERE key = $1").await?, &[key])
+                        .await
+                        .map_err(db)?;
+                    tx.execute(&statement(tx, "DELETE FROM state_lists WHERE key = $1").await?, &[key])
+                        .await
+                        .map_err(db)?
+                }
+            };
+        }
         for (run, error) in &p.errors {
             tx.execute(
                 &statement(
@@ -244,14 +283,50 @@ async fn apply_merged(
             .await
             .map_err(db)?;
         }
+        for (child, parent, event, caller) in &p.calls {
+            tx.execute(
+                &statement(
+                    tx,
+                    "UPDATE runs SET parent_run = $2, parent_event = $3, caller_item = $4 WHERE id = $1",
+                )
+                .await?,
+                &[child, parent, event, caller],
+            )
+            .await
+            .map_err(db)?;
+        }
+        // The first exit of a called run wakes its caller with its output, as
+        // stored (redacted) above; a run nobody called costs one UPDATE.
+        for (run, event) in &p.exits {
+            let Some(row) = tx
+                .query_opt(
+                    &statement(
+                        tx,
+                        "UPDATE runs SET exit_fired = true WHERE id = $1 AND NOT exit_fired AND caller_item IS NOT NULL
+                     RETURNING caller_item, story",
+                    )
+                    .await?,
+                    &[run],
+                )
+                .await
+                .map_err(db)?
+            else {
+                continue;
+            };
+            let (caller, story): (Uuid, String) = (row.get(0), row.get(1));
+            let output: String = tx
+                .query_one(
+                    &statement(tx, "SELECT output FROM events WHERE id = $1").await?,
+                    &[event],
+                )
+                .await
+                .map_err(db)?
+                .get(0);
+            let output: J = serde_json::from_str(&output).map_err(|e| StoreError::Failed(e.to_string()))?;
+            let result = called_exit(&story, RunId::from(*run), output);
+            applied[i].woken.extend(wake_caller(tx, caller, &result).await?);
+        }
     }
-    let mut applied: Vec<Applied> = steps
-        .iter()
-        .map(|_| Applied {
-            fired: true,
-            ..Applied::default()
-        })
-        .collect();
     let now = steps.first().map_or(0, |p| p.now);
     let changed: Vec<(&Uuid, &(i64, i64))> = delta.iter().filter(|(_, d)| **d != (0, 0)).collect();
     let mut rows = Vec::new();
@@ -483,184 +558,6 @@ async fn statement(
     sql: &str,
 ) -> Result<tokio_postgres::Statement, StoreError> {
     tx.prepare_cached(sql).await.map_err(|e| classify(&e))
-}
-
-async fn apply_in(tx: &deadpool_postgres::Transaction<'_>, p: &Prepared, owner: &str) -> Result<Applied, StoreError> {
-    let db = |e: tokio_postgres::Error| classify(&e);
-    let mut applied = Applied {
-        fired: true,
-        ..Applied::default()
-    };
-    if let Some((key, tick)) = &p.tick {
-        // Fires only past the last tick fired: concurrent firings of one
-        // tick serialize on the row, and the second finds nothing to do.
-        let fired = tx
-            .query_opt(
-                &statement(
-                    tx,
-                    "INSERT INTO schedules (key, last_tick) VALUES ($1, $2)
-                 ON CONFLICT (key) DO UPDATE SET last_tick = excluded.last_tick
-                 WHERE schedules.last_tick < excluded.last_tick RETURNING 1",
-                )
-                .await?,
-                &[key, tick],
-            )
-            .await
-            .map_err(db)?;
-        if fired.is_none() {
-            applied.fired = false;
-            return Ok(applied);
-        }
-    }
-    // Counter changes by run: (events, pending).
-    let mut delta: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
-    for run in &p.events.run {
-        delta.entry(*run).or_default().0 += 1;
-    }
-    for run in &p.items.run {
-        delta.entry(*run).or_default().1 += 1;
-    }
-    let mut settle = p.settle.clone();
-    for ids in [&p.done, &p.cancelled] {
-        if ids.is_empty() {
-            continue;
-        }
-        // A cancelled item may be another run's (an implode window an
-        // earlier run opened): that run may end now too.
-        for row in tx
-            .query(
-                &statement(tx, "DELETE FROM items WHERE id = ANY($1) RETURNING run_id").await?,
-                &[ids],
-            )
-            .await
-            .map_err(db)?
-        {
-            let run: Uuid = row.get(0);
-            delta.entry(run).or_default().1 -= 1;
-            settle.insert(run);
-        }
-    }
-    for (run, story, at) in &p.started {
-        let (events, pending) = delta.remove(run).unwrap_or_default();
-        tx.execute(&statement(tx, "INSERT INTO runs (id, story, status, started_at, events, pending) VALUES ($1, $2, 'running', $3, $4, $5)").await?, &[run, &&**story, at, &events, &pending],
-        )
-        .await
-        .map_err(db)?;
-    }
-    insert_events(tx, &p.events).await?;
-    insert_items(tx, &p.items, owner, p.now).await?;
-    for (run, (events, pending)) in &delta {
-        if *events != 0 || *pending != 0 {
-            tx.execute(
-                &statement(
-                    tx,
-                    "UPDATE runs SET events = events + $2, pending = pending + $3 WHERE id = $1",
-                )
-                .await?,
-                &[run, events, pending],
-            )
-            .await
-            .map_err(db)?;
-        }
-    }
-    for (key, change) in &p.state {
-        match change {
-            Some(Ok(value)) => tx.execute(&statement(tx, "INSERT INTO state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value").await?, &[key, value],
-                )
-                .await
-                .map_err(db)?,
-            Some(Err(value)) => tx.execute(&statement(tx, "INSERT INTO state_lists (key, value) VALUES ($1, $2)").await?, &[key, value])
-                .await
-                .map_err(db)?,
-            None => {
-                tx.execute(&statement(tx, "DELETE FROM state WHERE key = $1").await?, &[key])
-                    .await
-                    .map_err(db)?;
-                tx.execute(&statement(tx, "DELETE FROM state_lists WHERE key = $1").await?, &[key])
-                    .await
-                    .map_err(db)?
-            }
-        };
-    }
-    for (run, error) in &p.errors {
-        tx.execute(
-            &statement(
-                tx,
-                "UPDATE runs SET errors = errors || jsonb_build_array($2::text) WHERE id = $1",
-            )
-            .await?,
-            &[run, error],
-        )
-        .await
-        .map_err(db)?;
-    }
-    for (child, parent, event, caller) in &p.calls {
-        tx.execute(
-            &statement(
-                tx,
-                "UPDATE runs SET parent_run = $2, parent_event = $3, caller_item = $4 WHERE id = $1",
-            )
-            .await?,
-            &[child, parent, event, caller],
-        )
-        .await
-        .map_err(db)?;
-    }
-    // The first exit of a called run wakes its caller with its output, as
-    // stored (redacted) above; a run nobody called costs one UPDATE.
-    for (run, event) in &p.exits {
-        let Some(row) = tx
-            .query_opt(
-                &statement(
-                    tx,
-                    "UPDATE runs SET exit_fired = true WHERE id = $1 AND NOT exit_fired AND caller_item IS NOT NULL
-                 RETURNING caller_item, story",
-                )
-                .await?,
-                &[run],
-            )
-            .await
-            .map_err(db)?
-        else {
-            continue;
-        };
-        let (caller, story): (Uuid, String) = (row.get(0), row.get(1));
-        let output: String = tx
-            .query_one(
-                &statement(tx, "SELECT output FROM events WHERE id = $1").await?,
-                &[event],
-            )
-            .await
-            .map_err(db)?
-            .get(0);
-        let output: J = serde_json::from_str(&output).map_err(|e| StoreError::Failed(e.to_string()))?;
-        let result = called_exit(&story, RunId::from(*run), output);
-        applied.woken.extend(wake_caller(tx, caller, &result).await?);
-    }
-    let new_work: BTreeSet<Uuid> = p.items.run.iter().copied().collect();
-    for run in settle.difference(&new_work) {
-        let Some(row) = tx
-            .query_opt(
-                &statement(
-                    tx,
-                    "UPDATE runs SET status = CASE WHEN errors = '[]'::jsonb THEN 'succeeded' ELSE 'failed' END,
-                     finished_at = $2
-                 WHERE id = $1 AND status = 'running' AND pending <= 0 RETURNING story, status",
-                )
-                .await?,
-                &[run, &p.now],
-            )
-            .await
-            .map_err(db)?
-        else {
-            continue;
-        };
-        let (story, status): (String, String) = (row.get(0), row.get(1));
-        // A called run that ends without an exit wakes its caller too.
-        applied.woken.extend(wake_ended(tx, *run, &story).await?);
-        applied.finished.push((RunId::from(*run), story, status == "succeeded"));
-    }
-    Ok(applied)
 }
 
 /// Makes a parked caller's item due now with `result` as its wake payload,
