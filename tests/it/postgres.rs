@@ -207,3 +207,198 @@ async fn a_lost_database_lock_fails_readiness_and_refuses_webhooks() {
     assert_eq!(client().post(&hook).send().await.expect("post").status(), 503);
     server.stop().await.expect("stop");
 }
+
+/// A connection that breaks while `COMMIT` is on its way: when the server
+/// got it (committed, answer lost) the store learns so and goes on; when it
+/// did not (rolled back) the step is tried again. Either way every webhook
+/// answered 2xx is forwarded exactly once, every run ends, no item is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_broken_during_commit_neither_loses_nor_repeats_a_step() {
+    let Some(db) = fresh_postgres().await else { return };
+    let proxy = commit_cutter::CommitCutter::start(&db).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    mock.route("/sink", vec![Reply::json(200, "{}")]);
+    write_story(dir.path(), "forward.yaml", &forward_story(&mock.url("/sink")));
+    let mut serve = args(dir.path());
+    serve.db = proxy.url.clone();
+    let server = tale::serve::start(&serve, None).await.expect("serve");
+    // From here every fifth COMMIT loses its connection, alternately after
+    // and before the server has it.
+    proxy.arm(5);
+    let url = format!("http://{}/webhook/fwd/{SECRET}", server.addr);
+    let mut answered = Vec::new();
+    for id in 0..60 {
+        for _ in 0..50 {
+            let r = client().post(&url).json(&json!({"id": id})).send().await.expect("post");
+            if r.status().is_success() {
+                answered.push(id);
+                break;
+            }
+            assert!(r.status().is_server_error(), "{}", r.status());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(answered.len(), 60, "every webhook answered 2xx in the end");
+    eventually("every run ends", Duration::from_secs(60), async || {
+        get_json(&server, "/api/runs?status=succeeded&limit=500").await["runs"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 60
+    })
+    .await;
+    let (cut_after, cut_before) = proxy.cuts();
+    assert!(
+        cut_after >= 3 && cut_before >= 3,
+        "cuts: {cut_after} after, {cut_before} before"
+    );
+    server.stop().await.expect("stop");
+    let mut forwarded: Vec<i64> = mock
+        .received()
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<J>(&r.body).expect("json")["id"]
+                .as_i64()
+                .expect("id")
+        })
+        .collect();
+    forwarded.sort_unstable();
+    assert_eq!(forwarded, (0..60).collect::<Vec<_>>(), "each forwarded exactly once");
+
+    let (admin, connection) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let count = async |sql: &str| admin.query_one(sql, &[]).await.expect(sql).get::<_, i64>(0);
+    assert_eq!(count("SELECT count(*) FROM items").await, 0, "no item left");
+    assert_eq!(count("SELECT count(*) FROM runs").await, 60, "one run per webhook");
+    assert_eq!(count("SELECT count(*) FROM events").await, 120, "two events per run");
+    assert_eq!(
+        count("SELECT count(*) FROM runs WHERE status <> 'succeeded' OR pending <> 0 OR events <> 2").await,
+        0,
+        "every run's counters add up"
+    );
+}
+
+/// A TCP proxy in front of PostgreSQL that reads the client's messages and,
+/// once armed, breaks the connection at every n-th `COMMIT`: alternately
+/// after passing it on (the server commits, its answer never arrives) and
+/// instead of passing it on (the server rolls back).
+mod commit_cutter {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    #[derive(Default)]
+    struct Counters {
+        every: AtomicUsize,
+        commits: AtomicUsize,
+        cut_after: AtomicUsize,
+        cut_before: AtomicUsize,
+    }
+
+    pub(crate) struct CommitCutter {
+        pub(crate) url: String,
+        counters: Arc<Counters>,
+    }
+
+    impl CommitCutter {
+        pub(crate) async fn start(db: &str) -> Self {
+            let mut url = url::Url::parse(db).expect("url");
+            let upstream = format!("{}:{}", url.host_str().expect("host"), url.port().unwrap_or(5432));
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            url.set_port(Some(listener.local_addr().expect("addr").port()))
+                .expect("port");
+            url.set_query(Some("sslmode=disable"));
+            let counters = Arc::new(Counters::default());
+            let c = counters.clone();
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                        continue;
+                    };
+                    tokio::spawn(relay(client, server, c.clone()));
+                }
+            });
+            CommitCutter {
+                url: url.to_string(),
+                counters,
+            }
+        }
+
+        pub(crate) fn arm(&self, every: usize) {
+            self.counters.every.store(every, Ordering::SeqCst);
+        }
+
+        pub(crate) fn cuts(&self) -> (usize, usize) {
+            (
+                self.counters.cut_after.load(Ordering::SeqCst),
+                self.counters.cut_before.load(Ordering::SeqCst),
+            )
+        }
+    }
+
+    async fn relay(client: TcpStream, server: TcpStream, c: Arc<Counters>) {
+        // One write per message, sent at once (Nagle's delay would cost
+        // tens of milliseconds a message).
+        let _ = client.set_nodelay(true);
+        let _ = server.set_nodelay(true);
+        let (mut from_client, mut to_client) = client.into_split();
+        let (mut from_server, mut to_server) = server.into_split();
+        let answers = tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+            (from_server, to_client)
+        });
+        // The startup message has no type byte.
+        let Ok(len) = from_client.read_i32().await else { return };
+        let mut startup = vec![0; (len.max(4) - 4) as usize];
+        if from_client.read_exact(&mut startup).await.is_err() {
+            return;
+        }
+        let mut first = len.to_be_bytes().to_vec();
+        first.extend(&startup);
+        if to_server.write_all(&first).await.is_err() {
+            return;
+        }
+        loop {
+            let Ok(kind) = from_client.read_u8().await else { return };
+            let Ok(len) = from_client.read_i32().await else { return };
+            let mut body = vec![0; (len.max(4) - 4) as usize];
+            if from_client.read_exact(&mut body).await.is_err() {
+                return;
+            }
+            let every = c.every.load(Ordering::SeqCst);
+            if kind == b'Q' && body == b"COMMIT\0" && every > 0 {
+                let n = c.commits.fetch_add(1, Ordering::SeqCst) + 1;
+                if n.is_multiple_of(every) {
+                    // Nothing more reaches the client, whatever the server says.
+                    answers.abort();
+                    let after = (n / every) % 2 == 1;
+                    if after {
+                        let _ = to_server.write_all(&message(kind, len, &body)).await;
+                        c.cut_after.fetch_add(1, Ordering::SeqCst);
+                        // Closing at once could reset the connection before the
+                        // server reads the COMMIT.
+                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    } else {
+                        c.cut_before.fetch_add(1, Ordering::SeqCst);
+                    }
+                    return;
+                }
+            }
+            if to_server.write_all(&message(kind, len, &body)).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn message(kind: u8, len: i32, body: &[u8]) -> Vec<u8> {
+        let mut m = Vec::with_capacity(body.len() + 5);
+        m.push(kind);
+        m.extend(len.to_be_bytes());
+        m.extend(body);
+        m
+    }
+}

@@ -130,6 +130,7 @@ struct Committer {
 /// transaction; when that fails, each alone, so that one bad step (a
 /// conflict) does not fail the others. Ends when the store is dropped.
 async fn commit_loop(c: Committer) {
+    let mut batches: u64 = 0;
     loop {
         let batch = {
             let mut jobs = c.jobs.lock().await;
@@ -160,14 +161,19 @@ async fn commit_loop(c: Committer) {
             }
         };
         let steps: Vec<&step::Prepared> = batch.iter().map(|j| &j.step).collect();
-        let results = match step::apply_all(&mut client, &steps, &c.owner).await {
+        let results = match step::apply_all(&mut client, &c.pool, &steps, &c.owner).await {
             Ok(applied) => applied.into_iter().map(Ok).collect(),
-            Err(e) if batch.len() == 1 => vec![Err(e)],
+            // Only a conflict is worth trying step by step (one bad step
+            // must not fail the others); after a broken connection or an
+            // unknown outcome, each caller decides.
+            Err(e) if batch.len() == 1 || !matches!(e, StoreError::Conflict(_)) => {
+                batch.iter().map(|_| Err(e.clone())).collect()
+            }
             Err(_) => {
                 let mut one_by_one = Vec::with_capacity(batch.len());
                 for job in &batch {
                     one_by_one.push(
-                        step::apply_all(&mut client, &[&job.step], &c.owner)
+                        step::apply_all(&mut client, &c.pool, &[&job.step], &c.owner)
                             .await
                             .map(|mut a| a.pop().unwrap_or_default()),
                     );
@@ -182,6 +188,11 @@ async fn commit_loop(c: Committer) {
         });
         // Each committer keeps its own verdict: one's success must not hide
         // another's failure.
+        batches += 1;
+        if broken.is_none() && batches.is_multiple_of(1024) {
+            // Best effort: markers left now go with a later batch.
+            let _ = step::forget_commits(&client).await;
+        }
         c.write_error.lock().unwrap_or_else(|p| p.into_inner())[c.index] = broken;
         for (job, result) in batch.into_iter().zip(results) {
             let _ = job.reply.send(result);

@@ -80,6 +80,12 @@ CREATE TABLE resources (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at B
     r#"
 ALTER TABLE runs SET (fillfactor = 70);
 "#,
+    // One marker per committed batch of steps: when a connection breaks
+    // during COMMIT, the marker tells whether the batch was committed.
+    r#"
+CREATE TABLE commits (id UUID PRIMARY KEY, at BIGINT NOT NULL);
+ALTER TABLE commits SET (autovacuum_vacuum_threshold = 200, autovacuum_vacuum_scale_factor = 0.0);
+"#,
 ];
 
 /// The schema version a database has (0: none yet).

@@ -124,11 +124,18 @@ impl Prepared {
 /// many steps); all or none. Each step is applied as if alone: a step whose
 /// schedule tick already fired writes nothing; the others' rows go in one
 /// statement per kind ([`apply_fired`]).
+///
+/// The transaction also writes a marker row for the batch: when the
+/// connection breaks during `COMMIT`, the outcome is unknown to us, and
+/// [`settle_unknown`] reads the marker to learn it (a retry of a committed
+/// step would conflict with its own rows, or apply it twice).
 pub(super) async fn apply_all(
     client: &mut deadpool_postgres::Object,
+    pool: &deadpool_postgres::Pool,
     steps: &[&Prepared],
     owner: &str,
 ) -> Result<Vec<Applied>, StoreError> {
+    let batch = Uuid::now_v7();
     let tx = client.transaction().await.map_err(|e| classify(&e))?;
     lock_runs(&tx, steps).await?;
     let mut applied = vec![Applied::default(); steps.len()];
@@ -142,8 +149,80 @@ pub(super) async fn apply_all(
     for (i, a) in fired.iter().zip(apply_fired(&tx, &group, owner).await?) {
         applied[*i] = a;
     }
-    tx.commit().await.map_err(|e| classify(&e))?;
-    Ok(applied)
+    let now = steps.first().map_or(0, |p| p.now);
+    let backend: i32 = tx
+        .query_one(
+            &statement(
+                &tx,
+                "INSERT INTO commits (id, at) VALUES ($1, $2) RETURNING pg_backend_pid()",
+            )
+            .await?,
+            &[&batch, &now],
+        )
+        .await
+        .map_err(|e| classify(&e))?
+        .get(0);
+    match tx.commit().await {
+        Ok(()) => Ok(applied),
+        // No SQLSTATE: the connection broke; the server may have committed.
+        Err(e) if e.code().is_none() => match settle_unknown(pool, backend, batch).await {
+            Ok(true) => Ok(applied),
+            Ok(false) => Err(classify(&e)),
+            Err(why) => Err(StoreError::Failed(format!(
+                "the connection broke during a commit and its outcome could not be read ({why}); \
+                 the step runs again at the next start"
+            ))),
+        },
+        Err(e) => Err(classify(&e)),
+    }
+}
+
+/// Whether a batch whose `COMMIT` got no answer was committed. Its server
+/// process is ended first (it is ours, and its client is gone) and awaited:
+/// once it has exited, its transaction is either committed or rolled back
+/// for good, and the batch's marker row says which.
+async fn settle_unknown(pool: &deadpool_postgres::Pool, backend: i32, batch: Uuid) -> Result<bool, String> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let attempt = async {
+            let client = pool.get().await.map_err(|e| e.to_string())?;
+            client
+                .execute("SELECT pg_terminate_backend($1)", &[&backend])
+                .await
+                .map_err(|e| e.to_string())?;
+            while client
+                .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&backend])
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err("its server process has not exited".to_owned());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Ok(client
+                .query_opt("SELECT 1 FROM commits WHERE id = $1", &[&batch])
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some())
+        };
+        match attempt.await {
+            Ok(committed) => return Ok(committed),
+            Err(why) if tokio::time::Instant::now() >= deadline => return Err(why),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Forgets commit markers older than ten minutes: only a commit whose
+/// answer was lost a moment ago reads them.
+pub(super) async fn forget_commits(client: &deadpool_postgres::Object) -> Result<u64, StoreError> {
+    let before = super::super::event::now_millis() - 600_000;
+    client
+        .execute("DELETE FROM commits WHERE at < $1", &[&before])
+        .await
+        .map_err(|e| classify(&e))
 }
 
 /// Records the step's schedule tick; false when that tick (or a later one)
