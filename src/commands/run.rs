@@ -321,7 +321,7 @@ fn run_stored(
         .build()
         .context("cannot start the async runtime")?;
     let request = request(&story, entry, body);
-    let store = rt.block_on(database.open(Sync::Normal))?;
+    let store = rt.block_on(database.open(Sync::Normal, Default::default()))?;
     let (store, run_id) = rt.block_on(async {
         let redactor = Arc::new(redactor_of(&story));
         let runtime = Runtime {

@@ -26,6 +26,7 @@ use tale_engine::runtime::durable::{Durable, Loaded};
 use tale_engine::runtime::exec::Runtime;
 use tale_engine::runtime::http::{HttpClient, RealHttp};
 use tale_engine::runtime::mail::{Mailer, NoMailer, SmtpMailer};
+use tale_engine::runtime::postgres::NodeOptions;
 
 use self::load::{StoryStatus, load, served};
 use self::metrics::{MeteredHttp, Metrics};
@@ -121,6 +122,16 @@ pub struct ServeArgs {
     /// the open-file limit when lower); more wait in the listen backlog.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+    /// PostgreSQL: this node's name among the nodes sharing the database,
+    /// stable across its restarts (default: the host name and the --listen
+    /// port). A node starting under a dead node's name takes its work over
+    /// at once rather than when its lease ends.
+    #[arg(long, value_name = "TEXT", env = "TALE_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// PostgreSQL: how long the other nodes wait for this one when it falls
+    /// silent before taking its work over (renewed every quarter of it).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub node_lease: Duration,
 }
 
 /// The key in `--secret-key` or `--previous-secret-key`, if one is given.
@@ -190,7 +201,17 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         SyncMode::Full => Sync::Full,
         SyncMode::Normal => Sync::Normal,
     };
-    let store = database.open(sync).await?;
+    let node = NodeOptions {
+        name: args.node_name.clone().unwrap_or_else(|| {
+            let host = tale_engine::runtime::postgres::hostname();
+            match args.listen.port() {
+                0 => format!("{host}:{}", std::process::id()),
+                port => format!("{host}:{port}"),
+            }
+        }),
+        lease: args.node_lease.max(Duration::from_millis(400)),
+    };
+    let store = database.open(sync, node).await?;
     let metrics = Metrics::new();
     let http: Arc<dyn HttpClient> = Arc::new(MeteredHttp {
         inner: Arc::new(RealHttp::with_guard(

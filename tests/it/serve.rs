@@ -40,6 +40,8 @@ pub(crate) fn args(dir: &Path) -> ServeArgs {
         secret_key: None,
         previous_secret_key: None,
         grace: Duration::from_secs(5),
+        node_name: None,
+        node_lease: Duration::from_secs(10),
     }
 }
 

@@ -28,7 +28,11 @@ async fn backends() -> Vec<(&'static str, Arc<dyn DurableStore>, Option<tempfile
     ];
     if let Some(url) = crate::support::fresh_postgres().await {
         let url: PgUrl = url.parse().expect("a PostgreSQL URL");
-        all.push(("postgres", PgStore::open(&url).await.expect("postgres"), None));
+        all.push((
+            "postgres",
+            PgStore::open(&url, Default::default()).await.expect("postgres"),
+            None,
+        ));
     }
     all
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use super::durable::DurableStore;
-use super::postgres::{PgError, PgLog, PgStore, PgUrl};
+use super::postgres::{NodeOptions, PgError, PgLog, PgStore, PgUrl};
 use super::runlog::{RunLog, SecretStore};
 pub use super::sqlite::Sync;
 use super::sqlite::{OpenError, SqliteReader, SqliteStore};
@@ -72,8 +72,9 @@ pub trait ServeStore: DurableStore + RunLog + SecretStore {
 }
 
 impl Database {
-    /// Opens the database to run stories on it (`sync` is SQLite's).
-    pub async fn open(&self, sync: Sync) -> Result<Arc<dyn ServeStore>, BackendError> {
+    /// Opens the database to run stories on it (`sync` is SQLite's; `node`
+    /// how a process presents itself on a shared PostgreSQL database).
+    pub async fn open(&self, sync: Sync, node: NodeOptions) -> Result<Arc<dyn ServeStore>, BackendError> {
         match self {
             Database::Sqlite(path) => {
                 // Opening may wait for the lock file: not on an async thread.
@@ -83,7 +84,7 @@ impl Database {
                     .map_err(|e| BackendError::Stopped(e.to_string()))??;
                 Ok(store)
             }
-            Database::Postgres(url) => Ok(PgStore::open(url).await?),
+            Database::Postgres(url) => Ok(PgStore::open(url, node).await?),
         }
     }
 

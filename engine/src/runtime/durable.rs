@@ -103,6 +103,9 @@ pub struct Transaction {
     /// Events of exit actions, by run: the first of a called run wakes its
     /// caller with the event's stored output.
     pub exits: Vec<(RunId, super::event::EventId)>,
+    /// Which of `items` belong to a stateful action: on a cluster they run
+    /// on the node holding that action's lane, maybe another one.
+    pub stateful: Vec<Uuid>,
 }
 
 /// What applying a transaction did.
@@ -115,6 +118,9 @@ pub struct Applied {
     /// Parked callers this step made due (a sub-story's exit fired, or
     /// its run ended without one).
     pub woken: Vec<WorkItem>,
+    /// New items the store gave to another node (a stateful action whose
+    /// lane another node holds): not run here.
+    pub handed_off: Vec<Uuid>,
 }
 
 /// The work queue: a store that keeps work items, runs and their events
@@ -135,6 +141,29 @@ pub trait DurableStore: StateStore {
     fn last_tick<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>>;
     /// The events of a run, in the order they were committed.
     fn run_events(&self, run: RunId) -> BoxFuture<'_, Result<Vec<Arc<Event>>, StoreError>>;
+
+    /// A store shared by several processes (a cluster): told when work may
+    /// be waiting to be claimed ([`DurableStore::claim`]). `None`: this
+    /// process owns the whole store, and has all its work from `recover`.
+    fn work_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+    /// Items nobody runs (left by a dead node, handed over to this one),
+    /// now this process's, with their input events; a bounded batch.
+    fn claim(&self) -> BoxFuture<'_, Result<Vec<WorkItem>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// Changes whenever this process was declared dead by the others and
+    /// joined again: what it held is no longer its own.
+    fn incarnation(&self) -> u64 {
+        0
+    }
+    /// Leaves a cluster after a clean stop: what this process still holds
+    /// goes back to the others, not counted as crashed. False when the
+    /// store is not shared (it records a clean stop instead).
+    fn leave(&self) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async { Ok(false) })
+    }
 }
 
 /// Sees what the executor does (metrics, logs; the trace of a dry run).
@@ -431,8 +460,20 @@ impl Durable {
         // After a clean stop nothing found was running when a crash hit.
         if self.store.clean_restart().await? {
             self.dispatch(items);
-            return Ok(n);
+        } else {
+            self.adopt(items);
         }
+        if let Some(signal) = self.store.work_signal() {
+            let this = Arc::downgrade(self);
+            tokio::spawn(claim_loop(this, signal, self.store.incarnation()));
+        }
+        Ok(n)
+    }
+
+    /// Runs items another process left (or this one before a crash): each
+    /// may be what killed it, so each is counted before it runs (see
+    /// [`Durable::resume`]).
+    fn adopt(self: &Arc<Self>, items: Vec<WorkItem>) {
         let now = self.clock().now_ms();
         let (mut now_items, mut suspects, mut condemned) = (Vec::new(), Vec::new(), Vec::new());
         for mut item in items {
@@ -453,7 +494,23 @@ impl Durable {
             let this = self.clone();
             tokio::spawn(async move { this.resume_suspects(condemned, suspects).await });
         }
-        Ok(n)
+    }
+
+    /// This process was declared dead and joined again: the others run what
+    /// it held. Drops the items waiting on a timer or in a stateful queue
+    /// (those running finish, and their commits are refused).
+    fn forget_held(&self) {
+        let timers = std::mem::take(&mut *self.lock_waiting()).len();
+        let queued: usize = {
+            let mut queues = self.stateful.lock().unwrap_or_else(|p| p.into_inner());
+            queues.values_mut().map(|q| std::mem::take(&mut q.items).len()).sum()
+        };
+        if queued > 0 {
+            self.dequeued(queued);
+        }
+        tracing::warn!(
+            "this node was declared dead by the others: {timers} waiting and {queued} queued items are theirs now"
+        );
     }
 
     async fn resume_suspects(self: Arc<Self>, condemned: Vec<WorkItem>, suspects: Vec<WorkItem>) {
@@ -519,6 +576,14 @@ impl Durable {
     /// Records that this process stops cleanly (after its drain): the next
     /// start does not count the steps it finds as crashed ones.
     pub async fn stopped_cleanly(self: &Arc<Self>) -> bool {
+        match self.store.leave().await {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!("cannot leave the cluster cleanly: {e}; the others take over when its lease ends");
+                return false;
+            }
+        }
         let tx = Transaction {
             state: vec![StatePut::set(CLEAN_STOP.to_owned(), serde_json::json!(true))],
             ..Transaction::default()
@@ -731,8 +796,9 @@ impl Durable {
     /// Applies `tx` and starts the items it stored. Only for callers that
     /// are not dropped midway (the executor's own tasks); others go through
     /// [`Durable::commit`].
-    async fn apply(self: &Arc<Self>, tx: Transaction, wait: bool) -> Result<Applied, StoreError> {
-        let items = tx.items.clone();
+    async fn apply(self: &Arc<Self>, mut tx: Transaction, wait: bool) -> Result<Applied, StoreError> {
+        tx.stateful = tx.items.iter().filter(|i| self.is_stateful(i)).map(|i| i.id).collect();
+        let mut items = tx.items.clone();
         let events = tx.events.len();
         let committed = self
             .observer
@@ -752,6 +818,9 @@ impl Durable {
                 if let Some(committed) = &committed {
                     o.committed(committed);
                 }
+            }
+            if !applied.handed_off.is_empty() {
+                items.retain(|i| !applied.handed_off.contains(&i.id));
             }
             self.dispatch(items);
             self.dispatch(std::mem::take(&mut applied.woken));
@@ -1398,6 +1467,37 @@ impl Durable {
             }
         }
         false
+    }
+}
+
+/// How long a node of a cluster waits between claims when nothing tells it
+/// that work is waiting (a lost notification, a poll-only connection).
+const CLAIM_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Claims work others left or handed over, whenever the store says some may
+/// be waiting and at least every [`CLAIM_POLL`]; forgets what this process
+/// held when it was declared dead. Ends with the executor.
+async fn claim_loop(this: std::sync::Weak<Durable>, signal: Arc<tokio::sync::Notify>, mut incarnation: u64) {
+    loop {
+        let _ = tokio::time::timeout(CLAIM_POLL, signal.notified()).await;
+        let Some(this) = this.upgrade() else { return };
+        let now = this.store.incarnation();
+        if now != incarnation {
+            incarnation = now;
+            this.forget_held();
+        }
+        loop {
+            match this.store.claim().await {
+                Ok(items) if items.is_empty() => break,
+                Ok(items) => this.adopt(items),
+                Err(e) => {
+                    tracing::warn!("cannot claim waiting work: {e}");
+                    break;
+                }
+            }
+        }
+        // Debounce: a burst of notifications makes one claim.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

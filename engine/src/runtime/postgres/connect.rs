@@ -161,6 +161,22 @@ impl PgUrl {
         Ok((client, connection))
     }
 
+    /// A connection that listens on `channel` and pokes `signal` at every
+    /// notification (and once it listens: one may have been missed while it
+    /// was down). Returns when the connection ends.
+    pub(super) async fn listen(&self, channel: &str, signal: &tokio::sync::Notify) -> Result<(), PgError> {
+        match self.tls()? {
+            None => {
+                let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
+                relay_notifications(client, connection, channel, signal).await
+            }
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls).await?;
+                relay_notifications(client, connection, channel, signal).await
+            }
+        }
+    }
+
     /// A pool of up to `size` connections for the store's steps.
     pub(super) fn pool(&self, size: usize) -> Result<deadpool_postgres::Pool, PgError> {
         self.pool_of(self.config.clone(), size)
@@ -264,5 +280,40 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Drives a listening connection (its messages are read here, not by a
+/// spawned task, to see the notifications).
+async fn relay_notifications<S, T>(
+    client: tokio_postgres::Client,
+    mut connection: tokio_postgres::Connection<S, T>,
+    channel: &str,
+    signal: &tokio::sync::Notify,
+) -> Result<(), PgError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    let sql = format!("LISTEN {channel}");
+    let listen = client.batch_execute(&sql);
+    tokio::pin!(listen);
+    let mut listening = false;
+    loop {
+        tokio::select! {
+            done = &mut listen, if !listening => {
+                done?;
+                listening = true;
+                signal.notify_one();
+            }
+            message = messages.next() => match message {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => signal.notify_one(),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            },
+        }
     }
 }

@@ -1,11 +1,13 @@
 //! The PostgreSQL store (`--db postgres://…`): the durable store contract
 //! on a database server, through a pool of tokio-postgres connections.
 //! Every step is one transaction; the database decides what is committed.
-//! For now one `tale serve` owns a database at a time (a session advisory
-//! lock, as SQLite's lock file): nodes sharing one are the next step.
+//! Several `tale serve` processes may share one database: each is a node
+//! ([`node`]) that runs the work it creates and claims what dead nodes
+//! left.
 
 mod connect;
 mod log;
+mod node;
 mod schema;
 mod step;
 
@@ -24,9 +26,12 @@ use super::stored::{StoredCredential, StoredResource, Table};
 pub use connect::PgUrl;
 pub use log::PgLog;
 
-/// Key of the advisory lock the owner of a database holds ("tale" + 2).
+/// Key of the advisory lock a node of an earlier tale (one node per
+/// database) holds while it serves ("tale" + 2): such a node must be
+/// stopped before this one migrates the schema under it.
 const OWNER_LOCK: i64 = 0x7461_6c65_0002;
-/// How long a lease lasts (a marker until nodes share a database).
+/// An item's `lease_until` (informational: a node's lease in `nodes` is
+/// what counts).
 const LEASE_MS: i64 = 30_000;
 /// Steps waiting for a committer beyond which a webhook gets a 503.
 const QUEUED: usize = 8192;
@@ -48,7 +53,9 @@ pub enum PgError {
     Db(#[from] tokio_postgres::Error),
     #[error("PostgreSQL connection pool: {0}")]
     Pool(String),
-    #[error("another `tale serve` uses this database (it holds its advisory lock)")]
+    #[error(
+        "a `tale serve` of an earlier version (one node per database) uses this database: stop it before starting this one"
+    )]
     Locked,
     #[error("the database holds no tale data: no `tale serve` or `tale run --db` has used it")]
     NoSchema,
@@ -119,8 +126,7 @@ struct Job {
 struct Committer {
     jobs: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>>,
     pool: deadpool_postgres::Pool,
-    owner: String,
-    lost: Arc<Mutex<Option<String>>>,
+    node: Arc<node::Node>,
     write_error: Arc<Mutex<Vec<Option<String>>>>,
     /// Its place in `write_error`.
     index: usize,
@@ -144,12 +150,6 @@ async fn commit_loop(c: Committer) {
             }
             batch
         };
-        if let Some(why) = c.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            for job in batch {
-                let _ = job.reply.send(Err(StoreError::Failed(why.clone())));
-            }
-            continue;
-        }
         let mut client = match c.pool.get().await {
             Ok(client) => client,
             Err(e) => {
@@ -161,7 +161,7 @@ async fn commit_loop(c: Committer) {
             }
         };
         let steps: Vec<&step::Prepared> = batch.iter().map(|j| &j.step).collect();
-        let results = match step::apply_all(&mut client, &c.pool, &steps, &c.owner).await {
+        let results = match step::apply_all(&mut client, &c.pool, &steps, &c.node).await {
             Ok(applied) => applied.into_iter().map(Ok).collect(),
             // Only a conflict is worth trying step by step (one bad step
             // must not fail the others); after a broken connection or an
@@ -173,7 +173,7 @@ async fn commit_loop(c: Committer) {
                 let mut one_by_one = Vec::with_capacity(batch.len());
                 for job in &batch {
                     one_by_one.push(
-                        step::apply_all(&mut client, &c.pool, &[&job.step], &c.owner)
+                        step::apply_all(&mut client, &c.pool, &[&job.step], &c.node)
                             .await
                             .map(|mut a| a.pop().unwrap_or_default()),
                     );
@@ -189,6 +189,13 @@ async fn commit_loop(c: Committer) {
         // Each committer keeps its own verdict: one's success must not hide
         // another's failure.
         batches += 1;
+        if results
+            .iter()
+            .any(|r| r.as_ref().is_ok_and(|a| !a.handed_off.is_empty()))
+        {
+            // Items for a lane another node holds: tell it now.
+            node::notify(&client).await;
+        }
         if broken.is_none() && batches.is_multiple_of(1024) {
             // Best effort: markers left now go with a later batch.
             let _ = step::forget_commits(&client).await;
@@ -204,56 +211,89 @@ async fn commit_loop(c: Committer) {
 pub struct PgStore {
     pool: deadpool_postgres::Pool,
     log: PgLog,
-    owner: String,
+    node: Arc<node::Node>,
     /// Steps for the committers (admission: `apply` without `wait` refuses
     /// when it is full).
     jobs: tokio::sync::mpsc::Sender<Job>,
-    /// Set when the connection holding the owner lock closed: another node
-    /// could take the database over, so this one must not write.
-    lost: Arc<Mutex<Option<String>>>,
     /// Each committer's last failed write, cleared by its next success.
     write_error: Arc<Mutex<Vec<Option<String>>>>,
-    /// Holds the owner lock while the store lives.
-    _lock: tokio_postgres::Client,
+}
+
+/// How a node presents itself to the others.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Stable across restarts of one process (a host and port, a pod name):
+    /// a node that starts under the name of a dead one releases its work
+    /// at once instead of when its lease ends.
+    pub name: String,
+    /// How long the others wait for a silent node before taking its work.
+    pub lease: std::time::Duration,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            name: format!("{}:{}", hostname(), std::process::id()),
+            lease: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// This machine's name, for a node's default name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("owner", &self.owner).finish()
+        f.debug_struct("PgStore").field("node", &self.node.id()).finish()
     }
 }
 
 impl PgStore {
-    /// Connects, takes the database's owner lock (waiting a moment for a
-    /// previous owner that is still exiting), migrates the schema.
-    pub async fn open(url: &PgUrl) -> Result<Arc<Self>, PgError> {
-        let (mut lock, connection) = url.connect_one().await?;
-        let lost: Arc<Mutex<Option<String>>> = Arc::default();
-        let watch = lost.clone();
-        tokio::spawn(async move {
-            let why = match connection.await {
-                Ok(()) => "the connection holding the database lock closed".to_owned(),
-                Err(e) => format!("the connection holding the database lock broke: {e}"),
-            };
-            *watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
-        });
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let got: bool = lock
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK])
-                .await?
-                .get(0);
-            if got {
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(PgError::Locked);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    /// Connects, migrates the schema (refused while a node of an earlier
+    /// tale serves), registers this node and starts renewing its lease and
+    /// listening for work.
+    pub async fn open(url: &PgUrl, options: NodeOptions) -> Result<Arc<Self>, PgError> {
+        let (mut admin, connection) = url.connect_one().await?;
+        let driver = tokio::spawn(connection);
+        let free: bool = admin
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK])
+            .await?
+            .get(0);
+        if !free {
+            return Err(PgError::Locked);
         }
-        schema::migrate(&mut lock).await?;
+        schema::migrate(&mut admin).await?;
+        let node = Arc::new(node::Node::new(options.name, options.lease));
+        node.register(&mut admin).await?;
+        drop(admin);
+        let _ = driver.await;
         let pool = url.pool(16)?;
-        let owner = super::event::new_id().to_string();
+        tokio::spawn(node.clone().keep_alive(pool.clone()));
+        let listener = Arc::downgrade(&node);
+        let listen_url = url.clone();
+        tokio::spawn(async move {
+            let mut wait = std::time::Duration::from_millis(100);
+            loop {
+                let Some(node) = listener.upgrade() else { return };
+                let signal = node.signal.clone();
+                drop(node);
+                match listen_url.listen(node::CHANNEL, &signal).await {
+                    Ok(()) => wait = std::time::Duration::from_millis(100),
+                    Err(e) => {
+                        tracing::debug!("cannot listen for work: {e}; polling meanwhile");
+                        wait = (wait * 2).min(std::time::Duration::from_secs(10));
+                    }
+                }
+                tokio::time::sleep(wait).await;
+            }
+        });
         let write_error: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; COMMITTERS]));
         let (jobs, rx) = tokio::sync::mpsc::channel(QUEUED);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -262,19 +302,16 @@ impl PgStore {
                 index,
                 jobs: rx.clone(),
                 pool: pool.clone(),
-                owner: owner.clone(),
-                lost: lost.clone(),
+                node: node.clone(),
                 write_error: write_error.clone(),
             }));
         }
         Ok(Arc::new(Self {
             log: PgLog::on(url.read_pool(4)?),
             pool,
-            owner,
+            node,
             jobs,
-            lost,
             write_error,
-            _lock: lock,
         }))
     }
 
@@ -351,6 +388,8 @@ impl DurableStore for PgStore {
     }
 
     fn clean_restart(&self) -> BoxFuture<'_, Result<bool, StoreError>> {
+        // A node leaves cleanly through `leave`; the marker is only written
+        // by a process that does not (kept for the store contract).
         Box::pin(async move {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(|e| classify(&e))?;
@@ -360,9 +399,12 @@ impl DurableStore for PgStore {
                 .map_err(|e| classify(&e))?
                 .is_some();
             if clean {
-                tx.execute("UPDATE items SET attempts = 0 WHERE attempts > 0", &[])
-                    .await
-                    .map_err(|e| classify(&e))?;
+                tx.execute(
+                    "UPDATE items SET attempts = 0 WHERE attempts > 0 AND lease_owner = $1",
+                    &[&self.node.id()],
+                )
+                .await
+                .map_err(|e| classify(&e))?;
             }
             tx.commit().await.map_err(|e| classify(&e))?;
             Ok(clean)
@@ -370,42 +412,28 @@ impl DurableStore for PgStore {
     }
 
     fn recover(&self) -> BoxFuture<'_, Result<Vec<WorkItem>, StoreError>> {
+        // What this node holds (none at a fresh start), then what nobody
+        // holds: left by dead nodes, this one's earlier process included.
         Box::pin(async move {
             let client = self.client().await?;
-            // Ours now: the owner lock says the previous owner is gone.
-            // Parked callers stay in the store until a sub-story wakes them.
             let rows = client
                 .query(
-                    "UPDATE items SET lease_owner = $1, lease_until = $2 WHERE due_at < $3
-                     RETURNING id, run_id, story, action, input, wake, due_at, attempts",
-                    &[&self.owner, &(super::event::now_millis() + LEASE_MS), &PARKED],
+                    "SELECT id, run_id, story, action, input, wake, due_at, attempts FROM items
+                     WHERE lease_owner = $1 AND due_at < $2",
+                    &[&self.node.id(), &PARKED],
                 )
                 .await
                 .map_err(|e| classify(&e))?;
-            let inputs: Vec<Uuid> = rows.iter().filter_map(|r| r.get::<_, Option<Uuid>>(4)).collect();
-            let events = log::load_events(&**client, &inputs).await?;
-            let mut items = Vec::with_capacity(rows.len());
-            for r in &rows {
-                items.push(WorkItem {
-                    id: r.get(0),
-                    run_id: RunId::from(r.get::<_, Uuid>(1)),
-                    story: r.get::<_, &str>(2).into(),
-                    action: r.get::<_, &str>(3).into(),
-                    input: r
-                        .get::<_, Option<Uuid>>(4)
-                        .and_then(|id| events.get(&EventId::from(id)).cloned()),
-                    wake: r
-                        .get::<_, Option<&str>>(5)
-                        .map(serde_json::from_str)
-                        .transpose()
-                        .map_err(|e| StoreError::Failed(e.to_string()))?,
-                    due_ms: r.get(6),
-                    attempts: r.get::<_, i32>(7).max(0) as u32,
-                    mark: false,
-                });
+            let mut items = node::work_items(&**client, &rows).await?;
+            drop(client);
+            loop {
+                let batch = self.node.claim(&self.pool).await?;
+                if batch.is_empty() {
+                    items.sort_by_key(|i| i.id);
+                    return Ok(items);
+                }
+                items.extend(batch);
             }
-            items.sort_by_key(|i| i.id);
-            Ok(items)
         })
     }
 
@@ -433,6 +461,25 @@ impl DurableStore for PgStore {
                 .iter()
                 .filter_map(|id| events.get(&EventId::from(*id)).cloned())
                 .collect())
+        })
+    }
+
+    fn work_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.node.signal.clone())
+    }
+
+    fn claim(&self) -> BoxFuture<'_, Result<Vec<WorkItem>, StoreError>> {
+        Box::pin(self.node.claim(&self.pool))
+    }
+
+    fn incarnation(&self) -> u64 {
+        self.node.incarnation()
+    }
+
+    fn leave(&self) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.node.leave(&self.pool).await?;
+            Ok(true)
         })
     }
 }
@@ -507,8 +554,8 @@ impl SecretStore for PgStore {
 
 impl super::backend::ServeStore for PgStore {
     fn health(&self) -> Result<(), String> {
-        if let Some(lost) = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            return Err(lost);
+        if let Some(trouble) = self.node.trouble() {
+            return Err(trouble);
         }
         match self
             .write_error

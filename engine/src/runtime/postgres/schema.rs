@@ -86,6 +86,27 @@ ALTER TABLE runs SET (fillfactor = 70);
 CREATE TABLE commits (id UUID PRIMARY KEY, at BIGINT NOT NULL);
 ALTER TABLE commits SET (autovacuum_vacuum_threshold = 200, autovacuum_vacuum_scale_factor = 0.0);
 "#,
+    // Several nodes on one database: each registers and renews a lease
+    // judged by the database's clock; an item belongs to a node or to none
+    // (anyone may claim it); a stateful action's items (its lane) run on the
+    // node holding the lane.
+    r#"
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at TIMESTAMPTZ NOT NULL,
+    alive BOOLEAN NOT NULL DEFAULT true
+);
+CREATE INDEX nodes_alive_by_name ON nodes (name) WHERE alive;
+ALTER TABLE items ALTER COLUMN lease_owner DROP NOT NULL;
+ALTER TABLE items ADD COLUMN lane TEXT;
+CREATE INDEX items_by_owner ON items (lease_owner);
+CREATE INDEX items_ownerless ON items (due_at, id) WHERE lease_owner IS NULL;
+CREATE TABLE lanes (key TEXT PRIMARY KEY, holder TEXT NOT NULL);
+CREATE INDEX lanes_by_holder ON lanes (holder);
+"#,
 ];
 
 /// The schema version a database has (0: none yet).

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::super::durable::{Applied, PARKED, Transaction, WorkItem, called_ended, called_exit};
 use super::super::event::{EventId, RunId};
 use super::super::store::StoreError;
+use super::node::Node;
 use super::{LEASE_MS, classify, log};
 
 /// A transaction turned into column values, before a connection is taken.
@@ -56,6 +57,8 @@ struct Items {
     input: Vec<Option<Uuid>>,
     wake: Vec<Option<String>>,
     due: Vec<i64>,
+    /// The lane of a stateful action's item (`story#action`).
+    lane: Vec<Option<String>>,
 }
 
 impl Prepared {
@@ -108,6 +111,8 @@ impl Prepared {
         }
         for i in tx.items {
             let it = &mut p.items;
+            it.lane
+                .push(tx.stateful.contains(&i.id).then(|| format!("{}#{}", i.story, i.action)));
             it.id.push(i.id);
             it.run.push(*i.run_id.as_uuid());
             it.story.push(i.story.to_string());
@@ -133,8 +138,9 @@ pub(super) async fn apply_all(
     client: &mut deadpool_postgres::Object,
     pool: &deadpool_postgres::Pool,
     steps: &[&Prepared],
-    owner: &str,
+    node: &Node,
 ) -> Result<Vec<Applied>, StoreError> {
+    let owner = &node.id();
     let batch = Uuid::now_v7();
     let tx = client.transaction().await.map_err(|e| classify(&e))?;
     lock_runs(&tx, steps).await?;
@@ -150,18 +156,28 @@ pub(super) async fn apply_all(
         applied[*i] = a;
     }
     let now = steps.first().map_or(0, |p| p.now);
-    let backend: i32 = tx
-        .query_one(
+    // Fencing: only while this node is alive. The row lock makes a node
+    // declaring it dead wait for this commit, then release what it wrote.
+    let Some(backend) = tx
+        .query_opt(
             &statement(
                 &tx,
-                "INSERT INTO commits (id, at) VALUES ($1, $2) RETURNING pg_backend_pid()",
+                "INSERT INTO commits (id, at)
+                 SELECT $1, $2 FROM (SELECT 1 FROM nodes WHERE id = $3 AND alive FOR SHARE) alive
+                 RETURNING pg_backend_pid()",
             )
             .await?,
-            &[&batch, &now],
+            &[&batch, &now, owner],
         )
         .await
         .map_err(|e| classify(&e))?
-        .get(0);
+    else {
+        return Err(StoreError::Failed(
+            "this node was declared dead by the others (its lease ended): its steps are refused, the others run its work"
+                .into(),
+        ));
+    };
+    let backend: i32 = backend.get(0);
     match tx.commit().await {
         Ok(()) => Ok(applied),
         // No SQLSTATE: the connection broke; the server may have committed.
@@ -259,15 +275,16 @@ async fn apply_fired(
 ) -> Result<Vec<Applied>, StoreError> {
     let db = |e: tokio_postgres::Error| classify(&e);
     let mut delta: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
-    let mut gone: Vec<Uuid> = Vec::new();
+    let mut done: Vec<Uuid> = Vec::new();
+    let mut cancelled: Vec<Uuid> = Vec::new();
     let mut events = Events::default();
     let mut items = Items::default();
     let mut started: (Vec<Uuid>, Vec<String>, Vec<i64>) = Default::default();
     // Which step settles which run (the first that may end it).
     let mut settles: BTreeMap<Uuid, usize> = BTreeMap::new();
     for (i, p) in steps.iter().enumerate() {
-        gone.extend(&p.done);
-        gone.extend(&p.cancelled);
+        done.extend(&p.done);
+        cancelled.extend(&p.cancelled);
         for run in &p.settle {
             settles.entry(*run).or_insert(i);
         }
@@ -285,19 +302,45 @@ async fn apply_fired(
         events.extend(&p.events);
         items.extend(&p.items);
     }
-    if !gone.is_empty() {
-        for row in tx
+    // A step completes only items its node holds: one taken over by
+    // another node (this one was declared dead) refuses the step.
+    let mut gone = Vec::new();
+    if !done.is_empty() {
+        done.sort_unstable();
+        done.dedup();
+        let rows = tx
             .query(
-                &statement(tx, "DELETE FROM items WHERE id = ANY($1) RETURNING run_id").await?,
-                &[&gone],
+                &statement(
+                    tx,
+                    "DELETE FROM items WHERE id = ANY($1) AND lease_owner = $2 RETURNING run_id",
+                )
+                .await?,
+                &[&done, &owner],
             )
             .await
-            .map_err(db)?
-        {
-            let run: Uuid = row.get(0);
-            delta.entry(run).or_default().1 -= 1;
-            settles.entry(run).or_insert(0);
+            .map_err(db)?;
+        if rows.len() != done.len() {
+            return Err(StoreError::Conflict(format!(
+                "{} of the items this step completes are not this node's (done already, or taken over by another node)",
+                done.len() - rows.len()
+            )));
         }
+        gone.extend(rows);
+    }
+    if !cancelled.is_empty() {
+        gone.extend(
+            tx.query(
+                &statement(tx, "DELETE FROM items WHERE id = ANY($1) RETURNING run_id").await?,
+                &[&cancelled],
+            )
+            .await
+            .map_err(db)?,
+        );
+    }
+    for row in gone {
+        let run: Uuid = row.get(0);
+        delta.entry(run).or_default().1 -= 1;
+        settles.entry(run).or_insert(0);
     }
     if !started.0.is_empty() {
         let (mut n_events, mut pending) = (Vec::new(), Vec::new());
@@ -320,7 +363,6 @@ async fn apply_fired(
         .map_err(db)?;
     }
     insert_events(tx, &events).await?;
-    insert_items(tx, &items, owner, steps.first().map_or(0, |p| p.now)).await?;
     let mut applied: Vec<Applied> = steps
         .iter()
         .map(|_| Applied {
@@ -328,6 +370,28 @@ async fn apply_fired(
             ..Applied::default()
         })
         .collect();
+    let foreign = foreign_lanes(tx, &items.lane, owner).await?;
+    let owners: Vec<Option<&str>> = items
+        .lane
+        .iter()
+        .map(|lane| match lane {
+            Some(lane) if foreign.contains(lane) => None,
+            _ => Some(owner),
+        })
+        .collect();
+    if !foreign.is_empty() {
+        // Which step handed which item over.
+        let mut at = 0;
+        for (i, p) in steps.iter().enumerate() {
+            for id in &p.items.id {
+                if owners[at].is_none() {
+                    applied[i].handed_off.push(*id);
+                }
+                at += 1;
+            }
+        }
+    }
+    insert_items(tx, &items, &owners, steps.first().map_or(0, |p| p.now)).await?;
     // In step order; errors before the ends below (whether a run that ends
     // here failed depends on them).
     for (i, p) in steps.iter().enumerate() {
@@ -403,7 +467,7 @@ async fn apply_fired(
                 .get(0);
             let output: J = serde_json::from_str(&output).map_err(|e| StoreError::Failed(e.to_string()))?;
             let result = called_exit(&story, RunId::from(*run), output);
-            applied[i].woken.extend(wake_caller(tx, caller, &result).await?);
+            applied[i].woken.extend(wake_caller(tx, caller, &result, owner).await?);
         }
     }
     let now = steps.first().map_or(0, |p| p.now);
@@ -469,7 +533,7 @@ async fn apply_fired(
             (row.get(0), row.get(1), row.get(2), row.get(3));
         let a = &mut applied[settles.get(&run).copied().unwrap_or(0)];
         if called {
-            a.woken.extend(wake_ended(tx, run, &story).await?);
+            a.woken.extend(wake_ended(tx, run, &story, owner).await?);
         }
         a.finished.push((RunId::from(run), story, status == "succeeded"));
     }
@@ -498,10 +562,48 @@ async fn insert_events(tx: &deadpool_postgres::Transaction<'_>, e: &Events) -> R
     Ok(())
 }
 
+/// The lanes among `lanes` another node holds; this node takes those
+/// nobody holds. Two statements: the second sees a lane another node took
+/// while the first waited for it.
+async fn foreign_lanes(
+    tx: &deadpool_postgres::Transaction<'_>,
+    lanes: &[Option<String>],
+    owner: &str,
+) -> Result<BTreeSet<String>, StoreError> {
+    let mut keys: Vec<&str> = lanes.iter().flatten().map(String::as_str).collect();
+    if keys.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let db = |e: tokio_postgres::Error| classify(&e);
+    tx.execute(
+        &statement(
+            tx,
+            "INSERT INTO lanes (key, holder) SELECT key, $2 FROM UNNEST($1::text[]) AS t(key)
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .await?,
+        &[&keys, &owner],
+    )
+    .await
+    .map_err(db)?;
+    Ok(tx
+        .query(
+            &statement(tx, "SELECT key FROM lanes WHERE key = ANY($1) AND holder <> $2").await?,
+            &[&keys, &owner],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 async fn insert_items(
     tx: &deadpool_postgres::Transaction<'_>,
     i: &Items,
-    owner: &str,
+    owners: &[Option<&str>],
     now: i64,
 ) -> Result<(), StoreError> {
     if i.id.is_empty() {
@@ -510,10 +612,11 @@ async fn insert_items(
     tx.execute(
         &statement(
             tx,
-            "INSERT INTO items (id, run_id, story, action, input, wake, due_at, lease_owner, lease_until)
-             SELECT id, run, story, action, input, wake, due, $8, $9
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::bigint[])
-                  AS t(id, run, story, action, input, wake, due)",
+            "INSERT INTO items (id, run_id, story, action, input, wake, due_at, lane, lease_owner, lease_until)
+             SELECT id, run, story, action, input, wake, due, lane, owner, $10
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::bigint[],
+                         $8::text[], $9::text[])
+                  AS t(id, run, story, action, input, wake, due, lane, owner)",
         )
         .await?,
         &[
@@ -524,7 +627,8 @@ async fn insert_items(
             &i.input,
             &i.wake,
             &i.due,
-            &owner,
+            &i.lane,
+            &owners,
             &(now + LEASE_MS),
         ],
     )
@@ -538,6 +642,7 @@ async fn wake_ended(
     tx: &deadpool_postgres::Transaction<'_>,
     run: Uuid,
     story: &str,
+    owner: &str,
 ) -> Result<Option<WorkItem>, StoreError> {
     let Some(waiting) = tx
         .query_opt(
@@ -556,7 +661,7 @@ async fn wake_ended(
     };
     let errors: J = serde_json::from_str(waiting.get::<_, &str>(1)).unwrap_or(J::Array(Vec::new()));
     let result = called_ended(story, RunId::from(run), errors);
-    wake_caller(tx, waiting.get(0), &result).await
+    wake_caller(tx, waiting.get(0), &result, owner).await
 }
 
 impl Events {
@@ -581,6 +686,7 @@ impl Items {
         self.input.extend(&o.input);
         self.wake.extend(o.wake.iter().cloned());
         self.due.extend(&o.due);
+        self.lane.extend(o.lane.iter().cloned());
     }
 }
 
@@ -640,13 +746,15 @@ async fn statement(
 }
 
 /// Makes a parked caller's item due now with `result` as its wake payload,
-/// and returns it as the executor runs it (its input event loaded).
+/// and returns it as the executor runs it (its input event loaded): this
+/// node's now, wherever the caller ran before.
 async fn wake_caller(
     tx: &deadpool_postgres::Transaction<'_>,
     caller: Uuid,
     result: &J,
+    owner: &str,
 ) -> Result<Option<WorkItem>, StoreError> {
-    let Some(row) = tx.query_opt(&statement(tx, "UPDATE items SET due_at = 0, wake = $2 WHERE id = $1 AND due_at = $3 RETURNING run_id, story, action, input").await?, &[&caller, &result.to_string(), &PARKED],
+    let Some(row) = tx.query_opt(&statement(tx, "UPDATE items SET due_at = 0, wake = $2, lease_owner = $4 WHERE id = $1 AND due_at = $3 RETURNING run_id, story, action, input").await?, &[&caller, &result.to_string(), &PARKED, &owner],
         )
         .await
         .map_err(|e| classify(&e))?

@@ -1,0 +1,306 @@
+//! A node of a cluster: several `tale serve` processes on one database.
+//! Each node registers a row in `nodes` and renews its lease, judged by the
+//! database's clock (`now()`), never by the nodes' own. Any node declares a
+//! node whose lease ended dead: its items become ownerless and its lanes
+//! (stateful actions) free; the others claim them. A node that finds itself
+//! declared dead forgets what it held and joins again under a new id; its
+//! late commits are refused (see `step::apply_all`: a step commits only
+//! while its node is alive and holds the items it completes).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::super::durable::{PARKED, WorkItem};
+use super::super::event::{EventId, RunId};
+use super::super::store::StoreError;
+use super::{PgError, classify, log, pool_error};
+
+/// The channel nodes notify when work waits to be claimed.
+pub(super) const CHANNEL: &str = "tale_work";
+/// Items claimed in one statement.
+const CLAIM_BATCH: i64 = 1024;
+/// Items due within this long are claimed (and wait on a timer here).
+const CLAIM_AHEAD_MS: i64 = 60_000;
+/// Rows of nodes dead for this long are deleted.
+const FORGET_DEAD: &str = "1 day";
+
+/// What a node knows of itself.
+pub(super) struct Node {
+    id: RwLock<String>,
+    pub(super) name: String,
+    pub(super) lease: Duration,
+    /// Bumped each time this node joins again after being declared dead.
+    incarnation: AtomicU64,
+    /// Poked when work may wait to be claimed (a notification, a sweep).
+    pub(super) signal: Arc<tokio::sync::Notify>,
+    /// Why the lease could not be renewed, while it cannot.
+    trouble: Mutex<Option<String>>,
+    /// Counters for the metrics: claimed items, times declared dead.
+    pub(super) claimed: AtomicU64,
+    pub(super) lost: AtomicU64,
+}
+
+impl Node {
+    pub(super) fn new(name: String, lease: Duration) -> Self {
+        Node {
+            id: RwLock::new(Uuid::now_v7().to_string()),
+            name,
+            lease,
+            incarnation: AtomicU64::new(0),
+            signal: Arc::new(tokio::sync::Notify::new()),
+            trouble: Mutex::new(None),
+            claimed: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+        }
+    }
+
+    /// This node's id now (it changes when the node joins again).
+    pub(super) fn id(&self) -> String {
+        self.id.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(super) fn incarnation(&self) -> u64 {
+        self.incarnation.load(Ordering::Acquire)
+    }
+
+    pub(super) fn trouble(&self) -> Option<String> {
+        self.trouble.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Registers this node. An earlier process of the same name (this one
+    /// before a restart) is dead: its work is released at once instead of
+    /// when its lease ends.
+    pub(super) async fn register(&self, client: &mut tokio_postgres::Client) -> Result<(), PgError> {
+        let id = self.id();
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO nodes (id, name, version, expires_at)
+             VALUES ($1, $2, $3, now() + $4::bigint * interval '1 millisecond')",
+            &[&id, &self.name, &env!("CARGO_PKG_VERSION"), &self.lease_ms()],
+        )
+        .await?;
+        let earlier: Vec<String> = tx
+            .query(
+                "UPDATE nodes SET alive = false WHERE name = $1 AND id <> $2 AND alive RETURNING id",
+                &[&self.name, &id],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        release(&tx, &earlier, false).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Renews the lease and sweeps dead nodes, every quarter of a lease,
+    /// until the store is dropped (`alive` then fails to upgrade).
+    pub(super) async fn keep_alive(self: Arc<Self>, pool: deadpool_postgres::Pool) {
+        let mut last_renewal = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(self.lease / 4).await;
+            match self.renew(&pool).await {
+                Ok(()) => {
+                    last_renewal = tokio::time::Instant::now();
+                    *self.trouble.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot renew this node's lease: {e}");
+                    if last_renewal.elapsed() >= self.lease {
+                        // The others may have declared it dead by now.
+                        *self.trouble.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                            "this node's lease could not be renewed for {:?}: {e}",
+                            self.lease
+                        ));
+                    }
+                }
+            }
+            if Arc::strong_count(&self) == 1 {
+                return;
+            }
+        }
+    }
+
+    async fn renew(&self, pool: &deadpool_postgres::Pool) -> Result<(), StoreError> {
+        let mut client = pool.get().await.map_err(pool_error)?;
+        let renewed = client
+            .execute(
+                "UPDATE nodes SET expires_at = now() + $2::bigint * interval '1 millisecond' WHERE id = $1 AND alive",
+                &[&self.id(), &self.lease_ms()],
+            )
+            .await
+            .map_err(|e| classify(&e))?;
+        if renewed == 0 {
+            // Declared dead (paused, cut off past its lease): the others own
+            // what it held. Join again as a new node.
+            let old = self.id();
+            *self.id.write().unwrap_or_else(|p| p.into_inner()) = Uuid::now_v7().to_string();
+            self.incarnation.fetch_add(1, Ordering::AcqRel);
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(node = %self.name, "this node was declared dead (id {old}); joining again");
+            self.register(&mut client)
+                .await
+                .map_err(|e| StoreError::Busy(e.to_string()))?;
+            self.signal.notify_one();
+        }
+        let tx = client.transaction().await.map_err(|e| classify(&e))?;
+        let dead: Vec<String> = tx
+            .query(
+                "UPDATE nodes SET alive = false WHERE alive AND expires_at < now() RETURNING id",
+                &[],
+            )
+            .await
+            .map_err(|e| classify(&e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for id in &dead {
+            tracing::warn!(node = %self.name, "node {id} missed its lease: its work is released");
+        }
+        release(&tx, &dead, false).await.map_err(|e| classify(&e))?;
+        tx.execute(
+            &format!("DELETE FROM nodes WHERE NOT alive AND expires_at < now() - interval '{FORGET_DEAD}'"),
+            &[],
+        )
+        .await
+        .map_err(|e| classify(&e))?;
+        tx.commit().await.map_err(|e| classify(&e))?;
+        if !dead.is_empty() {
+            notify(&client).await;
+        }
+        Ok(())
+    }
+
+    /// Claims up to [`CLAIM_BATCH`] items nobody holds, due within
+    /// [`CLAIM_AHEAD_MS`], oldest first, skipping rows another node is
+    /// claiming; a stateful action's items only with its lane, which this
+    /// node takes when nobody holds it.
+    pub(super) async fn claim(&self, pool: &deadpool_postgres::Pool) -> Result<Vec<WorkItem>, StoreError> {
+        let db = |e: tokio_postgres::Error| classify(&e);
+        let mut client = pool.get().await.map_err(pool_error)?;
+        let id = self.id();
+        let horizon = super::super::event::now_millis().saturating_add(CLAIM_AHEAD_MS);
+        let tx = client.transaction().await.map_err(db)?;
+        tx.execute(
+            "INSERT INTO lanes (key, holder)
+             SELECT DISTINCT lane, $1 FROM items WHERE lease_owner IS NULL AND lane IS NOT NULL AND due_at < $2
+             ON CONFLICT (key) DO NOTHING",
+            &[&id, &horizon],
+        )
+        .await
+        .map_err(db)?;
+        let rows = tx
+            .query(
+                "UPDATE items SET lease_owner = $1 WHERE id IN (
+                     SELECT id FROM items
+                     WHERE lease_owner IS NULL AND due_at < $2 AND due_at <> $3
+                       AND (lane IS NULL OR lane IN (SELECT key FROM lanes WHERE holder = $1))
+                     ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, run_id, story, action, input, wake, due_at, attempts",
+                &[&id, &horizon, &PARKED, &CLAIM_BATCH],
+            )
+            .await
+            .map_err(db)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only while alive (see `step::apply_all`).
+        if tx
+            .query_opt("SELECT 1 FROM nodes WHERE id = $1 AND alive FOR SHARE", &[&id])
+            .await
+            .map_err(db)?
+            .is_none()
+        {
+            return Ok(Vec::new());
+        }
+        let items = work_items(&*tx, &rows).await?;
+        tx.commit().await.map_err(db)?;
+        self.claimed.fetch_add(items.len() as u64, Ordering::Relaxed);
+        Ok(items)
+    }
+
+    /// Leaves the cluster after a clean stop: what it holds goes back, its
+    /// counts of crashed starts forgotten (nothing was running).
+    pub(super) async fn leave(&self, pool: &deadpool_postgres::Pool) -> Result<(), StoreError> {
+        let mut client = pool.get().await.map_err(pool_error)?;
+        let id = self.id();
+        let tx = client.transaction().await.map_err(|e| classify(&e))?;
+        tx.execute(
+            "UPDATE nodes SET alive = false, expires_at = now() WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(|e| classify(&e))?;
+        release(&tx, &[id], true).await.map_err(|e| classify(&e))?;
+        tx.commit().await.map_err(|e| classify(&e))?;
+        notify(&client).await;
+        Ok(())
+    }
+}
+
+/// Makes the items of dead nodes ownerless and frees their lanes.
+async fn release(
+    tx: &tokio_postgres::Transaction<'_>,
+    nodes: &[String],
+    clean: bool,
+) -> Result<(), tokio_postgres::Error> {
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let sql = if clean {
+        "UPDATE items SET lease_owner = NULL, attempts = 0 WHERE lease_owner = ANY($1)"
+    } else {
+        "UPDATE items SET lease_owner = NULL WHERE lease_owner = ANY($1)"
+    };
+    tx.execute(sql, &[&nodes]).await?;
+    tx.execute("DELETE FROM lanes WHERE holder = ANY($1)", &[&nodes])
+        .await?;
+    Ok(())
+}
+
+/// Tells the other nodes that work waits (outside any step's transaction:
+/// a notification is sent at commit, and a failed one only delays a claim
+/// until the next poll).
+pub(super) async fn notify(client: &tokio_postgres::Client) {
+    if let Err(e) = client.execute(&format!("NOTIFY {CHANNEL}"), &[]).await {
+        tracing::debug!("cannot notify the other nodes: {e}");
+    }
+}
+
+/// Items as the executor runs them, their input events loaded.
+pub(super) async fn work_items<C: tokio_postgres::GenericClient + Sync>(
+    client: &C,
+    rows: &[tokio_postgres::Row],
+) -> Result<Vec<WorkItem>, StoreError> {
+    let inputs: Vec<Uuid> = rows.iter().filter_map(|r| r.get::<_, Option<Uuid>>(4)).collect();
+    let events = log::load_events(client, &inputs).await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for r in rows {
+        items.push(WorkItem {
+            id: r.get(0),
+            run_id: RunId::from(r.get::<_, Uuid>(1)),
+            story: r.get::<_, &str>(2).into(),
+            action: r.get::<_, &str>(3).into(),
+            input: r
+                .get::<_, Option<Uuid>>(4)
+                .and_then(|id| events.get(&EventId::from(id)).cloned()),
+            wake: r
+                .get::<_, Option<&str>>(5)
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| StoreError::Failed(e.to_string()))?,
+            due_ms: r.get(6),
+            attempts: r.get::<_, i32>(7).max(0) as u32,
+            mark: false,
+        });
+    }
+    items.sort_by_key(|i| i.id);
+    Ok(items)
+}
