@@ -4,6 +4,7 @@
 mod admin_api;
 mod check_corpus;
 mod cli;
+mod cluster;
 mod crash_loop;
 mod credential_forms;
 mod credentials;

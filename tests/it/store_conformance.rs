@@ -48,6 +48,7 @@ fn item(run: RunId, action: &str, due_ms: i64, input: Option<Arc<Event>>) -> Wor
         due_ms,
         attempts: 0,
         mark: false,
+        holder: 0,
     }
 }
 

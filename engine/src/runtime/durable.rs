@@ -39,6 +39,10 @@ pub struct WorkItem {
     pub attempts: u32,
     /// Count this start durably before running it (recovered items).
     pub mark: bool,
+    /// Which incarnation of this process holds it (see
+    /// [`DurableStore::incarnation`]): an item held before this process was
+    /// declared dead is another node's now, and does not run here.
+    pub holder: u64,
 }
 
 /// Recovered starts after which an item that keeps dying with the process
@@ -121,6 +125,9 @@ pub struct Applied {
     /// New items the store gave to another node (a stateful action whose
     /// lane another node holds): not run here.
     pub handed_off: Vec<Uuid>,
+    /// The incarnation of this process that committed the step (it holds
+    /// the new items).
+    pub holder: u64,
 }
 
 /// The work queue: a store that keeps work items, runs and their events
@@ -157,6 +164,13 @@ pub trait DurableStore: StateStore {
     /// joined again: what it held is no longer its own.
     fn incarnation(&self) -> u64 {
         0
+    }
+    /// Whether this process still holds items of incarnation `holder`,
+    /// asked before one runs: false when it was declared dead since. A
+    /// node that has not renewed its lease lately (it was paused, cut off)
+    /// renews it first.
+    fn holds(&self, _holder: u64) -> BoxFuture<'_, bool> {
+        Box::pin(async { true })
     }
     /// Leaves a cluster after a clean stop: what this process still holds
     /// goes back to the others, not counted as crashed. False when the
@@ -767,6 +781,7 @@ impl Durable {
             due_ms: 0,
             attempts: 0,
             mark: false,
+            holder: 0,
         };
         let started = tick_ms.unwrap_or_else(|| self.clock().now_ms());
         let tx = Transaction {
@@ -821,6 +836,9 @@ impl Durable {
             }
             if !applied.handed_off.is_empty() {
                 items.retain(|i| !applied.handed_off.contains(&i.id));
+            }
+            for item in &mut items {
+                item.holder = applied.holder;
             }
             self.dispatch(items);
             self.dispatch(std::mem::take(&mut applied.woken));
@@ -994,6 +1012,17 @@ impl Durable {
         };
         let mut tx = Transaction::default();
         let mut story_seen = None;
+        let mut items = items;
+        let mut holders: Vec<u64> = items.iter().map(|i| i.holder).collect();
+        holders.sort_unstable();
+        holders.dedup();
+        for holder in holders {
+            // The action's lane went to another node with these items.
+            if !self.store.holds(holder).await {
+                tracing::info!("not run here: another node holds this action's items now");
+                items.retain(|i| i.holder != holder);
+            }
+        }
         let n = items.len();
         for item in items {
             tx.done.push((item.id, item.run_id));
@@ -1130,6 +1159,10 @@ impl Durable {
         #[cfg(debug_assertions)]
         if std::env::var("TALE_TEST_ABORT_IN").is_ok_and(|slug| *slug == *item.action) {
             std::process::abort();
+        }
+        if !self.store.holds(item.holder).await {
+            tracing::info!(run = %item.run_id, action = %item.action, "not run here: another node holds it now");
+            return;
         }
         let mut permit = Some(permit);
         let loaded = self.loaded();
@@ -1330,6 +1363,7 @@ impl Durable {
                         due_ms: at_ms,
                         attempts: 0,
                         mark: false,
+                        holder: 0,
                     });
                     continue;
                 }
@@ -1373,6 +1407,7 @@ impl Durable {
             due_ms,
             attempts: 0,
             mark: false,
+            holder: 0,
         };
         let refused = |why: String| {
             caller(
@@ -1561,6 +1596,7 @@ fn push_downstream(
             due_ms: 0,
             attempts: 0,
             mark: false,
+            holder: 0,
         });
     }
 }

@@ -898,6 +898,7 @@ fn wake_caller(tx: &rusqlite::Transaction<'_>, caller: &[u8], result: &J) -> rus
         due_ms: 0,
         attempts: 0,
         mark: false,
+        holder: 0,
     }))
 }
 
@@ -1274,6 +1275,7 @@ fn recover(conn: &Connection, owner: &str) -> Result<Vec<WorkItem>, StoreError> 
                 due_ms: due,
                 attempts,
                 mark: false,
+                holder: 0,
             });
         }
         conn.execute(

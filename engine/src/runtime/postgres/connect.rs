@@ -177,9 +177,19 @@ impl PgUrl {
         }
     }
 
-    /// A pool of up to `size` connections for the store's steps.
-    pub(super) fn pool(&self, size: usize) -> Result<deadpool_postgres::Pool, PgError> {
-        self.pool_of(self.config.clone(), size)
+    /// A pool of up to `size` connections for the store's steps. A
+    /// transaction left idle longer than `idle` is ended by the server: a
+    /// paused node (SIGSTOP, a VM frozen) must not hold its locks, the
+    /// others would wait for it instead of declaring it dead.
+    pub(super) fn pool(&self, size: usize, idle: std::time::Duration) -> Result<deadpool_postgres::Pool, PgError> {
+        let mut config = self.config.clone();
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout={}",
+            config.get_options().unwrap_or_default(),
+            idle.as_millis().max(1)
+        );
+        config.options(options.trim_start());
+        self.pool_of(config, size)
     }
 
     /// A pool for reads a person waits for (the API, `tale runs`): a

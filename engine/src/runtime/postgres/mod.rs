@@ -263,7 +263,7 @@ impl PgStore {
         let (mut admin, connection) = url.connect_one().await?;
         let driver = tokio::spawn(connection);
         let free: bool = admin
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&OWNER_LOCK])
+            .query_one("SELECT pg_try_advisory_lock_shared($1)", &[&OWNER_LOCK])
             .await?
             .get(0);
         if !free {
@@ -274,7 +274,7 @@ impl PgStore {
         node.register(&mut admin).await?;
         drop(admin);
         let _ = driver.await;
-        let pool = url.pool(16)?;
+        let pool = url.pool(16, options.lease)?;
         tokio::spawn(node.clone().keep_alive(pool.clone()));
         let listener = Arc::downgrade(&node);
         let listen_url = url.clone();
@@ -416,15 +416,16 @@ impl DurableStore for PgStore {
         // holds: left by dead nodes, this one's earlier process included.
         Box::pin(async move {
             let client = self.client().await?;
+            let (id, holder) = self.node.current();
             let rows = client
                 .query(
                     "SELECT id, run_id, story, action, input, wake, due_at, attempts FROM items
                      WHERE lease_owner = $1 AND due_at < $2",
-                    &[&self.node.id(), &PARKED],
+                    &[&id, &PARKED],
                 )
                 .await
                 .map_err(|e| classify(&e))?;
-            let mut items = node::work_items(&**client, &rows).await?;
+            let mut items = node::work_items(&**client, &rows, holder).await?;
             drop(client);
             loop {
                 let batch = self.node.claim(&self.pool).await?;
@@ -474,6 +475,10 @@ impl DurableStore for PgStore {
 
     fn incarnation(&self) -> u64 {
         self.node.incarnation()
+    }
+
+    fn holds(&self, holder: u64) -> BoxFuture<'_, bool> {
+        Box::pin(self.node.holds(holder, &self.pool))
     }
 
     fn leave(&self) -> BoxFuture<'_, Result<bool, StoreError>> {

@@ -29,11 +29,14 @@ const FORGET_DEAD: &str = "1 day";
 
 /// What a node knows of itself.
 pub(super) struct Node {
-    id: RwLock<String>,
+    /// Its id now and its incarnation (both change when it joins again).
+    id: RwLock<(String, u64)>,
     pub(super) name: String,
     pub(super) lease: Duration,
-    /// Bumped each time this node joins again after being declared dead.
-    incarnation: AtomicU64,
+    /// When the lease was last renewed (or the node registered).
+    renewed: Mutex<tokio::time::Instant>,
+    /// One renewal at a time (the timer's, or one a waking item asks for).
+    renewing: tokio::sync::Mutex<()>,
     /// Poked when work may wait to be claimed (a notification, a sweep).
     pub(super) signal: Arc<tokio::sync::Notify>,
     /// Why the lease could not be renewed, while it cannot.
@@ -46,10 +49,11 @@ pub(super) struct Node {
 impl Node {
     pub(super) fn new(name: String, lease: Duration) -> Self {
         Node {
-            id: RwLock::new(Uuid::now_v7().to_string()),
+            id: RwLock::new((Uuid::now_v7().to_string(), 0)),
             name,
             lease,
-            incarnation: AtomicU64::new(0),
+            renewed: Mutex::new(tokio::time::Instant::now()),
+            renewing: tokio::sync::Mutex::new(()),
             signal: Arc::new(tokio::sync::Notify::new()),
             trouble: Mutex::new(None),
             claimed: AtomicU64::new(0),
@@ -59,11 +63,40 @@ impl Node {
 
     /// This node's id now (it changes when the node joins again).
     pub(super) fn id(&self) -> String {
+        self.current().0
+    }
+
+    /// Its id and incarnation, read together.
+    pub(super) fn current(&self) -> (String, u64) {
         self.id.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub(super) fn incarnation(&self) -> u64 {
-        self.incarnation.load(Ordering::Acquire)
+        self.current().1
+    }
+
+    /// Whether items of incarnation `holder` are still this node's. When
+    /// the lease was not renewed for half its length (the process was
+    /// paused, the database unreachable), renews it first: a node declared
+    /// dead meanwhile learns it here, before running what others now run.
+    pub(super) async fn holds(&self, holder: u64, pool: &deadpool_postgres::Pool) -> bool {
+        if holder != self.incarnation() {
+            return false;
+        }
+        if self.renewed_within(self.lease / 2) {
+            return true;
+        }
+        let _one = self.renewing.lock().await;
+        if !self.renewed_within(self.lease / 2) {
+            if let Err(e) = self.renew(pool).await {
+                tracing::warn!("cannot renew this node's lease: {e}");
+            }
+        }
+        holder == self.incarnation()
+    }
+
+    fn renewed_within(&self, limit: Duration) -> bool {
+        self.renewed.lock().unwrap_or_else(|p| p.into_inner()).elapsed() < limit
     }
 
     pub(super) fn trouble(&self) -> Option<String> {
@@ -103,17 +136,16 @@ impl Node {
     /// Renews the lease and sweeps dead nodes, every quarter of a lease,
     /// until the store is dropped (`alive` then fails to upgrade).
     pub(super) async fn keep_alive(self: Arc<Self>, pool: deadpool_postgres::Pool) {
-        let mut last_renewal = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(self.lease / 4).await;
-            match self.renew(&pool).await {
-                Ok(()) => {
-                    last_renewal = tokio::time::Instant::now();
-                    *self.trouble.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                }
+            let one = self.renewing.lock().await;
+            let renewed = self.renew(&pool).await;
+            drop(one);
+            match renewed {
+                Ok(()) => *self.trouble.lock().unwrap_or_else(|p| p.into_inner()) = None,
                 Err(e) => {
                     tracing::warn!("cannot renew this node's lease: {e}");
-                    if last_renewal.elapsed() >= self.lease {
+                    if !self.renewed_within(self.lease) {
                         // The others may have declared it dead by now.
                         *self.trouble.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
                             "this node's lease could not be renewed for {:?}: {e}",
@@ -141,8 +173,10 @@ impl Node {
             // Declared dead (paused, cut off past its lease): the others own
             // what it held. Join again as a new node.
             let old = self.id();
-            *self.id.write().unwrap_or_else(|p| p.into_inner()) = Uuid::now_v7().to_string();
-            self.incarnation.fetch_add(1, Ordering::AcqRel);
+            {
+                let mut id = self.id.write().unwrap_or_else(|p| p.into_inner());
+                *id = (Uuid::now_v7().to_string(), id.1 + 1);
+            }
             self.lost.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(node = %self.name, "this node was declared dead (id {old}); joining again");
             self.register(&mut client)
@@ -150,7 +184,14 @@ impl Node {
                 .map_err(|e| StoreError::Busy(e.to_string()))?;
             self.signal.notify_one();
         }
+        *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
         let tx = client.transaction().await.map_err(|e| classify(&e))?;
+        // A node paused inside a transaction holds its row until the server
+        // ends that transaction: sweep again later rather than wait here
+        // (this loop renews this node's own lease).
+        tx.batch_execute("SET LOCAL lock_timeout = '200ms'")
+            .await
+            .map_err(|e| classify(&e))?;
         let dead: Vec<String> = tx
             .query(
                 "UPDATE nodes SET alive = false WHERE alive AND expires_at < now() RETURNING id",
@@ -185,7 +226,7 @@ impl Node {
     pub(super) async fn claim(&self, pool: &deadpool_postgres::Pool) -> Result<Vec<WorkItem>, StoreError> {
         let db = |e: tokio_postgres::Error| classify(&e);
         let mut client = pool.get().await.map_err(pool_error)?;
-        let id = self.id();
+        let (id, holder) = self.current();
         let horizon = super::super::event::now_millis().saturating_add(CLAIM_AHEAD_MS);
         let tx = client.transaction().await.map_err(db)?;
         tx.execute(
@@ -220,7 +261,7 @@ impl Node {
         {
             return Ok(Vec::new());
         }
-        let items = work_items(&*tx, &rows).await?;
+        let items = work_items(&*tx, &rows, holder).await?;
         tx.commit().await.map_err(db)?;
         self.claimed.fetch_add(items.len() as u64, Ordering::Relaxed);
         Ok(items)
@@ -278,6 +319,7 @@ pub(super) async fn notify(client: &tokio_postgres::Client) {
 pub(super) async fn work_items<C: tokio_postgres::GenericClient + Sync>(
     client: &C,
     rows: &[tokio_postgres::Row],
+    holder: u64,
 ) -> Result<Vec<WorkItem>, StoreError> {
     let inputs: Vec<Uuid> = rows.iter().filter_map(|r| r.get::<_, Option<Uuid>>(4)).collect();
     let events = log::load_events(client, &inputs).await?;
@@ -299,6 +341,7 @@ pub(super) async fn work_items<C: tokio_postgres::GenericClient + Sync>(
             due_ms: r.get(6),
             attempts: r.get::<_, i32>(7).max(0) as u32,
             mark: false,
+            holder,
         });
     }
     items.sort_by_key(|i| i.id);

@@ -140,7 +140,7 @@ pub(super) async fn apply_all(
     steps: &[&Prepared],
     node: &Node,
 ) -> Result<Vec<Applied>, StoreError> {
-    let owner = &node.id();
+    let (owner, holder) = &node.current();
     let batch = Uuid::now_v7();
     let tx = client.transaction().await.map_err(|e| classify(&e))?;
     lock_runs(&tx, steps).await?;
@@ -152,8 +152,11 @@ pub(super) async fn apply_all(
         }
     }
     let group: Vec<&Prepared> = fired.iter().map(|i| steps[*i]).collect();
-    for (i, a) in fired.iter().zip(apply_fired(&tx, &group, owner).await?) {
+    for (i, a) in fired.iter().zip(apply_fired(&tx, &group, owner, *holder).await?) {
         applied[*i] = a;
+    }
+    for a in &mut applied {
+        a.holder = *holder;
     }
     let now = steps.first().map_or(0, |p| p.now);
     // Fencing: only while this node is alive. The row lock makes a node
@@ -272,6 +275,7 @@ async fn apply_fired(
     tx: &deadpool_postgres::Transaction<'_>,
     steps: &[&Prepared],
     owner: &str,
+    holder: u64,
 ) -> Result<Vec<Applied>, StoreError> {
     let db = |e: tokio_postgres::Error| classify(&e);
     let mut delta: BTreeMap<Uuid, (i64, i64)> = BTreeMap::new();
@@ -467,7 +471,9 @@ async fn apply_fired(
                 .get(0);
             let output: J = serde_json::from_str(&output).map_err(|e| StoreError::Failed(e.to_string()))?;
             let result = called_exit(&story, RunId::from(*run), output);
-            applied[i].woken.extend(wake_caller(tx, caller, &result, owner).await?);
+            applied[i]
+                .woken
+                .extend(wake_caller(tx, caller, &result, owner, holder).await?);
         }
     }
     let now = steps.first().map_or(0, |p| p.now);
@@ -533,7 +539,7 @@ async fn apply_fired(
             (row.get(0), row.get(1), row.get(2), row.get(3));
         let a = &mut applied[settles.get(&run).copied().unwrap_or(0)];
         if called {
-            a.woken.extend(wake_ended(tx, run, &story, owner).await?);
+            a.woken.extend(wake_ended(tx, run, &story, owner, holder).await?);
         }
         a.finished.push((RunId::from(run), story, status == "succeeded"));
     }
@@ -643,6 +649,7 @@ async fn wake_ended(
     run: Uuid,
     story: &str,
     owner: &str,
+    holder: u64,
 ) -> Result<Option<WorkItem>, StoreError> {
     let Some(waiting) = tx
         .query_opt(
@@ -661,7 +668,7 @@ async fn wake_ended(
     };
     let errors: J = serde_json::from_str(waiting.get::<_, &str>(1)).unwrap_or(J::Array(Vec::new()));
     let result = called_ended(story, RunId::from(run), errors);
-    wake_caller(tx, waiting.get(0), &result, owner).await
+    wake_caller(tx, waiting.get(0), &result, owner, holder).await
 }
 
 impl Events {
@@ -753,6 +760,7 @@ async fn wake_caller(
     caller: Uuid,
     result: &J,
     owner: &str,
+    holder: u64,
 ) -> Result<Option<WorkItem>, StoreError> {
     let Some(row) = tx.query_opt(&statement(tx, "UPDATE items SET due_at = 0, wake = $2, lease_owner = $4 WHERE id = $1 AND due_at = $3 RETURNING run_id, story, action, input").await?, &[&caller, &result.to_string(), &PARKED, &owner],
         )
@@ -775,5 +783,6 @@ async fn wake_caller(
         due_ms: 0,
         attempts: 0,
         mark: false,
+        holder,
     }))
 }
