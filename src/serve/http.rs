@@ -216,6 +216,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         .connections
         .set(app.connections.load(Ordering::Relaxed) as i64);
     app.metrics.waiting.set(app.durable.waiting() as i64);
+    if let Some(stats) = app.store.cluster() {
+        app.metrics.cluster(&stats);
+    }
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,

@@ -29,6 +29,11 @@ pub(crate) struct RunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct NodeLabels {
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StatusLabels {
     status: String,
 }
@@ -49,6 +54,10 @@ pub(crate) struct Metrics {
     pub(crate) queue_depth: Gauge,
     pub(crate) connections: Gauge,
     pub(crate) waiting: Gauge,
+    /// A cluster node's counters (PostgreSQL), by node name.
+    claimed: Family<NodeLabels, Gauge>,
+    lease_losses: Family<NodeLabels, Gauge>,
+    notify_lag: Family<NodeLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl Metrics {
@@ -84,7 +93,28 @@ impl Metrics {
         registry.register("http_connections", "HTTP connections open", connections.clone());
         let waiting = Gauge::default();
         registry.register("waiting_items", "Work items waiting on a timer", waiting.clone());
+        let claimed = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "cluster_claimed_items",
+            "Items this node claimed from dead nodes or was handed (total)",
+            claimed.clone(),
+        );
+        let lease_losses = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "cluster_lease_losses",
+            "Times the other nodes declared this one dead (total)",
+            lease_losses.clone(),
+        );
+        let notify_lag = Family::<NodeLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "cluster_notify_lag_seconds",
+            "How late the last notification of waiting work arrived",
+            notify_lag.clone(),
+        );
         Arc::new(Self {
+            claimed,
+            lease_losses,
+            notify_lag,
             registry,
             events,
             runs,
@@ -101,6 +131,22 @@ impl Metrics {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Copies a cluster node's counters (kept by the store) into the gauges.
+    pub(crate) fn cluster(&self, stats: &tale_engine::runtime::backend::ClusterStats) {
+        let node = NodeLabels {
+            node: stats.node.clone(),
+        };
+        self.claimed
+            .get_or_create(&node)
+            .set(i64::try_from(stats.claimed).unwrap_or(i64::MAX));
+        self.lease_losses
+            .get_or_create(&node)
+            .set(i64::try_from(stats.lease_losses).unwrap_or(i64::MAX));
+        self.notify_lag
+            .get_or_create(&node)
+            .set(stats.notify_lag_ms as f64 / 1000.0);
     }
 
     pub(crate) fn webhook(&self, status: u16) {

@@ -173,6 +173,27 @@ async fn three_nodes_lose_nothing_when_one_dies_and_one_restarts() {
     .await;
     // n1's death was declared by another node; n2's by its own restart.
     assert_eq!(count(&db, "SELECT count(*) FROM nodes WHERE alive").await, 2);
+    // Someone claimed what n1 left, and says so in its metrics.
+    let mut claimed = 0;
+    for node in &nodes[1..] {
+        let text = client()
+            .get(node.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        claimed += metric(&text, &format!("tale_cluster_claimed_items{{node=\"{}\"}}", node.name));
+    }
+    assert!(claimed > 0, "no node reports a claim");
+}
+
+/// The value of one sample in a metrics page (0 when absent).
+fn metric(text: &str, sample: &str) -> i64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as i64)
 }
 
 /// A node paused (SIGSTOP) past its lease: the others declare it dead and
@@ -237,6 +258,15 @@ actions:
     .await;
     // Its timers have fired by now: it ran none of them.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = client()
+        .get(paused.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(metric(&text, "tale_cluster_lease_losses{node=\"n1\"}"), 1, "{text}");
     let mut got = ids(&mock);
     got.sort_unstable();
     assert_eq!(got, (0..20).collect::<Vec<_>>(), "each delayed request sent once");
@@ -305,9 +335,12 @@ actions:
 
 /// Deduplicate and implode fed from every node act once: the action's
 /// lane runs on one node at a time, whichever node receives the events.
+/// The nodes poll instead of listening (`tale_poll_only`, as behind
+/// PgBouncer in transaction mode): items handed over still run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deduplicate_and_implode_fed_from_every_node_act_once() {
     let Some(db) = fresh_postgres().await else { return };
+    let polling = format!("{db}?tale_poll_only=true");
     let dir = tempfile::tempdir().expect("tempdir");
     let mock = Mock::start();
     mock.route("/sink", vec![Reply::json(200, "{}")]);
@@ -351,7 +384,7 @@ actions:
     let sink = mock.url("/sink");
     let nodes: Vec<Node> = ["n1", "n2", "n3"]
         .iter()
-        .map(|name| Node::start(dir.path(), &db, name, free_port(), &sink))
+        .map(|name| Node::start(dir.path(), &polling, name, free_port(), &sink))
         .collect();
     for node in &nodes {
         wait_ready(node.port).await;

@@ -66,9 +66,27 @@ impl std::fmt::Display for Database {
 pub trait ServeStore: DurableStore + RunLog + SecretStore {
     /// `Err` with the reason when the store cannot be trusted with writes.
     fn health(&self) -> Result<(), String>;
+    /// What this process counts as a node of a cluster (`None`: it owns its
+    /// store alone).
+    fn cluster(&self) -> Option<ClusterStats> {
+        None
+    }
     /// Deletes finished runs of `story` started before `before_ms` (a batch);
     /// how many.
     fn prune<'a>(&'a self, story: &'a str, before_ms: i64) -> BoxFuture<'a, Result<usize, StoreError>>;
+}
+
+/// A cluster node's counters, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterStats {
+    /// The node's name.
+    pub node: String,
+    /// Items claimed from dead nodes or handed over by others.
+    pub claimed: u64,
+    /// Times the others declared this node dead (it joined again).
+    pub lease_losses: u64,
+    /// How late the last notification of waiting work arrived (ms).
+    pub notify_lag_ms: u64,
 }
 
 impl Database {

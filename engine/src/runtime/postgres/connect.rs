@@ -33,6 +33,9 @@ pub struct PgUrl {
     ssl: SslMode,
     root_cert: Option<String>,
     shown: String,
+    /// `tale_poll_only=true`: no `LISTEN` (PgBouncer in transaction mode
+    /// cannot deliver notifications); nodes find work by polling.
+    pub(super) poll_only: bool,
 }
 
 impl std::fmt::Debug for PgUrl {
@@ -76,6 +79,7 @@ impl std::str::FromStr for PgUrl {
         }
         let mut ssl = SslMode::Prefer;
         let mut root_cert = None;
+        let mut poll_only = false;
         let mut rest = Vec::new();
         for (k, v) in url.query_pairs() {
             match &*k {
@@ -89,6 +93,13 @@ impl std::str::FromStr for PgUrl {
                     }
                 }
                 "sslrootcert" => root_cert = Some(v.into_owned()),
+                "tale_poll_only" => {
+                    poll_only = match &*v {
+                        "true" | "1" | "on" => true,
+                        "false" | "0" | "off" => false,
+                        other => return Err(bad(&format!("has tale_poll_only=`{other}` (true or false)"))),
+                    }
+                }
                 _ => rest.push((k.into_owned(), v.into_owned())),
             }
         }
@@ -132,6 +143,7 @@ impl std::str::FromStr for PgUrl {
             ssl,
             root_cert,
             shown: shown.to_string(),
+            poll_only,
         })
     }
 }
@@ -161,18 +173,19 @@ impl PgUrl {
         Ok((client, connection))
     }
 
-    /// A connection that listens on `channel` and pokes `signal` at every
-    /// notification (and once it listens: one may have been missed while it
-    /// was down). Returns when the connection ends.
-    pub(super) async fn listen(&self, channel: &str, signal: &tokio::sync::Notify) -> Result<(), PgError> {
+    /// A connection that listens on `channel` and calls `heard` with the
+    /// payload of every notification (and with `None` once it listens: one
+    /// may have been missed while it was down). Returns when the connection
+    /// ends.
+    pub(super) async fn listen(&self, channel: &str, heard: &(dyn Fn(Option<&str>) + Sync)) -> Result<(), PgError> {
         match self.tls()? {
             None => {
                 let (client, connection) = self.config.connect(tokio_postgres::NoTls).await?;
-                relay_notifications(client, connection, channel, signal).await
+                relay_notifications(client, connection, channel, heard).await
             }
             Some(tls) => {
                 let (client, connection) = self.config.connect(tls).await?;
-                relay_notifications(client, connection, channel, signal).await
+                relay_notifications(client, connection, channel, heard).await
             }
         }
     }
@@ -299,7 +312,7 @@ async fn relay_notifications<S, T>(
     client: tokio_postgres::Client,
     mut connection: tokio_postgres::Connection<S, T>,
     channel: &str,
-    signal: &tokio::sync::Notify,
+    heard: &(dyn Fn(Option<&str>) + Sync),
 ) -> Result<(), PgError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -316,10 +329,10 @@ where
             done = &mut listen, if !listening => {
                 done?;
                 listening = true;
-                signal.notify_one();
+                heard(None);
             }
             message = messages.next() => match message {
-                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => signal.notify_one(),
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => heard(Some(n.payload())),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.into()),
                 None => return Ok(()),

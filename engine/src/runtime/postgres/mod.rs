@@ -249,6 +249,14 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Closes the listening connection; the lease renewal ends with the
+        // last reference to the node.
+        self.node.stop.send_replace(true);
+    }
+}
+
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore").field("node", &self.node.id()).finish()
@@ -270,30 +278,19 @@ impl PgStore {
             return Err(PgError::Locked);
         }
         schema::migrate(&mut admin).await?;
+        // Not held while serving: through a pooler the session may live on.
+        admin
+            .execute("SELECT pg_advisory_unlock_shared($1)", &[&OWNER_LOCK])
+            .await?;
         let node = Arc::new(node::Node::new(options.name, options.lease));
         node.register(&mut admin).await?;
         drop(admin);
         let _ = driver.await;
         let pool = url.pool(16, options.lease)?;
         tokio::spawn(node.clone().keep_alive(pool.clone()));
-        let listener = Arc::downgrade(&node);
-        let listen_url = url.clone();
-        tokio::spawn(async move {
-            let mut wait = std::time::Duration::from_millis(100);
-            loop {
-                let Some(node) = listener.upgrade() else { return };
-                let signal = node.signal.clone();
-                drop(node);
-                match listen_url.listen(node::CHANNEL, &signal).await {
-                    Ok(()) => wait = std::time::Duration::from_millis(100),
-                    Err(e) => {
-                        tracing::debug!("cannot listen for work: {e}; polling meanwhile");
-                        wait = (wait * 2).min(std::time::Duration::from_secs(10));
-                    }
-                }
-                tokio::time::sleep(wait).await;
-            }
-        });
+        if !url.poll_only {
+            tokio::spawn(node::listen(Arc::downgrade(&node), url.clone()));
+        }
         let write_error: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; COMMITTERS]));
         let (jobs, rx) = tokio::sync::mpsc::channel(QUEUED);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -573,6 +570,16 @@ impl super::backend::ServeStore for PgStore {
             Some(e) => Err(format!("the last write to the database failed: {e}")),
             None => Ok(()),
         }
+    }
+
+    fn cluster(&self) -> Option<super::backend::ClusterStats> {
+        use std::sync::atomic::Ordering::Relaxed;
+        Some(super::backend::ClusterStats {
+            node: self.node.name.clone(),
+            claimed: self.node.claimed.load(Relaxed),
+            lease_losses: self.node.lost.load(Relaxed),
+            notify_lag_ms: self.node.notify_lag_ms.load(Relaxed),
+        })
     }
 
     fn prune<'a>(&'a self, story: &'a str, before_ms: i64) -> BoxFuture<'a, Result<usize, StoreError>> {

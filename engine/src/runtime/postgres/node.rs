@@ -44,6 +44,10 @@ pub(super) struct Node {
     /// Counters for the metrics: claimed items, times declared dead.
     pub(super) claimed: AtomicU64,
     pub(super) lost: AtomicU64,
+    /// How late the last notification arrived (ms, by the sender's clock).
+    pub(super) notify_lag_ms: AtomicU64,
+    /// Set when the store is dropped: its listening connection closes.
+    pub(super) stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Node {
@@ -58,6 +62,8 @@ impl Node {
             trouble: Mutex::new(None),
             claimed: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            notify_lag_ms: AtomicU64::new(0),
+            stop: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -310,8 +316,43 @@ async fn release(
 /// a notification is sent at commit, and a failed one only delays a claim
 /// until the next poll).
 pub(super) async fn notify(client: &tokio_postgres::Client) {
-    if let Err(e) = client.execute(&format!("NOTIFY {CHANNEL}"), &[]).await {
+    // The payload is the time it was sent: the listeners measure the lag.
+    let sent = super::super::event::now_millis().to_string();
+    if let Err(e) = client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &sent]).await {
         tracing::debug!("cannot notify the other nodes: {e}");
+    }
+}
+
+/// Listens for notifications until the node is dropped, connecting again
+/// after a failure (claims go on by polling meanwhile).
+pub(super) async fn listen(node: std::sync::Weak<Node>, url: super::PgUrl) {
+    let Some(mut stop) = node.upgrade().map(|n| n.stop.subscribe()) else {
+        return;
+    };
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let heard = |payload: Option<&str>| {
+            let Some(this) = node.upgrade() else { return };
+            if let Some(sent) = payload.and_then(|p| p.parse::<i64>().ok()) {
+                let lag = super::super::event::now_millis().saturating_sub(sent).max(0);
+                this.notify_lag_ms.store(lag as u64, Ordering::Relaxed);
+            }
+            this.signal.notify_one();
+        };
+        tokio::select! {
+            listened = url.listen(CHANNEL, &heard) => match listened {
+                Ok(()) => wait = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::debug!("cannot listen for work: {e}; polling meanwhile");
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            },
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
     }
 }
 
