@@ -132,6 +132,27 @@ pub struct ServeArgs {
     /// silent before taking its work over (renewed every quarter of it).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub node_lease: Duration,
+    /// Let several processes on this host listen on the same --listen
+    /// address (SO_REUSEPORT): the kernel spreads connections over them
+    /// (nodes of a PostgreSQL cluster on one machine).
+    #[arg(long)]
+    pub reuse_port: bool,
+}
+
+/// A listening socket as `TcpListener::bind` makes it (`SO_REUSEADDR`, a
+/// backlog of 1024), shared with other processes when `reuse_port`.
+fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// The key in `--secret-key` or `--previous-secret-key`, if one is given.
@@ -205,7 +226,8 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         name: args.node_name.clone().unwrap_or_else(|| {
             let host = tale_engine::runtime::postgres::hostname();
             match args.listen.port() {
-                0 => format!("{host}:{}", std::process::id()),
+                // Several processes share the port: the process tells them apart.
+                port if port == 0 || args.reuse_port => format!("{host}:{port}:{}", std::process::id()),
                 port => format!("{host}:{port}"),
             }
         }),
@@ -322,9 +344,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         &durable,
         &durable.loaded().runtime.library,
     )));
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = bind(args.listen, args.reuse_port).with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
 

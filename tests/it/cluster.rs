@@ -444,3 +444,54 @@ actions:
     assert_eq!(lanes, ["state#collect", "state#unique"]);
     drop(nodes);
 }
+
+/// A sub-story call whose node dies during the child's delay: another node
+/// finishes the child, wakes the parked caller and runs the rest of the
+/// parent. One child run, one report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_outlives_the_node_that_made_it() {
+    let Some(db) = fresh_postgres().await else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    mock.route("/sink", vec![Reply::json(200, "{}")]);
+    write_story(dir.path(), "slow-lookup.yaml", &crate::durable_calls::child(2));
+    write_story(
+        dir.path(),
+        "triage.yaml",
+        &crate::durable_calls::parent(&mock.url("/sink")),
+    );
+    let sink = mock.url("/sink");
+    let mut caller = Node::start(dir.path(), &db, "n1", free_port(), &sink);
+    let other = Node::start(dir.path(), &db, "n2", free_port(), &sink);
+    wait_ready(caller.port).await;
+    wait_ready(other.port).await;
+    let r = client()
+        .post(caller.url(&format!("/webhook/triage/{SECRET}")))
+        .json(&json!({"user": "alice@contoso.com"}))
+        .send()
+        .await
+        .expect("post");
+    assert!(r.status().is_success(), "{}", r.status());
+    let db = admin(&db).await;
+    eventually("the child waits in its delay", Duration::from_secs(10), async || {
+        count(&db, "SELECT count(*) FROM items WHERE action = 'wait'").await == 1
+    })
+    .await;
+    caller.kill();
+    eventually("the other node reports", Duration::from_secs(20), async || {
+        !mock.received().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = mock.received();
+    assert_eq!(received.len(), 1, "one report");
+    let body: J = serde_json::from_str(&received[0].body).expect("json");
+    assert_eq!(body, json!({"upn": "alice@contoso.com", "risk": "low"}));
+    eventually("both runs end", Duration::from_secs(10), async || {
+        count(&db, "SELECT count(*) FROM runs WHERE status = 'succeeded'").await == 2
+    })
+    .await;
+    assert_eq!(count(&db, "SELECT count(*) FROM runs").await, 2, "one child run");
+    assert_eq!(count(&db, "SELECT count(*) FROM items").await, 0);
+    drop(other);
+}

@@ -14,7 +14,7 @@ use crate::mock_server::{Reply, Server as Mock};
 use crate::serve::{SECRET, args, client, eventually, get_json, wait_ready, write_story};
 
 /// A child that waits `delay` seconds, then answers through its exit.
-fn child(delay: u64) -> String {
+pub(crate) fn child(delay: u64) -> String {
     format!(
         r#"name: Slow lookup
 entry: receive
@@ -42,7 +42,7 @@ actions:
 }
 
 /// A parent calling the child and posting what it got to `sink`.
-fn parent(sink: &str) -> String {
+pub(crate) fn parent(sink: &str) -> String {
     format!(
         r#"name: Triage
 actions:

@@ -42,6 +42,7 @@ pub(crate) fn args(dir: &Path) -> ServeArgs {
         grace: Duration::from_secs(5),
         node_name: None,
         node_lease: Duration::from_secs(10),
+        reuse_port: false,
     }
 }
 

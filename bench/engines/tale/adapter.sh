@@ -10,7 +10,8 @@
 # TALE_MAX_BODY (bytes, default 10 MiB as `tale serve`; W2 with 1,000,000 items needs ~140 MB),
 # TALE_PG_SERVER (a postgres:// URL of a server: each prepare makes a fresh
 # database there and tale serves on it instead of SQLite; .ci/postgres.sh
-# start DIR prints one).
+# start DIR prints one), TALE_PG_NODES (PostgreSQL: this many `tale serve`
+# nodes sharing the database and the port through SO_REUSEPORT, default 1).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
@@ -18,6 +19,7 @@ BIN="${TALE_BIN:-$ROOT/target/release/tale}"
 PORT="${TALE_PORT:-8090}"
 SYNC="${TALE_SYNC:-normal}"
 WORKERS="${TALE_WORKERS:-256}"
+NODES="${TALE_PG_NODES:-1}"
 MAX_BODY="${TALE_MAX_BODY:-10485760}"
 BASE="http://127.0.0.1:$PORT"
 # The webhooks' shared secret (a credential, as in production).
@@ -26,14 +28,18 @@ SECRET="bench-secret-0123"
 case "${1:-}" in
   info)
     [ -x "$BIN" ] || { echo "tale not built: cargo build --release (or set TALE_BIN)" >&2; exit 1; }
-    if [ -n "${TALE_PG_SERVER:-}" ]; then echo "ENGINE_NAME=tale-postgres"; else echo "ENGINE_NAME=tale"; fi
+    if [ -n "${TALE_PG_SERVER:-}" ]; then
+      if [ "$NODES" = 1 ]; then echo "ENGINE_NAME=tale-postgres"; else echo "ENGINE_NAME=tale-postgres-x$NODES"; fi
+    else
+      echo "ENGINE_NAME=tale"
+    fi
     echo "ENGINE_VERSION=$("$BIN" --version)"
     echo "W1_URL=$BASE/webhook/w1/$SECRET"
     echo "W2_URL=$BASE/webhook/w2/$SECRET"
     echo "W2EACH_URL=$BASE/webhook/w2each/$SECRET"
     echo "READY_URL=$BASE/readyz"
     if [ -n "${TALE_PG_SERVER:-}" ]; then
-      echo "NOTES=durable PostgreSQL store (one node), $WORKERS workers, every step committed before the next"
+      echo "NOTES=durable PostgreSQL store ($NODES node(s) on one port, SO_REUSEPORT), $WORKERS workers per node, every step committed before the next"
     else
       echo "NOTES=durable SQLite store (WAL, synchronous=$SYNC), $WORKERS workers, every step committed before the next"
     fi
@@ -53,8 +59,18 @@ case "${1:-}" in
   start)
     cd "$RUN_DIR/tale"
     export TALE_CREDENTIAL_BENCH="$SECRET" TALE_RESOURCE_SINK_URL="$SINK_URL" TALE_LOG="${TALE_LOG:-warn}"
-    exec "$BIN" serve --stories stories --db "$(cat "$RUN_DIR/tale/db-url")" --listen "127.0.0.1:$PORT" \
-      --sync "$SYNC" --workers "$WORKERS" --max-body "$MAX_BODY" --watch 0s
+    serve=("$BIN" serve --stories stories --db "$(cat "$RUN_DIR/tale/db-url")" --listen "127.0.0.1:$PORT"
+      --sync "$SYNC" --workers "$WORKERS" --max-body "$MAX_BODY" --watch 0s)
+    if [ "$NODES" = 1 ]; then exec "${serve[@]}"; fi
+    # Several nodes: this shell stays the process the harness samples and
+    # stops; it passes SIGTERM on and waits for every node.
+    pids=()
+    for n in $(seq 1 "$NODES"); do
+      "${serve[@]}" --reuse-port --node-name "bench-$n" & pids+=($!)
+    done
+    trap 'kill -TERM "${pids[@]}" 2>/dev/null' TERM INT
+    wait "${pids[@]}" || true
+    wait "${pids[@]}" 2>/dev/null || true
     ;;
   *) echo "usage: $0 info|prepare|start" >&2; exit 2 ;;
 esac

@@ -5,7 +5,9 @@
 //! (stateful actions) free; the others claim them. A node that finds itself
 //! declared dead forgets what it held and joins again under a new id; its
 //! late commits are refused (see `step::apply_all`: a step commits only
-//! while its node is alive and holds the items it completes).
+//! while its node is alive and holds the items it completes; rows a step
+//! committed while its node was being declared dead are released again
+//! three leases later).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -212,14 +214,31 @@ impl Node {
             tracing::warn!(node = %self.name, "node {id} missed its lease: its work is released");
         }
         release(&tx, &dead, false).await.map_err(|e| classify(&e))?;
+        // A step a dead node committed while it was being declared dead
+        // (commits do not lock the node's row) leaves items and lanes owned
+        // by it: released once more, three leases after its lease ended
+        // (a transaction idle longer than a lease is ended by the server).
+        let settled: Vec<String> = tx
+            .query(
+                "UPDATE nodes SET settled = true
+                 WHERE NOT alive AND NOT settled AND expires_at < now() - 3 * $1::bigint * interval '1 millisecond'
+                 RETURNING id",
+                &[&self.lease_ms()],
+            )
+            .await
+            .map_err(|e| classify(&e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let late = release(&tx, &settled, false).await.map_err(|e| classify(&e))?;
         tx.execute(
-            &format!("DELETE FROM nodes WHERE NOT alive AND expires_at < now() - interval '{FORGET_DEAD}'"),
+            &format!("DELETE FROM nodes WHERE NOT alive AND settled AND expires_at < now() - interval '{FORGET_DEAD}'"),
             &[],
         )
         .await
         .map_err(|e| classify(&e))?;
         tx.commit().await.map_err(|e| classify(&e))?;
-        if !dead.is_empty() {
+        if !dead.is_empty() || late > 0 {
             notify(&client).await;
         }
         Ok(())
@@ -260,7 +279,7 @@ impl Node {
         }
         // Only while alive (see `step::apply_all`).
         if tx
-            .query_opt("SELECT 1 FROM nodes WHERE id = $1 AND alive FOR SHARE", &[&id])
+            .query_opt("SELECT 1 FROM nodes WHERE id = $1 AND alive", &[&id])
             .await
             .map_err(db)?
             .is_none()
@@ -292,24 +311,25 @@ impl Node {
     }
 }
 
-/// Makes the items of dead nodes ownerless and frees their lanes.
+/// Makes the items of dead nodes ownerless and frees their lanes; how many
+/// items.
 async fn release(
     tx: &tokio_postgres::Transaction<'_>,
     nodes: &[String],
     clean: bool,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<u64, tokio_postgres::Error> {
     if nodes.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let sql = if clean {
         "UPDATE items SET lease_owner = NULL, attempts = 0 WHERE lease_owner = ANY($1)"
     } else {
         "UPDATE items SET lease_owner = NULL WHERE lease_owner = ANY($1)"
     };
-    tx.execute(sql, &[&nodes]).await?;
+    let items = tx.execute(sql, &[&nodes]).await?;
     tx.execute("DELETE FROM lanes WHERE holder = ANY($1)", &[&nodes])
         .await?;
-    Ok(())
+    Ok(items)
 }
 
 /// Tells the other nodes that work waits (outside any step's transaction:

@@ -107,6 +107,13 @@ CREATE INDEX items_ownerless ON items (due_at, id) WHERE lease_owner IS NULL;
 CREATE TABLE lanes (key TEXT PRIMARY KEY, holder TEXT NOT NULL);
 CREATE INDEX lanes_by_holder ON lanes (holder);
 "#,
+    // Every item insert and delete maintained an index on its owner that
+    // only a node's death reads (a scan then is rare and cheap next to an
+    // index write per item); a dead node's late rows are released once.
+    r#"
+DROP INDEX items_by_owner;
+ALTER TABLE nodes ADD COLUMN settled BOOLEAN NOT NULL DEFAULT false;
+"#,
 ];
 
 /// The schema version a database has (0: none yet).

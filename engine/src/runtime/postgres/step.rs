@@ -152,29 +152,54 @@ pub(super) async fn apply_all(
         }
     }
     let group: Vec<&Prepared> = fired.iter().map(|i| steps[*i]).collect();
-    for (i, a) in fired.iter().zip(apply_fired(&tx, &group, owner, *holder).await?) {
+    let now = steps.first().map_or(0, |p| p.now);
+    // Fencing, first part: nothing new from a node declared dead (the
+    // second: `apply_fired` completes only items this node holds). Read
+    // without a lock (a shared lock on one hot row costs every batch a
+    // multixact): a node declared dead while this commits leaves rows
+    // owned by a dead node, released again a few leases later. Sent with
+    // the batch's first statements.
+    //
+    // The row that shows the batch committed if its answer is lost: its
+    // first new event (events are never changed), else a marker row.
+    let witness = match steps.iter().find_map(|p| p.events.id.first()) {
+        Some(event) => Witness::Event(*event),
+        None => Witness::Marker(batch),
+    };
+    let marker = async {
+        let row = match witness {
+            Witness::Event(_) => {
+                tx.query_opt(
+                    &statement(&tx, "SELECT pg_backend_pid() FROM nodes WHERE id = $1 AND alive").await?,
+                    &[owner],
+                )
+                .await
+            }
+            Witness::Marker(id) => {
+                tx.query_opt(
+                    &statement(
+                        &tx,
+                        "INSERT INTO commits (id, at) SELECT $1, $2 FROM nodes WHERE id = $3 AND alive
+                         RETURNING pg_backend_pid()",
+                    )
+                    .await?,
+                    &[&id, &now, owner],
+                )
+                .await
+            }
+        };
+        row.map_err(|e| classify(&e))
+    };
+    let (fired_applied, backend) = tokio::join!(apply_fired(&tx, &group, owner, *holder), marker);
+    cause([fired_applied.as_ref().err(), backend.as_ref().err()])?;
+    let (fired_applied, backend) = (fired_applied?, backend?);
+    for (i, a) in fired.iter().zip(fired_applied) {
         applied[*i] = a;
     }
     for a in &mut applied {
         a.holder = *holder;
     }
-    let now = steps.first().map_or(0, |p| p.now);
-    // Fencing: only while this node is alive. The row lock makes a node
-    // declaring it dead wait for this commit, then release what it wrote.
-    let Some(backend) = tx
-        .query_opt(
-            &statement(
-                &tx,
-                "INSERT INTO commits (id, at)
-                 SELECT $1, $2 FROM (SELECT 1 FROM nodes WHERE id = $3 AND alive FOR SHARE) alive
-                 RETURNING pg_backend_pid()",
-            )
-            .await?,
-            &[&batch, &now, owner],
-        )
-        .await
-        .map_err(|e| classify(&e))?
-    else {
+    let Some(backend) = backend else {
         return Err(StoreError::Failed(
             "this node was declared dead by the others (its lease ended): its steps are refused, the others run its work"
                 .into(),
@@ -184,7 +209,7 @@ pub(super) async fn apply_all(
     match tx.commit().await {
         Ok(()) => Ok(applied),
         // No SQLSTATE: the connection broke; the server may have committed.
-        Err(e) if e.code().is_none() => match settle_unknown(pool, backend, batch).await {
+        Err(e) if e.code().is_none() => match settle_unknown(pool, backend, witness).await {
             Ok(true) => Ok(applied),
             Ok(false) => Err(classify(&e)),
             Err(why) => Err(StoreError::Failed(format!(
@@ -196,11 +221,34 @@ pub(super) async fn apply_all(
     }
 }
 
+/// A row a batch writes that exists if and only if the batch committed.
+#[derive(Clone, Copy)]
+enum Witness {
+    Event(Uuid),
+    /// A row of `commits` written for that purpose.
+    Marker(Uuid),
+}
+
+/// The error that explains a failed pipeline: once one statement fails,
+/// those sent after it fail only because the transaction is aborted.
+fn cause<const N: usize>(errors: [Option<&StoreError>; N]) -> Result<(), StoreError> {
+    let found: Vec<&StoreError> = errors.into_iter().flatten().collect();
+    let aborted = |e: &&StoreError| e.to_string().contains("current transaction is aborted");
+    match found.iter().find(|e| !aborted(e)).or(found.first()) {
+        Some(e) => Err((*e).clone()),
+        None => Ok(()),
+    }
+}
+
 /// Whether a batch whose `COMMIT` got no answer was committed. Its server
 /// process is ended first (it is ours, and its client is gone) and awaited:
 /// once it has exited, its transaction is either committed or rolled back
 /// for good, and the batch's marker row says which.
-async fn settle_unknown(pool: &deadpool_postgres::Pool, backend: i32, batch: Uuid) -> Result<bool, String> {
+async fn settle_unknown(pool: &deadpool_postgres::Pool, backend: i32, witness: Witness) -> Result<bool, String> {
+    let (sql, id) = match witness {
+        Witness::Event(id) => ("SELECT 1 FROM events WHERE id = $1", id),
+        Witness::Marker(id) => ("SELECT 1 FROM commits WHERE id = $1", id),
+    };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let attempt = async {
@@ -221,7 +269,7 @@ async fn settle_unknown(pool: &deadpool_postgres::Pool, backend: i32, batch: Uui
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             Ok(client
-                .query_opt("SELECT 1 FROM commits WHERE id = $1", &[&batch])
+                .query_opt(sql, &[&id])
                 .await
                 .map_err(|e| e.to_string())?
                 .is_some())
@@ -306,12 +354,24 @@ async fn apply_fired(
         events.extend(&p.events);
         items.extend(&p.items);
     }
-    // A step completes only items its node holds: one taken over by
-    // another node (this one was declared dead) refuses the step.
-    let mut gone = Vec::new();
-    if !done.is_empty() {
-        done.sort_unstable();
-        done.dedup();
+    // The counters of runs started here are their own rows' (no stored
+    // item of a run started in this batch can be completed in it).
+    let (mut n_events, mut pending) = (Vec::new(), Vec::new());
+    for run in &started.0 {
+        let (e, p) = delta.remove(run).unwrap_or_default();
+        n_events.push(e);
+        pending.push(p);
+    }
+    done.sort_unstable();
+    done.dedup();
+    // Statements that do not depend on each other go out together
+    // (tokio-postgres pipelines them: one round trip, not five).
+    let complete = async {
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A step completes only items its node holds: one taken over by
+        // another node (this one was declared dead) refuses the step.
         let rows = tx
             .query(
                 &statement(
@@ -329,29 +389,22 @@ async fn apply_fired(
                 done.len() - rows.len()
             )));
         }
-        gone.extend(rows);
-    }
-    if !cancelled.is_empty() {
-        gone.extend(
-            tx.query(
-                &statement(tx, "DELETE FROM items WHERE id = ANY($1) RETURNING run_id").await?,
-                &[&cancelled],
-            )
-            .await
-            .map_err(db)?,
-        );
-    }
-    for row in gone {
-        let run: Uuid = row.get(0);
-        delta.entry(run).or_default().1 -= 1;
-        settles.entry(run).or_insert(0);
-    }
-    if !started.0.is_empty() {
-        let (mut n_events, mut pending) = (Vec::new(), Vec::new());
-        for run in &started.0 {
-            let (e, p) = delta.remove(run).unwrap_or_default();
-            n_events.push(e);
-            pending.push(p);
+        Ok(rows)
+    };
+    let cancel = async {
+        if cancelled.is_empty() {
+            return Ok(Vec::new());
+        }
+        tx.query(
+            &statement(tx, "DELETE FROM items WHERE id = ANY($1) RETURNING run_id").await?,
+            &[&cancelled],
+        )
+        .await
+        .map_err(db)
+    };
+    let start = async {
+        if started.0.is_empty() {
+            return Ok(());
         }
         tx.execute(
             &statement(
@@ -365,8 +418,37 @@ async fn apply_fired(
         )
         .await
         .map_err(db)?;
+        Ok(())
+    };
+    let now = steps.first().map_or(0, |p| p.now);
+    let store_items = async {
+        let foreign = foreign_lanes(tx, &items.lane, owner).await?;
+        let owners: Vec<Option<&str>> = items
+            .lane
+            .iter()
+            .map(|lane| match lane {
+                Some(lane) if foreign.contains(lane) => None,
+                _ => Some(owner),
+            })
+            .collect();
+        insert_items(tx, &items, &owners, now).await?;
+        Ok::<_, StoreError>(owners.iter().map(Option::is_none).collect::<Vec<bool>>())
+    };
+    let (completed, cancelled_rows, started_rows, inserted_events, handed) =
+        tokio::join!(complete, cancel, start, insert_events(tx, &events), store_items);
+    cause([
+        completed.as_ref().err(),
+        cancelled_rows.as_ref().err(),
+        started_rows.as_ref().err(),
+        inserted_events.as_ref().err(),
+        handed.as_ref().err(),
+    ])?;
+    let (completed, cancelled_rows, handed) = (completed?, cancelled_rows?, handed?);
+    for row in completed.into_iter().chain(cancelled_rows) {
+        let run: Uuid = row.get(0);
+        delta.entry(run).or_default().1 -= 1;
+        settles.entry(run).or_insert(0);
     }
-    insert_events(tx, &events).await?;
     let mut applied: Vec<Applied> = steps
         .iter()
         .map(|_| Applied {
@@ -374,28 +456,18 @@ async fn apply_fired(
             ..Applied::default()
         })
         .collect();
-    let foreign = foreign_lanes(tx, &items.lane, owner).await?;
-    let owners: Vec<Option<&str>> = items
-        .lane
-        .iter()
-        .map(|lane| match lane {
-            Some(lane) if foreign.contains(lane) => None,
-            _ => Some(owner),
-        })
-        .collect();
-    if !foreign.is_empty() {
+    if handed.iter().any(|h| *h) {
         // Which step handed which item over.
         let mut at = 0;
         for (i, p) in steps.iter().enumerate() {
             for id in &p.items.id {
-                if owners[at].is_none() {
+                if handed[at] {
                     applied[i].handed_off.push(*id);
                 }
                 at += 1;
             }
         }
     }
-    insert_items(tx, &items, &owners, steps.first().map_or(0, |p| p.now)).await?;
     // In step order; errors before the ends below (whether a run that ends
     // here failed depends on them).
     for (i, p) in steps.iter().enumerate() {
@@ -703,6 +775,15 @@ impl Items {
 /// the same runs would deadlock (broken only after `deadlock_timeout`).
 async fn lock_runs(tx: &deadpool_postgres::Transaction<'_>, steps: &[&Prepared]) -> Result<(), StoreError> {
     let db = |e: tokio_postgres::Error| classify(&e);
+    // Without per-step statements on runs (errors, calls, exits) and
+    // cancellations, the only run locks are the counters' `UPDATE`, taken
+    // in id order already: locking first would lock every row twice.
+    if steps
+        .iter()
+        .all(|p| p.errors.is_empty() && p.calls.is_empty() && p.exits.is_empty() && p.cancelled.is_empty())
+    {
+        return Ok(());
+    }
     let mut runs: BTreeSet<Uuid> = BTreeSet::new();
     let mut cancelled: Vec<Uuid> = Vec::new();
     for p in steps {
