@@ -34,7 +34,9 @@ pub struct StoryArgs {
     /// The request body delivered to the entry webhook: a JSON file, or `-` for standard input.
     #[arg(long, value_name = "FILE")]
     pub event: Option<PathBuf>,
-    /// The webhook to deliver to, when the story has several and no `entry`.
+    /// Where the run starts: a webhook (when the story has several and no
+    /// `entry`), a scheduled action, or an action without `from` (started by
+    /// hand; it gets no event).
     #[arg(long, value_name = "SLUG")]
     pub action: Option<String>,
     /// Folders of sub-stories.
@@ -109,9 +111,9 @@ fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Opt
     }
     let (built, library) = build_with_library(story, &checked.output.library, globals)?;
     let entry = entry_of(&built, args.input.action.as_deref(), "name one with --action")?;
-    if !built.actions[entry].is_webhook && built.actions[entry].schedule.is_none() {
+    if !built.actions[entry].is_webhook && !built.starts_without_event(entry) {
         bail!(
-            "`{}` is neither a webhook nor a scheduled action",
+            "`{}` has a `from`: a run starts at a webhook, a scheduled action or an action without `from`",
             built.actions[entry].slug
         );
     }

@@ -87,7 +87,8 @@ struct Case {
     event: Option<J>,
     /// Or a JSON file holding it, relative to the test file.
     event_file: Option<String>,
-    /// The webhook to deliver to, when the story has several and no `entry`.
+    /// Where the run starts: a webhook (when the story has several and no
+    /// `entry`), a scheduled action, or an action without `from`.
     action: Option<String>,
     /// HTTP answers by method and URL pattern (`*` matches any run of characters).
     #[serde(default)]

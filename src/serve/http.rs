@@ -29,6 +29,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/runs/{id}", get(run))
         .route("/api/runs/{id}/events", get(run_events))
         .route("/api/events/{id}/reemit", post(reemit))
+        .route("/api/stories/{id}/actions/{slug}/run", post(run_action))
         .route("/api/credentials", get(admin::list_credentials))
         .route(
             "/api/credentials/{name}",
@@ -345,6 +346,34 @@ async fn run_events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resp
         }
     }
     axum::Json(json!({"run_id": id.to_string(), "events": events, "by_action": by_action})).into_response()
+}
+
+/// Starts a run at an action by hand: one without `from` (Tines' manual
+/// actions) or a scheduled one (outside its schedule). It gets no event.
+async fn run_action(State(app): State<Arc<App>>, Path((id, slug)): Path<(String, String)>) -> Response {
+    let loaded = app.durable.loaded();
+    let Some(story) = loaded.runtime.library.get(&*id).cloned() else {
+        return error(StatusCode::NOT_FOUND, format!("no story `{id}` is served"));
+    };
+    let Some(action) = story.action(&slug) else {
+        return error(StatusCode::NOT_FOUND, format!("story `{id}` has no action `{slug}`"));
+    };
+    if !story.starts_without_event(action) {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "`{slug}` cannot be started by hand: only an action without `from` (or a scheduled one) can; a webhook is called at /webhook/…"
+            ),
+        );
+    }
+    if story.actions[action].disabled {
+        return error(StatusCode::CONFLICT, format!("`{slug}` is disabled"));
+    }
+    match app.durable.run_now(&story, action).await {
+        Ok(run) => (StatusCode::ACCEPTED, axum::Json(json!({"run_id": run.to_string()}))).into_response(),
+        Err(StoreError::Full(why)) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 async fn reemit(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {

@@ -14,6 +14,7 @@ mod layers;
 mod leaks;
 mod library_e2e;
 mod limits;
+mod manual_actions;
 mod memory;
 mod microsoft_mock;
 mod mock_server;

@@ -170,20 +170,42 @@ pub(crate) fn build(loaded: Loaded, out: &mut Vec<Diagnostic>) -> Story {
         );
     }
 
-    // Reachability from the entry points.
+    // Reachability from the entry points: webhooks, scheduled actions and
+    // actions without `from`, which run when started by hand (as in Tines).
     let starts: Vec<usize> = story
         .actions
         .iter()
         .enumerate()
-        .filter(|(_, a)| a.is_webhook() || a.schedule.is_some() || (a.config.is_none() && a.sources.is_empty()))
+        .filter(|(_, a)| a.is_webhook() || a.schedule.is_some() || a.sources.is_empty())
         .map(|(i, _)| i)
         .collect();
-    let any_real_entry = story.actions.iter().any(|a| a.is_webhook() || a.schedule.is_some());
-    let all_decoded = story.actions.iter().all(|a| a.config.is_some());
-    if !any_real_entry && all_decoded && !story.actions.is_empty() {
+    for &i in &starts {
+        let a = &story.actions[i];
+        if a.is_webhook() || a.schedule.is_some() || a.disabled || a.config.is_none() || a.unresolved_from {
+            continue;
+        }
+        out.push(
+            Diagnostic::new(
+                Code::ManualAction,
+                &file,
+                a.slug.span,
+                format!(
+                    "action `{}` has no `from` and no `schedule`: it runs only when started by hand",
+                    a.slug.value
+                ),
+            )
+            .label("started by hand")
+            .help(format!(
+                "start it with `tale run STORY --action {0}` or `POST /api/stories/<id>/actions/{0}/run`; \
+                 if something should lead to it, give it a `from:` (or a `schedule`)",
+                a.slug.value
+            )),
+        );
+    }
+    if starts.is_empty() && !story.actions.is_empty() {
         out.push(
             Diagnostic::new(Code::NoEntryPoint, &file, story.id.span, "nothing can start this story")
-                .help("add a webhook action, or a `schedule` on an action without `from`"),
+                .help("every action has a `from`: add a webhook, or an action without `from` (with a `schedule`, or started by hand)"),
         );
     } else {
         let mut reached = vec![false; story.actions.len()];
@@ -197,18 +219,11 @@ pub(crate) fn build(loaded: Loaded, out: &mut Vec<Diagnostic>) -> Story {
             if reached[i] || action.disabled || in_cycle[i] || action.unresolved_from {
                 continue;
             }
-            let message = if action.sources.is_empty() {
-                format!(
-                    "action `{}` has no `from` and no `schedule`: nothing runs it",
-                    action.slug.value
-                )
-            } else {
-                format!("no webhook or schedule leads to action `{}`", action.slug.value)
-            };
+            let message = format!("no entry point leads to action `{}`", action.slug.value);
             out.push(
                 Diagnostic::new(Code::Unreachable, &file, action.slug.span, message)
                     .label("unreachable")
-                    .help("link it with `from:`, give it a `schedule`, or remove it"),
+                    .help("its `from` chain starts in a cycle: link it to a webhook, a scheduled action or an action without `from`"),
             );
         }
     }

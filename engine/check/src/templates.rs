@@ -372,10 +372,8 @@ fn check_field(
                 if j == action_index
                     && action.is_webhook()
                     && (field.field.starts_with("rules") || field.field.starts_with("local")) => {}
-            // The graph around this action is incomplete, or the action has no
-            // `from` at all (E205): already reported.
+            // The graph around this action is incomplete: already reported.
             Some(_) if action.unresolved_from => {}
-            Some(_) if action.sources.is_empty() && !action.is_webhook() && action.schedule.is_none() => {}
             Some(j) => {
                 let other = &story.actions[j];
                 let why = if j == action_index {

@@ -83,8 +83,22 @@ impl BuiltStory {
         self.by_slug.get(slug).copied()
     }
 
+    /// Whether the action at `i` may start a run without an event: a
+    /// scheduled action, or one nothing leads to (started by hand, as in
+    /// Tines: `tale run --action`, the API).
+    pub fn starts_without_event(&self, i: usize) -> bool {
+        let Some(action) = self.actions.get(i) else {
+            return false;
+        };
+        if action.is_webhook {
+            return false;
+        }
+        action.schedule.is_some() || !self.actions.iter().any(|a| a.downstream.iter().any(|(d, _)| *d == i))
+    }
+
     /// Where a run enters: `entry`, else the only webhook, else (a story
-    /// with no webhook) the only scheduled action.
+    /// with no webhook) the only scheduled action, else the only action
+    /// started by hand.
     pub fn default_entry(&self) -> Option<usize> {
         let only = |keep: &dyn Fn(&BuiltAction) -> bool| {
             let mut found = self.actions.iter().enumerate().filter(|(_, a)| keep(a));
@@ -96,8 +110,14 @@ impl BuiltStory {
         self.entry.or_else(|| {
             if self.actions.iter().any(|a| a.is_webhook) {
                 only(&|a| a.is_webhook)
-            } else {
+            } else if self.actions.iter().any(|a| a.schedule.is_some()) {
                 only(&|a| a.schedule.is_some())
+            } else {
+                let mut manual = (0..self.actions.len()).filter(|i| self.starts_without_event(*i));
+                match (manual.next(), manual.next()) {
+                    (Some(i), None) => Some(i),
+                    _ => None,
+                }
             }
         })
     }
