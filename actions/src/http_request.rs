@@ -349,12 +349,19 @@ enum Emit2 {
     PerPage,
 }
 
-/// A response as an event output: headers lower-cased, JSON bodies parsed.
+/// A response as an event output: headers lower-cased, JSON bodies parsed,
+/// XML bodies (RSS, Atom, SOAP) read as Tines reads them (see
+/// `tale_core::runtime::xml`); a body that does not parse stays text.
 fn response_json(r: &HttpResponse) -> J {
     let text = String::from_utf8_lossy(&r.body);
-    let is_json = r.header("content-type").is_some_and(|c| c.contains("json"));
-    let body = if is_json || text.trim_start().starts_with(['{', '[']) {
+    let content_type = r.header("content-type").unwrap_or("").to_ascii_lowercase();
+    let start = text.trim_start();
+    let is_json = content_type.contains("json");
+    let is_xml = (content_type.contains("xml") && !content_type.contains("xhtml")) || start.starts_with("<?xml");
+    let body = if is_json || (!is_xml && start.starts_with(['{', '['])) {
         serde_json::from_str(&text).unwrap_or(J::String(text.into_owned()))
+    } else if is_xml {
+        tale_core::runtime::xml::to_json(&text).unwrap_or(J::String(text.into_owned()))
     } else {
         J::String(text.into_owned())
     };

@@ -1171,3 +1171,63 @@ actions:
     assert!(fired("in_contains"), "`in`: the title contains `ransomware`");
     assert!(fired("not_in"), "`not in`: the title does not contain `sign-in`");
 }
+
+/// XML response bodies read as Tines reads them (Ruby's `Hash.from_xml`,
+/// which the CISA RSS export in the shared corpus relies on:
+/// `{{ .get_cisa_rss.body.rss.channel.item }}`), so an RSS feed explodes
+/// into its items; a body that is not XML stays text.
+#[test]
+fn an_rss_response_is_read_as_an_object_and_its_items_explode() {
+    let server = Server::start();
+    let rss = r#"<?xml version="1.0"?><rss version="2.0"><channel><title>CISA</title>
+<item><title>npm package hijacked</title><link>https://a.test/1</link></item>
+<item><title>Routine &amp; boring</title><link>https://a.test/2</link></item>
+</channel></rss>"#;
+    let mut reply = Reply::json(200, rss);
+    reply.headers = vec![("content-type".into(), "application/rss+xml; charset=utf-8".into())];
+    server.route("/feed.xml", vec![reply]);
+    let mut broken = Reply::json(200, "<?xml version=\"1.0\"?><rss><channel>");
+    broken.headers = vec![("content-type".into(), "text/xml".into())];
+    server.route("/broken.xml", vec![broken]);
+    let case = Case::new(
+        r#"name: Feed
+actions:
+  hook: {type: webhook, path: feed, secret: abcdefghijklmnop}
+  get_feed:
+    type: http_request
+    from: hook
+    url: "{base}/feed.xml"
+  each_item:
+    type: transform
+    mode: explode
+    from: get_feed
+    path: "{{ get_feed.body.rss.channel.item | as_object }}"
+    to: item
+  get_broken:
+    type: http_request
+    from: hook
+    url: "{base}/broken.xml"
+"#,
+        &server.url(""),
+    );
+    let (status, events, stderr) = case.run("{}");
+    assert_eq!(status, 0, "{stderr}");
+    let feed = events.iter().find(|e| e["action"] == "get_feed").expect("the feed");
+    assert_eq!(feed["output"]["body"]["rss"]["version"], "2.0");
+    assert_eq!(feed["output"]["body"]["rss"]["channel"]["title"], "CISA");
+    let items: Vec<&J> = events.iter().filter(|e| e["action"] == "each_item").collect();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        items[1]["output"]["item"],
+        json!({"title": "Routine & boring", "link": "https://a.test/2"})
+    );
+    let broken = events
+        .iter()
+        .find(|e| e["action"] == "get_broken")
+        .expect("the broken one");
+    assert_eq!(
+        broken["output"]["body"],
+        json!("<?xml version=\"1.0\"?><rss><channel>"),
+        "malformed XML stays text"
+    );
+}
