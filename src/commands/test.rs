@@ -510,6 +510,12 @@ fn run_case(
     };
     let (built, library) = build_with_library(story, library_stories, globals)?;
     let entry = entry_of(&built, case.action.as_deref(), "give the case an `action`")?;
+    if !built.actions[entry].is_webhook && !built.starts_without_event(entry) {
+        anyhow::bail!(
+            "`{}` has a `from`: a case starts at a webhook, a scheduled action or an action without `from`",
+            built.actions[entry].slug
+        );
+    }
     let event = match (&case.event, &case.event_file) {
         (_, Some(f)) => {
             let path = test.parent().unwrap_or(Path::new("")).join(f);

@@ -67,6 +67,18 @@ fn check_warns_and_run_starts_an_action_by_hand() {
     let refused = tale(&["run", file, "--action", "summary"]);
     assert_eq!(refused.status, 2, "{}", refused.stderr);
     assert!(refused.stderr.contains("`summary` has a `from`"), "{}", refused.stderr);
+    // A story test case starts it too, with its request mocked.
+    let test = dir.path().join("housekeeping.test.yaml");
+    std::fs::write(
+        &test,
+        format!(
+            "cases:\n  - name: expires by hand\n    action: expire\n    mocks:\n      - {{method: POST, url: \"{}\", body: {{expired: 5}}}}\n    expect:\n      summary: [{{expired: \"5\"}}]\n",
+            mock.url("/expire")
+        ),
+    )
+    .expect("write test");
+    let tested = tale(&["test", test.to_str().expect("utf-8")]);
+    assert_eq!(tested.status, 0, "{}{}", tested.stdout, tested.stderr);
     // A dry run starts it too, without sending anything.
     let dry = tale(&["dry-run", file, "--action", "expire"]);
     assert_eq!(dry.status, 0, "{}", dry.stderr);
