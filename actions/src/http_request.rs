@@ -66,7 +66,32 @@ pub struct HttpRequestConfig {
     /// The header that carries it (default `Idempotency-Key`); setting it
     /// turns the key on.
     pub idempotency_header: Option<Spanned<String>>,
+    /// Repeat the request until its response satisfies rules (a job that
+    /// is still running, a status not yet final), at most `max_attempts`
+    /// times, then take the `failure` branch: polling without a loop.
+    pub poll: Option<Poll>,
 }
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Poll {
+    /// Rules over `response` (`{status, headers, body}` of the attempt), as
+    /// a trigger's: the request is done when they match.
+    pub until: Vec<tale_core::model::Rule>,
+    /// How many of `until` must match (default all).
+    pub must_match: Option<Spanned<usize>>,
+    /// Seconds between attempts (default 30); the wait is stored, so it
+    /// survives a restart of `tale serve`.
+    pub interval_secs: Option<Spanned<f64>>,
+    /// Attempts in all, the first included (default 10).
+    pub max_attempts: Option<Spanned<u32>>,
+}
+
+/// Bounds of `poll`.
+const DEFAULT_POLL_INTERVAL_SECS: f64 = 30.0;
+const MAX_POLL_INTERVAL_SECS: f64 = 86_400.0;
+const DEFAULT_POLL_ATTEMPTS: u32 = 10;
+const MAX_POLL_ATTEMPTS: u32 = 10_000;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +137,17 @@ impl ActionConfig for HttpRequestConfig {
             out.push(
                 TemplateField::new("pagination.next_url", &p.next_url.value, p.next_url.span).with_names(PAGE_NAMES),
             );
+        }
+        if let Some(p) = &self.poll {
+            for (i, rule) in p.until.iter().enumerate() {
+                out.push(
+                    TemplateField::new(format!("poll.until[{i}].path"), &rule.path.value, rule.path.span)
+                        .with_names(PAGE_NAMES),
+                );
+                if let Some(v) = &rule.value {
+                    TemplateField::collect_node(&format!("poll.until[{i}].value"), v, out);
+                }
+            }
         }
     }
 
@@ -172,6 +208,9 @@ impl ActionConfig for HttpRequestConfig {
         }
         if let Some(m) = &self.max_response_bytes {
             cx.range("max_response_bytes", m, 1, MAX_RESPONSE_BYTES, "bytes");
+        }
+        if let Some(p) = &self.poll {
+            check_poll(p, self.pagination.as_ref(), cx);
         }
         for list in [&self.retry_on_status, &self.log_error_on_status].into_iter().flatten() {
             list.iter().for_each(|n| check_status(n, cx));
@@ -295,6 +334,13 @@ const BACKOFF_MAX_MS: i64 = 60_000;
 /// Longest wait a `Retry-After` may impose (ten minutes).
 const MAX_RETRY_AFTER_MS: i64 = 600_000;
 
+/// A compiled `poll`.
+struct PollExec {
+    until: tale_core::runtime::rules::Rules,
+    interval_ms: i64,
+    max_attempts: u32,
+}
+
 /// A status list entry: one code, or an inclusive range.
 #[derive(Debug, Clone, Copy)]
 struct StatusRange(u16, u16);
@@ -339,6 +385,7 @@ struct HttpExec {
     follow_redirects: bool,
     max_response_bytes: u64,
     pagination: Option<(Field, u32, Emit2)>,
+    poll: Option<PollExec>,
     /// The header of the idempotency key, when one is sent.
     idempotency_header: Option<String>,
 }
@@ -849,6 +896,42 @@ impl HttpExec {
     }
 }
 
+/// `poll`: known rule types, a list to wait for, bounds, and one output to
+/// test (not one event per page).
+fn check_poll(p: &Poll, pagination: Option<&Pagination>, cx: &mut ValueCx<'_>) {
+    for rule in &p.until {
+        if !tale_core::model::RULE_TYPES.contains(&rule.kind.value.as_str()) {
+            cx.report(
+                Code::UnknownRuleType,
+                rule.kind.span,
+                format!("unknown rule type `{}`", rule.kind.value),
+            )
+            .help = Some(
+                did_you_mean(&rule.kind.value, tale_core::model::RULE_TYPES.iter().copied())
+                    .unwrap_or_else(|| format!("rule types are {}", one_of(tale_core::model::RULE_TYPES))),
+            );
+        }
+    }
+    if let Some(m) = &p.must_match {
+        cx.range("poll.must_match", m, 1, p.until.len().max(1), "");
+    }
+    if let Some(i) = p.interval_secs.as_ref().filter(|i| i.value.is_finite()) {
+        cx.range("poll.interval_secs", i, 0.0, MAX_POLL_INTERVAL_SECS, "seconds");
+    }
+    if let Some(m) = &p.max_attempts {
+        cx.range("poll.max_attempts", m, 1, MAX_POLL_ATTEMPTS, "");
+    }
+    if let Some(pg) = pagination
+        && pg.emit == Some(PageEmit::PerPage)
+    {
+        cx.report(
+            Code::InvalidValue,
+            pg.next_url.span,
+            "`poll` tests one response: it does not go with `emit: per_page`",
+        );
+    }
+}
+
 /// Why a rendered URL looks wrong although it may still be sent: relative
 /// (no scheme and host), or with an empty path segment
 /// (`/subscriptions//resourceGroups/` from an unset resource).
@@ -949,7 +1032,57 @@ impl Executable for HttpExec {
     }
 
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
-        Box::pin(self.run(cx))
+        Box::pin(self.polled(cx, 1))
+    }
+
+    /// The next attempt of a `poll`.
+    fn wake<'a>(&'a self, cx: &'a ExecCx<'a>, payload: J) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        let attempt = payload["poll_attempt"]
+            .as_u64()
+            .map_or(2, |n| n.min(u64::from(u32::MAX)) as u32);
+        Box::pin(self.polled(cx, attempt))
+    }
+}
+
+impl HttpExec {
+    /// Sends the request; with `poll`, tests the response and, when it is
+    /// not done yet, comes back after the interval (a stored timer, like a
+    /// delay's) instead of emitting, up to the last attempt, which fails.
+    async fn polled(&self, cx: &ExecCx<'_>, attempt: u32) -> Result<Outcome, ActionError> {
+        let mut outcome = self.run(cx).await?;
+        let Some(poll) = &self.poll else { return Ok(outcome) };
+        // A failure stays a failure: only an answer is tested.
+        let [Emit::Main(output)] = outcome.emits.as_mut_slice() else {
+            return Ok(outcome);
+        };
+        let extra = [("response", &*output)];
+        let scope = tale_core::runtime::scope::Scope {
+            extra: &extra,
+            ..cx.scope.copied()
+        };
+        let done = poll.until.matches(&scope, None)?;
+        output["poll_attempts"] = json!(attempt);
+        if done {
+            return Ok(outcome);
+        }
+        if attempt >= poll.max_attempts {
+            let mut out = output.take();
+            out["error"] = json!(format!(
+                "the response did not satisfy `poll.until` after {attempt} attempt{}",
+                if attempt == 1 { "" } else { "s" }
+            ));
+            outcome.emits = vec![Emit::Branch("failure", out)];
+            return Ok(outcome);
+        }
+        let at_ms = cx.clock.now_ms().saturating_add(poll.interval_ms);
+        outcome
+            .trace
+            .push(json!({"poll": {"attempt": attempt, "status": output["status"], "again_at_ms": at_ms}}));
+        outcome.emits = vec![Emit::Later {
+            at_ms,
+            payload: json!({"poll_attempt": attempt + 1}),
+        }];
+        Ok(outcome)
     }
 }
 
@@ -1002,6 +1135,30 @@ impl HttpRequestConfig {
                 (_, Some(h)) => Some(h.value.clone()),
                 (Some(true), None) => Some("Idempotency-Key".into()),
             },
+            poll: self
+                .poll
+                .as_ref()
+                .map(|p| {
+                    Ok::<_, CompileError>(PollExec {
+                        until: tale_core::runtime::rules::Rules::compile(
+                            c,
+                            &p.until,
+                            p.must_match.as_ref().map(|m| m.value),
+                        )?,
+                        interval_ms: (p
+                            .interval_secs
+                            .as_ref()
+                            .map_or(DEFAULT_POLL_INTERVAL_SECS, |i| i.value)
+                            .clamp(0.0, MAX_POLL_INTERVAL_SECS)
+                            * 1000.0) as i64,
+                        max_attempts: p
+                            .max_attempts
+                            .as_ref()
+                            .map_or(DEFAULT_POLL_ATTEMPTS, |m| m.value)
+                            .clamp(1, MAX_POLL_ATTEMPTS),
+                    })
+                })
+                .transpose()?,
             pagination: self
                 .pagination
                 .as_ref()

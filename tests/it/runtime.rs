@@ -1231,3 +1231,74 @@ actions:
         "malformed XML stays text"
     );
 }
+
+/// `poll` repeats a request until its response satisfies `until` (the
+/// "job still running?" pattern without a loop in the graph), then emits
+/// the last response; after `max_attempts` it takes the `failure` branch.
+#[test]
+fn poll_repeats_a_request_until_its_response_says_done() {
+    let server = Server::start();
+    let running = || Reply::json(200, r#"{"status": "running"}"#);
+    server.route(
+        "/job/1",
+        vec![
+            running(),
+            running(),
+            Reply::json(200, r#"{"status": "done", "verdict": "clean"}"#),
+        ],
+    );
+    server.route("/job/2", vec![running()]);
+    let case = Case::new(
+        r#"name: Sandbox
+actions:
+  hook: {type: webhook, path: sandbox, secret: abcdefghijklmnop}
+  check_job:
+    type: http_request
+    from: hook
+    url: "{base}/job/{{ hook.body.job }}"
+    poll:
+      until:
+        - {type: field==value, path: "{{ response.body.status }}", value: done}
+      interval_secs: 0.05
+      max_attempts: 3
+  verdict:
+    type: transform
+    mode: message_only
+    from: check_job
+    payload: {verdict: "{{ check_job.body.verdict }}", attempts: "{{ check_job.poll_attempts }}"}
+  gave_up:
+    type: transform
+    mode: message_only
+    from: check_job.failure
+    payload: {error: "{{ check_job.error }}"}
+"#,
+        &server.url(""),
+    );
+    let (status, events, stderr) = case.run(r#"{"job": 1}"#);
+    assert_eq!(status, 0, "{stderr}");
+    let verdict = events.iter().find(|e| e["action"] == "verdict").expect("a verdict");
+    assert_eq!(verdict["output"], json!({"verdict": "clean", "attempts": "3"}));
+    assert_eq!(server.received().len(), 3, "three attempts");
+    assert!(events.iter().all(|e| e["action"] != "gave_up"));
+
+    let (status, events, stderr) = case.run(r#"{"job": 2}"#);
+    assert_eq!(status, 0, "a handled failure: {stderr}");
+    let gave_up = events.iter().find(|e| e["action"] == "gave_up").expect("gave up");
+    assert_eq!(
+        gave_up["output"]["error"],
+        "the response did not satisfy `poll.until` after 3 attempts"
+    );
+    assert_eq!(server.received().len(), 6);
+    assert!(events.iter().all(|e| e["action"] != "verdict"));
+
+    // A rule type that does not exist is refused by check.
+    let bad = case.file(
+        "bad.yaml",
+        &std::fs::read_to_string(case.path("story.yaml"))
+            .expect("story")
+            .replace("type: field==value", "type: field=value"),
+    );
+    let out = tale(&["check", &bad]);
+    assert_eq!(out.status, 1);
+    assert!(out.stdout.contains("E106"), "{}", out.stdout);
+}
