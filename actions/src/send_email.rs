@@ -10,7 +10,7 @@ use tale_core::action::{
     ValueCx,
 };
 use tale_core::diagnostic::Code;
-use tale_core::runtime::mail::{Email, MailError};
+use tale_core::runtime::mail::{Attachment, Email, MailError};
 use tale_core::runtime::render::{Field, Tree};
 use tale_core::span::Spanned;
 use tale_core::yaml::{Node, NodeKind};
@@ -27,6 +27,10 @@ pub struct SendEmailConfig {
     pub reply_to: Option<Spanned<String>>,
     /// Display name of the sender.
     pub sender_name: Option<Spanned<String>>,
+    /// Files to attach, as Tines writes them: a list of `{filename,
+    /// base64encodedcontents, content_type}` (`content_type` `auto` or
+    /// absent: from the file name), or a template rendering such a list.
+    pub attachments: Option<Node>,
 }
 
 impl ActionConfig for SendEmailConfig {
@@ -44,6 +48,9 @@ impl ActionConfig for SendEmailConfig {
 
     fn templates<'a>(&'a self, out: &mut Vec<TemplateField<'a>>) {
         TemplateField::collect_node("recipients", &self.recipients, out);
+        if let Some(a) = &self.attachments {
+            TemplateField::collect_node("attachments", a, out);
+        }
         out.push(TemplateField::new("subject", &self.subject.value, self.subject.span));
         out.push(TemplateField::new("body", &self.body.value, self.body.span));
         for (name, node) in [("cc", &self.cc), ("bcc", &self.bcc)] {
@@ -97,6 +104,85 @@ struct SendEmailExec {
     body: Field,
     reply_to: Option<Field>,
     sender_name: Option<Field>,
+    attachments: Option<Tree>,
+}
+
+/// Most bytes of attachments one message carries (mail servers commonly
+/// refuse more than 25 MB).
+const MAX_ATTACHMENT_BYTES: usize = 25 * 1024 * 1024;
+
+/// Attachments from their rendered value (one object or a list).
+fn attachments(value: J) -> Result<Vec<Attachment>, String> {
+    use base64::Engine as _;
+    let list = match value {
+        J::Null => return Ok(Vec::new()),
+        J::Array(items) => items,
+        J::String(s) if s.trim().is_empty() => return Ok(Vec::new()),
+        J::String(s) => match serde_json::from_str::<J>(&s) {
+            Ok(J::Array(items)) => items,
+            Ok(one @ J::Object(_)) => vec![one],
+            _ => return Err("`attachments` is text, not a list (add `| as_object` to keep its type)".into()),
+        },
+        one @ J::Object(_) => vec![one],
+        other => return Err(format!("`attachments` is {}, not a list", json_type(&other))),
+    };
+    let mut total = 0;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let filename = item["filename"].as_str().filter(|f| !f.trim().is_empty());
+        let Some(filename) = filename else {
+            return Err(format!("attachment {} has no `filename`", i + 1));
+        };
+        let encoded = item["base64encodedcontents"].as_str().unwrap_or("");
+        let cleaned: String = encoded.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        let contents = base64::engine::general_purpose::STANDARD
+            .decode(&cleaned)
+            .map_err(|e| format!("attachment `{filename}`: `base64encodedcontents` is not base64 ({e})"))?;
+        total += contents.len();
+        if total > MAX_ATTACHMENT_BYTES {
+            return Err(format!(
+                "the attachments exceed {} MB",
+                MAX_ATTACHMENT_BYTES / (1024 * 1024)
+            ));
+        }
+        let content_type = match item["content_type"].as_str().map(str::trim) {
+            Some(t) if !t.is_empty() && t != "auto" => t.to_owned(),
+            _ => guess_type(filename).to_owned(),
+        };
+        out.push(Attachment {
+            filename: filename.to_owned(),
+            content_type,
+            contents,
+        });
+    }
+    Ok(out)
+}
+
+/// The MIME type of the files security stories mail (reports, exports,
+/// evidence), by extension; anything else is plain bytes.
+fn guess_type(filename: &str) -> &'static str {
+    let extension = filename.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match extension.as_deref() {
+        Some("csv") => "text/csv",
+        Some("txt" | "log") => "text/plain",
+        Some("json") => "application/json",
+        Some("html" | "htm") => "text/html",
+        Some("xml") => "application/xml",
+        Some("pdf") => "application/pdf",
+        Some("zip") => "application/zip",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("eml") => "message/rfc822",
+        _ => "application/octet-stream",
+    }
+}
+
+fn json_type(value: &J) -> &'static str {
+    match value {
+        J::Bool(_) => "a boolean",
+        J::Number(_) => "a number",
+        _ => "a value",
+    }
 }
 
 /// Addresses from a rendered value: a list, or text separated by commas.
@@ -145,11 +231,20 @@ impl Executable for SendEmailExec {
                 reply_to: self.reply_to.as_ref().map(|f| f.render_text(&cx.scope)).transpose()?,
                 subject: self.subject.render_text(&cx.scope)?,
                 body: self.body.render_text(&cx.scope)?,
+                attachments: match &self.attachments {
+                    Some(t) => attachments(t.render(&cx.scope)?).map_err(ActionError::Failed)?,
+                    None => Vec::new(),
+                },
             };
             if email.to.is_empty() {
                 return Err(ActionError::Failed("`recipients` rendered no address".into()));
             }
-            let trace = json!({"email": {"to": email.to, "cc": email.cc, "bcc": email.bcc, "subject": email.subject}});
+            let files: Vec<J> = email
+                .attachments
+                .iter()
+                .map(|a| json!({"filename": a.filename, "content_type": a.content_type, "bytes": a.contents.len()}))
+                .collect();
+            let trace = json!({"email": {"to": email.to, "cc": email.cc, "bcc": email.bcc, "subject": email.subject, "attachments": files}});
             let emit = match cx.mail.send(email).await {
                 Ok(id) => Emit::Main(json!({"message_id": id})),
                 Err(MailError::NotConfigured) => return Err(ActionError::Failed(MailError::NotConfigured.to_string())),
@@ -175,6 +270,11 @@ impl SendEmailConfig {
             body: field("body", &self.body)?,
             reply_to: self.reply_to.as_ref().map(|f| field("reply_to", f)).transpose()?,
             sender_name: self.sender_name.as_ref().map(|f| field("sender_name", f)).transpose()?,
+            attachments: self
+                .attachments
+                .as_ref()
+                .map(|n| c.tree("attachments", n))
+                .transpose()?,
         }))
     }
 }

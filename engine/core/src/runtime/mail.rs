@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use futures_util::future::BoxFuture;
-use lettre::message::{Mailbox, Message, header::ContentType};
+use lettre::message::{Attachment as MimeAttachment, Mailbox, Message, MultiPart, SinglePart, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 /// One message, rendered.
@@ -17,6 +17,16 @@ pub struct Email {
     pub reply_to: Option<String>,
     pub subject: String,
     pub body: String,
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file sent with a message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Attachment {
+    pub filename: String,
+    /// A MIME type such as `text/csv`.
+    pub content_type: String,
+    pub contents: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -138,10 +148,19 @@ impl Mailer for SmtpMailer {
             } else {
                 ContentType::TEXT_PLAIN
             };
-            let message = builder
-                .header(content_type)
-                .body(email.body.clone())
-                .map_err(|e| MailError::Message(e.to_string()))?;
+            let message = if email.attachments.is_empty() {
+                builder.header(content_type).body(email.body.clone())
+            } else {
+                let mut parts =
+                    MultiPart::mixed().singlepart(SinglePart::builder().header(content_type).body(email.body.clone()));
+                for a in &email.attachments {
+                    let kind = ContentType::parse(&a.content_type)
+                        .unwrap_or_else(|_| ContentType::parse("application/octet-stream").expect("a valid type"));
+                    parts = parts.singlepart(MimeAttachment::new(a.filename.clone()).body(a.contents.clone(), kind));
+                }
+                builder.multipart(parts)
+            }
+            .map_err(|e| MailError::Message(e.to_string()))?;
             self.transport
                 .send(message)
                 .await
