@@ -132,6 +132,11 @@ pub struct ServeArgs {
     /// silent before taking its work over (renewed every quarter of it).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub node_lease: Duration,
+    /// PostgreSQL: transactions of steps this node keeps in flight (1–12).
+    /// Nodes sharing a database share its capacity: give N nodes about 4/N
+    /// each (bench/results/2026-12-07-cluster-w1.md).
+    #[arg(long, value_name = "N", default_value_t = tale_engine::runtime::postgres::COMMITTERS)]
+    pub db_committers: usize,
     /// Let several processes on this host listen on the same --listen
     /// address (SO_REUSEPORT): the kernel spreads connections over them
     /// (nodes of a PostgreSQL cluster on one machine).
@@ -232,6 +237,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
             }
         }),
         lease: args.node_lease.max(Duration::from_millis(400)),
+        committers: args.db_committers,
     };
     let store = database.open(sync, node).await?;
     let metrics = Metrics::new();

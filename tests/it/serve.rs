@@ -43,6 +43,7 @@ pub(crate) fn args(dir: &Path) -> ServeArgs {
         node_name: None,
         node_lease: Duration::from_secs(10),
         reuse_port: false,
+        db_committers: 4,
     }
 }
 

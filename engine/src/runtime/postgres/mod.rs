@@ -35,9 +35,11 @@ const OWNER_LOCK: i64 = 0x7461_6c65_0002;
 const LEASE_MS: i64 = 30_000;
 /// Steps waiting for a committer beyond which a webhook gets a 503.
 const QUEUED: usize = 8192;
-/// Committers: each applies a batch of steps in one transaction, on its
-/// own connection, while the others fill theirs.
-const COMMITTERS: usize = 4;
+/// Committers per node by default: each applies a batch of steps in one
+/// transaction, on its own connection, while the others fill theirs.
+pub const COMMITTERS: usize = 4;
+/// At most this many (each holds a connection of the pool of 16).
+const MAX_COMMITTERS: usize = 12;
 /// At most this many steps per transaction.
 const BATCH: usize = 256;
 
@@ -228,6 +230,10 @@ pub struct NodeOptions {
     pub name: String,
     /// How long the others wait for a silent node before taking its work.
     pub lease: std::time::Duration,
+    /// Transactions of steps this node keeps in flight ([`COMMITTERS`]).
+    /// Nodes sharing a database share its capacity: more of them in
+    /// flight make smaller batches and cost the database more per step.
+    pub committers: usize,
 }
 
 impl Default for NodeOptions {
@@ -235,6 +241,7 @@ impl Default for NodeOptions {
         NodeOptions {
             name: format!("{}:{}", hostname(), std::process::id()),
             lease: std::time::Duration::from_secs(10),
+            committers: COMMITTERS,
         }
     }
 }
@@ -291,10 +298,11 @@ impl PgStore {
         if !url.poll_only {
             tokio::spawn(node::listen(Arc::downgrade(&node), url.clone()));
         }
-        let write_error: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; COMMITTERS]));
+        let committers = options.committers.clamp(1, MAX_COMMITTERS);
+        let write_error: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; committers]));
         let (jobs, rx) = tokio::sync::mpsc::channel(QUEUED);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        for index in 0..COMMITTERS {
+        for index in 0..committers {
             tokio::spawn(commit_loop(Committer {
                 index,
                 jobs: rx.clone(),
