@@ -1056,11 +1056,7 @@ impl HttpExec {
             return Ok(outcome);
         };
         let extra = [("response", &*output)];
-        let scope = tale_core::runtime::scope::Scope {
-            extra: &extra,
-            ..cx.scope.copied()
-        };
-        let done = poll.until.matches(&scope, None)?;
+        let done = poll.until.matches(&cx.scope.clone_with_extra(&extra), None)?;
         output["poll_attempts"] = json!(attempt);
         if done {
             return Ok(outcome);

@@ -86,13 +86,6 @@ async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
     db.query_one(sql, &[]).await.expect(sql).get(0)
 }
 
-fn ids(mock: &Mock) -> Vec<i64> {
-    mock.received()
-        .iter()
-        .filter_map(|r| serde_json::from_str::<J>(&r.body).ok()?["id"].as_i64())
-        .collect()
-}
-
 /// Three nodes under webhook load: one SIGKILLed for good, another
 /// SIGKILLed and restarted under its name. Every webhook answered 2xx is
 /// delivered, every run ends, no item is left.
@@ -153,7 +146,7 @@ async fn three_nodes_lose_nothing_when_one_dies_and_one_restarts() {
     let start = Instant::now();
     let mut lost = acknowledged.len();
     while start.elapsed() < Duration::from_secs(60) {
-        let got: HashSet<i64> = ids(&mock).into_iter().collect();
+        let got: HashSet<i64> = mock.received_ids().into_iter().collect();
         lost = acknowledged.iter().filter(|id| !got.contains(id)).count();
         if lost == 0 {
             break;
@@ -176,17 +169,22 @@ async fn three_nodes_lose_nothing_when_one_dies_and_one_restarts() {
     // Someone claimed what n1 left, and says so in its metrics.
     let mut claimed = 0;
     for node in &nodes[1..] {
-        let text = client()
-            .get(node.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = metrics(node).await;
         claimed += metric(&text, &format!("tale_cluster_claimed_items{{node=\"{}\"}}", node.name));
     }
     assert!(claimed > 0, "no node reports a claim");
+}
+
+/// A node's metrics page.
+async fn metrics(node: &Node) -> String {
+    client()
+        .get(node.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
 }
 
 /// The value of one sample in a metrics page (0 when absent).
@@ -248,7 +246,7 @@ actions:
     eventually(
         "the other node delivers n1's delayed work",
         Duration::from_secs(20),
-        async || ids(&mock).len() >= 20,
+        async || mock.received_ids().len() >= 20,
     )
     .await;
     paused.signal("CONT");
@@ -258,16 +256,9 @@ actions:
     .await;
     // Its timers have fired by now: it ran none of them.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let text = client()
-        .get(paused.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics(&paused).await;
     assert_eq!(metric(&text, "tale_cluster_lease_losses{node=\"n1\"}"), 1, "{text}");
-    let mut got = ids(&mock);
+    let mut got = mock.received_ids();
     got.sort_unstable();
     assert_eq!(got, (0..20).collect::<Vec<_>>(), "each delayed request sent once");
     assert_eq!(count(&db_client, "SELECT count(*) FROM items").await, 0);

@@ -116,6 +116,19 @@ impl Server {
     pub(crate) fn received(&self) -> Vec<Received> {
         self.script.lock().expect("script").received.clone()
     }
+
+    /// The `id` of every body received, in arrival order: each must be a
+    /// JSON object with an integer `id` (the forwarding stories' bodies).
+    pub(crate) fn received_ids(&self) -> Vec<i64> {
+        self.received()
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(&r.body).expect("a JSON body")["id"]
+                    .as_i64()
+                    .expect("an integer id")
+            })
+            .collect()
+    }
 }
 
 async fn handle(

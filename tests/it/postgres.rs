@@ -276,15 +276,7 @@ async fn a_connection_broken_during_commit_neither_loses_nor_repeats_a_step() {
         "cuts: {cut_after} after, {cut_before} before"
     );
     server.stop().await.expect("stop");
-    let mut forwarded: Vec<i64> = mock
-        .received()
-        .iter()
-        .map(|r| {
-            serde_json::from_str::<J>(&r.body).expect("json")["id"]
-                .as_i64()
-                .expect("id")
-        })
-        .collect();
+    let mut forwarded = mock.received_ids();
     forwarded.sort_unstable();
     assert_eq!(forwarded, (0..60).collect::<Vec<_>>(), "each forwarded exactly once");
 

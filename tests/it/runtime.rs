@@ -37,6 +37,14 @@ impl Case {
         (out.status, crate::support::json_lines(&out.stdout), out.stderr)
     }
 
+    /// `tale run` of the story on `event` (a file) as a process, for what
+    /// needs its own environment (SMTP, credentials).
+    fn process(&self, event: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tale"));
+        command.args(["run", &self.path("story.yaml"), "--event", event]);
+        command
+    }
+
     fn dry_run(&self, event: &str, mocks: Option<&str>) -> (u8, J, String) {
         let event = self.file("event.json", event);
         let mut args = vec![
@@ -588,8 +596,8 @@ actions:
 "#;
     let case = Case::new(story, &server.url(""));
     let event = case.file("event.json", "{}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tale"))
-        .args(["run", &case.path("story.yaml"), "--event", &event])
+    let out = case
+        .process(&event)
         .env("TALE_CREDENTIAL_GRAPH", "s3cr3t-t0ken")
         .env("TALE_CREDENTIAL_GRAPH_ALLOWED_HOSTS", "127.0.0.1")
         .output()
@@ -673,8 +681,8 @@ actions:
         "event.json",
         r#"{"id":"a1","title":"Ransomware","oncall":["alice@contoso.com","bob@contoso.com"]}"#,
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tale"))
-        .args(["run", &case.path("story.yaml"), "--event", &event])
+    let out = case
+        .process(&event)
         .env("TALE_SMTP_URL", smtp.url())
         .env("TALE_SMTP_FROM", "automation@contoso.com")
         .output()
@@ -726,8 +734,8 @@ actions:
 "#;
     let case = Case::new(story, "");
     let event = case.file("event.json", "{}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tale"))
-        .args(["run", &case.path("story.yaml"), "--event", &event])
+    let out = case
+        .process(&event)
         .env_remove("TALE_SMTP_URL")
         .output()
         .expect("run tale");
@@ -892,8 +900,8 @@ actions:
 "#;
     let case = Case::new(story, "");
     let event = case.file("event.json", &format!(r#"{{"callback":"{}"}}"#, server.url("/collect")));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tale"))
-        .args(["run", &case.path("story.yaml"), "--event", &event])
+    let out = case
+        .process(&event)
         .env("TALE_CREDENTIAL_GRAPH", "s3cr3t/t0ken+")
         .env("TALE_CREDENTIAL_GRAPH_ALLOWED_HOSTS", "graph.microsoft.com")
         .output()
@@ -1334,8 +1342,8 @@ actions:
 "#;
     let case = Case::new(story, "");
     let event = case.file("event.json", r#"{"day":"2026-12-07","csv":"host,risk\nws-17,high\n"}"#);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tale"))
-        .args(["run", &case.path("story.yaml"), "--event", &event])
+    let out = case
+        .process(&event)
         .env("TALE_SMTP_URL", smtp.url())
         .env("TALE_SMTP_FROM", "automation@contoso.com")
         .output()

@@ -332,15 +332,7 @@ async fn a_flood_beyond_capacity_gets_503_and_every_2xx_is_delivered() {
     )
     .await;
     server.idle().await;
-    let mut delivered: Vec<i64> = mock
-        .received()
-        .iter()
-        .map(|r| {
-            serde_json::from_str::<J>(&r.body).expect("json")["id"]
-                .as_i64()
-                .expect("id")
-        })
-        .collect();
+    let mut delivered = mock.received_ids();
     delivered.sort();
     assert_eq!(delivered, accepted, "a refused request ran, or an accepted one did not");
     let runs = get_json(&server, &format!("/api/runs?limit={}", 100)).await;

@@ -325,6 +325,8 @@ pub struct Durable {
     pub max_queued: usize,
     /// Items that run at once.
     workers: usize,
+    /// The store is shared with other processes (a cluster's database).
+    clustered: bool,
     /// Items waiting on a timer, with what cancels them.
     waiting: Mutex<Waiting>,
     /// Stateful actions' items: one at a time, each seeing the state the
@@ -374,6 +376,7 @@ impl Durable {
         max_queued: usize,
         observer: Option<Arc<dyn Observer>>,
     ) -> Arc<Self> {
+        let clustered = store.work_signal().is_some();
         let (ready, mut rx) = tokio::sync::mpsc::unbounded_channel::<WorkItem>();
         let this = Arc::new(Self {
             loaded: RwLock::new(loaded),
@@ -382,6 +385,7 @@ impl Durable {
             queued: AtomicUsize::new(0),
             max_queued,
             workers: workers.max(1),
+            clustered,
             waiting: Mutex::default(),
             stateful: Mutex::default(),
             observer,
@@ -812,7 +816,10 @@ impl Durable {
     /// are not dropped midway (the executor's own tasks); others go through
     /// [`Durable::commit`].
     async fn apply(self: &Arc<Self>, mut tx: Transaction, wait: bool) -> Result<Applied, StoreError> {
-        tx.stateful = tx.items.iter().filter(|i| self.is_stateful(i)).map(|i| i.id).collect();
+        // Only a shared store places items by lane; the others need not know.
+        if self.clustered {
+            tx.stateful = tx.items.iter().filter(|i| self.is_stateful(i)).map(|i| i.id).collect();
+        }
         let mut items = tx.items.clone();
         let events = tx.events.len();
         let committed = self

@@ -167,20 +167,6 @@ pub struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
-    /// The same variables, for a copy that adds its own `extra` names (a
-    /// `poll`'s `response`).
-    pub fn copied(&self) -> Scope<'a> {
-        Scope {
-            globals: self.globals,
-            credentials: self.credentials,
-            input: self.input,
-            local: self.local,
-            meta: self.meta,
-            extra: self.extra,
-            now_ms: self.now_ms,
-        }
-    }
-
     pub fn new(globals: &'a Globals, input: Option<&'a Arc<Event>>) -> Self {
         Self {
             globals,
