@@ -637,7 +637,17 @@ impl HttpExec {
                 "body": request.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
                 "attempt": attempt,
             }));
-            let response = cx.http.send(request.clone()).await?;
+            let sent = std::time::Instant::now();
+            let response = cx.http.send(request.clone()).await;
+            // What came back, beside what was sent (stored traces, dry runs).
+            if let Some(J::Object(entry)) = trace.last_mut() {
+                entry.insert("duration_ms".into(), J::from(sent.elapsed().as_millis() as u64));
+                match &response {
+                    Ok(r) => entry.insert("status".into(), J::from(r.status)),
+                    Err(e) => entry.insert("error".into(), J::String(e.to_string())),
+                };
+            }
+            let response = response?;
             if !self.follow_redirects {
                 return Ok(response);
             }

@@ -70,7 +70,7 @@ impl Executable for TriggerExec {
 
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         Box::pin(async move {
-            let matched = cx.rules.matches(&cx.scope, self.case_sensitive)?;
+            let (matched, rules) = cx.rules.explain(&cx.scope, self.case_sensitive)?;
             let output = with_rule_matched(cx.input(), matched);
             Ok(Outcome {
                 emits: vec![if matched {
@@ -78,6 +78,7 @@ impl Executable for TriggerExec {
                 } else {
                     Emit::Branch("no_match", output)
                 }],
+                trace: vec![json!({ "rules": rules })],
                 ..Outcome::default()
             })
         })

@@ -174,6 +174,7 @@ fn run_doc(reader: &dyn RunLog, id: RunId, depth: usize) -> BoxFuture<'_, anyhow
             return Ok(None);
         };
         let events = reader.events_json(id).await?;
+        let traces: Vec<J> = reader.traces(id).await?.iter().map(|t| t.to_json()).collect();
         let mut children = Vec::new();
         if depth < SHOW_DEPTH {
             for child in reader.called_by(id).await? {
@@ -185,7 +186,9 @@ fn run_doc(reader: &dyn RunLog, id: RunId, depth: usize) -> BoxFuture<'_, anyhow
                 }
             }
         }
-        Ok(Some(json!({"run": run, "events": events, "children": children})))
+        Ok(Some(
+            json!({"run": run, "events": events, "traces": traces, "children": children}),
+        ))
     })
 }
 
@@ -209,7 +212,18 @@ fn write_run(doc: &J, depth: usize, out: &mut dyn Write) -> anyhow::Result<()> {
         run["events"]
     )?;
     let children = doc["children"].as_array().cloned().unwrap_or_default();
-    for event in doc["events"].as_array().into_iter().flatten() {
+    let traces = doc["traces"].as_array().filter(|t| !t.is_empty());
+    if let Some(traces) = traces {
+        // Action by action, in the order they ran (an action after those
+        // that fed it), with the runs each call started right after it.
+        for t in traces {
+            write_execution(t, started, &pad, out)?;
+            for child in children.iter().filter(|c| c["run"]["parent_event"] == t["input_event"]) {
+                write_run(child, depth + 1, out)?;
+            }
+        }
+    }
+    for event in doc["events"].as_array().into_iter().flatten().filter(|_| traces.is_none()) {
         let at = event["created_at"].as_i64().unwrap_or(started) - started;
         let action = event["action"].as_str().unwrap_or_default();
         let output = &event["output"];
@@ -227,6 +241,58 @@ fn write_run(doc: &J, depth: usize, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     for e in run["errors"].as_array().into_iter().flatten() {
         writeln!(out, "{pad}  error: {}", e.as_str().unwrap_or_default())?;
+    }
+    Ok(())
+}
+
+/// One execution of a stored trace: when, status, duration, branch,
+/// then its requests (each attempt with its answer), rules and error.
+fn write_execution(t: &J, started: i64, pad: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    let at = t["at"].as_i64().unwrap_or(started) - started;
+    let branch = t["branch"].as_str().map(|b| format!("  branch {b}")).unwrap_or_default();
+    let emitted = match t["emitted"].as_i64().unwrap_or(0) {
+        0 => String::new(),
+        1 => "  1 event".to_owned(),
+        n => format!("  {n} events"),
+    };
+    writeln!(
+        out,
+        "{pad}  +{:>7.3} s  {:<24} {:<9} {:>9.3} ms{branch}{emitted}",
+        at as f64 / 1000.0,
+        t["action"].as_str().unwrap_or_default(),
+        t["status"].as_str().unwrap_or_default(),
+        t["duration_ms"].as_f64().unwrap_or(0.0),
+    )?;
+    for d in t["detail"].as_array().into_iter().flatten() {
+        if let Some(method) = d["method"].as_str() {
+            let answer = match (d.get("status"), d["error"].as_str()) {
+                (Some(s), _) => format!("→ {s}"),
+                (None, Some(e)) => format!("→ {e}"),
+                _ => String::new(),
+            };
+            writeln!(
+                out,
+                "{pad}               {method} {} (attempt {}) {answer}",
+                d["url"].as_str().unwrap_or_default(),
+                d["attempt"]
+            )?;
+        } else if let Some(rules) = d["rules"].as_array() {
+            for r in rules {
+                let value = r["value"].as_str().map(|v| format!(" `{v}`")).unwrap_or_default();
+                let mark = if r["matched"] == true { "matched" } else { "no match" };
+                writeln!(
+                    out,
+                    "{pad}               rule `{}` {}{value}: {mark}",
+                    r["path"].as_str().unwrap_or_default(),
+                    r["rule"].as_str().unwrap_or_default()
+                )?;
+            }
+        } else if let Some(note) = d["log_error"].as_str() {
+            writeln!(out, "{pad}               note: {note}")?;
+        }
+    }
+    if let Some(e) = t["error"].as_str() {
+        writeln!(out, "{pad}               error: {e}")?;
     }
     Ok(())
 }

@@ -689,14 +689,31 @@ fn write_trace(report: &RunReport, out: &mut dyn Write) -> std::io::Result<()> {
                     writeln!(out, "      ▸ {} — {state}", sub["action"].as_str().unwrap_or(""))?;
                 }
             } else if let Some(method) = d.get("method").and_then(J::as_str) {
+                let answer = match (d.get("status"), d.get("error").and_then(J::as_str)) {
+                    (Some(status), _) => format!(" → {status}"),
+                    (None, Some(e)) => format!(" → {e}"),
+                    _ => String::new(),
+                };
                 writeln!(
                     out,
-                    "    request: {method} {} (attempt {})",
+                    "    request: {method} {} (attempt {}){answer}",
                     d["url"].as_str().unwrap_or(""),
                     d["attempt"]
                 )?;
                 if let Some(body) = d.get("body").and_then(J::as_str) {
                     writeln!(out, "             body {}", short(&J::String(body.to_owned())))?;
+                }
+            } else if let Some(rules) = d.get("rules").and_then(J::as_array) {
+                for r in rules {
+                    let mark = if r["matched"] == true { "matched" } else { "no match" };
+                    let text = |v: &J| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                    let value = r.get("value").map(|v| format!(" `{}`", text(v))).unwrap_or_default();
+                    writeln!(
+                        out,
+                        "    rule:    `{}` {}{value}: {mark}",
+                        text(&r["path"]),
+                        r["rule"].as_str().unwrap_or("")
+                    )?;
                 }
             } else {
                 writeln!(out, "    note:    {}", short(d))?;

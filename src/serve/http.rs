@@ -28,6 +28,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/runs", get(runs))
         .route("/api/runs/{id}", get(run))
         .route("/api/runs/{id}/events", get(run_events))
+        .route("/api/runs/{id}/traces", get(run_traces))
         .route("/api/events/{id}/reemit", post(reemit))
         .route("/api/stories/{id}/actions/{slug}/run", post(run_action))
         .route("/api/credentials", get(admin::list_credentials))
@@ -346,6 +347,22 @@ async fn run_events(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resp
         }
     }
     axum::Json(json!({"run_id": id.to_string(), "events": events, "by_action": by_action})).into_response()
+}
+
+/// A run's action executions: requests and their attempts, rules, branch,
+/// error, duration (docs/api.md).
+async fn run_traces(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<RunId>() else {
+        return error(StatusCode::NOT_FOUND, format!("`{id}` is not an id"));
+    };
+    match app.store.traces(id).await {
+        Ok(traces) => axum::Json(json!({
+            "run_id": id.to_string(),
+            "traces": traces.iter().map(|t| t.to_json()).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// Starts a run at an action by hand: one without `from` (Tines' manual

@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// for room first).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_queued: usize,
+    /// Do not store a trace of every action execution (requests, attempts,
+    /// rules, durations; `tale runs show` and the web UI read them).
+    #[arg(long)]
+    pub no_traces: bool,
     /// Largest webhook body accepted, in bytes (a webhook's own `max_body_bytes` may be lower).
     #[arg(long, value_name = "BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body: usize,
@@ -320,6 +324,9 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         args.max_queued,
         Some(metrics.clone()),
     );
+    if args.no_traces {
+        durable.without_traces();
+    }
     let resumed = durable.resume().await?;
     if resumed > 0 {
         tracing::info!(items = resumed, "resumed the work left by the previous run");

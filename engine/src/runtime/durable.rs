@@ -110,6 +110,8 @@ pub struct Transaction {
     /// Which of `items` belong to a stateful action: on a cluster they run
     /// on the node holding that action's lane, maybe another one.
     pub stateful: Vec<Uuid>,
+    /// One per action execution, when the store keeps traces.
+    pub traces: Vec<super::trace::StepTrace>,
 }
 
 /// What applying a transaction did.
@@ -177,6 +179,11 @@ pub trait DurableStore: StateStore {
     /// store is not shared (it records a clean stop instead).
     fn leave(&self) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async { Ok(false) })
+    }
+    /// Whether it stores [`Transaction::traces`] (a database does; the
+    /// memory store of dry runs and tests has its own trace).
+    fn keeps_traces(&self) -> bool {
+        false
     }
 }
 
@@ -327,6 +334,8 @@ pub struct Durable {
     workers: usize,
     /// The store is shared with other processes (a cluster's database).
     clustered: bool,
+    /// The store keeps a trace of every execution (`--no-traces` stops it).
+    traces: std::sync::atomic::AtomicBool,
     /// Items waiting on a timer, with what cancels them.
     waiting: Mutex<Waiting>,
     /// Stateful actions' items: one at a time, each seeing the state the
@@ -368,6 +377,11 @@ impl Drop for Dequeue<'_> {
 }
 
 impl Durable {
+    /// Stops storing a trace per execution (`tale serve --no-traces`).
+    pub fn without_traces(&self) {
+        self.traces.store(false, Ordering::Relaxed);
+    }
+
     /// Starts the executor: `workers` items run at once.
     pub fn start(
         loaded: Loaded,
@@ -377,6 +391,7 @@ impl Durable {
         observer: Option<Arc<dyn Observer>>,
     ) -> Arc<Self> {
         let clustered = store.work_signal().is_some();
+        let traces = std::sync::atomic::AtomicBool::new(store.keeps_traces());
         let (ready, mut rx) = tokio::sync::mpsc::unbounded_channel::<WorkItem>();
         let this = Arc::new(Self {
             loaded: RwLock::new(loaded),
@@ -386,6 +401,7 @@ impl Durable {
             max_queued,
             workers: workers.max(1),
             clustered,
+            traces,
             waiting: Mutex::default(),
             stateful: Mutex::default(),
             observer,
@@ -1122,6 +1138,9 @@ impl Durable {
                 emitted,
             });
         }
+        if self.traces.load(Ordering::Relaxed) {
+            tx.traces.push(step_trace(loaded, item, at_ms, started.elapsed(), skipped, &result));
+        }
         let mut outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -1154,7 +1173,14 @@ impl Durable {
         }
         let now = loaded.runtime.clock.now_ms();
         let emits = std::mem::take(&mut outcome.emits);
+        let before = tx.events.len();
         self.add_emits(story, action, item, emits, now, tx);
+        if self.traces.load(Ordering::Relaxed)
+            && let Some(t) = tx.traces.last_mut()
+        {
+            // Events, not emits: a lazy explode's first chunk is here.
+            t.emitted = (tx.events.len() - before) as i64;
+        }
         outcome.rest.take()
     }
 
@@ -1329,6 +1355,13 @@ impl Durable {
     ) {
         let before = tx.events.len();
         self.add_emits(story, action, item, emits, now, tx);
+        // The first chunk of a long explode counts in its execution's trace.
+        if let Some(t) = tx.traces.last_mut()
+            && t.action == item.action
+            && t.input == item.input.as_ref().map(|e| e.id)
+        {
+            t.emitted += (tx.events.len() - before) as i64;
+        }
         if let Some(o) = self.observer.as_ref().filter(|o| o.wants_outputs()) {
             let input = item.input.as_ref().map(|e| e.id);
             o.emitted_more(item.run_id, &item.action, input, &tx.events[before..]);
@@ -1577,6 +1610,77 @@ fn redacted(redactor: &Redactor, mut tx: Transaction) -> Transaction {
         *error = redactor.text(error);
     }
     tx
+}
+
+/// The stored trace of one execution: its detail and error redacted here,
+/// as the events of its step are in [`redacted`].
+fn step_trace(
+    loaded: &Loaded,
+    item: &WorkItem,
+    at_ms: i64,
+    took: std::time::Duration,
+    skipped: Option<&'static str>,
+    result: &Result<super::exec::Outcome, super::exec::ActionError>,
+) -> super::trace::StepTrace {
+    use super::trace::StepStatus;
+    let (status, branch, emitted, error, detail) = match result {
+        Err(e) => (StepStatus::Failed, None, 0, Some(e.to_string()), None),
+        Ok(outcome) if skipped.is_some() => (
+            StepStatus::Skipped,
+            None,
+            0,
+            skipped.map(str::to_owned),
+            traced_detail(loaded, &outcome.trace),
+        ),
+        Ok(outcome) => {
+            let mut branch = None;
+            let mut error = None;
+            let mut emitted = 0;
+            for emit in &outcome.emits {
+                match emit {
+                    Emit::Main(_) => emitted += 1,
+                    Emit::Branch(b, out) => {
+                        emitted += 1;
+                        branch.get_or_insert(*b);
+                        if *b == "failure" && error.is_none() {
+                            error = out.get("error").and_then(J::as_str).map(str::to_owned);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let status = if branch == Some("failure") {
+                StepStatus::Failed
+            } else {
+                StepStatus::Succeeded
+            };
+            (status, branch, emitted, error, traced_detail(loaded, &outcome.trace))
+        }
+    };
+    super::trace::StepTrace {
+        run_id: item.run_id,
+        action: item.action.clone(),
+        input: item.input.as_ref().map(|e| e.id),
+        at_ms,
+        duration_us: i64::try_from(took.as_micros()).unwrap_or(i64::MAX),
+        status,
+        branch,
+        emitted,
+        error: error.map(|e| loaded.redactor.text(&super::trace::excerpt(&e))),
+        detail,
+    }
+}
+
+/// An outcome's detail entries, redacted and bounded.
+fn traced_detail(loaded: &Loaded, entries: &[J]) -> Option<String> {
+    use super::trace::bound_detail;
+    if entries.is_empty() {
+        return None;
+    }
+    match loaded.redactor.json_if_secret(&J::Array(entries.to_vec())) {
+        Some(J::Array(hidden)) => bound_detail(&hidden),
+        _ => bound_detail(entries),
+    }
 }
 
 /// Where a schedule's ticks are recorded.

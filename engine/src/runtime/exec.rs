@@ -307,7 +307,18 @@ impl Runtime {
                 };
                 (result, None)
             }
-            Ok(false) => (Ok(Outcome::default()), Some("rules did not match")),
+            Ok(false) => {
+                // Which rules did not match, for the trace.
+                let told = action.rules.explain(&cx.scope, None).map(|(_, rules)| rules);
+                let trace = told.map(|rules| vec![json!({ "rules": rules })]).unwrap_or_default();
+                (
+                    Ok(Outcome {
+                        trace,
+                        ..Outcome::default()
+                    }),
+                    Some("rules did not match"),
+                )
+            }
             Err(e) => (Err(e.into()), None),
         };
         // A token is fetched after the redactor was built: what the action

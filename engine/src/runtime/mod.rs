@@ -17,3 +17,4 @@ pub mod runlog;
 pub mod sealed;
 pub mod sqlite;
 pub mod stored;
+pub mod trace;

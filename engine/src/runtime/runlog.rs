@@ -14,6 +14,7 @@ use super::event::{Event, EventId, RunId};
 use super::sealed::SealKey;
 use super::store::StoreError;
 use super::stored::{StoredCredential, StoredResource, Table};
+use super::trace::StepTrace;
 
 /// A stored run's status (the `status` column's three words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -87,6 +88,25 @@ pub struct RunFilter {
     pub limit: usize,
 }
 
+/// How a story's runs went since a time (the UI's list of stories).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StoryActivity {
+    pub story: String,
+    pub runs: i64,
+    pub failed: i64,
+    pub running: i64,
+    pub last_started: Option<i64>,
+}
+
+/// One action over a story's latest runs: events it emitted, executions
+/// that failed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ActionActivity {
+    pub action: String,
+    pub events: i64,
+    pub failures: i64,
+}
+
 /// What runs did: listed, one by one, their events, the runs they called.
 /// Async, as a database is: the API and the UI read it from async handlers.
 pub trait RunLog: Send + Sync {
@@ -99,6 +119,24 @@ pub trait RunLog: Send + Sync {
     fn event(&self, id: EventId) -> BoxFuture<'_, Result<Option<Arc<Event>>, StoreError>>;
     /// The runs a run's `send_to_story` calls started.
     fn called_by(&self, run: RunId) -> BoxFuture<'_, Result<Vec<RunRow>, StoreError>>;
+    /// A run's action executions in the order they were committed (none
+    /// in a database older than traces).
+    fn traces(&self, run: RunId) -> BoxFuture<'_, Result<Vec<StepTrace>, StoreError>>;
+    /// Runs per story started at or after `since_ms`.
+    fn activity(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<StoryActivity>, StoreError>>;
+    /// Events and failures per action over the story's latest `runs` runs:
+    /// bounded work however large the database.
+    fn action_activity<'a>(&'a self, story: &'a str, runs: usize)
+    -> BoxFuture<'a, Result<Vec<ActionActivity>, StoreError>>;
+    /// An action's newest events (at most `limit`) among the story's latest
+    /// `runs` runs, newest first.
+    fn action_events<'a>(
+        &'a self,
+        story: &'a str,
+        action: &'a str,
+        runs: usize,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<J>, StoreError>>;
 }
 
 /// Credentials (sealed) and resources set through the API.

@@ -16,6 +16,8 @@ use uuid::Uuid;
 
 use super::durable::{Applied, DurableStore, Transaction, WorkItem};
 use super::event::{Event, EventId, RunId};
+use super::runlog::{ActionActivity, StoryActivity};
+use super::trace::{StepStatus, StepTrace};
 pub use super::runlog::{RunFilter, RunLog, RunRow, RunState, SecretStore};
 use super::sealed::SealKey;
 use super::store::{Change, StatePut, StateStore, StoreError};
@@ -98,6 +100,22 @@ CREATE INDEX runs_by_parent ON runs (parent_run) WHERE parent_run IS NOT NULL;
     r#"
 ALTER TABLE runs ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
 UPDATE runs SET pending = (SELECT COUNT(*) FROM items WHERE items.run_id = runs.id);
+"#,
+    // A trace per action execution (docs/ui.md), pruned with its run.
+    r#"
+CREATE TABLE traces (
+    run_id BLOB NOT NULL,
+    action TEXT NOT NULL,
+    input BLOB,
+    at INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    status TEXT NOT NULL,             -- succeeded | failed | skipped
+    branch TEXT,
+    emitted INTEGER NOT NULL,
+    error TEXT,
+    detail TEXT                       -- JSON: requests and attempts, rules
+);
+CREATE INDEX traces_by_run ON traces (run_id);
 "#,
 ];
 
@@ -186,6 +204,7 @@ struct Prepared {
     cancelled: Vec<[u8; 16]>,
     errors: Vec<([u8; 16], String)>,
     tick: Option<(String, i64)>,
+    traces: Vec<StepTrace>,
     now: i64,
 }
 
@@ -382,6 +401,7 @@ impl SqliteStore {
             log: SqliteReader {
                 conn: read.clone(),
                 columns: RUN_COLUMNS,
+                traces: true,
             },
             read,
             owner,
@@ -478,6 +498,7 @@ impl SqliteStore {
         p.cancelled = tx.cancelled.into_iter().map(Uuid::into_bytes).collect();
         p.errors = tx.errors.into_iter().map(|(run, e)| (run.into_bytes(), e)).collect();
         p.tick = tx.tick;
+        p.traces = tx.traces;
         p.calls = tx
             .calls
             .iter()
@@ -717,6 +738,25 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
             ])?;
         }
     }
+    if !p.traces.is_empty() {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO traces (run_id, action, input, at, duration_us, status, branch, emitted, error, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for t in &p.traces {
+            insert.execute(params![
+                &t.run_id.as_bytes()[..],
+                &*t.action,
+                t.input.map(|i| i.into_bytes()).as_ref().map(|b| &b[..]),
+                t.at_ms,
+                t.duration_us,
+                t.status.as_str(),
+                t.branch,
+                t.emitted,
+                t.error,
+                t.detail
+            ])?;
+        }
+    }
     for (run, n) in counts.iter().filter(|(r, _)| !p.started.iter().any(|(s, _, _)| s == r)) {
         tx.prepare_cached("UPDATE runs SET events = events + ?2 WHERE id = ?1")?
             .execute(params![&run[..], n])?;
@@ -913,6 +953,8 @@ fn prune(tx: &rusqlite::Transaction<'_>, story: &str, before_ms: i64) -> rusqlit
     for (id, status) in runs {
         tx.prepare_cached("DELETE FROM events WHERE run_id = ?1")?
             .execute([&id])?;
+        tx.prepare_cached("DELETE FROM traces WHERE run_id = ?1")?
+            .execute([&id])?;
         tx.prepare_cached("DELETE FROM runs WHERE id = ?1")?.execute([&id])?;
         let run = Uuid::from_slice(&id).map(RunId::from).unwrap_or_default();
         applied.finished.push((run, story.to_owned(), status == "succeeded"));
@@ -1067,33 +1109,128 @@ fn called_by(conn: &Connection, run: RunId) -> Result<Vec<RunRow>, StoreError> {
     .map_err(failed)
 }
 
+const EVENT_COLUMNS: &str = "id, run_id, story, action, parents, branch, output, created_at";
+
+/// An event row (of [`EVENT_COLUMNS`]) as the API shows it.
+fn event_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<J> {
+    let id: Vec<u8> = r.get(0)?;
+    let run: Vec<u8> = r.get(1)?;
+    let parents: Vec<u8> = r.get(4)?;
+    let output: String = r.get(6)?;
+    Ok(serde_json::json!({
+        "id": uuid_of(&id).to_string(),
+        "run_id": uuid_of(&run).to_string(),
+        "story": r.get::<_, String>(2)?,
+        "action": r.get::<_, String>(3)?,
+        "parent_ids": parents.chunks_exact(16).map(|c| uuid_of(c).to_string()).collect::<Vec<_>>(),
+        "branch": r.get::<_, Option<String>>(5)?,
+        "output": serde_json::from_str::<J>(&output).unwrap_or(J::Null),
+        "created_at": r.get::<_, i64>(7)?,
+    }))
+}
+
 fn events_of_run(conn: &Connection, run: RunId) -> Result<Vec<J>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, run_id, story, action, parents, branch, output, created_at FROM events WHERE run_id = ?1 ORDER BY rowid",
-        )
-        .map_err(failed)?;
-    let rows = stmt
-        .query_map([&run.as_bytes()[..]], |r| {
-            let id: Vec<u8> = r.get(0)?;
-            let run: Vec<u8> = r.get(1)?;
-            let parents: Vec<u8> = r.get(4)?;
-            let output: String = r.get(6)?;
-            Ok(serde_json::json!({
-                "id": uuid_of(&id).to_string(),
-                "run_id": uuid_of(&run).to_string(),
-                "story": r.get::<_, String>(2)?,
-                "action": r.get::<_, String>(3)?,
-                "parent_ids": parents.chunks_exact(16).map(|c| uuid_of(c).to_string()).collect::<Vec<_>>(),
-                "branch": r.get::<_, Option<String>>(5)?,
-                "output": serde_json::from_str::<J>(&output).unwrap_or(J::Null),
-                "created_at": r.get::<_, i64>(7)?,
-            }))
+    conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ?1 ORDER BY rowid"
+    ))
+    .and_then(|mut s| s.query_map([&run.as_bytes()[..]], event_json)?.collect())
+    .map_err(failed)
+}
+
+fn traces_of_run(conn: &Connection, run: RunId) -> Result<Vec<StepTrace>, StoreError> {
+    conn.prepare_cached(
+        "SELECT action, input, at, duration_us, status, branch, emitted, error, detail FROM traces WHERE run_id = ?1 ORDER BY rowid",
+    )
+    .and_then(|mut s| {
+        s.query_map([&run.as_bytes()[..]], |r| {
+            let status: String = r.get(4)?;
+            Ok(StepTrace {
+                run_id: run,
+                action: r.get::<_, String>(0)?.into(),
+                input: r.get::<_, Option<Vec<u8>>>(1)?.map(|b| EventId::from(uuid_of(&b))),
+                at_ms: r.get(2)?,
+                duration_us: r.get(3)?,
+                status: StepStatus::parse(&status),
+                branch: r.get::<_, Option<String>>(5)?.map(|b| intern_branch(&b)),
+                emitted: r.get(6)?,
+                error: r.get(7)?,
+                detail: r.get(8)?,
+            })
+        })?
+        .collect()
+    })
+    .map_err(failed)
+}
+
+fn activity(conn: &Connection, since_ms: i64) -> Result<Vec<StoryActivity>, StoreError> {
+    conn.prepare_cached(
+        "SELECT story, COUNT(*), SUM(status = 'failed'), SUM(status = 'running'), MAX(started_at) FROM runs WHERE started_at >= ?1 GROUP BY story ORDER BY story",
+    )
+    .and_then(|mut s| {
+        s.query_map([since_ms], |r| {
+            Ok(StoryActivity {
+                story: r.get(0)?,
+                runs: r.get(1)?,
+                failed: r.get(2)?,
+                running: r.get(3)?,
+                last_started: r.get(4)?,
+            })
+        })?
+        .collect()
+    })
+    .map_err(failed)
+}
+
+/// The story's latest runs, as a subquery taking (?1 story, ?2 how many).
+const RECENT_RUNS: &str = "SELECT id FROM runs WHERE story = ?1 ORDER BY started_at DESC LIMIT ?2";
+
+fn action_activity(conn: &Connection, story: &str, runs: usize, traces: bool) -> Result<Vec<ActionActivity>, StoreError> {
+    let runs = runs as i64;
+    let mut out: Vec<ActionActivity> = conn
+        .prepare_cached(&format!(
+            "SELECT action, COUNT(*) FROM events WHERE run_id IN ({RECENT_RUNS}) GROUP BY action"
+        ))
+        .and_then(|mut s| {
+            s.query_map(params![story, runs], |r| {
+                Ok(ActionActivity {
+                    action: r.get(0)?,
+                    events: r.get(1)?,
+                    failures: 0,
+                })
+            })?
+            .collect()
         })
-        .map_err(failed)?
-        .collect::<Result<Vec<_>, _>>()
         .map_err(failed)?;
-    Ok(rows)
+    if traces {
+        let failures: Vec<(String, i64)> = conn
+            .prepare_cached(&format!(
+                "SELECT action, COUNT(*) FROM traces WHERE run_id IN ({RECENT_RUNS}) AND status = 'failed' GROUP BY action"
+            ))
+            .and_then(|mut s| s.query_map(params![story, runs], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(failed)?;
+        for (action, n) in failures {
+            match out.iter_mut().find(|a| a.action == action) {
+                Some(a) => a.failures = n,
+                None => out.push(ActionActivity {
+                    action,
+                    events: 0,
+                    failures: n,
+                }),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn action_events(conn: &Connection, story: &str, action: &str, runs: usize, limit: usize) -> Result<Vec<J>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE run_id IN ({RECENT_RUNS}) AND action = ?3 ORDER BY created_at DESC, rowid DESC LIMIT ?4"
+    ))
+    .and_then(|mut s| {
+        s.query_map(params![story, runs as i64, action, limit as i64], event_json)?
+            .collect()
+    })
+    .map_err(failed)
 }
 
 /// Reads a database without taking it over (`tale runs`, `tale events`),
@@ -1103,6 +1240,8 @@ pub struct SqliteReader {
     conn: Arc<Mutex<Connection>>,
     /// The run columns of its schema version.
     columns: &'static str,
+    /// Its schema has the traces table.
+    traces: bool,
 }
 
 /// Runs `f` on a connection on tokio's blocking threads: a SQLite call
@@ -1136,6 +1275,7 @@ impl SqliteReader {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             columns: run_columns(version),
+            traces: version >= 6,
         })
     }
 }
@@ -1169,6 +1309,9 @@ impl StateStore for SqliteStore {
 }
 
 impl DurableStore for SqliteStore {
+    fn keeps_traces(&self) -> bool {
+        true
+    }
     fn apply(&self, tx: Transaction, wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>> {
         match self.prepare(tx, true) {
             Ok(p) => self.submit(Work::Step(Box::new(p)), wait),
@@ -1312,6 +1455,34 @@ impl RunLog for SqliteReader {
             move |c| if recorded { called_by(c, run) } else { Ok(Vec::new()) },
         )
     }
+    fn traces(&self, run: RunId) -> BoxFuture<'_, Result<Vec<StepTrace>, StoreError>> {
+        let traces = self.traces;
+        on_connection(
+            &self.conn,
+            move |c| if traces { traces_of_run(c, run) } else { Ok(Vec::new()) },
+        )
+    }
+    fn activity(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<StoryActivity>, StoreError>> {
+        on_connection(&self.conn, move |c| activity(c, since_ms))
+    }
+    fn action_activity<'a>(
+        &'a self,
+        story: &'a str,
+        runs: usize,
+    ) -> BoxFuture<'a, Result<Vec<ActionActivity>, StoreError>> {
+        let (story, traces) = (story.to_owned(), self.traces);
+        on_connection(&self.conn, move |c| action_activity(c, &story, runs, traces))
+    }
+    fn action_events<'a>(
+        &'a self,
+        story: &'a str,
+        action: &'a str,
+        runs: usize,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<J>, StoreError>> {
+        let (story, action) = (story.to_owned(), action.to_owned());
+        on_connection(&self.conn, move |c| action_events(c, &story, &action, runs, limit))
+    }
 }
 
 impl RunLog for SqliteStore {
@@ -1329,6 +1500,28 @@ impl RunLog for SqliteStore {
     }
     fn called_by(&self, run: RunId) -> BoxFuture<'_, Result<Vec<RunRow>, StoreError>> {
         self.log.called_by(run)
+    }
+    fn traces(&self, run: RunId) -> BoxFuture<'_, Result<Vec<StepTrace>, StoreError>> {
+        self.log.traces(run)
+    }
+    fn activity(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<StoryActivity>, StoreError>> {
+        self.log.activity(since_ms)
+    }
+    fn action_activity<'a>(
+        &'a self,
+        story: &'a str,
+        runs: usize,
+    ) -> BoxFuture<'a, Result<Vec<ActionActivity>, StoreError>> {
+        self.log.action_activity(story, runs)
+    }
+    fn action_events<'a>(
+        &'a self,
+        story: &'a str,
+        action: &'a str,
+        runs: usize,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<J>, StoreError>> {
+        self.log.action_events(story, action, runs, limit)
     }
 }
 

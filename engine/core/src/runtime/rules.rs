@@ -102,6 +102,30 @@ impl Rules {
     }
 }
 
+impl Rules {
+    /// [`Rules::matches`], with every rule evaluated and told: its type,
+    /// its rendered path and value, whether it matched (stored traces, dry
+    /// runs). Costs every rule; only a trigger and a skipped action pay it.
+    pub fn explain(&self, scope: &Scope<'_>, case_sensitive: Option<bool>) -> Result<(bool, Vec<J>), RenderError> {
+        let mut matched = 0;
+        let mut told = Vec::with_capacity(self.rules.len());
+        for rule in &self.rules {
+            let (ok, left, right) = rule.eval_told(scope, case_sensitive)?;
+            matched += usize::from(ok);
+            let mut entry = serde_json::Map::new();
+            entry.insert("rule".into(), J::String(rule.kind.clone()));
+            entry.insert("path".into(), J::String(left));
+            if rule.value.is_some() {
+                entry.insert("value".into(), J::String(right));
+            }
+            entry.insert("matched".into(), J::Bool(ok));
+            told.push(J::Object(entry));
+        }
+        let needed = self.must_match.min(self.rules.len());
+        Ok((self.rules.is_empty() || matched >= needed, told))
+    }
+}
+
 fn text(v: &J) -> String {
     let mut s = String::new();
     render_json(v, &mut s);
@@ -154,6 +178,11 @@ fn contains(text: &str, part: &str, case_sensitive: bool) -> bool {
 
 impl CompiledRule {
     fn eval(&self, scope: &Scope<'_>, trigger: Option<bool>) -> Result<bool, RenderError> {
+        self.eval_told(scope, trigger).map(|(ok, _, _)| ok)
+    }
+
+    /// Whether it matched, with the rendered path and value as text.
+    fn eval_told(&self, scope: &Scope<'_>, trigger: Option<bool>) -> Result<(bool, String, String), RenderError> {
         let is_regex = self.kind.ends_with("regex");
         let case_sensitive = self.case_sensitive.or(trigger).unwrap_or(!is_regex);
         let actual = self.path.render(scope)?;
@@ -161,7 +190,7 @@ impl CompiledRule {
         let left = text(&actual);
         let right = value.as_ref().map(text).unwrap_or_default();
         use std::cmp::Ordering::*;
-        Ok(match self.kind.as_str() {
+        let matched = match self.kind.as_str() {
             "is_empty" => is_empty(&actual),
             "is_present" => !is_empty(&actual),
             "regex" | "!regex" => {
@@ -196,7 +225,8 @@ impl CompiledRule {
                 found == (self.kind == "in")
             }
             _ => false,
-        })
+        };
+        Ok((matched, left, right))
     }
 }
 

@@ -11,7 +11,8 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::super::event::{Event, EventId, RunId};
-use super::super::runlog::{RunFilter, RunLog, RunRow, RunState};
+use super::super::runlog::{ActionActivity, RunFilter, RunLog, RunRow, RunState, StoryActivity};
+use super::super::trace::{StepStatus, StepTrace};
 use super::super::sealed::Sealed;
 use super::super::store::StoreError;
 use super::super::stored::{StoredCredential, StoredResource, Table};
@@ -103,11 +104,16 @@ fn run_row(r: &tokio_postgres::Row) -> Result<RunRow, StoreError> {
 #[derive(Clone)]
 pub struct PgLog {
     pool: deadpool_postgres::Pool,
+    /// Its schema has the traces table.
+    traces: bool,
 }
+
+/// The schema version that added traces.
+const TRACES_VERSION: usize = 6;
 
 impl PgLog {
     pub(super) fn on(pool: deadpool_postgres::Pool) -> Self {
-        Self { pool }
+        Self { pool, traces: true }
     }
 
     /// Opens a database to read its runs, beside the node that serves it.
@@ -125,7 +131,10 @@ impl PgLog {
             });
         }
         drop(client);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            traces: found >= TRACES_VERSION,
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -185,26 +194,12 @@ impl RunLog for PgLog {
             let client = self.client().await?;
             let rows = client
                 .query(
-                    "SELECT id, run_id, story, action, parents, branch, output, created_at FROM events WHERE run_id = $1 ORDER BY seq",
+                    &format!("SELECT {EVENT_COLUMNS} FROM events WHERE run_id = $1 ORDER BY seq"),
                     &[run.as_uuid()],
                 )
                 .await
                 .map_err(|e| classify(&e))?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "id": r.get::<_, Uuid>(0).to_string(),
-                        "run_id": r.get::<_, Uuid>(1).to_string(),
-                        "story": r.get::<_, &str>(2),
-                        "action": r.get::<_, &str>(3),
-                        "parent_ids": r.get::<_, Vec<Uuid>>(4).iter().map(Uuid::to_string).collect::<Vec<_>>(),
-                        "branch": r.get::<_, Option<&str>>(5),
-                        "output": serde_json::from_str::<J>(r.get::<_, &str>(6)).unwrap_or(J::Null),
-                        "created_at": r.get::<_, i64>(7),
-                    })
-                })
-                .collect())
+            Ok(rows.iter().map(event_json).collect())
         })
     }
 
@@ -228,6 +223,138 @@ impl RunLog for PgLog {
             rows.iter().map(run_row).collect()
         })
     }
+
+    fn traces(&self, run: RunId) -> BoxFuture<'_, Result<Vec<StepTrace>, StoreError>> {
+        Box::pin(async move {
+            if !self.traces {
+                return Ok(Vec::new());
+            }
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT action, input, at, duration_us, status, branch, emitted, error, detail FROM traces WHERE run_id = $1 ORDER BY seq",
+                    &[run.as_uuid()],
+                )
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok(rows
+                .iter()
+                .map(|r| StepTrace {
+                    run_id: run,
+                    action: r.get::<_, &str>(0).into(),
+                    input: r.get::<_, Option<Uuid>>(1).map(EventId::from),
+                    at_ms: r.get(2),
+                    duration_us: r.get(3),
+                    status: StepStatus::parse(r.get(4)),
+                    branch: r.get::<_, Option<&str>>(5).map(crate::runtime::sqlite::intern_branch),
+                    emitted: r.get(6),
+                    error: r.get(7),
+                    detail: r.get(8),
+                })
+                .collect())
+        })
+    }
+
+    fn activity(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<StoryActivity>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT story, count(*), count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'running'), max(started_at)
+                     FROM runs WHERE started_at >= $1 GROUP BY story ORDER BY story",
+                    &[&since_ms],
+                )
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok(rows
+                .iter()
+                .map(|r| StoryActivity {
+                    story: r.get(0),
+                    runs: r.get(1),
+                    failed: r.get(2),
+                    running: r.get(3),
+                    last_started: r.get(4),
+                })
+                .collect())
+        })
+    }
+
+    fn action_activity<'a>(
+        &'a self,
+        story: &'a str,
+        runs: usize,
+    ) -> BoxFuture<'a, Result<Vec<ActionActivity>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let runs = runs as i64;
+            let failures = if self.traces {
+                "(SELECT count(*) FROM traces t WHERE t.run_id IN (SELECT id FROM recent) AND t.status = 'failed' AND t.action = a.action)"
+            } else {
+                "0::bigint"
+            };
+            let rows = client
+                .query(
+                    &format!(
+                        "WITH recent AS ({RECENT_RUNS}),
+                              a AS (SELECT action, count(*) AS events FROM events WHERE run_id IN (SELECT id FROM recent) GROUP BY action)
+                         SELECT a.action, a.events, {failures} FROM a ORDER BY a.action"
+                    ),
+                    &[&story, &runs],
+                )
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok(rows
+                .iter()
+                .map(|r| ActionActivity {
+                    action: r.get(0),
+                    events: r.get(1),
+                    failures: r.get(2),
+                })
+                .collect())
+        })
+    }
+
+    fn action_events<'a>(
+        &'a self,
+        story: &'a str,
+        action: &'a str,
+        runs: usize,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<J>, StoreError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE run_id IN ({RECENT_RUNS}) AND action = $3
+                         ORDER BY created_at DESC, seq DESC LIMIT $4"
+                    ),
+                    &[&story, &(runs as i64), &action, &(limit as i64)],
+                )
+                .await
+                .map_err(|e| classify(&e))?;
+            Ok(rows.iter().map(event_json).collect())
+        })
+    }
+}
+
+const EVENT_COLUMNS: &str = "id, run_id, story, action, parents, branch, output, created_at";
+
+/// The story's latest runs, as a subquery taking ($1 story, $2 how many).
+const RECENT_RUNS: &str = "SELECT id FROM runs WHERE story = $1 ORDER BY id DESC LIMIT $2";
+
+/// An event row (of [`EVENT_COLUMNS`]) as the API shows it.
+fn event_json(r: &tokio_postgres::Row) -> J {
+    serde_json::json!({
+        "id": r.get::<_, Uuid>(0).to_string(),
+        "run_id": r.get::<_, Uuid>(1).to_string(),
+        "story": r.get::<_, &str>(2),
+        "action": r.get::<_, &str>(3),
+        "parent_ids": r.get::<_, Vec<Uuid>>(4).iter().map(Uuid::to_string).collect::<Vec<_>>(),
+        "branch": r.get::<_, Option<&str>>(5),
+        "output": serde_json::from_str::<J>(r.get::<_, &str>(6)).unwrap_or(J::Null),
+        "created_at": r.get::<_, i64>(7),
+    })
 }
 
 pub(super) async fn credentials<C: GenericClient + Sync>(client: &C) -> Result<Vec<StoredCredential>, StoreError> {

@@ -19,7 +19,8 @@ use uuid::Uuid;
 
 use super::durable::{Applied, CLEAN_STOP, DurableStore, PARKED, Transaction, WorkItem};
 use super::event::{Event, EventId, RunId};
-use super::runlog::{RunFilter, RunLog, RunRow, SecretStore};
+use super::runlog::{ActionActivity, RunFilter, RunLog, RunRow, SecretStore, StoryActivity};
+use super::trace::StepTrace;
 use super::sealed::SealKey;
 use super::store::{StateStore, StoreError};
 use super::stored::{StoredCredential, StoredResource, Table};
@@ -359,6 +360,9 @@ impl StateStore for PgStore {
 }
 
 impl DurableStore for PgStore {
+    fn keeps_traces(&self) -> bool {
+        true
+    }
     fn apply(&self, tx: Transaction, wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>> {
         let jobs = self.jobs.clone();
         let step = step::Prepared::new(tx);
@@ -510,6 +514,28 @@ impl RunLog for PgStore {
     fn called_by(&self, run: RunId) -> BoxFuture<'_, Result<Vec<RunRow>, StoreError>> {
         self.log.called_by(run)
     }
+    fn traces(&self, run: RunId) -> BoxFuture<'_, Result<Vec<StepTrace>, StoreError>> {
+        self.log.traces(run)
+    }
+    fn activity(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<StoryActivity>, StoreError>> {
+        self.log.activity(since_ms)
+    }
+    fn action_activity<'a>(
+        &'a self,
+        story: &'a str,
+        runs: usize,
+    ) -> BoxFuture<'a, Result<Vec<ActionActivity>, StoreError>> {
+        self.log.action_activity(story, runs)
+    }
+    fn action_events<'a>(
+        &'a self,
+        story: &'a str,
+        action: &'a str,
+        runs: usize,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<J>, StoreError>> {
+        self.log.action_events(story, action, runs, limit)
+    }
 }
 
 impl SecretStore for PgStore {
@@ -602,7 +628,8 @@ impl super::backend::ServeStore for PgStore {
                              DELETE FROM runs WHERE id IN (
                                  SELECT id FROM runs WHERE story = $1 AND started_at < $2 AND status <> 'running' LIMIT 500)
                              RETURNING id),
-                         events_gone AS (DELETE FROM events WHERE run_id IN (SELECT id FROM gone))
+                         events_gone AS (DELETE FROM events WHERE run_id IN (SELECT id FROM gone)),
+                         traces_gone AS (DELETE FROM traces WHERE run_id IN (SELECT id FROM gone))
                          SELECT count(*) FROM gone",
                         &[&story, &before_ms],
                     )

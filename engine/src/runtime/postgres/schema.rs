@@ -114,6 +114,24 @@ CREATE INDEX lanes_by_holder ON lanes (holder);
 DROP INDEX items_by_owner;
 ALTER TABLE nodes ADD COLUMN settled BOOLEAN NOT NULL DEFAULT false;
 "#,
+    // A trace per action execution (docs/ui.md), pruned with its run.
+    r#"
+CREATE TABLE traces (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY,
+    run_id UUID NOT NULL,
+    action TEXT NOT NULL,
+    input UUID,
+    at BIGINT NOT NULL,
+    duration_us BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    branch TEXT,
+    emitted BIGINT NOT NULL,
+    error TEXT,
+    detail TEXT
+);
+CREATE INDEX traces_by_run ON traces (run_id, seq);
+ALTER TABLE traces SET (autovacuum_vacuum_scale_factor = 0.05);
+"#,
 ];
 
 /// The schema version a database has (0: none yet).

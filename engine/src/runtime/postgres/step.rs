@@ -31,7 +31,23 @@ pub(super) struct Prepared {
     errors: Vec<(Uuid, String)>,
     calls: Vec<(Uuid, Uuid, Option<Uuid>, Uuid)>,
     exits: Vec<(Uuid, Uuid)>,
+    traces: Traces,
     now: i64,
+}
+
+/// Trace columns, one array each.
+#[derive(Default)]
+struct Traces {
+    run: Vec<Uuid>,
+    action: Vec<String>,
+    input: Vec<Option<Uuid>>,
+    at: Vec<i64>,
+    duration_us: Vec<i64>,
+    status: Vec<&'static str>,
+    branch: Vec<Option<&'static str>>,
+    emitted: Vec<i64>,
+    error: Vec<Option<String>>,
+    detail: Vec<Option<String>>,
 }
 
 /// Event columns, one array each.
@@ -86,8 +102,22 @@ impl Prepared {
                 })
                 .collect(),
             exits: tx.exits.iter().map(|(r, e)| (*r.as_uuid(), *e.as_uuid())).collect(),
+            traces: Traces::default(),
             now: super::super::event::now_millis(),
         };
+        for t in tx.traces {
+            let tr = &mut p.traces;
+            tr.run.push(*t.run_id.as_uuid());
+            tr.action.push(t.action.to_string());
+            tr.input.push(t.input.map(|i| *i.as_uuid()));
+            tr.at.push(t.at_ms);
+            tr.duration_us.push(t.duration_us);
+            tr.status.push(t.status.as_str());
+            tr.branch.push(t.branch);
+            tr.emitted.push(t.emitted);
+            tr.error.push(t.error);
+            tr.detail.push(t.detail);
+        }
         for (run, story, at) in tx.started {
             p.settle.insert(*run.as_uuid());
             p.started.push((*run.as_uuid(), story, at));
@@ -331,6 +361,7 @@ async fn apply_fired(
     let mut cancelled: Vec<Uuid> = Vec::new();
     let mut events = Events::default();
     let mut items = Items::default();
+    let mut traces = Traces::default();
     let mut started: (Vec<Uuid>, Vec<String>, Vec<i64>) = Default::default();
     // Which step settles which run (the first that may end it).
     let mut settles: BTreeMap<Uuid, usize> = BTreeMap::new();
@@ -353,6 +384,7 @@ async fn apply_fired(
         }
         events.extend(&p.events);
         items.extend(&p.items);
+        traces.extend(&p.traces);
     }
     // The counters of runs started here are their own rows' (no stored
     // item of a run started in this batch can be completed in it).
@@ -435,7 +467,7 @@ async fn apply_fired(
         Ok::<_, StoreError>(owners.iter().map(Option::is_none).collect::<Vec<bool>>())
     };
     let (completed, cancelled_rows, started_rows, inserted_events, handed) =
-        tokio::join!(complete, cancel, start, insert_events(tx, &events), store_items);
+        tokio::join!(complete, cancel, start, insert_events(tx, &events, &traces), store_items);
     cause([
         completed.as_ref().err(),
         cancelled_rows.as_ref().err(),
@@ -618,7 +650,30 @@ async fn apply_fired(
     Ok(applied)
 }
 
-async fn insert_events(tx: &deadpool_postgres::Transaction<'_>, e: &Events) -> Result<(), StoreError> {
+/// The events of the batch, and the traces of its executions.
+async fn insert_events(tx: &deadpool_postgres::Transaction<'_>, e: &Events, t: &Traces) -> Result<(), StoreError> {
+    let traces = async {
+        if t.run.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            &statement(
+                tx,
+                "INSERT INTO traces (run_id, action, input, at, duration_us, status, branch, emitted, error, detail)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[])",
+            )
+            .await?,
+            &[&t.run, &t.action, &t.input, &t.at, &t.duration_us, &t.status, &t.branch, &t.emitted, &t.error, &t.detail],
+        )
+        .await
+        .map_err(|e| classify(&e))?;
+        Ok(())
+    };
+    let (events, traces) = tokio::join!(insert_only_events(tx, e), traces);
+    cause([events.as_ref().err(), traces.as_ref().err()])
+}
+
+async fn insert_only_events(tx: &deadpool_postgres::Transaction<'_>, e: &Events) -> Result<(), StoreError> {
     if e.id.is_empty() {
         return Ok(());
     }
@@ -753,6 +808,21 @@ impl Events {
         self.branch.extend(&o.branch);
         self.output.extend(o.output.iter().cloned());
         self.at.extend(&o.at);
+    }
+}
+
+impl Traces {
+    fn extend(&mut self, o: &Traces) {
+        self.run.extend(&o.run);
+        self.action.extend(o.action.iter().cloned());
+        self.input.extend(&o.input);
+        self.at.extend(&o.at);
+        self.duration_us.extend(&o.duration_us);
+        self.status.extend(&o.status);
+        self.branch.extend(&o.branch);
+        self.emitted.extend(&o.emitted);
+        self.error.extend(o.error.iter().cloned());
+        self.detail.extend(o.detail.iter().cloned());
     }
 }
 
