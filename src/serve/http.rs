@@ -48,7 +48,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .merge(api)
-        .with_state(app)
+        .with_state(app.clone())
+        .merge(super::ui::router(app))
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is

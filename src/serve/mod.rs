@@ -9,6 +9,7 @@ mod listen;
 mod load;
 mod metrics;
 mod schedule;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -190,6 +191,8 @@ pub(crate) struct App {
     pub(crate) connections: Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) ready: AtomicBool,
     pub(crate) admin: admin::Admin,
+    /// The web UI's session and CSRF keys.
+    pub(crate) ui: ui::UiKeys,
 }
 
 /// A running server (tests start one in-process).
@@ -331,6 +334,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     if resumed > 0 {
         tracing::info!(items = resumed, "resumed the work left by the previous run");
     }
+    let api_token = args.api_token.as_ref().filter(|t| !t.expose_secret().is_empty()).cloned();
     let app = Arc::new(App {
         durable: durable.clone(),
         store: store.clone(),
@@ -340,12 +344,9 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         body_timeout: args.body_timeout,
         connections: Arc::default(),
         ready: AtomicBool::new(false),
+        ui: ui::UiKeys::new(api_token.as_ref()),
         admin: admin::Admin {
-            api_token: args
-                .api_token
-                .as_ref()
-                .filter(|t| !t.expose_secret().is_empty())
-                .cloned(),
+            api_token: api_token.clone(),
             key: key.clone(),
             credentials_file: credentials.clone(),
             stories_dirs: stories_dir.clone(),

@@ -44,6 +44,7 @@ pub(crate) fn args(dir: &Path) -> ServeArgs {
         node_lease: Duration::from_secs(10),
         reuse_port: false,
         db_committers: 4,
+        no_traces: false,
     }
 }
 

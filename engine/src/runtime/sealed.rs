@@ -11,6 +11,15 @@ use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use secrecy::zeroize::Zeroizing;
 use sha2::{Digest, Sha256};
 
+/// `N` bytes from the operating system's random source (keys of a
+/// process: the web UI's when no API token is set).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use chacha20poly1305::aead::rand_core::RngCore;
+    let mut bytes = [0u8; N];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
 /// The environment variable that holds the key.
 pub const KEY_VARIABLE: &str = "TALE_SECRET_KEY";
 
