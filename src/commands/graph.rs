@@ -1,4 +1,4 @@
-//! `tale graph STORY`: the story's actions and edges as Mermaid or DOT.
+//! `tale graph STORY`: the story's actions and edges as Mermaid, DOT or SVG.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,6 +13,8 @@ use crate::ExitStatus;
 pub enum GraphFormat {
     Mermaid,
     Dot,
+    /// Laid out by tale itself, as the web UI draws it.
+    Svg,
 }
 
 #[derive(Debug, Args)]
@@ -34,6 +36,10 @@ pub(crate) fn run(args: &GraphArgs, out: &mut dyn Write, err: &mut dyn Write) ->
     let text = match args.format {
         GraphFormat::Mermaid => mermaid(story),
         GraphFormat::Dot => dot(story),
+        GraphFormat::Svg => {
+            let (actions, graph) = crate::serve::ui::graph::parts_of_story(story);
+            crate::serve::ui::graph::standalone(&story.name, &actions, &graph) + "\n"
+        }
     };
     write!(out, "{text}")?;
     Ok(ExitStatus::Success)

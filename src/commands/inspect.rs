@@ -223,7 +223,12 @@ fn write_run(doc: &J, depth: usize, out: &mut dyn Write) -> anyhow::Result<()> {
             }
         }
     }
-    for event in doc["events"].as_array().into_iter().flatten().filter(|_| traces.is_none()) {
+    for event in doc["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|_| traces.is_none())
+    {
         let at = event["created_at"].as_i64().unwrap_or(started) - started;
         let action = event["action"].as_str().unwrap_or_default();
         let output = &event["output"];
@@ -249,7 +254,10 @@ fn write_run(doc: &J, depth: usize, out: &mut dyn Write) -> anyhow::Result<()> {
 /// then its requests (each attempt with its answer), rules and error.
 fn write_execution(t: &J, started: i64, pad: &str, out: &mut dyn Write) -> anyhow::Result<()> {
     let at = t["at"].as_i64().unwrap_or(started) - started;
-    let branch = t["branch"].as_str().map(|b| format!("  branch {b}")).unwrap_or_default();
+    let branch = t["branch"]
+        .as_str()
+        .map(|b| format!("  branch {b}"))
+        .unwrap_or_default();
     let emitted = match t["emitted"].as_i64().unwrap_or(0) {
         0 => String::new(),
         1 => "  1 event".to_owned(),

@@ -9,7 +9,7 @@ mod listen;
 mod load;
 mod metrics;
 mod schedule;
-mod ui;
+pub(crate) mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -334,7 +334,11 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     if resumed > 0 {
         tracing::info!(items = resumed, "resumed the work left by the previous run");
     }
-    let api_token = args.api_token.as_ref().filter(|t| !t.expose_secret().is_empty()).cloned();
+    let api_token = args
+        .api_token
+        .as_ref()
+        .filter(|t| !t.expose_secret().is_empty())
+        .cloned();
     let app = Arc::new(App {
         durable: durable.clone(),
         store: store.clone(),

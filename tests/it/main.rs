@@ -34,4 +34,5 @@ mod store_conformance;
 mod story_tests;
 mod substories;
 mod support;
+mod ui;
 mod valid_stories;

@@ -1139,7 +1139,8 @@ impl Durable {
             });
         }
         if self.traces.load(Ordering::Relaxed) {
-            tx.traces.push(step_trace(loaded, item, at_ms, started.elapsed(), skipped, &result));
+            tx.traces
+                .push(step_trace(loaded, item, at_ms, started.elapsed(), skipped, &result));
         }
         let mut outcome = match result {
             Ok(outcome) => outcome,

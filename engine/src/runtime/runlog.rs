@@ -126,8 +126,11 @@ pub trait RunLog: Send + Sync {
     fn activity(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<StoryActivity>, StoreError>>;
     /// Events and failures per action over the story's latest `runs` runs:
     /// bounded work however large the database.
-    fn action_activity<'a>(&'a self, story: &'a str, runs: usize)
-    -> BoxFuture<'a, Result<Vec<ActionActivity>, StoreError>>;
+    fn action_activity<'a>(
+        &'a self,
+        story: &'a str,
+        runs: usize,
+    ) -> BoxFuture<'a, Result<Vec<ActionActivity>, StoreError>>;
     /// An action's newest events (at most `limit`) among the story's latest
     /// `runs` runs, newest first.
     fn action_events<'a>(

@@ -17,11 +17,11 @@ use uuid::Uuid;
 use super::durable::{Applied, DurableStore, Transaction, WorkItem};
 use super::event::{Event, EventId, RunId};
 use super::runlog::{ActionActivity, StoryActivity};
-use super::trace::{StepStatus, StepTrace};
 pub use super::runlog::{RunFilter, RunLog, RunRow, RunState, SecretStore};
 use super::sealed::SealKey;
 use super::store::{Change, StatePut, StateStore, StoreError};
 use super::stored::{self, StoredCredential, StoredResource, Table};
+use super::trace::{StepStatus, StepTrace};
 
 /// Versioned schema: migration `i` takes `user_version` from `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -1184,7 +1184,12 @@ fn activity(conn: &Connection, since_ms: i64) -> Result<Vec<StoryActivity>, Stor
 /// The story's latest runs, as a subquery taking (?1 story, ?2 how many).
 const RECENT_RUNS: &str = "SELECT id FROM runs WHERE story = ?1 ORDER BY started_at DESC LIMIT ?2";
 
-fn action_activity(conn: &Connection, story: &str, runs: usize, traces: bool) -> Result<Vec<ActionActivity>, StoreError> {
+fn action_activity(
+    conn: &Connection,
+    story: &str,
+    runs: usize,
+    traces: bool,
+) -> Result<Vec<ActionActivity>, StoreError> {
     let runs = runs as i64;
     let mut out: Vec<ActionActivity> = conn
         .prepare_cached(&format!(
@@ -1222,7 +1227,13 @@ fn action_activity(conn: &Connection, story: &str, runs: usize, traces: bool) ->
     Ok(out)
 }
 
-fn action_events(conn: &Connection, story: &str, action: &str, runs: usize, limit: usize) -> Result<Vec<J>, StoreError> {
+fn action_events(
+    conn: &Connection,
+    story: &str,
+    action: &str,
+    runs: usize,
+    limit: usize,
+) -> Result<Vec<J>, StoreError> {
     conn.prepare_cached(&format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE run_id IN ({RECENT_RUNS}) AND action = ?3 ORDER BY created_at DESC, rowid DESC LIMIT ?4"
     ))

@@ -151,7 +151,8 @@ mod tests {
     #[test]
     fn bodies_are_cut_to_an_excerpt_with_their_size() {
         let body = "é".repeat(3000);
-        let detail = bound_detail(&[json!({"method": "POST", "url": "https://x", "body": body, "attempt": 0})]).unwrap();
+        let detail =
+            bound_detail(&[json!({"method": "POST", "url": "https://x", "body": body, "attempt": 0})]).unwrap();
         let d: J = serde_json::from_str(&detail).unwrap();
         assert_eq!(d[0]["body_bytes"], 6000);
         let kept = d[0]["body"].as_str().unwrap();

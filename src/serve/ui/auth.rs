@@ -120,7 +120,10 @@ mod tests {
         let token = secrecy::SecretString::from("s3cret".to_owned());
         let keys = UiKeys::new(Some(&token));
         let good = keys.session();
-        assert_eq!(keys.session_of(&headers(&format!("a=b; {COOKIE}={good}"))), Some(good.clone()));
+        assert_eq!(
+            keys.session_of(&headers(&format!("a=b; {COOKIE}={good}"))),
+            Some(good.clone())
+        );
         assert_eq!(keys.session_of(&headers(&format!("{COOKIE}=00{}", &good[2..]))), None);
         assert_eq!(keys.session_of(&HeaderMap::new()), None);
         let other = UiKeys::new(Some(&secrecy::SecretString::from("other".to_owned())));

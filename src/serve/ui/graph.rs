@@ -3,7 +3,7 @@
 
 use askama::Template;
 use tale_engine::runtime::build::BuiltStory;
-use tale_engine::story::Edge;
+use tale_engine::story::{Edge, Story};
 
 use super::layout::{self, NODE_H, NODE_W};
 
@@ -53,49 +53,112 @@ struct GraphSvg {
     edges: Vec<EdgeView>,
 }
 
-/// The layout's input for a story: its actions in order, its edges.
-pub(crate) fn graph_of(story: &BuiltStory) -> layout::Graph {
-    layout::Graph {
+/// What a box shows of an action.
+pub(crate) struct Drawn {
+    pub(crate) slug: String,
+    pub(crate) name: String,
+    pub(crate) type_name: &'static str,
+}
+
+/// A served story's actions and edges.
+fn parts_of_built(story: &BuiltStory) -> (Vec<Drawn>, layout::Graph) {
+    let actions = story
+        .actions
+        .iter()
+        .map(|a| Drawn {
+            slug: a.slug.to_string(),
+            name: a.name.clone().unwrap_or_else(|| a.slug.to_string()),
+            type_name: a.type_name,
+        })
+        .collect();
+    let graph = layout::Graph {
         nodes: story.actions.len(),
         edges: story
             .actions
             .iter()
             .enumerate()
-            .flat_map(|(from, a)| {
-                a.downstream.iter().map(move |(to, edge)| {
-                    let branch = match edge {
-                        Edge::Main => None,
-                        Edge::Branch(b) => Some(b.clone()),
-                    };
-                    (from, *to, branch)
-                })
+            .flat_map(|(from, a)| a.downstream.iter().map(move |(to, edge)| (from, *to, branch_of(edge))))
+            .collect(),
+    };
+    (actions, graph)
+}
+
+/// A checked story file's actions and edges (`tale graph --format svg`).
+pub(crate) fn parts_of_story(story: &Story) -> (Vec<Drawn>, layout::Graph) {
+    let actions = story
+        .actions
+        .iter()
+        .map(|a| Drawn {
+            slug: a.slug.value.clone(),
+            name: a.name.clone().unwrap_or_else(|| a.slug.value.clone()),
+            type_name: a.config.as_ref().map_or("?", |c| c.type_name()),
+        })
+        .collect();
+    let graph = layout::Graph {
+        nodes: story.actions.len(),
+        edges: story
+            .graph
+            .edge_indices()
+            .filter_map(|e| {
+                let (from, to) = story.graph.edge_endpoints(e)?;
+                Some((from.index(), to.index(), branch_of(&story.graph[e])))
             })
             .collect(),
+    };
+    (actions, graph)
+}
+
+fn branch_of(edge: &Edge) -> Option<String> {
+    match edge {
+        Edge::Main => None,
+        Edge::Branch(b) => Some(b.clone()),
     }
 }
 
 /// Names longer than a box holds are cut (the full name is the tooltip).
 const LABEL_CHARS: usize = 24;
 
-/// The story drawn, each action marked by `marks` (by action index; an
-/// action without a mark is drawn plain).
+/// A story drawn as an SVG file of its own (`tale graph --format svg`):
+/// the stylesheet's graph rules go inside it.
+pub(crate) fn standalone(title: &str, actions: &[Drawn], graph: &layout::Graph) -> String {
+    let style: String = super::CSS
+        .lines()
+        .filter(|l| l.starts_with(":root") || l.starts_with("svg.graph"))
+        .map(|l| l.replacen("svg.graph ", "", 1).replacen(":root", "svg", 1) + "\n")
+        .collect();
+    let svg = draw(title, actions, graph, &[]);
+    match svg.find("<defs>") {
+        Some(at) => format!(
+            "{}<style>\n{style}text {{ font-family: sans-serif; }}\n</style>\n{}",
+            &svg[..at],
+            &svg[at..]
+        ),
+        None => svg,
+    }
+}
+
+/// A served story drawn, each action marked by `marks` (by action index).
 pub(crate) fn svg(story: &BuiltStory, marks: &[Mark]) -> String {
-    let placed = layout::layout(&graph_of(story));
-    let nodes = story
-        .actions
+    let (actions, graph) = parts_of_built(story);
+    draw(&story.name, &actions, &graph, marks)
+}
+
+/// Actions and edges drawn; an action without a mark is drawn plain.
+pub(crate) fn draw(title: &str, actions: &[Drawn], graph: &layout::Graph, marks: &[Mark]) -> String {
+    let placed = layout::layout(graph);
+    let nodes = actions
         .iter()
         .enumerate()
         .map(|(i, a)| {
             let (x, y) = placed.nodes[i];
-            let name = a.name.clone().unwrap_or_else(|| a.slug.to_string());
             let mark = marks.get(i).cloned().unwrap_or_default();
             NodeView {
-                slug: a.slug.to_string(),
-                label: match name.char_indices().nth(LABEL_CHARS) {
-                    Some((at, _)) => format!("{}…", &name[..at]),
-                    None => name.clone(),
+                slug: a.slug.clone(),
+                label: match a.name.char_indices().nth(LABEL_CHARS) {
+                    Some((at, _)) => format!("{}…", &a.name[..at]),
+                    None => a.name.clone(),
                 },
-                title: format!("{name} ({})", a.slug),
+                title: format!("{} ({})", a.name, a.slug),
                 type_name: a.type_name,
                 class: mark.class,
                 badge: mark.badge,
@@ -114,8 +177,8 @@ pub(crate) fn svg(story: &BuiltStory, marks: &[Mark]) -> String {
         .edges
         .into_iter()
         .map(|e| EdgeView {
-            from: story.actions[e.from].slug.to_string(),
-            to: story.actions[e.to].slug.to_string(),
+            from: actions[e.from].slug.clone(),
+            to: actions[e.to].slug.clone(),
             d: e.d,
             branch: e.branch,
             label_x: e.label_at.0,
@@ -124,7 +187,7 @@ pub(crate) fn svg(story: &BuiltStory, marks: &[Mark]) -> String {
         })
         .collect();
     GraphSvg {
-        label: format!("the actions of {}", story.name),
+        label: format!("the actions of {title}"),
         width: placed.width,
         height: placed.height,
         nodes,

@@ -44,67 +44,132 @@ pub(crate) struct EdgePath {
     pub(crate) back: bool,
 }
 
-/// Lays out `g`.
+/// Width a long edge takes where it passes a layer.
+const DUMMY_W: f64 = 12.0;
+
+/// Lays out `g`. An edge spanning several layers passes each layer between
+/// its ends as a thin placeholder, ordered with the nodes: it goes around
+/// the boxes in between instead of through them.
 pub(crate) fn layout(g: &Graph) -> Layout {
-    let layer = layers(g);
+    let mut layer = layers(g);
     let depth = layer.iter().copied().max().map_or(0, |m| m + 1);
+    // Placeholders (indices from `g.nodes`) and the chain of each edge.
+    let mut total = g.nodes;
+    let mut chains: Vec<Vec<usize>> = Vec::with_capacity(g.edges.len());
+    let mut segments: Vec<(usize, usize)> = Vec::new();
+    for (from, to, _) in &g.edges {
+        let mut chain = vec![*from];
+        if layer[*to] > layer[*from] {
+            for l in layer[*from] + 1..layer[*to] {
+                layer.push(l);
+                chain.push(total);
+                total += 1;
+            }
+        }
+        chain.push(*to);
+        if layer[*to] > layer[*from] {
+            segments.extend(chain.windows(2).map(|w| (w[0], w[1])));
+        }
+        chains.push(chain);
+    }
     let mut rows: Vec<Vec<usize>> = vec![Vec::new(); depth];
     for (node, &l) in layer.iter().enumerate() {
         rows[l].push(node);
     }
-    order(g, &layer, &mut rows);
-    let widest = rows.iter().map(Vec::len).max().unwrap_or(0) as f64;
-    let width = 2.0 * MARGIN + widest * NODE_W + (widest - 1.0).max(0.0) * H_GAP;
+    order(total, &segments, &layer, &mut rows);
+    let width_of = |n: usize| if n < g.nodes { NODE_W } else { DUMMY_W };
+    let gap = |a: usize, b: usize| if a < g.nodes && b < g.nodes { H_GAP } else { H_GAP / 2.0 };
+    let row_width = |row: &[usize]| {
+        row.iter().map(|&n| width_of(n)).sum::<f64>() + row.windows(2).map(|w| gap(w[0], w[1])).sum::<f64>()
+    };
+    let widest = rows.iter().map(|r| row_width(r)).fold(0.0, f64::max);
+    let width = (2.0 * MARGIN + widest).max(NODE_W + 2.0 * MARGIN);
     let height = 2.0 * MARGIN + depth as f64 * NODE_H + (depth as f64 - 1.0).max(0.0) * V_GAP;
-    let mut nodes = vec![(0.0, 0.0); g.nodes];
-    for (l, row) in rows.iter().enumerate() {
-        // Each row centred.
-        let row_w = row.len() as f64 * NODE_W + (row.len() as f64 - 1.0).max(0.0) * H_GAP;
-        let left = (width - row_w) / 2.0;
-        for (i, &node) in row.iter().enumerate() {
-            nodes[node] = (
-                round(left + i as f64 * (NODE_W + H_GAP)),
-                round(MARGIN + l as f64 * (NODE_H + V_GAP)),
-            );
+    // Left edge of every node and placeholder; each row centred.
+    let mut x = vec![0.0; total];
+    for row in &rows {
+        let mut at = (width - row_width(row)) / 2.0;
+        for (i, &n) in row.iter().enumerate() {
+            if i > 0 {
+                at += gap(row[i - 1], n);
+            }
+            x[n] = round(at);
+            at += width_of(n);
         }
+    }
+    let top = |n: usize| round(MARGIN + layer[n] as f64 * (NODE_H + V_GAP));
+    let nodes = (0..g.nodes).map(|n| (x[n], top(n))).collect();
+    // Edges between the same two nodes (a branch beside the main output)
+    // leave and arrive side by side.
+    let mut twins: std::collections::BTreeMap<(usize, usize), (usize, usize)> = Default::default();
+    for (from, to, _) in &g.edges {
+        twins.entry((*from, *to)).or_default().1 += 1;
     }
     let edges = g
         .edges
         .iter()
-        .map(|(from, to, branch)| {
-            let (fx, fy) = nodes[*from];
-            let (tx, ty) = nodes[*to];
-            let start = (round(fx + NODE_W / 2.0), round(fy + NODE_H));
-            let end = (round(tx + NODE_W / 2.0), ty);
-            let bend = round(((end.1 - start.1).abs() / 2.0).max(V_GAP / 2.0));
+        .zip(&chains)
+        .map(|((from, to, branch), chain)| {
+            let twin = twins.entry((*from, *to)).or_default();
+            let shift = (twin.0 as f64 - (twin.1 as f64 - 1.0) / 2.0) * 14.0;
+            twin.0 += 1;
             let back = layer[*to] <= layer[*from];
-            let (c1, c2) = if back {
-                ((start.0 + NODE_W / 2.0 + H_GAP, start.1 + bend), (end.0 + NODE_W / 2.0 + H_GAP, end.1 - bend))
+            let start = (round(x[*from] + NODE_W / 2.0 + shift), round(top(*from) + NODE_H));
+            let end = (round(x[*to] + NODE_W / 2.0 + shift), top(*to));
+            let mut d = format!("M{} {}", start.0, start.1);
+            let label_at;
+            if back {
+                let side = round(x[*from].max(x[*to]) + NODE_W + H_GAP / 2.0);
+                d += &format!(
+                    " C{side} {} {side} {} {} {}",
+                    round(start.1 + V_GAP),
+                    round(end.1 - V_GAP),
+                    end.0,
+                    end.1
+                );
+                label_at = (side, round((start.1 + end.1) / 2.0));
             } else {
-                ((start.0, start.1 + bend), (end.0, end.1 - bend))
-            };
+                // Through each placeholder: in at its top, out at its bottom.
+                let mut points: Vec<(f64, f64, f64)> = chain[1..chain.len() - 1]
+                    .iter()
+                    .map(|&p| (round(x[p] + DUMMY_W / 2.0), top(p), round(top(p) + NODE_H)))
+                    .collect();
+                points.push((end.0, end.1, end.1));
+                let mut prev = start;
+                for (px, in_y, out_y) in points {
+                    let bend = round((in_y - prev.1) / 2.0);
+                    d += &format!(
+                        " C{} {} {px} {} {px} {in_y}",
+                        prev.0,
+                        round(prev.1 + bend),
+                        round(in_y - bend)
+                    );
+                    if out_y > in_y {
+                        d += &format!(" L{px} {out_y}");
+                    }
+                    prev = (px, out_y);
+                }
+                let first = chain.get(1).map_or(end.0, |&n| {
+                    if n < g.nodes {
+                        end.0
+                    } else {
+                        round(x[n] + DUMMY_W / 2.0)
+                    }
+                });
+                label_at = (round((start.0 + first) / 2.0), round(start.1 + V_GAP / 2.0));
+            }
             EdgePath {
                 from: *from,
                 to: *to,
-                d: format!(
-                    "M{} {} C{} {} {} {} {} {}",
-                    start.0,
-                    start.1,
-                    round(c1.0),
-                    round(c1.1),
-                    round(c2.0),
-                    round(c2.1),
-                    end.0,
-                    end.1
-                ),
+                d,
                 branch: branch.clone(),
-                label_at: (round((start.0 + end.0) / 2.0), round((start.1 + end.1) / 2.0)),
+                label_at,
                 back,
             }
         })
         .collect();
     Layout {
-        width: round(width.max(NODE_W + 2.0 * MARGIN)),
+        width: round(width),
         height: round(height.max(NODE_H + 2.0 * MARGIN)),
         nodes,
         edges,
@@ -155,17 +220,22 @@ fn layers(g: &Graph) -> Vec<usize> {
 
 /// Orders each row by the barycentre of its neighbours in the row above
 /// (sweeping down) and below (sweeping up); a node without neighbours
-/// there keeps its place.
-fn order(g: &Graph, layer: &[usize], rows: &mut [Vec<usize>]) {
-    let mut pos = vec![0.0f64; g.nodes];
-    let set_pos = |rows: &[Vec<usize>], pos: &mut [f64]| {
-        for row in rows {
-            for (i, &n) in row.iter().enumerate() {
-                pos[n] = i as f64;
-            }
+/// there keeps its place. `segments` link adjacent layers only.
+fn order(total: usize, segments: &[(usize, usize)], layer: &[usize], rows: &mut [Vec<usize>]) {
+    let mut pos = vec![0.0f64; total];
+    for row in rows.iter() {
+        for (i, &n) in row.iter().enumerate() {
+            pos[n] = i as f64;
         }
-    };
-    set_pos(rows, &mut pos);
+    }
+    let mut up: Vec<Vec<usize>> = vec![Vec::new(); total];
+    let mut down: Vec<Vec<usize>> = vec![Vec::new(); total];
+    for &(a, b) in segments {
+        if layer[b] == layer[a] + 1 {
+            down[a].push(b);
+            up[b].push(a);
+        }
+    }
     for _ in 0..SWEEPS {
         for downwards in [true, false] {
             let range: Vec<usize> = if downwards {
@@ -174,27 +244,14 @@ fn order(g: &Graph, layer: &[usize], rows: &mut [Vec<usize>]) {
                 (0..rows.len().saturating_sub(1)).rev().collect()
             };
             for l in range {
-                let neighbour = if downwards { l - 1 } else { l + 1 };
                 let mut keyed: Vec<(f64, f64, usize)> = rows[l]
                     .iter()
                     .map(|&n| {
-                        let linked: Vec<f64> = g
-                            .edges
-                            .iter()
-                            .filter_map(|(from, to, _)| {
-                                if downwards && *to == n && layer[*from] == neighbour {
-                                    Some(pos[*from])
-                                } else if !downwards && *from == n && layer[*to] == neighbour {
-                                    Some(pos[*to])
-                                } else {
-                                    None
-                                }
-                            })
-                            .collect();
+                        let linked = if downwards { &up[n] } else { &down[n] };
                         let bary = if linked.is_empty() {
                             pos[n]
                         } else {
-                            linked.iter().sum::<f64>() / linked.len() as f64
+                            linked.iter().map(|&m| pos[m]).sum::<f64>() / linked.len() as f64
                         };
                         (bary, pos[n], n)
                     })
@@ -256,6 +313,37 @@ mod tests {
     fn the_same_graph_gives_the_same_layout() {
         let g = graph(7, &[(0, 1), (0, 2), (1, 3), (2, 3), (3, 4), (3, 5), (5, 6)]);
         assert_eq!(layout(&g), layout(&g));
+    }
+
+    #[test]
+    fn a_long_edge_goes_around_the_box_between() {
+        // 0 → 1 → 2 and 0 → 2: the direct edge passes layer 1 beside box 1.
+        let l = layout(&graph(3, &[(0, 1), (1, 2), (0, 2)]));
+        let direct = &l.edges[2];
+        let beside = direct
+            .d
+            .split(['C', 'L', ' '])
+            .filter_map(|v| v.parse::<f64>().ok())
+            .collect::<Vec<_>>();
+        let (bx, by) = l.nodes[1];
+        // Some point of the path is level with box 1 and outside it.
+        assert!(
+            beside
+                .chunks(2)
+                .any(|p| p.len() == 2 && p[1] >= by && p[1] <= by + NODE_H && (p[0] < bx || p[0] > bx + NODE_W)),
+            "{}",
+            direct.d
+        );
+    }
+
+    #[test]
+    fn twin_edges_leave_side_by_side() {
+        let g = Graph {
+            nodes: 2,
+            edges: vec![(0, 1, None), (0, 1, Some("no_match".into()))],
+        };
+        let l = layout(&g);
+        assert_ne!(l.edges[0].d, l.edges[1].d);
     }
 
     #[test]

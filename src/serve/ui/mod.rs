@@ -37,8 +37,9 @@ const RUNS_PAGE: usize = 50;
 /// Events listed for a selected action.
 const ACTION_EVENTS: usize = 20;
 
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-const CSS: &str = include_str!("static/tale.css");
+const CSP: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub(crate) const CSS: &str = include_str!("static/tale.css");
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -87,11 +88,7 @@ async fn guard(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
             next.run(request).await
         }
         None if request.method() == axum::http::Method::GET => {
-            let target = request
-                .uri()
-                .path_and_query()
-                .map_or("/ui/", |p| p.as_str())
-                .to_owned();
+            let target = request.uri().path_and_query().map_or("/ui/", |p| p.as_str()).to_owned();
             Redirect::to(&format!("/ui/login?next={}", urlencode(&target))).into_response()
         }
         None => message(
@@ -134,11 +131,18 @@ fn html(status: StatusCode, page: Result<String, askama::Error>) -> Response {
     match page {
         Ok(body) => (
             status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
             body,
         )
             .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("the page could not be rendered: {e}")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the page could not be rendered: {e}"),
+        )
+            .into_response(),
     }
 }
 
@@ -262,7 +266,13 @@ async fn logout(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if !app.ui.csrf_ok(&session, &form.csrf) {
-        return message(&app, &session, StatusCode::FORBIDDEN, "Not allowed", "The form's token is not valid: reload the page.");
+        return message(
+            &app,
+            &session,
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "The form's token is not valid: reload the page.",
+        );
     }
     let mut response = Redirect::to("/ui/login").into_response();
     if let Ok(cookie) = HeaderValue::from_str(&auth::set_cookie(None)) {
@@ -305,12 +315,11 @@ async fn stories(State(app): State<Arc<App>>, axum::Extension(Session(session)):
         .into_iter()
         .map(|s| {
             let built = s.id.as_deref().and_then(|id| loaded.runtime.library.get(id));
-            let seen = s
-                .id
-                .as_deref()
-                .and_then(|id| activity.iter().find(|a| a.story == id))
-                .cloned()
-                .unwrap_or_default();
+            let seen =
+                s.id.as_deref()
+                    .and_then(|id| activity.iter().find(|a| a.story == id))
+                    .cloned()
+                    .unwrap_or_default();
             StoryLine {
                 name: built.map_or_else(|| s.id.clone().unwrap_or_else(|| s.file.clone()), |b| b.name.clone()),
                 id: s.id,
@@ -570,9 +579,23 @@ async fn runs(
         Ok(s) => s,
         Err(e) => return message(&app, &session, StatusCode::BAD_REQUEST, "Bad filter", &e),
     };
-    let after = match q.after.as_deref().filter(|a| !a.is_empty()).map(str::parse::<Uuid>).transpose() {
+    let after = match q
+        .after
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .map(str::parse::<Uuid>)
+        .transpose()
+    {
         Ok(a) => a,
-        Err(e) => return message(&app, &session, StatusCode::BAD_REQUEST, "Bad filter", &format!("`after`: {e}")),
+        Err(e) => {
+            return message(
+                &app,
+                &session,
+                StatusCode::BAD_REQUEST,
+                "Bad filter",
+                &format!("`after`: {e}"),
+            );
+        }
     };
     let filter = RunFilter {
         story: story.clone(),
@@ -696,7 +719,10 @@ impl StepLine {
                         (None, Some(e)) => e.to_owned(),
                         _ => "no answer".to_owned(),
                     },
-                    duration: d["duration_ms"].as_u64().map(|ms| format!("{ms} ms")).unwrap_or_default(),
+                    duration: d["duration_ms"]
+                        .as_u64()
+                        .map(|ms| format!("{ms} ms"))
+                        .unwrap_or_default(),
                     headers,
                     body: d["body"].as_str().map(|b| match d["body_bytes"].as_u64() {
                         Some(n) if n as usize > b.len() => format!("{b}\n({n} bytes in all)"),
@@ -711,7 +737,10 @@ impl StepLine {
                     matched: r["matched"] == true,
                 }));
             } else if let Some(sub) = d["sub_story"].as_str() {
-                notes.push(format!("called story `{sub}`, run {}", d["run_id"].as_str().unwrap_or_default()));
+                notes.push(format!(
+                    "called story `{sub}`, run {}",
+                    d["run_id"].as_str().unwrap_or_default()
+                ));
             } else if let Some(note) = d["log_error"].as_str() {
                 notes.push(note.to_owned());
             } else {
@@ -771,7 +800,13 @@ async fn run(
     Path(id): Path<String>,
 ) -> Response {
     let Ok(run_id) = id.parse::<RunId>() else {
-        return message(&app, &session, StatusCode::NOT_FOUND, "No such run", &format!("`{id}` is not a run id."));
+        return message(
+            &app,
+            &session,
+            StatusCode::NOT_FOUND,
+            "No such run",
+            &format!("`{id}` is not a run id."),
+        );
     };
     let (row, events, traces, children) = tokio::join!(
         app.store.run(run_id),
@@ -781,7 +816,15 @@ async fn run(
     );
     let row = match row {
         Ok(Some(r)) => r,
-        Ok(None) => return message(&app, &session, StatusCode::NOT_FOUND, "No such run", "No run has this id (pruned, or never stored)."),
+        Ok(None) => {
+            return message(
+                &app,
+                &session,
+                StatusCode::NOT_FOUND,
+                "No such run",
+                "No run has this id (pruned, or never stored).",
+            );
+        }
         Err(e) => return store_failed(&app, &session, &e),
     };
     let (events, traces, children) = match (events, traces, children) {
@@ -877,9 +920,10 @@ async fn run(
             story: row.story.clone(),
             status: row.status.as_str(),
             started: when(row.started_at),
-            took: row
-                .finished_at
-                .map_or_else(|| "still running".to_owned(), |f| format!("took {}", took(f - row.started_at))),
+            took: row.finished_at.map_or_else(
+                || "still running".to_owned(),
+                |f| format!("took {}", took(f - row.started_at)),
+            ),
             events: row.events,
         },
     };
@@ -908,11 +952,25 @@ async fn event(
     Path(id): Path<String>,
 ) -> Response {
     let Ok(event_id) = id.parse::<EventId>() else {
-        return message(&app, &session, StatusCode::NOT_FOUND, "No such event", &format!("`{id}` is not an event id."));
+        return message(
+            &app,
+            &session,
+            StatusCode::NOT_FOUND,
+            "No such event",
+            &format!("`{id}` is not an event id."),
+        );
     };
     let event = match app.store.event(event_id).await {
         Ok(Some(e)) => e,
-        Ok(None) => return message(&app, &session, StatusCode::NOT_FOUND, "No such event", "No event has this id (pruned, or never stored)."),
+        Ok(None) => {
+            return message(
+                &app,
+                &session,
+                StatusCode::NOT_FOUND,
+                "No such event",
+                "No event has this id (pruned, or never stored).",
+            );
+        }
         Err(e) => return store_failed(&app, &session, &e),
     };
     let page = EventPage {
@@ -940,20 +998,46 @@ async fn reemit(
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if !app.ui.csrf_ok(&session, &form.csrf) {
-        return message(&app, &session, StatusCode::FORBIDDEN, "Not allowed", "The form's token is not valid: reload the page.");
+        return message(
+            &app,
+            &session,
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "The form's token is not valid: reload the page.",
+        );
     }
     let Ok(event_id) = id.parse::<EventId>() else {
-        return message(&app, &session, StatusCode::NOT_FOUND, "No such event", &format!("`{id}` is not an event id."));
+        return message(
+            &app,
+            &session,
+            StatusCode::NOT_FOUND,
+            "No such event",
+            &format!("`{id}` is not an event id."),
+        );
     };
     let event = match app.store.event(event_id).await {
         Ok(Some(e)) => e,
-        Ok(None) => return message(&app, &session, StatusCode::NOT_FOUND, "No such event", "No event has this id."),
+        Ok(None) => {
+            return message(
+                &app,
+                &session,
+                StatusCode::NOT_FOUND,
+                "No such event",
+                "No event has this id.",
+            );
+        }
         Err(e) => return store_failed(&app, &session, &e),
     };
     match app.durable.reemit(&event).await {
         Ok(run) => Redirect::to(&format!("/ui/runs/{run}")).into_response(),
         Err(DurableError::Gone(why)) => message(&app, &session, StatusCode::CONFLICT, "Cannot re-emit", &why),
-        Err(e) => message(&app, &session, StatusCode::SERVICE_UNAVAILABLE, "Cannot re-emit", &e.to_string()),
+        Err(e) => message(
+            &app,
+            &session,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Cannot re-emit",
+            &e.to_string(),
+        ),
     }
 }
 

@@ -12,10 +12,10 @@ use uuid::Uuid;
 
 use super::super::event::{Event, EventId, RunId};
 use super::super::runlog::{ActionActivity, RunFilter, RunLog, RunRow, RunState, StoryActivity};
-use super::super::trace::{StepStatus, StepTrace};
 use super::super::sealed::Sealed;
 use super::super::store::StoreError;
 use super::super::stored::{StoredCredential, StoredResource, Table};
+use super::super::trace::{StepStatus, StepTrace};
 use super::{PgError, PgUrl, classify, pool_error};
 
 fn failed(e: impl std::fmt::Display) -> StoreError {

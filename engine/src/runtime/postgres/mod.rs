@@ -20,10 +20,10 @@ use uuid::Uuid;
 use super::durable::{Applied, CLEAN_STOP, DurableStore, PARKED, Transaction, WorkItem};
 use super::event::{Event, EventId, RunId};
 use super::runlog::{ActionActivity, RunFilter, RunLog, RunRow, SecretStore, StoryActivity};
-use super::trace::StepTrace;
 use super::sealed::SealKey;
 use super::store::{StateStore, StoreError};
 use super::stored::{StoredCredential, StoredResource, Table};
+use super::trace::StepTrace;
 pub use connect::PgUrl;
 pub use log::PgLog;
 

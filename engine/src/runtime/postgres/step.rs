@@ -466,8 +466,13 @@ async fn apply_fired(
         insert_items(tx, &items, &owners, now).await?;
         Ok::<_, StoreError>(owners.iter().map(Option::is_none).collect::<Vec<bool>>())
     };
-    let (completed, cancelled_rows, started_rows, inserted_events, handed) =
-        tokio::join!(complete, cancel, start, insert_events(tx, &events, &traces), store_items);
+    let (completed, cancelled_rows, started_rows, inserted_events, handed) = tokio::join!(
+        complete,
+        cancel,
+        start,
+        insert_events(tx, &events, &traces),
+        store_items
+    );
     cause([
         completed.as_ref().err(),
         cancelled_rows.as_ref().err(),
