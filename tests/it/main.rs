@@ -35,4 +35,5 @@ mod story_tests;
 mod substories;
 mod support;
 mod ui;
+mod ui_browser;
 mod valid_stories;

@@ -40,6 +40,7 @@ const ACTION_EVENTS: usize = 20;
 const CSP: &str =
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 pub(crate) const CSS: &str = include_str!("static/tale.css");
+const FAVICON: &str = include_str!("static/favicon.svg");
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -54,6 +55,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/ui/events/{id}", get(event))
         .route("/ui/events/{id}/reemit", post(reemit))
         .route("/ui/static/tale.css", get(css))
+        .route("/ui/static/favicon.svg", get(favicon))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }
@@ -182,6 +184,17 @@ async fn css() -> Response {
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
         CSS,
+    )
+        .into_response()
+}
+
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        FAVICON,
     )
         .into_response()
 }
