@@ -69,7 +69,7 @@ fn parse_state(s: &str) -> Result<RunState, String> {
 
 /// Waits for a store read. A command may be called from async code (the
 /// tests call commands in process): there it waits on a thread of its own.
-fn block_on<F: std::future::Future + Send>(read: F) -> anyhow::Result<F::Output>
+pub(crate) fn block_on<F: std::future::Future + Send>(read: F) -> anyhow::Result<F::Output>
 where
     F::Output: Send,
 {
@@ -80,7 +80,7 @@ where
         .map_err(|_| anyhow::anyhow!("a store read panicked"))?
 }
 
-async fn open(db: &str) -> anyhow::Result<Box<dyn RunLog>> {
+pub(crate) async fn open(db: &str) -> anyhow::Result<Box<dyn RunLog>> {
     let database: Database = db.parse()?;
     database
         .open_log()

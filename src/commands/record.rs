@@ -19,6 +19,9 @@ use tale_engine::runtime::store::MemoryStore;
 use tale_engine::yaml::{self, Limits};
 
 use super::run::{RunArgs, prepare_run, request, runtime};
+use tale_engine::runtime::event::RunId;
+
+mod stored;
 use crate::ExitStatus;
 
 #[derive(Debug, Args)]
@@ -31,6 +34,11 @@ pub struct RecordArgs {
     /// The test file to add the case to (default: `<story>.test.yaml` beside the story).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Record a run `tale serve` stored instead of running the story: its
+    /// input event, the answers its requests got as mocks, its outputs as
+    /// expectations (needs --db).
+    #[arg(long = "run", value_name = "RUN", requires = "db", conflicts_with_all = ["event", "action"])]
+    pub from_run: Option<RunId>,
 }
 
 /// The real client, keeping every exchange.
@@ -80,6 +88,9 @@ fn mock_of(request: &HttpRequest, result: &Result<HttpResponse, HttpError>) -> J
 }
 
 pub(crate) fn run(args: &RecordArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
+    if let Some(run) = args.from_run {
+        return stored::record(args, run, out, err);
+    }
     let Some((story, entry, library, body)) = prepare_run(&args.run, err)? else {
         return Ok(ExitStatus::Failure);
     };
@@ -115,21 +126,17 @@ pub(crate) fn run(args: &RecordArgs, out: &mut dyn Write, err: &mut dyn Write) -
     let mocks: Vec<J> = exchanges.iter().map(|(q, r)| mock_of(q, r)).collect();
     let mut expect = serde_json::Map::new();
     for e in report.events.iter().skip(1) {
-        let list = expect
-            .entry(e.action.to_string())
-            .or_insert_with(|| J::Array(Vec::new()));
+        // Keyed as expectations name outputs: `slug`, `slug.branch`.
+        let key = match e.branch {
+            Some(b) => format!("{}.{b}", e.action),
+            None => e.action.to_string(),
+        };
+        let list = expect.entry(key).or_insert_with(|| J::Array(Vec::new()));
         if let J::Array(l) = list {
             l.push(e.output.clone());
         }
     }
-    let name = args.name.clone().unwrap_or_else(|| {
-        format!(
-            "recorded {}",
-            time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        )
-    });
+    let name = case_name(args);
     let mut case = serde_json::Map::new();
     case.insert("name".into(), json!(name));
     if story.actions[entry].is_webhook {
@@ -171,7 +178,19 @@ pub(crate) fn run(args: &RecordArgs, out: &mut dyn Write, err: &mut dyn Write) -
     Ok(ExitStatus::Success)
 }
 
-fn test_path(story: &Path) -> PathBuf {
+/// The case's name: `--name`, else "recorded <now>".
+pub(crate) fn case_name(args: &RecordArgs) -> String {
+    args.name.clone().unwrap_or_else(|| {
+        format!(
+            "recorded {}",
+            time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        )
+    })
+}
+
+pub(crate) fn test_path(story: &Path) -> PathBuf {
     let stem = story.file_stem().and_then(|s| s.to_str()).unwrap_or("story");
     story.with_file_name(format!("{stem}.test.yaml"))
 }
@@ -179,7 +198,7 @@ fn test_path(story: &Path) -> PathBuf {
 /// Adds `case` to the file: a new file names the credentials (their values
 /// left as placeholders) and the resources; an existing one gets the case at
 /// the end of its `cases`, the rest of it unchanged.
-fn write_case(path: &Path, case: &J, credentials: &[String], resources: &J) -> anyhow::Result<()> {
+pub(crate) fn write_case(path: &Path, case: &J, credentials: &[String], resources: &J) -> anyhow::Result<()> {
     let case_yaml = format!("  - {}\n", case);
     if !path.exists() {
         let creds: serde_json::Map<String, J> = credentials

@@ -86,9 +86,9 @@ pub struct DryRunArgs {
 
 /// Checks and builds the story; diagnostics and `Err` when it cannot run.
 /// A story ready to run: built, its entry, and the stories it may call.
-type Prepared = (Arc<BuiltStory>, usize, Arc<Library>);
+pub(crate) type Prepared = (Arc<BuiltStory>, usize, Arc<Library>);
 
-fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Option<Prepared>> {
+pub(crate) fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow::Result<Option<Prepared>> {
     let checked = check_paths(
         std::slice::from_ref(&args.input.story),
         &args.input.stories,

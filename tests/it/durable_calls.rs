@@ -325,11 +325,24 @@ fn runs_show_prints_a_run_with_its_called_runs() {
         .position(|l| l.starts_with("    run ") && l.contains("  child  succeeded"))
         .expect("the child, indented");
     assert!(
-        lines[child - 1].contains("  hook  "),
-        "under the event the call received: {}",
+        lines[child - 1].contains("  call  "),
+        "under the call that started it: {}",
         shown.stdout
     );
-    assert!(shown.stdout.contains("got.failure: cannot connect"), "{}", shown.stdout);
+    let got = lines
+        .iter()
+        .position(|l| l.contains("  got  "))
+        .expect("got's execution");
+    assert!(
+        lines[got].contains("failed") && lines[got].contains("branch failure"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        lines[got + 1..].iter().any(|l| l.contains("cannot connect")),
+        "{}",
+        shown.stdout
+    );
     assert!(shown.stdout.contains("  error: got:"), "{}", shown.stdout);
     let doc: serde_json::Value =
         serde_json::from_str(&crate::support::tale(&["runs", "show", &id, "--db", &db, "--json"]).stdout)

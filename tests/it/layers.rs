@@ -202,7 +202,8 @@ fn trait_body<'a>(code: &'a str, name: &str) -> &'a str {
 /// The store contract is async (a database is: PostgreSQL will be), so
 /// nothing waits for a store on an async thread: every method of the
 /// store traits returns a future, except those that read a value the store
-/// keeps in memory (`health`, `work_signal`, `incarnation`, `cluster`).
+/// keeps in memory (`health`, `work_signal`, `incarnation`, `cluster`,
+/// `keeps_traces`).
 /// And nothing in the engine or the server blocks an async thread to wait
 /// for the store (SQLite runs on its writer thread and on tokio's blocking
 /// threads).
@@ -222,7 +223,7 @@ fn the_store_contract_is_async_and_nothing_blocks_on_it() {
         // Each signature runs from `fn` to its `;`.
         for signature in body.split("fn ").skip(1).map(|s| s.split(';').next().unwrap_or(s)) {
             methods += 1;
-            if ["health(", "work_signal(", "incarnation(", "cluster("]
+            if ["health(", "work_signal(", "incarnation(", "cluster(", "keeps_traces("]
                 .iter()
                 .any(|m| signature.starts_with(m))
             {

@@ -499,3 +499,161 @@ fn svg_layouts_of_the_shipped_stories_hold_their_snapshots() {
         assert_snapshot(&path, &out.stdout).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_run_becomes_a_test_case_that_passes_without_the_network() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sink = mock();
+    write_story(dir.path(), "triage.yaml", &triage_story(&sink));
+    let mut a = args(dir.path());
+    a.credentials = Some(sink_credentials(dir.path()));
+    let server = tale::serve::start(&a, None).await.expect("serve");
+    post_hook(
+        &server,
+        serde_json::json!({"severity": "high", "route": "fail", "case": 1}),
+    )
+    .await;
+    post_hook(
+        &server,
+        serde_json::json!({"severity": "high", "route": "ok", "case": 2}),
+    )
+    .await;
+    wait_finished(&server, 2).await;
+    let list = runs(&server).await;
+    server.stop().await.expect("stop");
+    drop(sink);
+    let story = dir.path().join("stories/triage.yaml");
+    let db = format!("sqlite:{}", dir.path().join("tale.db").display());
+    for run in &list {
+        let id = run["id"].as_str().expect("id");
+        let recorded = tale(&[
+            "record",
+            story.to_str().expect("path"),
+            "--run",
+            id,
+            "--db",
+            &db,
+            "--name",
+            id,
+        ]);
+        assert_eq!(recorded.status, 0, "{}", recorded.stderr);
+        assert!(recorded.stdout.contains("1 mock(s)"), "{}", recorded.stdout);
+    }
+    let file = std::fs::read_to_string(dir.path().join("stories/triage.test.yaml")).expect("the test file");
+    assert!(!file.contains(SINK_TOKEN), "{file}");
+    assert!(
+        file.contains("responses"),
+        "the retried request answers in turn: {file}"
+    );
+    assert!(
+        file.contains("[credential:sink]"),
+        "the credential is a placeholder: {file}"
+    );
+    assert!(
+        file.contains("\"notify.failure\":[{\"status\":500"),
+        "a branch's output is keyed by it: {file}"
+    );
+    // The mock server is gone: the cases replay on their mocks alone. The
+    // succeeded run passes; the failed one fails as it did, until the
+    // story handles that answer.
+    let tested = tale(&["test", dir.path().join("stories").to_str().expect("path")]);
+    let said = format!("{}{}", tested.stdout, tested.stderr);
+    assert!(said.contains("1 passed, 1 failed"), "{said}\n{file}");
+    assert!(
+        tested.stdout.contains("action `notify` failed: POST http://127.0.0.1:")
+            && tested.stdout.contains("/fail answered 500"),
+        "{}",
+        tested.stdout
+    );
+    assert!(!tested.stdout.contains("does not match"), "{}", tested.stdout);
+
+    // A run of another story, an unknown run, and --run without --db are refused.
+    let other = tale(&[
+        "record",
+        root()
+            .join("examples/quickstart/alert-summary.yaml")
+            .to_str()
+            .expect("p"),
+        "--run",
+        list[0]["id"].as_str().expect("id"),
+        "--db",
+        &db,
+    ]);
+    assert_ne!(other.status, 0, "{}", other.stderr);
+    assert!(other.stderr.contains("is a run of story `triage`"), "{}", other.stderr);
+    let unknown = tale(&[
+        "record",
+        story.to_str().expect("p"),
+        "--run",
+        "01a24f0c-c947-78e4-befc-c7b6f2cb5345",
+        "--db",
+        &db,
+    ]);
+    assert!(
+        unknown.status != 0 && unknown.stderr.contains("no run"),
+        "{}",
+        unknown.stderr
+    );
+    let no_db = tale(&[
+        "record",
+        story.to_str().expect("p"),
+        "--run",
+        "01a24f0c-c947-78e4-befc-c7b6f2cb5345",
+    ]);
+    assert!(no_db.status != 0 && no_db.stderr.contains("--db"), "{}", no_db.stderr);
+}
+
+/// The same traces, pages and recording on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_pages_and_recording_work_on_postgres() {
+    let Some(db) = crate::support::fresh_postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let sink = mock();
+    write_story(dir.path(), "triage.yaml", &triage_story(&sink));
+    let mut a = args(dir.path());
+    a.credentials = Some(sink_credentials(dir.path()));
+    a.db = db.clone();
+    let server = tale::serve::start(&a, None).await.expect("serve");
+    post_hook(&server, serde_json::json!({"severity": "high", "route": "fail"})).await;
+    post_hook(&server, serde_json::json!({"severity": "high", "route": "ok"})).await;
+    wait_finished(&server, 2).await;
+    let list = runs(&server).await;
+    let failed = list.iter().find(|r| r["status"] == "failed").expect("a failed run");
+    let id = failed["id"].as_str().expect("id").to_owned();
+    let traces = get_json(&server, &format!("/api/runs/{id}/traces")).await;
+    assert!(!traces.to_string().contains(SINK_TOKEN));
+    let notify = traces["traces"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["action"] == "notify"))
+        .expect("notify traced")
+        .clone();
+    assert_eq!(notify["status"], "failed");
+    assert_eq!(notify["detail"][1]["status"], 500, "{notify}");
+    let events = get_json(&server, &format!("/api/runs/{id}/events")).await;
+    let event = events["events"][0]["id"].as_str().expect("event").to_owned();
+    for path in [
+        "/ui/".to_owned(),
+        "/ui/stories/triage?action=notify".to_owned(),
+        "/ui/runs?status=failed&window=1h".to_owned(),
+        format!("/ui/runs/{id}"),
+        format!("/ui/events/{event}"),
+    ] {
+        let (status, page) = get(&server, &path).await;
+        assert_eq!(status, 200, "{path}: {page}");
+    }
+    let (_, story) = get(&server, "/ui/stories/triage").await;
+    assert!(story.contains("1 failed"), "a failure counted on notify: {story}");
+    server.stop().await.expect("stop");
+    let recorded = tale(&[
+        "record",
+        dir.path().join("stories/triage.yaml").to_str().expect("path"),
+        "--run",
+        &id,
+        "--db",
+        &db,
+    ]);
+    assert_eq!(recorded.status, 0, "{}", recorded.stderr);
+    assert!(recorded.stdout.contains("1 mock(s)"), "{}", recorded.stdout);
+}

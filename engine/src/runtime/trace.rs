@@ -151,11 +151,11 @@ mod tests {
     #[test]
     fn bodies_are_cut_to_an_excerpt_with_their_size() {
         let body = "é".repeat(3000);
-        let detail =
-            bound_detail(&[json!({"method": "POST", "url": "https://x", "body": body, "attempt": 0})]).unwrap();
-        let d: J = serde_json::from_str(&detail).unwrap();
+        let detail = bound_detail(&[json!({"method": "POST", "url": "https://x", "body": body, "attempt": 0})])
+            .expect("test value");
+        let d: J = serde_json::from_str(&detail).expect("test value");
         assert_eq!(d[0]["body_bytes"], 6000);
-        let kept = d[0]["body"].as_str().unwrap();
+        let kept = d[0]["body"].as_str().expect("test value");
         assert!(kept.len() <= EXCERPT_BYTES + "…".len() && kept.ends_with('…'));
         assert_eq!(d[0]["method"], "POST");
     }
@@ -163,15 +163,16 @@ mod tests {
     #[test]
     fn many_entries_are_counted_not_kept() {
         let entries: Vec<J> = (0..100).map(|i| json!({"attempt": i})).collect();
-        let d: J = serde_json::from_str(&bound_detail(&entries).unwrap()).unwrap();
-        assert_eq!(d.as_array().unwrap().len(), MAX_ENTRIES + 1);
+        let d: J = serde_json::from_str(&bound_detail(&entries).expect("test value")).expect("test value");
+        assert_eq!(d.as_array().expect("test value").len(), MAX_ENTRIES + 1);
         assert_eq!(d[MAX_ENTRIES]["omitted_entries"], 100 - MAX_ENTRIES);
         assert_eq!(bound_detail(&[]), None);
     }
 
     #[test]
     fn a_called_story_keeps_only_its_link() {
-        let d = bound_detail(&[json!({"sub_story": "s", "run_id": "r", "trace": [{"action": "a"}]})]).unwrap();
+        let d =
+            bound_detail(&[json!({"sub_story": "s", "run_id": "r", "trace": [{"action": "a"}]})]).expect("test value");
         assert_eq!(d, r#"[{"run_id":"r","sub_story":"s"}]"#);
     }
 
@@ -180,7 +181,7 @@ mod tests {
         let entries: Vec<J> = (0..MAX_ENTRIES)
             .map(|_| json!({"rows": (0..MAX_ENTRIES).map(|_| "x".repeat(EXCERPT_BYTES)).collect::<Vec<_>>()}))
             .collect();
-        let d: J = serde_json::from_str(&bound_detail(&entries).unwrap()).unwrap();
+        let d: J = serde_json::from_str(&bound_detail(&entries).expect("test value")).expect("test value");
         assert_eq!(d[0]["omitted_entries"], MAX_ENTRIES);
     }
 }

@@ -111,7 +111,7 @@ mod tests {
 
     fn headers(cookie: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, cookie.parse().unwrap());
+        h.insert(header::COOKIE, cookie.parse().expect("a header value"));
         h
     }
 

@@ -199,6 +199,10 @@ fn layers(g: &Graph) -> Vec<usize> {
         while let Some(n) = ready.pop_first() {
             placed[n] = true;
             for &m in &out[n] {
+                // An edge into a placed node closes a cycle: drawn going up.
+                if placed[m] || incoming[m] == 0 {
+                    continue;
+                }
                 layer[m] = layer[m].max(layer[n] + 1);
                 incoming[m] -= 1;
                 if incoming[m] == 0 {
@@ -322,7 +326,8 @@ mod tests {
         let direct = &l.edges[2];
         let beside = direct
             .d
-            .split(['C', 'L', ' '])
+            .replace(['M', 'C', 'L'], " ")
+            .split_whitespace()
             .filter_map(|v| v.parse::<f64>().ok())
             .collect::<Vec<_>>();
         let (bx, by) = l.nodes[1];

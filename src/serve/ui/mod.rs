@@ -1065,10 +1065,12 @@ fn when(ms: i64) -> String {
 
 /// A duration in ms, in the unit that reads best.
 fn took(ms: i64) -> String {
-    match ms {
-        ..1000 => format!("{ms} ms"),
-        ..60_000 => format!("{:.2} s", ms as f64 / 1000.0),
-        _ => format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000),
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
     }
 }
 
