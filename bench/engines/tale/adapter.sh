@@ -11,7 +11,8 @@
 # TALE_PG_SERVER (a postgres:// URL of a server: each prepare makes a fresh
 # database there and tale serves on it instead of SQLite; .ci/postgres.sh
 # start DIR prints one), TALE_PG_NODES (PostgreSQL: this many `tale serve`
-# nodes sharing the database and the port through SO_REUSEPORT, default 1).
+# nodes sharing the database and the port through SO_REUSEPORT, default 1),
+# TALE_TRACES (on|off, default on as `tale serve`; off adds --no-traces).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
@@ -21,6 +22,8 @@ SYNC="${TALE_SYNC:-normal}"
 WORKERS="${TALE_WORKERS:-256}"
 NODES="${TALE_PG_NODES:-1}"
 MAX_BODY="${TALE_MAX_BODY:-10485760}"
+TRACES="${TALE_TRACES:-on}"
+SUFFIX=""; [ "$TRACES" = off ] && SUFFIX="-no-traces"
 BASE="http://127.0.0.1:$PORT"
 # The webhooks' shared secret (a credential, as in production).
 SECRET="bench-secret-0123"
@@ -29,9 +32,9 @@ case "${1:-}" in
   info)
     [ -x "$BIN" ] || { echo "tale not built: cargo build --release (or set TALE_BIN)" >&2; exit 1; }
     if [ -n "${TALE_PG_SERVER:-}" ]; then
-      if [ "$NODES" = 1 ]; then echo "ENGINE_NAME=tale-postgres"; else echo "ENGINE_NAME=tale-postgres-x$NODES"; fi
+      if [ "$NODES" = 1 ]; then echo "ENGINE_NAME=tale-postgres$SUFFIX"; else echo "ENGINE_NAME=tale-postgres-x$NODES$SUFFIX"; fi
     else
-      echo "ENGINE_NAME=tale"
+      echo "ENGINE_NAME=tale$SUFFIX"
     fi
     echo "ENGINE_VERSION=$("$BIN" --version)"
     echo "W1_URL=$BASE/webhook/w1/$SECRET"
@@ -41,7 +44,7 @@ case "${1:-}" in
     if [ -n "${TALE_PG_SERVER:-}" ]; then
       echo "NOTES=durable PostgreSQL store ($NODES node(s) on one port, SO_REUSEPORT), $WORKERS workers per node, every step committed before the next"
     else
-      echo "NOTES=durable SQLite store (WAL, synchronous=$SYNC), $WORKERS workers, every step committed before the next"
+      echo "NOTES=durable SQLite store (WAL, synchronous=$SYNC), $WORKERS workers, every step committed before the next, traces $TRACES"
     fi
     ;;
   prepare)
@@ -61,6 +64,7 @@ case "${1:-}" in
     export TALE_CREDENTIAL_BENCH="$SECRET" TALE_RESOURCE_SINK_URL="$SINK_URL" TALE_LOG="${TALE_LOG:-warn}"
     serve=("$BIN" serve --stories stories --db "$(cat "$RUN_DIR/tale/db-url")" --listen "127.0.0.1:$PORT"
       --sync "$SYNC" --workers "$WORKERS" --max-body "$MAX_BODY" --watch 0s)
+    if [ "$TRACES" = off ]; then serve+=(--no-traces); fi
     if [ "$NODES" = 1 ]; then exec "${serve[@]}"; fi
     # Several nodes: this shell stays the process the harness samples and
     # stops; it passes SIGTERM on and waits for every node.
