@@ -635,6 +635,7 @@ impl HttpExec {
                 "url": request.url,
                 "headers": J::Object(request.headers.iter().map(|(k, v)| (k.clone(), J::String(v.clone()))).collect()),
                 "body": request.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
+                "body_bytes": request.body.as_ref().map_or(0, Vec::len),
                 "attempt": attempt,
             }));
             let sent = std::time::Instant::now();

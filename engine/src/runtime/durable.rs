@@ -1678,10 +1678,15 @@ fn traced_detail(loaded: &Loaded, entries: &[J]) -> Option<String> {
     if entries.is_empty() {
         return None;
     }
-    match loaded.redactor.json_if_secret(&J::Array(entries.to_vec())) {
-        Some(J::Array(hidden)) => bound_detail(&hidden),
-        _ => bound_detail(entries),
+    // Copies only when an entry holds a secret.
+    if entries.iter().any(|e| loaded.redactor.json_if_secret(e).is_some()) {
+        let hidden: Vec<J> = entries
+            .iter()
+            .map(|e| loaded.redactor.json_if_secret(e).unwrap_or_else(|| e.clone()))
+            .collect();
+        return bound_detail(&hidden);
     }
+    bound_detail(entries)
 }
 
 /// Where a schedule's ticks are recorded.

@@ -89,6 +89,13 @@ pub fn bound_detail(entries: &[J]) -> Option<String> {
     if entries.is_empty() {
         return None;
     }
+    // The common case, written as it is: nothing to cut or leave out.
+    if entries.len() <= MAX_ENTRIES && entries.iter().all(within_bounds) {
+        let text = serde_json::to_string(entries).ok()?;
+        if text.len() <= MAX_DETAIL_BYTES {
+            return Some(text);
+        }
+    }
     let mut kept: Vec<J> = entries.iter().take(MAX_ENTRIES).map(bound_entry).collect();
     if entries.len() > MAX_ENTRIES {
         kept.push(json!({"omitted_entries": entries.len() - MAX_ENTRIES}));
@@ -98,6 +105,17 @@ pub fn bound_detail(entries: &[J]) -> Option<String> {
         return Some(text);
     }
     serde_json::to_string(&[json!({"omitted_entries": entries.len(), "bytes": text.len()})]).ok()
+}
+
+/// Whether an entry needs no cutting: no long text, no long list, no
+/// called story's trace.
+fn within_bounds(entry: &J) -> bool {
+    match entry {
+        J::String(s) => s.len() <= EXCERPT_BYTES,
+        J::Array(a) => a.len() <= MAX_ENTRIES && a.iter().all(within_bounds),
+        J::Object(o) => o.iter().all(|(k, v)| k != "trace" && within_bounds(v)),
+        _ => true,
+    }
 }
 
 fn bound_entry(entry: &J) -> J {
@@ -110,7 +128,7 @@ fn bound_entry(entry: &J) -> J {
             // A called run keeps its own traces: only the link stays.
             ("trace", _) => {}
             ("body", J::String(s)) => {
-                out.insert("body_bytes".into(), J::from(s.len()));
+                out.entry("body_bytes").or_insert_with(|| J::from(s.len()));
                 out.insert("body".into(), J::String(excerpt(s)));
             }
             _ => {
