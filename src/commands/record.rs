@@ -113,6 +113,7 @@ pub(crate) fn run(args: &RecordArgs, out: &mut dyn Write, err: &mut dyn Write) -
         on_event: None,
         keep_events: true,
         library,
+        links: super::run::offline_links(),
     };
     let event: J = serde_json::from_slice(&body).unwrap_or(J::Null);
     let report = if story.actions[entry].is_webhook {

@@ -120,6 +120,21 @@ pub(crate) fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow:
     Ok(Some((built, entry, library)))
 }
 
+/// Links outside `tale serve`: `{% story_run_link %}` points at the page
+/// the run would have under a `tale serve` at `TALE_PUBLIC_URL` (default
+/// `http://127.0.0.1:8080`); `{% prompt %}` links render (signed with a
+/// fixed key: dry runs and tests stay repeatable) but nothing waits for
+/// them: only `tale serve` answers prompts.
+pub(crate) fn offline_links() -> Option<Arc<tale_engine::runtime::links::Links>> {
+    let base = std::env::var("TALE_PUBLIC_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned());
+    Some(Arc::new(tale_engine::runtime::links::Links::new(
+        &base,
+        b"tale offline links",
+        3 * 24 * 3600 * 1000,
+        false,
+    )))
+}
+
 /// A prepared story and the body of its event.
 pub(crate) type PreparedRun = (Arc<BuiltStory>, usize, Arc<Library>, Vec<u8>);
 
@@ -262,6 +277,7 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
         })),
         keep_events: false,
         library,
+        links: offline_links(),
         progress: Some(Arc::new(|events, pending| {
             eprintln!("… {events} events so far, {pending} action runs waiting");
         })),
@@ -337,6 +353,7 @@ fn run_stored(
             on_event: None,
             keep_events: false,
             library,
+            links: offline_links(),
         };
         let durable = Durable::start(Loaded::new(runtime, redactor), store.clone(), 64, 100_000, None);
         let delivered = if story.actions[entry].is_webhook {
@@ -619,6 +636,7 @@ pub(crate) fn dry_run(args: &DryRunArgs, out: &mut dyn Write, err: &mut dyn Writ
     let rt = Runtime {
         trace: true,
         library,
+        links: offline_links(),
         ..Runtime::contained(http.clone(), Arc::new(RecordingMailer::default()), clock)
     };
     let request = request(&story, entry, body);

@@ -532,6 +532,7 @@ fn run_case(
     let http = Arc::new(MockHttp::new(mocks).with_clock(clock.clone()));
     let rt = Runtime {
         library,
+        links: super::run::offline_links(),
         ..Runtime::contained(http.clone(), Arc::new(RecordingMailer::default()), clock)
     };
     // A webhook gets the event; a scheduled action runs as one tick.

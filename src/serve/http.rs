@@ -49,6 +49,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .merge(api)
         .with_state(app.clone())
+        .merge(super::prompt::router(app.clone()))
         .merge(super::ui::router(app))
 }
 

@@ -8,6 +8,7 @@ mod http;
 mod listen;
 mod load;
 mod metrics;
+mod prompt;
 mod schedule;
 pub(crate) mod ui;
 
@@ -109,6 +110,14 @@ pub struct ServeArgs {
     /// with --secret-key, in one transaction; then it is no longer needed.
     #[arg(long, value_name = "KEY", env = "TALE_PREVIOUS_SECRET_KEY", hide_env_values = true, value_parser = secret)]
     pub previous_secret_key: Option<SecretString>,
+    /// Where people reach this server: the base of `{% story_run_link %}`
+    /// and `{% prompt %}` links (default: http:// and the listen address).
+    #[arg(long, value_name = "URL", env = "TALE_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
+    /// How long a `{% prompt %}` link waits for its click; then the action
+    /// emits nothing more and its run ends.
+    #[arg(long, value_name = "DURATION", default_value = "3d", value_parser = humantime::parse_duration)]
+    pub prompt_expiry: Duration,
     /// Refuse to start when a story is refused (has errors), instead of
     /// serving the others.
     #[arg(long)]
@@ -193,6 +202,8 @@ pub(crate) struct App {
     pub(crate) admin: admin::Admin,
     /// The web UI's session and CSRF keys.
     pub(crate) ui: ui::UiKeys,
+    /// Run and prompt links (the prompt pages verify them).
+    pub(crate) links: Arc<tale_engine::runtime::links::Links>,
 }
 
 /// A running server (tests start one in-process).
@@ -227,6 +238,31 @@ impl Server {
     }
 }
 
+/// Where links point and how prompt links are signed: with the sealing key
+/// (`TALE_SECRET_KEY`), else the API token, so that links outlive a restart
+/// and every node of a cluster accepts them; else a key of this process
+/// (its prompt links stop working when it stops: said at start).
+fn links(args: &ServeArgs, addr: SocketAddr) -> tale_engine::runtime::links::Links {
+    let base = args
+        .public_url
+        .as_ref()
+        .map_or_else(|| format!("http://{addr}"), |u| u.as_str().to_owned());
+    let secret = args
+        .secret_key
+        .as_ref()
+        .or(args.api_token.as_ref())
+        .map(|k| k.expose_secret().as_bytes().to_vec())
+        .filter(|k| !k.is_empty());
+    let key = secret.unwrap_or_else(|| {
+        tracing::info!(
+            "prompt links are signed with a key of this process: set TALE_SECRET_KEY for links that outlive a restart"
+        );
+        tale_engine::runtime::sealed::random_bytes::<32>().to_vec()
+    });
+    let expiry = i64::try_from(args.prompt_expiry.as_millis()).unwrap_or(i64::MAX);
+    tale_engine::runtime::links::Links::new(&base, &key, expiry, true)
+}
+
 /// Starts serving; `clock` replaces the real clock (tests of schedules).
 pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::Result<Server> {
     let database: Database = args.db.parse()?;
@@ -247,6 +283,10 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         committers: args.db_committers,
     };
     let store = database.open(sync, node).await?;
+    // Bound before the runtime is built: links name the address it got.
+    let listener = bind(args.listen, args.reuse_port).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let links = Arc::new(links(args, addr));
     let metrics = Metrics::new();
     let http: Arc<dyn HttpClient> = Arc::new(MeteredHttp {
         inner: Arc::new(RealHttp::with_guard(
@@ -271,6 +311,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         on_event: None,
         keep_events: false,
         library: Default::default(),
+        links: Some(links.clone()),
     };
     let stories_dir = args.stories.clone();
     let (resources, credentials) = (args.resources.clone(), args.credentials.clone());
@@ -349,6 +390,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         connections: Arc::default(),
         ready: AtomicBool::new(false),
         ui: ui::UiKeys::new(api_token.as_ref()),
+        links,
         admin: admin::Admin {
             api_token: api_token.clone(),
             key: key.clone(),
@@ -362,8 +404,6 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         &durable,
         &durable.loaded().runtime.library,
     )));
-    let listener = bind(args.listen, args.reuse_port).with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
 
     // Reload on SIGHUP and when a story file changes.

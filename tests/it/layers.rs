@@ -149,10 +149,12 @@ fn only_the_yaml_builder_runs_the_yaml_parser() {
 fn only_raw_types_and_stored_rows_derive_deserialize() {
     // Story files are decoded through yaml::de (spans, every unknown key):
     // the raw story model and the action configs. Besides them, the
-    // credentials file's entries and the rows the SQLite store reads back.
+    // credentials file's entries, the rows the SQLite store reads back, and
+    // the claim of a signed prompt link (verified before it is decoded).
     let allowed = [
         "engine/syntax/src/model.rs",
         "engine/core/src/runtime/credentials.rs",
+        "engine/core/src/runtime/links.rs",
         "engine/src/runtime/sqlite.rs",
         "engine/src/runtime/runlog.rs",
     ];

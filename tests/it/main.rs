@@ -21,6 +21,7 @@ mod mock_server;
 mod mock_smtp;
 mod no_panic;
 mod postgres;
+mod prompts;
 mod redirects;
 mod run_status;
 mod runtime;

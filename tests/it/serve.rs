@@ -45,6 +45,8 @@ pub(crate) fn args(dir: &Path) -> ServeArgs {
         reuse_port: false,
         db_committers: 4,
         no_traces: false,
+        public_url: None,
+        prompt_expiry: Duration::from_secs(3 * 24 * 3600),
     }
 }
 

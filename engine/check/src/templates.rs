@@ -523,6 +523,8 @@ const KNOWN_TAGS: &[&str] = &[
     "story",
     "line_break",
     "story_run_guid",
+    "story_run_link",
+    "prompt",
 ];
 
 /// Names people bring from other template languages.

@@ -112,6 +112,25 @@ pub struct Transaction {
     pub stateful: Vec<Uuid>,
     /// One per action execution, when the store keeps traces.
     pub traces: Vec<super::trace::StepTrace>,
+    /// Prompts a person answered: each wakes its execution's waiting item
+    /// (if it still waits) with the answer.
+    pub answers: Vec<PromptAnswer>,
+}
+
+/// A click on a prompt link: the waiting item of (run, action, input)
+/// becomes due now with `payload` (`{"prompt": {"status": …}}`).
+#[derive(Debug, Clone)]
+pub struct PromptAnswer {
+    pub run: RunId,
+    pub action: Arc<str>,
+    pub input: Option<super::event::EventId>,
+    pub payload: J,
+}
+
+/// The wake payload a prompted execution's waiting item is stored with,
+/// as the stores find it.
+pub fn prompt_waiting_text() -> String {
+    super::links::prompt_waiting().to_string()
 }
 
 /// What applying a transaction did.
@@ -130,6 +149,8 @@ pub struct Applied {
     /// The incarnation of this process that committed the step (it holds
     /// the new items).
     pub holder: u64,
+    /// Prompt answers that found their waiting item (in `woken`).
+    pub answered: usize,
 }
 
 /// The work queue: a store that keeps work items, runs and their events
@@ -690,6 +711,29 @@ impl Durable {
 
     /// Emits a stored event again, as the root of a new run: the actions
     /// downstream of it run once more (with its ancestry for templates).
+    /// A person answered a prompt: the execution that rendered the link
+    /// emits `{"prompt": {"status": …}}` and its run goes on. False when
+    /// that execution no longer waits (answered already, or expired).
+    pub async fn answer_prompt(self: &Arc<Self>, claim: &super::links::PromptClaim) -> Result<bool, DurableError> {
+        let gone = |what: &str| DurableError::Gone(format!("the prompt names {what}"));
+        let run = claim.run.parse::<RunId>().map_err(|_| gone("no run"))?;
+        let input = match &claim.input {
+            Some(id) => Some(id.parse::<super::event::EventId>().map_err(|_| gone("no event"))?),
+            None => None,
+        };
+        let tx = Transaction {
+            answers: vec![PromptAnswer {
+                run,
+                action: claim.action.as_str().into(),
+                input,
+                payload: serde_json::json!({"prompt": {"status": claim.status}}),
+            }],
+            ..Transaction::default()
+        };
+        let applied = self.commit(tx, true).await?;
+        Ok(applied.answered > 0)
+    }
+
     pub async fn reemit(self: &Arc<Self>, event: &Event) -> Result<RunId, DurableError> {
         let loaded = self.loaded();
         let story = loaded
@@ -913,6 +957,10 @@ impl Durable {
                     let _ = this.ready.send(item);
                 });
                 continue;
+            }
+            // An answered prompt: its expiry timer has nothing left to do.
+            if item.wake.as_ref().is_some_and(|w| w.get("prompt").is_some()) {
+                self.lock_waiting().remove(&item.id);
             }
             self.queued.fetch_add(1, Ordering::Relaxed);
             let _ = self.ready.send(item);

@@ -92,6 +92,9 @@ pub struct Runtime {
     pub keep_events: bool,
     /// Stories `send_to_story` may call, by id.
     pub library: Arc<super::call::Library>,
+    /// Where `{% story_run_link %}` and `{% prompt %}` links point (none:
+    /// they render empty).
+    pub links: Option<Arc<super::links::Links>>,
 }
 
 struct Item {
@@ -135,6 +138,7 @@ impl Runtime {
             on_event: None,
             keep_events: true,
             library: Default::default(),
+            links: None,
         }
     }
 
@@ -245,12 +249,43 @@ impl Runtime {
                 skipped: Some("disabled"),
             };
         }
-        let meta = json!({
+        // A prompted execution's wait ended: a click, or its expiry.
+        if let Some(prompt) = item.wake.as_ref().and_then(|w| w.get("prompt")) {
+            return Step {
+                result: Ok(prompt_answered(prompt)),
+                skipped: None,
+            };
+        }
+        let mut meta = json!({
             "run": {"id": run_id.to_string()},
             "event": {"id": item.input.as_ref().map(|e| e.id.to_string())},
             "action": {"slug": &*action.slug, "name": action.name},
             "story": {"id": &*story.id, "name": story.name},
         });
+        // Its page in the web UI, and a signed link per prompt status.
+        let mut prompt_expires = None;
+        if let Some(links) = &self.links {
+            meta["run"]["link"] = J::String(links.run_link(run_id));
+            if !action.prompts.is_empty() {
+                let expires = at_ms.saturating_add(links.prompt_ttl_ms);
+                let prompts: serde_json::Map<String, J> = action
+                    .prompts
+                    .iter()
+                    .map(|status| {
+                        let claim = super::links::PromptClaim {
+                            run: run_id.to_string(),
+                            action: action.slug.to_string(),
+                            input: item.input.as_ref().map(|e| e.id.to_string()),
+                            status: status.clone(),
+                            expires_ms: expires,
+                        };
+                        (status.clone(), J::String(links.prompt_link(&claim)))
+                    })
+                    .collect();
+                meta["prompt"] = J::Object(prompts);
+                prompt_expires = links.wait.then_some(expires);
+            }
+        }
         // OAuth2 tokens its templates read, fetched (or cached) now.
         let mut with_tokens = None;
         let mut tokens = Vec::new();
@@ -331,6 +366,33 @@ impl Runtime {
                 .map(|outcome| redactor.outcome(outcome))
                 .map_err(|e| ActionError::Failed(redactor.text(&e.to_string())))
         };
+        // It rendered prompt links: it waits for a click (until they expire).
+        let result = match (result, prompt_expires) {
+            (Ok(mut outcome), Some(at_ms)) if skipped.is_none() && item.wake.is_none() => {
+                outcome.emits.push(Emit::Later {
+                    at_ms,
+                    payload: super::links::prompt_waiting(),
+                });
+                Ok(outcome)
+            }
+            (result, _) => result,
+        };
         Step { result, skipped }
+    }
+}
+
+/// What a prompted action emits when its wait ends: on a click, an event
+/// with the status (`{"prompt": {"status": "contain"}}`, as Tines); on
+/// expiry, nothing (the trace says so).
+fn prompt_answered(prompt: &J) -> Outcome {
+    match prompt.get("status") {
+        Some(status) => Outcome {
+            emits: vec![Emit::Main(json!({"prompt": {"status": status}}))],
+            ..Outcome::default()
+        },
+        None => Outcome {
+            trace: vec![json!({"note": "the prompt expired unanswered"})],
+            ..Outcome::default()
+        },
     }
 }

@@ -198,6 +198,24 @@ impl Inner {
             let result = called_exit(&story, *run, output);
             applied.woken.extend(self.wake(caller, result));
         }
+        // A prompt answered: its execution's waiting item, if it still waits.
+        let waiting = super::links::prompt_waiting();
+        let now = super::event::now_millis();
+        for a in &tx.answers {
+            let found = self.items.values_mut().find(|i| {
+                i.run_id == a.run
+                    && *i.action == *a.action
+                    && i.input.as_ref().map(|e| e.id) == a.input
+                    && i.wake.as_ref() == Some(&waiting)
+                    && i.due_ms > now
+            });
+            if let Some(item) = found {
+                item.due_ms = 0;
+                item.wake = Some(a.payload.clone());
+                applied.answered += 1;
+                applied.woken.push(item.clone());
+            }
+        }
         settle.sort_unstable();
         settle.dedup();
         for run in settle {

@@ -4,7 +4,7 @@
 //! made of live in `tale-core` and are re-exported here.
 
 pub use tale_core::runtime::{
-    build, call, clock, contract, credentials, event, http, mail, redact, render, rules, scope, store,
+    build, call, clock, contract, credentials, event, http, links, mail, redact, render, rules, scope, store,
 };
 
 pub mod backend;

@@ -205,7 +205,15 @@ struct Prepared {
     errors: Vec<([u8; 16], String)>,
     tick: Option<(String, i64)>,
     traces: Vec<StepTrace>,
+    answers: Vec<PreparedAnswer>,
     now: i64,
+}
+
+struct PreparedAnswer {
+    run: [u8; 16],
+    action: String,
+    input: Option<[u8; 16]>,
+    payload: J,
 }
 
 struct PreparedEvent {
@@ -499,6 +507,16 @@ impl SqliteStore {
         p.errors = tx.errors.into_iter().map(|(run, e)| (run.into_bytes(), e)).collect();
         p.tick = tx.tick;
         p.traces = tx.traces;
+        p.answers = tx
+            .answers
+            .into_iter()
+            .map(|a| PreparedAnswer {
+                run: a.run.into_bytes(),
+                action: a.action.to_string(),
+                input: a.input.map(EventId::into_bytes),
+                payload: a.payload,
+            })
+            .collect();
         p.calls = tx
             .calls
             .iter()
@@ -855,6 +873,12 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
             }
         }
     }
+    for a in &p.answers {
+        if let Some(item) = wake_prompt(tx, a, p.now)? {
+            applied.answered += 1;
+            applied.woken.push(item);
+        }
+    }
     for run in &settle {
         // New work for the run in this very step: it is not finished.
         if p.items.iter().any(|i| i.run == *run) {
@@ -900,12 +924,47 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
 /// Makes a parked caller's item due now with `result` as its wake payload,
 /// and returns it as the executor runs it (its input event loaded).
 fn wake_caller(tx: &rusqlite::Transaction<'_>, caller: &[u8], result: &J) -> rusqlite::Result<Option<WorkItem>> {
+    wake_item(tx, caller, result, super::durable::PARKED)
+}
+
+/// The waiting item of a prompted execution made due now with the
+/// person's answer, if it still waits (not answered, not expired).
+fn wake_prompt(tx: &rusqlite::Transaction<'_>, a: &PreparedAnswer, now: i64) -> rusqlite::Result<Option<WorkItem>> {
+    let id: Option<Vec<u8>> = tx
+        .prepare_cached(
+            "SELECT id FROM items WHERE run_id = ?1 AND action = ?2 AND input IS ?3 AND wake = ?4 AND due_at > ?5 LIMIT 1",
+        )?
+        .query_row(
+            params![
+                &a.run[..],
+                a.action,
+                a.input.as_ref().map(|i| &i[..]),
+                super::durable::prompt_waiting_text(),
+                now
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match id {
+        Some(id) => wake_item(tx, &id, &a.payload, now + 1),
+        None => Ok(None),
+    }
+}
+
+/// Makes item `id` due now with `result` as its wake payload when it is
+/// due at `min_due` or later, and returns it as the executor runs it.
+fn wake_item(
+    tx: &rusqlite::Transaction<'_>,
+    caller: &[u8],
+    result: &J,
+    min_due: i64,
+) -> rusqlite::Result<Option<WorkItem>> {
     type Row = (Vec<u8>, String, String, Option<Vec<u8>>);
     let row: Option<Row> = tx
         .prepare_cached(
-            "UPDATE items SET due_at = 0, wake = ?2 WHERE id = ?1 AND due_at = ?3 RETURNING run_id, story, action, input",
+            "UPDATE items SET due_at = 0, wake = ?2 WHERE id = ?1 AND due_at >= ?3 RETURNING run_id, story, action, input",
         )?
-        .query_row(params![caller, result.to_string(), super::durable::PARKED], |r| {
+        .query_row(params![caller, result.to_string(), min_due], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;

@@ -280,6 +280,16 @@ pub fn credential_names(text: &str) -> Vec<(String, usize)> {
     out
 }
 
+/// The statuses of the `{% prompt status %}` tags in `text`.
+pub fn prompt_statuses(text: &str) -> Vec<String> {
+    scan::scan(text)
+        .tags
+        .into_iter()
+        .filter(|t| t.name == "prompt")
+        .filter_map(|t| t.arg.map(|(a, _)| a))
+        .collect()
+}
+
 /// Most levels of `[…]`/`(…)` and of block tags a template may nest: deeper
 /// templates are refused before they reach the parser, whose recursion
 /// would otherwise exhaust the stack.

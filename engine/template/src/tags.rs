@@ -1,5 +1,6 @@
 //! The Tines tags: `{% credential x %}`, `{% global_resource x %}`,
-//! `{% story Name %}`, `{% line_break %}`, `{% story_run_guid %}`.
+//! `{% story Name %}`, `{% line_break %}`, `{% story_run_guid %}`,
+//! `{% story_run_link %}`, `{% prompt status %}`.
 //! Each reads the namespace a story's templates see (`CREDENTIAL`, `RESOURCE`,
 //! `STORY`, `META`), so that the tag and the variable form always agree.
 
@@ -16,6 +17,8 @@ pub(crate) enum TinesTag {
     Story,
     LineBreak,
     StoryRunGuid,
+    StoryRunLink,
+    Prompt,
 }
 
 pub(crate) const ALL_TAGS: &[TinesTag] = &[
@@ -24,6 +27,8 @@ pub(crate) const ALL_TAGS: &[TinesTag] = &[
     TinesTag::Story,
     TinesTag::LineBreak,
     TinesTag::StoryRunGuid,
+    TinesTag::StoryRunLink,
+    TinesTag::Prompt,
 ];
 
 impl TinesTag {
@@ -34,6 +39,8 @@ impl TinesTag {
             TinesTag::Story => "story",
             TinesTag::LineBreak => "line_break",
             TinesTag::StoryRunGuid => "story_run_guid",
+            TinesTag::StoryRunLink => "story_run_link",
+            TinesTag::Prompt => "prompt",
         }
     }
 }
@@ -49,6 +56,8 @@ impl TagReflection for TinesTag {
             TinesTag::Story => "a story's id, for send_to_story",
             TinesTag::LineBreak => "a line break",
             TinesTag::StoryRunGuid => "the id of the current run",
+            TinesTag::StoryRunLink => "the current run's page in the web UI of tale serve",
+            TinesTag::Prompt => "a signed link a person clicks to answer with this status (tale serve)",
         }
     }
 }
@@ -81,14 +90,23 @@ impl ParseTag for TinesTag {
                 }
                 return Ok(Box::new(Rendered::StoryName(words.join(" "))));
             }
-            TinesTag::LineBreak | TinesTag::StoryRunGuid => {
+            TinesTag::LineBreak | TinesTag::StoryRunGuid | TinesTag::StoryRunLink => {
                 if !words.is_empty() {
                     return Err(Error::with_msg(format!("`{{% {} %}}` takes no arguments", self.name())));
                 }
-                if matches!(self, TinesTag::LineBreak) {
-                    return Ok(Box::new(Rendered::LineBreak));
+                match self {
+                    TinesTag::LineBreak => return Ok(Box::new(Rendered::LineBreak)),
+                    TinesTag::StoryRunLink => vec!["META".into(), "run".into(), "link".into()],
+                    _ => vec!["META".into(), "run".into(), "id".into()],
                 }
-                vec!["META".into(), "run".into(), "id".into()]
+            }
+            TinesTag::Prompt => {
+                // The executor signs one link per status an action's
+                // templates name (`prompt_statuses`) and puts it here.
+                let [status] = words.as_slice() else {
+                    return Err(Error::with_msg("`{% prompt status %}` takes exactly one status"));
+                };
+                vec!["META".into(), "prompt".into(), status.clone()]
             }
         };
         Ok(Box::new(Rendered::Lookup(path)))

@@ -37,7 +37,7 @@ const RUNS_PAGE: usize = 50;
 /// Events listed for a selected action.
 const ACTION_EVENTS: usize = 20;
 
-const CSP: &str =
+pub(crate) const CSP: &str =
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 pub(crate) const CSS: &str = include_str!("static/tale.css");
 const FAVICON: &str = include_str!("static/favicon.svg");

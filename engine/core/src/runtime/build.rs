@@ -48,34 +48,55 @@ pub struct BuiltAction {
     /// OAuth2 credentials its templates read: their tokens are fetched
     /// before it runs.
     pub tokens: Vec<String>,
+    /// The statuses of the `{% prompt %}` links its templates render: each
+    /// execution signs one link per status and waits for a click.
+    pub prompts: Vec<String>,
+}
+
+/// Every template text of an action: its fields, rules and `local` values.
+fn template_texts(action: &crate::story::Action, mut each: impl FnMut(&str)) {
+    let Some(config) = &action.config else {
+        return;
+    };
+    let mut fields = Vec::new();
+    config.templates(&mut fields);
+    for f in &fields {
+        each(f.text);
+    }
+    for rule in &action.rules {
+        each(&rule.path.value);
+        if let Some(v) = &rule.value {
+            v.for_each_str(&mut |s, _| each(s));
+        }
+    }
+    for node in action.local.values() {
+        node.for_each_str(&mut |s, _| each(s));
+    }
 }
 
 /// The credentials an action reads in its templates, rules and `local`
 /// values (lower-cased, without `credential:`).
 pub fn credentials_read(action: &crate::story::Action) -> Vec<String> {
-    let Some(config) = &action.config else {
-        return Vec::new();
-    };
-    let mut fields = Vec::new();
-    config.templates(&mut fields);
-    let mut texts: Vec<&str> = fields.iter().map(|f| f.text).collect();
-    for rule in &action.rules {
-        texts.push(&rule.path.value);
-        if let Some(v) = &rule.value {
-            v.for_each_str(&mut |s, _| texts.push(s));
-        }
-    }
-    for node in action.local.values() {
-        node.for_each_str(&mut |s, _| texts.push(s));
-    }
-    let mut names: Vec<String> = texts
-        .into_iter()
-        .flat_map(crate::template::credential_names)
-        .map(|(n, _)| n.to_ascii_lowercase())
-        .collect();
+    let mut names: Vec<String> = Vec::new();
+    template_texts(action, |t| {
+        names.extend(
+            crate::template::credential_names(t)
+                .into_iter()
+                .map(|(n, _)| n.to_ascii_lowercase()),
+        )
+    });
     names.sort();
     names.dedup();
     names
+}
+
+/// The statuses of the `{% prompt status %}` links an action renders.
+pub fn prompt_statuses(action: &crate::story::Action) -> Vec<String> {
+    let mut statuses: Vec<String> = Vec::new();
+    template_texts(action, |t| statuses.extend(crate::template::prompt_statuses(t)));
+    statuses.sort();
+    statuses.dedup();
+    statuses
 }
 
 impl BuiltStory {
@@ -196,6 +217,7 @@ pub fn build(story: &Story, parser: &TemplateParser, globals: Globals) -> Result
             tokens: globals
                 .vault
                 .oauth2_among(credentials_read(a).iter().map(String::as_str)),
+            prompts: prompt_statuses(a),
         });
     }
     let by_slug = actions.iter().enumerate().map(|(i, a)| (a.slug.clone(), i)).collect();

@@ -9,6 +9,7 @@ pub mod contract;
 pub mod credentials;
 pub mod event;
 pub mod http;
+pub mod links;
 pub mod mail;
 pub mod redact;
 pub mod render;

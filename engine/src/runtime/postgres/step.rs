@@ -31,6 +31,8 @@ pub(super) struct Prepared {
     errors: Vec<(Uuid, String)>,
     calls: Vec<(Uuid, Uuid, Option<Uuid>, Uuid)>,
     exits: Vec<(Uuid, Uuid)>,
+    /// Prompt answers: (run, action, input, payload).
+    answers: Vec<(Uuid, String, Option<Uuid>, J)>,
     traces: Traces,
     now: i64,
 }
@@ -103,6 +105,18 @@ impl Prepared {
                 .collect(),
             exits: tx.exits.iter().map(|(r, e)| (*r.as_uuid(), *e.as_uuid())).collect(),
             traces: Traces::default(),
+            answers: tx
+                .answers
+                .iter()
+                .map(|a| {
+                    (
+                        *a.run.as_uuid(),
+                        a.action.to_string(),
+                        a.input.map(|i| *i.as_uuid()),
+                        a.payload.clone(),
+                    )
+                })
+                .collect(),
             now: super::super::event::now_millis(),
         };
         for t in tx.traces {
@@ -584,6 +598,33 @@ async fn apply_fired(
                 .woken
                 .extend(wake_caller(tx, caller, &result, owner, holder).await?);
         }
+        for (run, action, input, payload) in &p.answers {
+            let Some(row) = tx
+                .query_opt(
+                    &statement(
+                        tx,
+                        "SELECT id FROM items WHERE run_id = $1 AND action = $2 AND input IS NOT DISTINCT FROM $3
+                         AND wake = $4 AND due_at > $5 LIMIT 1",
+                    )
+                    .await?,
+                    &[
+                        run,
+                        action,
+                        input,
+                        &super::super::durable::prompt_waiting_text(),
+                        &p.now,
+                    ],
+                )
+                .await
+                .map_err(db)?
+            else {
+                continue;
+            };
+            if let Some(item) = wake_item(tx, row.get(0), payload, p.now + 1, owner, holder).await? {
+                applied[i].answered += 1;
+                applied[i].woken.push(item);
+            }
+        }
     }
     let now = steps.first().map_or(0, |p| p.now);
     let changed: Vec<(&Uuid, &(i64, i64))> = delta.iter().filter(|(_, d)| **d != (0, 0)).collect();
@@ -918,7 +959,20 @@ async fn wake_caller(
     owner: &str,
     holder: u64,
 ) -> Result<Option<WorkItem>, StoreError> {
-    let Some(row) = tx.query_opt(&statement(tx, "UPDATE items SET due_at = 0, wake = $2, lease_owner = $4 WHERE id = $1 AND due_at = $3 RETURNING run_id, story, action, input").await?, &[&caller, &result.to_string(), &PARKED, &owner],
+    wake_item(tx, caller, result, PARKED, owner, holder).await
+}
+
+/// Makes item `caller` due now (on this node) with `result` as its wake
+/// payload when it is due at `min_due` or later.
+async fn wake_item(
+    tx: &deadpool_postgres::Transaction<'_>,
+    caller: Uuid,
+    result: &J,
+    min_due: i64,
+    owner: &str,
+    holder: u64,
+) -> Result<Option<WorkItem>, StoreError> {
+    let Some(row) = tx.query_opt(&statement(tx, "UPDATE items SET due_at = 0, wake = $2, lease_owner = $4 WHERE id = $1 AND due_at >= $3 RETURNING run_id, story, action, input").await?, &[&caller, &result.to_string(), &min_due, &owner],
         )
         .await
         .map_err(|e| classify(&e))?
