@@ -126,13 +126,16 @@ pub(crate) fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow:
 /// fixed key: dry runs and tests stay repeatable) but nothing waits for
 /// them: only `tale serve` answers prompts.
 pub(crate) fn offline_links() -> Option<Arc<tale_engine::runtime::links::Links>> {
+    answering_links(Default::default())
+}
+
+/// [`offline_links`] for a story test case: its `prompts:` answered at once.
+pub(crate) fn answering_links(
+    answers: std::collections::BTreeMap<String, String>,
+) -> Option<Arc<tale_engine::runtime::links::Links>> {
     let base = std::env::var("TALE_PUBLIC_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned());
-    Some(Arc::new(tale_engine::runtime::links::Links::new(
-        &base,
-        b"tale offline links",
-        3 * 24 * 3600 * 1000,
-        false,
-    )))
+    let links = tale_engine::runtime::links::Links::new(&base, b"tale offline links", 3 * 24 * 3600 * 1000, false);
+    Some(Arc::new(links.answering(answers)))
 }
 
 /// A prepared story and the body of its event.

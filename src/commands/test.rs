@@ -108,6 +108,10 @@ struct Case {
     /// Requests no mock answers are failures unless this is set.
     #[serde(default)]
     allow_unmatched: bool,
+    /// Answers to `{% prompt %}` links, by action slug: the action's
+    /// execution gets this status at once, as if a person clicked it.
+    #[serde(default)]
+    prompts: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -532,7 +536,7 @@ fn run_case(
     let http = Arc::new(MockHttp::new(mocks).with_clock(clock.clone()));
     let rt = Runtime {
         library,
-        links: super::run::offline_links(),
+        links: super::run::answering_links(case.prompts.clone()),
         ..Runtime::contained(http.clone(), Arc::new(RecordingMailer::default()), clock)
     };
     // A webhook gets the event; a scheduled action runs as one tick.

@@ -711,6 +711,16 @@ impl Durable {
 
     /// Emits a stored event again, as the root of a new run: the actions
     /// downstream of it run once more (with its ancestry for templates).
+    /// The prompted executions waiting for an answer: (run, action, input).
+    pub fn waiting_prompts(&self) -> Vec<(RunId, Arc<str>, Option<super::event::EventId>)> {
+        let waiting = super::links::prompt_waiting();
+        self.lock_waiting()
+            .values()
+            .filter(|i| i.wake.as_ref() == Some(&waiting))
+            .map(|i| (i.run_id, i.action.clone(), i.input.as_ref().map(|e| e.id)))
+            .collect()
+    }
+
     /// A person answered a prompt: the execution that rendered the link
     /// emits `{"prompt": {"status": …}}` and its run goes on. False when
     /// that execution no longer waits (answered already, or expired).

@@ -168,6 +168,10 @@ pub async fn run_local(
             break;
         }
         if virtual_clock && durable.queue_depth() == 0 {
+            // A story test's answers go before time moves on.
+            if answer_prompts(&durable, runtime).await {
+                continue;
+            }
             durable.release_next_timers().await;
             continue;
         }
@@ -211,6 +215,29 @@ pub async fn run_local(
         trace,
         response,
     })
+}
+
+/// Answers the waiting prompts a story test gives answers for (its
+/// `prompts:`); whether it answered any.
+async fn answer_prompts(durable: &Arc<Durable>, runtime: &Runtime) -> bool {
+    let Some(links) = runtime.links.as_ref().filter(|l| !l.answers.is_empty()) else {
+        return false;
+    };
+    let mut answered = false;
+    for (run, action, input) in durable.waiting_prompts() {
+        let Some(status) = links.answers.get(&*action) else {
+            continue;
+        };
+        let claim = super::links::PromptClaim {
+            run: run.to_string(),
+            action: action.to_string(),
+            input: input.map(|i| i.to_string()),
+            status: status.clone(),
+            expires_ms: i64::MAX,
+        };
+        answered |= durable.answer_prompt(&claim).await.unwrap_or(false);
+    }
+    answered
 }
 
 /// The trace of `run`: its executions in order, a sub-story call as one

@@ -199,15 +199,16 @@ impl Inner {
             applied.woken.extend(self.wake(caller, result));
         }
         // A prompt answered: its execution's waiting item, if it still waits.
+        // (Its runs keep virtual time: a waiting item is one not yet due,
+        // which the executor removes when it runs it.)
         let waiting = super::links::prompt_waiting();
-        let now = super::event::now_millis();
         for a in &tx.answers {
             let found = self.items.values_mut().find(|i| {
                 i.run_id == a.run
                     && *i.action == *a.action
                     && i.input.as_ref().map(|e| e.id) == a.input
                     && i.wake.as_ref() == Some(&waiting)
-                    && i.due_ms > now
+                    && i.due_ms > 0
             });
             if let Some(item) = found {
                 item.due_ms = 0;

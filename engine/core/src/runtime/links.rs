@@ -22,6 +22,9 @@ pub struct Links {
     /// Whether an execution that rendered prompts waits for a click (only
     /// `tale serve` answers them; `tale run` and tests do not wait).
     pub wait: bool,
+    /// Story tests: the answer given at once to each prompting action, by
+    /// slug (a case's `prompts:`).
+    pub answers: std::collections::BTreeMap<String, String>,
 }
 
 /// What a prompt link says.
@@ -71,7 +74,16 @@ impl Links {
             key: derived.to_vec().into(),
             prompt_ttl_ms,
             wait,
+            answers: Default::default(),
         }
+    }
+
+    /// Answers given at once (story tests): an execution of one of these
+    /// actions waits, and gets its answer as soon as the rest is idle.
+    pub fn answering(mut self, answers: std::collections::BTreeMap<String, String>) -> Self {
+        self.wait = self.wait || !answers.is_empty();
+        self.answers = answers;
+        self
     }
 
     pub fn base(&self) -> &str {
