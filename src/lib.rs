@@ -79,6 +79,11 @@ enum Command {
         tale record stories/graph-alert.yaml --event alert.json --name \"a real alert\"\n  \
         tale record triage.yaml --event alert.json --credentials creds.yaml --out triage.test.yaml")]
     Record(commands::record::RecordArgs),
+    /// Convert a Tines story export into tale stories, with a report of what did not carry over.
+    #[command(after_help = "Examples:\n  \
+        tale import phishing-triage.json --out imported\n  \
+        tale import export.json --out stories/phishing && tale check stories/phishing")]
+    Import(commands::import::ImportArgs),
     /// Serve stories: webhooks, schedules, durable runs on SQLite, API and metrics.
     #[command(after_help = "Examples:\n  \
         tale serve --stories flows --stories stories --db sqlite:/var/lib/tale/tale.db\n  \
@@ -148,6 +153,7 @@ where
         Command::DryRun(args) => commands::run::dry_run(&args, out, err),
         Command::Test(args) => commands::test::run(&args, out, err),
         Command::Record(args) => commands::record::run(&args, out, err),
+        Command::Import(args) => commands::import::run(&args, out),
         Command::Serve(args) => serve::run(&args),
         Command::Runs(args) => commands::inspect::runs(&args, out),
         Command::Events(args) => commands::inspect::events(&args, out, err),

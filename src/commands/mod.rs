@@ -3,6 +3,7 @@
 pub(crate) mod check;
 pub(crate) mod explain;
 pub(crate) mod graph;
+pub(crate) mod import;
 pub(crate) mod inspect;
 pub(crate) mod record;
 pub(crate) mod run;

@@ -10,6 +10,7 @@ mod credential_forms;
 mod credentials;
 mod data_collector;
 mod durable_calls;
+mod import;
 mod layers;
 mod leaks;
 mod library_e2e;

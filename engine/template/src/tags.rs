@@ -102,11 +102,14 @@ impl ParseTag for TinesTag {
             }
             TinesTag::Prompt => {
                 // The executor signs one link per status an action's
-                // templates name (`prompt_statuses`) and puts it here.
-                let [status] = words.as_slice() else {
-                    return Err(Error::with_msg("`{% prompt status %}` takes exactly one status"));
-                };
-                vec!["META".into(), "prompt".into(), status.clone()]
+                // templates name (`prompt_statuses`) and puts it here. The
+                // tokenizer splits a word that starts like a literal
+                // (`falsepositive` → `false`, `positive`): joined back.
+                let status = words.concat();
+                if status.is_empty() {
+                    return Err(Error::with_msg("`{% prompt status %}` needs a status"));
+                }
+                vec!["META".into(), "prompt".into(), status]
             }
         };
         Ok(Box::new(Rendered::Lookup(path)))

@@ -1,0 +1,1048 @@
+//! A Tines export (one story and the sub-stories embedded in it) turned
+//! into tale stories, as data: actions with `from`, options under tale's
+//! keys, templates rewritten where a rewrite keeps their meaning. Every
+//! mapping that loses something, and every part left out, is a [`Note`]
+//! with its place in the export (docs/migrating-from-tines.md).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value as J, json};
+
+/// Something the import could not carry over as it was.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Note {
+    /// Where in the export: `story › action › option`.
+    pub(crate) place: String,
+    pub(crate) what: String,
+}
+
+/// One story, ready to be written as YAML.
+pub(crate) struct Imported {
+    pub(crate) id: String,
+    pub(crate) story: J,
+    pub(crate) notes: Vec<Note>,
+    /// Credentials its templates name, with the hosts of the requests that use them.
+    pub(crate) credentials: BTreeMap<String, BTreeSet<String>>,
+    pub(crate) resources: BTreeSet<String>,
+}
+
+/// Tines' slug rule: lower case, each run of other characters one `_`.
+pub(crate) fn slug(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_owned()
+}
+
+/// Every story of an export: itself, then the embedded sub-stories (depth first).
+pub(crate) fn stories(export: &J) -> Vec<&J> {
+    let mut out = vec![export];
+    for sub in export["send_to_stories"].as_array().into_iter().flatten() {
+        out.extend(stories(sub));
+    }
+    out
+}
+
+/// The id of a story: its name as `{% story Name %}` resolves it.
+pub(crate) fn story_id(story: &J) -> String {
+    let name = story["name"].as_str().unwrap_or("imported story");
+    let id = tale_engine::template::story_slug(name);
+    if id.is_empty() { "imported-story".to_owned() } else { id }
+}
+
+fn text(v: &J) -> Option<String> {
+    match v {
+        J::String(s) => Some(s.clone()),
+        J::Number(n) => Some(n.to_string()),
+        J::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn truthy(v: &J) -> bool {
+    matches!(v, J::Bool(true)) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+}
+
+/// A number written as text in the export (`"1000"`).
+fn number(v: &J) -> Option<J> {
+    match v {
+        J::Number(_) => Some(v.clone()),
+        J::String(s) => s.trim().parse::<i64>().ok().map(J::from),
+        _ => None,
+    }
+}
+
+/// Rewrites what tale reads differently: formula pills `<<path>>` and
+/// formula fields `=path` that are plain references; anything else of the
+/// formula language is kept and noted.
+fn template(value: &J, place: &str, notes: &mut Vec<Note>) -> J {
+    match value {
+        J::String(s) => J::String(template_text(s, place, notes)),
+        J::Array(a) => J::Array(a.iter().map(|v| template(v, place, notes)).collect()),
+        J::Object(o) => J::Object(o.iter().map(|(k, v)| (k.clone(), template(v, place, notes))).collect()),
+        other => other.clone(),
+    }
+}
+
+fn is_reference(expr: &str) -> bool {
+    let expr = expr.trim();
+    !expr.is_empty()
+        && expr.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && expr
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']' | '"' | '\'' | '-' | '#'))
+}
+
+fn template_text(s: &str, place: &str, notes: &mut Vec<Note>) -> String {
+    let out = pills(s, place, notes);
+    if out.contains("INPUT.") {
+        // Template inputs are not in exports: each becomes a resource to set.
+        notes.push(Note {
+            place: place.to_owned(),
+            what: "a template input (`INPUT.x`) reads the resource `input_x`: set it (tale.env)".into(),
+        });
+        return out.replace("INPUT.", "RESOURCE.input_");
+    }
+    out
+}
+
+fn pills(s: &str, place: &str, notes: &mut Vec<Note>) -> String {
+    // A formula field: the whole value is an expression.
+    if let Some(expr) = s.strip_prefix('=') {
+        if is_reference(expr) {
+            return format!("{{{{ {} | as_object }}}}", expr.trim());
+        }
+        notes.push(Note {
+            place: place.to_owned(),
+            what: format!("a formula is kept as text, not translated: `{}`", cut(s)),
+        });
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("<<") {
+        let Some(len) = rest[start + 2..].find(">>") else { break };
+        let expr = &rest[start + 2..start + 2 + len];
+        out.push_str(&rest[..start]);
+        // `{{ <<a.b>> }}` (a pill in Liquid braces): the braces are there already.
+        let in_braces = out.trim_end().ends_with("{{");
+        if is_reference(expr) && in_braces {
+            out.push_str(expr.trim());
+        } else if is_reference(expr) {
+            out.push_str(&format!("{{{{ {} }}}}", expr.trim()));
+        } else {
+            notes.push(Note {
+                place: place.to_owned(),
+                what: format!("a formula pill is kept as text, not translated: `<<{}>>`", cut(expr)),
+            });
+            out.push_str(&rest[start..start + 4 + len]);
+        }
+        rest = &rest[start + 4 + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn cut(s: &str) -> String {
+    match s.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_owned(),
+    }
+}
+
+/// Options that mean nothing to tale (Huginn leftovers, UI metadata).
+const INERT: &[&str] = &["expected_update_period_in_days", "manual_time"];
+
+/// Converts one story of an export. `ids` maps the export's story names
+/// (and slugs) to tale ids, for `send_to_story`.
+/// `paths`: the webhook paths taken by the stories converted before (one
+/// server serves them all: a path is made unique with the story's id).
+pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTreeSet<String>) -> Imported {
+    let id = story_id(story);
+    let mut notes = Vec::new();
+    let agents: Vec<&J> = story["agents"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    // Slugs: Tines' rule; a name used twice gets `_2`, `_3`.
+    let mut slugs: Vec<String> = Vec::with_capacity(agents.len());
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for a in &agents {
+        let base = slug(a["name"].as_str().unwrap_or("action"));
+        let base = if base.is_empty() { "action".to_owned() } else { base };
+        // A slug starting with a digit cannot be read by a template.
+        let base = if base.starts_with(|c: char| c.is_ascii_digit()) {
+            notes.push(Note {
+                place: format!("{id} › {}", a["name"].as_str().unwrap_or_default()),
+                what: format!("a slug cannot start with a digit: `{base}` is `action_{base}`"),
+            });
+            format!("action_{base}")
+        } else {
+            base
+        };
+        let n = seen.entry(base.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            slugs.push(base);
+        } else {
+            let renamed = format!("{base}_{n}");
+            notes.push(Note {
+                place: format!("{id} › {}", a["name"].as_str().unwrap_or_default()),
+                what: format!("a second action of this name is `{renamed}`: templates reading `{base}` read the first"),
+            });
+            slugs.push(renamed);
+        }
+    }
+    let guid_index: BTreeMap<&str, usize> = agents
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| a["guid"].as_str().map(|g| (g, i)))
+        .collect();
+    // Edges, without the ones that close a loop (tale stories are graphs
+    // every run walks once: paging, polling, retries are options there).
+    let mut edges: Vec<(usize, usize, Option<&'static str>)> = Vec::new();
+    for link in story["links"].as_array().into_iter().flatten() {
+        let (Some(s), Some(r)) = (link["source"].as_u64(), link["receiver"].as_u64()) else {
+            continue;
+        };
+        let (s, r) = (s as usize, r as usize);
+        if s >= agents.len() || r >= agents.len() {
+            continue;
+        }
+        let branch = match link["link_type"].as_str() {
+            Some("secondary") => Some("no_match"),
+            Some("failure") => Some("failure"),
+            _ => None,
+        };
+        // tale's failure branch is a request's, a call's, an e-mail's.
+        let has_failure = matches!(
+            agents[s]["type"].as_str(),
+            Some("Agents::HTTPRequestAgent" | "Agents::SendToStoryAgent" | "Agents::EmailAgent")
+        );
+        if branch == Some("failure") && !has_failure {
+            notes.push(Note {
+                place: format!(
+                    "{id} › {} → {}",
+                    slug(agents[s]["name"].as_str().unwrap_or_default()),
+                    slug(agents[r]["name"].as_str().unwrap_or_default())
+                ),
+                what: "a failure link from an action tale gives no failure branch is left out".into(),
+            });
+            continue;
+        }
+        edges.push((s, r, branch));
+    }
+    // A depth-first walk from the entry points (actions nothing leads to)
+    // finds the links that go back up: those close the loops.
+    let back = back_edges(agents.len(), &edges);
+    let mut kept: Vec<(usize, usize, Option<&'static str>)> = Vec::new();
+    for (k, (s, r, b)) in edges.into_iter().enumerate() {
+        if back.contains(&k) || s == r || reaches(&kept, r, s) {
+            notes.push(Note {
+                place: format!("{id} › {} → {}", slugs[s], slugs[r]),
+                what: "a link that closes a loop is left out (paging, polling or retrying in the loop: use `pagination`, `poll` or `retry_on_status` on the request)".into(),
+            });
+            continue;
+        }
+        kept.push((s, r, b));
+    }
+    let mut credentials: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut resources: BTreeSet<String> = BTreeSet::new();
+    let mut actions = Map::new();
+    for (i, a) in agents.iter().enumerate() {
+        let name = a["name"].as_str().unwrap_or_default();
+        let place = format!("{id} › {name}");
+        let mut action = Map::new();
+        let kind = a["type"].as_str().unwrap_or_default();
+        let options = a["options"].as_object().cloned().unwrap_or_default();
+        let mut from: Vec<J> = Vec::new();
+        for (s, r, b) in &kept {
+            if *r != i {
+                continue;
+            }
+            let source = &slugs[*s];
+            match b {
+                Some(branch) => from.push(J::String(format!("{source}.{branch}"))),
+                None => {
+                    from.push(J::String(source.clone()));
+                    // Liquid era: a trigger with `emit_no_match` sends both
+                    // outcomes down the same link (read `rule_matched`).
+                    if agents[*s]["type"] == "Agents::TriggerAgent" && truthy(&agents[*s]["options"]["emit_no_match"]) {
+                        from.push(J::String(format!("{source}.no_match")));
+                    }
+                }
+            }
+        }
+        action.insert("name".into(), J::String(name.to_owned()));
+        let mut export = Export { story: &id, ids, paths };
+        let tale_type = map_action(kind, &options, &place, &mut export, &mut action, &mut notes);
+        action.shift_insert(1, "type".into(), J::String(tale_type.to_owned()));
+        match from.len() {
+            0 => {}
+            1 => {
+                action.insert("from".into(), from.remove(0));
+            }
+            _ => {
+                action.insert("from".into(), J::Array(from));
+            }
+        }
+        if let Some(schedule) = schedule(&a["schedule"], &place, &mut notes) {
+            action.insert("schedule".into(), schedule);
+        }
+        if truthy(&a["disabled"]) {
+            action.insert("disabled".into(), J::Bool(true));
+        }
+        // Names the templates read (as converted), for the report.
+        let text = J::Object(action.clone()).to_string();
+        let hosts: BTreeSet<String> = options
+            .get("url")
+            .and_then(J::as_str)
+            .and_then(|u| url::Url::parse(u).ok())
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .into_iter()
+            .collect();
+        for c in names(&text, &["CREDENTIAL.", "{% credential "]) {
+            credentials.entry(c).or_default().extend(hosts.iter().cloned());
+        }
+        resources.extend(names(&text, &["RESOURCE.", "{% global_resource "]));
+        actions.insert(slugs[i].clone(), J::Object(action));
+    }
+    // Two actions of one name: a template reads the nearest one upstream
+    // (Tines' rule), which may be the renamed one.
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, slug) in slugs.iter().enumerate() {
+        let base = slug
+            .rsplit_once('_')
+            .filter(|(_, n)| n.parse::<u32>().is_ok())
+            .map_or(slug.as_str(), |(b, _)| b);
+        if slugs.iter().any(|s| s == base) {
+            groups.entry(base.to_owned()).or_default().push(i);
+        }
+    }
+    groups.retain(|_, members| members.len() > 1);
+    if !groups.is_empty() {
+        for (i, slug) in slugs.iter().enumerate() {
+            let Some(J::Object(action)) = actions.get_mut(slug) else {
+                continue;
+            };
+            let nearest = |root: &str| -> Option<String> {
+                let members = groups.get(root)?;
+                let found = nearest_upstream(&kept, i, members)?;
+                (slugs[found] != root).then(|| slugs[found].clone())
+            };
+            for (key, value) in action.iter_mut() {
+                if !["name", "type", "from", "mode"].contains(&key.as_str()) {
+                    rename_roots(value, &nearest);
+                }
+            }
+        }
+    }
+    // A name that is not an action upstream renders empty in Tines; `nil`
+    // renders empty in tale, and says so in the story.
+    for (i, slug) in slugs.iter().enumerate() {
+        let upstream = ancestors(&kept, i);
+        let Some(J::Object(action)) = actions.get_mut(slug) else {
+            continue;
+        };
+        let place = format!("{id} › {slug}");
+        let readable = |root: &str| {
+            upstream.iter().any(|a| slugs[*a] == root) || NAMESPACES.contains(&root) || LIQUID_WORDS.contains(&root)
+        };
+        for (key, value) in action.iter_mut() {
+            if !["name", "type", "from", "mode"].contains(&key.as_str()) {
+                nil_unknown(value, &readable, &place, &mut notes);
+            }
+        }
+    }
+    let mut out = Map::new();
+    out.insert("tale".into(), J::from(1));
+    out.insert("name".into(), story["name"].clone());
+    if let Some(d) = story["description"].as_str().filter(|d| !d.trim().is_empty()) {
+        out.insert("description".into(), J::String(d.to_owned()));
+    }
+    if let Some(secs) = number(&story["keep_events_for"])
+        .and_then(|n| n.as_i64())
+        .filter(|n| *n > 0)
+    {
+        out.insert("keep_events_for".into(), J::from(secs));
+    }
+    let exits: Vec<J> = story["exit_agent_guids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(std::iter::once(&story["exit_agent_guid"]))
+        .filter_map(|g| g.as_str().and_then(|g| guid_index.get(g)))
+        .map(|i| J::String(slugs[*i].clone()))
+        .collect();
+    // Callable (an entry and its exits) only when it has exits: every
+    // export names an entry webhook.
+    if !exits.is_empty() {
+        if let Some(entry) = story["entry_agent_guid"].as_str().and_then(|g| guid_index.get(g)) {
+            out.insert("entry".into(), J::String(slugs[*entry].clone()));
+        }
+        out.insert("exits".into(), J::Array(exits));
+    }
+    out.insert("actions".into(), J::Object(actions));
+    Imported {
+        id,
+        story: J::Object(out),
+        notes,
+        credentials,
+        resources,
+    }
+}
+
+/// The indices of the edges a depth-first walk finds going back to an
+/// action on its current path, starting from the actions nothing leads
+/// to (in the export's order), then from any action not reached yet.
+fn back_edges(n: usize, edges: &[(usize, usize, Option<&'static str>)]) -> BTreeSet<usize> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    let mut mark = vec![Mark::New; n];
+    let mut back = BTreeSet::new();
+    let has_incoming: BTreeSet<usize> = edges.iter().map(|(_, r, _)| *r).collect();
+    let roots = (0..n).filter(|i| !has_incoming.contains(i)).chain(0..n);
+    for root in roots.collect::<Vec<_>>() {
+        if mark[root] != Mark::New {
+            continue;
+        }
+        // (node, next edge index to look at)
+        let mut stack = vec![(root, 0usize)];
+        mark[root] = Mark::Open;
+        while let Some((node, at)) = stack.pop() {
+            let next = edges.iter().enumerate().skip(at).find(|(_, (s, _, _))| *s == node);
+            match next {
+                Some((k, (_, r, _))) => {
+                    stack.push((node, k + 1));
+                    match mark[*r] {
+                        Mark::Open => {
+                            back.insert(k);
+                        }
+                        Mark::New => {
+                            mark[*r] = Mark::Open;
+                            stack.push((*r, 0));
+                        }
+                        Mark::Done => {}
+                    }
+                }
+                None => mark[node] = Mark::Done,
+            }
+        }
+    }
+    back
+}
+
+/// Roots every template may read besides the actions upstream.
+const NAMESPACES: &[&str] = &[
+    "CREDENTIAL",
+    "RESOURCE",
+    "STORY",
+    "LOCAL",
+    "META",
+    "request",
+    "response",
+];
+/// Liquid's own words and loop objects.
+const LIQUID_WORDS: &[&str] = &[
+    "true",
+    "false",
+    "nil",
+    "null",
+    "empty",
+    "blank",
+    "forloop",
+    "tablerowloop",
+];
+
+/// The actions upstream of `of`.
+fn ancestors(edges: &[(usize, usize, Option<&'static str>)], of: usize) -> BTreeSet<usize> {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![of];
+    while let Some(n) = stack.pop() {
+        for (s, _, _) in edges.iter().filter(|(_, r, _)| *r == n) {
+            if seen.insert(*s) {
+                stack.push(*s);
+            }
+        }
+    }
+    seen
+}
+
+/// Replaces each path whose root `readable` refuses (and the template does
+/// not define itself) with `nil`, noting it.
+fn nil_unknown(value: &mut J, readable: &dyn Fn(&str) -> bool, place: &str, notes: &mut Vec<Note>) {
+    match value {
+        J::String(text) if text.contains("{{") || text.contains("{%") => {
+            let scan = tale_engine::template::scan(text);
+            let mut refs: Vec<_> = scan
+                .references
+                .iter()
+                .filter(|r| !readable(&r.root) && !scan.locals.contains(&r.root))
+                .collect();
+            if refs.is_empty() {
+                return;
+            }
+            refs.sort_by_key(|r| std::cmp::Reverse(r.offset));
+            let mut out = text.clone();
+            let mut named = BTreeSet::new();
+            for r in refs {
+                let Some(rest) = out.get(r.offset..).filter(|rest| rest.starts_with(&r.root)) else {
+                    continue;
+                };
+                let len = path_len(rest);
+                // A leading dot (Tines' form) goes too.
+                let start = if out[..r.offset].ends_with('.') {
+                    r.offset - 1
+                } else {
+                    r.offset
+                };
+                named.insert(r.root.clone());
+                out.replace_range(start..r.offset + len, "nil");
+            }
+            *text = out;
+            for name in named {
+                notes.push(Note {
+                    place: place.to_owned(),
+                    what: format!("`{name}` is not an action upstream: Tines renders it empty, and so does the `nil` written in its place"),
+                });
+            }
+        }
+        J::Array(a) => a.iter_mut().for_each(|v| nil_unknown(v, readable, place, notes)),
+        J::Object(o) => o.values_mut().for_each(|v| nil_unknown(v, readable, place, notes)),
+        _ => {}
+    }
+}
+
+/// The length of the variable path at the start of `s`: names, dots and
+/// bracketed keys.
+fn path_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => i += 1,
+            b'[' => match s[i..].find(']') {
+                Some(end) => i += end + 1,
+                None => break,
+            },
+            _ => break,
+        }
+    }
+    i
+}
+
+/// The member of `members` nearest upstream of `of` (breadth first).
+fn nearest_upstream(edges: &[(usize, usize, Option<&'static str>)], of: usize, members: &[usize]) -> Option<usize> {
+    let mut queue = std::collections::VecDeque::from([of]);
+    let mut seen = BTreeSet::from([of]);
+    while let Some(n) = queue.pop_front() {
+        for (s, _, _) in edges.iter().filter(|(_, r, _)| *r == n) {
+            if members.contains(s) {
+                return Some(*s);
+            }
+            if seen.insert(*s) {
+                queue.push_back(*s);
+            }
+        }
+    }
+    None
+}
+
+/// Renames the variable roots `rename` says to, in every template of `value`.
+fn rename_roots(value: &mut J, rename: &dyn Fn(&str) -> Option<String>) {
+    match value {
+        J::String(text) if text.contains("{{") || text.contains("{%") => {
+            let scan = tale_engine::template::scan(text);
+            let mut out = text.clone();
+            // From the end: earlier offsets stay right.
+            let mut refs: Vec<_> = scan.references.iter().collect();
+            refs.sort_by_key(|r| std::cmp::Reverse(r.offset));
+            for r in refs {
+                if let Some(new) = rename(&r.root)
+                    && out.get(r.offset..).is_some_and(|rest| rest.starts_with(&r.root))
+                {
+                    out.replace_range(r.offset..r.offset + r.root.len(), &new);
+                }
+            }
+            *text = out;
+        }
+        J::Array(a) => a.iter_mut().for_each(|v| rename_roots(v, rename)),
+        J::Object(o) => o.values_mut().for_each(|v| rename_roots(v, rename)),
+        _ => {}
+    }
+}
+
+/// Whether `to` is reachable from `from` over `edges`.
+fn reaches(edges: &[(usize, usize, Option<&'static str>)], from: usize, to: usize) -> bool {
+    let mut stack = vec![from];
+    let mut seen = BTreeSet::new();
+    while let Some(n) = stack.pop() {
+        if n == to {
+            return true;
+        }
+        if seen.insert(n) {
+            stack.extend(edges.iter().filter(|(s, _, _)| *s == n).map(|(_, r, _)| *r));
+        }
+    }
+    false
+}
+
+/// The names after each of `prefixes` in `text` (credential and resource names).
+fn names(text: &str, prefixes: &[&str]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for p in prefixes {
+        for (at, _) in text.match_indices(p) {
+            let name: String = text[at + p.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                out.insert(name.to_ascii_lowercase());
+            }
+        }
+    }
+    out
+}
+
+fn schedule(value: &J, place: &str, notes: &mut Vec<Note>) -> Option<J> {
+    let list = value.as_array()?;
+    let first = list.first()?;
+    if list.len() > 1 {
+        notes.push(Note {
+            place: place.to_owned(),
+            what: format!("{} schedules: only the first is kept", list.len()),
+        });
+    }
+    let cron = first["cron"].as_str()?;
+    Some(match first["timezone"].as_str() {
+        Some(tz) => json!({"cron": cron, "timezone": tz}),
+        None => J::String(cron.to_owned()),
+    })
+}
+
+/// Fills `action` with the tale keys of a Tines action; its tale type.
+/// What converting an action needs of the whole export.
+struct Export<'a> {
+    /// The id of the story the action is in.
+    story: &'a str,
+    /// Story names of the export → ids.
+    ids: &'a BTreeMap<String, String>,
+    /// Webhook paths taken so far.
+    paths: &'a mut BTreeSet<String>,
+}
+
+fn map_action(
+    kind: &str,
+    options: &Map<String, J>,
+    place: &str,
+    export: &mut Export<'_>,
+    action: &mut Map<String, J>,
+    notes: &mut Vec<Note>,
+) -> &'static str {
+    let (story, ids) = (export.story, export.ids);
+    let paths = &mut *export.paths;
+    // The options not used yet: each left at the end is noted.
+    let left: std::cell::RefCell<BTreeSet<&str>> = std::cell::RefCell::new(
+        options
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !INERT.contains(k))
+            .collect(),
+    );
+    let take = |key: &str| {
+        left.borrow_mut().remove(key);
+        options.get(key)
+    };
+    let put = |action: &mut Map<String, J>, key: &str, value: J, notes: &mut Vec<Note>| {
+        let value = template(&value, &format!("{place} › {key}"), notes);
+        action.insert(key.to_owned(), value);
+    };
+    let tale_type = match kind {
+        "Agents::WebhookAgent" => {
+            let path = take("path")
+                .and_then(text)
+                .filter(|p| !p.trim().is_empty())
+                .unwrap_or_else(|| slug(place.rsplit(" › ").next().unwrap_or("hook")));
+            let mut path = path.replace('_', "-");
+            if !paths.insert(path.clone()) {
+                path = format!("{story}/{path}");
+                paths.insert(path.clone());
+                notes.push(Note {
+                    place: place.to_owned(),
+                    what: format!("another story of the export listens on the same path: this one is `{path}`"),
+                });
+            }
+            action.insert("path".into(), J::String(path));
+            if take("secret").is_some() {
+                let name = format!("{}_webhook_secret", story.replace('-', "_"));
+                action.insert("secret".into(), J::String(format!("{{{{ CREDENTIAL.{name} }}}}")));
+            }
+            if let Some(verbs) = take("verbs").and_then(text) {
+                let list: Vec<J> = verbs
+                    .split(',')
+                    .map(|v| J::String(v.trim().to_ascii_lowercase()))
+                    .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                    .collect();
+                action.insert("verbs".into(), J::Array(list));
+            }
+            let mut response = Map::new();
+            if let Some(code) = take("response_code").and_then(number) {
+                response.insert("status".into(), code);
+            }
+            if let Some(body) = take("response") {
+                // Tines renders the response from the request: tale reads it as `request`.
+                let body = template(body, &format!("{place} › response"), notes);
+                if body.to_string().contains("{{.") || body.to_string().contains("{{ .") {
+                    notes.push(Note {
+                        place: format!("{place} › response"),
+                        what: "the response reads the request as `request.x`: check whether `x` is in `request.query` or `request.body` (Tines put a GET's parameters at the top)".into(),
+                    });
+                }
+                let text = body
+                    .to_string()
+                    .replace("{{.", "{{ request.")
+                    .replace("{{ .", "{{ request.");
+                response.insert("body".into(), serde_json::from_str(&text).unwrap_or(body));
+            }
+            if let Some(headers) = take("response_headers").filter(|h| h.is_object()) {
+                response.insert("headers".into(), headers.clone());
+            }
+            if !response.is_empty() {
+                action.insert("response".into(), J::Object(response));
+            }
+            if let Some(v) = take("include_headers") {
+                action.insert("include_headers".into(), J::Bool(truthy(v)));
+            }
+            "webhook"
+        }
+        "Agents::HTTPRequestAgent" => {
+            for key in ["url", "payload", "headers", "basic_auth"] {
+                if let Some(v) = take(key) {
+                    put(action, key, v.clone(), notes);
+                }
+            }
+            let method = take("method").and_then(text).unwrap_or_else(|| "post".into());
+            action.insert("method".into(), J::String(method.to_ascii_lowercase()));
+            if let Some(ct) = take("content_type").and_then(text) {
+                let ct = match ct.trim() {
+                    "application_json" | "json; charset=utf-8" | "application/json" => "json".to_owned(),
+                    other => other.to_owned(),
+                };
+                if ct == "data" {
+                    notes.push(Note {
+                        place: place.to_owned(),
+                        what: "`content_type: data` (multipart form) is sent as text by tale: rewrite the upload"
+                            .into(),
+                    });
+                }
+                action.insert("content_type".into(), J::String(ct));
+            }
+            if let Some(v) = take("disable_ssl_verification") {
+                action.insert("disable_ssl_verification".into(), J::Bool(truthy(v)));
+            }
+            if let Some(v) = take("timeout").and_then(number) {
+                action.insert("timeout_secs".into(), v);
+            }
+            for key in ["retry_on_status", "log_error_on_status"] {
+                if let Some(J::Array(list)) = take(key) {
+                    action.insert(
+                        key.into(),
+                        J::Array(list.iter().map(|s| number(s).unwrap_or_else(|| s.clone())).collect()),
+                    );
+                }
+            }
+            if let Some(v) = take("fail_on_status") {
+                action.insert("fail_on_status".into(), J::Bool(truthy(v)));
+            }
+            if let Some(ua) = take("user_agent").and_then(text) {
+                let headers = action.entry("headers").or_insert_with(|| J::Object(Map::new()));
+                if let J::Object(h) = headers {
+                    h.insert("user-agent".into(), J::String(ua));
+                }
+            }
+            "http_request"
+        }
+        "Agents::TriggerAgent" => {
+            if let Some(J::Array(rules)) = take("rules") {
+                let rules: Vec<J> = rules.iter().map(|r| rule(r, place, notes)).collect();
+                action.insert("rules".into(), J::Array(rules));
+            }
+            if let Some(n) = take("must_match").and_then(number) {
+                action.insert("must_match".into(), n);
+            }
+            take("emit_no_match");
+            "trigger"
+        }
+        "Agents::EventTransformationAgent" => {
+            let mode = take("mode").and_then(text).unwrap_or_else(|| "message_only".into());
+            action.insert("mode".into(), J::String(mode.clone()));
+            match mode.as_str() {
+                "message_only" => {
+                    if let Some(p) = take("payload") {
+                        put(action, "payload", p.clone(), notes);
+                    } else {
+                        // Legacy: the keys beside `mode` are the payload.
+                        // In the export's order.
+                        let legacy: Map<String, J> = options
+                            .iter()
+                            .filter(|(k, _)| {
+                                left.borrow().contains(k.as_str()) && !["loop", "local"].contains(&k.as_str())
+                            })
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        left.borrow_mut().retain(|k| ["loop", "local"].contains(k));
+                        put(action, "payload", J::Object(legacy), notes);
+                    }
+                    if take("loop").is_some_and(|l| !matches!(l, J::Bool(false)) && l != "false") {
+                        notes.push(Note {
+                            place: place.to_owned(),
+                            what: "`loop` is not translated: write a `{% for %}` in the payload".into(),
+                        });
+                    }
+                }
+                "explode" => {
+                    if let Some(p) = take("path") {
+                        let p = template(p, &format!("{place} › path"), notes);
+                        let p = p.as_str().map_or(p.clone(), |s| J::String(as_object(s)));
+                        action.insert("path".into(), p);
+                    }
+                    if let Some(to) = take("to").and_then(text) {
+                        action.insert("to".into(), J::String(to));
+                    }
+                    if let Some(l) = take("limit").and_then(number) {
+                        action.insert("limit".into(), l);
+                    }
+                }
+                "implode" => {
+                    for key in ["guid_path", "size_path", "item_path"] {
+                        if let Some(v) = take(key) {
+                            put(action, key, v.clone(), notes);
+                        }
+                    }
+                    if let Some(s) = take("seconds").and_then(number) {
+                        action.insert("seconds".into(), s);
+                    }
+                }
+                "extract" => {
+                    if let Some(m) = take("matchers") {
+                        put(action, "matchers", m.clone(), notes);
+                    }
+                }
+                "deduplicate" => {
+                    if let Some(p) = take("path") {
+                        put(action, "path", p.clone(), notes);
+                    }
+                    if let Some(l) = take("lookback").and_then(number) {
+                        action.insert("lookback".into(), l);
+                    }
+                    if let Some(p) = take("period").and_then(number) {
+                        action.insert("period_secs".into(), p);
+                    }
+                    if let Some(e) = take("emit_duplicates").or_else(|| take("emit_duplicate")) {
+                        action.insert("emit_duplicates".into(), J::Bool(truthy(e)));
+                    }
+                }
+                "delay" => {
+                    if let Some(s) = take("seconds") {
+                        action.insert("seconds".into(), number(s).unwrap_or_else(|| template(s, place, notes)));
+                    }
+                    if let Some(u) = take("until") {
+                        put(action, "until", u.clone(), notes);
+                    }
+                }
+                "throttle" => {
+                    let interval = match take("interval").and_then(text).as_deref() {
+                        Some("hour") => 3600,
+                        Some("day") => 86_400,
+                        _ => 60,
+                    };
+                    action.insert("interval".into(), J::from(interval));
+                    if let Some(c) = take("capacity").or_else(|| take("runs_per_interval")).and_then(number) {
+                        action.insert("runs_per_interval".into(), c);
+                    }
+                    if let Some(e) = take("events_per_run").and_then(number) {
+                        action.insert("events_per_run".into(), e);
+                    }
+                    if let Some(k) = take("throttle_key") {
+                        put(action, "throttle_key", k.clone(), notes);
+                    }
+                }
+                other => {
+                    notes.push(Note {
+                        place: place.to_owned(),
+                        what: format!("transform mode `{other}` has no tale equivalent: replaced by a message_only passing an empty payload"),
+                    });
+                    action.insert("mode".into(), J::String("message_only".into()));
+                    action.insert("payload".into(), J::Object(Map::new()));
+                    left.borrow_mut().clear();
+                }
+            }
+            "transform"
+        }
+        "Agents::SendToStoryAgent"
+            if take("story")
+                .and_then(text)
+                .is_some_and(|t| resolve_story(&t, ids) == story) =>
+        {
+            // Tines stories test themselves by calling their own entry.
+            notes.push(Note {
+                place: place.to_owned(),
+                what: "a call to this very story (a Tines test action) is left out: it becomes a message_only passing its payload; write a story test instead".into(),
+            });
+            action.insert("mode".into(), J::String("message_only".into()));
+            let payload = options.get("payload").cloned().unwrap_or(J::Object(Map::new()));
+            put(action, "payload", payload, notes);
+            left.borrow_mut().clear();
+            "transform"
+        }
+        "Agents::SendToStoryAgent" => {
+            if let Some(target) = take("story").and_then(text) {
+                let resolved = resolve_story(&target, ids);
+                action.insert("story".into(), J::String(resolved));
+            }
+            if let Some(p) = take("payload") {
+                put(action, "payload", p.clone(), notes);
+            }
+            if let Some(b) = take("send_payload_as_body") {
+                action.insert("send_payload_as_body".into(), J::Bool(truthy(b)));
+            }
+            "send_to_story"
+        }
+        "Agents::EmailAgent" => {
+            for key in [
+                "recipients",
+                "subject",
+                "body",
+                "reply_to",
+                "sender_name",
+                "cc",
+                "bcc",
+                "attachments",
+            ] {
+                if let Some(v) = take(key) {
+                    put(action, key, v.clone(), notes);
+                }
+            }
+            take("advanced_html");
+            take("sender_address");
+            "send_email"
+        }
+        other => {
+            notes.push(Note {
+                place: place.to_owned(),
+                what: format!(
+                    "`{other}` has no tale equivalent: replaced by a message_only transform that emits an empty payload"
+                ),
+            });
+            action.insert("mode".into(), J::String("message_only".into()));
+            action.insert("payload".into(), J::Object(Map::new()));
+            left.borrow_mut().clear();
+            "transform"
+        }
+    };
+    // Common keys.
+    if let Some(J::Array(rules)) = take("rules") {
+        let rules: Vec<J> = rules.iter().map(|r| rule(r, place, notes)).collect();
+        action.insert("rules".into(), J::Array(rules));
+        if let Some(n) = take("must_match").and_then(number) {
+            action.insert("must_match".into(), n);
+        }
+    }
+    if let Some(local) = take("local") {
+        put(action, "local", local.clone(), notes);
+    }
+    for key in left.into_inner() {
+        notes.push(Note {
+            place: format!("{place} › {key}"),
+            what: "an option tale does not know is left out".into(),
+        });
+    }
+    tale_type
+}
+
+/// A path read as a value (an explode's list), not as its text.
+fn as_object(path: &str) -> String {
+    let t = path.trim();
+    if t.starts_with("{{") && t.ends_with("}}") && !t.contains("as_object") && t.matches("{{").count() == 1 {
+        format!("{} | as_object }}}}", t.trim_end_matches('}').trim_end())
+    } else {
+        path.to_owned()
+    }
+}
+
+fn rule(r: &J, place: &str, notes: &mut Vec<Note>) -> J {
+    let mut out = Map::new();
+    let kind = r["type"].as_str().unwrap_or("field==value");
+    if kind == "formula" {
+        notes.push(Note {
+            place: place.to_owned(),
+            what: "a `formula` rule is kept as an `is_present` test of its text: translate it".into(),
+        });
+        out.insert("type".into(), J::String("is_present".into()));
+    } else {
+        out.insert("type".into(), J::String(kind.to_owned()));
+    }
+    out.insert("path".into(), template(&r["path"], place, notes));
+    if !r["value"].is_null() && kind != "formula" {
+        out.insert("value".into(), template(&r["value"], place, notes));
+    }
+    if r.get("case_sensitive").is_some() {
+        out.insert("case_sensitive".into(), J::Bool(truthy(&r["case_sensitive"])));
+    }
+    J::Object(out)
+}
+
+/// `{% story Name %}` and `{{ .STORY.slug }}` → the id of a story of this
+/// export when one has that name, else as written.
+fn resolve_story(target: &str, ids: &BTreeMap<String, String>) -> String {
+    let t = target.trim();
+    let name = t
+        .strip_prefix("{% story")
+        .and_then(|s| s.strip_suffix("%}"))
+        .map(str::trim)
+        .or_else(|| {
+            t.strip_prefix("{{")
+                .and_then(|s| s.strip_suffix("}}"))
+                .map(|s| s.trim().trim_start_matches('.'))
+                .and_then(|s| s.strip_prefix("STORY."))
+        })
+        .or_else(|| t.strip_prefix("<<STORY.").and_then(|s| s.strip_suffix(">>")));
+    match name {
+        Some(n) => ids
+            .get(n)
+            .or_else(|| ids.get(&slug(n)))
+            .cloned()
+            .unwrap_or_else(|| tale_engine::template::story_slug(n)),
+        None => t.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_follow_tines() {
+        assert_eq!(slug("Explode Pre-Approved Accounts"), "explode_pre_approved_accounts");
+        assert_eq!(slug("Throttle 1/s"), "throttle_1_s");
+    }
+
+    #[test]
+    fn pills_that_are_references_become_liquid() {
+        let mut notes = Vec::new();
+        assert_eq!(template_text("id <<a.b[0]>>!", "p", &mut notes), "id {{ a.b[0] }}!");
+        assert_eq!(template_text("=a.list", "p", &mut notes), "{{ a.list | as_object }}");
+        assert!(notes.is_empty());
+        assert_eq!(template_text("<<IF(a, 1, 2)>>", "p", &mut notes), "<<IF(a, 1, 2)>>");
+        assert_eq!(notes.len(), 1);
+    }
+}
