@@ -77,6 +77,9 @@ pub(crate) fn run(args: &ImportArgs, out: &mut dyn Write) -> anyhow::Result<Exit
         std::fs::write(&file, header + &yaml).with_context(|| format!("cannot write {}", file.display()))?;
         written += 1;
         noted += imported.notes.len();
+        if !imported.tests.is_empty() {
+            write_tests(&args.out, &imported)?;
+        }
         report.push_str(&format!("\n## `{}.yaml`\n\n", imported.id));
         if imported.notes.is_empty() {
             report.push_str("Everything carried over.\n");
@@ -133,4 +136,30 @@ pub(crate) fn run(args: &ImportArgs, out: &mut dyn Write) -> anyhow::Result<Exit
         args.out.display()
     )?;
     Ok(ExitStatus::Success)
+}
+
+/// The story's Tines test actions as cases of `<id>.test.yaml`: the event
+/// each sent; requests answered by nothing but allowed, and no expectation
+/// yet (the report asks for them).
+fn write_tests(dir: &std::path::Path, imported: &convert::Imported) -> anyhow::Result<()> {
+    let cases: Vec<J> = imported
+        .tests
+        .iter()
+        .map(|(name, payload)| {
+            serde_json::json!({
+                "name": format!("Tines test action: {name}"),
+                "event": if payload.is_null() { serde_json::json!({}) } else { payload.clone() },
+                "allow_unmatched": true,
+                "expect": {},
+            })
+        })
+        .collect();
+    let file = serde_json::json!({ "cases": cases });
+    let yaml = serde_saphyr::to_string(&file).context("cannot write YAML")?;
+    let path = dir.join(format!("{}.test.yaml", imported.id));
+    std::fs::write(
+        &path,
+        format!("# Story tests from the Tines test actions of the export (`tale import`): add the\n# mocks and the expectations each case should hold, then `tale test`.\n{yaml}"),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))
 }

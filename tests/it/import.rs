@@ -121,6 +121,11 @@ fn an_export_becomes_a_story_that_runs_as_tines_would() {
     assert!(env.contains("TALE_CREDENTIAL_MINI_TRIAGE_WEBHOOK_SECRET="), "{env}");
     let checked = tale(&["check", out_dir.to_str().expect("p")]);
     assert_eq!(checked.status, 0, "{}{}", checked.stdout, checked.stderr);
+    // The test action is a case of the story's tests, which runs.
+    let tests = std::fs::read_to_string(out_dir.join("mini-triage.test.yaml")).expect("the test file");
+    assert!(tests.contains("Tines test action: Test Me"), "{tests}");
+    let tested = tale(&["test", out_dir.to_str().expect("p")]);
+    assert_eq!(tested.status, 0, "{}{}", tested.stdout, tested.stderr);
 
     // Run as Tines documents it: explode one event per alert, the regex
     // rule ignores case, both outcomes reach the summary with rule_matched.

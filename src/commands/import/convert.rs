@@ -24,6 +24,9 @@ pub(crate) struct Imported {
     /// Credentials its templates name, with the hosts of the requests that use them.
     pub(crate) credentials: BTreeMap<String, BTreeSet<String>>,
     pub(crate) resources: BTreeSet<String>,
+    /// Tines test actions (calls of the story itself): (name, payload), as
+    /// story-test cases.
+    pub(crate) tests: Vec<(String, J)>,
 }
 
 /// Tines' slug rule: lower case, each run of other characters one `_`.
@@ -251,6 +254,17 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
         }
         kept.push((s, r, b));
     }
+    let tests: Vec<(String, J)> = agents
+        .iter()
+        .filter(|a| a["type"] == "Agents::SendToStoryAgent")
+        .filter(|a| text(&a["options"]["story"]).is_some_and(|t| resolve_story(&t, ids) == id))
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap_or("test").to_owned(),
+                a["options"]["payload"].clone(),
+            )
+        })
+        .collect();
     let mut credentials: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut resources: BTreeSet<String> = BTreeSet::new();
     let mut actions = Map::new();
@@ -394,6 +408,7 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
         notes,
         credentials,
         resources,
+        tests,
     }
 }
 
@@ -896,7 +911,7 @@ fn map_action(
             // Tines stories test themselves by calling their own entry.
             notes.push(Note {
                 place: place.to_owned(),
-                what: "a call to this very story (a Tines test action) is left out: it becomes a message_only passing its payload; write a story test instead".into(),
+                what: "a call to this very story (a Tines test action) is left out: it becomes a message_only passing its payload, and a case of the story's test file (add its expectations)".into(),
             });
             action.insert("mode".into(), J::String("message_only".into()));
             let payload = options.get("payload").cloned().unwrap_or(J::Object(Map::new()));
