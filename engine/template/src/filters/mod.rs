@@ -19,6 +19,7 @@ mod digest;
 mod email;
 mod encoding;
 mod jwt;
+mod math;
 mod net;
 mod text;
 
@@ -145,6 +146,41 @@ fn edge(input: &dyn ValueView, first: bool) -> Result<Value> {
 }
 
 pub static TINES_FILTERS: &[FilterSpec] = &[
+    spec(
+        "plus",
+        "adds a number (a non-number counts as 0, as Ruby Liquid)",
+        &[param!("operand", "the number to add")],
+        1,
+        math::plus,
+    ),
+    spec(
+        "minus",
+        "subtracts a number (a non-number counts as 0)",
+        &[param!("operand", "the number to subtract")],
+        1,
+        math::minus,
+    ),
+    spec(
+        "times",
+        "multiplies by a number (a non-number counts as 0)",
+        &[param!("operand", "the factor")],
+        1,
+        math::times,
+    ),
+    spec(
+        "divided_by",
+        "divides by a number: whole numbers floor, as Ruby Liquid; by 0 is an error",
+        &[param!("operand", "the divisor")],
+        1,
+        math::divided_by,
+    ),
+    spec(
+        "modulo",
+        "the remainder, with the divisor's sign (Ruby)",
+        &[param!("operand", "the divisor")],
+        1,
+        math::modulo,
+    ),
     spec(
         "join",
         "joins a list's elements with a separator (default a space); nil joins to empty text",
