@@ -503,6 +503,9 @@ impl HttpExec {
                         };
                         ("application/xml".to_owned(), text.into_bytes())
                     }
+                    // Tines' `data`: an object is a multipart form (a file
+                    // upload); text goes as it is.
+                    "data" if p.is_object() => crate::form_data::encode(p).map_err(ActionError::Failed)?,
                     "data" => (
                         "text/plain".to_owned(),
                         p.as_str().map_or_else(|| p.to_string(), str::to_owned).into_bytes(),

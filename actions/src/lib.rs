@@ -2,6 +2,7 @@
 //! comments are the user documentation), its checks, and later its execution.
 //! [`Registry`] is the closed list the engine is given.
 
+mod form_data;
 pub mod http_request;
 pub mod send_email;
 pub mod send_to_story;

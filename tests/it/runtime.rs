@@ -1366,3 +1366,62 @@ actions:
     let encoded = base64::engine::general_purpose::STANDARD.encode("host,risk\nws-17,high\n");
     assert!(data.contains("ws-17,high") || data.contains(&encoded[..16]), "{data}");
 }
+
+/// `content_type: data` as Tines sends it (tines.com/docs/actions/types/http-request:
+/// `data` = multipart/form-data): each payload key a field, `{contents,
+/// filename}` a file; `base64encodedcontents` for bytes that are not text.
+#[test]
+fn content_type_data_uploads_a_multipart_form() {
+    let mock = Server::start();
+    mock.route("/submit", vec![Reply::json(201, r#"{"job_id":"j1"}"#)]);
+    let case = Case::new(
+        r#"name: Upload
+actions:
+  hook: {type: webhook, path: upload}
+  submit:
+    type: http_request
+    from: hook
+    method: post
+    url: "{base}/submit"
+    content_type: data
+    payload:
+      environment_id: "100"
+      report:
+        contents: "{{ hook.body.text }}"
+        filename: report.csv
+        content_type: text/csv
+      sample:
+        base64encodedcontents: "{{ hook.body.b64 }}"
+        filename: sample.bin
+"#,
+        &mock.url(""),
+    );
+    let (status, events, stderr) = case.run(r#"{"text": "a,b\n1,2", "b64": "SGVsbG8gYmluYXJ5"}"#);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(
+        crate::support::output_of(&events, "submit").expect("submit")["status"],
+        201
+    );
+    let received = mock.received();
+    let request = received.last().expect("the upload");
+    let content_type = &request.headers["content-type"];
+    let boundary = content_type
+        .strip_prefix("multipart/form-data; boundary=")
+        .unwrap_or_else(|| panic!("a multipart content type: {content_type}"));
+    let body = &request.body;
+    assert!(
+        body.contains(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"environment_id\"\r\n\r\n100\r\n"
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains("name=\"report\"; filename=\"report.csv\"\r\nContent-Type: text/csv\r\n\r\na,b\n1,2\r\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("filename=\"sample.bin\"\r\nContent-Type: application/octet-stream\r\n\r\nHello binary\r\n"),
+        "{body}"
+    );
+    assert!(body.ends_with(&format!("--{boundary}--\r\n")), "{body}");
+}

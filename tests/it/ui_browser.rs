@@ -121,7 +121,18 @@ impl Walk {
             .ok_or_else(|| format!("`{css}` has no {name}"))
     }
 
-    async fn click(&self, css: &str) -> Result<(), String> {
+    /// Clicks a link or button that loads another page, and waits until
+    /// the browser shows a page whose path starts with `to` and has loaded
+    /// (a click returns before the navigation it starts).
+    async fn click(&self, css: &str, to: &str) -> Result<(), String> {
+        self.navigate(css, to).await?;
+        self.page_is_clean().await
+    }
+
+    /// [`Walk::click`] without the checks of a clean page (a page that
+    /// answers an error status logs it to the console, as it should).
+    async fn navigate(&self, css: &str, to: &str) -> Result<(), String> {
+        let before = self.client.current_url().await.map_err(|e| e.to_string())?;
         self.client
             .find(Locator::Css(css))
             .await
@@ -129,7 +140,25 @@ impl Walk {
             .click()
             .await
             .map_err(|e| format!("click `{css}`: {e}"))?;
-        self.page_is_clean().await
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let url = self.client.current_url().await.map_err(|e| e.to_string())?;
+            let ready = self
+                .client
+                .execute("return document.readyState", vec![])
+                .await
+                .map_err(|e| e.to_string())?;
+            let path = self.path().await?;
+            // A link to the page itself (`#anchor`, `?action=`) changes the URL only.
+            if path.starts_with(to) && ready == "complete" && (url != before || to.contains('#')) {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("clicking `{css}` did not lead to {to} (at {path})"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 
     async fn path(&self) -> Result<String, String> {
@@ -268,7 +297,7 @@ async fn steps(w: &Walk) -> Result<(), String> {
         .send_keys(TOKEN)
         .await
         .map_err(|e| e.to_string())?;
-    w.click("form.login button").await?;
+    w.click("form.login button", "/ui/").await?;
     check(
         w.path().await? == "/ui/",
         format!("after the login: {}", w.path().await?),
@@ -283,7 +312,8 @@ async fn steps(w: &Walk) -> Result<(), String> {
     w.picture("stories").await?;
 
     // Story: the graph has the actions and the edges.
-    w.click("table.stories a[href='/ui/stories/triage']").await?;
+    w.click("table.stories a[href='/ui/stories/triage']", "/ui/stories/triage")
+        .await?;
     let nodes = w
         .client
         .find_all(Locator::Css("svg.graph g.node"))
@@ -310,7 +340,11 @@ async fn steps(w: &Walk) -> Result<(), String> {
             .await
             .map_err(|_| format!("no edge {from} → {to}"))?;
     }
-    w.click("svg.graph g.node[data-action='notify'] a").await?;
+    w.click(
+        "svg.graph g.node[data-action='notify'] a",
+        "/ui/stories/triage?action=notify",
+    )
+    .await?;
     check(
         w.text("#events").await?.contains("notify"),
         "selecting an action lists its events",
@@ -318,8 +352,8 @@ async fn steps(w: &Walk) -> Result<(), String> {
     w.picture("story").await?;
 
     // Runs → the failed one.
-    w.click("header nav a[href='/ui/runs']").await?;
-    w.click("tr.status-failed td a").await?;
+    w.click("header nav a[href='/ui/runs']", "/ui/runs").await?;
+    w.click("tr.status-failed td a", "/ui/runs/").await?;
     check(w.path().await?.starts_with("/ui/runs/"), "on a run page")?;
     check(w.text("#run-status").await? == "failed", "the run is failed")?;
     let status = w.attr("svg.graph g.node[data-action='notify']", "data-status").await?;
@@ -334,7 +368,7 @@ async fn steps(w: &Walk) -> Result<(), String> {
     w.picture("run").await?;
 
     // Its input event: the JSON, escaped, then re-emit.
-    w.click("#step-notify summary a").await?;
+    w.click("#step-notify summary a", "/ui/events/").await?;
     check(w.path().await?.starts_with("/ui/events/"), "on an event page")?;
     let json = w.text("#event-json").await?;
     check(
@@ -343,20 +377,14 @@ async fn steps(w: &Walk) -> Result<(), String> {
     )?;
     w.picture("event").await?;
     let event_page = w.path().await?;
-    w.click("#reemit").await?;
+    w.click("#reemit", "/ui/runs/").await?;
     let landed = w.path().await?;
     check(landed.starts_with("/ui/runs/"), format!("re-emit went to {landed}"))?;
 
     // Without the session, re-emit is refused.
     w.goto(&event_page).await?;
     w.client.delete_all_cookies().await.map_err(|e| e.to_string())?;
-    w.client
-        .find(Locator::Css("#reemit"))
-        .await
-        .map_err(|e| e.to_string())?
-        .click()
-        .await
-        .map_err(|e| e.to_string())?;
+    w.navigate("#reemit", "/ui/events/").await?;
     let refused = w.text("main").await?;
     check(
         refused.contains("Log in with the API token first"),

@@ -752,12 +752,26 @@ fn map_action(
                     "application_json" | "json; charset=utf-8" | "application/json" => "json".to_owned(),
                     other => other.to_owned(),
                 };
-                if ct == "data" {
-                    notes.push(Note {
-                        place: place.to_owned(),
-                        what: "`content_type: data` (multipart form) is sent as text by tale: rewrite the upload"
-                            .into(),
-                    });
+                if ct == "data"
+                    && let Some(J::Object(fields)) = action.get_mut("payload")
+                {
+                    // `contents: "{{ x | base64_decode }}"` carries bytes that
+                    // may not be text: tale sends `x` decoded, byte for byte.
+                    for field in fields.values_mut() {
+                        let J::Object(file) = field else { continue };
+                        let encoded = file
+                            .get("contents")
+                            .and_then(J::as_str)
+                            .and_then(|c| c.trim().strip_prefix("{{"))
+                            .and_then(|c| c.strip_suffix("}}"))
+                            .and_then(|c| c.trim().strip_suffix("base64_decode"))
+                            .and_then(|c| c.trim_end().strip_suffix('|'))
+                            .map(|c| format!("{{{{ {} }}}}", c.trim()));
+                        if let Some(encoded) = encoded {
+                            file.remove("contents");
+                            file.insert("base64encodedcontents".into(), J::String(encoded));
+                        }
+                    }
                 }
                 action.insert("content_type".into(), J::String(ct));
             }
