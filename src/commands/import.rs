@@ -15,6 +15,7 @@ use serde_json::Value as J;
 use crate::ExitStatus;
 
 mod convert;
+mod formula;
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {

@@ -120,6 +120,17 @@ fn pills(s: &str, place: &str, notes: &mut Vec<Note>) -> String {
         if is_reference(expr) {
             return format!("{{{{ {} | as_object }}}}", expr.trim());
         }
+        if let Some((liquid, structured)) = super::formula::to_liquid(expr) {
+            notes.push(Note {
+                place: place.to_owned(),
+                what: format!("a formula is read as Liquid: `{}` → `{{{{ {liquid} }}}}`", cut(s)),
+            });
+            return if structured {
+                format!("{{{{ {liquid} | as_object }}}}")
+            } else {
+                format!("{{{{ {liquid} }}}}")
+            };
+        }
         notes.push(Note {
             place: place.to_owned(),
             what: format!("a formula is kept as text, not translated: `{}`", cut(s)),
@@ -138,6 +149,8 @@ fn pills(s: &str, place: &str, notes: &mut Vec<Note>) -> String {
             out.push_str(expr.trim());
         } else if is_reference(expr) {
             out.push_str(&format!("{{{{ {} }}}}", expr.trim()));
+        } else if let Some((liquid, _)) = super::formula::to_liquid(expr).filter(|_| !in_braces) {
+            out.push_str(&format!("{{{{ {liquid} }}}}"));
         } else {
             notes.push(Note {
                 place: place.to_owned(),
