@@ -36,13 +36,7 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, request: Request, next: N
         .and_then(|v| v.to_str().ok())
         .and_then(super::http::bearer_token)
         .unwrap_or("");
-    // Digests of equal length: the comparison says nothing of the token's length.
-    use sha2::Digest as _;
-    let (a, b) = (
-        sha2::Sha256::digest(presented.as_bytes()),
-        sha2::Sha256::digest(token.expose_secret().as_bytes()),
-    );
-    if bool::from(subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice())) {
+    if is_api_token(token, presented) {
         next.run(request).await
     } else {
         let mut r = error(
@@ -53,6 +47,18 @@ pub(crate) async fn guard(State(app): State<Arc<App>>, request: Request, next: N
             .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         r
     }
+}
+
+/// Whether `presented` is the API token (the API's Bearer token, the UI's
+/// login form). Digests of equal length, compared in constant time: the
+/// comparison says nothing of the token's length or content.
+pub(crate) fn is_api_token(token: &secrecy::SecretString, presented: &str) -> bool {
+    use sha2::Digest as _;
+    let (a, b) = (
+        sha2::Sha256::digest(presented.as_bytes()),
+        sha2::Sha256::digest(token.expose_secret().as_bytes()),
+    );
+    bool::from(subtle::ConstantTimeEq::ct_eq(a.as_slice(), b.as_slice()))
 }
 
 /// What the administrative handlers need beside the store.
@@ -328,4 +334,15 @@ pub(crate) async fn put_resource(
     tracing::info!(resource = %row.name, "resource set through the API");
     reload(&app).await?;
     Ok(axum::Json(row).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_api_token_is_the_api_token() {
+        let token = secrecy::SecretString::from("s3cret".to_owned());
+        assert!(is_api_token(&token, "s3cret") && !is_api_token(&token, "s3cre"));
+    }
 }

@@ -37,18 +37,11 @@ fn render(status: StatusCode, page: PromptPage<'_>) -> Response {
         .render()
         .unwrap_or_else(|e| format!("the page could not be rendered: {e}"));
     let mut response = (status, body).into_response();
-    let h = response.headers_mut();
-    h.insert(
+    response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(super::ui::CSP),
-    );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    super::ui::secure(response.headers_mut(), true);
     response
 }
 

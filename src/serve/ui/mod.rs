@@ -101,15 +101,21 @@ async fn guard(State(app): State<Arc<App>>, mut request: Request, next: Next) ->
             "Log in with the API token first.",
         ),
     };
-    let headers = response.headers_mut();
+    secure(response.headers_mut(), !path.starts_with("/ui/static/"));
+    response
+}
+
+/// The headers of every page tale serves to a browser (the UI's, the
+/// prompt pages'): the CSP, no sniffing, no referrer, no framing, and
+/// `no-store` unless it is a static file.
+pub(crate) fn secure(headers: &mut axum::http::HeaderMap, no_store: bool) {
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if !path.starts_with("/ui/static/") {
+    if no_store {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
 }
 
 fn urlencode(s: &str) -> String {
@@ -248,7 +254,7 @@ async fn login(State(app): State<Arc<App>>, Form(form): Form<LoginForm>) -> Resp
         return Redirect::to("/ui/").into_response();
     };
     let next = safe_next(form.next.as_deref());
-    if !auth::token_ok(token, &form.token) {
+    if !super::admin::is_api_token(token, &form.token) {
         let page = LoginPage {
             page: Chrome {
                 login_required: false,
@@ -273,19 +279,26 @@ struct CsrfForm {
     csrf: String,
 }
 
+/// The 403 page of a form whose CSRF token is not its session's.
+fn csrf_refused(app: &App, session: &str, form: &CsrfForm) -> Option<Response> {
+    (!app.ui.csrf_ok(session, &form.csrf)).then(|| {
+        message(
+            app,
+            session,
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "The form's token is not valid: reload the page.",
+        )
+    })
+}
+
 async fn logout(
     State(app): State<Arc<App>>,
     axum::Extension(Session(session)): axum::Extension<Session>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !app.ui.csrf_ok(&session, &form.csrf) {
-        return message(
-            &app,
-            &session,
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "The form's token is not valid: reload the page.",
-        );
+    if let Some(refused) = csrf_refused(&app, &session, &form) {
+        return refused;
     }
     let mut response = Redirect::to("/ui/login").into_response();
     if let Ok(cookie) = HeaderValue::from_str(&auth::set_cookie(None)) {
@@ -964,27 +977,9 @@ async fn event(
     axum::Extension(Session(session)): axum::Extension<Session>,
     Path(id): Path<String>,
 ) -> Response {
-    let Ok(event_id) = id.parse::<EventId>() else {
-        return message(
-            &app,
-            &session,
-            StatusCode::NOT_FOUND,
-            "No such event",
-            &format!("`{id}` is not an event id."),
-        );
-    };
-    let event = match app.store.event(event_id).await {
-        Ok(Some(e)) => e,
-        Ok(None) => {
-            return message(
-                &app,
-                &session,
-                StatusCode::NOT_FOUND,
-                "No such event",
-                "No event has this id (pruned, or never stored).",
-            );
-        }
-        Err(e) => return store_failed(&app, &session, &e),
+    let event = match stored_event(&app, &session, &id).await {
+        Ok(e) => e,
+        Err(page) => return *page,
     };
     let page = EventPage {
         page: Chrome::new(&app, &session, format!("Event {}", short(&id)), "runs"),
@@ -1004,42 +999,46 @@ async fn event(
     html(StatusCode::OK, page.render())
 }
 
+/// The stored event `id` names, or the page that says why there is none.
+async fn stored_event(
+    app: &App,
+    session: &str,
+    id: &str,
+) -> Result<Arc<tale_engine::runtime::event::Event>, Box<Response>> {
+    let Ok(event_id) = id.parse::<EventId>() else {
+        return Err(Box::new(message(
+            app,
+            session,
+            StatusCode::NOT_FOUND,
+            "No such event",
+            &format!("`{id}` is not an event id."),
+        )));
+    };
+    match app.store.event(event_id).await {
+        Ok(Some(e)) => Ok(e),
+        Ok(None) => Err(Box::new(message(
+            app,
+            session,
+            StatusCode::NOT_FOUND,
+            "No such event",
+            "No event has this id (pruned, or never stored).",
+        ))),
+        Err(e) => Err(Box::new(store_failed(app, session, &e))),
+    }
+}
+
 async fn reemit(
     State(app): State<Arc<App>>,
     axum::Extension(Session(session)): axum::Extension<Session>,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !app.ui.csrf_ok(&session, &form.csrf) {
-        return message(
-            &app,
-            &session,
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "The form's token is not valid: reload the page.",
-        );
+    if let Some(refused) = csrf_refused(&app, &session, &form) {
+        return refused;
     }
-    let Ok(event_id) = id.parse::<EventId>() else {
-        return message(
-            &app,
-            &session,
-            StatusCode::NOT_FOUND,
-            "No such event",
-            &format!("`{id}` is not an event id."),
-        );
-    };
-    let event = match app.store.event(event_id).await {
-        Ok(Some(e)) => e,
-        Ok(None) => {
-            return message(
-                &app,
-                &session,
-                StatusCode::NOT_FOUND,
-                "No such event",
-                "No event has this id.",
-            );
-        }
-        Err(e) => return store_failed(&app, &session, &e),
+    let event = match stored_event(&app, &session, &id).await {
+        Ok(e) => e,
+        Err(page) => return *page,
     };
     match app.durable.reemit(&event).await {
         Ok(run) => Redirect::to(&format!("/ui/runs/{run}")).into_response(),
