@@ -121,18 +121,14 @@ pub(crate) fn run(args: &RecordArgs, out: &mut dyn Write, err: &mut dyn Write) -
     } else {
         runtime()?.block_on(rt.run_scheduled(story.clone(), entry))?
     };
-    let redactor = super::run::redactor_of(&story);
 
     let exchanges = http.exchanges.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mocks: Vec<J> = exchanges.iter().map(|(q, r)| mock_of(q, r)).collect();
     let mut expect = serde_json::Map::new();
     for e in report.events.iter().skip(1) {
-        // Keyed as expectations name outputs: `slug`, `slug.branch`.
-        let key = match e.branch {
-            Some(b) => format!("{}.{b}", e.action),
-            None => e.action.to_string(),
-        };
-        let list = expect.entry(key).or_insert_with(|| J::Array(Vec::new()));
+        let list = expect
+            .entry(super::test::output_key(&e.action, e.branch))
+            .or_insert_with(|| J::Array(Vec::new()));
         if let J::Array(l) = list {
             l.push(e.output.clone());
         }
@@ -152,17 +148,7 @@ pub(crate) fn run(args: &RecordArgs, out: &mut dyn Write, err: &mut dyn Write) -
         .map(|(k, v)| (k, super::test::without_run_ids(&v, &event_text)))
         .collect();
     case.insert("expect".into(), J::Object(stable));
-    // Everything written goes through the redactor: URLs, bodies, outputs.
-    let case = redactor.json(&J::Object(case));
-
-    let path = args.out.clone().unwrap_or_else(|| test_path(&args.run.input.story));
-    let names: Vec<String> = story
-        .globals
-        .credentials
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
-    write_case(&path, &case, &names, &story.globals.resources)?;
+    let path = save_case(args, &story, case)?;
     writeln!(
         out,
         "recorded {} request(s) and {} event(s) as a case of {}",
@@ -191,7 +177,26 @@ pub(crate) fn case_name(args: &RecordArgs) -> String {
     })
 }
 
-pub(crate) fn test_path(story: &Path) -> PathBuf {
+/// Writes `case` to the test file of `args` (`--out`, else beside the
+/// story), through the story's redactor (URLs, bodies, outputs); its path.
+fn save_case(
+    args: &RecordArgs,
+    story: &tale_engine::runtime::build::BuiltStory,
+    case: serde_json::Map<String, J>,
+) -> anyhow::Result<PathBuf> {
+    let case = super::run::redactor_of(story).json(&J::Object(case));
+    let path = args.out.clone().unwrap_or_else(|| test_path(&args.run.input.story));
+    let names: Vec<String> = story
+        .globals
+        .credentials
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    write_case(&path, &case, &names, &story.globals.resources)?;
+    Ok(path)
+}
+
+fn test_path(story: &Path) -> PathBuf {
     let stem = story.file_stem().and_then(|s| s.to_str()).unwrap_or("story");
     story.with_file_name(format!("{stem}.test.yaml"))
 }
@@ -199,7 +204,7 @@ pub(crate) fn test_path(story: &Path) -> PathBuf {
 /// Adds `case` to the file: a new file names the credentials (their values
 /// left as placeholders) and the resources; an existing one gets the case at
 /// the end of its `cases`, the rest of it unchanged.
-pub(crate) fn write_case(path: &Path, case: &J, credentials: &[String], resources: &J) -> anyhow::Result<()> {
+fn write_case(path: &Path, case: &J, credentials: &[String], resources: &J) -> anyhow::Result<()> {
     let case_yaml = format!("  - {}\n", case);
     if !path.exists() {
         let creds: serde_json::Map<String, J> = credentials

@@ -389,6 +389,15 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
     })
 }
 
+/// How expectations name an action's output: `slug` for its main output,
+/// `slug.branch` for a branch.
+pub(crate) fn output_key(action: &str, branch: Option<&str>) -> String {
+    match branch {
+        Some(b) => format!("{action}.{b}"),
+        None => action.to_owned(),
+    }
+}
+
 /// An output without the ids made during the run (run and event ids,
 /// UUIDv7; an explode's `guid`, a UUIDv8 derived from an event id — text
 /// not in the case's event), which differ on every run; expectations are
@@ -556,10 +565,7 @@ fn run_case(
     // Every event of each action, by output as expectations name them:
     // `slug` (the main output) and `slug.branch`.
     for e in &report.events {
-        let key = match e.branch {
-            Some(b) => format!("{}.{b}", e.action),
-            None => e.action.to_string(),
-        };
+        let key = output_key(&e.action, e.branch);
         match outcome.actual.iter_mut().find(|(k, _)| *k == key) {
             Some((_, outputs)) => outputs.push(e.output.clone()),
             None => outcome.actual.push((key, vec![e.output.clone()])),

@@ -15,7 +15,7 @@ use tale_engine::runtime::event::RunId;
 use tale_engine::runtime::runlog::RunLog;
 use tale_engine::runtime::trace::StepTrace;
 
-use super::{RecordArgs, case_name, test_path, write_case};
+use super::{RecordArgs, case_name};
 use crate::ExitStatus;
 use crate::commands::inspect::{block_on, open};
 
@@ -143,11 +143,7 @@ pub(super) fn record(
     let headers = root["output"]["headers"].clone();
     let mut expect = Map::new();
     for e in events.iter().skip(1) {
-        let action = e["action"].as_str().unwrap_or_default();
-        let key = match e["branch"].as_str() {
-            Some(b) => format!("{action}.{b}"),
-            None => action.to_owned(),
-        };
+        let key = super::super::test::output_key(e["action"].as_str().unwrap_or_default(), e["branch"].as_str());
         let list = expect.entry(key).or_insert_with(|| J::Array(Vec::new()));
         if let J::Array(l) = list {
             let stable = super::super::test::without_run_ids(&e["output"], &event_text);
@@ -157,15 +153,7 @@ pub(super) fn record(
     let n_mocks = mocks.len();
     case.insert("mocks".into(), J::Array(mocks));
     case.insert("expect".into(), J::Object(expect));
-    let case = super::super::run::redactor_of(&story).json(&J::Object(case));
-    let path = args.out.clone().unwrap_or_else(|| test_path(&args.run.input.story));
-    let names: Vec<String> = story
-        .globals
-        .credentials
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
-    write_case(&path, &case, &names, &story.globals.resources)?;
+    let path = super::save_case(args, &story, case)?;
     writeln!(
         out,
         "recorded run {run} ({}, {} mock(s), {} event(s)) as a case of {}",
