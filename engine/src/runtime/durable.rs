@@ -1736,15 +1736,17 @@ fn traced_detail(loaded: &Loaded, entries: &[J]) -> Option<String> {
     if entries.is_empty() {
         return None;
     }
-    // Copies only when an entry holds a secret.
-    if entries.iter().any(|e| loaded.redactor.json_if_secret(e).is_some()) {
-        let hidden: Vec<J> = entries
-            .iter()
-            .map(|e| loaded.redactor.json_if_secret(e).unwrap_or_else(|| e.clone()))
-            .collect();
-        return bound_detail(&hidden);
+    // Each entry scanned once; copies only when one holds a secret.
+    let hidden: Vec<Option<J>> = entries.iter().map(|e| loaded.redactor.json_if_secret(e)).collect();
+    if hidden.iter().all(Option::is_none) {
+        return bound_detail(entries);
     }
-    bound_detail(entries)
+    let entries: Vec<J> = hidden
+        .into_iter()
+        .zip(entries)
+        .map(|(h, e)| h.unwrap_or_else(|| e.clone()))
+        .collect();
+    bound_detail(&entries)
 }
 
 /// Where a schedule's ticks are recorded.
