@@ -70,6 +70,18 @@ pub(crate) fn sink_credentials(dir: &Path) -> PathBuf {
     path
 }
 
+/// A folder with the triage story and its credentials, the mock its
+/// requests reach (kept alive with it), and `tale serve` arguments for
+/// them, ready to change before the server starts.
+pub(crate) fn triage() -> (tempfile::TempDir, Mock, tale::serve::ServeArgs) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sink = mock();
+    write_story(dir.path(), "triage.yaml", &triage_story(&sink));
+    let mut a = args(dir.path());
+    a.credentials = Some(sink_credentials(dir.path()));
+    (dir, sink, a)
+}
+
 pub(crate) fn mock() -> Mock {
     let mock = Mock::start();
     mock.route("/ok", vec![Reply::json(200, r#"{"accepted":true}"#)]);
@@ -122,11 +134,7 @@ async fn runs(server: &Server) -> Vec<J> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_answers_on_an_empty_and_a_busy_database_and_pages_runs() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let sink = mock();
-    write_story(dir.path(), "triage.yaml", &triage_story(&sink));
-    let mut a = args(dir.path());
-    a.credentials = Some(sink_credentials(dir.path()));
+    let (_dir, _sink, a) = triage();
     let server = tale::serve::start(&a, None).await.expect("serve");
 
     // Empty: every page answers.
@@ -199,11 +207,7 @@ async fn every_page_answers_on_an_empty_and_a_busy_database_and_pages_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_tell_requests_attempts_and_rules_without_the_secret() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let sink = mock();
-    write_story(dir.path(), "triage.yaml", &triage_story(&sink));
-    let mut a = args(dir.path());
-    a.credentials = Some(sink_credentials(dir.path()));
+    let (dir, _sink, a) = triage();
     let server = tale::serve::start(&a, None).await.expect("serve");
     post_hook(&server, serde_json::json!({"severity": "high", "route": "fail"})).await;
     post_hook(&server, serde_json::json!({"severity": "low", "route": "ok"})).await;
@@ -293,17 +297,13 @@ async fn traces_tell_requests_attempts_and_rules_without_the_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn html_in_stories_and_events_comes_out_as_text() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let sink = mock();
-    write_story(dir.path(), "triage.yaml", &triage_story(&sink));
+    let (dir, _sink, a) = triage();
     // A refused story: its diagnostics are shown, escaped too.
     write_story(
         dir.path(),
         "broken.yaml",
         "name: \"<script>alert('broken')</script>\"\nactions:\n  x:\n    type: nope\n",
     );
-    let mut a = args(dir.path());
-    a.credentials = Some(sink_credentials(dir.path()));
     let server = tale::serve::start(&a, None).await.expect("serve");
     let hostile = "<script>alert('event')</script><img src=x onerror=alert(2)>";
     post_hook(
@@ -351,11 +351,7 @@ async fn html_in_stories_and_events_comes_out_as_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_api_token_the_ui_needs_a_login_and_forms_their_csrf_token() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let sink = mock();
-    write_story(dir.path(), "triage.yaml", &triage_story(&sink));
-    let mut a = args(dir.path());
-    a.credentials = Some(sink_credentials(dir.path()));
+    let (_dir, _sink, mut a) = triage();
     a.api_token = Some(secrecy::SecretString::from("ui-t0ken-1".to_owned()));
     let server = tale::serve::start(&a, None).await.expect("serve");
     post_hook(&server, serde_json::json!({"severity": "high", "route": "ok"})).await;
@@ -502,11 +498,7 @@ fn svg_layouts_of_the_shipped_stories_hold_their_snapshots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_run_becomes_a_test_case_that_passes_without_the_network() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let sink = mock();
-    write_story(dir.path(), "triage.yaml", &triage_story(&sink));
-    let mut a = args(dir.path());
-    a.credentials = Some(sink_credentials(dir.path()));
+    let (dir, sink, a) = triage();
     let server = tale::serve::start(&a, None).await.expect("serve");
     post_hook(
         &server,
@@ -609,11 +601,7 @@ async fn traces_pages_and_recording_work_on_postgres() {
     let Some(db) = crate::support::fresh_postgres().await else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tmp");
-    let sink = mock();
-    write_story(dir.path(), "triage.yaml", &triage_story(&sink));
-    let mut a = args(dir.path());
-    a.credentials = Some(sink_credentials(dir.path()));
+    let (dir, _sink, mut a) = triage();
     a.db = db.clone();
     let server = tale::serve::start(&a, None).await.expect("serve");
     post_hook(&server, serde_json::json!({"severity": "high", "route": "fail"})).await;

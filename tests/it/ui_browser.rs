@@ -14,9 +14,9 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value as J, json};
 
-use crate::serve::{args, client, eventually, write_story};
+use crate::serve::{client, eventually};
 use crate::support::{free_port, root};
-use crate::ui::{mock, post_hook, sink_credentials, triage_story};
+use crate::ui::{post_hook, triage};
 
 const TOKEN: &str = "browser-t0ken-9";
 
@@ -224,11 +224,7 @@ async fn start_driver(driver: &Path, chromium: &Path, profile: &Path) -> Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_walks_from_the_stories_to_a_failed_run_and_re_emits_an_event() {
     let Some((driver, chromium)) = browser() else { return };
-    let dir = tempfile::tempdir().expect("tmp");
-    let sink = mock();
-    write_story(dir.path(), "triage.yaml", &triage_story(&sink));
-    let mut a = args(dir.path());
-    a.credentials = Some(sink_credentials(dir.path()));
+    let (dir, _sink, mut a) = triage();
     a.api_token = Some(secrecy::SecretString::from(TOKEN.to_owned()));
     let server = tale::serve::start(&a, None).await.expect("serve");
     post_hook(&server, json!({"severity": "high", "route": "ok"})).await;
