@@ -187,8 +187,9 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
         .unwrap_or_default();
     // Slugs: Tines' rule; a name used twice gets `_2`, `_3`.
     let mut slugs: Vec<String> = Vec::with_capacity(agents.len());
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for a in &agents {
+    // Slug → the actions that share it (by index): a name used twice.
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, a) in agents.iter().enumerate() {
         let base = slug(a["name"].as_str().unwrap_or("action"));
         let base = if base.is_empty() { "action".to_owned() } else { base };
         // A slug starting with a digit cannot be read by a template.
@@ -201,19 +202,22 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
         } else {
             base
         };
-        let n = seen.entry(base.clone()).or_insert(0);
-        *n += 1;
-        if *n == 1 {
+        let group = groups.entry(base.clone()).or_default();
+        group.push(i);
+        if group.len() == 1 {
             slugs.push(base);
         } else {
-            let renamed = format!("{base}_{n}");
+            let renamed = format!("{base}_{}", group.len());
             notes.push(Note {
                 place: format!("{id} › {}", a["name"].as_str().unwrap_or_default()),
-                what: format!("a second action of this name is `{renamed}`: templates reading `{base}` read the first"),
+                what: format!(
+                    "another action of this name is `{renamed}`: a template reading `{base}` reads the nearest of them upstream"
+                ),
             });
             slugs.push(renamed);
         }
     }
+    groups.retain(|_, members| members.len() > 1);
     let guid_index: BTreeMap<&str, usize> = agents
         .iter()
         .enumerate()
@@ -325,7 +329,8 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
             action.insert("disabled".into(), J::Bool(true));
         }
         // Names the templates read (as converted), for the report.
-        let text = J::Object(action.clone()).to_string();
+        let (mut read_credentials, mut read_resources) = (BTreeSet::new(), BTreeSet::new());
+        names_read(&J::Object(action.clone()), &mut read_credentials, &mut read_resources);
         let hosts: BTreeSet<String> = options
             .get("url")
             .and_then(J::as_str)
@@ -333,25 +338,14 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
             .and_then(|u| u.host_str().map(str::to_owned))
             .into_iter()
             .collect();
-        for c in names(&text, &["CREDENTIAL.", "{% credential "]) {
+        for c in read_credentials {
             credentials.entry(c).or_default().extend(hosts.iter().cloned());
         }
-        resources.extend(names(&text, &["RESOURCE.", "{% global_resource "]));
+        resources.extend(read_resources);
         actions.insert(slugs[i].clone(), J::Object(action));
     }
     // Two actions of one name: a template reads the nearest one upstream
     // (Tines' rule), which may be the renamed one.
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, slug) in slugs.iter().enumerate() {
-        let base = slug
-            .rsplit_once('_')
-            .filter(|(_, n)| n.parse::<u32>().is_ok())
-            .map_or(slug.as_str(), |(b, _)| b);
-        if slugs.iter().any(|s| s == base) {
-            groups.entry(base.to_owned()).or_default().push(i);
-        }
-    }
-    groups.retain(|_, members| members.len() > 1);
     if !groups.is_empty() {
         for (i, slug) in slugs.iter().enumerate() {
             let Some(J::Object(action)) = actions.get_mut(slug) else {
@@ -624,21 +618,36 @@ fn reaches(edges: &[(usize, usize, Option<&'static str>)], from: usize, to: usiz
     false
 }
 
-/// The names after each of `prefixes` in `text` (credential and resource names).
-fn names(text: &str, prefixes: &[&str]) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for p in prefixes {
-        for (at, _) in text.match_indices(p) {
-            let name: String = text[at + p.len()..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() {
-                out.insert(name.to_ascii_lowercase());
-            }
+/// The credentials and resources the templates of `value` name, as `tale
+/// check` finds them (`CREDENTIAL.x`, `{% credential x %}`, `RESOURCE.x`,
+/// `{% global_resource x %}`), lower-cased.
+fn names_read(value: &J, credentials: &mut BTreeSet<String>, resources: &mut BTreeSet<String>) {
+    match value {
+        J::String(text) => {
+            credentials.extend(
+                tale_engine::template::credential_names(text)
+                    .into_iter()
+                    .map(|(n, _)| n.to_ascii_lowercase()),
+            );
+            let scan = tale_engine::template::scan(text);
+            resources.extend(
+                scan.references
+                    .iter()
+                    .filter(|r| r.root == "RESOURCE")
+                    .filter_map(|r| r.member.clone())
+                    .chain(
+                        scan.tags
+                            .iter()
+                            .filter(|t| t.name == "global_resource")
+                            .filter_map(|t| t.arg.as_ref().map(|(a, _)| a.clone())),
+                    )
+                    .map(|n| n.to_ascii_lowercase()),
+            );
         }
+        J::Array(a) => a.iter().for_each(|v| names_read(v, credentials, resources)),
+        J::Object(o) => o.values().for_each(|v| names_read(v, credentials, resources)),
+        _ => {}
     }
-    out
 }
 
 fn schedule(value: &J, place: &str, notes: &mut Vec<Note>) -> Option<J> {
