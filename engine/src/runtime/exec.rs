@@ -265,7 +265,9 @@ impl Runtime {
         // Its page in the web UI, and a signed link per prompt status.
         let mut prompt_expires = None;
         if let Some(links) = &self.links {
-            meta["run"]["link"] = J::String(links.run_link(run_id));
+            if action.run_link {
+                meta["run"]["link"] = J::String(links.run_link(run_id));
+            }
             if !action.prompts.is_empty() {
                 let expires = at_ms.saturating_add(links.prompt_ttl_ms);
                 let prompts: serde_json::Map<String, J> = action

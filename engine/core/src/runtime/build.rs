@@ -51,6 +51,8 @@ pub struct BuiltAction {
     /// The statuses of the `{% prompt %}` links its templates render: each
     /// execution signs one link per status and waits for a click.
     pub prompts: Vec<String>,
+    /// Its templates read the run's page (`{% story_run_link %}`).
+    pub run_link: bool,
 }
 
 /// Every template text of an action: its fields, rules and `local` values.
@@ -97,6 +99,21 @@ pub fn prompt_statuses(action: &crate::story::Action) -> Vec<String> {
     statuses.sort();
     statuses.dedup();
     statuses
+}
+
+/// Whether an action's templates read its run's page
+/// (`{% story_run_link %}`, `META.run…`): only those get the link built.
+pub fn reads_run_link(action: &crate::story::Action) -> bool {
+    let mut reads = false;
+    template_texts(action, |t| {
+        let scan = crate::template::scan(t);
+        reads |= scan.tags.iter().any(|tag| tag.name == "story_run_link")
+            || scan
+                .references
+                .iter()
+                .any(|r| r.root == "META" && r.member.as_deref() == Some("run"));
+    });
+    reads
 }
 
 impl BuiltStory {
@@ -218,6 +235,7 @@ pub fn build(story: &Story, parser: &TemplateParser, globals: Globals) -> Result
                 .vault
                 .oauth2_among(credentials_read(a).iter().map(String::as_str)),
             prompts: prompt_statuses(a),
+            run_link: reads_run_link(a),
         });
     }
     let by_slug = actions.iter().enumerate().map(|(i, a)| (a.slug.clone(), i)).collect();
