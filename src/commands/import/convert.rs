@@ -120,16 +120,12 @@ fn pills(s: &str, place: &str, notes: &mut Vec<Note>) -> String {
         if is_reference(expr) {
             return format!("{{{{ {} | as_object }}}}", expr.trim());
         }
-        if let Some((liquid, structured)) = super::formula::to_liquid(expr) {
+        if let Some(liquid) = super::formula::field(expr) {
             notes.push(Note {
                 place: place.to_owned(),
-                what: format!("a formula is read as Liquid: `{}` → `{{{{ {liquid} }}}}`", cut(s)),
+                what: format!("a formula is read as Liquid: `{}` → `{}`", cut(s), cut(&liquid)),
             });
-            return if structured {
-                format!("{{{{ {liquid} | as_object }}}}")
-            } else {
-                format!("{{{{ {liquid} }}}}")
-            };
+            return liquid;
         }
         notes.push(Note {
             place: place.to_owned(),
@@ -139,6 +135,8 @@ fn pills(s: &str, place: &str, notes: &mut Vec<Note>) -> String {
     }
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
+    // Pills of one text number their temporaries in one sequence.
+    let mut temporaries = 0;
     while let Some(start) = rest.find("<<") {
         let Some(len) = rest[start + 2..].find(">>") else { break };
         let expr = &rest[start + 2..start + 2 + len];
@@ -149,8 +147,11 @@ fn pills(s: &str, place: &str, notes: &mut Vec<Note>) -> String {
             out.push_str(expr.trim());
         } else if is_reference(expr) {
             out.push_str(&format!("{{{{ {} }}}}", expr.trim()));
-        } else if let Some((liquid, _)) = super::formula::to_liquid(expr).filter(|_| !in_braces) {
-            out.push_str(&format!("{{{{ {liquid} }}}}"));
+        } else if let Some(liquid) = Some(expr)
+            .filter(|_| !in_braces)
+            .and_then(|e| super::formula::pill(e, &mut temporaries))
+        {
+            out.push_str(&liquid);
         } else {
             notes.push(Note {
                 place: place.to_owned(),
@@ -1034,22 +1035,41 @@ fn rule(r: &J, place: &str, notes: &mut Vec<Note>) -> J {
     let mut out = Map::new();
     let kind = r["type"].as_str().unwrap_or("field==value");
     if kind == "formula" {
-        notes.push(Note {
-            place: place.to_owned(),
-            what: "a `formula` rule is kept as an `is_present` test of its text: translate it".into(),
-        });
-        out.insert("type".into(), J::String("is_present".into()));
-    } else {
-        out.insert("type".into(), J::String(kind.to_owned()));
+        return formula_rule(r["path"].as_str().unwrap_or_default(), place, notes);
     }
+    out.insert("type".into(), J::String(kind.to_owned()));
     out.insert("path".into(), template(&r["path"], place, notes));
-    if !r["value"].is_null() && kind != "formula" {
+    if !r["value"].is_null() {
         out.insert("value".into(), template(&r["value"], place, notes));
     }
     if r.get("case_sensitive").is_some() {
         out.insert("case_sensitive".into(), J::Bool(truthy(&r["case_sensitive"])));
     }
     J::Object(out)
+}
+
+/// A `formula` rule matches when its formula holds: a template rendering
+/// `true` or `false`, compared with `true`.
+fn formula_rule(formula: &str, place: &str, notes: &mut Vec<Note>) -> J {
+    let Some(liquid) = super::formula::condition(formula.strip_prefix('=').unwrap_or(formula)) else {
+        notes.push(Note {
+            place: place.to_owned(),
+            what: format!(
+                "a `formula` rule is kept as an `is_present` test of its text: translate it: `{}`",
+                cut(formula)
+            ),
+        });
+        return json!({"type": "is_present", "path": template_text(formula, place, notes)});
+    };
+    notes.push(Note {
+        place: place.to_owned(),
+        what: format!(
+            "a `formula` rule is read as Liquid: `{}` holds when `{}` renders `true`",
+            cut(formula),
+            cut(&liquid)
+        ),
+    });
+    json!({"type": "field==value", "path": template_text(&liquid, place, notes), "value": "true"})
 }
 
 /// `{% story Name %}` and `{{ .STORY.slug }}` → the id of a story of this

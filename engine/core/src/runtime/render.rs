@@ -111,11 +111,11 @@ impl<'p> Compiler<'p> {
             field: name.to_owned(),
             message,
         };
-        if let Some(expr) = as_object_expression(&normalized) {
-            if let Some(path) = parse_path(expr) {
+        if let Some((prefix, expr)) = as_object_expression(&normalized) {
+            if let Some(path) = parse_path(expr).filter(|_| prefix.is_empty()) {
                 return Ok(Template::Path(path));
             }
-            let capture = format!("{{{{ {expr} | tale_typed_value }}}}");
+            let capture = format!("{prefix}{{{{ {expr} | tale_typed_value }}}}");
             return self
                 .parser
                 .parse(&capture)
@@ -155,15 +155,70 @@ impl<'p> Compiler<'p> {
 }
 
 /// The expression of a whole-field `{{ expr | as_object }}`, if that is what
-/// the template is.
-fn as_object_expression(text: &str) -> Option<&str> {
-    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+/// the template is, and the tags before it: a field may compute its value
+/// first (`{% assign x = … %}{% if … %}…{% endif %}{{ x | as_object }}`, what
+/// `tale import` writes for a formula) as long as nothing before the output
+/// writes text.
+fn as_object_expression(text: &str) -> Option<(&str, &str)> {
+    let text = text.trim();
+    let at = text.rfind("{{")?;
+    let (prefix, last) = text.split_at(at);
+    if !writes_nothing(prefix) {
+        return None;
+    }
+    let inner = last.strip_prefix("{{")?.strip_suffix("}}")?;
     let inner = inner.trim_start_matches('-').trim_end_matches('-');
-    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") {
+    if inner.contains("}}") || inner.contains("{%") {
         return None;
     }
     let (expr, last) = inner.rsplit_once('|')?;
-    (last.trim() == "as_object").then(|| expr.trim())
+    (last.trim() == "as_object").then(|| (prefix, expr.trim()))
+}
+
+/// Tags that compute without writing; an output is allowed only inside a
+/// `capture`, whose text goes to a variable.
+const SILENT_TAGS: &[&str] = &[
+    "assign", "capture", "endcapture", "if", "elsif", "else", "endif", "unless", "endunless", "for", "endfor",
+    "case", "when", "endcase", "break", "continue",
+];
+
+/// Whether `prefix` renders nothing but spaces: only silent tags, with
+/// outputs and text only inside captures.
+fn writes_nothing(prefix: &str) -> bool {
+    let mut captures = 0usize;
+    let mut rest = prefix;
+    while !rest.is_empty() {
+        let next = match (rest.find("{%"), rest.find("{{")) {
+            (Some(t), Some(o)) => t.min(o),
+            (Some(t), None) => t,
+            (None, Some(o)) => o,
+            (None, None) => rest.len(),
+        };
+        if captures == 0 && !rest[..next].trim().is_empty() {
+            return false;
+        }
+        rest = &rest[next..];
+        if let Some(tag) = rest.strip_prefix("{%") {
+            let Some(end) = tag.find("%}") else { return false };
+            let name = tag[..end].trim_matches('-').split_whitespace().next().unwrap_or("");
+            if !SILENT_TAGS.contains(&name) {
+                return false;
+            }
+            match name {
+                "capture" => captures += 1,
+                "endcapture" => captures = captures.saturating_sub(1),
+                _ => {}
+            }
+            rest = &tag[end + 2..];
+        } else if let Some(output) = rest.strip_prefix("{{") {
+            let Some(end) = output.find("}}") else { return false };
+            if captures == 0 {
+                return false;
+            }
+            rest = &output[end + 2..];
+        }
+    }
+    captures == 0
 }
 
 /// `a.b[0]['c d']` as segments; `None` for anything else (filters, literals).
@@ -472,6 +527,40 @@ mod tests {
         assert_eq!(render("{{ receive.body.s | as_object }}", &hook), json!("x"));
         assert_eq!(render("{{ receive.body.none | as_object }}", &hook), J::Null);
         assert_eq!(render("n: {{ receive.body.n | as_object }}", &hook), json!("n: 2.5"));
+    }
+
+    #[test]
+    fn tags_that_write_nothing_may_compute_a_typed_value() {
+        let hook = event("receive", vec![], json!({"body": {"items": [1, 2], "n": 3}}));
+        // What `tale import` writes for `=IF(receive.body.n > 2, receive.body.items, [])`.
+        assert_eq!(
+            render(
+                "{% if receive.body.n > 2 %}{% assign v = receive.body.items %}{% else %}{% assign v = '' | split: ',' %}{% endif %}{{ v | as_object }}",
+                &hook
+            ),
+            json!([1, 2])
+        );
+        assert_eq!(
+            render("{% capture t %}n={{ receive.body.n }}{% endcapture %} {{ t | as_object }}", &hook),
+            json!("n=3")
+        );
+        assert_eq!(
+            render("{% for i in receive.body.items %}{% assign last = i %}{% endfor %}{{ last | as_object }}", &hook),
+            json!(2)
+        );
+        // Text, an output or a writing tag before the value: the field is text.
+        assert_eq!(
+            render("{% assign v = 1 %}v: {{ v | as_object }}", &hook),
+            json!("v: 1")
+        );
+        assert_eq!(
+            render("{{ receive.body.n }}{{ receive.body.items | as_object }}", &hook),
+            json!("312")
+        );
+        assert_eq!(
+            render("{% line_break %}{{ receive.body.n | as_object }}", &hook),
+            json!("\n3")
+        );
     }
 
     #[test]

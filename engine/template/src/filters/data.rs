@@ -243,6 +243,63 @@ pub(super) fn zip(input: &dyn ValueView, args: &[Value]) -> Result<Value> {
     Ok(Value::Array(rows))
 }
 
+// ---------------------------------------------------------------------------
+// Building values (Tines' formula functions FORCE_ARRAY, SET_KEY, MERGE and
+// list literals have no Liquid filter: `tale import` translates them to these)
+
+/// `force_array`: a list stays itself, nil is `[]`, any other value is a
+/// one-element list (Tines' `FORCE_ARRAY`).
+pub(super) fn force_array(input: &dyn ValueView, _: &[Value]) -> Result<Value> {
+    Ok(match kind(input) {
+        Kind::Nil => Value::Array(Vec::new()),
+        Kind::Array(_) => input.to_value(),
+        _ => Value::Array(vec![input.to_value()]),
+    })
+}
+
+/// `push`: the list with one more element at its end; nil is an empty list,
+/// any other value a one-element list. The element is added as it is (a
+/// list stays one element, unlike `concat`).
+pub(super) fn push(input: &dyn ValueView, args: &[Value]) -> Result<Value> {
+    let mut list = match kind(input) {
+        Kind::Nil => Vec::new(),
+        Kind::Array(a) => a.values().map(|v| v.to_value()).collect(),
+        _ => vec![input.to_value()],
+    };
+    list.push(args.first().cloned().unwrap_or(Value::Nil));
+    Ok(Value::Array(list))
+}
+
+/// `set_key`: the object with `key` set to `value` (nil is an empty object;
+/// Tines' `SET_KEY`).
+pub(super) fn set_key(input: &dyn ValueView, args: &[Value]) -> Result<Value> {
+    let mut object = object_of("set_key", input)?;
+    let key = arg_text("set_key", args, 0, "key")?.unwrap_or_default();
+    object.insert(KString::from_string(key), args.get(1).cloned().unwrap_or(Value::Nil));
+    Ok(Value::Object(object))
+}
+
+/// `merge`: the object with the keys of another object added, the other's
+/// value winning on a key both have (Tines' `MERGE`; nil on either side is an
+/// empty object).
+pub(super) fn merge(input: &dyn ValueView, args: &[Value]) -> Result<Value> {
+    let mut object = object_of("merge", input)?;
+    if let Some(other) = args.first() {
+        for (k, v) in object_of("merge", other)? {
+            object.insert(k, v);
+        }
+    }
+    Ok(Value::Object(object))
+}
+
+fn object_of(filter: &str, value: &dyn ValueView) -> Result<Object> {
+    match kind(value) {
+        Kind::Nil => Ok(Object::new()),
+        Kind::Object(o) => Ok(o.iter().map(|(k, v)| (k.into(), v.to_value())).collect()),
+        _ => Err(fail(filter, format!("expected an object, got {}", type_label(value)))),
+    }
+}
+
 /// `sum` (Shopify Liquid 5): the sum of an array's numbers, or of one
 /// property of its objects (`{{ alerts | sum: 'score' }}`). Nil elements and
 /// missing properties count as 0; text that is not a number is an error.
@@ -490,6 +547,27 @@ mod tests {
 
     use super::super::testing::{fails, ok, render, table};
     use super::*;
+
+    #[test]
+    fn building_values_as_tines_formulas_do() {
+        // FORCE_ARRAY, SET_KEY, MERGE and list literals (Tines' formula
+        // functions: https://www.tines.com/docs/formulas/functions/).
+        table(
+            json!({"l": [1, 2], "s": "a", "nothing": null, "o": {"a": 1, "b": 2}, "p": {"b": 3}}),
+            &[
+                ("{{ l | force_array | to_json }}", "[1,2]"),
+                ("{{ s | force_array | to_json }}", r#"["a"]"#),
+                ("{{ nothing | force_array | to_json }}", "[]"),
+                ("{{ l | push: s | to_json }}", r#"[1,2,"a"]"#),
+                ("{{ nothing | push: l | to_json }}", "[[1,2]]"),
+                ("{{ o | set_key: 'c', l | to_json }}", r#"{"a":1,"b":2,"c":[1,2]}"#),
+                ("{{ nothing | set_key: 'a', 1 | to_json }}", r#"{"a":1}"#),
+                ("{{ o | merge: p | to_json }}", r#"{"a":1,"b":3}"#),
+                ("{{ nothing | merge: p | to_json }}", r#"{"b":3}"#),
+            ],
+        );
+        fails("{{ l | merge: o }}", json!({"l": [1], "o": {}}), "merge: expected an object, got an array");
+    }
 
     #[test]
     fn sum_adds_numbers_or_a_property() {

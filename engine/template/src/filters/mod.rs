@@ -343,6 +343,34 @@ pub static TINES_FILTERS: &[FilterSpec] = &[
     ),
     spec("unzip", "the inverse of zip", NONE, 0, data::unzip),
     spec(
+        "force_array",
+        "a list stays itself, nil is [], another value a one-element list",
+        NONE,
+        0,
+        data::force_array,
+    ),
+    spec(
+        "push",
+        "the list with one more element at its end",
+        &[param!("element", "the value to add")],
+        1,
+        data::push,
+    ),
+    spec(
+        "set_key",
+        "the object with a key set",
+        &[param!("key", "the key"), param!("value", "its value")],
+        2,
+        data::set_key,
+    ),
+    spec(
+        "merge",
+        "the object with another object's keys added (the other wins)",
+        &[param!("other", "an object")],
+        1,
+        data::merge,
+    ),
+    spec(
         "jwt_sign",
         "signs a JSON Web Token",
         &[
