@@ -1113,7 +1113,19 @@ mod tests {
         assert_eq!(template_text("id <<a.b[0]>>!", "p", &mut notes), "id {{ a.b[0] }}!");
         assert_eq!(template_text("=a.list", "p", &mut notes), "{{ a.list | as_object }}");
         assert!(notes.is_empty());
-        assert_eq!(template_text("<<IF(a, 1, 2)>>", "p", &mut notes), "<<IF(a, 1, 2)>>");
+        assert_eq!(
+            template_text("<<IF(a, 1, 2)>> and <<IF(b, 3)>>", "p", &mut notes),
+            "{% if a %}{% assign _v1 = 1 %}{% else %}{% assign _v1 = 2 %}{% endif %}{{ _v1 }} and \
+             {% if b %}{% assign _v2 = 3 %}{% else %}{% assign _v2 = nil %}{% endif %}{{ _v2 }}"
+        );
+        assert!(notes.is_empty());
+        assert_eq!(template_text("<<MATCH(a, \"x\")>>", "p", &mut notes), "<<MATCH(a, \"x\")>>");
         assert_eq!(notes.len(), 1);
+        // A formula rule holds when its condition renders `true`.
+        let rule = formula_rule("=IS_PRESENT(r.body.next)", "p", &mut notes);
+        assert_eq!(
+            rule,
+            json!({"type": "field==value", "path": "{% if r.body.next != blank %}true{% else %}false{% endif %}", "value": "true"})
+        );
     }
 }
