@@ -114,6 +114,7 @@ pub(crate) fn run(args: &RecordArgs, out: &mut dyn Write, err: &mut dyn Write) -
         keep_events: true,
         library,
         links: super::run::offline_links(),
+        story_state: Default::default(),
     };
     let event: J = serde_json::from_slice(&body).unwrap_or(J::Null);
     let report = if story.actions[entry].is_webhook {

@@ -281,6 +281,7 @@ pub(crate) fn run(args: &RunArgs, out: &mut dyn Write, err: &mut dyn Write) -> a
         keep_events: false,
         library,
         links: offline_links(),
+        story_state: Default::default(),
         progress: Some(Arc::new(|events, pending| {
             eprintln!("… {events} events so far, {pending} action runs waiting");
         })),
@@ -357,6 +358,7 @@ fn run_stored(
             keep_events: false,
             library,
             links: offline_links(),
+            story_state: Default::default(),
         };
         let durable = Durable::start(Loaded::new(runtime, redactor), store.clone(), 64, 100_000, None);
         let delivered = if story.actions[entry].is_webhook {

@@ -112,6 +112,9 @@ struct Case {
     /// execution gets this status at once, as if a person clicked it.
     #[serde(default)]
     prompts: std::collections::BTreeMap<String, String>,
+    /// The story state (`STATE.name`) the run starts with, by name.
+    #[serde(default)]
+    state: serde_json::Map<String, J>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -503,6 +506,21 @@ fn run_file(loaded: &Loaded, stories: &[PathBuf], filter: Option<&str>) -> Vec<O
     results
 }
 
+/// `expect: {STATE: {name: value}}`: each name holds that value after the
+/// run (`null`: the name is not set).
+fn check_state(expected: &J, actual: &serde_json::Map<String, J>, failures: &mut Vec<String>) {
+    let Some(expected) = expected.as_object() else {
+        failures.push("`STATE` expects a mapping of state names to values".to_owned());
+        return;
+    };
+    for (name, want) in expected {
+        let got = actual.get(name).unwrap_or(&J::Null);
+        if got != want {
+            failures.push(format!("STATE.{name} is {got}, expected {want}"));
+        }
+    }
+}
+
 fn run_case(
     test: &Path,
     file: &TestFile,
@@ -546,6 +564,7 @@ fn run_case(
     let rt = Runtime {
         library,
         links: super::run::answering_links(case.prompts.clone()),
+        story_state: case.state.clone(),
         ..Runtime::contained(http.clone(), Arc::new(RecordingMailer::default()), clock)
     };
     // A webhook gets the event; a scheduled action runs as one tick.
@@ -573,6 +592,11 @@ fn run_case(
     }
 
     for (key, expectation) in &case.expect {
+        // `STATE`: the story state after the run, by name (`null`: not set).
+        if key == "STATE" {
+            check_state(expectation, &report.state, &mut outcome.failures);
+            continue;
+        }
         // `slug` is the main output only; `slug.no_match`, `slug.failure` a branch.
         let (slug, branch) = match key.split_once('.') {
             Some((s, b)) => (s, Some(b)),

@@ -312,6 +312,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         keep_events: false,
         library: Default::default(),
         links: Some(links.clone()),
+        story_state: Default::default(),
     };
     let stories_dir = args.stories.clone();
     let (resources, credentials) = (args.resources.clone(), args.credentials.clone());

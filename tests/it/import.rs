@@ -175,7 +175,10 @@ fn imported_corpus_stories_run_as_tines_documents() {
     cases.sort();
     assert!(cases.len() >= 10, "ten imported stories are run, found {}", cases.len());
     for case in &cases {
-        let name = case.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = case
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let stem = name.trim_end_matches(".tines.test.yaml");
         let export = root().join("tests/data/tines-exports").join(format!("{stem}.json"));
         let dir = tempfile::tempdir().expect("tmp");

@@ -33,6 +33,7 @@ mod serve_cli;
 mod slow_clients;
 mod special_files;
 mod store_conformance;
+mod story_state;
 mod story_tests;
 mod substories;
 mod support;

@@ -520,6 +520,19 @@ fn load_action(
         }
     };
 
+    for (name, node) in common.state.iter().flatten() {
+        if let Err(why) = crate::values::check_slug(name) {
+            out.push(
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    file,
+                    node.span,
+                    format!("`{name}` cannot name story state: {why}"),
+                )
+                .help("state names are read as `STATE.name`: use a-z, 0-9 and `_`, starting with a letter"),
+            );
+        }
+    }
     let (sources, from_broken) = parse_from(file, common.from.as_ref(), out);
     let schedule = common.schedule.as_ref().and_then(|s| parse_schedule(file, s, out));
     let rules = common.rules.as_ref().map(|r| r.value.clone()).unwrap_or_default();
@@ -568,6 +581,7 @@ fn load_action(
         rules,
         must_match,
         local: common.local.unwrap_or_default(),
+        state: common.state.unwrap_or_default(),
         config,
         unresolved_from: from_broken || mistyped_link,
     })

@@ -181,6 +181,9 @@ pub(crate) fn check_story(story: &Story, source: &SourceMap<'_>, cx: &TemplateCx
         for (name, node) in &action.local {
             TemplateField::collect_node(&format!("local.{name}"), node, &mut fields);
         }
+        for (name, node) in &action.state {
+            TemplateField::collect_node(&format!("state.{name}"), node, &mut fields);
+        }
         if fields.iter().all(|f| !template::has_markup(f.text)) {
             continue;
         }
@@ -362,12 +365,32 @@ fn check_field(
                         );
                     }
                 }
+                "STATE" => {
+                    if !story.actions.iter().any(|a| a.state.contains_key(member)) {
+                        let written = story.actions.iter().flat_map(|a| a.state.keys().map(String::as_str));
+                        let help = did_you_mean(member, written).unwrap_or_else(|| {
+                            format!("an action sets it with `state: {{{member}: \"{{{{ … }}}}\"}}`; until then it reads as nil")
+                        });
+                        out.push(
+                            Diagnostic::new(
+                                Code::UnwrittenState,
+                                file,
+                                member_span,
+                                format!("`STATE.{member}` is never set by an action of this story"),
+                            )
+                            .label("never set")
+                            .help(help),
+                        );
+                    }
+                }
                 _ => {}
             }
             continue;
         }
         match story.action(root) {
             Some(j) if upstream[j] => {}
+            // `state` renders with the action's own last event.
+            Some(j) if j == action_index && field.field.starts_with("state.") => {}
             Some(j)
                 if j == action_index
                     && action.is_webhook()

@@ -65,6 +65,8 @@ pub struct Action {
     pub rules: Vec<Rule>,
     pub must_match: Option<usize>,
     pub local: IndexMap<String, Node>,
+    /// The story state names it sets when it emits (`state:`).
+    pub state: IndexMap<String, Node>,
     /// `None` when the body had errors: the checker then assumes the least.
     pub config: Option<Box<dyn ActionConfig>>,
     /// Some `from` entry named a missing action or branch: the graph around

@@ -65,6 +65,9 @@ pub struct RunReport {
     pub logged: Vec<(String, String)>,
     pub trace: Vec<TraceEntry>,
     pub response: Option<WebhookResponse>,
+    /// The story state after the run (`STATE`), by name: the names its
+    /// actions set or read.
+    pub state: serde_json::Map<String, J>,
 }
 
 impl RunReport {
@@ -95,6 +98,8 @@ pub struct Runtime {
     /// Where `{% story_run_link %}` and `{% prompt %}` links point (none:
     /// they render empty).
     pub links: Option<Arc<super::links::Links>>,
+    /// The story state an in-process run starts with (`STATE`), by name.
+    pub story_state: serde_json::Map<String, J>,
 }
 
 struct Item {
@@ -139,6 +144,7 @@ impl Runtime {
             keep_events: true,
             library: Default::default(),
             links: None,
+            story_state: Default::default(),
         }
     }
 
@@ -317,6 +323,16 @@ impl Runtime {
         }
         scope.meta = Some(&meta);
         scope.now_ms = Some(at_ms);
+        let state = match self.read_state(&story, action).await {
+            Ok(state) => state,
+            Err(e) => {
+                return Step {
+                    result: Err(e.into()),
+                    skipped: None,
+                };
+            }
+        };
+        scope.state = state.as_ref();
         let local = match &action.local {
             Some(tree) => match tree.render(&scope) {
                 Ok(v) => Some(v),
@@ -358,6 +374,19 @@ impl Runtime {
             }
             Err(e) => (Err(e.into()), None),
         };
+        // `state:` renders with the last event it emitted.
+        let result = match result {
+            Ok(mut outcome) if action.state.is_some() && skipped.is_none() => {
+                match write_state(&story, action, &cx.scope, run_id, at_ms, &outcome) {
+                    Ok(puts) => {
+                        outcome.state.extend(puts);
+                        Ok(outcome)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            result => result,
+        };
         // A token is fetched after the redactor was built: what the action
         // made of it is hidden here.
         let result = if tokens.is_empty() {
@@ -381,6 +410,74 @@ impl Runtime {
         };
         Step { result, skipped }
     }
+}
+
+impl Runtime {
+    /// The story state an action's templates read (`STATE`), as it is now.
+    async fn read_state(&self, story: &BuiltStory, action: &BuiltAction) -> Result<Option<J>, StoreError> {
+        if action.state_reads.is_empty() {
+            return Ok(None);
+        }
+        let mut state = serde_json::Map::new();
+        for name in &action.state_reads {
+            let key = super::store::story_state_key(&story.id, name);
+            if let Some(value) = self.store.state(&key).await? {
+                state.insert(name.clone(), value);
+            }
+        }
+        Ok(Some(J::Object(state)))
+    }
+}
+
+/// The story state an action sets (`state:`), rendered with the last event
+/// it emitted (read by its slug); nothing when it emitted none. A name
+/// whose value renders null or empty text is removed.
+fn write_state(
+    story: &BuiltStory,
+    action: &BuiltAction,
+    scope: &Scope<'_>,
+    run_id: RunId,
+    at_ms: i64,
+    outcome: &Outcome,
+) -> Result<Vec<super::store::StatePut>, super::render::RenderError> {
+    let Some(tree) = &action.state else {
+        return Ok(Vec::new());
+    };
+    let last = outcome.emits.iter().rev().find_map(|e| match e {
+        Emit::Main(output) | Emit::Branch(_, output) => Some(output),
+        _ => None,
+    });
+    let Some(output) = last else {
+        return Ok(Vec::new());
+    };
+    let event = Arc::new(Event::new(
+        run_id,
+        story.id.clone(),
+        action.slug.clone(),
+        scope.input.cloned().into_iter().collect(),
+        output.clone(),
+        at_ms,
+    ));
+    let mut own = Scope::new(scope.globals, Some(&event));
+    own.credentials = scope.credentials;
+    own.local = scope.local;
+    own.state = scope.state;
+    own.meta = scope.meta;
+    own.now_ms = scope.now_ms;
+    let J::Object(values) = tree.render(&own)? else {
+        return Ok(Vec::new());
+    };
+    Ok(values
+        .into_iter()
+        .map(|(name, value)| {
+            let key = super::store::story_state_key(&story.id, &name);
+            match value {
+                J::Null => super::store::StatePut::delete(key),
+                J::String(s) if s.is_empty() => super::store::StatePut::delete(key),
+                value => super::store::StatePut::set(key, value),
+            }
+        })
+        .collect())
 }
 
 /// What a prompted action emits when its wait ends: on a click, an event

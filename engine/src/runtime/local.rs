@@ -16,6 +16,7 @@ use super::event::{Event, EventId, RunId};
 use super::exec::{RunError, RunReport, Runtime, TraceEntry, WebhookRequest};
 use super::memory::{MemoryDurableStore, RunStatus};
 use super::redact::Redactor;
+use super::store::{StatePut, StateStore, story_state_key};
 
 /// How often a long run says how far it got (`Runtime::progress`).
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -117,6 +118,13 @@ pub async fn run_local(
     } else {
         MemoryDurableStore::without_events()
     });
+    store.seed(
+        runtime
+            .story_state
+            .iter()
+            .map(|(name, value)| StatePut::set(story_state_key(&story.id, name), value.clone()))
+            .collect(),
+    );
     let mut library = (*runtime.library).clone();
     library.insert(story.id.to_string(), story.clone());
     let recorder = Arc::new(Recorder {
@@ -149,6 +157,7 @@ pub async fn run_local(
                     logged: Vec::new(),
                     trace: Vec::new(),
                     response: Some(response),
+                    state: runtime.story_state.clone(),
                 });
             }
             Ok(Delivery::Refused { status, message }) => return Err(RunError::Refused { status, message }),
@@ -200,6 +209,18 @@ pub async fn run_local(
         .filter(|(run, _, _)| *run == run_id)
         .map(|(_, action, message)| (action, message))
         .collect();
+    // The story state now, for the names the story sets or reads.
+    let mut state = serde_json::Map::new();
+    let names = story
+        .actions
+        .iter()
+        .flat_map(|a| a.state_reads.iter().cloned().chain(a.state_names()))
+        .collect::<std::collections::BTreeSet<String>>();
+    for name in names {
+        if let Some(value) = store.state(&story_state_key(&story.id, &name)).await? {
+            state.insert(name, value);
+        }
+    }
     let steps = std::mem::take(&mut *recorder.steps.lock().unwrap_or_else(|p| p.into_inner()));
     let trace = nest(run_id, &steps, 0);
     Ok(RunReport {
@@ -214,6 +235,7 @@ pub async fn run_local(
         logged,
         trace,
         response,
+        state,
     })
 }
 

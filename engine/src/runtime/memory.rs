@@ -91,6 +91,11 @@ impl MemoryDurableStore {
         self.lock().events.get(&run).cloned().unwrap_or_default()
     }
 
+    /// Sets state before a run (a story test's `state:`).
+    pub fn seed(&self, puts: Vec<super::store::StatePut>) {
+        self.lock().state.apply(puts);
+    }
+
     /// A run's status, if the store knows the run.
     pub fn run_status(&self, run: RunId) -> Option<RunStatus> {
         self.lock().runs.get(&run).map(|r| r.status.clone())

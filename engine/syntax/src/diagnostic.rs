@@ -96,6 +96,7 @@ codes! {
     UnknownReference = ("E403", "unknown-reference", Error, "a template names something that is neither an action nor a namespace"),
     NotUpstream = ("E404", "not-upstream", Error, "a template reads an action that does not run before it"),
     UnknownLocal = ("E405", "unknown-local", Error, "a template reads `LOCAL.x` that the action's `local` does not define"),
+    UnwrittenState = ("W406", "unwritten-state", Warning, "a template reads `STATE.x` that no action of the story sets"),
     // Across stories.
     UnknownStory = ("E501", "unknown-story", Error, "send_to_story names a story that cannot be found"),
     MissingInput = ("E502", "missing-input", Error, "a call leaves out a required input of the sub-story"),

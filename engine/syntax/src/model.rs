@@ -109,6 +109,9 @@ pub struct RawCommon {
     pub must_match: Option<Spanned<u64>>,
     /// Named values computed before the action runs, read as `LOCAL.name`.
     pub local: Option<IndexMap<String, Node>>,
+    /// Names of the story's state this action sets when it emits, rendered
+    /// with its last event (readable by the action's slug); read as `STATE.name`.
+    pub state: Option<IndexMap<String, Node>>,
 }
 
 impl RawCommon {
@@ -123,6 +126,7 @@ impl RawCommon {
         self.rules = other.rules.or(self.rules.take());
         self.must_match = other.must_match.or(self.must_match.take());
         self.local = other.local.or(self.local.take());
+        self.state = other.state.or(self.state.take());
     }
 
     /// Keys handled here, listed in unknown-key messages beside the type's own.
@@ -136,6 +140,7 @@ impl RawCommon {
         "rules",
         "must_match",
         "local",
+        "state",
     ];
 }
 

@@ -18,7 +18,7 @@ pub use scan::{Scan, has_markup, scan};
 pub use tags::story_slug;
 
 /// Namespaces every template may read.
-pub const NAMESPACES: &[&str] = &["CREDENTIAL", "RESOURCE", "LOCAL", "STORY", "META"];
+pub const NAMESPACES: &[&str] = &["CREDENTIAL", "RESOURCE", "LOCAL", "STATE", "STORY", "META"];
 
 /// A template that does not parse: the message and the byte offset in the template.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]

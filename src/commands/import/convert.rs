@@ -1119,7 +1119,10 @@ mod tests {
              {% if b %}{% assign _v2 = 3 %}{% else %}{% assign _v2 = nil %}{% endif %}{{ _v2 }}"
         );
         assert!(notes.is_empty());
-        assert_eq!(template_text("<<MATCH(a, \"x\")>>", "p", &mut notes), "<<MATCH(a, \"x\")>>");
+        assert_eq!(
+            template_text("<<MATCH(a, \"x\")>>", "p", &mut notes),
+            "<<MATCH(a, \"x\")>>"
+        );
         assert_eq!(notes.len(), 1);
         // A formula rule holds when its condition renders `true`.
         let rule = formula_rule("=IS_PRESENT(r.body.next)", "p", &mut notes);

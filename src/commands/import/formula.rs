@@ -308,7 +308,9 @@ impl Lower {
                 for pair in cases.chunks(2) {
                     match pair {
                         [key, value] => {
-                            let Val::Simple(key) = self.value(key)? else { return None };
+                            let Val::Simple(key) = self.value(key)? else {
+                                return None;
+                            };
                             self.tags.push_str(&format!("{{% when {key} %}}"));
                             self.assign_to(&t, value)?;
                         }
@@ -643,7 +645,11 @@ impl Parser<'_> {
 
     fn word(&mut self) -> Option<String> {
         let start = self.at;
-        while self.s.get(self.at).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+        while self
+            .s
+            .get(self.at)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
             self.at += 1;
         }
         (self.at > start).then(|| String::from_utf8_lossy(&self.s[start..self.at]).into_owned())
@@ -701,7 +707,11 @@ impl Parser<'_> {
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let word = self.word()?;
-                if self.peek() == Some(b'(') && word.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+                if self.peek() == Some(b'(')
+                    && word
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                {
                     self.at += 1;
                     if word == "LAMBDA" {
                         let mut parts = self.list(")", Self::pipe)?;
@@ -788,9 +798,7 @@ mod tests {
     fn pipes_read_their_left_side_as_percent() {
         assert_eq!(
             field(r#"m.body |> WHERE(%, "metric", "bugs")[0].value |> NUMBER(%)"#).as_deref(),
-            Some(
-                r#"{% assign _v1 = m.body | where: "metric", "bugs" %}{{ _v1[0].value | plus: 0 | as_object }}"#
-            )
+            Some(r#"{% assign _v1 = m.body | where: "metric", "bugs" %}{{ _v1[0].value | plus: 0 | as_object }}"#)
         );
     }
 

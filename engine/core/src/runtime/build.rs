@@ -39,6 +39,11 @@ pub struct BuiltAction {
     pub handles_rules: bool,
     pub rules: Rules,
     pub local: Option<Tree>,
+    /// `state:`: the story state it sets from its last event (name → value).
+    pub state: Option<Tree>,
+    /// The story state names its templates read (`STATE.name`): loaded from
+    /// the store before it runs.
+    pub state_reads: Vec<String>,
     pub schedule: Option<Schedule>,
     /// Where its events go, and on which branch.
     pub downstream: Vec<(usize, Edge)>,
@@ -71,9 +76,44 @@ fn template_texts(action: &crate::story::Action, mut each: impl FnMut(&str)) {
             v.for_each_str(&mut |s, _| each(s));
         }
     }
-    for node in action.local.values() {
+    for node in action.local.values().chain(action.state.values()) {
         node.for_each_str(&mut |s, _| each(s));
     }
+}
+
+/// The story state names an action's templates read (`STATE.name`).
+pub fn state_read(action: &crate::story::Action) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    template_texts(action, |t| {
+        let scan = crate::template::scan(t);
+        names.extend(
+            scan.references
+                .iter()
+                .filter(|r| r.root == "STATE")
+                .filter_map(|r| r.member.clone()),
+        );
+    });
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A mapping of the story (`local:`, `state:`) as one YAML node to compile.
+fn mapping(at: crate::span::Span, entries: &indexmap::IndexMap<String, crate::yaml::Node>) -> crate::yaml::Node {
+    crate::yaml::Node::new(
+        at,
+        crate::yaml::NodeKind::Map(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        crate::yaml::Node::new(v.span, crate::yaml::NodeKind::Str(k.clone())),
+                        v.clone(),
+                    )
+                })
+                .collect(),
+        ),
+    )
 }
 
 /// The credentials an action reads in its templates, rules and `local`
@@ -114,6 +154,17 @@ pub fn reads_run_link(action: &crate::story::Action) -> bool {
                 .any(|r| r.root == "META" && r.member.as_deref() == Some("run"));
     });
     reads
+}
+
+impl BuiltAction {
+    /// The story state names it sets (`state:`).
+    pub fn state_names(&self) -> impl Iterator<Item = String> + '_ {
+        let names = match &self.state {
+            Some(Tree::Object(entries)) => entries.as_slice(),
+            _ => &[],
+        };
+        names.iter().map(|(name, _)| name.clone())
+    }
 }
 
 impl BuiltStory {
@@ -194,21 +245,12 @@ pub fn build(story: &Story, parser: &TemplateParser, globals: Globals) -> Result
         let local = if a.local.is_empty() {
             None
         } else {
-            let node = crate::yaml::Node::new(
-                a.slug.span,
-                crate::yaml::NodeKind::Map(
-                    a.local
-                        .iter()
-                        .map(|(k, v)| {
-                            (
-                                crate::yaml::Node::new(v.span, crate::yaml::NodeKind::Str(k.clone())),
-                                v.clone(),
-                            )
-                        })
-                        .collect(),
-                ),
-            );
-            Some(compiler.tree("local", &node).map_err(err)?)
+            Some(compiler.tree("local", &mapping(a.slug.span, &a.local)).map_err(err)?)
+        };
+        let state = if a.state.is_empty() {
+            None
+        } else {
+            Some(compiler.tree("state", &mapping(a.slug.span, &a.state)).map_err(err)?)
         };
         // In the order the actions are written (petgraph lists edges newest first).
         let mut downstream: Vec<(usize, Edge)> = story
@@ -227,6 +269,8 @@ pub fn build(story: &Story, parser: &TemplateParser, globals: Globals) -> Result
             handles_rules: config.needs_rules(),
             rules,
             local,
+            state,
+            state_reads: state_read(a),
             schedule: a.schedule.clone(),
             downstream,
             branches: config.branches(),

@@ -178,8 +178,22 @@ fn as_object_expression(text: &str) -> Option<(&str, &str)> {
 /// Tags that compute without writing; an output is allowed only inside a
 /// `capture`, whose text goes to a variable.
 const SILENT_TAGS: &[&str] = &[
-    "assign", "capture", "endcapture", "if", "elsif", "else", "endif", "unless", "endunless", "for", "endfor",
-    "case", "when", "endcase", "break", "continue",
+    "assign",
+    "capture",
+    "endcapture",
+    "if",
+    "elsif",
+    "else",
+    "endif",
+    "unless",
+    "endunless",
+    "for",
+    "endfor",
+    "case",
+    "when",
+    "endcase",
+    "break",
+    "continue",
 ];
 
 /// Whether `prefix` renders nothing but spaces: only silent tags, with
@@ -541,18 +555,21 @@ mod tests {
             json!([1, 2])
         );
         assert_eq!(
-            render("{% capture t %}n={{ receive.body.n }}{% endcapture %} {{ t | as_object }}", &hook),
+            render(
+                "{% capture t %}n={{ receive.body.n }}{% endcapture %} {{ t | as_object }}",
+                &hook
+            ),
             json!("n=3")
         );
         assert_eq!(
-            render("{% for i in receive.body.items %}{% assign last = i %}{% endfor %}{{ last | as_object }}", &hook),
+            render(
+                "{% for i in receive.body.items %}{% assign last = i %}{% endfor %}{{ last | as_object }}",
+                &hook
+            ),
             json!(2)
         );
         // Text, an output or a writing tag before the value: the field is text.
-        assert_eq!(
-            render("{% assign v = 1 %}v: {{ v | as_object }}", &hook),
-            json!("v: 1")
-        );
+        assert_eq!(render("{% assign v = 1 %}v: {{ v | as_object }}", &hook), json!("v: 1"));
         assert_eq!(
             render("{{ receive.body.n }}{{ receive.body.items | as_object }}", &hook),
             json!("312")

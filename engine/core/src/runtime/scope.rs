@@ -158,6 +158,8 @@ pub struct Scope<'a> {
     /// The event the action received (None for a scheduled start).
     pub input: Option<&'a Arc<Event>>,
     pub local: Option<&'a J>,
+    /// The story state the action reads (`STATE`), loaded before it runs.
+    pub state: Option<&'a J>,
     pub meta: Option<&'a J>,
     /// Field-specific names: `request`, `response`, `LOOP`.
     pub extra: &'a [(&'a str, &'a J)],
@@ -173,6 +175,7 @@ impl<'a> Scope<'a> {
             credentials: &globals.credentials,
             input,
             local: None,
+            state: None,
             meta: None,
             extra: &[],
             now_ms: None,
@@ -189,6 +192,7 @@ impl<'a> Scope<'a> {
             credentials: self.credentials,
             input: self.input,
             local: self.local,
+            state: self.state,
             meta: self.meta,
             extra,
             now_ms: self.now_ms,
@@ -199,7 +203,7 @@ impl<'a> Scope<'a> {
     /// or a field-specific name).
     pub fn source_event(&self, name: &str) -> Option<&'a Arc<Event>> {
         if self.extra.iter().any(|(n, _)| *n == name)
-            || matches!(name, "CREDENTIAL" | "RESOURCE" | "STORY" | "LOCAL" | "META")
+            || matches!(name, "CREDENTIAL" | "RESOURCE" | "STORY" | "LOCAL" | "STATE" | "META")
         {
             return None;
         }
@@ -216,6 +220,7 @@ impl<'a> Scope<'a> {
             "RESOURCE" => Some(&self.globals.resources),
             "STORY" => Some(&self.globals.story),
             "LOCAL" => self.local,
+            "STATE" => self.state,
             "META" => self.meta,
             _ => self.input.and_then(|e| e.nearest(name)),
         }

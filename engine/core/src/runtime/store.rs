@@ -73,6 +73,12 @@ impl StatePut {
     }
 }
 
+/// Where a story's state name (`state:`, `STATE.name`) is kept: beside its
+/// actions' state (`<story>/<slug>/…`), under a name no slug can take.
+pub fn story_state_key(story: &str, name: &str) -> String {
+    format!("{story}/STATE/{name}")
+}
+
 /// Reads action state (implode, deduplicate, throttle) by key: all a
 /// stateful action sees of the store. Async, as a database is; what a step
 /// changes is written with the step (`StatePut`), never through here.

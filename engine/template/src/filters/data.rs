@@ -566,7 +566,11 @@ mod tests {
                 ("{{ nothing | merge: p | to_json }}", r#"{"b":3}"#),
             ],
         );
-        fails("{{ l | merge: o }}", json!({"l": [1], "o": {}}), "merge: expected an object, got an array");
+        fails(
+            "{{ l | merge: o }}",
+            json!({"l": [1], "o": {}}),
+            "merge: expected an object, got an array",
+        );
     }
 
     #[test]
