@@ -4,7 +4,6 @@
 //! bytes that are not text) is a file. The body is built as bytes, like
 //! every other body, so that the credential host checks see all of it.
 
-use base64::Engine as _;
 use serde_json::Value as J;
 
 /// A field: its name, for a file its (file name, content type), its bytes.
@@ -20,9 +19,9 @@ pub(crate) fn encode(payload: &J) -> Result<(String, Vec<u8>), String> {
         match value {
             J::Object(file) if file.contains_key("contents") || file.contains_key("base64encodedcontents") => {
                 let bytes = match (file.get("base64encodedcontents"), file.get("contents")) {
-                    (Some(b64), _) => base64::engine::general_purpose::STANDARD
-                        .decode(b64.as_str().unwrap_or_default().trim())
-                        .map_err(|e| format!("field `{name}`: `base64encodedcontents` is not base64: {e}"))?,
+                    // As Tines (Ruby's decode64): what is not base64 is skipped.
+                    (Some(b64), _) => tale_core::template::filters::decode_base64(b64.as_str().unwrap_or_default())
+                        .ok_or_else(|| format!("field `{name}`: `base64encodedcontents` is not base64"))?,
                     (None, Some(J::String(text))) => text.clone().into_bytes(),
                     (None, Some(other)) => other.to_string().into_bytes(),
                     (None, None) => Vec::new(),

@@ -113,7 +113,6 @@ const MAX_ATTACHMENT_BYTES: usize = 25 * 1024 * 1024;
 
 /// Attachments from their rendered value (one object or a list).
 fn attachments(value: J) -> Result<Vec<Attachment>, String> {
-    use base64::Engine as _;
     let list = match value {
         J::Null => return Ok(Vec::new()),
         J::Array(items) => items,
@@ -134,10 +133,9 @@ fn attachments(value: J) -> Result<Vec<Attachment>, String> {
             return Err(format!("attachment {} has no `filename`", i + 1));
         };
         let encoded = item["base64encodedcontents"].as_str().unwrap_or("");
-        let cleaned: String = encoded.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        let contents = base64::engine::general_purpose::STANDARD
-            .decode(&cleaned)
-            .map_err(|e| format!("attachment `{filename}`: `base64encodedcontents` is not base64 ({e})"))?;
+        // As Tines (Ruby's decode64): what is not base64 is skipped.
+        let contents = tale_core::template::filters::decode_base64(encoded)
+            .ok_or_else(|| format!("attachment `{filename}`: `base64encodedcontents` is not base64"))?;
         total += contents.len();
         if total > MAX_ATTACHMENT_BYTES {
             return Err(format!(

@@ -90,6 +90,12 @@ struct Case {
     /// Where the run starts: a webhook (when the story has several and no
     /// `entry`), a scheduled action, or an action without `from`.
     action: Option<String>,
+    /// Headers of the request to the webhook (names any case), besides
+    /// `content-type: application/json`; and its query string.
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    query: std::collections::BTreeMap<String, String>,
     /// HTTP answers by method and URL pattern (`*` matches any run of characters).
     #[serde(default)]
     #[schemars(with = "Vec<super::run::MockSpec>")]
@@ -112,6 +118,10 @@ struct Case {
     /// execution gets this status at once, as if a person clicked it.
     #[serde(default)]
     prompts: std::collections::BTreeMap<String, String>,
+    /// Actions expected to fail, by slug: text their error contains. Any
+    /// other failure fails the case, and so does one of these not failing.
+    #[serde(default)]
+    errors: std::collections::BTreeMap<String, String>,
     /// The story state (`STATE.name`) the run starts with, by name.
     #[serde(default)]
     state: serde_json::Map<String, J>,
@@ -568,13 +578,39 @@ fn run_case(
         ..Runtime::contained(http.clone(), Arc::new(RecordingMailer::default()), clock)
     };
     // A webhook gets the event; a scheduled action runs as one tick.
-    let webhook_request = built.actions[entry].is_webhook.then(|| request(&built, entry, event));
+    let webhook_request = built.actions[entry].is_webhook.then(|| {
+        let mut request = request(&built, entry, event);
+        for (name, value) in &case.headers {
+            let name = name.to_ascii_lowercase();
+            request.headers.retain(|(k, _)| *k != name);
+            request.headers.push((name, value.clone()));
+        }
+        request.query = case.query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        request
+    });
     let report = match webhook_request {
         Some(webhook_request) => runtime()?.block_on(rt.run_webhook(built.clone(), entry, webhook_request))?,
         None => runtime()?.block_on(rt.run_scheduled(built.clone(), entry))?,
     };
     for (action, error) in &report.errors {
-        outcome.failures.push(format!("action `{action}` failed: {error}"));
+        let expected = case
+            .errors
+            .get(action)
+            .is_some_and(|want| error.contains(want.as_str()));
+        if !expected {
+            outcome.failures.push(format!("action `{action}` failed: {error}"));
+        }
+    }
+    for (action, want) in &case.errors {
+        if !report
+            .errors
+            .iter()
+            .any(|(a, e)| a == action && e.contains(want.as_str()))
+        {
+            outcome.failures.push(format!(
+                "action `{action}` was expected to fail with “{want}”, and did not"
+            ));
+        }
     }
     outcome.reached = report
         .events

@@ -195,3 +195,55 @@ fn imported_corpus_stories_run_as_tines_documents() {
         assert_eq!(tested.status, 0, "{stem}:\n{}{}", tested.stdout, tested.stderr);
     }
 }
+
+/// The boilerplate of every action Tines builds from its template library:
+/// the options in `local`, then a formula that drops the empty ones
+/// (`REJECT` over an object keeps an object, as Tines documents; `false` and
+/// numbers are kept: `TYPE` routes them to `IS_EMPTY(TEXT(x))`).
+#[test]
+fn a_template_actions_reject_boilerplate_computes_what_tines_does() {
+    let export = r#"{
+      "schema_version": 27, "name": "Boilerplate", "guid": "b0",
+      "agents": [
+        {"type": "Agents::WebhookAgent", "name": "Receive", "guid": "b1", "options": {"path": "p", "secret": "s"}},
+        {"type": "Agents::EventTransformationAgent", "name": "Build Message", "guid": "b2",
+         "options": {"mode": "message_only",
+           "local": {
+             "all_options": {"channel": "<<receive.body.channel>>", "text": "hi", "icon_emoji": "",
+                             "mrkdwn": false, "n": 3, "nothing": null, "list": "=receive.body.tags"},
+             "final_payload": "=REJECT(\n  LOCAL.all_options,\n  LAMBDA(\n    item,\n    OR(\n      item = NULL,\n      IF(\n        OR(\n          TYPE(item) = \"TrueClass\",\n          TYPE(item) = \"FalseClass\",\n          TYPE(item) = \"Integer\"\n        ),\n        IS_EMPTY(TEXT(item)),\n        IS_EMPTY(item)\n      )\n    )\n  )\n)"
+           },
+           "payload": {"message": "=LOCAL.final_payload", "kept": "=SIZE(REJECT(receive.body.tags, LAMBDA(t, IS_EMPTY(t))))"}}}
+      ],
+      "links": [{"source": 0, "receiver": 1}],
+      "entry_agent_guid": "b1", "exit_agent_guids": [], "send_to_stories": []
+    }"#;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("boilerplate.json");
+    std::fs::write(&path, export).expect("write");
+    let out_dir = dir.path().join("out");
+    let out = tale(&[
+        "import",
+        path.to_str().expect("p"),
+        "--out",
+        out_dir.to_str().expect("p"),
+    ]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, r#"{"channel": "C1", "tags": ["a", "", "b"]}"#).expect("w");
+    let run = tale(&[
+        "run",
+        out_dir.join("boilerplate.yaml").to_str().expect("p"),
+        "--event",
+        event.to_str().expect("p"),
+    ]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let events = crate::support::json_lines(&run.stdout);
+    let built = crate::support::output_of(&events, "build_message").expect("build_message ran");
+    assert_eq!(
+        built["message"],
+        serde_json::json!({"channel": "C1", "text": "hi", "mrkdwn": false, "n": 3, "list": ["a", "", "b"]}),
+        "{built}"
+    );
+    assert_eq!(built["kept"], serde_json::json!(2));
+}

@@ -1425,3 +1425,36 @@ actions:
     );
     assert!(body.ends_with(&format!("--{boundary}--\r\n")), "{body}");
 }
+
+/// Tines' template actions build one `local` value from others
+/// (`final_payload: =REJECT(LOCAL.all_options, …)` after `all_options`):
+/// a local value reads the ones it names, in whatever order they are written.
+#[test]
+fn a_local_value_reads_the_local_values_it_names() {
+    let case = Case::new(
+        r#"
+name: Locals
+actions:
+  receive:
+    type: webhook
+    path: locals
+  build:
+    type: transform
+    mode: message_only
+    from: receive
+    local:
+      final: "{{ LOCAL.options | set_key: 'n', LOCAL.count | as_object }}"
+      options: {channel: "{{ receive.body.channel }}"}
+      count: "{{ receive.body.items | size | as_object }}"
+    payload:
+      body: "{{ LOCAL.final | as_object }}"
+"#,
+        "",
+    );
+    let (status, events, stderr) = case.run(r#"{"channel": "C1", "items": [1, 2]}"#);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(
+        outputs_of(&events, "build")[0]["body"],
+        json!({"channel": "C1", "n": 2})
+    );
+}

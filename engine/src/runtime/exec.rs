@@ -334,7 +334,7 @@ impl Runtime {
         };
         scope.state = state.as_ref();
         let local = match &action.local {
-            Some(tree) => match tree.render(&scope) {
+            Some(tree) => match render_local(tree, &action.local_order, &scope) {
                 Ok(v) => Some(v),
                 Err(e) => {
                     return Step {
@@ -427,6 +427,45 @@ impl Runtime {
         }
         Ok(Some(J::Object(state)))
     }
+}
+
+/// An action's `local` values, each rendered after those it reads, which
+/// its `LOCAL` sees (Tines' template actions build one local from others:
+/// `final_payload: =REJECT(LOCAL.all_options, …)`).
+fn render_local(
+    tree: &super::render::Tree,
+    order: &[(usize, bool)],
+    scope: &Scope<'_>,
+) -> Result<J, super::render::RenderError> {
+    let super::render::Tree::Object(entries) = tree else {
+        return tree.render(scope);
+    };
+    let mut values: Vec<Option<J>> = vec![None; entries.len()];
+    for &(i, reads_local) in order {
+        let (_, template) = &entries[i];
+        let value = if reads_local {
+            let so_far = J::Object(
+                entries
+                    .iter()
+                    .zip(&values)
+                    .filter_map(|((name, _), v)| Some((name.clone(), v.clone()?)))
+                    .collect(),
+            );
+            let mut with_local = scope.clone_with_extra(scope.extra);
+            with_local.local = Some(&so_far);
+            template.render(&with_local)?
+        } else {
+            template.render(scope)?
+        };
+        values[i] = Some(value);
+    }
+    Ok(J::Object(
+        entries
+            .iter()
+            .zip(values)
+            .map(|((name, _), v)| (name.clone(), v.unwrap_or(J::Null)))
+            .collect(),
+    ))
 }
 
 /// The story state an action sets (`state:`), rendered with the last event

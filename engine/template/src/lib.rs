@@ -5,6 +5,7 @@
 //!
 //! **Boundary:** no IO and no async runtime (a test holds it).
 
+pub mod conditions;
 pub mod filters;
 pub mod held;
 pub mod loops;
@@ -115,11 +116,11 @@ impl TemplateParser {
         let mut block = |b: Box<dyn ParseBlock>| {
             lang.blocks.register(b.reflection().start_tag().to_owned(), b);
         };
-        // The standard blocks, with our loops (limits) and `capture` (a
-        // budget of bytes held) in place of theirs.
+        // The standard blocks, with our loops (limits), `capture` (a
+        // budget of bytes held) and conditions (Ruby's nil) in place of theirs.
         block(Box::new(stdlib::RawBlock));
-        block(Box::new(stdlib::IfBlock));
-        block(Box::new(stdlib::UnlessBlock));
+        block(Box::new(conditions::IfBlock));
+        block(Box::new(conditions::UnlessBlock));
         block(Box::new(stdlib::IfChangedBlock));
         block(Box::new(stdlib::CommentBlock));
         block(Box::new(stdlib::CaseBlock));

@@ -285,6 +285,7 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
         .collect();
     let mut credentials: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut resources: BTreeSet<String> = BTreeSet::new();
+    let inputs = template_inputs(story);
     let mut actions = Map::new();
     for (i, a) in agents.iter().enumerate() {
         let name = a["name"].as_str().unwrap_or_default();
@@ -323,11 +324,38 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
                 action.insert("from".into(), J::Array(from));
             }
         }
+        // An implode without `item_path` collects whole events in Tines:
+        // each item keyed by the action it came from.
+        if action.get("mode").and_then(J::as_str) == Some("implode") && !action.contains_key("item_path") {
+            let sources: BTreeSet<&str> = kept
+                .iter()
+                .filter(|(_, r, _)| *r == i)
+                .map(|(s, _, _)| slugs[*s].as_str())
+                .collect();
+            if !sources.is_empty() {
+                let mut item = String::from("{{ \"{}\" | json_parse");
+                for source in &sources {
+                    item.push_str(&format!(" | set_key: \"{source}\", {source}"));
+                }
+                item.push_str(" | as_object }}");
+                notes.push(Note {
+                    place: place.clone(),
+                    what: format!(
+                        "an implode collects whole events in Tines: `item_path: {item}` keeps that shape (each item keyed by the action it came from)"
+                    ),
+                });
+                action.insert("item_path".into(), J::String(item));
+            }
+        }
         if let Some(schedule) = schedule(&a["schedule"], &place, &mut notes) {
             action.insert("schedule".into(), schedule);
         }
         if truthy(&a["disabled"]) {
             action.insert("disabled".into(), J::Bool(true));
+        }
+        // A template-built action: its inputs are in the export.
+        if let Some(values) = a["guid"].as_str().and_then(|g| inputs.get(g)) {
+            localize_inputs(&mut action, values, &place, &mut notes);
         }
         // Names the templates read (as converted), for the report.
         let (mut read_credentials, mut read_resources) = (BTreeSet::new(), BTreeSet::new());
@@ -362,6 +390,32 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
                     rename_roots(value, &nearest);
                 }
             }
+        }
+    }
+    // An old webhook (no `include_headers` in the export) whose readers take
+    // fields at the top level (`{{ .hook.value }}`, never `.hook.body`):
+    // its events were the body itself, as `include_headers: false` makes them.
+    for (i, a) in agents.iter().enumerate() {
+        if a["type"] != "Agents::WebhookAgent" || a["options"].get("include_headers").is_some() {
+            continue;
+        }
+        let slug = &slugs[i];
+        let mut members = BTreeSet::new();
+        for action in actions.values() {
+            members_read(action, slug, &mut members);
+        }
+        let wrapped = ["body", "headers", "method", "path", "query"];
+        if !members.is_empty() && members.iter().all(|m| !wrapped.contains(&m.as_str())) {
+            if let Some(J::Object(hook)) = actions.get_mut(slug) {
+                hook.insert("include_headers".into(), J::Bool(false));
+            }
+            notes.push(Note {
+                place: format!("{id} › {slug}"),
+                what: format!(
+                    "the stories reading this webhook take its fields at the top level (`{slug}.{}`): an event of the older webhook was the body itself, so `include_headers: false`",
+                    members.iter().next().map(String::as_str).unwrap_or_default()
+                ),
+            });
         }
     }
     // A name that is not an action upstream renders empty in Tines; `nil`
@@ -498,6 +552,92 @@ fn ancestors(edges: &[(usize, usize, Option<&'static str>)], of: usize) -> BTree
         }
     }
     seen
+}
+
+/// The values of template inputs newer exports carry, by action guid:
+/// `integrations[].action_inputs[]` with a `name` (`INPUT.<slug of name>`)
+/// and a `value` written as JSON text.
+fn template_inputs(story: &J) -> BTreeMap<String, Vec<(String, J)>> {
+    let mut out: BTreeMap<String, Vec<(String, J)>> = BTreeMap::new();
+    for integration in story["integrations"].as_array().into_iter().flatten() {
+        let Some(guid) = integration["action_guid"].as_str() else {
+            continue;
+        };
+        for input in integration["action_inputs"].as_array().into_iter().flatten() {
+            let Some(name) = input["name"].as_str() else { continue };
+            let value = match &input["value"] {
+                J::String(text) => serde_json::from_str(text).unwrap_or_else(|_| J::String(text.clone())),
+                other => other.clone(),
+            };
+            out.entry(guid.to_owned()).or_default().push((slug(name), value));
+        }
+    }
+    out
+}
+
+/// A template-built action reads its inputs (`INPUT.x`, which the
+/// conversion made `RESOURCE.input_x`) from its own `local` values, set
+/// from the export's input values: each action keeps its own.
+fn localize_inputs(action: &mut Map<String, J>, values: &[(String, J)], place: &str, notes: &mut Vec<Note>) {
+    fn rename(value: &mut J, names: &[(String, J)]) {
+        match value {
+            J::String(s) => {
+                for (name, _) in names {
+                    let from = format!("RESOURCE.input_{name}");
+                    if s.contains(&from) {
+                        *s = s.replace(&from, &format!("LOCAL.input_{name}"));
+                    }
+                }
+            }
+            J::Array(a) => a.iter_mut().for_each(|v| rename(v, names)),
+            J::Object(o) => o.values_mut().for_each(|v| rename(v, names)),
+            _ => {}
+        }
+    }
+    for (key, value) in action.iter_mut() {
+        if !["name", "type", "from", "mode"].contains(&key.as_str()) {
+            rename(value, values);
+        }
+    }
+    let local = action.entry("local").or_insert_with(|| J::Object(Map::new()));
+    if let J::Object(local) = local {
+        for (name, value) in values {
+            let value = template(value, &format!("{place} › input {name}"), notes);
+            local.insert(format!("input_{name}"), value);
+        }
+    }
+    // Its inputs are no longer resources to set.
+    let own = |p: &str| p == place || p.strip_prefix(place).is_some_and(|rest| rest.starts_with(" › "));
+    notes.retain(|n| !(own(&n.place) && n.what.starts_with("a template input (`INPUT.x`)")));
+    notes.push(Note {
+        place: place.to_owned(),
+        what: format!(
+            "its template inputs come from the export: `local` values {} (`INPUT.x` reads `LOCAL.input_x`)",
+            values
+                .iter()
+                .map(|(n, _)| format!("`input_{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    });
+}
+
+/// The first keys templates read of `root` (`root.x…` → `x`).
+fn members_read(value: &J, root: &str, out: &mut BTreeSet<String>) {
+    match value {
+        J::String(text) if text.contains("{{") || text.contains("{%") => {
+            for r in tale_engine::template::scan(text).references {
+                if r.root == root {
+                    if let Some(m) = r.member {
+                        out.insert(m);
+                    }
+                }
+            }
+        }
+        J::Array(a) => a.iter().for_each(|v| members_read(v, root, out)),
+        J::Object(o) => o.values().for_each(|v| members_read(v, root, out)),
+        _ => {}
+    }
 }
 
 /// Replaces each path whose root `readable` refuses (and the template does
@@ -652,6 +792,18 @@ fn names_read(value: &J, credentials: &mut BTreeSet<String>, resources: &mut BTr
 }
 
 fn schedule(value: &J, place: &str, notes: &mut Vec<Note>) -> Option<J> {
+    // The Huginn-era form: `"every_1d"`, `"midnight"`, `"7am"`.
+    if let Some(every) = value.as_str().filter(|e| *e != "never") {
+        let cron = huginn_schedule(every);
+        notes.push(Note {
+            place: place.to_owned(),
+            what: match &cron {
+                Some(cron) => format!("the schedule `{every}` is the cron `{cron}` (UTC)"),
+                None => format!("the schedule `{every}` has no cron reading: add a `schedule:` by hand"),
+            },
+        });
+        return cron.map(J::String);
+    }
     let list = value.as_array()?;
     let first = list.first()?;
     if list.len() > 1 {
@@ -665,6 +817,37 @@ fn schedule(value: &J, place: &str, notes: &mut Vec<Note>) -> Option<J> {
         Some(tz) => json!({"cron": cron, "timezone": tz}),
         None => J::String(cron.to_owned()),
     })
+}
+
+/// The cron of a Huginn-era schedule name (Tines' legacy `schedule`
+/// strings: `every_5m`, `every_1h`, `every_1d`, `midnight`, `noon`, `7am`).
+fn huginn_schedule(every: &str) -> Option<String> {
+    let every = every.trim().to_ascii_lowercase();
+    if let Some(n) = every.strip_prefix("every_") {
+        let (count, unit) = n.split_at(n.find(|c: char| !c.is_ascii_digit())?);
+        let count: u32 = count.parse().ok().filter(|c| *c > 0)?;
+        return match (unit, count) {
+            ("m", 1) => Some("* * * * *".into()),
+            ("m", n) if n < 60 => Some(format!("*/{n} * * * *")),
+            ("h", 1) => Some("0 * * * *".into()),
+            ("h", n) if n < 24 => Some(format!("0 */{n} * * *")),
+            ("d", 1) => Some("0 0 * * *".into()),
+            ("d", 7) => Some("0 0 * * 0".into()),
+            ("d", n) if n < 31 => Some(format!("0 0 */{n} * *")),
+            _ => None,
+        };
+    }
+    match every.as_str() {
+        "midnight" => return Some("0 0 * * *".into()),
+        "noon" => return Some("0 12 * * *".into()),
+        _ => {}
+    }
+    let (hour, half) = every
+        .strip_suffix("am")
+        .map(|h| (h, 0))
+        .or_else(|| every.strip_suffix("pm").map(|h| (h, 12)))?;
+    let hour: u32 = hour.parse().ok().filter(|h| (1..=12).contains(h))?;
+    Some(format!("0 {} * * *", hour % 12 + half))
 }
 
 /// Fills `action` with the tale keys of a Tines action; its tale type.
@@ -1100,6 +1283,18 @@ fn resolve_story(target: &str, ids: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huginn_schedules_become_cron() {
+        assert_eq!(huginn_schedule("every_1d").as_deref(), Some("0 0 * * *"));
+        assert_eq!(huginn_schedule("every_5m").as_deref(), Some("*/5 * * * *"));
+        assert_eq!(huginn_schedule("every_12h").as_deref(), Some("0 */12 * * *"));
+        assert_eq!(huginn_schedule("midnight").as_deref(), Some("0 0 * * *"));
+        assert_eq!(huginn_schedule("7am").as_deref(), Some("0 7 * * *"));
+        assert_eq!(huginn_schedule("12am").as_deref(), Some("0 0 * * *"));
+        assert_eq!(huginn_schedule("12pm").as_deref(), Some("0 12 * * *"));
+        assert_eq!(huginn_schedule("never"), None);
+    }
 
     #[test]
     fn slugs_follow_tines() {

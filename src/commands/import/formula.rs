@@ -324,32 +324,34 @@ impl Lower {
                 self.tags.push_str("{% endcase %}");
                 Some(Val::Simple(t))
             }
-            ("REJECT" | "FILTER" | "MAP_LAMBDA", [list, Expr::Lambda(params, body)]) if params.len() == 1 => {
+            ("REJECT" | "FILTER" | "MAP_LAMBDA", [list, Expr::Lambda(params, body)]) if params.len() <= 2 => {
                 let list = self.value(list)?;
                 let list = self.simple(list);
-                let t = self.assign(r#""[]" | json_parse"#);
-                let p = &params[0];
-                self.tags.push_str(&format!("{{% for {p} in {list} %}}"));
-                let keep = match name {
-                    "MAP_LAMBDA" => {
-                        let v = self.value(body)?;
-                        let v = self.simple(v);
-                        self.tags.push_str(&format!("{{% assign {t} = {t} | push: {v} %}}"));
-                        None
-                    }
-                    _ => Some(self.cond(body)?),
-                };
-                if let Some(c) = keep {
-                    let (open, close) = if name == "REJECT" {
-                        ("unless", "endunless")
-                    } else {
-                        ("if", "endif")
-                    };
-                    self.tags.push_str(&format!(
-                        "{{% {open} {c} %}}{{% assign {t} = {t} | push: {p} %}}{{% {close} %}}"
-                    ));
+                // A list, or an object (its values, and a result of the same
+                // shape for REJECT and FILTER), known only when it runs.
+                let t = self.temp();
+                let kind = self.assign(&format!("{list} | type"));
+                self.tags.push_str(&format!("{{% if {kind} == \"Hash\" %}}"));
+                let pair = self.temp();
+                let start = if name == "MAP_LAMBDA" { "[]" } else { "{}" };
+                self.tags.push_str(&format!(
+                    "{{% assign {t} = \"{start}\" | json_parse %}}{{% for {pair} in {list} %}}"
+                ));
+                self.tags.push_str(&format!("{{% assign {} = {pair}[1] %}}", params[0]));
+                if let Some(key) = params.get(1) {
+                    self.tags.push_str(&format!("{{% assign {key} = {pair}[0] %}}"));
                 }
-                self.tags.push_str("{% endfor %}");
+                self.lambda_body(name, &t, &params[0], body, Some(&format!("{pair}[0]")))?;
+                self.tags.push_str("{% endfor %}{% else %}");
+                self.tags.push_str(&format!(
+                    "{{% assign {t} = \"[]\" | json_parse %}}{{% for {} in {list} %}}",
+                    params[0]
+                ));
+                if let Some(index) = params.get(1) {
+                    self.tags.push_str(&format!("{{% assign {index} = forloop.index0 %}}"));
+                }
+                self.lambda_body(name, &t, &params[0], body, None)?;
+                self.tags.push_str("{% endfor %}{% endif %}");
                 Some(Val::Simple(t))
             }
             ("OBJECT", pairs) if pairs.len() % 2 == 0 => {
@@ -393,6 +395,31 @@ impl Lower {
                 Some(self.filter(input, filter, &rest))
             }
         }
+    }
+
+    /// One element of `REJECT`/`FILTER`/`MAP_LAMBDA`: keep `param` (under
+    /// `key` when the result is an object) or the body's value.
+    fn lambda_body(&mut self, name: &str, t: &str, param: &str, body: &Expr, key: Option<&str>) -> Option<()> {
+        let add = |value: &str| match key {
+            Some(key) => format!("{{% assign {t} = {t} | set_key: {key}, {value} %}}"),
+            None => format!("{{% assign {t} = {t} | push: {value} %}}"),
+        };
+        if name == "MAP_LAMBDA" {
+            let v = self.value(body)?;
+            let v = self.simple(v);
+            // A map's result is a list, whatever it maps over.
+            self.tags.push_str(&format!("{{% assign {t} = {t} | push: {v} %}}"));
+            return Some(());
+        }
+        let c = self.cond(body)?;
+        let (open, close) = if name == "REJECT" {
+            ("unless", "endunless")
+        } else {
+            ("if", "endif")
+        };
+        let keep = add(param);
+        self.tags.push_str(&format!("{{% {open} {c} %}}{keep}{{% {close} %}}"));
+        Some(())
     }
 
     /// `{% assign t = <e> %}`, the tags `e` needs first.
@@ -820,9 +847,14 @@ mod tests {
     fn lambdas_become_loops_and_literals_filters() {
         assert_eq!(
             field("REJECT(LOCAL.all, LAMBDA(item, OR(item = NULL, IS_EMPTY(item))))").as_deref(),
-            Some(
-                r#"{% assign _v1 = "[]" | json_parse %}{% for item in LOCAL.all %}{% unless item == nil or item == empty %}{% assign _v1 = _v1 | push: item %}{% endunless %}{% endfor %}{{ _v1 | as_object }}"#
-            )
+            Some(concat!(
+                r#"{% assign _v2 = LOCAL.all | type %}{% if _v2 == "Hash" %}"#,
+                r#"{% assign _v1 = "{}" | json_parse %}{% for _v3 in LOCAL.all %}{% assign item = _v3[1] %}"#,
+                r#"{% unless item == nil or item == empty %}{% assign _v1 = _v1 | set_key: _v3[0], item %}{% endunless %}{% endfor %}"#,
+                r#"{% else %}{% assign _v1 = "[]" | json_parse %}{% for item in LOCAL.all %}"#,
+                r#"{% unless item == nil or item == empty %}{% assign _v1 = _v1 | push: item %}{% endunless %}{% endfor %}"#,
+                r#"{% endif %}{{ _v1 | as_object }}"#
+            ))
         );
         assert_eq!(
             field(r#"OBJECT("a b", x.y, "n", [1, x.z])"#).as_deref(),

@@ -39,6 +39,9 @@ pub struct BuiltAction {
     pub handles_rules: bool,
     pub rules: Rules,
     pub local: Option<Tree>,
+    /// The order its `local` values render in: one that reads another
+    /// (`LOCAL.x`) comes after it; and which of them read another.
+    pub local_order: Vec<(usize, bool)>,
     /// `state:`: the story state it sets from its last event (name → value).
     pub state: Option<Tree>,
     /// The story state names its templates read (`STATE.name`): loaded from
@@ -96,6 +99,40 @@ pub fn state_read(action: &crate::story::Action) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+/// The order `local` values render in: each after the values it reads
+/// (`LOCAL.x`), otherwise as written; a cycle keeps the written order for
+/// the rest (its reads see nil). With each, whether it reads another.
+fn local_order(local: &indexmap::IndexMap<String, crate::yaml::Node>) -> Vec<(usize, bool)> {
+    let names: Vec<&String> = local.keys().collect();
+    let reads: Vec<Vec<usize>> = local
+        .values()
+        .map(|node| {
+            let mut read = Vec::new();
+            node.for_each_str(&mut |text, _| {
+                for r in crate::template::scan(text).references {
+                    if r.root == "LOCAL" {
+                        if let Some(j) = r.member.as_ref().and_then(|m| names.iter().position(|n| *n == m)) {
+                            read.push(j);
+                        }
+                    }
+                }
+            });
+            read
+        })
+        .collect();
+    let mut done = vec![false; names.len()];
+    let mut order = Vec::with_capacity(names.len());
+    while order.len() < names.len() {
+        let ready = (0..names.len()).find(|&i| !done[i] && reads[i].iter().all(|&j| done[j] || j == i));
+        // A cycle: the first value left, as written.
+        let next = ready.or_else(|| (0..names.len()).find(|&i| !done[i]));
+        let Some(i) = next else { break };
+        done[i] = true;
+        order.push((i, !reads[i].is_empty()));
+    }
+    order
 }
 
 /// A mapping of the story (`local:`, `state:`) as one YAML node to compile.
@@ -269,6 +306,7 @@ pub fn build(story: &Story, parser: &TemplateParser, globals: Globals) -> Result
             handles_rules: config.needs_rules(),
             rules,
             local,
+            local_order: local_order(&a.local),
             state,
             state_reads: state_read(a),
             schedule: a.schedule.clone(),

@@ -141,6 +141,42 @@ pub(super) fn get(input: &dyn ValueView, args: &[Value]) -> Result<Value> {
     Ok(walk(input, &segments).unwrap_or(Value::Nil))
 }
 
+/// `map` as Ruby Liquid (and so Tines) has it: nil maps to `[]`, an object
+/// to a one-element list, nested lists are flattened, an element without
+/// the property gives nil (the Liquid library fails on nil and drops such
+/// elements). Tines also reads a dotted path (`map: 'lookup.body.domain'`,
+/// what its implode examples write): a key holding the dots wins.
+pub(super) fn map(input: &dyn ValueView, args: &[Value]) -> Result<Value> {
+    let property = arg_text("map", args, 0, "property")?.unwrap_or_default();
+    let mut items = Vec::new();
+    flatten_into(input, &mut items);
+    let segments = split_path(&property);
+    Ok(Value::Array(
+        items
+            .into_iter()
+            .map(|item| match kind(&item) {
+                Kind::Object(o) => match o.get(&property) {
+                    Some(v) => v.to_value(),
+                    None => walk(&item, &segments).unwrap_or(Value::Nil),
+                },
+                _ => Value::Nil,
+            })
+            .collect(),
+    ))
+}
+
+fn flatten_into(value: &dyn ValueView, out: &mut Vec<Value>) {
+    match kind(value) {
+        Kind::Nil => {}
+        Kind::Array(a) => {
+            for v in a.values() {
+                flatten_into(v, out);
+            }
+        }
+        _ => out.push(value.to_value()),
+    }
+}
+
 /// `a.b[0].c` → `a`, `b`, `0`, `c`.
 fn split_path(path: &str) -> Vec<String> {
     path.replace('[', ".")
@@ -547,6 +583,31 @@ mod tests {
 
     use super::super::testing::{fails, ok, render, table};
     use super::*;
+
+    #[test]
+    fn map_reads_as_ruby_liquid_and_tines_paths() {
+        // Ruby Liquid's `map` (InputIterator): nil is empty, lists flatten,
+        // missing properties are nil; Tines' implode example maps a dotted path.
+        table(
+            json!({
+                "events": [{"lookup": {"body": {"domain": "a.example"}}}, {"lookup": {"body": {"domain": "b.example"}}}],
+                "mixed": [{"id": 1}, {"x": 2}, [{"id": 3}]],
+                "dotted": [{"a.b": "whole"}],
+                "one": {"id": 7},
+                "nothing": null
+            }),
+            &[
+                (
+                    "{{ events | map: 'lookup.body.domain' | to_json }}",
+                    r#"["a.example","b.example"]"#,
+                ),
+                ("{{ mixed | map: 'id' | to_json }}", "[1,null,3]"),
+                ("{{ dotted | map: 'a.b' | to_json }}", r#"["whole"]"#),
+                ("{{ one | map: 'id' | to_json }}", "[7]"),
+                ("{{ nothing | map: 'id' | to_json }}", "[]"),
+            ],
+        );
+    }
 
     #[test]
     fn building_values_as_tines_formulas_do() {

@@ -18,6 +18,8 @@ mod date;
 mod digest;
 mod email;
 mod encoding;
+
+pub use encoding::decode_base64;
 mod jwt;
 mod math;
 mod net;
@@ -342,6 +344,13 @@ pub static TINES_FILTERS: &[FilterSpec] = &[
         data::zip,
     ),
     spec("unzip", "the inverse of zip", NONE, 0, data::unzip),
+    spec(
+        "map",
+        "the value of a property (or a dotted path) of each element",
+        &[param!("property", "a key, or a path such as `lookup.body.domain`")],
+        1,
+        data::map,
+    ),
     spec(
         "force_array",
         "a list stays itself, nil is [], another value a one-element list",
