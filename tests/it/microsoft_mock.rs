@@ -108,6 +108,77 @@ pub(crate) fn signature(key_b64: &str, content_length: usize, date: &str) -> Str
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// The longest lifetime Graph gives a subscription to `resource`, in
+/// minutes; `None` for a resource it sends no change notifications for
+/// (the legacy `security/alerts`, retired on 2026-10-15; `alerts_v2` and
+/// `incidents` never had them). From the subscription resource's
+/// documented maximum-length table.
+fn max_subscription_minutes(resource: &str) -> Option<i64> {
+    let r = resource.trim_start_matches('/').to_ascii_lowercase();
+    let path = r.split('?').next().unwrap_or("");
+    if path.starts_with("security/") {
+        return None;
+    }
+    let last = path.rsplit('/').next().unwrap_or("");
+    match last {
+        "messages" | "events" | "contacts" => Some(4230),
+        "callrecords" => Some(4230),
+        "users" | "groups" => Some(41760),
+        "root" => Some(42300),
+        _ if path.starts_with("users/") && path.contains("/messages") => Some(4230),
+        _ => None,
+    }
+}
+
+/// A 400 when the requested expiry is past the resource's maximum (Graph
+/// does not document the text; this is what the fixtures README asks of a
+/// mock), or missing.
+fn expiry_refused(body: &J, cap_minutes: i64) -> Option<Response<Body>> {
+    let Some(at) = body["expirationDateTime"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    else {
+        return Some(graph_error(400, "InvalidRequest", "expirationDateTime is required"));
+    };
+    let latest = chrono::Utc::now() + chrono::Duration::minutes(cap_minutes);
+    (at > latest).then(|| {
+        graph_error(
+            400,
+            "InvalidRequest",
+            &format!("Subscription expiration can only be {cap_minutes} minutes in the future."),
+        )
+    })
+}
+
+/// Graph's validation request: `POST {url}?validationToken=…` with a token
+/// holding characters that need URL-encoding; the webhook must answer 200,
+/// `text/plain` and the decoded token within 10 s.
+async fn handshake(url: &str) -> bool {
+    let token = "Validation: Testing client application reachability for subscription Request-Id: 1f2e+3d/4c=";
+    let Ok(client) = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build() else {
+        return false;
+    };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let target = format!(
+        "{url}{separator}validationToken={}",
+        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+    );
+    let Ok(answer) = client
+        .post(target)
+        .header("content-type", "text/plain; charset=utf-8")
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let plain = answer
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    answer.status() == 200 && plain && answer.text().await.is_ok_and(|body| body == token)
+}
+
 async fn handle(
     State(world): State<Arc<Mutex<World>>>,
     method: Method,
@@ -185,11 +256,27 @@ async fn handle(
         }
         // Graph change-notification subscriptions.
         ("POST", ["v1.0", "subscriptions"]) => {
-            if body_json["notificationUrl"]
-                .as_str()
-                .is_none_or(|u| !u.starts_with("https://"))
-            {
+            let url = body_json["notificationUrl"].as_str().unwrap_or("").to_owned();
+            // Graph takes https only; a test's `tale serve` listens on plain
+            // http on loopback.
+            if !(url.starts_with("https://") || url.starts_with("http://127.0.0.1:")) {
                 return graph_error(400, "InvalidRequest", "notificationUrl must use https");
+            }
+            let resource = body_json["resource"].as_str().unwrap_or("");
+            let Some(cap) = max_subscription_minutes(resource) else {
+                return graph_error(
+                    400,
+                    "InvalidRequest",
+                    &format!("Resource '{resource}' is not supported for change notifications."),
+                );
+            };
+            if let Some(refused) = expiry_refused(&body_json, cap) {
+                return refused;
+            }
+            // The validation handshake, while the POST is pending: the
+            // URL-decoded token back, 200, text/plain, within 10 s.
+            if !handshake(&url).await {
+                return reply(400, &fixture_json("graph-error-subscription-validation-failed.json"));
             }
             let mut w = world.lock().expect("world");
             let mut s = fixture_json("graph-subscription-response.json");
@@ -210,6 +297,10 @@ async fn handle(
             let Some(s) = w.subscriptions.iter_mut().find(|s| s["id"] == *id) else {
                 return graph_error(404, "ResourceNotFound", "The object was not found.");
             };
+            let cap = max_subscription_minutes(s["resource"].as_str().unwrap_or("")).unwrap_or(0);
+            if let Some(refused) = expiry_refused(&body_json, cap) {
+                return refused;
+            }
             s["expirationDateTime"] = body_json["expirationDateTime"].clone();
             reply(200, &s.clone())
         }

@@ -385,9 +385,39 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
                 let found = nearest_upstream(&kept, i, members)?;
                 (slugs[found] != root).then(|| slugs[found].clone())
             };
+            // The names of several actions its templates read.
+            let mut read: BTreeSet<&String> = BTreeSet::new();
             for (key, value) in action.iter_mut() {
                 if !["name", "type", "from", "mode"].contains(&key.as_str()) {
+                    for root in groups.keys() {
+                        let mut members = BTreeSet::new();
+                        members_read(value, root, &mut members);
+                        if !members.is_empty() {
+                            read.insert(root);
+                        }
+                    }
                     rename_roots(value, &nearest);
+                }
+            }
+            // Several namesakes lead here: Tines reads the one the event came
+            // through, tale one slug (the nearest).
+            let upstream = ancestors(&kept, i);
+            for root in read {
+                let Some(members) = groups.get(root) else { continue };
+                let leading: Vec<&str> = members
+                    .iter()
+                    .filter(|m| upstream.contains(m))
+                    .map(|m| slugs[*m].as_str())
+                    .collect();
+                if leading.len() > 1 {
+                    let chosen = nearest_upstream(&kept, i, members).map_or(root.as_str(), |m| slugs[m].as_str());
+                    notes.push(Note {
+                        place: format!("{id} › {slug}"),
+                        what: format!(
+                            "actions of one name lead here ({}): Tines reads the one each event came through, this story reads `{chosen}` for all: split the action, or read the other one where it matters",
+                            leading.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+                        ),
+                    });
                 }
             }
         }
@@ -447,14 +477,20 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
     {
         out.insert("keep_events_for".into(), J::from(secs));
     }
-    let exits: Vec<J> = story["exit_agent_guids"]
+    let mut exits: Vec<J> = Vec::new();
+    for i in story["exit_agent_guids"]
         .as_array()
         .into_iter()
         .flatten()
         .chain(std::iter::once(&story["exit_agent_guid"]))
         .filter_map(|g| g.as_str().and_then(|g| guid_index.get(g)))
-        .map(|i| J::String(slugs[*i].clone()))
-        .collect();
+    {
+        // An export may name an exit twice (in the list and alone).
+        let exit = J::String(slugs[*i].clone());
+        if !exits.contains(&exit) {
+            exits.push(exit);
+        }
+    }
     // Callable (an entry and its exits) only when it has exits: every
     // export names an entry webhook.
     if !exits.is_empty() {
