@@ -155,7 +155,10 @@ fn expiry_refused(body: &J, cap_minutes: i64) -> Option<Response<Body>> {
 /// `text/plain` and the decoded token within 10 s.
 async fn handshake(url: &str) -> bool {
     let token = "Validation: Testing client application reachability for subscription Request-Id: 1f2e+3d/4c=";
-    let Ok(client) = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build() else {
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+    else {
         return false;
     };
     let separator = if url.contains('?') { '&' } else { '?' };

@@ -325,13 +325,10 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
             }
         }
         // An implode without `item_path` collects whole events in Tines:
-        // each item keyed by the action it came from.
+        // each item the outputs of the actions before it, keyed by slug.
         if action.get("mode").and_then(J::as_str) == Some("implode") && !action.contains_key("item_path") {
-            let sources: BTreeSet<&str> = kept
-                .iter()
-                .filter(|(_, r, _)| *r == i)
-                .map(|(s, _, _)| slugs[*s].as_str())
-                .collect();
+            // A Tines event holds the outputs of every action before it.
+            let sources: BTreeSet<&str> = ancestors(&kept, i).into_iter().map(|s| slugs[s].as_str()).collect();
             if !sources.is_empty() {
                 let mut item = String::from("{{ \"{}\" | json_parse");
                 for source in &sources {
@@ -341,7 +338,7 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
                 notes.push(Note {
                     place: place.clone(),
                     what: format!(
-                        "an implode collects whole events in Tines: `item_path: {item}` keeps that shape (each item keyed by the action it came from)"
+                        "an implode collects whole events in Tines: `item_path: {item}` keeps that shape (each item the outputs of the actions before it, by slug)"
                     ),
                 });
                 action.insert("item_path".into(), J::String(item));
@@ -352,6 +349,34 @@ pub(crate) fn convert(story: &J, ids: &BTreeMap<String, String>, paths: &mut BTr
         }
         if truthy(&a["disabled"]) {
             action.insert("disabled".into(), J::Bool(true));
+        }
+        // A webhook's own rules may name a request field bare
+        // (`headers.Authorization`): Tines reads it from the request.
+        if kind == "Agents::WebhookAgent" {
+            if let Some(J::Array(rules)) = action.get_mut("rules") {
+                for r in rules.iter_mut() {
+                    let Some(path) = r["path"].as_str().map(str::trim) else {
+                        continue;
+                    };
+                    let bare = !path.is_empty()
+                        && !path.contains("{{")
+                        && path
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                    if bare {
+                        let field = match path.split_once('.') {
+                            Some(("headers", name)) => format!("headers['{}']", name.to_ascii_lowercase()),
+                            _ => path.to_owned(),
+                        };
+                        let read = format!("{{{{ {}.{field} }}}}", slugs[i]);
+                        notes.push(Note {
+                            place: place.clone(),
+                            what: format!("a rule names the request field `{path}`: it reads `{read}`"),
+                        });
+                        r["path"] = J::String(read);
+                    }
+                }
+            }
         }
         // A template-built action: its inputs are in the export.
         if let Some(values) = a["guid"].as_str().and_then(|g| inputs.get(g)) {
