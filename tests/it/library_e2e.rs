@@ -38,7 +38,8 @@ fn run(mock: &MicrosoftMock, smtp: &SmtpServer, story: &str, event: &J) -> (i32,
         "jira",
         "slack",
         "defender",
-        "alerting",
+        "signl4_api_key",
+        "signl4_team_secret",
         "substory_webhook_secret",
         "graph_webhook_secret",
         "forensics_webhook_secret",
@@ -85,16 +86,12 @@ fn run(mock: &MicrosoftMock, smtp: &SmtpServer, story: &str, event: &J) -> (i32,
         ("soc_email", json!("soc-oncall@contoso.com")),
         ("slack_soc_channel", json!("C0SOC")),
         ("tale_public_url", json!("https://tale.contoso.test")),
-        (
-            "graph_alert_subscription_id",
-            json!("7f105c7d-2dc5-4530-97cd-4e7ae6534c07"),
-        ),
-        ("ack_timeout_secs", json!(0)),
+        ("phish_mailbox", json!("phish@contoso.com")),
         ("soc_lead_object_id", json!("2046feea-040d-4a46-9e2b-91c2941bfa70")),
         (
             "on_call",
-            json!([{"name": "Megan Bowen", "recipient": "mbowen", "upn": "megan.bowen@contoso.com"},
-                   {"name": "Alex Wilber", "recipient": "awilber", "upn": "alex.wilber@contoso.com"}]),
+            json!([{"name": "Megan Bowen", "service": "SOC primary", "upn": "megan.bowen@contoso.com"},
+                   {"name": "Alex Wilber", "service": "SOC secondary", "upn": "alex.wilber@contoso.com"}]),
         ),
     ];
     for (name, value) in resources {
@@ -141,11 +138,6 @@ fn every_library_story_reaches_its_success_exit_against_the_mock() {
             "stories/log-analytics-query.yaml",
             json!({"query": "SigninLogs | where ResultType != 0 | take 3", "timespan": "PT12H"}),
             "rows_as_objects",
-        ),
-        (
-            "stories/graph-subscription.yaml",
-            json!({"notification_url": "https://tale.contoso.test/webhook/graph-alerts/x", "resource": "security/alerts_v2"}),
-            "subscription_created",
         ),
         (
             "stories/threat-indicator.yaml",
@@ -223,11 +215,6 @@ fn the_examples_run_against_the_mock() {
             "triage_done",
         ),
         (
-            "examples/graph-alert-subscription/graph-alert-notifications.yaml",
-            read("examples/graph-alert-subscription/sample-notification.json"),
-            "lookup_alert",
-        ),
-        (
             "examples/endpoint-forensics/endpoint-forensics.yaml",
             json!({}),
             "uploaded",
@@ -243,13 +230,30 @@ fn the_examples_run_against_the_mock() {
         assert_eq!(status, 0, "{story}: {stderr}");
         assert!(
             !outputs(&events, action).is_empty(),
-            "{story}: no `{action}` event\n{stderr}"
+            "{story}: no `{action}` event; events: {:?}\n{stderr}",
+            events
+                .iter()
+                .map(|e| match e["branch"].as_str() {
+                    Some(b) => format!("{}.{b}: {}", e["action"], e["output"]),
+                    None => e["action"].to_string(),
+                })
+                .collect::<Vec<_>>()
         );
     }
     assert!(
         !smtp.mails.lock().expect("mails").is_empty(),
         "alert-triage sent no e-mail"
     );
+    // The mobile-alerting example pages through SIGNL4's API: an event, its
+    // overview, the alert, who acknowledged it.
+    for call in [
+        "POST /api/v2/events/token-signl4_team_secret",
+        "GET /api/events/ev-1/overview",
+        "GET /api/alerts/al-1",
+        "GET /api/users/u-megan",
+    ] {
+        assert_eq!(mock.calls(call), 1, "{call}");
+    }
     // The forensics example posts through the Logs Ingestion API, not the
     // retired Data Collector API.
     assert_eq!(
@@ -375,15 +379,38 @@ fn five_megabytes_of_adx_records_go_out_in_requests_under_four() {
     assert!(outputs(&events, "ingest_failed").is_empty());
 }
 
-/// Asked twice without an id, the Graph subscription story creates one
-/// subscription and then renews it: it used to create one a day (a renewal
-/// after a 404 recreated it, and the next day's stale id 404ed again).
+/// Graph validates a subscription by calling its notification URL: here a
+/// real `tale serve` with the reported-phish example answers the mock's
+/// handshake. Asked twice without an id, the subscription story creates one
+/// subscription and then renews it (it used to create one a day); a
+/// lifetime past the resource's cap and a retired resource are refused.
 #[test]
-fn a_graph_subscription_without_an_id_is_found_and_renewed_not_duplicated() {
+fn a_graph_subscription_passes_the_handshake_of_a_tale_webhook_and_is_renewed_not_duplicated() {
     let mock = MicrosoftMock::start();
     let smtp = SmtpServer::start();
-    let event = json!({"notification_url": "https://tale.contoso.test/webhook/graph-alerts/s3cret",
-                       "resource": "security/alerts_v2", "change_type": "updated"});
+    let dir = tempfile::tempdir().expect("tmp");
+    let stories = dir.path().join("stories");
+    std::fs::create_dir_all(&stories).expect("mkdir");
+    std::fs::copy(
+        crate::support::root().join("examples/graph-mail-subscription/reported-phish-notifications.yaml"),
+        stories.join("reported-phish-notifications.yaml"),
+    )
+    .expect("copy");
+    let port = crate::support::free_port();
+    let mut serve = crate::serve::serve_process(
+        dir.path(),
+        port,
+        &[],
+        &[("TALE_CREDENTIAL_GRAPH_WEBHOOK_SECRET", "hook-77")],
+    );
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(crate::serve::wait_ready(port));
+    let mailbox = "users/phish@contoso.com/mailFolders('inbox')/messages";
+    let event = json!({"notification_url": format!("http://127.0.0.1:{port}/webhook/graph-mail/hook-77"),
+                       "resource": mailbox, "change_type": "created", "expiration_minutes": 4200});
     let (status, events, stderr) = run(&mock, &smtp, "stories/graph-subscription.yaml", &event);
     assert_eq!(status, 0, "{stderr}");
     assert_eq!(outputs(&events, "subscription_created").len(), 1, "{stderr}");
@@ -393,4 +420,40 @@ fn a_graph_subscription_without_an_id_is_found_and_renewed_not_duplicated() {
     assert_eq!(renewed.len(), 1, "{stderr}");
     assert_eq!(renewed[0]["subscription_id"], "sub-1");
     assert_eq!(mock.subscriptions().len(), 1, "one subscription, renewed");
+
+    // Outlook messages allow 4230 minutes; the retired security/alerts nothing.
+    for (resource, minutes, why) in [
+        ("users", 50_000, "minutes in the future"),
+        (
+            "security/alerts?$filter=vendorInformation/provider eq 'IPC'",
+            4200,
+            "not supported",
+        ),
+    ] {
+        let event = json!({"notification_url": format!("http://127.0.0.1:{port}/webhook/graph-mail/hook-77"),
+                           "resource": resource, "change_type": "updated", "expiration_minutes": minutes});
+        let (_, events, stderr) = run(&mock, &smtp, "stories/graph-subscription.yaml", &event);
+        let failed = events
+            .iter()
+            .filter(|e| e["action"] == "subscription_failed")
+            .map(|e| &e["output"])
+            .collect::<Vec<_>>();
+        assert_eq!(failed.len(), 1, "{resource}: {stderr}");
+        assert_eq!(failed[0]["status"], 400, "{}", failed[0]);
+        assert!(failed[0].to_string().contains(why), "{}", failed[0]);
+    }
+    // A notification URL that does not echo the token fails Graph's validation.
+    let event = json!({"notification_url": format!("http://127.0.0.1:{port}/webhook/graph-mail/wrong-secret"),
+                       "resource": mailbox, "change_type": "created", "expiration_minutes": 4200});
+    let (_, events, _) = run(&mock, &smtp, "stories/graph-subscription.yaml", &event);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "subscription_failed"
+                && e["output"].to_string().contains("validation request failed")),
+        "{events:?}"
+    );
+    assert_eq!(mock.subscriptions().len(), 1);
+    let _ = serve.kill();
+    let _ = serve.wait();
 }

@@ -6,7 +6,7 @@
 //! with Retry-After) and subscriptions, Log Analytics queries, indicators,
 //! ARM incidents (ETag, 412), the Data Collector API (verifies the SharedKey
 //! signature, 403), the O365 Management Activity API (`NextPageUri`), ADX
-//! streaming ingest, Defender machines, Jira, a mobile alerting service.
+//! streaming ingest, Defender machines, Jira, SIGNL4 mobile alerting.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -226,9 +226,17 @@ async fn handle(
         );
     }
 
-    // Everything else wants a credential (Data Collector: its SharedKey).
+    // Everything else wants a credential (Data Collector: its SharedKey;
+    // SIGNL4: its API key header, checked with its routes).
     let authorization = header("authorization");
-    if path != "/api/logs" && !authorization.starts_with("Bearer ") {
+    let signl4 = matches!(segments.as_slice(), ["api", "v2" | "events" | "alerts" | "users", ..]);
+    if signl4 && !authorization.is_empty() {
+        return reply(
+            400,
+            &json!({"code": 400, "message": "SIGNL4 takes its key in X-S4-Api-Key, not Authorization"}),
+        );
+    }
+    if path != "/api/logs" && !signl4 && !authorization.starts_with("Bearer ") {
         return graph_error(401, "InvalidAuthenticationToken", "Access token is empty.");
     }
 
@@ -318,6 +326,10 @@ async fn handle(
         // Log Analytics query API.
         ("POST", ["v1", "workspaces", _ws, "query"]) => {
             let q = body_json["query"].as_str().unwrap_or("");
+            // SecurityAlert keeps a Graph alert's providerAlertId as VendorOriginalId.
+            if q.contains("SecurityAlert") && q.contains("SystemAlertId") {
+                return reply(200, &fixture_json("la-query-response-empty.json"));
+            }
             if q.contains("whre") {
                 reply(400, &fixture_json("la-query-error-syntax.json"))
             } else {
@@ -468,11 +480,56 @@ async fn handle(
             201,
             &json!({"id": "10042", "key": format!("SOC-{call}"), "self": format!("{base}/rest/api/2/issue/10042")}),
         ),
-        // A mobile alerting service: pages are acknowledged when read.
-        ("POST", ["api", "v1", "alerts"]) => reply(201, &json!({"id": format!("ea-{call}"), "status": "open"})),
-        ("GET", ["api", "v1", "alerts", id]) => reply(
+        // Graph: a message of the reported-phish mailbox.
+        ("GET", ["v1.0", "users", _mailbox, "messages", id]) => reply(
             200,
-            &json!({"id": id, "status": "acknowledged", "acknowledged_by": "mbowen"}),
+            &json!({"id": id, "subject": "Your mailbox is full", "hasAttachments": false,
+                    "receivedDateTime": "2025-01-14T08:58:11Z", "internetMessageId": "<a1@contoso.com>",
+                    "webLink": "https://outlook.office365.com/owa/?ItemID=x",
+                    "from": {"emailAddress": {"name": "IT Desk", "address": "it-desk@phish.example"}}}),
+        ),
+        // SIGNL4 (REST API: events v2, overview, alerts, users), behind its
+        // API key header; an event is acknowledged as soon as it is read.
+        ("POST" | "GET", ["api", "v2" | "events" | "alerts" | "users", ..])
+            if header("x-s4-api-key") != "token-signl4_api_key" =>
+        {
+            reply(
+                401,
+                &json!({"code": 401, "message": "Unauthorized", "details": "A valid X-S4-Api-Key header is required.", "requestId": "r-1"}),
+            )
+        }
+        ("POST", ["api", "v2", "events", secret]) => {
+            if *secret != "token-signl4_team_secret" {
+                return reply(
+                    404,
+                    &json!({"code": 3004, "message": "Error raising event.", "details": format!("An event source with ID {secret} was not found."), "requestId": "r-2"}),
+                );
+            }
+            let fine = body_json["Title"].as_str().is_some_and(|t| !t.is_empty())
+                && body_json["X-S4-Status"] == "new"
+                && body_json["X-S4-Filtering"] == false
+                && ["single_ack", "multi_ack", "emergency"]
+                    .contains(&body_json["X-S4-AlertingScenario"].as_str().unwrap_or(""));
+            if !fine {
+                return reply(
+                    400,
+                    &json!({"code": 400, "message": "Bad request", "details": "Invalid event", "requestId": "r-3"}),
+                );
+            }
+            reply(201, &json!({"eventId": format!("ev-{call}")}))
+        }
+        ("GET", ["api", "events", id, "overview"]) => reply(
+            200,
+            &json!({"id": id, "alertId": "al-1", "acknowledgedAlerts": ["al-1"], "closedAlerts": []}),
+        ),
+        ("GET", ["api", "alerts", id]) => reply(
+            200,
+            &json!({"id": id, "eventId": "ev-1", "status": 2, "history": {"created": "2025-01-14T09:00:05Z",
+                    "acknowledged": "2025-01-14T09:01:40Z", "acknowledgedgements": ["u-megan"], "closed": null, "closedBy": null}}),
+        ),
+        ("GET", ["api", "users", id]) => reply(
+            200,
+            &json!({"id": id, "name": "Megan Bowen", "mail": "megan.bowen@contoso.com"}),
         ),
         _ => graph_error(404, "NotFound", &format!("the mock has no {method} {path}")),
     }

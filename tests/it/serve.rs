@@ -1001,15 +1001,11 @@ async fn the_graph_validation_handshake_is_answered_and_starts_no_run() {
     let stories = dir.path().join("stories");
     std::fs::create_dir_all(&stories).expect("mkdir");
     let root = crate::support::root();
-    for f in [
-        "examples/graph-alert-subscription/graph-alert-notifications.yaml",
-        "examples/alert-triage/alert-triage.yaml",
-        "stories/graph-alert.yaml",
-        "stories/log-analytics-query.yaml",
-    ] {
-        let from = root.join(f);
-        std::fs::copy(&from, stories.join(from.file_name().expect("name"))).expect("copy");
-    }
+    std::fs::copy(
+        root.join("examples/graph-mail-subscription/reported-phish-notifications.yaml"),
+        stories.join("reported-phish-notifications.yaml"),
+    )
+    .expect("copy");
     let port = crate::support::free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tale"));
     cmd.args(["serve", "--stories"])
@@ -1030,7 +1026,7 @@ async fn the_graph_validation_handshake_is_answered_and_starts_no_run() {
     // token back, decoded, as text/plain within 10 seconds.
     let r = client()
         .post(format!(
-            "http://127.0.0.1:{port}/webhook/graph-alerts/hook-secret-77?validationToken=Validation%3A%20Testing%20client%20application"
+            "http://127.0.0.1:{port}/webhook/graph-mail/hook-secret-77?validationToken=Validation%3A%20Testing%20client%20application"
         ))
         .header("content-type", "text/plain")
         .send()
