@@ -187,10 +187,7 @@ fn templates_read_an_oauth2_token_which_never_reaches_an_event() {
     for path in ["/api", "/relay", "/sneak"] {
         target.route(path, vec![Reply::json(200, r#"{"ok": true}"#)]);
     }
-    let token = crate::microsoft_mock::fixture_json("token-response.json")["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let token = crate::microsoft_mock::token_for("graph.microsoft.com");
     let dir = tempfile::tempdir().expect("tempdir");
     let story = dir.path().join("token.yaml");
     std::fs::write(

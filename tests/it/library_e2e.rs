@@ -23,21 +23,16 @@ fn run(mock: &MicrosoftMock, smtp: &SmtpServer, story: &str, event: &J) -> (i32,
         .arg(&event_path)
         .arg("--stories")
         .arg(root.join("stories"))
-        // graph-alert-notifications calls the alert-triage example.
+        // graph-security-poll and mobile-alerting call the alert-triage example.
         .arg("--stories")
         .arg(root.join("examples/alert-triage"))
+        .arg("--credentials")
+        .arg(credentials_file(dir.path(), url))
         .env("TALE_SMTP_URL", smtp.url())
         .env("TALE_SMTP_FROM", "tale@contoso.com");
     for name in [
-        "graph",
-        "log_analytics",
-        "o365_management",
-        "azure_management",
-        "adx",
-        "logs_ingestion",
         "jira",
         "slack",
-        "defender",
         "signl4_api_key",
         "signl4_team_secret",
         "substory_webhook_secret",
@@ -108,6 +103,37 @@ fn run(mock: &MicrosoftMock, smtp: &SmtpServer, story: &str, event: &J) -> (i32,
         events,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The Microsoft credentials as a deployment has them: OAuth2 client
+/// credentials against the mock's token endpoints, each for its API's
+/// audience (the mock refuses a token issued for another API).
+fn credentials_file(dir: &std::path::Path, mock: &str) -> std::path::PathBuf {
+    let mut text = String::new();
+    for (name, form) in [
+        ("graph", "scope: https://graph.microsoft.com/.default"),
+        ("log_analytics", "scope: https://api.loganalytics.io/.default"),
+        ("azure_management", "scope: https://management.azure.com/.default"),
+        ("logs_ingestion", "scope: https://monitor.azure.com/.default"),
+        ("o365_management", "scope: https://manage.office.com/.default"),
+        ("defender", "scope: https://api.securitycenter.microsoft.com/.default"),
+    ] {
+        text.push_str(&format!(
+            "{name}:\n  type: oauth2_client_credentials\n  token_url: {mock}/tenant-1/oauth2/v2.0/token\n  client_id: app-1\n  client_secret: s3cret-{name}\n  {form}\n  allowed_hosts: [127.0.0.1]\n"
+        ));
+    }
+    // Azure Data Explorer through the v1 endpoint (`resource`, `expires_in` as text).
+    text.push_str(&format!(
+        "adx:\n  type: oauth2_client_credentials\n  token_url: {mock}/tenant-1/oauth2/token\n  client_id: app-1\n  client_secret: s3cret-adx\n  resource: https://help.kusto.windows.net\n  allowed_hosts: [127.0.0.1]\n"
+    ));
+    let path = dir.join("credentials.yaml");
+    std::fs::write(&path, text).expect("credentials");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
+    path
 }
 
 fn outputs<'a>(events: &'a [J], action: &str) -> Vec<&'a J> {
@@ -306,6 +332,22 @@ fn the_token_endpoints_answer_both_forms_and_refuse_bad_requests() {
             .await
             .expect("bad");
         assert_eq!(bad.status(), 400);
+        // A token for another API is refused, as Entra's audience check does.
+        let alert = format!("{}/v1.0/security/alerts_v2/a1", mock.url);
+        let wrong = http
+            .get(&alert)
+            .bearer_auth(crate::microsoft_mock::token_for("api.loganalytics.io"))
+            .send()
+            .await
+            .expect("wrong audience");
+        assert_eq!(wrong.status(), 401);
+        let right = http
+            .get(&alert)
+            .bearer_auth(crate::microsoft_mock::token_for("graph.microsoft.com"))
+            .send()
+            .await
+            .expect("right audience");
+        assert_eq!(right.status(), 200);
     });
 }
 
@@ -456,4 +498,53 @@ fn a_graph_subscription_passes_the_handshake_of_a_tale_webhook_and_is_renewed_no
     assert_eq!(mock.subscriptions().len(), 1);
     let _ = serve.kill();
     let _ = serve.wait();
+}
+
+/// Documented answers beyond success: a STIX batch with an invalid object
+/// answers 200 with `errors` (the valid ones are taken); Log Analytics
+/// answers 204 for a workspace without data and a PartialError with 200.
+#[test]
+fn validation_errors_empty_workspaces_and_partial_results_come_back_as_documented() {
+    let mock = MicrosoftMock::start();
+    let smtp = SmtpServer::start();
+    let good = |i: u32| {
+        json!({"type": "indicator", "spec_version": "2.1", "id": format!("indicator--{i:08}-71a2-445c-ab86-927291df48f8"),
+               "pattern": "[ipv4-addr:value = '203.0.113.5']", "pattern_type": "stix",
+               "created": "2025-01-14T09:00:00Z", "modified": "2025-01-14T09:00:00Z", "valid_from": "2025-01-14T09:00:00Z"})
+    };
+    let mut broken = good(3);
+    broken.as_object_mut().expect("object").remove("pattern");
+    let event = json!({"indicators": [good(1), good(2), broken]});
+    let (_, events, stderr) = run(&mock, &smtp, "stories/threat-indicator-stix.yaml", &event);
+    let failed = outputs(&events, "validation_failed");
+    assert_eq!(failed.len(), 1, "{stderr}");
+    assert_eq!(failed[0]["rejected"], 1, "{}", failed[0]);
+    assert!(
+        failed[0]["errors"].to_string().contains("Property=pattern"),
+        "{}",
+        failed[0]
+    );
+
+    let (status, events, stderr) = run(
+        &mock,
+        &smtp,
+        "stories/log-analytics-query.yaml",
+        &json!({"query": "Heartbeat | take 10", "timespan": "PT1H"}),
+    );
+    assert_eq!(status, 0, "{stderr}");
+    let rows = outputs(&events, "rows_as_objects");
+    assert_eq!(rows.len(), 1, "{stderr}");
+    assert_eq!(rows[0]["rows"], json!([]), "{}", rows[0]);
+
+    let (status, events, stderr) = run(
+        &mock,
+        &smtp,
+        "stories/log-analytics-query.yaml",
+        &json!({"query": "SigninLogs | where TimeGenerated > ago(365d) | summarize count() by Location", "timespan": "P365D"}),
+    );
+    assert_eq!(status, 0, "{stderr}");
+    let rows = outputs(&events, "rows_as_objects");
+    assert_eq!(rows.len(), 1, "{stderr}");
+    assert_eq!(rows[0]["partial_error"]["code"], "PartialError", "{}", rows[0]);
+    assert_eq!(rows[0]["rows"][0]["Location"], "NL", "{}", rows[0]);
 }

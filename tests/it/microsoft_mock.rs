@@ -108,6 +108,28 @@ pub(crate) fn signature(key_b64: &str, content_length: usize, date: &str) -> Str
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// The access token the mock's token endpoints issue for an audience (the
+/// host of a v2 `scope` or a v1 `resource`).
+pub(crate) fn token_for(audience: &str) -> String {
+    format!("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.mock-token-for.{audience}")
+}
+
+/// The audience a Microsoft API's path wants its token for (`None`: not a
+/// Microsoft API behind Entra tokens: Jira, SIGNL4, the Data Collector's
+/// SharedKey).
+fn audience_of(segments: &[&str]) -> Option<&'static str> {
+    Some(match segments {
+        ["v1.0" | "beta", ..] => "graph.microsoft.com",
+        ["v1", "workspaces", ..] => "api.loganalytics.io",
+        ["subscriptions", ..] | ["workspaces", ..] => "management.azure.com",
+        ["dataCollectionRules", ..] => "monitor.azure.com",
+        ["api", "v1.0", _, "activity", ..] => "manage.office.com",
+        ["v1", "rest", "ingest", ..] => "help.kusto.windows.net",
+        ["api", "machines", ..] => "api.securitycenter.microsoft.com",
+        _ => return None,
+    })
+}
+
 /// The longest lifetime Graph gives a subscription to `resource`, in
 /// minutes; `None` for a resource it sends no change notifications for
 /// (the legacy `security/alerts`, retired on 2026-10-15; `alerts_v2` and
@@ -216,14 +238,17 @@ async fn handle(
         {
             return reply(400, &fixture_json("token-error.json"));
         }
-        return reply(
-            200,
-            &fixture_json(if v2 {
-                "token-response.json"
-            } else {
-                "token-response-v1-endpoint.json"
-            }),
-        );
+        let mut token = fixture_json(if v2 {
+            "token-response.json"
+        } else {
+            "token-response-v1-endpoint.json"
+        });
+        let audience = target
+            .and_then(|t| url::Url::parse(t).ok())
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        token["access_token"] = J::String(token_for(&audience));
+        return reply(200, &token);
     }
 
     // Everything else wants a credential (Data Collector: its SharedKey;
@@ -238,6 +263,16 @@ async fn handle(
     }
     if path != "/api/logs" && !signl4 && !authorization.starts_with("Bearer ") {
         return graph_error(401, "InvalidAuthenticationToken", "Access token is empty.");
+    }
+    // Each Microsoft API takes only a token issued for it.
+    if let Some(audience) = audience_of(&segments) {
+        if authorization.trim_start_matches("Bearer ") != token_for(audience) {
+            return graph_error(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid audience.",
+            );
+        }
     }
 
     match (method.as_str(), segments.as_slice()) {
@@ -332,13 +367,62 @@ async fn handle(
             }
             if q.contains("whre") {
                 reply(400, &fixture_json("la-query-error-syntax.json"))
+            } else if q.starts_with("Heartbeat") {
+                // A workspace with no data answers 204, no body.
+                Response::builder().status(204).body(Body::empty()).expect("response")
+            } else if q.contains("ago(365d)") {
+                // A limit hit part-way: the rows so far and a PartialError, with 200.
+                reply(200, &fixture_json("la-query-response-partial-error.json"))
             } else {
                 reply(200, &fixture_json("la-query-response-signin-failures.json"))
             }
         }
-        // Sentinel STIX upload.
+        // Sentinel STIX upload: at most 100 objects a request; 200 with an
+        // empty body when all are valid, with `errors` (0-based recordIndex)
+        // when some are not.
         ("POST", ["workspaces", _ws, upload]) if upload.starts_with("threat-intelligence-stix-objects") => {
-            reply(200, &json!({}))
+            let Some(objects) = body_json["stixobjects"].as_array() else {
+                return reply(
+                    400,
+                    &json!({"error": {"code": "BadRequest", "message": "stixobjects is required"}}),
+                );
+            };
+            if objects.len() > 100 {
+                return reply(
+                    400,
+                    &json!({"error": {"code": "BadRequest", "message": "At most 100 objects per request"}}),
+                );
+            }
+            let required = [
+                "type",
+                "id",
+                "created",
+                "modified",
+                "pattern",
+                "pattern_type",
+                "valid_from",
+            ];
+            let errors: Vec<J> = objects
+                .iter()
+                .enumerate()
+                .filter_map(|(i, o)| {
+                    let missing: Vec<J> = required
+                        .iter()
+                        .filter(|k| o[**k].is_null())
+                        .map(|k| {
+                            J::String(format!(
+                                "Error for Property={k}: Required property is missing. Actual value: NULL."
+                            ))
+                        })
+                        .collect();
+                    (!missing.is_empty()).then(|| json!({"recordIndex": i, "errorMessages": missing}))
+                })
+                .collect();
+            if errors.is_empty() {
+                Response::builder().status(200).body(Body::empty()).expect("response")
+            } else {
+                reply(200, &json!({"errors": errors}))
+            }
         }
         // ARM incidents, with ETags: a PUT with a stale one is refused (412).
         ("GET", [.., "incidents", name]) => {
