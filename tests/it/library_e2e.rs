@@ -502,7 +502,8 @@ fn a_graph_subscription_passes_the_handshake_of_a_tale_webhook_and_is_renewed_no
 
 /// Documented answers beyond success: a STIX batch with an invalid object
 /// answers 200 with `errors` (the valid ones are taken); Log Analytics
-/// answers 204 for a workspace without data and a PartialError with 200.
+/// answers 204 for a workspace without data, a PartialError with 200, and
+/// 429 with Retry-After.
 #[test]
 fn validation_errors_empty_workspaces_and_partial_results_come_back_as_documented() {
     let mock = MicrosoftMock::start();
@@ -547,4 +548,15 @@ fn validation_errors_empty_workspaces_and_partial_results_come_back_as_documente
     assert_eq!(rows.len(), 1, "{stderr}");
     assert_eq!(rows[0]["partial_error"]["code"], "PartialError", "{}", rows[0]);
     assert_eq!(rows[0]["rows"][0]["Location"], "NL", "{}", rows[0]);
+
+    // A throttled query is asked again after Retry-After.
+    let (status, events, stderr) = run(
+        &mock,
+        &smtp,
+        "stories/log-analytics-query.yaml",
+        &json!({"query": "SigninLogs | take 3", "timespan": "PT1H", "workspace_id": "busy-workspace"}),
+    );
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(outputs(&events, "rows_as_objects").len(), 1, "{stderr}");
+    assert_eq!(mock.calls("POST /v1/workspaces/busy-workspace/query"), 2);
 }

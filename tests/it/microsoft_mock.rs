@@ -359,8 +359,17 @@ async fn handle(
             reply(201, &created)
         }
         // Log Analytics query API.
-        ("POST", ["v1", "workspaces", _ws, "query"]) => {
+        ("POST", ["v1", "workspaces", ws, "query"]) => {
             let q = body_json["query"].as_str().unwrap_or("");
+            // A busy workspace throttles its first query (429, Retry-After).
+            if *ws == "busy-workspace" && call == 1 {
+                let mut r = reply(
+                    429,
+                    &json!({"error": {"code": "TooManyRequests", "message": "Too many requests. Retry after 1 seconds."}}),
+                );
+                r.headers_mut().insert("Retry-After", "1".parse().expect("header"));
+                return r;
+            }
             // SecurityAlert keeps a Graph alert's providerAlertId as VendorOriginalId.
             if q.contains("SecurityAlert") && q.contains("SystemAlertId") {
                 return reply(200, &fixture_json("la-query-response-empty.json"));
