@@ -281,6 +281,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
         }),
         lease: args.node_lease.max(Duration::from_millis(400)),
         committers: args.db_committers,
+        flush_commits: matches!(args.sync, SyncMode::Full),
     };
     let store = database.open(sync, node).await?;
     // Bound before the runtime is built: links name the address it got.

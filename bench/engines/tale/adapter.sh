@@ -24,6 +24,7 @@ NODES="${TALE_PG_NODES:-1}"
 MAX_BODY="${TALE_MAX_BODY:-10485760}"
 TRACES="${TALE_TRACES:-on}"
 SUFFIX=""; [ "$TRACES" = off ] && SUFFIX="-no-traces"
+[ "$SYNC" = full ] && SUFFIX="$SUFFIX-sync-full"
 BASE="http://127.0.0.1:$PORT"
 # The webhooks' shared secret (a credential, as in production).
 SECRET="bench-secret-0123"
@@ -42,7 +43,7 @@ case "${1:-}" in
     echo "W2EACH_URL=$BASE/webhook/w2each/$SECRET"
     echo "READY_URL=$BASE/readyz"
     if [ -n "${TALE_PG_SERVER:-}" ]; then
-      echo "NOTES=durable PostgreSQL store ($NODES node(s) on one port, SO_REUSEPORT), $WORKERS workers per node, every step committed before the next"
+      echo "NOTES=durable PostgreSQL store ($NODES node(s) on one port, SO_REUSEPORT, --sync $SYNC), $WORKERS workers per node, every step committed before the next"
     else
       echo "NOTES=durable SQLite store (WAL, synchronous=$SYNC), $WORKERS workers, every step committed before the next, traces $TRACES"
     fi

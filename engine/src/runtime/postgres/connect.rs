@@ -194,16 +194,22 @@ impl PgUrl {
     /// transaction left idle longer than `idle` is ended by the server: a
     /// paused node (SIGSTOP, a VM frozen) must not hold its locks, the
     /// others would wait for it instead of declaring it dead.
-    pub(super) fn pool(&self, size: usize, idle: std::time::Duration) -> Result<deadpool_postgres::Pool, PgError> {
+    pub(super) fn pool(
+        &self,
+        size: usize,
+        idle: std::time::Duration,
+        flush_commits: bool,
+    ) -> Result<deadpool_postgres::Pool, PgError> {
         let mut config = self.config.clone();
         // Every statement of a step looks rows up by key: a sequential scan is
         // never the right plan there, and with it ruled out a generic plan is
         // as good as one made for each execution's arguments, so plans are
         // kept instead of made again for every statement (+5 % W1).
         let options = format!(
-            "{} -c idle_in_transaction_session_timeout={} -c plan_cache_mode=auto -c enable_seqscan=off",
+            "{} -c idle_in_transaction_session_timeout={} -c plan_cache_mode=auto -c enable_seqscan=off{}",
             config.get_options().unwrap_or_default(),
-            idle.as_millis().max(1)
+            idle.as_millis().max(1),
+            if flush_commits { "" } else { " -c synchronous_commit=off" }
         );
         config.options(options.trim_start());
         self.pool_of(config, size)
