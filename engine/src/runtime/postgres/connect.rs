@@ -209,7 +209,11 @@ impl PgUrl {
             "{} -c idle_in_transaction_session_timeout={} -c plan_cache_mode=auto -c enable_seqscan=off{}",
             config.get_options().unwrap_or_default(),
             idle.as_millis().max(1),
-            if flush_commits { "" } else { " -c synchronous_commit=off" }
+            if flush_commits {
+                ""
+            } else {
+                " -c synchronous_commit=off"
+            }
         );
         config.options(options.trim_start());
         self.pool_of(config, size)
