@@ -96,3 +96,42 @@ actions:
         out.stdout
     );
 }
+
+#[test]
+fn state_is_refused_where_there_is_no_event_to_set_it_from() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let story = dir.path().join("s.yaml");
+    std::fs::write(
+        &story,
+        r#"
+name: State misuse
+actions:
+  hook:
+    type: webhook
+    path: h
+    secret: "{{ CREDENTIAL.hook_secret }}"
+    rules:
+      - {type: is_present, path: "{{ STATE.seen }}"}
+    state:
+      seen: "x"
+  each:
+    type: transform
+    mode: explode
+    from: hook
+    path: "{{ hook.body.items | as_object }}"
+    to: item
+    state:
+      last: "{{ each.item }}"
+"#,
+    )
+    .expect("story");
+    let out = tale(&["check", story.to_str().expect("p")]);
+    assert_ne!(out.status, 0);
+    for needle in [
+        "a webhook does not read story state (`STATE.seen`)",
+        "`state` (`seen`) cannot be set here",
+        "`state` (`last`) cannot be set here",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle}: {}", out.stdout);
+    }
+}

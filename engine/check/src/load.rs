@@ -520,6 +520,29 @@ fn load_action(
         }
     };
 
+    // `state:` renders with the last event an action emits when it runs: a
+    // webhook (it answers requests, it does not run) and an explode (its
+    // elements are emitted after its step) have none to give it.
+    let mode = own_node.get("mode").and_then(|m| m.as_str());
+    let kind = common.kind.as_ref().map(|k| k.value.as_str());
+    let no_state = match (kind, mode) {
+        (Some("webhook"), _) => Some("a webhook answers requests: set the state on the action after it"),
+        (Some("transform"), Some("explode")) => {
+            Some("an explode emits its elements after its step: set the state on the action after it")
+        }
+        _ => None,
+    };
+    if let (Some(why), Some((name, node))) = (no_state, common.state.iter().flatten().next()) {
+        out.push(
+            Diagnostic::new(
+                Code::InvalidValue,
+                file,
+                node.span,
+                format!("`state` (`{name}`) cannot be set here"),
+            )
+            .help(why),
+        );
+    }
     for (name, node) in common.state.iter().flatten() {
         if let Err(why) = crate::values::check_slug(name) {
             out.push(

@@ -365,6 +365,18 @@ fn check_field(
                         );
                     }
                 }
+                "STATE" if action.is_webhook() => {
+                    out.push(
+                        Diagnostic::new(
+                            Code::InvalidValue,
+                            file,
+                            member_span,
+                            format!("a webhook does not read story state (`STATE.{member}`)"),
+                        )
+                        .label("not read here")
+                        .help("a webhook answers before any action runs: read the state in the action after it"),
+                    );
+                }
                 "STATE" => {
                     if !story.actions.iter().any(|a| a.state.contains_key(member)) {
                         let written = story.actions.iter().flat_map(|a| a.state.keys().map(String::as_str));

@@ -1373,7 +1373,11 @@ impl Durable {
                 Inline::Effect => !effect,
                 Inline::Never => false,
             };
-            if !allowed || built.disabled || (!fetch_tokens && !built.tokens.is_empty()) {
+            // An action that reads story state runs in a step of its own, so
+            // it reads what the steps before it committed (an inline one
+            // would read the state of before this step's own changes).
+            let reads_state = !built.state_reads.is_empty();
+            if !allowed || reads_state || built.disabled || (!fetch_tokens && !built.tokens.is_empty()) {
                 keep.push(item);
                 continue;
             }

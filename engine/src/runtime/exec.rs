@@ -378,12 +378,14 @@ impl Runtime {
         let result = match result {
             Ok(mut outcome) if action.state.is_some() && skipped.is_none() => {
                 match write_state(&story, action, &cx.scope, run_id, at_ms, &outcome) {
-                    Ok(puts) => {
-                        outcome.state.extend(puts);
-                        Ok(outcome)
-                    }
-                    Err(e) => Err(e.into()),
+                    Ok(puts) => outcome.state.extend(puts),
+                    // What the action did stands (a request was sent): the
+                    // state keeps its values and the problem is logged.
+                    Err(e) => outcome
+                        .trace
+                        .push(json!({"log_error": format!("`state` was not set: {e}")})),
                 }
+                Ok(outcome)
             }
             result => result,
         };

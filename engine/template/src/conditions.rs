@@ -279,11 +279,17 @@ fn ruby_eq(a: &dyn ValueView, b: &dyn ValueView) -> bool {
 }
 
 fn contains_check(a: &dyn ValueView, b: &dyn ValueView) -> Result<bool> {
-    // Ruby Liquid: nil contains nothing.
-    if a.is_nil() {
+    // Ruby Liquid: nil contains nothing, nothing is contained (a nil right
+    // side), and only text, lists and hashes contain (`123 contains '2'`,
+    // `false contains 'al'` are false).
+    if a.is_nil() || b.is_nil() {
         return Ok(false);
     }
-    if let Some(a) = a.as_scalar() {
+    if let Some(scalar) = a.as_scalar() {
+        if a.type_name() != "string" {
+            return Ok(false);
+        }
+        let a = scalar;
         let b = b.to_kstr();
         Ok(a.to_kstr().contains(b.as_str()))
     } else if let Some(a) = a.as_object() {
@@ -481,6 +487,9 @@ mod tests {
                 ("{% if f == false %}y{% else %}n{% endif %}", "y"),
                 ("{% if n == empty %}y{% else %}n{% endif %}", "y"),
                 ("{% if f == blank %}y{% else %}n{% endif %}", "y"),
+                ("{% if text contains n %}y{% else %}n{% endif %}", "n"),
+                ("{% if 123 contains '2' %}y{% else %}n{% endif %}", "n"),
+                ("{% if f contains 'al' %}y{% else %}n{% endif %}", "n"),
             ],
         );
     }

@@ -645,9 +645,19 @@ fn localize_inputs(action: &mut Map<String, J>, values: &[(String, J)], place: &
             J::String(s) => {
                 for (name, _) in names {
                     let from = format!("RESOURCE.input_{name}");
-                    if s.contains(&from) {
-                        *s = s.replace(&from, &format!("LOCAL.input_{name}"));
+                    // The whole name only: `input_host` is not `input_host_url`.
+                    let mut out = String::with_capacity(s.len());
+                    let mut rest = s.as_str();
+                    while let Some(at) = rest.find(&from) {
+                        let after = &rest[at + from.len()..];
+                        let whole = !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+                        out.push_str(&rest[..at]);
+                        out.push_str(if whole { "LOCAL.input_" } else { "RESOURCE.input_" });
+                        out.push_str(name);
+                        rest = after;
                     }
+                    out.push_str(rest);
+                    *s = out;
                 }
             }
             J::Array(a) => a.iter_mut().for_each(|v| rename(v, names)),
@@ -1313,7 +1323,17 @@ fn formula_rule(formula: &str, place: &str, notes: &mut Vec<Note>) -> J {
             cut(&liquid)
         ),
     });
-    json!({"type": "field==value", "path": template_text(&liquid, place, notes), "value": "true"})
+    // Already Liquid: only template inputs are left to name as resources.
+    let path = if liquid.contains("INPUT.") {
+        notes.push(Note {
+            place: place.to_owned(),
+            what: "a template input (`INPUT.x`) reads the resource `input_x`: set it (tale.env)".into(),
+        });
+        liquid.replace("INPUT.", "RESOURCE.input_")
+    } else {
+        liquid
+    };
+    json!({"type": "field==value", "path": path, "value": "true"})
 }
 
 /// `{% story Name %}` and `{{ .STORY.slug }}` → the id of a story of this

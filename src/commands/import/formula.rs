@@ -152,6 +152,8 @@ struct Lower {
     tags: String,
     n: usize,
     hole: Option<String>,
+    /// Lambda parameters read as another name (innermost last).
+    renames: Vec<(String, String)>,
 }
 
 impl Lower {
@@ -206,7 +208,13 @@ impl Lower {
             Expr::Num(n) => Val::Simple(n.clone()),
             Expr::Str(s) => Val::Simple(literal(s)?),
             Expr::Word(w) => Val::Simple((*w).to_owned()),
-            Expr::Name(n) => Val::Simple(n.clone()),
+            Expr::Name(n) => Val::Simple(
+                self.renames
+                    .iter()
+                    .rev()
+                    .find(|(from, _)| from == n)
+                    .map_or_else(|| n.clone(), |(_, to)| to.clone()),
+            ),
             Expr::Hole => Val::Simple(self.hole.clone()?),
             Expr::Member(base, key) => {
                 let base = self.path(base)?;
@@ -303,14 +311,22 @@ impl Lower {
             ("SWITCH", [subject, cases @ ..]) if cases.len() >= 2 => {
                 let subject = self.value(subject)?;
                 let subject = self.simple(subject);
+                // Keys are computed before the `case`: their tags would
+                // otherwise land in the branch before them.
+                let mut keys = Vec::new();
+                for pair in cases.chunks(2) {
+                    if let [key, _] = pair {
+                        let key = self.value(key)?;
+                        keys.push(self.simple(key));
+                    }
+                }
                 let t = self.temp();
                 self.tags.push_str(&format!("{{% case {subject} %}}"));
+                let mut keys = keys.into_iter();
                 for pair in cases.chunks(2) {
                     match pair {
-                        [key, value] => {
-                            let Val::Simple(key) = self.value(key)? else {
-                                return None;
-                            };
+                        [_, value] => {
+                            let key = keys.next()?;
                             self.tags.push_str(&format!("{{% when {key} %}}"));
                             self.assign_to(&t, value)?;
                         }
@@ -337,11 +353,17 @@ impl Lower {
                 self.tags.push_str(&format!(
                     "{{% assign {t} = \"{start}\" | json_parse %}}{{% for {pair} in {list} %}}"
                 ));
-                self.tags.push_str(&format!("{{% assign {} = {pair}[1] %}}", params[0]));
+                // The parameters are other names here: an `assign` would be
+                // seen by the rest of the template, where a name may be an action's.
+                let value = format!("{pair}[1]");
+                let outer = self.renames.len();
+                self.renames.push((params[0].clone(), value.clone()));
                 if let Some(key) = params.get(1) {
-                    self.tags.push_str(&format!("{{% assign {key} = {pair}[0] %}}"));
+                    self.renames.push((key.clone(), format!("{pair}[0]")));
                 }
-                self.lambda_body(name, &t, &params[0], body, Some(&format!("{pair}[0]")))?;
+                let kept = self.lambda_body(name, &t, &value, body, Some(&format!("{pair}[0]")));
+                self.renames.truncate(outer);
+                kept?;
                 self.tags.push_str("{% endfor %}{% else %}");
                 self.tags.push_str(&format!(
                     "{{% assign {t} = \"[]\" | json_parse %}}{{% for {} in {list} %}}",
@@ -380,7 +402,11 @@ impl Lower {
             ("SLICE_ARRAY", [x, Expr::Num(start), Expr::Num(end)]) => {
                 let (start, end) = (start.parse::<i64>().ok()?, end.parse::<i64>().ok()?);
                 let x = self.value(x)?;
-                Some(self.filter(x, "slice", &[start.to_string(), (end - start).max(0).to_string()]))
+                Some(self.filter(
+                    x,
+                    "slice",
+                    &[start.to_string(), end.checked_sub(start)?.max(0).to_string()],
+                ))
             }
             // DATE(x) alone reads a date Tines' way ("1 days ago"): no Liquid reading.
             ("DATE", [_]) => None,
@@ -849,8 +875,8 @@ mod tests {
             field("REJECT(LOCAL.all, LAMBDA(item, OR(item = NULL, IS_EMPTY(item))))").as_deref(),
             Some(concat!(
                 r#"{% assign _v2 = LOCAL.all | type %}{% if _v2 == "Hash" %}"#,
-                r#"{% assign _v1 = "{}" | json_parse %}{% for _v3 in LOCAL.all %}{% assign item = _v3[1] %}"#,
-                r#"{% unless item == nil or item == empty %}{% assign _v1 = _v1 | set_key: _v3[0], item %}{% endunless %}{% endfor %}"#,
+                r#"{% assign _v1 = "{}" | json_parse %}{% for _v3 in LOCAL.all %}"#,
+                r#"{% unless _v3[1] == nil or _v3[1] == empty %}{% assign _v1 = _v1 | set_key: _v3[0], _v3[1] %}{% endunless %}{% endfor %}"#,
                 r#"{% else %}{% assign _v1 = "[]" | json_parse %}{% for item in LOCAL.all %}"#,
                 r#"{% unless item == nil or item == empty %}{% assign _v1 = _v1 | push: item %}{% endunless %}{% endfor %}"#,
                 r#"{% endif %}{{ _v1 | as_object }}"#
@@ -862,6 +888,18 @@ mod tests {
                 r#"{% assign _v1 = "[]" | json_parse | push: 1 | push: x.z %}{{ "{}" | json_parse | set_key: "a b", x.y | set_key: "n", _v1 | as_object }}"#
             )
         );
+    }
+
+    #[test]
+    fn switch_keys_and_lambda_parameters_stay_in_their_place() {
+        // A computed key is computed before the `case`, not in the branch before it.
+        let switch = field(r#"SWITCH(k, "a", 1, IF(flag, "b", "c"), 2, 3)"#).expect("translates");
+        let case_at = switch.find("{% case").expect("case");
+        assert!(switch[..case_at].contains("{% if flag %}"), "{switch}");
+        // In the object branch the parameter is read as the pair's value, never assigned.
+        let reject = field("REJECT(o, LAMBDA(b, IS_EMPTY(b)))").expect("translates");
+        assert!(!reject.contains("assign b ="), "{reject}");
+        assert!(reject.contains("_v3[1] == empty"), "{reject}");
     }
 
     #[test]

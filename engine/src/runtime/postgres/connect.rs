@@ -205,15 +205,16 @@ impl PgUrl {
         // never the right plan there, and with it ruled out a generic plan is
         // as good as one made for each execution's arguments, so plans are
         // kept instead of made again for every statement (+5 % W1).
+        // `synchronous_commit` first: one set in the URL's `options` wins.
         let options = format!(
-            "{} -c idle_in_transaction_session_timeout={} -c plan_cache_mode=auto -c enable_seqscan=off{}",
-            config.get_options().unwrap_or_default(),
-            idle.as_millis().max(1),
+            "{}{} -c idle_in_transaction_session_timeout={} -c plan_cache_mode=auto -c enable_seqscan=off",
             if flush_commits {
                 ""
             } else {
-                " -c synchronous_commit=off"
-            }
+                "-c synchronous_commit=off "
+            },
+            config.get_options().unwrap_or_default(),
+            idle.as_millis().max(1),
         );
         config.options(options.trim_start());
         self.pool_of(config, size)

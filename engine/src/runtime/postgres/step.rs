@@ -519,10 +519,16 @@ async fn apply_fired(
             }
         }
     }
-    // In step order; errors before the ends below (whether a run that ends
-    // here failed depends on them).
-    for (i, p) in steps.iter().enumerate() {
-        for (key, change) in &p.state {
+    // State by key (a stable sort keeps each key's changes in step order):
+    // concurrent commits then lock the rows they share in one order, so two
+    // batches setting the same story state never deadlock.
+    let mut changes: Vec<(&String, &_)> = steps
+        .iter()
+        .flat_map(|p| p.state.iter().map(|(key, change)| (key, change)))
+        .collect();
+    changes.sort_by(|a, b| a.0.cmp(b.0));
+    for (key, change) in changes {
+        {
             match change {
                 Some(Ok(value)) => tx.execute(&statement(tx, "INSERT INTO state (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value").await?, &[key, value],
                     )
@@ -541,6 +547,10 @@ async fn apply_fired(
                 }
             };
         }
+    }
+    // In step order; errors before the ends below (whether a run that ends
+    // here failed depends on them).
+    for (i, p) in steps.iter().enumerate() {
         for (run, error) in &p.errors {
             tx.execute(
                 &statement(

@@ -30,6 +30,8 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
     // Ruby's `Base64.decode64` (Tines' `base64_decode`): characters outside
     // the alphabet are skipped, padding is optional and an incomplete last
     // group is dropped; both alphabets are read.
+    // Padding ends the data, as in Ruby (`"YQ==YQ=="` is `a`).
+    let text = text.split('=').next().unwrap_or("");
     let mut cleaned: Vec<u8> = text
         .bytes()
         .filter_map(|c| match c {
@@ -222,6 +224,7 @@ mod tests {
         // As Ruby's decode64: what is not base64 is skipped, not an error.
         assert_eq!(ok("{{ 'dXNl cjpw!YXNz' | base64_decode }}", json!({})), "user:pass");
         assert_eq!(ok("{{ 'a' | base64url_decode }}", json!({})), "");
+        assert_eq!(ok("{{ 'YQ==YQ==' | base64_decode }}", json!({})), "a");
         fails(
             "{{ a | base64_encode }}",
             json!({"a": [1]}),
