@@ -5,6 +5,17 @@
 
 use crate::support::{root, tale};
 
+/// `tale import EXPORT --out DIR`, which must succeed.
+fn import(export: &std::path::Path, out: &std::path::Path) {
+    let imported = tale(&[
+        "import",
+        export.to_str().expect("path"),
+        "--out",
+        out.to_str().expect("path"),
+    ]);
+    assert_eq!(imported.status, 0, "{}: {}", export.display(), imported.stderr);
+}
+
 /// Stories of the corpus that import and check clean today; raise it when
 /// the importer gets better, never lower it.
 const CHECKED_AT_LEAST: usize = 72;
@@ -23,13 +34,7 @@ fn the_tines_corpus_imports_and_checks() {
     let mut failing = Vec::new();
     for export in &exports {
         let dir = tempfile::tempdir().expect("tmp");
-        let out = tale(&[
-            "import",
-            export.to_str().expect("path"),
-            "--out",
-            dir.path().to_str().expect("path"),
-        ]);
-        assert_eq!(out.status, 0, "{}: {}", export.display(), out.stderr);
+        import(export, dir.path());
         assert!(dir.path().join("import-report.md").exists());
         assert!(dir.path().join("tale.env").exists());
         let checked = tale(&["check", dir.path().to_str().expect("path")]);
@@ -87,13 +92,7 @@ fn an_export_becomes_a_story_that_runs_as_tines_would() {
     let export = dir.path().join("mini.json");
     std::fs::write(&export, EXPORT).expect("write");
     let out_dir = dir.path().join("out");
-    let out = tale(&[
-        "import",
-        export.to_str().expect("p"),
-        "--out",
-        out_dir.to_str().expect("p"),
-    ]);
-    assert_eq!(out.status, 0, "{}", out.stderr);
+    import(&export, &out_dir);
     let story = std::fs::read_to_string(out_dir.join("mini-triage.yaml")).expect("the story");
     let report = std::fs::read_to_string(out_dir.join("import-report.md")).expect("the report");
     let env = std::fs::read_to_string(out_dir.join("tale.env")).expect("tale.env");
@@ -182,13 +181,7 @@ fn imported_corpus_stories_run_as_tines_documents() {
         let stem = name.trim_end_matches(".tines.test.yaml");
         let export = root().join("tests/data/tines-exports").join(format!("{stem}.json"));
         let dir = tempfile::tempdir().expect("tmp");
-        let out = tale(&[
-            "import",
-            export.to_str().expect("path"),
-            "--out",
-            dir.path().to_str().expect("path"),
-        ]);
-        assert_eq!(out.status, 0, "{stem}: {}", out.stderr);
+        import(&export, dir.path());
         let test = dir.path().join(&name);
         std::fs::copy(case, &test).expect("copy the cases");
         let tested = tale(&["test", test.to_str().expect("path")]);
@@ -222,13 +215,7 @@ fn a_template_actions_reject_boilerplate_computes_what_tines_does() {
     let path = dir.path().join("boilerplate.json");
     std::fs::write(&path, export).expect("write");
     let out_dir = dir.path().join("out");
-    let out = tale(&[
-        "import",
-        path.to_str().expect("p"),
-        "--out",
-        out_dir.to_str().expect("p"),
-    ]);
-    assert_eq!(out.status, 0, "{}", out.stderr);
+    import(&path, &out_dir);
     let event = dir.path().join("event.json");
     std::fs::write(&event, r#"{"channel": "C1", "tags": ["a", "", "b"]}"#).expect("w");
     let run = tale(&[

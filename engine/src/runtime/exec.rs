@@ -442,30 +442,29 @@ fn render_local(
     let super::render::Tree::Object(entries) = tree else {
         return tree.render(scope);
     };
-    let mut values: Vec<Option<J>> = vec![None; entries.len()];
+    // The values rendered so far, which a value reading `LOCAL` sees.
+    let mut so_far = J::Object(serde_json::Map::with_capacity(entries.len()));
     for &(i, reads_local) in order {
-        let (_, template) = &entries[i];
+        let (name, template) = &entries[i];
         let value = if reads_local {
-            let so_far = J::Object(
-                entries
-                    .iter()
-                    .zip(&values)
-                    .filter_map(|((name, _), v)| Some((name.clone(), v.clone()?)))
-                    .collect(),
-            );
             let mut with_local = scope.clone_with_extra(scope.extra);
             with_local.local = Some(&so_far);
             template.render(&with_local)?
         } else {
             template.render(scope)?
         };
-        values[i] = Some(value);
+        if let J::Object(values) = &mut so_far {
+            values.insert(name.clone(), value);
+        }
     }
+    // In the written order.
+    let J::Object(mut values) = so_far else {
+        return Ok(J::Null);
+    };
     Ok(J::Object(
         entries
             .iter()
-            .zip(values)
-            .map(|((name, _), v)| (name.clone(), v.unwrap_or(J::Null)))
+            .map(|(name, _)| (name.clone(), values.remove(name).unwrap_or(J::Null)))
             .collect(),
     ))
 }

@@ -103,15 +103,20 @@ fn is_reference(expr: &str) -> bool {
 
 fn template_text(s: &str, place: &str, notes: &mut Vec<Note>) -> String {
     let out = pills(s, place, notes);
-    if out.contains("INPUT.") {
-        // Template inputs are not in exports: each becomes a resource to set.
-        notes.push(Note {
-            place: place.to_owned(),
-            what: "a template input (`INPUT.x`) reads the resource `input_x`: set it (tale.env)".into(),
-        });
-        return out.replace("INPUT.", "RESOURCE.input_");
+    inputs_as_resources(out, place, notes)
+}
+
+/// Template inputs (`INPUT.x`) the export gives no value for read the
+/// resources `input_x`, each a resource to set.
+fn inputs_as_resources(text: String, place: &str, notes: &mut Vec<Note>) -> String {
+    if !text.contains("INPUT.") {
+        return text;
     }
-    out
+    notes.push(Note {
+        place: place.to_owned(),
+        what: "a template input (`INPUT.x`) reads the resource `input_x`: set it (tale.env)".into(),
+    });
+    text.replace("INPUT.", "RESOURCE.input_")
 }
 
 fn pills(s: &str, place: &str, notes: &mut Vec<Note>) -> String {
@@ -1324,16 +1329,7 @@ fn formula_rule(formula: &str, place: &str, notes: &mut Vec<Note>) -> J {
         ),
     });
     // Already Liquid: only template inputs are left to name as resources.
-    let path = if liquid.contains("INPUT.") {
-        notes.push(Note {
-            place: place.to_owned(),
-            what: "a template input (`INPUT.x`) reads the resource `input_x`: set it (tale.env)".into(),
-        });
-        liquid.replace("INPUT.", "RESOURCE.input_")
-    } else {
-        liquid
-    };
-    json!({"type": "field==value", "path": path, "value": "true"})
+    json!({"type": "field==value", "path": inputs_as_resources(liquid, place, notes), "value": "true"})
 }
 
 /// `{% story Name %}` and `{{ .STORY.slug }}` → the id of a story of this

@@ -103,8 +103,11 @@ pub(crate) fn condition(formula: &str) -> Option<String> {
 /// The translation, if tale's parser takes it: a filter called with
 /// arguments it does not take (`DATE(x, format, zone)`) is not a reading.
 fn parses(liquid: String) -> Option<String> {
-    tale_engine::template::TemplateParser::new().parse(&liquid).ok()?;
-    Some(liquid)
+    thread_local! {
+        // Built once: a parser registers every filter and tag.
+        static PARSER: tale_engine::template::TemplateParser = tale_engine::template::TemplateParser::new();
+    }
+    PARSER.with(|p| p.parse(&liquid).is_ok()).then_some(liquid)
 }
 
 fn parse(formula: &str) -> Option<Expr> {
@@ -459,11 +462,7 @@ impl Lower {
     /// A condition's value: `true` or `false` in a temporary.
     fn boolean(&mut self, e: &Expr) -> Option<Val> {
         let c = self.cond(e)?;
-        let t = self.temp();
-        self.tags.push_str(&format!(
-            "{{% if {c} %}}{{% assign {t} = true %}}{{% else %}}{{% assign {t} = false %}}{{% endif %}}"
-        ));
-        Some(Val::Simple(t))
+        Some(Val::Simple(self.flag(&c, true)))
     }
 
     /// A Liquid condition for `{% if %}`.
@@ -485,7 +484,7 @@ impl Lower {
                         let c = self.cond(a)?;
                         // Liquid has no parentheses: a compound part is computed first.
                         parts.push(if c.contains(" or ") || c.contains(" and ") {
-                            self.materialize(&c)
+                            self.flag(&c, true)
                         } else {
                             c
                         });
@@ -494,11 +493,7 @@ impl Lower {
                 }
                 ("NOT", [x]) => {
                     let c = self.cond(x)?;
-                    let t = self.temp();
-                    self.tags.push_str(&format!(
-                        "{{% if {c} %}}{{% assign {t} = false %}}{{% else %}}{{% assign {t} = true %}}{{% endif %}}"
-                    ));
-                    Some(t)
+                    Some(self.flag(&c, false))
                 }
                 ("IS_EMPTY", [x]) => Some(format!("{} == empty", self.operand(x)?)),
                 ("IS_BLANK", [x]) => Some(format!("{} == blank", self.operand(x)?)),
@@ -525,10 +520,13 @@ impl Lower {
         Some(self.simple(v))
     }
 
-    fn materialize(&mut self, c: &str) -> String {
+    /// A temporary holding whether condition `c` holds (`when` = `true`),
+    /// or whether it does not (`when` = `false`).
+    fn flag(&mut self, c: &str, when: bool) -> String {
         let t = self.temp();
         self.tags.push_str(&format!(
-            "{{% if {c} %}}{{% assign {t} = true %}}{{% else %}}{{% assign {t} = false %}}{{% endif %}}"
+            "{{% if {c} %}}{{% assign {t} = {when} %}}{{% else %}}{{% assign {t} = {} %}}{{% endif %}}",
+            !when
         ));
         t
     }
@@ -634,29 +632,22 @@ impl Parser<'_> {
     }
 
     fn additive(&mut self) -> Option<Expr> {
-        let mut e = self.multiplicative()?;
-        loop {
-            let op = match self.peek() {
-                Some(b'+') => "+",
-                Some(b'-') => "-",
-                _ => return Some(e),
-            };
-            self.at += 1;
-            let right = self.multiplicative()?;
-            e = Expr::Binary(op, Box::new(e), Box::new(right));
-        }
+        self.binary(&[(b'+', "+"), (b'-', "-")], Self::multiplicative)
     }
 
     fn multiplicative(&mut self) -> Option<Expr> {
-        let mut e = self.unary()?;
+        self.binary(&[(b'*', "*"), (b'/', "/")], Self::unary)
+    }
+
+    /// One level of left-associative operators over `operand`.
+    fn binary(&mut self, ops: &[(u8, &'static str)], operand: fn(&mut Self) -> Option<Expr>) -> Option<Expr> {
+        let mut e = operand(self)?;
         loop {
-            let op = match self.peek() {
-                Some(b'*') => "*",
-                Some(b'/') => "/",
-                _ => return Some(e),
+            let Some(&(_, op)) = ops.iter().find(|(c, _)| self.peek() == Some(*c)) else {
+                return Some(e);
             };
             self.at += 1;
-            let right = self.unary()?;
+            let right = operand(self)?;
             e = Expr::Binary(op, Box::new(e), Box::new(right));
         }
     }
