@@ -1,0 +1,119 @@
+//! `explode`: one event per element of a list, emitted lazily as the
+//! executor's queue drains.
+
+use super::*;
+
+/// `explode`: one event per element of a list.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Explode {
+    pub mode: Spanned<String>,
+    /// The list, such as `"{{ receive.body.value | as_object }}"`.
+    pub path: Spanned<String>,
+    /// The key each element is emitted under: `{<to>: element, index, size, guid}`.
+    pub to: Spanned<String>,
+    /// Most elements exploded (default 500).
+    pub limit: Option<Spanned<u64>>,
+}
+
+impl Explode {
+    pub(super) fn templates<'a>(&'a self, out: &mut Vec<TemplateField<'a>>) {
+        push(out, "path", &self.path);
+    }
+
+    pub(super) fn check(&self, cx: &mut ValueCx<'_>) {
+        if self.to.value.trim().is_empty() {
+            cx.report(
+                Code::InvalidValue,
+                self.to.span,
+                "`to` names the key each element is emitted under; it cannot be empty",
+            );
+        }
+        if let Some(l) = &self.limit {
+            cx.range("limit", l, 1, MAX_EXPLODE, "elements");
+        }
+    }
+
+    pub(super) fn build(&self, c: &Compiler<'_>) -> Result<Box<dyn Executable>, CompileError> {
+        Ok(Box::new(ExplodeExec {
+            path: field(c, "path", &self.path)?,
+            to: self.to.value.clone(),
+            limit: self.limit.as_ref().map_or(500, |l| l.value as usize),
+        }))
+    }
+}
+
+struct ExplodeExec {
+    path: Field,
+    to: String,
+    limit: usize,
+}
+
+impl Executable for ExplodeExec {
+    fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
+        ready((|| {
+            // A list read in place in an upstream event is walked there, one
+            // element copied at a time (a million-item body is not copied
+            // whole); anything else is rendered.
+            let in_place = self.path.source(&cx.scope).and_then(|(event, path)| {
+                match tale_core::runtime::render::resolve_in(&event.output, &path) {
+                    Some(J::Array(a)) => Some(a.len()),
+                    _ => None,
+                }
+                .map(|total| (event, path, total))
+            });
+            let (items, total): (Box<dyn Iterator<Item = J> + Send>, usize) = match in_place {
+                Some((event, path, total)) => {
+                    // The element is looked up again each time: the iterator
+                    // owns the event, so it cannot hold a borrow of its list.
+                    let walk =
+                        (0..total).map(
+                            move |i| match tale_core::runtime::render::resolve_in(&event.output, &path) {
+                                Some(J::Array(a)) => a.get(i).cloned().unwrap_or(J::Null),
+                                _ => J::Null,
+                            },
+                        );
+                    (Box::new(walk), total)
+                }
+                _ => {
+                    let items = as_list(self.path.render(&cx.scope)?, "the explode `path`")?;
+                    let total = items.len();
+                    (Box::new(items.into_iter()), total)
+                }
+            };
+            let size = total.min(self.limit);
+            // Dropping elements is never silent: the run logs it.
+            let trace = if total > self.limit {
+                vec![json!({"log_error": format!(
+                    "the list has {total} elements; only the first {} are exploded (`limit`)",
+                    self.limit
+                )})]
+            } else {
+                Vec::new()
+            };
+            // Derived from the input event and the action: when a crash makes
+            // the explode run again, the elements not yet committed carry the
+            // same guid as those that were (an implode still closes).
+            let origin = cx
+                .scope
+                .input
+                .map_or_else(|| cx.run_id.to_string(), |e| e.id.to_string());
+            let guid = tale_core::runtime::event::derived_id(&[&origin, cx.slug, "explode"]).to_string();
+            let to = self.to.clone();
+            // Lazily: the executor pulls elements as its queue drains.
+            let rest = items.take(self.limit).enumerate().map(move |(index, item)| {
+                let mut o = serde_json::Map::new();
+                o.insert(to.clone(), item);
+                o.insert("index".into(), json!(index));
+                o.insert("size".into(), json!(size));
+                o.insert("guid".into(), json!(guid));
+                Emit::Main(J::Object(o))
+            });
+            Ok(Outcome {
+                rest: Some(Box::new(rest)),
+                trace,
+                ..Outcome::default()
+            })
+        })())
+    }
+}
