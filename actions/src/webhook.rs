@@ -204,8 +204,9 @@ use tale_core::action::{
     ActionError, CompileError, Compiler, ExecCx, Executable, Outcome, WebhookRequest, WebhookResult,
 };
 use tale_core::runtime::contract::WebhookResponse;
-use tale_core::runtime::event::Event;
+use tale_core::runtime::event::{Event, RAW_OUTPUT_BYTES};
 use tale_core::runtime::render::{Field, Tree};
+use tale_core::template::raw::RawJson;
 
 /// Default largest body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -371,6 +372,46 @@ fn supported(content_type: &str) -> bool {
         || essence.ends_with("+xml")
 }
 
+/// The output `{method, path, query, headers, body}` of a large JSON body
+/// as JSON text, the body's text inside it as it arrived: kept as text, it
+/// is read in place by templates and explodes instead of held parsed
+/// (five to ten times its size). `None` when the body is small or not JSON.
+fn large_json_output(request: &WebhookRequest, method: &str) -> Option<Result<RawJson, (u16, String)>> {
+    if request.body.len() < RAW_OUTPUT_BYTES {
+        return None;
+    }
+    let content_type = request
+        .headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map_or("", |(_, v)| v.as_str())
+        .to_ascii_lowercase();
+    let text = std::str::from_utf8(&request.body).ok()?;
+    let json = content_type.contains("json") || (content_type.is_empty() && text.trim_start().starts_with(['{', '[']));
+    if !json || !supported(&content_type) {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + 512);
+    let mut member = |key: &str, value: &str| {
+        out.push(if out.is_empty() { '{' } else { ',' });
+        out.push_str(&J::String(key.to_owned()).to_string());
+        out.push(':');
+        out.push_str(value);
+    };
+    member("method", &J::String(method.to_owned()).to_string());
+    member("path", &J::String(request.path.clone()).to_string());
+    member("query", &pairs(&request.query).to_string());
+    member("headers", &pairs(&request.headers).to_string());
+    member("body", text);
+    out.push('}');
+    Some(RawJson::parse(out).map_err(|_| {
+        // Said of the body alone, as for a small one.
+        let e = serde_json::from_str::<serde::de::IgnoredAny>(text).err();
+        let why = e.map_or_else(|| "it does not parse".to_owned(), |e| e.to_string());
+        (400, format!("the body is not valid JSON: {why}"))
+    }))
+}
+
 /// The body by its content type: JSON, a form, or text; `Err` holds the
 /// status to answer (400 malformed, 415 unsupported) and why.
 fn parse_body(request: &WebhookRequest) -> Result<J, (u16, String)> {
@@ -486,6 +527,26 @@ impl Executable for WebhookExec {
                 }
             }
         }
+        // Without rules or templates in the response, nothing reads the
+        // request apart from the output: the body is moved, not copied (a
+        // batch of 10,000 alerts is megabytes).
+        let reads_request = !(cx.rules.is_empty() && self.body.is_none() && self.headers.is_empty());
+        if !reads_request && self.include_headers && !request.whole_output {
+            match large_json_output(request, &method) {
+                Some(Ok(output)) => {
+                    let response = match self.response(&cx.scope) {
+                        Ok(r) => r,
+                        Err(e) => return refuse(500, e.to_string()),
+                    };
+                    return Some(WebhookResult::Accepted {
+                        output: output.into(),
+                        response,
+                    });
+                }
+                Some(Err((status, e))) => return refuse(status, e),
+                None => {}
+            }
+        }
         let body = match parse_body(request) {
             Ok(b) => b,
             Err((status, e)) => return refuse(status, e),
@@ -500,10 +561,6 @@ impl Executable for WebhookExec {
             m.insert("body".into(), body);
             J::Object(m)
         };
-        // Without rules or templates in the response, nothing reads the
-        // request apart from the output: the body is moved, not copied (a
-        // batch of 10,000 alerts is megabytes).
-        let reads_request = !(cx.rules.is_empty() && self.body.is_none() && self.headers.is_empty());
         let request_json = if reads_request {
             request_of(body.clone())
         } else {
@@ -534,7 +591,10 @@ impl Executable for WebhookExec {
                 Ok(r) => r,
                 Err(e) => return refuse(500, e.to_string()),
             };
-            return Some(WebhookResult::Accepted { output, response });
+            return Some(WebhookResult::Accepted {
+                output: output.into(),
+                response,
+            });
         }
         // Rules and the response see the request; rules also see the output
         // under the webhook's own slug.
@@ -558,7 +618,10 @@ impl Executable for WebhookExec {
             Err(e) => return refuse(500, e.to_string()),
         };
         Some(if matched {
-            WebhookResult::Accepted { output, response }
+            WebhookResult::Accepted {
+                output: output.into(),
+                response,
+            }
         } else {
             WebhookResult::Ignored { response }
         })

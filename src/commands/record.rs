@@ -131,7 +131,7 @@ pub(crate) fn run(args: &RecordArgs, out: &mut dyn Write, err: &mut dyn Write) -
             .entry(super::test::output_key(&e.action, e.branch))
             .or_insert_with(|| J::Array(Vec::new()));
         if let J::Array(l) = list {
-            l.push(e.output.clone());
+            l.push(e.output().clone());
         }
     }
     let name = case_name(args);

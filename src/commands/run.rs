@@ -687,7 +687,7 @@ fn short(value: &J) -> String {
 
 fn write_trace(report: &RunReport, out: &mut dyn Write) -> std::io::Result<()> {
     if let Some(root) = report.events.first() {
-        writeln!(out, "● {} received {}", root.action, short(&root.output))?;
+        writeln!(out, "● {} received {}", root.action, short(root.output()))?;
     }
     let start = report.trace.first().map_or(0, |t| t.at_ms);
     for t in &report.trace {

@@ -622,8 +622,8 @@ fn run_case(
     for e in &report.events {
         let key = output_key(&e.action, e.branch);
         match outcome.actual.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, outputs)) => outputs.push(e.output.clone()),
-            None => outcome.actual.push((key, vec![e.output.clone()])),
+            Some((_, outputs)) => outputs.push(e.output().clone()),
+            None => outcome.actual.push((key, vec![e.output().clone()])),
         }
     }
 
@@ -662,7 +662,7 @@ fn run_case(
             .events
             .iter()
             .filter(|e| &*e.action == slug && e.branch == branch)
-            .map(|e| &e.output)
+            .map(|e| e.output())
             .collect();
         let before = outcome.failures.len();
         check_action(key, &outputs, expectation, &mut outcome.failures);

@@ -177,7 +177,7 @@ actions:
         .events
         .iter()
         .filter(|e| &*e.action == "collect")
-        .map(|e| (&e.output, e.created_at - START))
+        .map(|e| (e.output(), e.created_at - START))
         .collect();
     assert_eq!(collected, [(&json!(["keep", "keep"]), 30_000)]);
 }
@@ -209,7 +209,7 @@ actions:
         other => panic!("not started: {other:?}"),
     };
     wait_for(|| store.run_status(run) == Some(tale_engine::runtime::memory::RunStatus::Succeeded)).await;
-    let stored: Vec<J> = store.events(run).iter().map(|e| e.output.clone()).collect();
+    let stored: Vec<J> = store.events(run).iter().map(|e| e.output().clone()).collect();
     let text = serde_json::to_string(&stored).expect("json");
     assert!(
         !text.contains("tok-9f8e7d6c5b4a"),

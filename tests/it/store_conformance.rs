@@ -185,7 +185,7 @@ async fn due_times_are_data_and_parked_items_stay_in_the_store() {
         assert_eq!(recovered[0].id, later_id, "{name}");
         assert_eq!(recovered[0].due_ms, 1_900_000_000_000, "{name}: the due time is kept");
         let input = recovered[0].input.as_ref().expect("the input event");
-        assert_eq!(input.output, json!({"alert": 7}), "{name}");
+        assert_eq!(input.output(), &json!({"alert": 7}), "{name}");
         assert!(recovered.iter().all(|i| i.id != parked_id), "{name}");
     }
 }

@@ -1,6 +1,11 @@
 //! `explode`: one event per element of a list, emitted lazily as the
 //! executor's queue drains.
 
+use std::sync::Arc;
+
+use tale_core::runtime::event::Event;
+use tale_core::runtime::render::{Segment, resolve_in, resolve_raw};
+
 use super::*;
 
 /// `explode`: one event per element of a list.
@@ -43,6 +48,33 @@ impl Explode {
     }
 }
 
+type Elements = Box<dyn Iterator<Item = J> + Send>;
+
+/// The elements of the list at `path` in `event`, each copied (or parsed)
+/// when the executor pulls it, and how many there are; `None` when the
+/// path holds no list. The element is looked up again each time: the
+/// iterator owns the event, so it cannot hold a borrow of its list.
+fn in_place((event, path): (Arc<Event>, Vec<Segment>)) -> Option<(Elements, usize)> {
+    if let Some(raw) = event.held_output().raw() {
+        let list = resolve_raw(raw, &path).filter(|l| l.is_array())?;
+        let total = list.len();
+        let walk = (0..total).map(move |i| {
+            let list = event.held_output().raw().and_then(|raw| resolve_raw(raw, &path));
+            list.and_then(|l| l.element(i as i64)).map_or(J::Null, |e| e.to_json())
+        });
+        return Some((Box::new(walk), total));
+    }
+    let total = match resolve_in(event.output(), &path) {
+        Some(J::Array(a)) => a.len(),
+        _ => return None,
+    };
+    let walk = (0..total).map(move |i| match resolve_in(event.output(), &path) {
+        Some(J::Array(a)) => a.get(i).cloned().unwrap_or(J::Null),
+        _ => J::Null,
+    });
+    Some((Box::new(walk), total))
+}
+
 struct ExplodeExec {
     path: Field,
     to: String,
@@ -54,31 +86,14 @@ impl Executable for ExplodeExec {
         ready((|| {
             // A list read in place in an upstream event is walked there, one
             // element copied at a time (a million-item body is not copied
-            // whole); anything else is rendered.
-            let in_place = self.path.source(&cx.scope).and_then(|(event, path)| {
-                match tale_core::runtime::render::resolve_in(&event.output, &path) {
-                    Some(J::Array(a)) => Some(a.len()),
-                    _ => None,
-                }
-                .map(|total| (event, path, total))
-            });
-            let (items, total): (Box<dyn Iterator<Item = J> + Send>, usize) = match in_place {
-                Some((event, path, total)) => {
-                    // The element is looked up again each time: the iterator
-                    // owns the event, so it cannot hold a borrow of its list.
-                    let walk =
-                        (0..total).map(
-                            move |i| match tale_core::runtime::render::resolve_in(&event.output, &path) {
-                                Some(J::Array(a)) => a.get(i).cloned().unwrap_or(J::Null),
-                                _ => J::Null,
-                            },
-                        );
-                    (Box::new(walk), total)
-                }
-                _ => {
+            // whole; kept as text, it is not even parsed whole); anything
+            // else is rendered.
+            let (items, total) = match self.path.source(&cx.scope).and_then(in_place) {
+                Some(walk) => walk,
+                None => {
                     let items = as_list(self.path.render(&cx.scope)?, "the explode `path`")?;
                     let total = items.len();
-                    (Box::new(items.into_iter()), total)
+                    (Box::new(items.into_iter()) as Elements, total)
                 }
             };
             let size = total.min(self.limit);

@@ -13,7 +13,7 @@ use serde_json::Value as J;
 use uuid::Uuid;
 
 use super::build::{BuiltAction, BuiltStory};
-use super::event::{Event, RunId, new_id};
+use super::event::{Event, Output, RunId, new_id};
 use super::exec::{Emit, RunError, Runtime, WebhookRequest, WebhookResponse, WebhookResult};
 use super::redact::Redactor;
 use super::store::{Overlay, StatePut, StateStore, StoreError};
@@ -766,7 +766,7 @@ impl Durable {
                 story.id.clone(),
                 story.actions[action].slug.clone(),
                 event.parents.clone(),
-                event.output.clone(),
+                event.held_output().clone(),
                 now,
             )
             .with_branch(event.branch),
@@ -1175,6 +1175,7 @@ impl Durable {
                             .iter()
                             .filter_map(|e| match e {
                                 Emit::Main(o) => Some((None, o.clone())),
+                                Emit::Text(raw) => Some((None, raw.to_json())),
                                 Emit::Branch(b, o) => Some((Some(*b), o.clone())),
                                 _ => None,
                             })
@@ -1445,8 +1446,9 @@ impl Durable {
         let is_exit = story.exits.contains(&action);
         for emit in emits {
             let (branch, output) = match emit {
-                Emit::Main(o) => (None, o),
-                Emit::Branch(b, o) => (Some(b), o),
+                Emit::Main(o) => (None, Output::Json(o)),
+                Emit::Text(raw) => (None, Output::from(raw)),
+                Emit::Branch(b, o) => (Some(b), Output::Json(o)),
                 Emit::Call {
                     story: called,
                     payload,
@@ -1483,7 +1485,7 @@ impl Durable {
                 .with_branch(branch),
             );
             push_downstream(story, action, branch, &event, &mut tx.items);
-            if let Some(why) = Runtime::unhandled_failure(story, action, branch, &event.output) {
+            if let Some(why) = Runtime::unhandled_failure(story, action, branch, &event) {
                 tx.errors.push((item.run_id, format!("{}: {why}", item.action)));
             }
             if is_exit {
@@ -1648,7 +1650,14 @@ fn redacted(redactor: &Redactor, mut tx: Transaction) -> Transaction {
         return tx;
     }
     for event in &mut tx.events {
-        if let Some(output) = redactor.json_if_secret(&event.output) {
+        let hidden = match event.held_output().raw() {
+            // Kept as text: parsed (a copy, dropped here) only when the text
+            // may hold a secret; a secret found turns it into a redacted value.
+            Some(raw) if redactor.text_may_hold_secret(raw.text()) => redactor.json_if_secret(&raw.to_json()),
+            Some(_) => None,
+            None => redactor.json_if_secret(event.output()),
+        };
+        if let Some(output) = hidden {
             *event = Arc::new(event.with_output(output));
         }
     }
@@ -1701,7 +1710,7 @@ fn step_trace(
             let mut emitted = 0;
             for emit in &outcome.emits {
                 match emit {
-                    Emit::Main(_) => emitted += 1,
+                    Emit::Main(_) | Emit::Text(_) => emitted += 1,
                     Emit::Branch(b, out) => {
                         emitted += 1;
                         branch.get_or_insert(*b);

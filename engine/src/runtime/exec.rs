@@ -11,7 +11,7 @@ use super::clock::Clock;
 pub use super::contract::{
     ActionError, Emit, ExecCx, LazyEmits, Outcome, UNHANDLED_FAILURE, WebhookRequest, WebhookResponse, WebhookResult,
 };
-use super::event::{Event, EventId, RunId};
+use super::event::{Event, EventId, Output, RunId};
 use super::http::HttpClient;
 use super::mail::Mailer;
 use super::scope::Scope;
@@ -224,11 +224,11 @@ impl Runtime {
     /// Why the run fails when `action` took its `failure` branch and no
     /// action follows that branch (a handled failure is a normal outcome).
     /// The reason ends with [`UNHANDLED_FAILURE`].
-    pub fn unhandled_failure(story: &BuiltStory, action: usize, branch: Option<&str>, output: &J) -> Option<String> {
+    pub fn unhandled_failure(story: &BuiltStory, action: usize, branch: Option<&str>, event: &Event) -> Option<String> {
         if branch != Some("failure") || Self::downstream(story, action, branch).next().is_some() {
             return None;
         }
-        Some(match output.get("error").and_then(J::as_str) {
+        Some(match event.output().get("error").and_then(J::as_str) {
             Some(e) => format!("{e} {UNHANDLED_FAILURE}"),
             None => format!("took the `failure` branch {UNHANDLED_FAILURE}"),
         })
@@ -484,7 +484,8 @@ fn write_state(
         return Ok(Vec::new());
     };
     let last = outcome.emits.iter().rev().find_map(|e| match e {
-        Emit::Main(output) | Emit::Branch(_, output) => Some(output),
+        Emit::Main(output) | Emit::Branch(_, output) => Some(Output::Json(output.clone())),
+        Emit::Text(raw) => Some(Output::from(raw.clone())),
         _ => None,
     });
     let Some(output) = last else {
@@ -495,7 +496,7 @@ fn write_state(
         story.id.clone(),
         action.slug.clone(),
         scope.input.cloned().into_iter().collect(),
-        output.clone(),
+        output,
         at_ms,
     ));
     let mut own = Scope::new(scope.globals, Some(&event));

@@ -64,7 +64,7 @@ impl Observer for Recorder {
         let entry = TraceEntry {
             action: step.action.to_string(),
             input: step.input.as_ref().map(|e| e.id),
-            input_output: step.input.as_ref().map_or(J::Null, |e| e.output.clone()),
+            input_output: step.input.as_ref().map_or(J::Null, |e| e.output().clone()),
             details: step.details,
             emitted: step.emitted,
             skipped: step.skipped,
@@ -86,7 +86,7 @@ impl Observer for Recorder {
         {
             entry
                 .emitted
-                .extend(events.iter().map(|e| (e.branch, e.output.clone())));
+                .extend(events.iter().map(|e| (e.branch, e.output().clone())));
         }
     }
 

@@ -199,7 +199,7 @@ impl Inner {
                 .iter()
                 .chain(self.events.get(run).into_iter().flatten())
                 .find(|e| e.id == *event)
-                .map_or(J::Null, |e| e.output.clone());
+                .map_or(J::Null, |e| e.output().clone());
             let result = called_exit(&story, *run, output);
             applied.woken.extend(self.wake(caller, result));
         }

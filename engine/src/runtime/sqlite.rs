@@ -15,7 +15,7 @@ use serde_json::Value as J;
 use uuid::Uuid;
 
 use super::durable::{Applied, DurableStore, Transaction, WorkItem};
-use super::event::{Event, EventId, RunId};
+use super::event::{Event, EventId, Output, RunId};
 use super::runlog::{ActionActivity, StoryActivity};
 pub use super::runlog::{RunFilter, RunLog, RunRow, RunState, SecretStore};
 use super::sealed::SealKey;
@@ -223,8 +223,24 @@ struct PreparedEvent {
     action: Arc<str>,
     parents: Vec<u8>,
     branch: Option<&'static str>,
-    output: String,
+    output: PreparedOutput,
     at: i64,
+}
+
+/// An event's output as the writer binds it: serialised here, or (a large
+/// one kept as JSON text) the event itself, its text bound without a copy.
+enum PreparedOutput {
+    Text(String),
+    Held(Arc<Event>),
+}
+
+impl PreparedOutput {
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            PreparedOutput::Text(t) => std::borrow::Cow::Borrowed(t),
+            PreparedOutput::Held(e) => e.output_text(),
+        }
+    }
 }
 
 struct PreparedItem {
@@ -561,10 +577,13 @@ impl SqliteStore {
     }
 }
 
-fn prepare_event(e: &Event) -> Result<PreparedEvent, StoreError> {
+fn prepare_event(e: &Arc<Event>) -> Result<PreparedEvent, StoreError> {
     // `serde_json::to_string` writes into a buffer; `Value::to_string` goes
     // through `Display`, measurably slower on every stored event.
-    let output = serde_json::to_string(&e.output).map_err(failed)?;
+    let output = match e.held_output() {
+        Output::Json(j) => PreparedOutput::Text(serde_json::to_string(j).map_err(failed)?),
+        Output::Raw { .. } => PreparedOutput::Held(e.clone()),
+    };
     let mut parents = Vec::with_capacity(16 * e.parents.len());
     for p in &e.parents {
         parents.extend_from_slice(p.id.as_bytes());
@@ -751,7 +770,7 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
                 &*e.action,
                 &e.parents,
                 e.branch,
-                &e.output,
+                &*e.output.text(),
                 e.at
             ])?;
         }
@@ -1077,17 +1096,16 @@ fn load_event(
             parents.push(p);
         }
     }
-    let event = Arc::new(Event {
-        id: EventId::from_bytes(id),
-        run_id: RunId::from(uuid_of(&run)),
-        story: story.into(),
-        action: action.into(),
+    let event = Arc::new(Event::stored(
+        EventId::from_bytes(id),
+        RunId::from(uuid_of(&run)),
+        story.into(),
+        action.into(),
         parents,
-        output: serde_json::from_str(&output).map_err(failed)?,
-        created_at: at,
-        branch: branch.as_deref().map(intern_branch),
-        shortcuts: Default::default(),
-    });
+        Output::from_text(output).map_err(failed)?,
+        at,
+        branch.as_deref().map(intern_branch),
+    ));
     cache.insert(id, event.clone());
     Ok(Some(event))
 }
@@ -1374,6 +1392,25 @@ impl StateStore for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(failed)?;
             texts.iter().map(|t| serde_json::from_str(t).map_err(failed)).collect()
+        })
+    }
+
+    fn state_list_text<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<String, StoreError>> {
+        let key = key.to_owned();
+        self.reading(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT value FROM state_lists WHERE key = ?1 ORDER BY seq")
+                .map_err(failed)?;
+            let mut rows = stmt.query([key]).map_err(failed)?;
+            let mut out = String::from("[");
+            while let Some(row) = rows.next().map_err(failed)? {
+                if out.len() > 1 {
+                    out.push(',');
+                }
+                out.push_str(row.get_ref(0).map_err(failed)?.as_str().map_err(failed)?);
+            }
+            out.push(']');
+            Ok(out)
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod conditions;
 pub mod filters;
 pub mod held;
 pub mod loops;
+pub mod raw;
 pub mod scan;
 mod tags;
 pub mod value;
@@ -79,8 +80,14 @@ impl<R: liquid_core::Runtime> liquid_core::Runtime for Lenient<R> {
     }
     fn get(&self, path: &[liquid_core::model::ScalarCow<'_>]) -> liquid_core::Result<liquid_core::ValueCow<'_>> {
         if let Some(found) = self.0.try_get(path) {
-            // Owned, as the runtime's own `get` gives it (a borrowed view
-            // renders differently: an array as JSON, not its elements).
+            // A list or an object is read in place: filters take views, and
+            // the views render as Liquid's own values do. Copying it (what
+            // the runtime's own `get` does) cost a million-element list's
+            // size in Liquid values for `{{ list | size }}`.
+            let view = found.as_view();
+            if view.as_array().is_some() || (view.as_object().is_some() && !view.is_nil()) {
+                return Ok(found);
+            }
             return Ok(liquid_core::ValueCow::Owned(found.into_owned()));
         }
         if path.len() > 1 && self.0.try_get(&path[..1]).is_some() {

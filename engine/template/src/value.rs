@@ -46,13 +46,32 @@ pub fn render_json(value: &J, out: &mut String) {
     }
 }
 
-struct Rendered<'a>(&'a J);
+/// How Liquid writes a value into a template's text, as it writes its own
+/// values: a list as its elements one after the other, an object as its
+/// keys and values (in the document's order), numbers as Liquid's scalars
+/// (`1.0` as `1`). A borrowed view and the owned copy render the same.
+pub fn liquid_text(value: &J, out: &mut String) {
+    match value {
+        J::Null => {}
+        J::String(s) => out.push_str(s),
+        J::Array(a) => a.iter().for_each(|v| liquid_text(v, out)),
+        J::Object(o) => o.iter().for_each(|(k, v)| {
+            out.push_str(k);
+            liquid_text(v, out);
+        }),
+        scalar => {
+            if let Some(s) = Json::view(scalar).scalar() {
+                out.push_str(&s.to_kstr());
+            }
+        }
+    }
+}
 
-impl fmt::Display for Rendered<'_> {
+struct Rendered(String);
+
+impl fmt::Display for Rendered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = String::new();
-        render_json(self.0, &mut s);
-        f.write_str(&s)
+        f.write_str(&self.0)
     }
 }
 
@@ -64,7 +83,11 @@ impl ValueView for Json {
     fn render(&self) -> DisplayCow<'_> {
         match &self.0 {
             J::String(s) => DisplayCow::Borrowed(s),
-            other => DisplayCow::Owned(Box::new(Rendered(other))),
+            other => {
+                let mut s = String::new();
+                liquid_text(other, &mut s);
+                DisplayCow::Owned(Box::new(Rendered(s)))
+            }
         }
     }
 
@@ -104,7 +127,7 @@ impl ValueView for Json {
             J::String(s) => KStringCow::from_ref(s),
             other => {
                 let mut s = String::new();
-                render_json(other, &mut s);
+                liquid_text(other, &mut s);
                 KStringCow::from_string(s)
             }
         }

@@ -994,7 +994,7 @@ async fn event(
             .iter()
             .map(|p| (p.id.to_string(), p.action.to_string()))
             .collect(),
-        json: serde_json::to_string_pretty(&event.output).unwrap_or_default(),
+        json: serde_json::to_string_pretty(event.output()).unwrap_or_default(),
     };
     html(StatusCode::OK, page.render())
 }

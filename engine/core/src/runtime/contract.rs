@@ -3,9 +3,10 @@
 //! (`Outcome`, `Emit`, `ActionError`); what a webhook receives and answers.
 
 use serde_json::Value as J;
+use tale_template::raw::RawJson;
 
 use super::clock::Clock;
-use super::event::{EventId, RunId};
+use super::event::{EventId, Output, RunId};
 use super::http::HttpClient;
 use super::mail::Mailer;
 use super::render::RenderError;
@@ -18,6 +19,9 @@ use super::store::{StatePut, StateStore, StoreError};
 pub enum Emit {
     /// An event on the main output.
     Main(J),
+    /// An event on the main output kept as JSON text (a large list: an
+    /// implode's items), read in place by the templates after it.
+    Text(RawJson),
     /// An event on a named branch (`failure`, `no_match`).
     Branch(&'static str, J),
     /// Come back at `at_ms` with `payload` (delay, implode window).
@@ -90,7 +94,7 @@ pub struct ExecCx<'a> {
 impl ExecCx<'_> {
     /// The output of the event the action received (`null` for a start).
     pub fn input(&self) -> &J {
-        self.scope.input.map_or(&J::Null, |e| &e.output)
+        self.scope.input.map_or(&J::Null, |e| e.output())
     }
 
     pub fn input_id(&self) -> Option<EventId> {
@@ -132,7 +136,7 @@ pub struct WebhookResponse {
 #[derive(Debug, Clone, PartialEq)]
 pub enum WebhookResult {
     /// The request starts a run with this output.
-    Accepted { output: J, response: WebhookResponse },
+    Accepted { output: Output, response: WebhookResponse },
     /// Answered, but no run starts (the rules did not match).
     Ignored { response: WebhookResponse },
     /// Refused: wrong verb, secret or signature, body too large…

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value as J;
+use tale_template::raw::RawJson;
 use uuid::Uuid;
 
 macro_rules! id_type {
@@ -80,7 +81,9 @@ pub struct Event {
     /// The slug of the action that emitted it.
     pub action: Arc<str>,
     pub parents: Vec<Arc<Event>>,
-    pub output: J,
+    /// The action's output: parsed, or kept as its JSON text when large
+    /// (read it with [`Event::output`], [`Event::view`], [`Event::output_text`]).
+    output: Output,
     /// Milliseconds since the Unix epoch (virtual in a dry run).
     pub created_at: i64,
     /// The branch it went out on (`failure`, `no_match`), if not the main output.
@@ -89,6 +92,95 @@ pub struct Event {
     /// chain finds them in one step instead of walking the whole ancestry
     /// (a chain of n steps reading the webhook was O(n²)).
     pub shortcuts: Shortcuts,
+}
+
+/// An event's output. A large one (a webhook body above
+/// [`RAW_OUTPUT_BYTES`], an implode's list) stays JSON text, read in place
+/// by templates and explodes ([`RawJson`]); it is parsed whole only for
+/// a reader that needs the whole value (a test's expectation, `tale run`'s
+/// report), and then once.
+#[derive(Debug)]
+pub enum Output {
+    Json(J),
+    Raw {
+        raw: RawJson,
+        parsed: std::sync::OnceLock<J>,
+    },
+}
+
+/// From this size on, an output that arrives as JSON text stays text.
+pub const RAW_OUTPUT_BYTES: usize = 1024 * 1024;
+
+impl Clone for Output {
+    fn clone(&self) -> Self {
+        match self {
+            Output::Json(j) => Output::Json(j.clone()),
+            Output::Raw { raw, .. } => Output::from(raw.clone()),
+        }
+    }
+}
+
+impl PartialEq for Output {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl From<J> for Output {
+    fn from(value: J) -> Self {
+        Output::Json(value)
+    }
+}
+
+impl From<RawJson> for Output {
+    fn from(raw: RawJson) -> Self {
+        Output::Raw {
+            raw,
+            parsed: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl Output {
+    /// JSON text read back from a store: kept as text when large.
+    pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        if text.len() >= RAW_OUTPUT_BYTES {
+            RawJson::parse(text).map(Output::from)
+        } else {
+            serde_json::from_str(&text).map(Output::Json)
+        }
+    }
+
+    /// The whole value (parsed once, if it is text).
+    pub fn json(&self) -> &J {
+        match self {
+            Output::Json(j) => j,
+            Output::Raw { raw, parsed } => parsed.get_or_init(|| raw.to_json()),
+        }
+    }
+
+    /// As JSON text, what a store writes: text as it is, a value serialised.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Output::Json(j) => std::borrow::Cow::Owned(serde_json::to_string(j).unwrap_or_else(|_| "null".into())),
+            Output::Raw { raw, .. } => std::borrow::Cow::Borrowed(raw.text()),
+        }
+    }
+
+    /// What a template reads: the value in place, or the text read lazily.
+    pub fn view(&self) -> &dyn liquid_core::ValueView {
+        match self {
+            Output::Json(j) => crate::template::value::Json::view(j),
+            Output::Raw { raw, .. } => raw,
+        }
+    }
+
+    pub fn raw(&self) -> Option<&RawJson> {
+        match self {
+            Output::Raw { raw, .. } => Some(raw),
+            Output::Json(_) => None,
+        }
+    }
 }
 
 /// Slots of (slug, nearest event of that slug), filled once each.
@@ -126,7 +218,7 @@ impl Event {
         story: Arc<str>,
         action: Arc<str>,
         parents: Vec<Arc<Event>>,
-        output: J,
+        output: impl Into<Output>,
         now: i64,
     ) -> Self {
         Self {
@@ -135,7 +227,7 @@ impl Event {
             story,
             action,
             parents,
-            output,
+            output: output.into(),
             created_at: now,
             branch: None,
             shortcuts: Shortcuts::default(),
@@ -151,11 +243,56 @@ impl Event {
             story: self.story.clone(),
             action: self.action.clone(),
             parents: self.parents.clone(),
-            output,
+            output: Output::Json(output),
             created_at: self.created_at,
             branch: self.branch,
             shortcuts: Shortcuts::default(),
         }
+    }
+
+    /// An event read back from a store (its id and time as stored).
+    #[allow(clippy::too_many_arguments)]
+    pub fn stored(
+        id: EventId,
+        run_id: RunId,
+        story: Arc<str>,
+        action: Arc<str>,
+        parents: Vec<Arc<Event>>,
+        output: Output,
+        created_at: i64,
+        branch: Option<&'static str>,
+    ) -> Self {
+        Self {
+            id,
+            run_id,
+            story,
+            action,
+            parents,
+            output,
+            created_at,
+            branch,
+            shortcuts: Shortcuts::default(),
+        }
+    }
+
+    /// The whole output (a large one kept as text is parsed, once).
+    pub fn output(&self) -> &J {
+        self.output.json()
+    }
+
+    /// The output as it is held: parsed, or text.
+    pub fn held_output(&self) -> &Output {
+        &self.output
+    }
+
+    /// The output as JSON text (what a store writes).
+    pub fn output_text(&self) -> std::borrow::Cow<'_, str> {
+        self.output.text()
+    }
+
+    /// The output as a template reads it, without parsing a large one.
+    pub fn view(&self) -> &dyn liquid_core::ValueView {
+        self.output.view()
     }
 
     pub fn with_branch(mut self, branch: Option<&'static str>) -> Self {
@@ -170,7 +307,7 @@ impl Event {
     /// The output of the nearest event of `slug` in this event's ancestry,
     /// itself included (breadth first: the nearest wins).
     pub fn nearest(self: &Arc<Self>, slug: &str) -> Option<&J> {
-        self.nearest_event(slug).map(|e| &e.output)
+        self.nearest_event(slug).map(|e| e.output())
     }
 
     /// The nearest event of `slug` among this one and its ancestors.
@@ -230,7 +367,7 @@ impl Event {
             "action": &*self.action,
             "parent_ids": self.parents.iter().map(|p| p.id.to_string()).collect::<Vec<_>>(),
             "branch": self.branch,
-            "output": self.output,
+            "output": self.output(),
             "created_at": self.created_at,
         })
     }
@@ -296,7 +433,7 @@ mod tests {
             at = Arc::new(Event::new(run, story.clone(), slug, vec![at], json!({"n": n}), 0));
         }
         let found = at.nearest("hook").expect("the webhook's output");
-        assert!(std::ptr::eq(found, &root.output), "a copy of the output was found");
+        assert!(std::ptr::eq(found, root.output()), "a copy of the output was found");
     }
     #[test]
     fn ids_are_version_7_and_distinct() {

@@ -355,6 +355,9 @@ impl Redactor {
                 .into_iter()
                 .map(|e| match e {
                     Emit::Main(o) => Emit::Main(self.json_owned(o)),
+                    Emit::Text(raw) if self.text_may_hold_secret(raw.text()) => {
+                        Emit::Main(self.json_owned(raw.to_json()))
+                    }
                     Emit::Branch(b, o) => Emit::Branch(b, self.json_owned(o)),
                     later => later,
                 })
@@ -377,6 +380,9 @@ impl Redactor {
                 let this = self.clone();
                 Box::new(rest.map(move |e| match e {
                     Emit::Main(o) => Emit::Main(this.json_owned(o)),
+                    Emit::Text(raw) if this.text_may_hold_secret(raw.text()) => {
+                        Emit::Main(this.json_owned(raw.to_json()))
+                    }
                     Emit::Branch(b, o) => Emit::Branch(b, this.json_owned(o)),
                     later => later,
                 })) as super::contract::LazyEmits
@@ -388,6 +394,17 @@ impl Redactor {
     /// Nothing to hide (no value, no token fetched yet).
     pub fn is_empty(&self) -> bool {
         self.needles.is_empty() && self.live.iter().all(|l| l.is_empty())
+    }
+
+    /// Whether JSON text may hold a value this redactor or a live one hides:
+    /// as it is, JSON-escaped or encoded (what [`Redactor::finds_secret_in`]
+    /// knows), or behind a `\u` escape, which only parsing undoes. False
+    /// means the text holds none; true, that it must be parsed to tell.
+    pub fn text_may_hold_secret(&self, text: &str) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        text.contains("\\u") || self.finds_secret_in(text) || self.live_now().iter().any(|r| r.finds_secret_in(text))
     }
 
     /// `value` as JSON text with its strings and keys redacted. Redacting

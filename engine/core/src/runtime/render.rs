@@ -9,6 +9,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::template::raw::RawJson;
 use serde_json::Value as J;
 
 use super::scope::Scope;
@@ -295,7 +296,7 @@ impl Field {
         match &self.template {
             Template::Text(t) => Ok(J::String(t.clone())),
             Template::Liquid(t) => self.render_liquid(t, scope).map(J::String),
-            Template::Path(path) => Ok(resolve(scope, path).cloned().unwrap_or(J::Null)),
+            Template::Path(path) => Ok(resolve(scope, path).unwrap_or(J::Null)),
             Template::Typed(t) => {
                 let text = self.render_liquid(t, scope)?;
                 Ok(serde_json::from_str(&text).unwrap_or(J::String(text)))
@@ -405,10 +406,26 @@ impl std::io::Write for Bounded {
     }
 }
 
-fn resolve<'a>(scope: &Scope<'a>, path: &[Segment]) -> Option<&'a J> {
+/// The value at `path`, copied: from a large output kept as text, only
+/// that value is parsed.
+fn resolve(scope: &Scope<'_>, path: &[Segment]) -> Option<J> {
     let (first, rest) = path.split_first()?;
     let Segment::Key(name) = first else { return None };
-    resolve_in(scope.lookup(name)?, rest)
+    if let Some(raw) = scope.source_event(name).and_then(|e| e.held_output().raw()) {
+        return resolve_raw(raw, rest).map(RawJson::to_json);
+    }
+    resolve_in(scope.lookup(name)?, rest).cloned()
+}
+
+/// Walks `path` inside JSON text, indexing only the levels on the way.
+pub fn resolve_raw<'a>(mut value: &'a RawJson, path: &[Segment]) -> Option<&'a RawJson> {
+    for segment in path {
+        value = match segment {
+            Segment::Key(k) => value.get(k)?,
+            Segment::Index(i) => value.element(*i)?,
+        };
+    }
+    Some(value)
 }
 
 /// Walks `path` from `value`.

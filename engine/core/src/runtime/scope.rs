@@ -288,6 +288,11 @@ impl ObjectView for Scope<'_> {
         true
     }
     fn get<'s>(&'s self, index: &str) -> Option<&'s dyn ValueView> {
+        // An upstream output is read as it is held: a large one kept as
+        // text is indexed only along the path the template takes.
+        if let Some(event) = self.source_event(index) {
+            return Some(event.view());
+        }
         Some(
             self.lookup(index)
                 .map_or(&NIL as &dyn ValueView, |v| Json::view(v) as &dyn ValueView),

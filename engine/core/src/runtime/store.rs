@@ -86,6 +86,29 @@ pub trait StateStore: Send + Sync {
     fn state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<J>, StoreError>>;
     /// The list built by `Change::Push` at a key (empty when none).
     fn state_list<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<J>, StoreError>>;
+
+    /// The same list as the text of one JSON array, its elements as stored
+    /// (a database joins their texts without parsing them: an implode of a
+    /// million items). By default the parsed list, serialised.
+    fn state_list_text<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<String, StoreError>> {
+        Box::pin(async move {
+            let list = self.state_list(key).await?;
+            serde_json::to_string(&list).map_err(|e| StoreError::Failed(e.to_string()))
+        })
+    }
+}
+
+/// JSON texts as the text of one array.
+pub fn join_json_texts<'t>(texts: impl IntoIterator<Item = &'t str>) -> String {
+    let mut out = String::from("[");
+    for (i, t) in texts.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(t);
+    }
+    out.push(']');
+    out
 }
 
 /// Action state kept in memory: values by key and `Change::Push` lists.
@@ -229,6 +252,30 @@ impl StateStore for Overlay {
             };
             list.extend(extra);
             Ok(list)
+        })
+    }
+
+    fn state_list_text<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<String, StoreError>> {
+        let (cleared, extra) = match self.pending.lock().unwrap_or_else(|e| e.into_inner()).lists.get(key) {
+            Some((cleared, extra)) => (*cleared, extra.clone()),
+            None => (false, Vec::new()),
+        };
+        Box::pin(async move {
+            let base = if cleared {
+                "[]".to_owned()
+            } else {
+                self.base.state_list_text(key).await?
+            };
+            if extra.is_empty() {
+                return Ok(base);
+            }
+            let extra: Vec<String> = extra.iter().map(J::to_string).collect();
+            let inner = base.trim().trim_start_matches('[').trim_end_matches(']').trim();
+            Ok(join_json_texts(
+                std::iter::once(inner)
+                    .filter(|t| !t.is_empty())
+                    .chain(extra.iter().map(String::as_str)),
+            ))
         })
     }
 }

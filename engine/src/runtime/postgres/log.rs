@@ -10,7 +10,7 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::super::event::{Event, EventId, RunId};
+use super::super::event::{Event, EventId, Output, RunId};
 use super::super::runlog::{ActionActivity, RunFilter, RunLog, RunRow, RunState, StoryActivity};
 use super::super::sealed::Sealed;
 use super::super::store::StoreError;
@@ -60,20 +60,19 @@ pub(super) async fn load_events<C: GenericClient + Sync>(
                 next.push(row);
                 continue;
             }
-            let event = Event {
-                id: EventId::from(row.get::<_, Uuid>(0)),
-                run_id: RunId::from(row.get::<_, Uuid>(1)),
-                story: row.get::<_, &str>(2).into(),
-                action: row.get::<_, &str>(3).into(),
-                parents: parent_ids
+            let event = Event::stored(
+                EventId::from(row.get::<_, Uuid>(0)),
+                RunId::from(row.get::<_, Uuid>(1)),
+                row.get::<_, &str>(2).into(),
+                row.get::<_, &str>(3).into(),
+                parent_ids
                     .iter()
                     .filter_map(|p| built.get(&EventId::from(*p)).cloned())
                     .collect(),
-                output: serde_json::from_str(row.get::<_, &str>(6)).map_err(failed)?,
-                created_at: row.get(7),
-                branch: row.get::<_, Option<&str>>(5).map(super::super::sqlite::intern_branch),
-                shortcuts: Default::default(),
-            };
+                Output::from_text(row.get::<_, String>(6)).map_err(failed)?,
+                row.get(7),
+                row.get::<_, Option<&str>>(5).map(super::super::sqlite::intern_branch),
+            );
             built.insert(event.id, Arc::new(event));
         }
         if next.len() == before {

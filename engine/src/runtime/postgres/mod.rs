@@ -363,6 +363,17 @@ impl StateStore for PgStore {
                 .collect()
         })
     }
+
+    fn state_list_text<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<String, StoreError>> {
+        Box::pin(async move {
+            let rows = self
+                .rows("SELECT value FROM state_lists WHERE key = $1 ORDER BY seq", &[&key])
+                .await?;
+            Ok(tale_core::runtime::store::join_json_texts(
+                rows.iter().map(|r| r.get::<_, &str>(0)),
+            ))
+        })
+    }
 }
 
 impl DurableStore for PgStore {

@@ -149,8 +149,7 @@ impl Prepared {
             ev.parents
                 .push(e.parents.iter().map(|p| p.id.to_string()).collect::<Vec<_>>().join(","));
             ev.branch.push(e.branch);
-            ev.output
-                .push(serde_json::to_string(&e.output).map_err(|e| StoreError::Failed(e.to_string()))?);
+            ev.output.push(e.output_text().into_owned());
             ev.at.push(e.created_at);
         }
         for i in tx.items {

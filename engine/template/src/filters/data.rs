@@ -154,10 +154,11 @@ pub(super) fn map(input: &dyn ValueView, args: &[Value]) -> Result<Value> {
     Ok(Value::Array(
         items
             .into_iter()
-            .map(|item| match kind(&item) {
-                Kind::Object(o) => match o.get(&property) {
+            .map(|item| match kind(item) {
+                // A view of JSON reads a missing key as nil: then the path.
+                Kind::Object(o) => match o.get(&property).filter(|v| !v.is_nil()) {
                     Some(v) => v.to_value(),
-                    None => walk(&item, &segments).unwrap_or(Value::Nil),
+                    None => walk(item, &segments).unwrap_or(Value::Nil),
                 },
                 _ => Value::Nil,
             })
@@ -165,7 +166,9 @@ pub(super) fn map(input: &dyn ValueView, args: &[Value]) -> Result<Value> {
     ))
 }
 
-fn flatten_into(value: &dyn ValueView, out: &mut Vec<Value>) {
+/// The elements of nested lists, borrowed: only the property `map` takes
+/// of each is copied (a million elements are not converted whole).
+fn flatten_into<'v>(value: &'v dyn ValueView, out: &mut Vec<&'v dyn ValueView>) {
     match kind(value) {
         Kind::Nil => {}
         Kind::Array(a) => {
@@ -173,7 +176,7 @@ fn flatten_into(value: &dyn ValueView, out: &mut Vec<Value>) {
                 flatten_into(v, out);
             }
         }
-        _ => out.push(value.to_value()),
+        _ => out.push(value),
     }
 }
 
