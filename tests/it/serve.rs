@@ -716,8 +716,9 @@ actions:
             .expect("post");
         assert_eq!(r.status(), 200);
     }
-    // Stop at once: two delays pending, an implode holding 2 of 3 items.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Stop once nothing is ready to run: two delays pending, an implode
+    // holding 2 of 3 items.
+    server.idle().await;
     assert!(server.pending() >= 2, "nothing pending: {}", server.pending());
     server.stop().await.expect("stop");
     assert!(mock.received().is_empty(), "work ran before the restart");

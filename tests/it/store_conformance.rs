@@ -265,6 +265,39 @@ async fn action_state_is_set_pushed_and_deleted_with_the_step() {
             vec![json!(1), json!(2)],
             "{name}"
         );
+        // The same list as one JSON text (what an implode of a million
+        // items is joined from), and through an overlay of pushes not yet
+        // committed.
+        let text = store.state_list_text("s/implode/g").await.expect("text");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).ok(),
+            Some(json!([1, 2])),
+            "{name}"
+        );
+        assert_eq!(
+            store.state_list_text("s/none").await.expect("text").trim(),
+            "[]",
+            "{name}"
+        );
+        let base: Arc<dyn tale_engine::runtime::store::StateStore> = store.clone();
+        use tale_engine::runtime::store::StateStore as _;
+        let overlay = tale_engine::runtime::store::Overlay::new(base);
+        overlay.apply(&[
+            StatePut::push("s/implode/g", json!({"x": "y"})),
+            StatePut::push("s/new", json!(3)),
+        ]);
+        let text = overlay.state_list_text("s/implode/g").await.expect("text");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).ok(),
+            Some(json!([1, 2, {"x": "y"}])),
+            "{name}"
+        );
+        let text = overlay.state_list_text("s/new").await.expect("text");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).ok(),
+            Some(json!([3])),
+            "{name}"
+        );
         let tx = Transaction {
             state: vec![StatePut::delete("s/dedup/seen"), StatePut::delete("s/implode/g")],
             ..Transaction::default()

@@ -682,6 +682,9 @@ impl Durable {
             WebhookResult::Ignored { response } => return Ok(Delivery::Ignored(response)),
             WebhookResult::Accepted { output, response } => (output, response),
         };
+        // The output holds what it needs of the body: a large one is not
+        // held twice while the step commits.
+        drop(request);
         let now = loaded.runtime.clock.now_ms();
         let root = Arc::new(Event::new(
             run_id,
