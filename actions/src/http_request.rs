@@ -333,6 +333,9 @@ const BACKOFF_BASE_MS: i64 = 1000;
 const BACKOFF_MAX_MS: i64 = 60_000;
 /// Longest wait a `Retry-After` may impose (ten minutes).
 const MAX_RETRY_AFTER_MS: i64 = 600_000;
+/// Longest retry wait spent inside the execution (the first back-offs of a
+/// flaky request: one step, one trace); a longer one is stored.
+const MAX_WAIT_IN_STEP_MS: i64 = 2_000;
 
 /// A compiled `poll`.
 struct PollExec {
@@ -418,6 +421,16 @@ fn response_json(r: &HttpResponse) -> J {
     }
     json!({"status": r.status, "headers": headers, "body": body})
 }
+
+/// What one send gave: the last response or error, or the due time of a
+/// retry for the executor to store.
+enum Sent {
+    Done(Result<HttpResponse, HttpError>),
+    Later { at_ms: i64, attempt: u32 },
+}
+
+/// The wake-up payload key of a stored retry: the retry it comes back for.
+const RETRY_ATTEMPT: &str = "retry_attempt";
 
 /// `Retry-After` in seconds (decimals too) or as an HTTP date, in ms from `now`.
 fn retry_after(r: &HttpResponse, now_ms: i64) -> Option<i64> {
@@ -582,15 +595,20 @@ impl HttpExec {
         })
     }
 
-    /// Sends with retries; the last response or the error.
+    /// Sends with retries from retry `attempt` (0: the first try); the last
+    /// response or the error. With `stored`, a wait longer than
+    /// [`MAX_WAIT_IN_STEP_MS`] is not spent here: its due time is returned,
+    /// for the executor to store (a crash or a ten-minute `Retry-After` then
+    /// holds neither memory nor a worker, and the retry resumes where it was).
     async fn send(
         &self,
         cx: &ExecCx<'_>,
         request: &HttpRequest,
         trace: &mut Vec<J>,
         attached: Option<&Attached>,
-    ) -> Result<HttpResponse, HttpError> {
-        let mut attempt = 0;
+        mut attempt: u32,
+        stored: bool,
+    ) -> Sent {
         loop {
             let result = self
                 .send_following(cx, request.clone(), trace, attached, attempt + 1)
@@ -602,19 +620,28 @@ impl HttpExec {
                 Err(_) => any_contains(&self.retry_on, 0),
             };
             if !retryable || attempt >= self.retries {
-                return result;
+                return Sent::Done(result);
             }
             let now = cx.clock.now_ms();
             let backoff = (BACKOFF_BASE_MS << attempt.min(10)).min(BACKOFF_MAX_MS);
             let jitter = fastrand::i64(0..=backoff / 4);
             // A server may ask for any wait: at most `MAX_RETRY_AFTER_MS`.
-            let wait = result
+            let asked = result
                 .as_ref()
                 .ok()
                 .and_then(|r| retry_after(r, now))
-                .map(|w| w.min(MAX_RETRY_AFTER_MS))
-                .unwrap_or(backoff + jitter);
-            cx.clock.sleep_until(now.saturating_add(wait)).await;
+                .map(|w| w.min(MAX_RETRY_AFTER_MS));
+            let wait = asked.unwrap_or(backoff + jitter);
+            let at_ms = now.saturating_add(wait);
+            // Decided on the wait before jitter, so that a story test or a
+            // dry run takes the same path every time.
+            if stored && asked.unwrap_or(backoff) > MAX_WAIT_IN_STEP_MS {
+                return Sent::Later {
+                    at_ms,
+                    attempt: attempt + 1,
+                };
+            }
+            cx.clock.sleep_until(at_ms).await;
             attempt += 1;
         }
     }
@@ -720,7 +747,9 @@ impl HttpExec {
         }
     }
 
-    async fn run(&self, cx: &ExecCx<'_>) -> Result<Outcome, ActionError> {
+    /// One execution from retry `retry` of the first request (0 at first,
+    /// more when a stored retry comes back).
+    async fn run(&self, cx: &ExecCx<'_>, retry: u32) -> Result<Outcome, ActionError> {
         let mut trace = Vec::new();
         let mut request = self.render(cx)?;
         // Signs of a resource or a value that rendered empty: said in the
@@ -764,7 +793,7 @@ impl HttpExec {
                 Err(e) => return refuse(e.to_string()),
             }
         }
-        let outcome = self.exchange(cx, request, trace, attached.as_ref()).await?;
+        let outcome = self.exchange(cx, request, trace, attached.as_ref(), retry).await?;
         // A server that echoes the credential (or its token) back does not
         // get it into the event.
         Ok(match attached {
@@ -780,13 +809,16 @@ impl HttpExec {
         })
     }
 
-    /// Sends the request (retries, pages) and builds the outcome.
+    /// Sends the request (retries, pages) and builds the outcome. A retry of
+    /// the first request is a stored wake-up (`retry_attempt`); a retry of a
+    /// later page waits here, the pages read so far being in memory.
     async fn exchange(
         &self,
         cx: &ExecCx<'_>,
         mut request: HttpRequest,
         mut trace: Vec<J>,
         attached: Option<&Attached>,
+        retry: u32,
     ) -> Result<Outcome, ActionError> {
         let mut pages: Vec<J> = Vec::new();
         let max_pages = self.pagination.as_ref().map_or(1, |p| p.1.max(1));
@@ -796,7 +828,25 @@ impl HttpExec {
         let mut truncated = false;
         loop {
             request.max_response_bytes = self.max_response_bytes.saturating_sub(read);
-            let response = match self.send(cx, &request, &mut trace, attached).await {
+            let first = pages.is_empty();
+            let sent = self
+                .send(cx, &request, &mut trace, attached, if first { retry } else { 0 }, first)
+                .await;
+            let result = match sent {
+                Sent::Done(result) => result,
+                Sent::Later { at_ms, attempt } => {
+                    trace.push(json!({"retry": {"attempt": attempt, "again_at_ms": at_ms}}));
+                    return Ok(Outcome {
+                        emits: vec![Emit::Later {
+                            at_ms,
+                            payload: json!({ RETRY_ATTEMPT: attempt }),
+                        }],
+                        trace,
+                        ..Outcome::default()
+                    });
+                }
+            };
+            let response = match result {
                 Ok(r) => {
                     read += r.body.len() as u64;
                     r
@@ -1046,15 +1096,17 @@ impl Executable for HttpExec {
     }
 
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
-        Box::pin(self.polled(cx, 1))
+        Box::pin(self.polled(cx, 1, 0))
     }
 
-    /// The next attempt of a `poll`.
+    /// The next attempt of a `poll`, or a stored retry of the request.
     fn wake<'a>(&'a self, cx: &'a ExecCx<'a>, payload: J) -> BoxFuture<'a, Result<Outcome, ActionError>> {
-        let attempt = payload["poll_attempt"]
-            .as_u64()
-            .map_or(2, |n| n.min(u64::from(u32::MAX)) as u32);
-        Box::pin(self.polled(cx, attempt))
+        let number = |key: &str| payload[key].as_u64().map(|n| n.min(u64::from(u32::MAX)) as u32);
+        let retry = number(RETRY_ATTEMPT);
+        // A wake-up without a poll attempt is a poll's second (stored before
+        // retries were), or a retry of the first.
+        let attempt = number("poll_attempt").unwrap_or(if retry.is_some() { 1 } else { 2 });
+        Box::pin(self.polled(cx, attempt, retry.unwrap_or(0)))
     }
 }
 
@@ -1062,9 +1114,14 @@ impl HttpExec {
     /// Sends the request; with `poll`, tests the response and, when it is
     /// not done yet, comes back after the interval (a stored timer, like a
     /// delay's) instead of emitting, up to the last attempt, which fails.
-    async fn polled(&self, cx: &ExecCx<'_>, attempt: u32) -> Result<Outcome, ActionError> {
-        let mut outcome = self.run(cx).await?;
+    async fn polled(&self, cx: &ExecCx<'_>, attempt: u32, retry: u32) -> Result<Outcome, ActionError> {
+        let mut outcome = self.run(cx, retry).await?;
         let Some(poll) = &self.poll else { return Ok(outcome) };
+        // A stored retry comes back to this poll attempt.
+        if let [Emit::Later { payload, .. }] = outcome.emits.as_mut_slice() {
+            payload["poll_attempt"] = json!(attempt);
+            return Ok(outcome);
+        }
         // A failure stays a failure: only an answer is tested.
         let [Emit::Main(output)] = outcome.emits.as_mut_slice() else {
             return Ok(outcome);

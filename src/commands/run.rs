@@ -738,6 +738,13 @@ fn write_trace(report: &RunReport, out: &mut dyn Write) -> std::io::Result<()> {
                         r["rule"].as_str().unwrap_or("")
                     )?;
                 }
+            } else if let Some(attempt) = d.pointer("/retry/attempt").and_then(J::as_u64) {
+                // A stored retry: the execution ends and comes back.
+                writeln!(
+                    out,
+                    "    retry:   attempt {} once the wait is over (stored)",
+                    attempt + 1
+                )?;
             } else {
                 writeln!(out, "    note:    {}", short(d))?;
             }

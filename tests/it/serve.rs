@@ -1514,6 +1514,96 @@ actions:
     );
 }
 
+/// A retry's wait is stored like a delay: killed during a `Retry-After`,
+/// the server comes back and sends the retry when the wait is over, as
+/// that retry (here the last one: its 503 takes the `failure` branch), not
+/// as a first attempt with every retry again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_waits_in_the_store_and_resumes_at_its_attempt_after_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    mock.route(
+        "/flaky",
+        vec![
+            Reply::json(503, "{}").header("retry-after", "3"),
+            Reply::json(503, "{}"),
+            Reply::json(200, "{}"),
+        ],
+    );
+    mock.route("/failed", vec![Reply::json(200, "{}")]);
+    write_story(
+        dir.path(),
+        "retry.yaml",
+        &format!(
+            r#"name: Retry
+actions:
+  hook:
+    type: webhook
+    path: retry
+    secret: {SECRET}
+  call:
+    type: http_request
+    from: hook
+    method: post
+    url: "{{{{ RESOURCE.sink }}}}/flaky"
+    payload: {{n: 1}}
+    retry_on_status: [503]
+    retries: 1
+  report:
+    type: http_request
+    from: call.failure
+    method: post
+    url: "{{{{ RESOURCE.sink }}}}/failed"
+    payload: {{status: "{{{{ call.status }}}}"}}
+"#
+        ),
+    );
+    let port = crate::support::free_port();
+    let mut child = spawn_serve(dir.path(), port, &mock.url(""));
+    wait_ready(port).await;
+    let r = client()
+        .post(format!("http://127.0.0.1:{port}/webhook/retry/{SECRET}"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let flaky = || mock.received().iter().filter(|r| r.path_and_query == "/flaky").count();
+    eventually("the first attempt", Duration::from_secs(20), async || flaky() == 1).await;
+    let first = Instant::now();
+    // Killed once the retry is stored (its step's trace says so).
+    let base = format!("http://127.0.0.1:{port}");
+    eventually("the retry stored", Duration::from_secs(20), async || {
+        let Ok(runs) = client().get(format!("{base}/api/runs")).send().await else {
+            return false;
+        };
+        let runs: J = runs.json().await.unwrap_or_default();
+        let Some(id) = runs["runs"][0]["id"].as_str() else {
+            return false;
+        };
+        let Ok(traces) = client().get(format!("{base}/api/runs/{id}/traces")).send().await else {
+            return false;
+        };
+        traces.text().await.unwrap_or_default().contains("again_at_ms")
+    })
+    .await;
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let mut child = spawn_serve(dir.path(), port, &mock.url(""));
+    eventually("the failure reported", Duration::from_secs(30), async || {
+        mock.received().iter().any(|r| r.path_and_query == "/failed")
+    })
+    .await;
+    let waited = first.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(flaky(), 2, "the retry started over instead of resuming at its attempt");
+    assert!(
+        waited >= Duration::from_millis(2_500),
+        "the retry did not wait for Retry-After: {waited:?}"
+    );
+}
+
 /// A body over 1 MiB is kept as its JSON text (SPEC §3 outputs; issue 14's
 /// W2 memory): the explode walks it in place, each element read from the
 /// text, a template reading the body's other fields finds them, and the
