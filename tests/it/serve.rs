@@ -285,6 +285,62 @@ async fn bad_webhook_input_gets_a_clear_4xx_and_nothing_is_stored() {
     server.stop().await.expect("stop");
 }
 
+/// A body over 1 MiB is kept as text, not parsed (see
+/// `a_large_body_is_read_in_place…`): it is refused as a small one is when
+/// it is not JSON, nests deeper than parsing accepts, or is not UTF-8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_malformed_body_is_refused_and_stores_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    write_story(
+        dir.path(),
+        "forward.yaml",
+        &forward_story(&mock.url("/sink")).replace("max_body_bytes: 256", "max_body_bytes: 4194304"),
+    );
+    let mut a = args(dir.path());
+    a.max_body = 4 << 20;
+    let server = tale::serve::start(&a, None).await.expect("serve");
+    let url = format!("http://{}/webhook/fwd/{SECRET}", server.addr);
+    let pad = "x".repeat(1 << 20);
+    let deep = format!(r#"{{"pad": "{pad}", "x": {}{}}}"#, "[".repeat(200), "]".repeat(200));
+    let cut = format!(r#"{{"pad": "{pad}", "x": [1, 2"#);
+    let mut latin1 = format!(r#"{{"pad": "{pad}", "x": ""#).into_bytes();
+    latin1.extend([0xe9, b'"', b'}']);
+    for (what, body) in [
+        ("truncated", cut.into_bytes()),
+        ("nested too deep", deep.into_bytes()),
+        ("not UTF-8", latin1),
+    ] {
+        let r = client()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect(what);
+        assert_eq!(r.status().as_u16(), 400, "{what}");
+        let body: J = r.json().await.expect(what);
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains("body")),
+            "{what}: {body}"
+        );
+    }
+    // And a valid one of the same size goes through.
+    let ok = format!(r#"{{"pad": "{pad}", "id": 7}}"#);
+    let r = client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(ok)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 200);
+    server.idle().await;
+    let runs = get_json(&server, "/api/runs").await;
+    assert_eq!(runs["runs"].as_array().map(Vec::len), Some(1), "{runs}");
+    server.stop().await.expect("stop");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_beyond_capacity_gets_503_and_every_2xx_is_delivered() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -56,6 +56,11 @@ impl RawJson {
     pub fn parse(text: impl Into<Arc<str>>) -> Result<Self, serde_json::Error> {
         let text: Arc<str> = text.into();
         let raw: &RawValue = serde_json::from_str(&text)?;
+        // Skipped over, nesting is not limited: held to what parsing the
+        // value whole accepts, so that it always can be.
+        if nesting(raw.get()) > MAX_DEPTH {
+            return Err(serde::de::Error::custom("recursion limit exceeded"));
+        }
         let (start, end) = range_in(&text, raw.get());
         Ok(Self::at(text, start, end))
     }
@@ -214,6 +219,36 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
         }
         d.deserialize_map(Visit(std::marker::PhantomData))
     }
+}
+
+/// The deepest nesting `serde_json` parses (127 levels: its recursion
+/// limit of 128 is reached at the 128th).
+const MAX_DEPTH: usize = 127;
+
+/// How deep lists and objects nest in valid JSON text.
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Where `part` (a slice of `whole`) sits in it.
@@ -420,6 +455,17 @@ mod tests {
         assert!(RawJson::parse(r#"{"a": [1, 2}"#).is_err());
         assert!(RawJson::parse("").is_err());
         assert!(RawJson::parse("[1] 2").is_err());
+        // As deep as parsing accepts, no deeper: what is kept as text can
+        // always be parsed whole later.
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        for n in [1, 127, 128, 129, 300] {
+            let text = deep(n);
+            let parsed = serde_json::from_str::<J>(&text).is_ok();
+            assert_eq!(RawJson::parse(text).is_ok(), parsed, "{n} levels");
+        }
+        assert!(RawJson::parse(deep(300)).is_err());
+        let strings = format!(r#"{{"a": "[[[[{{\"", "b": [{}]}}"#, "1");
+        assert_eq!(nesting(&strings), 2, "{strings}");
     }
 
     #[test]
