@@ -878,9 +878,14 @@ actions:
         .expect("id")
         .to_owned();
     server.stop().await.expect("stop");
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    // The pruner runs at start, then every minute.
-    let server = tale::serve::start(&args(dir.path()), None).await.expect("serve");
+    // The pruner runs at start, then every minute: started with a clock 5 s
+    // on, it finds the run older than its second of retention.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as i64;
+    let later = Arc::new(ManualClock::new(now + 5_000));
+    let server = tale::serve::start(&args(dir.path()), Some(later)).await.expect("serve");
     eventually("the old run to be pruned", Duration::from_secs(10), async || {
         get_json(&server, "/api/runs").await["runs"] == json!([])
     })
