@@ -71,13 +71,17 @@ impl Executable for TriggerExec {
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         Box::pin(async move {
             let (matched, rules) = cx.rules.explain(&cx.scope, self.case_sensitive)?;
-            let output = with_rule_matched(cx.input(), matched);
+            let emit = match cx.input_text() {
+                // A large input kept as text stays text on the main output.
+                Some(raw) if matched => Emit::Text(
+                    raw.with_member("rule_matched", &J::Bool(true))
+                        .map_err(|e| ActionError::Failed(e.to_string()))?,
+                ),
+                _ if matched => Emit::Main(with_rule_matched(cx.input(), matched)),
+                _ => Emit::Branch("no_match", with_rule_matched(cx.input(), matched)),
+            };
             Ok(Outcome {
-                emits: vec![if matched {
-                    Emit::Main(output)
-                } else {
-                    Emit::Branch("no_match", output)
-                }],
+                emits: vec![emit],
                 trace: vec![json!({ "rules": rules })],
                 ..Outcome::default()
             })

@@ -391,6 +391,16 @@ fn large_json_output(request: &WebhookRequest, method: &str) -> Option<Result<Ra
     if !json || !supported(&content_type) {
         return None;
     }
+    // The body alone is one JSON value (so that it cannot close the object
+    // it is pasted into and add members of its own).
+    if let Err(e) = tale_core::template::raw::check(text) {
+        return Some(Err((400, format!("the body is not valid JSON: {e}"))));
+    }
+    // As deep as parsing allows: one level more inside the output would
+    // not be; the parsed path takes it.
+    if tale_core::template::raw::nesting(text) >= tale_core::template::raw::MAX_DEPTH {
+        return None;
+    }
     let mut out = String::with_capacity(text.len() + 512);
     let mut member = |key: &str, value: &str| {
         out.push(if out.is_empty() { '{' } else { ',' });
@@ -404,12 +414,7 @@ fn large_json_output(request: &WebhookRequest, method: &str) -> Option<Result<Ra
     member("headers", &pairs(&request.headers).to_string());
     member("body", text);
     out.push('}');
-    Some(RawJson::parse(out).map_err(|_| {
-        // Said of the body alone, as for a small one.
-        let e = serde_json::from_str::<serde::de::IgnoredAny>(text).err();
-        let why = e.map_or_else(|| "it does not parse".to_owned(), |e| e.to_string());
-        (400, format!("the body is not valid JSON: {why}"))
-    }))
+    Some(RawJson::parse(out).map_err(|e| (400, format!("the body is not valid JSON: {e}"))))
 }
 
 /// The body by its content type: JSON, a form, or text; `Err` holds the

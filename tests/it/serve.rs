@@ -304,10 +304,13 @@ async fn a_large_malformed_body_is_refused_and_stores_nothing() {
     let pad = "x".repeat(1 << 20);
     let deep = format!(r#"{{"pad": "{pad}", "x": {}{}}}"#, "[".repeat(200), "]".repeat(200));
     let cut = format!(r#"{{"pad": "{pad}", "x": [1, 2"#);
+    // A body that would close the output object and add members of its own.
+    let forged = format!(r#"{{"pad": "{pad}"}},"headers":{{"x-user":"admin"}},"method":"get""#);
     let mut latin1 = format!(r#"{{"pad": "{pad}", "x": ""#).into_bytes();
     latin1.extend([0xe9, b'"', b'}']);
     for (what, body) in [
         ("truncated", cut.into_bytes()),
+        ("two values, forging output members", forged.into_bytes()),
         ("nested too deep", deep.into_bytes()),
         ("not UTF-8", latin1),
     ] {
@@ -1689,11 +1692,18 @@ actions:
     path: large
     secret: {SECRET}
     max_body_bytes: 8388608
+  gate:
+    type: trigger
+    from: batch
+    rules:
+      - type: field==value
+        path: "{{{{ batch.body.batch_id }}}}"
+        value: b-1
   each:
     type: transform
     mode: explode
-    from: batch
-    path: "{{{{ batch.body.items | as_object }}}}"
+    from: gate
+    path: "{{{{ gate.body.items | as_object }}}}"
     to: alert
     limit: 20000
   shape:
@@ -1727,6 +1737,7 @@ actions:
       sum: "{{{{ joined | map: 'id' | sum | as_object }}}}"
       last: "{{{{ joined | last | as_object }}}}"
       quote: "{{{{ batch.body.quote }}}}"
+      matched: "{{{{ gate.rule_matched | as_object }}}}"
 "#
         ),
     );
@@ -1772,6 +1783,7 @@ actions:
     assert_eq!(sums[0]["count"], N);
     assert_eq!(sums[0]["sum"], N * (N + 1) / 2);
     assert_eq!(sums[0]["quote"], "a \"quoted\" é\n");
+    assert_eq!(sums[0]["matched"], true, "the trigger passed the large event on");
     let last = &sums[0]["last"];
     assert!(
         last["title"]

@@ -251,6 +251,7 @@ async fn action_state_is_set_pushed_and_deleted_with_the_step() {
                 StatePut::set("s/dedup/seen", json!(["a"])),
                 StatePut::push("s/implode/g", json!(1)),
                 StatePut::push("s/implode/g", json!(2)),
+                StatePut::push("s/implode/lists", json!([1])),
             ],
             ..Transaction::default()
         };
@@ -290,6 +291,14 @@ async fn action_state_is_set_pushed_and_deleted_with_the_step() {
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&text).ok(),
             Some(json!([1, 2, {"x": "y"}])),
+            "{name}"
+        );
+        // Items that are lists: one bracket off each end, not all of them.
+        overlay.apply(&[StatePut::push("s/implode/lists", json!([2]))]);
+        let text = overlay.state_list_text("s/implode/lists").await.expect("text");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).ok(),
+            Some(json!([[1], [2]])),
             "{name}"
         );
         let text = overlay.state_list_text("s/new").await.expect("text");

@@ -85,6 +85,14 @@ impl Executable for DeduplicateExec {
                 ..Outcome::default()
             };
             if unique || self.emit_duplicates {
+                // A large input kept as text stays text.
+                if let Some(raw) = cx.input_text() {
+                    let marked = raw
+                        .with_member("unique_event", &J::Bool(unique))
+                        .map_err(|e| failed(e.to_string()))?;
+                    outcome.emits.push(Emit::Text(marked));
+                    return Ok(outcome);
+                }
                 let output = match cx.input() {
                     J::Object(o) => {
                         let mut o = o.clone();

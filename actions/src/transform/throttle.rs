@@ -81,7 +81,10 @@ impl ThrottleExec {
         if passes.len() < capacity {
             passes.push(now);
             return Ok(Outcome {
-                emits: vec![Emit::Main(cx.input().clone())],
+                emits: vec![match cx.input_text() {
+                    Some(raw) => Emit::Text(raw.clone()),
+                    None => Emit::Main(cx.input().clone()),
+                }],
                 state: vec![StatePut::set(key, json!(passes))],
                 ..Outcome::default()
             });

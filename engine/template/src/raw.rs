@@ -13,7 +13,7 @@ use liquid_core::model::{ArrayView, DisplayCow, KStringCow, ObjectView, ScalarCo
 use serde_json::Value as J;
 use serde_json::value::RawValue;
 
-use crate::value::{Json, NIL, liquid_text, to_liquid};
+use crate::value::{Json, liquid_text, to_liquid};
 
 /// One JSON value inside a shared text: its byte range, and the index of
 /// its children once something reached into it.
@@ -55,12 +55,8 @@ impl RawJson {
     /// `text` as a JSON value, validated whole (without building it).
     pub fn parse(text: impl Into<Arc<str>>) -> Result<Self, serde_json::Error> {
         let text: Arc<str> = text.into();
+        check(&text)?;
         let raw: &RawValue = serde_json::from_str(&text)?;
-        // Skipped over, nesting is not limited: held to what parsing the
-        // value whole accepts, so that it always can be.
-        if nesting(raw.get()) > MAX_DEPTH {
-            return Err(serde::de::Error::custom("recursion limit exceeded"));
-        }
         let (start, end) = range_in(&text, raw.get());
         Ok(Self::at(text, start, end))
     }
@@ -170,6 +166,22 @@ impl RawJson {
         self.len() == 0
     }
 
+    /// This object with the member `key` set to `value` at its end (or, for
+    /// anything else, `{"value": this, key: value}`), still as text: what a
+    /// trigger or a deduplicate adds to a large event it passes on. A key
+    /// already there keeps its place and takes the value, as when parsed.
+    pub fn with_member(&self, key: &str, value: &J) -> Result<RawJson, serde_json::Error> {
+        let key = serde_json::to_string(key)?;
+        let value = serde_json::to_string(value)?;
+        let text = self.text();
+        let joined = match text.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+            Some(inner) if inner.trim().is_empty() => format!("{{{key}:{value}}}"),
+            Some(inner) => format!("{{{inner},{key}:{value}}}"),
+            None => format!("{{\"value\":{text},{key}:{value}}}"),
+        };
+        RawJson::parse(joined)
+    }
+
     /// A scalar, parsed (small: a number, a string, true, false, null).
     fn scalar_json(&self) -> J {
         if self.is_array() || self.is_object() {
@@ -223,10 +235,21 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Members<'a> {
 
 /// The deepest nesting `serde_json` parses (127 levels: its recursion
 /// limit of 128 is reached at the 128th).
-const MAX_DEPTH: usize = 127;
+pub const MAX_DEPTH: usize = 127;
+
+/// Whether `text` is one JSON value that parsing whole accepts. Skipped
+/// over, nesting is not limited: it is held to what parsing accepts, so that
+/// text kept can always be parsed.
+pub fn check(text: &str) -> Result<(), serde_json::Error> {
+    serde_json::from_str::<&RawValue>(text)?;
+    if nesting(text) > MAX_DEPTH {
+        return Err(serde::de::Error::custom("recursion limit exceeded"));
+    }
+    Ok(())
+}
 
 /// How deep lists and objects nest in valid JSON text.
-fn nesting(text: &str) -> usize {
+pub fn nesting(text: &str) -> usize {
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for b in text.bytes() {
         if in_string {
@@ -328,8 +351,7 @@ impl ValueView for RawJson {
     }
 
     fn as_object(&self) -> Option<&dyn ObjectView> {
-        // Null is an object whose every key is nil, as for `Json`.
-        (self.is_object() || self.is_nil()).then_some(self as &dyn ObjectView)
+        self.is_object().then_some(self as &dyn ObjectView)
     }
 
     fn is_nil(&self) -> bool {
@@ -358,10 +380,7 @@ impl ArrayView for RawJson {
     }
 
     fn get(&self, index: i64) -> Option<&dyn ValueView> {
-        Some(
-            self.element(index)
-                .map_or(&NIL as &dyn ValueView, |v| v as &dyn ValueView),
-        )
+        self.element(index).map(|v| v as &dyn ValueView)
     }
 }
 
@@ -399,18 +418,14 @@ impl ObjectView for RawJson {
         }
     }
 
-    fn contains_key(&self, _index: &str) -> bool {
-        // Every key "exists": a missing one reads as nil.
-        true
+    fn contains_key(&self, index: &str) -> bool {
+        RawJson::get(self, index).is_some()
     }
 
     fn get<'s>(&'s self, index: &str) -> Option<&'s dyn ValueView> {
-        match RawJson::get(self, index) {
-            Some(v) => Some(v),
-            // Liquid answers `x.size` itself when the object has no such key.
-            None if index == "size" => None,
-            None => Some(&NIL),
-        }
+        // A missing key is missing, as in Liquid's own objects (the runtime
+        // reads a missing path as nil; `x.size` falls back to the size).
+        RawJson::get(self, index).map(|v| v as &dyn ValueView)
     }
 }
 
@@ -488,6 +503,61 @@ mod tests {
             let c = template.render(&Doc(&raw)).expect("present");
             assert_eq!(c, b, "{source}");
         }
+    }
+
+    #[test]
+    fn views_test_and_compare_as_liquids_own_values() {
+        let text = r#"{"a": 1, "n": null, "list": [null], "o": {"a": null}, "p": {"b": 1}}"#;
+        let raw = RawJson::parse(text).expect("json");
+        let parsed: J = serde_json::from_str(text).expect("json");
+        let parser = crate::TemplateParser::new();
+        for (source, expected) in [
+            ("{% if doc contains 'a' %}y{% else %}n{% endif %}", "y"),
+            ("{% if doc contains 'missing' %}y{% else %}n{% endif %}", "n"),
+            ("{% if doc.o == doc.p %}same{% else %}differ{% endif %}", "differ"),
+            (
+                "{% if doc.n == empty %}e{% endif %}{{ doc.n.deeper }}|{{ doc.missing.deeper }}|",
+                "e||",
+            ),
+            ("{{ doc.list.size }} {{ doc.list[5] }}|{{ doc.o.size }}", "1 |1"),
+        ] {
+            let template = parser.parse(source).expect("parse");
+            let owned = {
+                let mut globals = liquid_core::Object::new();
+                globals.insert("doc".into(), to_liquid(&parsed));
+                template.render(&globals).expect("render")
+            };
+            assert_eq!(owned, expected, "{source} (owned)");
+            assert_eq!(
+                template.render(&Doc(&raw)).expect("render"),
+                expected,
+                "{source} (text)"
+            );
+            assert_eq!(
+                template.render(&Doc(Json::view(&parsed))).expect("render"),
+                expected,
+                "{source} (view)"
+            );
+        }
+    }
+
+    #[test]
+    fn a_member_is_added_to_the_text_as_to_the_parsed_value() {
+        let raw = RawJson::parse(r#"{"a": 1, "k": 0}"#).expect("json");
+        let added = raw.with_member("k", &json!(true)).expect("added");
+        assert_eq!(added.to_json(), json!({"a": 1, "k": true}));
+        let keys: Vec<_> = ObjectView::keys(&added).map(|k| k.to_string()).collect();
+        assert_eq!(keys, ["a", "k"]);
+        let empty = RawJson::parse("{ }").expect("json");
+        assert_eq!(
+            empty.with_member("m", &json!(1)).expect("added").to_json(),
+            json!({"m": 1})
+        );
+        let list = RawJson::parse("[1, 2]").expect("json");
+        assert_eq!(
+            list.with_member("m", &json!(false)).expect("added").to_json(),
+            json!({"value": [1, 2], "m": false})
+        );
     }
 
     /// A root object holding a value as `doc`, read in place.

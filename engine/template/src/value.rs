@@ -146,9 +146,10 @@ impl ValueView for Json {
     }
 
     fn as_object(&self) -> Option<&dyn ObjectView> {
-        // Null is an object whose every key is nil: `a.missing.deeper` reads
-        // nil instead of failing, as in Tines.
-        matches!(self.0, J::Object(_) | J::Null).then_some(self as &dyn ObjectView)
+        // As Liquid's own values (null is not an object): a view compares,
+        // tests and renders as the copy it replaces. `a.missing.deeper`
+        // reads nil through the runtime's lenient lookup.
+        matches!(self.0, J::Object(_)).then_some(self as &dyn ObjectView)
     }
 
     fn is_nil(&self) -> bool {
@@ -180,7 +181,7 @@ impl ArrayView for Json {
         let a = self.0.as_array()?;
         let i = if index < 0 { a.len() as i64 + index } else { index };
         let item = usize::try_from(i).ok().and_then(|i| a.get(i));
-        Some(item.map_or(&NIL as &dyn ValueView, |v| Json::view(v) as &dyn ValueView))
+        item.map(|v| Json::view(v) as &dyn ValueView)
     }
 }
 
@@ -217,19 +218,17 @@ impl ObjectView for Json {
         }
     }
 
-    fn contains_key(&self, _index: &str) -> bool {
-        // Every key "exists": a missing one reads as nil.
-        true
+    fn contains_key(&self, index: &str) -> bool {
+        self.0.as_object().is_some_and(|o| o.contains_key(index))
     }
 
     fn get<'s>(&'s self, index: &str) -> Option<&'s dyn ValueView> {
-        let found = self.0.as_object().and_then(|o| o.get(index));
-        match found {
-            Some(v) => Some(Json::view(v)),
-            // Liquid answers `x.size` itself when the object has no such key.
-            None if index == "size" => None,
-            None => Some(&NIL),
-        }
+        // A missing key is missing, as in Liquid's own objects (the runtime
+        // reads a missing path as nil; `x.size` falls back to the size).
+        self.0
+            .as_object()
+            .and_then(|o| o.get(index))
+            .map(|v| Json::view(v) as &dyn ValueView)
     }
 }
 

@@ -97,6 +97,12 @@ impl ExecCx<'_> {
         self.scope.input.map_or(&J::Null, |e| e.output())
     }
 
+    /// The input's output when it is kept as JSON text (a large one): an
+    /// action passing it on keeps it text instead of parsing it whole.
+    pub fn input_text(&self) -> Option<&RawJson> {
+        self.scope.input.and_then(|e| e.held_output().raw())
+    }
+
     pub fn input_id(&self) -> Option<EventId> {
         self.scope.input.map(|e| e.id)
     }

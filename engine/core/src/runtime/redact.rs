@@ -398,13 +398,14 @@ impl Redactor {
 
     /// Whether JSON text may hold a value this redactor or a live one hides:
     /// as it is, JSON-escaped or encoded (what [`Redactor::finds_secret_in`]
-    /// knows), or behind a `\u` escape, which only parsing undoes. False
-    /// means the text holds none; true, that it must be parsed to tell.
+    /// knows), or behind an escape other than `\"` and `\\` (`\u`, `\/`,
+    /// a `\n` breaking a base64 run), which only parsing undoes. False means
+    /// the text holds none; true, that it must be parsed to tell.
     pub fn text_may_hold_secret(&self, text: &str) -> bool {
         if self.is_empty() {
             return false;
         }
-        text.contains("\\u") || self.finds_secret_in(text) || self.live_now().iter().any(|r| r.finds_secret_in(text))
+        has_escape(text) || self.finds_secret_in(text) || self.live_now().iter().any(|r| r.finds_secret_in(text))
     }
 
     /// `value` as JSON text with its strings and keys redacted. Redacting
@@ -515,10 +516,45 @@ impl Redactor {
     }
 }
 
+/// Whether JSON text escapes anything but a quote or a backslash: `\u`,
+/// `\/`, `\n`… change the bytes a value is written with (a secret behind
+/// `\/`, a base64 run broken by `\n`), so only parsing tells what it holds.
+fn has_escape(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = bytes[i..].iter().position(|b| *b == b'\\') {
+        let next = bytes.get(i + at + 1).copied();
+        if !matches!(next, Some(b'"' | b'\\')) {
+            return true;
+        }
+        i += at + 2;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// JSON text kept unparsed (a large webhook body) is parsed to redact
+    /// whenever a secret may hide in it, in any way JSON can write it.
+    #[test]
+    fn text_that_may_hide_a_secret_is_told_apart() {
+        let r = Redactor::new(&json!({"api": "abc/def-123456"}));
+        let clean = r#"{"a": "plain \"quoted\" and \\ backslash", "n": 1}"#;
+        assert!(!r.text_may_hold_secret(clean));
+        for hidden in [
+            r#"{"a": "abc/def-123456"}"#,
+            r#"{"a": "abc\/def-123456"}"#,
+            r#"{"a": "\u0061bc/def-123456"}"#,
+            r#"{"a": "x\nYWJjL2RlZi0xMjM0NTY="}"#,
+        ] {
+            assert!(r.text_may_hold_secret(hidden), "{hidden}");
+            serde_json::from_str::<J>(hidden).expect("valid JSON");
+        }
+        assert!(!Redactor::new(&json!({})).text_may_hold_secret(r#"{"a": "\u0041"}"#));
+    }
 
     /// A numeric secret inside a number is left alone: redacting JSON text
     /// would have stored `[176411[credential:pin]000]`, which no longer parses.

@@ -270,7 +270,12 @@ impl StateStore for Overlay {
                 return Ok(base);
             }
             let extra: Vec<String> = extra.iter().map(J::to_string).collect();
-            let inner = base.trim().trim_start_matches('[').trim_end_matches(']').trim();
+            // One bracket off each end: the items may be lists themselves.
+            let base = base.trim();
+            let inner = base
+                .strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+                .map_or("", str::trim);
             Ok(join_json_texts(
                 std::iter::once(inner)
                     .filter(|t| !t.is_empty())
