@@ -8,6 +8,7 @@ use serde_json::{Value as J, json};
 use tale_core::action::{
     ActionConfig, ActionError, CompileError, Compiler, Emit, ExecCx, Executable, Inline, Outcome, TemplateField,
 };
+use tale_core::runtime::contract::with_member;
 
 /// The rules themselves are the common `rules` and `must_match` keys.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -50,19 +51,6 @@ struct TriggerExec {
     case_sensitive: Option<bool>,
 }
 
-/// The incoming output with `rule_matched` added (inside it when it is an
-/// object, else beside it as `value`).
-fn with_rule_matched(input: &J, matched: bool) -> J {
-    match input {
-        J::Object(o) => {
-            let mut o = o.clone();
-            o.insert("rule_matched".into(), J::Bool(matched));
-            J::Object(o)
-        }
-        other => json!({"value": other, "rule_matched": matched}),
-    }
-}
-
 impl Executable for TriggerExec {
     fn inline(&self) -> Inline {
         Inline::Pure
@@ -71,14 +59,10 @@ impl Executable for TriggerExec {
     fn execute<'a>(&'a self, cx: &'a ExecCx<'a>) -> BoxFuture<'a, Result<Outcome, ActionError>> {
         Box::pin(async move {
             let (matched, rules) = cx.rules.explain(&cx.scope, self.case_sensitive)?;
-            let emit = match cx.input_text() {
-                // A large input kept as text stays text on the main output.
-                Some(raw) if matched => Emit::Text(
-                    raw.with_member("rule_matched", &J::Bool(true))
-                        .map_err(|e| ActionError::Failed(e.to_string()))?,
-                ),
-                _ if matched => Emit::Main(with_rule_matched(cx.input(), matched)),
-                _ => Emit::Branch("no_match", with_rule_matched(cx.input(), matched)),
+            let emit = if matched {
+                cx.passed_on(Some(("rule_matched", J::Bool(true))))?
+            } else {
+                Emit::Branch("no_match", with_member(cx.input(), "rule_matched", J::Bool(false)))
             };
             Ok(Outcome {
                 emits: vec![emit],

@@ -204,7 +204,7 @@ use tale_core::action::{
     ActionError, CompileError, Compiler, ExecCx, Executable, Outcome, WebhookRequest, WebhookResult,
 };
 use tale_core::runtime::contract::WebhookResponse;
-use tale_core::runtime::event::{Event, RAW_OUTPUT_BYTES};
+use tale_core::runtime::event::{Event, Output, RAW_OUTPUT_BYTES};
 use tale_core::runtime::render::{Field, Tree};
 use tale_core::template::raw::RawJson;
 
@@ -380,15 +380,9 @@ fn large_json_output(request: &WebhookRequest, method: &str) -> Option<Result<Ra
     if request.body.len() < RAW_OUTPUT_BYTES {
         return None;
     }
-    let content_type = request
-        .headers
-        .iter()
-        .find(|(k, _)| k == "content-type")
-        .map_or("", |(_, v)| v.as_str())
-        .to_ascii_lowercase();
+    let content_type = content_type(request);
     let text = std::str::from_utf8(&request.body).ok()?;
-    let json = content_type.contains("json") || (content_type.is_empty() && text.trim_start().starts_with(['{', '[']));
-    if !json || !supported(&content_type) {
+    if !is_json(&content_type, text) || !supported(&content_type) {
         return None;
     }
     // The body alone is one JSON value (so that it cannot close the object
@@ -401,31 +395,45 @@ fn large_json_output(request: &WebhookRequest, method: &str) -> Option<Result<Ra
     if tale_core::template::raw::nesting(text) >= tale_core::template::raw::MAX_DEPTH {
         return None;
     }
-    let mut out = String::with_capacity(text.len() + 512);
-    let mut member = |key: &str, value: &str| {
-        out.push(if out.is_empty() { '{' } else { ',' });
-        out.push_str(&J::String(key.to_owned()).to_string());
-        out.push(':');
-        out.push_str(value);
-    };
-    member("method", &J::String(method.to_owned()).to_string());
-    member("path", &J::String(request.path.clone()).to_string());
-    member("query", &pairs(&request.query).to_string());
-    member("headers", &pairs(&request.headers).to_string());
-    member("body", text);
+    // The same members as a parsed output, the body's text last.
+    let mut out = J::Object(request_members(method, request)).to_string();
+    out.reserve(text.len() + 10);
+    out.pop();
+    out.push_str(",\"body\":");
+    out.push_str(text);
     out.push('}');
     Some(RawJson::parse(out).map_err(|e| (400, format!("the body is not valid JSON: {e}"))))
+}
+
+/// The request's content type, lower-cased (empty when it has none).
+fn content_type(request: &WebhookRequest) -> String {
+    request
+        .headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map_or("", |(_, v)| v.as_str())
+        .to_ascii_lowercase()
+}
+
+/// Whether a body is JSON: by its content type, or without one by its text.
+fn is_json(content_type: &str, text: &str) -> bool {
+    content_type.contains("json") || (content_type.is_empty() && text.trim_start().starts_with(['{', '[']))
+}
+
+/// A webhook output's members other than the body, in their order.
+fn request_members(method: &str, request: &WebhookRequest) -> serde_json::Map<String, J> {
+    let mut m = serde_json::Map::with_capacity(5);
+    m.insert("method".into(), J::String(method.to_owned()));
+    m.insert("path".into(), J::String(request.path.clone()));
+    m.insert("query".into(), pairs(&request.query));
+    m.insert("headers".into(), pairs(&request.headers));
+    m
 }
 
 /// The body by its content type: JSON, a form, or text; `Err` holds the
 /// status to answer (400 malformed, 415 unsupported) and why.
 fn parse_body(request: &WebhookRequest) -> Result<J, (u16, String)> {
-    let content_type = request
-        .headers
-        .iter()
-        .find(|(k, _)| k == "content-type")
-        .map_or("", |(_, v)| v.as_str())
-        .to_ascii_lowercase();
+    let content_type = content_type(request);
     if !supported(&content_type) {
         return Err((
             415,
@@ -436,7 +444,7 @@ fn parse_body(request: &WebhookRequest) -> Result<J, (u16, String)> {
         return Ok(J::Null);
     }
     let text = std::str::from_utf8(&request.body).map_err(|_| (400, "the body is not UTF-8 text".to_owned()))?;
-    if content_type.contains("json") || (content_type.is_empty() && text.trim_start().starts_with(['{', '['])) {
+    if is_json(&content_type, text) {
         return serde_json::from_str(text).map_err(|e| (400, format!("the body is not valid JSON: {e}")));
     }
     if content_type.starts_with("application/x-www-form-urlencoded") {
@@ -538,16 +546,7 @@ impl Executable for WebhookExec {
         let reads_request = !(cx.rules.is_empty() && self.body.is_none() && self.headers.is_empty());
         if !reads_request && self.include_headers && !request.whole_output {
             match large_json_output(request, &method) {
-                Some(Ok(output)) => {
-                    let response = match self.response(&cx.scope) {
-                        Ok(r) => r,
-                        Err(e) => return refuse(500, e.to_string()),
-                    };
-                    return Some(WebhookResult::Accepted {
-                        output: output.into(),
-                        response,
-                    });
-                }
+                Some(Ok(output)) => return Some(self.accepted_unread(cx, output.into())),
                 Some(Err((status, e))) => return refuse(status, e),
                 None => {}
             }
@@ -558,11 +557,7 @@ impl Executable for WebhookExec {
         };
         let query = pairs(&request.query);
         let request_of = |body: J| {
-            let mut m = serde_json::Map::with_capacity(5);
-            m.insert("method".into(), J::String(method.clone()));
-            m.insert("path".into(), J::String(request.path.clone()));
-            m.insert("query".into(), query.clone());
-            m.insert("headers".into(), pairs(&request.headers));
+            let mut m = request_members(&method, request);
             m.insert("body".into(), body);
             J::Object(m)
         };
@@ -592,14 +587,7 @@ impl Executable for WebhookExec {
             J::Object(merged)
         };
         if !reads_request {
-            let response = match self.response(&cx.scope) {
-                Ok(r) => r,
-                Err(e) => return refuse(500, e.to_string()),
-            };
-            return Some(WebhookResult::Accepted {
-                output: output.into(),
-                response,
-            });
+            return Some(self.accepted_unread(cx, output.into()));
         }
         // Rules and the response see the request; rules also see the output
         // under the webhook's own slug.
@@ -634,6 +622,18 @@ impl Executable for WebhookExec {
 }
 
 impl WebhookExec {
+    /// The request accepted with `output`, its response rendered without
+    /// the request (nothing reads it).
+    fn accepted_unread(&self, cx: &ExecCx<'_>, output: Output) -> WebhookResult {
+        match self.response(&cx.scope) {
+            Ok(response) => WebhookResult::Accepted { output, response },
+            Err(e) => WebhookResult::Refused {
+                status: 500,
+                message: e.to_string(),
+            },
+        }
+    }
+
     fn response(&self, scope: &tale_core::runtime::scope::Scope<'_>) -> Result<WebhookResponse, ActionError> {
         let body = match &self.body {
             Some(tree) => tree.render(scope)?,

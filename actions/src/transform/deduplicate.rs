@@ -85,23 +85,9 @@ impl Executable for DeduplicateExec {
                 ..Outcome::default()
             };
             if unique || self.emit_duplicates {
-                // A large input kept as text stays text.
-                if let Some(raw) = cx.input_text() {
-                    let marked = raw
-                        .with_member("unique_event", &J::Bool(unique))
-                        .map_err(|e| failed(e.to_string()))?;
-                    outcome.emits.push(Emit::Text(marked));
-                    return Ok(outcome);
-                }
-                let output = match cx.input() {
-                    J::Object(o) => {
-                        let mut o = o.clone();
-                        o.insert("unique_event".into(), J::Bool(unique));
-                        J::Object(o)
-                    }
-                    other => json!({"value": other, "unique_event": unique}),
-                };
-                outcome.emits.push(Emit::Main(output));
+                outcome
+                    .emits
+                    .push(cx.passed_on(Some(("unique_event", J::Bool(unique))))?);
             }
             Ok(outcome)
         })

@@ -1,8 +1,8 @@
 //! `implode`: collects the events of one explode back into one list; the
 //! window's count and items are action state, its deadline a stored wake-up.
 
-use tale_core::runtime::event::RAW_OUTPUT_BYTES;
-use tale_core::template::raw::RawJson;
+use tale_core::runtime::event::Output;
+use tale_core::runtime::store::append_json;
 
 use super::*;
 
@@ -67,22 +67,11 @@ impl ImplodeExec {
         let (meta, list) = Self::keys(cx, guid);
         // Joined as text: a large list stays text, read in place by the
         // templates after it (a million items parsed would take ~1 GB).
-        let mut text = cx.store.state_list_text(&list).await?;
-        if let Some(last) = last {
-            text.truncate(text.trim_end().len().saturating_sub(1));
-            if text.trim_end() != "[" {
-                text.push(',');
-            }
-            text.push_str(&last.to_string());
-            text.push(']');
-        }
-        let emit = if text.len() >= RAW_OUTPUT_BYTES {
-            Emit::Text(RawJson::parse(text).map_err(|e| failed(format!("the stored items do not parse: {e}")))?)
-        } else {
-            Emit::Main(serde_json::from_str(&text).map_err(|e| failed(format!("the stored items do not parse: {e}")))?)
-        };
+        let stored = cx.store.state_list_text(&list).await?;
+        let text = append_json(&stored, last.as_slice());
+        let items = Output::from_text(text).map_err(|e| failed(format!("the stored items do not parse: {e}")))?;
         Ok(Outcome {
-            emits: vec![emit],
+            emits: vec![items.into()],
             state: vec![StatePut::set(meta, json!({"done": true})), StatePut::delete(list)],
             cancel: vec![json!({"guid": guid})],
             ..Outcome::default()

@@ -81,10 +81,7 @@ impl ThrottleExec {
         if passes.len() < capacity {
             passes.push(now);
             return Ok(Outcome {
-                emits: vec![match cx.input_text() {
-                    Some(raw) => Emit::Text(raw.clone()),
-                    None => Emit::Main(cx.input().clone()),
-                }],
+                emits: vec![cx.passed_on(None)?],
                 state: vec![StatePut::set(key, json!(passes))],
                 ..Outcome::default()
             });

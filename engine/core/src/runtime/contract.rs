@@ -32,6 +32,16 @@ pub enum Emit {
     Call { story: String, payload: J, as_body: bool },
 }
 
+/// An output on the main branch: parsed, or kept as text.
+impl From<super::event::Output> for Emit {
+    fn from(output: super::event::Output) -> Self {
+        match output {
+            super::event::Output::Json(j) => Emit::Main(j),
+            super::event::Output::Raw { raw, .. } => Emit::Text(raw),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Outcome {
     pub emits: Vec<Emit>,
@@ -97,10 +107,23 @@ impl ExecCx<'_> {
         self.scope.input.map_or(&J::Null, |e| e.output())
     }
 
-    /// The input's output when it is kept as JSON text (a large one): an
-    /// action passing it on keeps it text instead of parsing it whole.
-    pub fn input_text(&self) -> Option<&RawJson> {
-        self.scope.input.and_then(|e| e.held_output().raw())
+    /// The input's output passed on, with the member `key` added when one
+    /// is given (inside an object, else as `{"value": input, key: value}`).
+    /// A large input kept as JSON text stays text instead of being parsed
+    /// whole.
+    pub fn passed_on(&self, member: Option<(&str, J)>) -> Result<Emit, ActionError> {
+        if let Some(raw) = self.scope.input.and_then(|e| e.held_output().raw()) {
+            return Ok(Emit::Text(match member {
+                Some((key, value)) => raw
+                    .with_member(key, &value)
+                    .map_err(|e| ActionError::Failed(e.to_string()))?,
+                None => raw.clone(),
+            }));
+        }
+        Ok(Emit::Main(match member {
+            Some((key, value)) => with_member(self.input(), key, value),
+            None => self.input().clone(),
+        }))
     }
 
     pub fn input_id(&self) -> Option<EventId> {
@@ -110,6 +133,24 @@ impl ExecCx<'_> {
     /// A key for this action's state in the store.
     pub fn state_key(&self, suffix: &str) -> String {
         format!("{}/{}/{suffix}", self.story_id, self.slug)
+    }
+}
+
+/// `value` with the member `key` added (inside an object, else as
+/// `{"value": value, key: member}`): what a trigger or a deduplicate adds.
+pub fn with_member(value: &J, key: &str, member: J) -> J {
+    match value {
+        J::Object(o) => {
+            let mut o = o.clone();
+            o.insert(key.to_owned(), member);
+            J::Object(o)
+        }
+        other => {
+            let mut o = serde_json::Map::with_capacity(2);
+            o.insert("value".to_owned(), other.clone());
+            o.insert(key.to_owned(), member);
+            J::Object(o)
+        }
     }
 }
 

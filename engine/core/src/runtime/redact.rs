@@ -346,22 +346,22 @@ impl Redactor {
             .map(|(_, label)| label.as_str())
     }
 
+    /// One emitted event redacted (text kept unparsed is parsed only when it
+    /// may hold a secret); wake-ups and calls as they are.
+    fn emit(&self, e: super::contract::Emit) -> super::contract::Emit {
+        use super::contract::Emit;
+        match e {
+            Emit::Main(o) => Emit::Main(self.json_owned(o)),
+            Emit::Text(raw) if self.text_may_hold_secret(raw.text()) => Emit::Main(self.json_owned(raw.to_json())),
+            Emit::Branch(b, o) => Emit::Branch(b, self.json_owned(o)),
+            other => other,
+        }
+    }
+
     /// An action's outcome with its emitted events and trace redacted.
     pub fn outcome(&self, outcome: super::contract::Outcome) -> super::contract::Outcome {
-        use super::contract::Emit;
         super::contract::Outcome {
-            emits: outcome
-                .emits
-                .into_iter()
-                .map(|e| match e {
-                    Emit::Main(o) => Emit::Main(self.json_owned(o)),
-                    Emit::Text(raw) if self.text_may_hold_secret(raw.text()) => {
-                        Emit::Main(self.json_owned(raw.to_json()))
-                    }
-                    Emit::Branch(b, o) => Emit::Branch(b, self.json_owned(o)),
-                    later => later,
-                })
-                .collect(),
+            emits: outcome.emits.into_iter().map(|e| self.emit(e)).collect(),
             trace: outcome.trace.into_iter().map(|t| self.json_owned(t)).collect(),
             state: outcome
                 .state
@@ -378,14 +378,7 @@ impl Redactor {
             // An explode's elements, redacted as they are pulled.
             rest: outcome.rest.map(|rest| {
                 let this = self.clone();
-                Box::new(rest.map(move |e| match e {
-                    Emit::Main(o) => Emit::Main(this.json_owned(o)),
-                    Emit::Text(raw) if this.text_may_hold_secret(raw.text()) => {
-                        Emit::Main(this.json_owned(raw.to_json()))
-                    }
-                    Emit::Branch(b, o) => Emit::Branch(b, this.json_owned(o)),
-                    later => later,
-                })) as super::contract::LazyEmits
+                Box::new(rest.map(move |e| this.emit(e))) as super::contract::LazyEmits
             }),
             ..outcome
         }

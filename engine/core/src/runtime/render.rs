@@ -411,8 +411,12 @@ impl std::io::Write for Bounded {
 fn resolve(scope: &Scope<'_>, path: &[Segment]) -> Option<J> {
     let (first, rest) = path.split_first()?;
     let Segment::Key(name) = first else { return None };
-    if let Some(raw) = scope.source_event(name).and_then(|e| e.held_output().raw()) {
-        return resolve_raw(raw, rest).map(RawJson::to_json);
+    // An upstream event is found once, then read as it is held.
+    if let Some(event) = scope.source_event(name) {
+        return match event.held_output().raw() {
+            Some(raw) => resolve_raw(raw, rest).map(RawJson::to_json),
+            None => resolve_in(event.output(), rest).cloned(),
+        };
     }
     resolve_in(scope.lookup(name)?, rest).cloned()
 }

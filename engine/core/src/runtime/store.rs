@@ -98,6 +98,25 @@ pub trait StateStore: Send + Sync {
     }
 }
 
+/// The text of a JSON array with `items` added at its end.
+pub fn append_json(list: &str, items: &[J]) -> String {
+    if items.is_empty() {
+        return list.to_owned();
+    }
+    let items: Vec<String> = items.iter().map(J::to_string).collect();
+    // One bracket off each end: the items may be lists themselves.
+    let list = list.trim();
+    let inner = list
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .map_or("", str::trim);
+    join_json_texts(
+        std::iter::once(inner)
+            .filter(|t| !t.is_empty())
+            .chain(items.iter().map(String::as_str)),
+    )
+}
+
 /// JSON texts as the text of one array.
 pub fn join_json_texts<'t>(texts: impl IntoIterator<Item = &'t str>) -> String {
     let mut out = String::from("[");
@@ -266,21 +285,7 @@ impl StateStore for Overlay {
             } else {
                 self.base.state_list_text(key).await?
             };
-            if extra.is_empty() {
-                return Ok(base);
-            }
-            let extra: Vec<String> = extra.iter().map(J::to_string).collect();
-            // One bracket off each end: the items may be lists themselves.
-            let base = base.trim();
-            let inner = base
-                .strip_prefix('[')
-                .and_then(|s| s.strip_suffix(']'))
-                .map_or("", str::trim);
-            Ok(join_json_texts(
-                std::iter::once(inner)
-                    .filter(|t| !t.is_empty())
-                    .chain(extra.iter().map(String::as_str)),
-            ))
+            Ok(append_json(&base, &extra))
         })
     }
 }
