@@ -125,6 +125,13 @@ const LEASE_MS: i64 = 30_000;
 const JOB_CAPACITY: usize = 8192;
 /// At most this many transactions per SQLite commit.
 const BATCH: usize = 2048;
+/// How often the checkpointer thread copies the WAL into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// WAL pages beyond which the writer checkpoints itself (SQLite's own
+/// default is 1,000): the WAL is restarted from its beginning only by a
+/// writer that finds it all copied, which a checkpoint running beside
+/// steady commits seldom leaves.
+const WAL_BACKSTOP_PAGES: i64 = 8192;
 
 /// `PRAGMA synchronous`: `full` syncs the WAL at every commit (safe against
 /// power loss); `normal` syncs at checkpoints (safe against a process crash).
@@ -406,19 +413,42 @@ impl SqliteStore {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let write = connect(path, sync)?;
+        // The writer checkpoints only when the WAL has grown far: the
+        // checkpointer thread copies it into the database meanwhile, so a
+        // commit never waits for a checkpoint's copy and fsync.
+        write
+            .pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)
+            .map_err(|source| OpenError::Sqlite {
+                path: path.to_owned(),
+                source,
+            })?;
+        let checkpoints = connect(path, sync)?;
         let read = Arc::new(Mutex::new(connect(path, sync)?));
         let watch = Arc::new(Watch::new(path));
         let (jobs, rx) = tokio::sync::mpsc::channel(JOB_CAPACITY);
         let owner = super::event::new_id().to_string();
         let writer_owner = owner.clone();
         let writer_watch = watch.clone();
-        std::thread::Builder::new()
-            .name("tale-sqlite-writer".into())
-            .spawn(move || writer(write, rx, writer_owner, &writer_watch))
-            .map_err(|source| OpenError::LockFile {
-                path: lock_path,
-                source,
-            })?;
+        let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (writer_gone, gone) = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("tale-sqlite-ckpt".into())
+            .spawn({
+                let commits = commits.clone();
+                move || checkpointer(checkpoints, &commits, &gone)
+            })
+            .and_then(|_| {
+                std::thread::Builder::new()
+                    .name("tale-sqlite-writer".into())
+                    .spawn(move || {
+                        let _gone = writer_gone;
+                        writer(write, rx, writer_owner, &writer_watch, &commits)
+                    })
+            });
+        spawned.map_err(|source| OpenError::LockFile {
+            path: lock_path,
+            source,
+        })?;
         Ok(Arc::new(Self {
             watch,
             jobs,
@@ -619,7 +649,13 @@ pub(crate) fn prepare_state(puts: Vec<StatePut>) -> Vec<(String, Option<Result<S
 /// The writer thread: takes what is queued, applies it in one SQLite
 /// transaction, answers everyone. When one job of a batch fails the batch is
 /// rolled back and each job is applied alone, so one bad job fails alone.
-fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner: String, watch: &Watch) {
+fn writer(
+    mut conn: Connection,
+    mut rx: tokio::sync::mpsc::Receiver<Job>,
+    owner: String,
+    watch: &Watch,
+    commits: &std::sync::atomic::AtomicU64,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -641,6 +677,7 @@ fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner:
         let together = apply_batch(&mut conn, batch.iter().map(|j| &j.work), &owner);
         match together {
             Ok(results) => {
+                commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 watch.wrote(Ok(()));
                 let lost = watch.check();
                 for (job, r) in batch.into_iter().zip(results) {
@@ -667,6 +704,25 @@ fn writer(mut conn: Connection, mut rx: tokio::sync::mpsc::Receiver<Job>, owner:
                     let _ = job.reply.send(r.map_err(classify));
                 }
             }
+        }
+    }
+}
+
+/// The checkpointer thread: every [`CHECKPOINT_EVERY`] that saw a commit,
+/// copies the WAL into the database (a passive checkpoint: it never blocks
+/// the writer), until the writer stops.
+fn checkpointer(conn: Connection, commits: &std::sync::atomic::AtomicU64, writer_gone: &std::sync::mpsc::Receiver<()>) {
+    let mut seen = 0;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = writer_gone.recv_timeout(CHECKPOINT_EVERY) {
+        let now = commits.load(std::sync::atomic::Ordering::Relaxed);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        // A failure (a busy checkpoint lock, a full disk) leaves the WAL to
+        // the next round or to the writer's own checkpoint.
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!("checkpoint: {e}");
         }
     }
 }
@@ -707,6 +763,16 @@ fn apply_batch<'a>(
     Ok(results)
 }
 
+/// One run's counters as a step changes them, and the items it has left
+/// once they are written (`None`: no such run).
+#[derive(Default)]
+struct RunDelta {
+    run: [u8; 16],
+    events: i64,
+    pending: i64,
+    left: Option<i64>,
+}
+
 fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusqlite::Result<Applied> {
     let mut applied = Applied {
         fired: true,
@@ -724,39 +790,67 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
         tx.prepare_cached("INSERT INTO schedules (key, last_tick) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET last_tick = excluded.last_tick")?
             .execute(params![key, tick])?;
     }
-    // Events per run in this step: a run started here is inserted with its
-    // count, the others get one UPDATE each.
-    let mut counts: Vec<([u8; 16], i64)> = Vec::new();
-    for e in &p.events {
-        match counts.iter_mut().find(|(r, _)| *r == e.run) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((e.run, 1)),
+    // What this step changes of each run's counters (events stored, items
+    // pending), gathered first: a run started here is inserted with them,
+    // any other gets one UPDATE, which also answers whether it has work left.
+    let mut deltas: Vec<RunDelta> = Vec::new();
+    fn delta(deltas: &mut Vec<RunDelta>, run: [u8; 16]) -> &mut RunDelta {
+        match deltas.iter().position(|d| d.run == run) {
+            Some(i) => &mut deltas[i],
+            None => {
+                deltas.push(RunDelta {
+                    run,
+                    ..RunDelta::default()
+                });
+                deltas.last_mut().expect("just pushed")
+            }
         }
     }
-    for (run, story, at) in &p.started {
-        let n = counts.iter().find(|(r, _)| r == run).map_or(0, |(_, n)| *n);
-        tx.prepare_cached(
-            "INSERT INTO runs (id, story, status, started_at, events) VALUES (?1, ?2, 'running', ?3, ?4)",
-        )?
-        .execute(params![&run[..], &**story, at, n])?;
+    for e in &p.events {
+        delta(&mut deltas, e.run).events += 1;
     }
-    // Items finished (or cancelled) and added, by run: `pending` follows.
-    let mut pending: Vec<([u8; 16], i64)> = Vec::new();
-    let mut count = |run: [u8; 16], by: i64| match pending.iter_mut().find(|(r, _)| *r == run) {
-        Some((_, n)) => *n += by,
-        None => pending.push((run, by)),
-    };
     for done in &p.done {
         let run: Option<Vec<u8>> = tx
             .prepare_cached("DELETE FROM items WHERE id = ?1 RETURNING run_id")?
             .query_row([&done[..]], |r| r.get(0))
             .optional()?;
         if let Some(run) = run.and_then(|r| <[u8; 16]>::try_from(r.as_slice()).ok()) {
-            count(run, -1);
+            delta(&mut deltas, run).pending -= 1;
+        }
+    }
+    // A cancelled item may be another run's (an implode window opened by an
+    // earlier run): that run may now be finished too.
+    let mut settle = p.settle.clone();
+    for id in &p.cancelled {
+        let run: Option<Vec<u8>> = tx
+            .prepare_cached("DELETE FROM items WHERE id = ?1 RETURNING run_id")?
+            .query_row([&id[..]], |r| r.get(0))
+            .optional()?;
+        if let Some(run) = run.and_then(|r| <[u8; 16]>::try_from(r.as_slice()).ok()) {
+            delta(&mut deltas, run).pending -= 1;
+            if !settle.contains(&run) {
+                settle.push(run);
+            }
         }
     }
     for i in &p.items {
-        count(i.run, 1);
+        delta(&mut deltas, i.run).pending += 1;
+    }
+    for (run, story, at) in &p.started {
+        let d = delta(&mut deltas, *run);
+        tx.prepare_cached(
+            "INSERT INTO runs (id, story, status, started_at, events, pending) VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
+        )?
+        .execute(params![&run[..], &**story, at, d.events, d.pending])?;
+        d.left = Some(d.pending);
+    }
+    for d in deltas.iter_mut().filter(|d| d.left.is_none()) {
+        d.left = tx
+            .prepare_cached(
+                "UPDATE runs SET events = events + ?2, pending = pending + ?3 WHERE id = ?1 RETURNING pending",
+            )?
+            .query_row(params![&d.run[..], d.events, d.pending], |r| r.get(0))
+            .optional()?;
     }
     {
         let mut insert = tx.prepare_cached(
@@ -794,10 +888,6 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
             ])?;
         }
     }
-    for (run, n) in counts.iter().filter(|(r, _)| !p.started.iter().any(|(s, _, _)| s == r)) {
-        tx.prepare_cached("UPDATE runs SET events = events + ?2 WHERE id = ?1")?
-            .execute(params![&run[..], n])?;
-    }
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO items (id, run_id, story, action, input, wake, due_at, lease_owner, lease_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?8)",
@@ -814,29 +904,6 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
                 p.now + LEASE_MS,
                 owner
             ])?;
-        }
-    }
-    // A cancelled item may be another run's (an implode window opened by an
-    // earlier run): that run may now be finished too.
-    let mut settle = p.settle.clone();
-    for id in &p.cancelled {
-        let run: Option<Vec<u8>> = tx
-            .prepare_cached("DELETE FROM items WHERE id = ?1 RETURNING run_id")?
-            .query_row([&id[..]], |r| r.get(0))
-            .optional()?;
-        if let Some(run) = run.filter(|r| r.len() == 16) {
-            let mut b = [0u8; 16];
-            b.copy_from_slice(&run);
-            count(b, -1);
-            if !settle.contains(&b) {
-                settle.push(b);
-            }
-        }
-    }
-    for (run, by) in &pending {
-        if *by != 0 {
-            tx.prepare_cached("UPDATE runs SET pending = pending + ?2 WHERE id = ?1")?
-                .execute(params![&run[..], by])?;
         }
     }
     for (key, change) in &p.state {
@@ -903,28 +970,35 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
         if p.items.iter().any(|i| i.run == *run) {
             continue;
         }
-        let pending: Option<i64> = tx
-            .prepare_cached("SELECT pending FROM runs WHERE id = ?1")?
-            .query_row([&run[..]], |r| r.get(0))
-            .optional()?;
+        let pending = match deltas.iter().find(|d| d.run == *run) {
+            Some(d) => d.left,
+            None => tx
+                .prepare_cached("SELECT pending FROM runs WHERE id = ?1")?
+                .query_row([&run[..]], |r| r.get(0))
+                .optional()?,
+        };
         if pending.unwrap_or(0) > 0 {
             continue;
         }
-        let row: Option<(String, String)> = tx
+        let row: Option<(String, String, bool)> = tx
             .prepare_cached(
                 "UPDATE runs SET status = CASE WHEN errors = '[]' THEN 'succeeded' ELSE 'failed' END, finished_at = ?2
-                 WHERE id = ?1 AND status = 'running' RETURNING story, status",
+                 WHERE id = ?1 AND status = 'running' RETURNING story, status, caller_item IS NOT NULL",
             )?
-            .query_row(params![&run[..], p.now], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![&run[..], p.now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        if let Some((story, status)) = row {
+        if let Some((story, status, called)) = row {
             // A called run that ends without an exit wakes its caller too.
-            let waiting: Option<(Vec<u8>, String)> = tx
+            let waiting: Option<(Vec<u8>, String)> = if !called {
+                None
+            } else {
+                tx
                 .prepare_cached(
                     "UPDATE runs SET exit_fired = 1 WHERE id = ?1 AND exit_fired = 0 AND caller_item IS NOT NULL RETURNING caller_item, errors",
                 )?
-                .query_row([&run[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
+                    .query_row([&run[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+            };
             if let Some((caller, errors)) = waiting {
                 let errors: J = serde_json::from_str(&errors).unwrap_or(J::Array(Vec::new()));
                 let result = super::durable::called_ended(&story, RunId::from_bytes(*run), errors);
@@ -1715,6 +1789,74 @@ mod tests {
         assert!(first.health().is_ok(), "the first owner lost the database");
         drop(first);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A step of one run with one event whose output is `bytes` long.
+    fn big_step(bytes: usize) -> Transaction {
+        let run = RunId::from(super::super::event::new_id());
+        let output = J::String("x".repeat(bytes));
+        let event = Arc::new(Event::new(run, "s".into(), "a".into(), Vec::new(), output, 0));
+        Transaction {
+            started: vec![(run, "s".into(), 0)],
+            events: vec![event],
+            ..Transaction::default()
+        }
+    }
+
+    fn size(path: &Path) -> u64 {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Commits are copied into the database file by the checkpointer thread
+    /// (the writer's own checkpoint waits for 8,192 pages), and the WAL is
+    /// restarted from its beginning instead of growing with every commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_checkpointer_copies_the_wal_and_keeps_it_bounded() {
+        let dir = tempfile_dir("ckpt");
+        let path = dir.join("ckpt.db");
+        let wal = dir.join("ckpt.db-wal");
+        let store = SqliteStore::open(&path, Sync::Normal).expect("open");
+        let empty = size(&path);
+        for _ in 0..20 {
+            store.apply(big_step(16_000), true).await.expect("step");
+        }
+        let wal_pages = size(&wal) / 4096;
+        assert!(
+            wal_pages < WAL_BACKSTOP_PAGES as u64,
+            "{wal_pages} pages: the writer checkpointed"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size(&path) < empty + 20 * 16_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing copied into {}",
+                path.display()
+            );
+            tokio::time::sleep(CHECKPOINT_EVERY).await;
+        }
+        // Four times the backstop written: the WAL stays near it.
+        let per_step = 64_000;
+        let steps = 4 * WAL_BACKSTOP_PAGES as usize * 4096 / per_step;
+        for chunk in 0..steps / 50 {
+            let applied = (0..50).map(|_| store.apply(big_step(per_step), true));
+            for r in futures_util::future::join_all(applied).await {
+                r.unwrap_or_else(|e| panic!("chunk {chunk}: {e}"));
+            }
+        }
+        let wal_bytes = size(&wal);
+        assert!(
+            wal_bytes < 2 * WAL_BACKSTOP_PAGES as u64 * 4200,
+            "the WAL grew to {wal_bytes} bytes over {} pages written",
+            steps * per_step / 4096
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir(what: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tale-{what}-{}", super::super::event::new_id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
     }
 
     /// `tale runs` reads a database written before calls were stored
