@@ -1,13 +1,15 @@
-//! tale's engine, the top of the layers: the one executor of runs
-//! (`runtime::exec`) and the durable one of `tale serve`
-//! (`runtime::durable`), the SQLite store, and the IO the layers below do
-//! not do (`files`, `environment`). It re-exports the layers under one
-//! name, so that the binary reads `tale_engine::yaml`, `tale_engine::check`…
+//! tale's engine: the one executor of runs (`runtime::durable`, driven by
+//! `runtime::local` for run, dry-run and test and by `tale serve`), the
+//! store contract it runs over (`DurableStore`, `RunLog`, `SecretStore`;
+//! the memory store), and the IO the layers below do not do (`files`,
+//! `environment`). It re-exports the layers under one name, so that the
+//! binary reads `tale_engine::yaml`, `tale_engine::check`…
 //!
 //! The layers, each a crate depending only on those before it:
 //! `tale-syntax` ← `tale-template` ← `tale-core` ← `tale-check` ←
-//! `tale-engine` (and `tale-actions`, beside `tale-check`, on `tale-core`).
-//! See `ARCHITECTURE.md` at the repository root for the map.
+//! `tale-engine` ← `tale-store` (the SQLite and PostgreSQL backends; and
+//! `tale-actions`, beside `tale-check`, on `tale-core`). See
+//! `ARCHITECTURE.md` at the repository root for the map.
 
 pub mod environment;
 pub mod files;

@@ -7,9 +7,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use futures_util::future::BoxFuture;
 use serde_json::{Value as J, json};
-use tale_engine::runtime::backend::Database;
 use tale_engine::runtime::event::RunId;
 use tale_engine::runtime::runlog::{RunFilter, RunLog, RunState};
+use tale_store::backend::Database;
 
 use super::run::runtime;
 use crate::ExitStatus;

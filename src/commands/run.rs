@@ -328,10 +328,10 @@ fn run_stored(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<ExitStatus> {
-    use tale_engine::runtime::backend::Database;
-    use tale_engine::runtime::backend::Sync;
     use tale_engine::runtime::durable::{Delivery, Durable, Loaded};
     use tale_engine::runtime::runlog::RunState;
+    use tale_store::backend::Database;
+    use tale_store::backend::Sync;
     let database: Database = db.parse()?;
     let mail: Arc<dyn Mailer> = match SmtpMailer::from_env() {
         Some(m) => Arc::new(m?),

@@ -12,10 +12,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use serde_json::{Value as J, json};
-use tale_engine::runtime::backend::ServeStore;
 use tale_engine::runtime::credentials::Entry;
 use tale_engine::runtime::sealed::{KEY_VARIABLE, SealKey};
 use tale_engine::runtime::stored::{StoredCredential, StoredResource, Table};
+use tale_store::backend::ServeStore;
 
 use super::App;
 use super::http::error;

@@ -134,7 +134,7 @@ impl Metrics {
     }
 
     /// Copies a cluster node's counters (kept by the store) into the gauges.
-    pub(crate) fn cluster(&self, stats: &tale_engine::runtime::backend::ClusterStats) {
+    pub(crate) fn cluster(&self, stats: &tale_store::backend::ClusterStats) {
         let node = NodeLabels {
             node: stats.node.clone(),
         };

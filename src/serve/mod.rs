@@ -1,6 +1,6 @@
 //! `tale serve`: webhooks, schedules and durable execution on SQLite, with a
 //! JSON API, metrics and reload (SPEC §1.4, §7). The executor and the store
-//! live in the engine (`runtime::durable`, `runtime::backend`); this module
+//! live in the engine (`runtime::durable`) and the store crate (`tale_store::backend`); this module
 //! wires them to HTTP, signals and files.
 
 mod admin;
@@ -21,14 +21,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
-use tale_engine::runtime::backend::Sync;
-use tale_engine::runtime::backend::{Database, ServeStore};
 use tale_engine::runtime::clock::{Clock, RealClock};
 use tale_engine::runtime::durable::{Durable, Loaded};
 use tale_engine::runtime::exec::Runtime;
 use tale_engine::runtime::http::{HttpClient, RealHttp};
 use tale_engine::runtime::mail::{Mailer, NoMailer, SmtpMailer};
-use tale_engine::runtime::postgres::NodeOptions;
+use tale_store::backend::NodeOptions;
+use tale_store::backend::Sync;
+use tale_store::backend::{Database, ServeStore};
 
 use self::load::{StoryStatus, load, served};
 use self::metrics::{MeteredHttp, Metrics};
@@ -149,7 +149,7 @@ pub struct ServeArgs {
     /// PostgreSQL: transactions of steps this node keeps in flight (1–12).
     /// Nodes sharing a database share its capacity: give N nodes about 4/N
     /// each (bench/results/2026-12-07-cluster-w1.md).
-    #[arg(long, value_name = "N", default_value_t = tale_engine::runtime::postgres::COMMITTERS)]
+    #[arg(long, value_name = "N", default_value_t = tale_store::backend::COMMITTERS)]
     pub db_committers: usize,
     /// Let several processes on this host listen on the same --listen
     /// address (SO_REUSEPORT): the kernel spreads connections over them
@@ -272,7 +272,7 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     };
     let node = NodeOptions {
         name: args.node_name.clone().unwrap_or_else(|| {
-            let host = tale_engine::runtime::postgres::hostname();
+            let host = tale_store::backend::hostname();
             match args.listen.port() {
                 // Several processes share the port: the process tells them apart.
                 port if port == 0 || args.reuse_port => format!("{host}:{port}:{}", std::process::id()),

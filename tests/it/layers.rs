@@ -22,6 +22,15 @@ const LAYERS: &[(&str, &str, &[&str])] = &[
         "engine",
         &["tale-syntax", "tale-template", "tale-core", "tale-check"],
     ),
+    ("tale-store", "engine/store", &["tale-engine"]),
+];
+
+/// The database drivers: only the store crate may use them.
+const DRIVERS: &[&str] = &[
+    "rusqlite",
+    "tokio-postgres",
+    "deadpool-postgres",
+    "tokio-postgres-rustls",
 ];
 
 /// The names in a Cargo.toml's `[dependencies]` table.
@@ -59,6 +68,32 @@ fn dependencies_point_one_way() {
         !actions.iter().any(|d| d == "tale-engine" || d == "tale-check"),
         "{actions:?}"
     );
+}
+
+/// The engine knows the store by its traits only: no crate but the store's
+/// depends on a database driver or names one in its code.
+#[test]
+fn only_the_store_crate_talks_to_a_database() {
+    for (name, dir, _) in LAYERS.iter().filter(|(name, _, _)| *name != "tale-store") {
+        for dep in dependencies(dir) {
+            assert!(!DRIVERS.contains(&dep.as_str()), "{name} depends on {dep}");
+        }
+    }
+    for dir in [
+        "engine/src",
+        "engine/core/src",
+        "engine/check/src",
+        "engine/template/src",
+        "engine/syntax/src",
+        "actions/src",
+    ] {
+        for file in sources(&root().join(dir)) {
+            let code = code(&file);
+            for word in ["rusqlite", "tokio_postgres", "deadpool_postgres"] {
+                assert!(!code.contains(word), "{} names `{word}`", file.display());
+            }
+        }
+    }
 }
 
 #[test]
@@ -155,7 +190,7 @@ fn only_raw_types_and_stored_rows_derive_deserialize() {
         "engine/syntax/src/model.rs",
         "engine/core/src/runtime/credentials.rs",
         "engine/core/src/runtime/links.rs",
-        "engine/src/runtime/sqlite.rs",
+        "engine/store/src/sqlite/mod.rs",
         "engine/src/runtime/runlog.rs",
     ];
     for dir in ["engine", "actions/src"] {
@@ -177,15 +212,23 @@ fn only_raw_types_and_stored_rows_derive_deserialize() {
 }
 
 /// The server and the commands reach a store through the traits
-/// (`runtime::backend`), never a backend by name: `--db` picks it once.
+/// (`tale_store::backend`), never a backend by name: `--db` picks it once.
 #[test]
 fn nothing_above_the_engine_names_a_store_backend() {
     for file in sources(&root().join("src")) {
         let code = code(&file);
-        for word in ["runtime::sqlite", "SqliteStore", "SqliteReader", "rusqlite"] {
+        for word in [
+            "tale_store::sqlite",
+            "tale_store::postgres",
+            "SqliteStore",
+            "SqliteReader",
+            "PgStore",
+            "rusqlite",
+            "tokio_postgres",
+        ] {
             assert!(
                 !code.contains(word),
-                "{} names `{word}`: go through tale_engine::runtime::backend",
+                "{} names `{word}`: go through tale_store::backend",
                 file.display()
             );
         }
@@ -216,7 +259,7 @@ fn the_store_contract_is_async_and_nothing_blocks_on_it() {
         ("engine/src/runtime/durable.rs", "DurableStore"),
         ("engine/src/runtime/runlog.rs", "RunLog"),
         ("engine/src/runtime/runlog.rs", "SecretStore"),
-        ("engine/src/runtime/backend.rs", "ServeStore"),
+        ("engine/store/src/backend.rs", "ServeStore"),
     ];
     for (file, name) in traits {
         let code = code(&root().join(file));
@@ -239,7 +282,7 @@ fn the_store_contract_is_async_and_nothing_blocks_on_it() {
         }
         assert!(methods > 0, "{file}: no methods found in {name}");
     }
-    for dir in ["engine/src", "src"] {
+    for dir in ["engine/src", "engine/store/src", "src"] {
         for file in sources(&root().join(dir)) {
             let code = code(&file);
             for word in ["block_in_place", "blocking_send", "Handle::current().block_on"] {

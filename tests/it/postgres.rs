@@ -10,7 +10,7 @@ use serde_json::{Value as J, json};
 use crate::mock_server::{Reply, Server as Mock};
 use crate::serve::{SECRET, args, client, eventually, forward_story, get_json, write_story};
 use crate::support::fresh_postgres;
-use tale_engine::runtime::postgres::{PgStore, PgUrl};
+use tale_store::postgres::{PgStore, PgUrl};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_on_postgres_stores_forwards_lists_and_reemits() {

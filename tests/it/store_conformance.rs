@@ -12,9 +12,9 @@ use serde_json::{Value as J, json};
 use tale_engine::runtime::durable::{CLEAN_STOP, CallLink, DurableStore, PARKED, Transaction, WorkItem};
 use tale_engine::runtime::event::{Event, RunId, new_id};
 use tale_engine::runtime::memory::MemoryDurableStore;
-use tale_engine::runtime::postgres::{PgStore, PgUrl};
-use tale_engine::runtime::sqlite::{SqliteStore, Sync};
 use tale_engine::runtime::store::StatePut;
+use tale_store::postgres::{PgStore, PgUrl};
+use tale_store::sqlite::{SqliteStore, Sync};
 use uuid::Uuid;
 
 /// A fresh store of each backend, with what keeps it alive. PostgreSQL

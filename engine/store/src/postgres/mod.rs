@@ -17,15 +17,15 @@ use futures_util::future::BoxFuture;
 use serde_json::Value as J;
 use uuid::Uuid;
 
-use super::durable::{Applied, CLEAN_STOP, DurableStore, PARKED, Transaction, WorkItem};
-use super::event::{Event, EventId, RunId};
-use super::runlog::{ActionActivity, RunFilter, RunLog, RunRow, SecretStore, StoryActivity};
-use super::sealed::SealKey;
-use super::store::{StateStore, StoreError};
-use super::stored::{StoredCredential, StoredResource, Table};
-use super::trace::StepTrace;
 pub use connect::PgUrl;
 pub use log::PgLog;
+use tale_engine::runtime::durable::{Applied, CLEAN_STOP, DurableStore, PARKED, Transaction, WorkItem};
+use tale_engine::runtime::event::{Event, EventId, RunId};
+use tale_engine::runtime::runlog::{ActionActivity, RunFilter, RunLog, RunRow, SecretStore, StoryActivity};
+use tale_engine::runtime::sealed::SealKey;
+use tale_engine::runtime::store::{StateStore, StoreError};
+use tale_engine::runtime::stored::{StoredCredential, StoredResource, Table};
+use tale_engine::runtime::trace::StepTrace;
 
 /// Key of the advisory lock a node of an earlier tale (one node per
 /// database) holds while it serves ("tale" + 2): such a node must be
@@ -369,7 +369,7 @@ impl StateStore for PgStore {
             let rows = self
                 .rows("SELECT value FROM state_lists WHERE key = $1 ORDER BY seq", &[&key])
                 .await?;
-            Ok(tale_core::runtime::store::join_json_texts(
+            Ok(tale_engine::runtime::store::join_json_texts(
                 rows.iter().map(|r| r.get::<_, &str>(0)),
             ))
         })
@@ -605,7 +605,7 @@ impl SecretStore for PgStore {
     }
 }
 
-impl super::backend::ServeStore for PgStore {
+impl crate::backend::ServeStore for PgStore {
     fn health(&self) -> Result<(), String> {
         if let Some(trouble) = self.node.trouble() {
             return Err(trouble);
@@ -623,9 +623,9 @@ impl super::backend::ServeStore for PgStore {
         }
     }
 
-    fn cluster(&self) -> Option<super::backend::ClusterStats> {
+    fn cluster(&self) -> Option<crate::backend::ClusterStats> {
         use std::sync::atomic::Ordering::Relaxed;
-        Some(super::backend::ClusterStats {
+        Some(crate::backend::ClusterStats {
             node: self.node.name.clone(),
             claimed: self.node.claimed.load(Relaxed),
             lease_losses: self.node.lost.load(Relaxed),

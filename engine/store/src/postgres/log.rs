@@ -10,13 +10,13 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use super::super::event::{Event, EventId, Output, RunId};
-use super::super::runlog::{ActionActivity, RunFilter, RunLog, RunRow, RunState, StoryActivity};
-use super::super::sealed::Sealed;
-use super::super::store::StoreError;
-use super::super::stored::{StoredCredential, StoredResource, Table};
-use super::super::trace::{StepStatus, StepTrace};
 use super::{PgError, PgUrl, classify, pool_error};
+use tale_engine::runtime::event::{Event, EventId, Output, RunId};
+use tale_engine::runtime::runlog::{ActionActivity, RunFilter, RunLog, RunRow, RunState, StoryActivity};
+use tale_engine::runtime::sealed::Sealed;
+use tale_engine::runtime::store::StoreError;
+use tale_engine::runtime::stored::{StoredCredential, StoredResource, Table};
+use tale_engine::runtime::trace::{StepStatus, StepTrace};
 
 fn failed(e: impl std::fmt::Display) -> StoreError {
     StoreError::Failed(e.to_string())
@@ -71,7 +71,7 @@ pub(super) async fn load_events<C: GenericClient + Sync>(
                     .collect(),
                 Output::from_text(row.get::<_, String>(6)).map_err(failed)?,
                 row.get(7),
-                row.get::<_, Option<&str>>(5).map(super::super::sqlite::intern_branch),
+                row.get::<_, Option<&str>>(5).map(crate::sqlite::intern_branch),
             );
             built.insert(event.id, Arc::new(event));
         }
@@ -245,7 +245,7 @@ impl RunLog for PgLog {
                     at_ms: r.get(2),
                     duration_us: r.get(3),
                     status: StepStatus::parse(r.get(4)),
-                    branch: r.get::<_, Option<&str>>(5).map(crate::runtime::sqlite::intern_branch),
+                    branch: r.get::<_, Option<&str>>(5).map(crate::sqlite::intern_branch),
                     emitted: r.get(6),
                     error: r.get(7),
                     detail: r.get(8),

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use serde_json::Value as J;
 use uuid::Uuid;
 
-use super::super::durable::{Applied, PARKED, Transaction, WorkItem, called_ended, called_exit};
-use super::super::event::{EventId, RunId};
-use super::super::store::StoreError;
 use super::node::Node;
 use super::{LEASE_MS, classify, log};
+use tale_engine::runtime::durable::{Applied, PARKED, Transaction, WorkItem, called_ended, called_exit};
+use tale_engine::runtime::event::{EventId, RunId};
+use tale_engine::runtime::store::StoreError;
 
 /// A transaction turned into column values, before a connection is taken.
 pub(super) struct Prepared {
@@ -88,7 +88,7 @@ impl Prepared {
             settle: BTreeSet::new(),
             events: Events::default(),
             items: Items::default(),
-            state: super::super::sqlite::prepare_state(tx.state),
+            state: crate::sqlite::prepare_state(tx.state),
             cancelled: tx.cancelled,
             errors: tx.errors.into_iter().map(|(r, e)| (*r.as_uuid(), e)).collect(),
             calls: tx
@@ -117,7 +117,7 @@ impl Prepared {
                     )
                 })
                 .collect(),
-            now: super::super::event::now_millis(),
+            now: tale_engine::runtime::event::now_millis(),
         };
         for t in tx.traces {
             let tr = &mut p.traces;
@@ -328,7 +328,7 @@ async fn settle_unknown(pool: &deadpool_postgres::Pool, backend: i32, witness: W
 /// Forgets commit markers older than ten minutes: only a commit whose
 /// answer was lost a moment ago reads them.
 pub(super) async fn forget_commits(client: &deadpool_postgres::Object) -> Result<u64, StoreError> {
-    let before = super::super::event::now_millis() - 600_000;
+    let before = tale_engine::runtime::event::now_millis() - 600_000;
     client
         .execute("DELETE FROM commits WHERE at < $1", &[&before])
         .await
@@ -620,7 +620,7 @@ async fn apply_fired(
                         run,
                         action,
                         input,
-                        &super::super::durable::prompt_waiting_text(),
+                        &tale_engine::runtime::durable::prompt_waiting_text(),
                         &p.now,
                     ],
                 )

@@ -14,14 +14,16 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value as J;
 use uuid::Uuid;
 
-use super::durable::{Applied, DurableStore, Transaction, WorkItem};
-use super::event::{Event, EventId, Output, RunId};
-use super::runlog::{ActionActivity, StoryActivity};
-pub use super::runlog::{RunFilter, RunLog, RunRow, RunState, SecretStore};
-use super::sealed::SealKey;
-use super::store::{Change, StatePut, StateStore, StoreError};
-use super::stored::{self, StoredCredential, StoredResource, Table};
-use super::trace::{StepStatus, StepTrace};
+use tale_engine::runtime::durable::{Applied, DurableStore, Transaction, WorkItem};
+use tale_engine::runtime::event::{Event, EventId, Output, RunId};
+use tale_engine::runtime::runlog::{ActionActivity, StoryActivity};
+pub use tale_engine::runtime::runlog::{RunFilter, RunLog, RunRow, RunState, SecretStore};
+use tale_engine::runtime::sealed::SealKey;
+use tale_engine::runtime::store::{Change, StatePut, StateStore, StoreError};
+use tale_engine::runtime::stored::{StoredCredential, StoredResource, Table};
+
+mod secrets;
+use tale_engine::runtime::trace::{StepStatus, StepTrace};
 
 /// Versioned schema: migration `i` takes `user_version` from `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -171,13 +173,11 @@ fn classify(e: rusqlite::Error) -> StoreError {
     }
 }
 
-impl rusqlite::types::FromSql for RunState {
-    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        value
-            .as_str()?
-            .parse()
-            .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
-    }
+/// A run's `status` column as the enum.
+fn run_state(r: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<RunState> {
+    let text: String = r.get(column)?;
+    text.parse()
+        .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e.into()))
 }
 
 enum Work {
@@ -426,7 +426,7 @@ impl SqliteStore {
         let read = Arc::new(Mutex::new(connect(path, sync)?));
         let watch = Arc::new(Watch::new(path));
         let (jobs, rx) = tokio::sync::mpsc::channel(JOB_CAPACITY);
-        let owner = super::event::new_id().to_string();
+        let owner = tale_engine::runtime::event::new_id().to_string();
         let writer_owner = owner.clone();
         let writer_watch = watch.clone();
         let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -517,7 +517,7 @@ impl SqliteStore {
     }
 
     fn prepare(&self, tx: Transaction, settle: bool) -> Result<Prepared, StoreError> {
-        let now = super::event::now_millis();
+        let now = tale_engine::runtime::event::now_millis();
         let mut p = Prepared {
             now,
             ..Prepared::default()
@@ -741,7 +741,7 @@ fn apply_batch<'a>(
             Work::CleanRestart => {
                 let clean = tx
                     .prepare_cached("DELETE FROM state WHERE key = ?1 RETURNING 1")?
-                    .query_row([super::durable::CLEAN_STOP], |_| Ok(()))
+                    .query_row([tale_engine::runtime::durable::CLEAN_STOP], |_| Ok(()))
                     .optional()?
                     .is_some();
                 if clean {
@@ -953,7 +953,7 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
                 .query_row([&event[..]], |r| r.get(0))?;
             let output: J =
                 serde_json::from_str(&output).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            let result = super::durable::called_exit(&story, RunId::from_bytes(*run), output);
+            let result = tale_engine::runtime::durable::called_exit(&story, RunId::from_bytes(*run), output);
             if let Some(item) = wake_caller(tx, &caller, &result)? {
                 applied.woken.push(item);
             }
@@ -1001,7 +1001,7 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
             };
             if let Some((caller, errors)) = waiting {
                 let errors: J = serde_json::from_str(&errors).unwrap_or(J::Array(Vec::new()));
-                let result = super::durable::called_ended(&story, RunId::from_bytes(*run), errors);
+                let result = tale_engine::runtime::durable::called_ended(&story, RunId::from_bytes(*run), errors);
                 if let Some(item) = wake_caller(tx, &caller, &result)? {
                     applied.woken.push(item);
                 }
@@ -1017,7 +1017,7 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
 /// Makes a parked caller's item due now with `result` as its wake payload,
 /// and returns it as the executor runs it (its input event loaded).
 fn wake_caller(tx: &rusqlite::Transaction<'_>, caller: &[u8], result: &J) -> rusqlite::Result<Option<WorkItem>> {
-    wake_item(tx, caller, result, super::durable::PARKED)
+    wake_item(tx, caller, result, tale_engine::runtime::durable::PARKED)
 }
 
 /// The waiting item of a prompted execution made due now with the
@@ -1032,7 +1032,7 @@ fn wake_prompt(tx: &rusqlite::Transaction<'_>, a: &PreparedAnswer, now: i64) -> 
                 &a.run[..],
                 a.action,
                 a.input.as_ref().map(|i| &i[..]),
-                super::durable::prompt_waiting_text(),
+                tale_engine::runtime::durable::prompt_waiting_text(),
                 now
             ],
             |r| r.get(0),
@@ -1190,7 +1190,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
         id: uuid_of(&id).to_string(),
         story: r.get(1)?,
-        status: r.get(2)?,
+        status: run_state(r, 2)?,
         errors: serde_json::from_str(&errors).unwrap_or(J::Array(Vec::new())),
         events: r.get(4)?,
         started_at: r.get(5)?,
@@ -1563,7 +1563,7 @@ fn recover(conn: &Connection, owner: &str) -> Result<Vec<WorkItem>, StoreError> 
             // Parked callers stay in the store until a sub-story wakes them.
             .prepare("SELECT id, run_id, story, action, input, wake, due_at, attempts FROM items WHERE due_at < ?1 ORDER BY id")
             .and_then(|mut s| {
-                s.query_map([super::durable::PARKED], |r| {
+                s.query_map([tale_engine::runtime::durable::PARKED], |r| {
                     Ok((
                         r.get(0)?,
                         r.get(1)?,
@@ -1604,7 +1604,7 @@ fn recover(conn: &Connection, owner: &str) -> Result<Vec<WorkItem>, StoreError> 
         }
         conn.execute(
             "UPDATE items SET lease_owner = ?1, lease_until = ?2",
-            params![owner, super::event::now_millis() + LEASE_MS],
+            params![owner, tale_engine::runtime::event::now_millis() + LEASE_MS],
         )
         .map_err(failed)?;
         Ok(items)
@@ -1708,7 +1708,7 @@ impl RunLog for SqliteStore {
 
 impl SecretStore for SqliteStore {
     fn stored_credentials(&self) -> BoxFuture<'_, Result<Vec<StoredCredential>, StoreError>> {
-        self.reading(|c| stored::credentials(c))
+        self.reading(|c| secrets::credentials(c))
     }
 
     /// Credentials under another key than `previous` are left as they are
@@ -1734,7 +1734,7 @@ impl SecretStore for SqliteStore {
             self.reading(move |conn| {
                 let tx = conn.transaction().map_err(failed)?;
                 for c in &again {
-                    stored::put_credential(&tx, c)?;
+                    secrets::put_credential(&tx, c)?;
                 }
                 tx.commit().map_err(failed)?;
                 Ok(again.len())
@@ -1744,23 +1744,23 @@ impl SecretStore for SqliteStore {
     }
 
     fn put_credential(&self, c: StoredCredential) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.reading(move |conn| stored::put_credential(conn, &c))
+        self.reading(move |conn| secrets::put_credential(conn, &c))
     }
 
     fn stored_resources(&self) -> BoxFuture<'_, Result<Vec<StoredResource>, StoreError>> {
-        self.reading(|c| stored::resources(c))
+        self.reading(|c| secrets::resources(c))
     }
 
     fn put_resource(&self, r: StoredResource) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.reading(move |conn| stored::put_resource(conn, &r))
+        self.reading(move |conn| secrets::put_resource(conn, &r))
     }
 
     fn delete_stored(&self, table: Table, name: String) -> BoxFuture<'_, Result<bool, StoreError>> {
-        self.reading(move |conn| stored::delete(conn, table, &name))
+        self.reading(move |conn| secrets::delete(conn, table, &name))
     }
 }
 
-impl super::backend::ServeStore for SqliteStore {
+impl crate::backend::ServeStore for SqliteStore {
     fn health(&self) -> Result<(), String> {
         SqliteStore::health(self)
     }
@@ -1777,7 +1777,7 @@ mod tests {
     /// the moment a previous owner gets to let go), the first keeps it.
     #[test]
     fn one_owner_per_database_file() {
-        let dir = std::env::temp_dir().join(format!("tale-owner-{}", super::super::event::new_id()));
+        let dir = std::env::temp_dir().join(format!("tale-owner-{}", tale_engine::runtime::event::new_id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("owned.db");
         let first = SqliteStore::open(&path, Sync::Normal).expect("the first owner");
@@ -1793,7 +1793,7 @@ mod tests {
 
     /// A step of one run with one event whose output is `bytes` long.
     fn big_step(bytes: usize) -> Transaction {
-        let run = RunId::from(super::super::event::new_id());
+        let run = RunId::from(tale_engine::runtime::event::new_id());
         let output = J::String("x".repeat(bytes));
         let event = Arc::new(Event::new(run, "s".into(), "a".into(), Vec::new(), output, 0));
         Transaction {
@@ -1854,7 +1854,7 @@ mod tests {
     }
 
     fn tempfile_dir(what: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tale-{what}-{}", super::super::event::new_id()));
+        let dir = std::env::temp_dir().join(format!("tale-{what}-{}", tale_engine::runtime::event::new_id()));
         std::fs::create_dir_all(&dir).expect("dir");
         dir
     }
@@ -1863,7 +1863,7 @@ mod tests {
     /// (schema 3) without upgrading it.
     #[tokio::test]
     async fn a_reader_reads_a_schema_3_database() {
-        let dir = std::env::temp_dir().join(format!("tale-v3-{}", super::super::event::new_id()));
+        let dir = std::env::temp_dir().join(format!("tale-v3-{}", tale_engine::runtime::event::new_id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("old.db");
         {

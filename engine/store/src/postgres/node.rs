@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::super::durable::{PARKED, WorkItem};
-use super::super::event::{EventId, RunId};
-use super::super::store::StoreError;
 use super::{PgError, classify, log, pool_error};
+use tale_engine::runtime::durable::{PARKED, WorkItem};
+use tale_engine::runtime::event::{EventId, RunId};
+use tale_engine::runtime::store::StoreError;
 
 /// The channel nodes notify when work waits to be claimed.
 pub(super) const CHANNEL: &str = "tale_work";
@@ -252,7 +252,7 @@ impl Node {
         let db = |e: tokio_postgres::Error| classify(&e);
         let mut client = pool.get().await.map_err(pool_error)?;
         let (id, holder) = self.current();
-        let horizon = super::super::event::now_millis().saturating_add(CLAIM_AHEAD_MS);
+        let horizon = tale_engine::runtime::event::now_millis().saturating_add(CLAIM_AHEAD_MS);
         let tx = client.transaction().await.map_err(db)?;
         tx.execute(
             "INSERT INTO lanes (key, holder)
@@ -337,7 +337,7 @@ async fn release(
 /// until the next poll).
 pub(super) async fn notify(client: &tokio_postgres::Client) {
     // The payload is the time it was sent: the listeners measure the lag.
-    let sent = super::super::event::now_millis().to_string();
+    let sent = tale_engine::runtime::event::now_millis().to_string();
     if let Err(e) = client.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &sent]).await {
         tracing::debug!("cannot notify the other nodes: {e}");
     }
@@ -354,7 +354,7 @@ pub(super) async fn listen(node: std::sync::Weak<Node>, url: super::PgUrl) {
         let heard = |payload: Option<&str>| {
             let Some(this) = node.upgrade() else { return };
             if let Some(sent) = payload.and_then(|p| p.parse::<i64>().ok()) {
-                let lag = super::super::event::now_millis().saturating_sub(sent).max(0);
+                let lag = tale_engine::runtime::event::now_millis().saturating_sub(sent).max(0);
                 this.notify_lag_ms.store(lag as u64, Ordering::Relaxed);
             }
             this.signal.notify_one();

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::durable::DurableStore;
-use super::postgres::{NodeOptions, PgError, PgLog, PgStore, PgUrl};
-use super::runlog::{RunLog, SecretStore};
-pub use super::sqlite::Sync;
-use super::sqlite::{OpenError, SqliteReader, SqliteStore};
-use super::store::StoreError;
+pub use crate::postgres::{COMMITTERS, NodeOptions, hostname};
+use crate::postgres::{PgError, PgLog, PgStore, PgUrl};
+pub use crate::sqlite::Sync;
+use crate::sqlite::{OpenError, SqliteReader, SqliteStore};
+use tale_engine::runtime::durable::DurableStore;
+use tale_engine::runtime::runlog::{RunLog, SecretStore};
+use tale_engine::runtime::store::StoreError;
 
 /// A database named by `--db`.
 #[derive(Debug, Clone, PartialEq, Eq)]
