@@ -20,8 +20,8 @@ for _ in $(seq 1 "$ROUNDS"); do
     echo "$name $(python3 -c '
 import json, sys
 d = json.loads(sys.argv[1].split(" summary: ")[-1])
-r = d["delivered_per_s"]
-print(f"{r} events/s  p99 {d[\"e2e_p99_us\"] / 1000:.1f} ms  cpu {d[\"engine_cpu_pct\"]} %  {d[\"engine_cpu_pct\"] * 10000 / r:.0f} us/event  rss {d[\"engine_peak_rss_mb\"]} MB")
+rate, p99, cpu, rss = d["delivered_per_s"], d["e2e_p99_us"] / 1000, d["engine_cpu_pct"], d["engine_peak_rss_mb"]
+print(f"{rate} events/s  p99 {p99:.1f} ms  cpu {cpu} %  {cpu * 10000 / rate:.0f} us/event  rss {rss} MB")
 ' "$line")"
   done
 done
