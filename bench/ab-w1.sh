@@ -17,6 +17,8 @@ for _ in $(seq 1 "$ROUNDS"); do
     line=$(env "${envs[@]}" BENCH_OUT="$OUT" PEERS_DIR="${PEERS_DIR:-/opt/peers}" \
       "$ROOT/../shared/bench/run-w1.sh" "$E/tale/adapter.sh" ${W1_ARGS:---warmup 4 --duration 12} --reps 1 2>&1 \
       | grep '"type": "summary"' | tail -1)
+    # Each run leaves its database (~200 MB) under runs/: keep only results.
+    rm -rf "$OUT/runs"
     echo "$name $(python3 -c '
 import json, sys
 d = json.loads(sys.argv[1].split(" summary: ")[-1])
