@@ -213,6 +213,25 @@ async fn a_cancelled_item_ends_its_run() {
     }
 }
 
+/// A step that adds an item and cancels it leaves no such item: items go in
+/// before the cancelled ones are taken out, on every backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_added_and_cancelled_in_one_step_is_not_kept() {
+    for (name, store, _keep) in backends().await {
+        let run = RunId::new();
+        let first = item(run, "a", 0, None);
+        let first_id = first.id;
+        apply(&store, start(run, vec![first])).await;
+        let later = item(run, "b", 1_900_000_000_000, None);
+        let later_id = later.id;
+        let mut step = done(run, &[first_id]);
+        step.items.push(later);
+        step.cancelled.push(later_id);
+        apply(&store, step).await;
+        assert!(store.recover().await.expect("recover").is_empty(), "{name}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_tick_fires_once() {
     for (name, store, _keep) in backends().await {

@@ -134,6 +134,9 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 /// writer that finds it all copied, which a checkpoint running beside
 /// steady commits seldom leaves.
 const WAL_BACKSTOP_PAGES: i64 = 8192;
+/// The WAL file's size kept when it restarts (`journal_size_limit`): twice
+/// the backstop's.
+const WAL_KEPT_BYTES: i64 = 64 << 20;
 
 /// `PRAGMA synchronous`: `full` syncs the WAL at every commit (safe against
 /// power loss); `normal` syncs at checkpoints (safe against a process crash).
@@ -416,8 +419,11 @@ impl SqliteStore {
         // The writer checkpoints only when the WAL has grown far: the
         // checkpointer thread copies it into the database meanwhile, so a
         // commit never waits for a checkpoint's copy and fsync.
+        // A WAL grown past the backstop (a long read holding the copy back)
+        // is cut back to this size when it restarts.
         write
             .pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)
+            .and_then(|()| write.pragma_update(None, "journal_size_limit", WAL_KEPT_BYTES))
             .map_err(|source| OpenError::Sqlite {
                 path: path.to_owned(),
                 source,
@@ -691,6 +697,9 @@ fn writer(
                 for job in batch {
                     let r = apply_batch(&mut conn, std::iter::once(&job.work), &owner)
                         .map(|mut v| v.pop().unwrap_or_default());
+                    if r.is_ok() {
+                        commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     // A constraint is the job's own fault; anything else is the database's.
                     let broken = match &r {
                         Err(rusqlite::Error::SqliteFailure(e, _)) => e.code != rusqlite::ErrorCode::ConstraintViolation,
@@ -713,16 +722,35 @@ fn writer(
 /// the writer), until the writer stops.
 fn checkpointer(conn: Connection, commits: &std::sync::atomic::AtomicU64, writer_gone: &std::sync::mpsc::Receiver<()>) {
     let mut seen = 0;
+    let mut failing: Option<String> = None;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = writer_gone.recv_timeout(CHECKPOINT_EVERY) {
         let now = commits.load(std::sync::atomic::Ordering::Relaxed);
         if now == seen {
             continue;
         }
         seen = now;
-        // A failure (a busy checkpoint lock, a full disk) leaves the WAL to
-        // the next round or to the writer's own checkpoint.
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!("checkpoint: {e}");
+        // A failure leaves the WAL to the next round or to the writer's own
+        // checkpoint. The checkpoint lock held by the writer's is routine;
+        // anything else (a full disk, a file it may not write) is told once,
+        // and again when it changes or ends.
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Ok(()) => {
+                if failing.take().is_some() {
+                    tracing::info!("the WAL is copied into the database again");
+                }
+            }
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) => {}
+            Err(e) => {
+                let why = e.to_string();
+                if failing.as_deref() != Some(why.as_str()) {
+                    tracing::warn!("cannot copy the WAL into the database: {why}");
+                    failing = Some(why);
+                }
+            }
         }
     }
 }
@@ -791,8 +819,9 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
             .execute(params![key, tick])?;
     }
     // What this step changes of each run's counters (events stored, items
-    // pending), gathered first: a run started here is inserted with them,
-    // any other gets one UPDATE, which also answers whether it has work left.
+    // pending), summed as its rows go in and written last: a run started
+    // here is inserted with them, any other gets one UPDATE, which also
+    // answers whether it has work left.
     let mut deltas: Vec<RunDelta> = Vec::new();
     fn delta(deltas: &mut Vec<RunDelta>, run: [u8; 16]) -> &mut RunDelta {
         match deltas.iter().position(|d| d.run == run) {
@@ -817,40 +846,6 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
         if let Some(run) = run.and_then(|r| <[u8; 16]>::try_from(r.as_slice()).ok()) {
             delta(&mut deltas, run).pending -= 1;
         }
-    }
-    // A cancelled item may be another run's (an implode window opened by an
-    // earlier run): that run may now be finished too.
-    let mut settle = p.settle.clone();
-    for id in &p.cancelled {
-        let run: Option<Vec<u8>> = tx
-            .prepare_cached("DELETE FROM items WHERE id = ?1 RETURNING run_id")?
-            .query_row([&id[..]], |r| r.get(0))
-            .optional()?;
-        if let Some(run) = run.and_then(|r| <[u8; 16]>::try_from(r.as_slice()).ok()) {
-            delta(&mut deltas, run).pending -= 1;
-            if !settle.contains(&run) {
-                settle.push(run);
-            }
-        }
-    }
-    for i in &p.items {
-        delta(&mut deltas, i.run).pending += 1;
-    }
-    for (run, story, at) in &p.started {
-        let d = delta(&mut deltas, *run);
-        tx.prepare_cached(
-            "INSERT INTO runs (id, story, status, started_at, events, pending) VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
-        )?
-        .execute(params![&run[..], &**story, at, d.events, d.pending])?;
-        d.left = Some(d.pending);
-    }
-    for d in deltas.iter_mut().filter(|d| d.left.is_none()) {
-        d.left = tx
-            .prepare_cached(
-                "UPDATE runs SET events = events + ?2, pending = pending + ?3 WHERE id = ?1 RETURNING pending",
-            )?
-            .query_row(params![&d.run[..], d.events, d.pending], |r| r.get(0))
-            .optional()?;
     }
     {
         let mut insert = tx.prepare_cached(
@@ -905,6 +900,41 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
                 owner
             ])?;
         }
+    }
+    // Cancelled after the step's own items are in (as the memory store
+    // does). A cancelled item may be another run's (an implode window
+    // opened by an earlier run): that run may now be finished too.
+    let mut settle = p.settle.clone();
+    for id in &p.cancelled {
+        let run: Option<Vec<u8>> = tx
+            .prepare_cached("DELETE FROM items WHERE id = ?1 RETURNING run_id")?
+            .query_row([&id[..]], |r| r.get(0))
+            .optional()?;
+        if let Some(run) = run.and_then(|r| <[u8; 16]>::try_from(r.as_slice()).ok()) {
+            delta(&mut deltas, run).pending -= 1;
+            if !settle.contains(&run) {
+                settle.push(run);
+            }
+        }
+    }
+    for i in &p.items {
+        delta(&mut deltas, i.run).pending += 1;
+    }
+    for (run, story, at) in &p.started {
+        let d = delta(&mut deltas, *run);
+        tx.prepare_cached(
+            "INSERT INTO runs (id, story, status, started_at, events, pending) VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
+        )?
+        .execute(params![&run[..], &**story, at, d.events, d.pending])?;
+        d.left = Some(d.pending);
+    }
+    for d in deltas.iter_mut().filter(|d| d.left.is_none()) {
+        d.left = tx
+            .prepare_cached(
+                "UPDATE runs SET events = events + ?2, pending = pending + ?3 WHERE id = ?1 RETURNING pending",
+            )?
+            .query_row(params![&d.run[..], d.events, d.pending], |r| r.get(0))
+            .optional()?;
     }
     for (key, change) in &p.state {
         match change {
