@@ -4,7 +4,7 @@
 //! internal error).
 
 mod commands;
-pub mod serve;
+pub use tale_server as serve;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -154,7 +154,7 @@ where
         Command::Test(args) => commands::test::run(&args, out, err),
         Command::Record(args) => commands::record::run(&args, out, err),
         Command::Import(args) => commands::import::run(&args, out),
-        Command::Serve(args) => serve::run(&args),
+        Command::Serve(args) => serve::run(&args).map(|()| ExitStatus::Success),
         Command::Runs(args) => commands::inspect::runs(&args, out),
         Command::Events(args) => commands::inspect::events(&args, out, err),
         Command::Explain(args) => commands::explain::run(&args, out, err),

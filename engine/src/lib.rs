@@ -7,10 +7,12 @@
 //!
 //! The layers, each a crate depending only on those before it:
 //! `tale-syntax` ← `tale-template` ← `tale-core` ← `tale-check` ←
-//! `tale-engine` ← `tale-store` (the SQLite and PostgreSQL backends; and
-//! `tale-actions`, beside `tale-check`, on `tale-core`). See
-//! `ARCHITECTURE.md` at the repository root for the map.
+//! `tale-engine` ← `tale-store` (the SQLite and PostgreSQL backends) ←
+//! `tale-server` (`tale serve`), with `tale-actions` beside `tale-check`
+//! on `tale-core`. See `ARCHITECTURE.md` at the repository root for the
+//! map.
 
+pub mod checked;
 pub mod environment;
 pub mod files;
 pub mod runtime;

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use tale_engine::story::{Edge, Story};
 
-use super::check::{check_paths, checked_story};
+use super::check::checked_story;
 use crate::ExitStatus;
+use tale_engine::checked::check_paths;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
@@ -29,17 +30,21 @@ pub struct GraphArgs {
 }
 
 pub(crate) fn run(args: &GraphArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<ExitStatus> {
-    let checked = check_paths(std::slice::from_ref(&args.story), &args.stories, false, None, &[]);
+    let checked = check_paths(
+        std::slice::from_ref(&args.story),
+        &args.stories,
+        false,
+        None,
+        &[],
+        &tale_actions::Registry,
+    );
     let Some(story) = checked_story(&checked, &args.story, "cannot be drawn", err)? else {
         return Ok(ExitStatus::Failure);
     };
     let text = match args.format {
         GraphFormat::Mermaid => mermaid(story),
         GraphFormat::Dot => dot(story),
-        GraphFormat::Svg => {
-            let (actions, graph) = crate::serve::ui::graph::parts_of_story(story);
-            crate::serve::ui::graph::standalone(&story.name, &actions, &graph) + "\n"
-        }
+        GraphFormat::Svg => crate::serve::story_svg(story) + "\n",
     };
     write!(out, "{text}")?;
     Ok(ExitStatus::Success)

@@ -23,8 +23,9 @@ use tale_engine::story::Story;
 use tale_engine::template::TemplateParser;
 use tale_engine::yaml;
 
-use super::check::{check_paths, checked_story};
+use super::check::checked_story;
 use crate::ExitStatus;
+use tale_engine::checked::check_paths;
 
 /// What `run`, `dry-run` and `record` are given about the story to run.
 #[derive(Debug, Clone, Args)]
@@ -95,6 +96,7 @@ pub(crate) fn prepare(args: &RunArgs, dry: bool, err: &mut dyn Write) -> anyhow:
         false,
         None,
         &args.input.resources,
+        &tale_actions::Registry,
     );
     let Some(story) = checked_story(&checked, &args.input.story, "cannot run", err)? else {
         return Ok(None);

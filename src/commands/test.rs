@@ -21,10 +21,10 @@ use tale_engine::runtime::mail::RecordingMailer;
 use tale_engine::runtime::scope::Globals;
 use tale_engine::yaml;
 
-use super::check::check_paths;
 use super::run::{MockSpec, build_with_library, entry_of, mocks_from_json, request, runtime};
 use super::yaml_file::{FileProblems, YamlFile};
 use crate::ExitStatus;
+use tale_engine::checked::check_paths;
 
 mod update;
 
@@ -474,7 +474,14 @@ fn run_file(loaded: &Loaded, stories: &[PathBuf], filter: Option<&str>) -> Vec<O
     let test = &loaded.path;
     let story_file = story_path(test, &loaded.file);
     let dirs = library_dirs(test, &loaded.file, stories);
-    let checked = check_paths(std::slice::from_ref(&story_file), &dirs, false, None, &[]);
+    let checked = check_paths(
+        std::slice::from_ref(&story_file),
+        &dirs,
+        false,
+        None,
+        &[],
+        &tale_actions::Registry,
+    );
     let errors: Vec<String> = checked
         .output
         .diagnostics
@@ -937,7 +944,14 @@ fn coverage(loaded: &[Loaded], results: &[Outcome], stories: &[PathBuf], err: &m
     for l in loaded {
         let story_file = story_path(&l.path, &l.file);
         let dirs = library_dirs(&l.path, &l.file, stories);
-        let checked = check_paths(std::slice::from_ref(&story_file), &dirs, false, None, &[]);
+        let checked = check_paths(
+            std::slice::from_ref(&story_file),
+            &dirs,
+            false,
+            None,
+            &[],
+            &tale_actions::Registry,
+        );
         let Some(story) = checked.output.stories.first() else {
             continue;
         };

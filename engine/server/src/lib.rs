@@ -598,8 +598,15 @@ fn init_logs(format: LogFormat) {
     };
 }
 
+/// A story's graph as a standalone SVG document, drawn as the web UI draws
+/// it (`tale graph --format svg`).
+pub fn story_svg(story: &tale_engine::story::Story) -> String {
+    let (actions, graph) = ui::graph::parts_of_story(story);
+    ui::graph::standalone(&story.name, &actions, &graph)
+}
+
 /// `tale serve` from the command line: runs until SIGTERM or Ctrl-C.
-pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<crate::ExitStatus> {
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     init_logs(args.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -615,5 +622,5 @@ pub(crate) fn run(args: &ServeArgs) -> anyhow::Result<crate::ExitStatus> {
         tracing::info!("stopping");
         server.stop().await
     })?;
-    Ok(crate::ExitStatus::Success)
+    Ok(())
 }

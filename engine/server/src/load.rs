@@ -16,7 +16,7 @@ use tale_engine::template::TemplateParser;
 
 use tale_engine::runtime::credentials::{Entry, Vault};
 
-use crate::commands::check::check_paths;
+use tale_engine::checked::check_paths;
 use tale_engine::environment::globals;
 
 /// Credentials (opened) and resources set through the API.
@@ -93,7 +93,7 @@ pub(crate) fn load(
     earlier: &[(String, String)],
 ) -> LoadedStories {
     let fingerprint = fingerprint(dirs);
-    let checked = check_paths(dirs, &[], false, credentials, resources);
+    let checked = check_paths(dirs, &[], false, credentials, resources, &tale_actions::Registry);
     let mut errors_by_file: HashMap<PathBuf, Vec<String>> = HashMap::new();
     let mut warnings_by_file: HashMap<PathBuf, usize> = HashMap::new();
     for d in &checked.output.diagnostics {
