@@ -21,9 +21,9 @@ pub use tale_engine::runtime::runlog::{RunFilter, RunLog, RunRow, RunState, Secr
 use tale_engine::runtime::sealed::SealKey;
 use tale_engine::runtime::store::{Change, StatePut, StateStore, StoreError};
 use tale_engine::runtime::stored::{StoredCredential, StoredResource, Table};
+use tale_engine::runtime::trace::{StepStatus, StepTrace};
 
 mod secrets;
-use tale_engine::runtime::trace::{StepStatus, StepTrace};
 
 /// Versioned schema: migration `i` takes `user_version` from `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -733,17 +733,16 @@ fn checkpointer(conn: Connection, commits: &std::sync::atomic::AtomicU64, writer
         // checkpoint. The checkpoint lock held by the writer's is routine;
         // anything else (a full disk, a file it may not write) is told once,
         // and again when it changes or ends.
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        match conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(classify)
+        {
             Ok(()) => {
                 if failing.take().is_some() {
                     tracing::info!("the WAL is copied into the database again");
                 }
             }
-            Err(rusqlite::Error::SqliteFailure(f, _))
-                if matches!(
-                    f.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                ) => {}
+            Err(StoreError::Busy(_)) => {}
             Err(e) => {
                 let why = e.to_string();
                 if failing.as_deref() != Some(why.as_str()) {
@@ -791,6 +790,15 @@ fn apply_batch<'a>(
     Ok(results)
 }
 
+/// Deletes item `id`; the run it belonged to, if it was there.
+fn take_item(tx: &rusqlite::Transaction<'_>, id: &[u8; 16]) -> rusqlite::Result<Option<[u8; 16]>> {
+    let run: Option<Vec<u8>> = tx
+        .prepare_cached("DELETE FROM items WHERE id = ?1 RETURNING run_id")?
+        .query_row([&id[..]], |r| r.get(0))
+        .optional()?;
+    Ok(run.and_then(|r| <[u8; 16]>::try_from(r.as_slice()).ok()))
+}
+
 /// One run's counters as a step changes them, and the items it has left
 /// once they are written (`None`: no such run).
 #[derive(Default)]
@@ -824,26 +832,23 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
     // answers whether it has work left.
     let mut deltas: Vec<RunDelta> = Vec::new();
     fn delta(deltas: &mut Vec<RunDelta>, run: [u8; 16]) -> &mut RunDelta {
-        match deltas.iter().position(|d| d.run == run) {
-            Some(i) => &mut deltas[i],
+        let i = match deltas.iter().position(|d| d.run == run) {
+            Some(i) => i,
             None => {
                 deltas.push(RunDelta {
                     run,
                     ..RunDelta::default()
                 });
-                deltas.last_mut().expect("just pushed")
+                deltas.len() - 1
             }
-        }
+        };
+        &mut deltas[i]
     }
     for e in &p.events {
         delta(&mut deltas, e.run).events += 1;
     }
     for done in &p.done {
-        let run: Option<Vec<u8>> = tx
-            .prepare_cached("DELETE FROM items WHERE id = ?1 RETURNING run_id")?
-            .query_row([&done[..]], |r| r.get(0))
-            .optional()?;
-        if let Some(run) = run.and_then(|r| <[u8; 16]>::try_from(r.as_slice()).ok()) {
+        if let Some(run) = take_item(tx, done)? {
             delta(&mut deltas, run).pending -= 1;
         }
     }
@@ -906,11 +911,7 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
     // opened by an earlier run): that run may now be finished too.
     let mut settle = p.settle.clone();
     for id in &p.cancelled {
-        let run: Option<Vec<u8>> = tx
-            .prepare_cached("DELETE FROM items WHERE id = ?1 RETURNING run_id")?
-            .query_row([&id[..]], |r| r.get(0))
-            .optional()?;
-        if let Some(run) = run.and_then(|r| <[u8; 16]>::try_from(r.as_slice()).ok()) {
+        if let Some(run) = take_item(tx, id)? {
             delta(&mut deltas, run).pending -= 1;
             if !settle.contains(&run) {
                 settle.push(run);
@@ -1807,8 +1808,8 @@ mod tests {
     /// the moment a previous owner gets to let go), the first keeps it.
     #[test]
     fn one_owner_per_database_file() {
-        let dir = std::env::temp_dir().join(format!("tale-owner-{}", tale_engine::runtime::event::new_id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = tempfile::tempdir().expect("dir");
+        let dir = dir.path();
         let path = dir.join("owned.db");
         let first = SqliteStore::open(&path, Sync::Normal).expect("the first owner");
         match SqliteStore::open(&path, Sync::Normal) {
@@ -1818,7 +1819,6 @@ mod tests {
         }
         assert!(first.health().is_ok(), "the first owner lost the database");
         drop(first);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A step of one run with one event whose output is `bytes` long.
@@ -1842,7 +1842,8 @@ mod tests {
     /// restarted from its beginning instead of growing with every commit.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_checkpointer_copies_the_wal_and_keeps_it_bounded() {
-        let dir = tempfile_dir("ckpt");
+        let dir = tempfile::tempdir().expect("dir");
+        let dir = dir.path();
         let path = dir.join("ckpt.db");
         let wal = dir.join("ckpt.db-wal");
         let store = SqliteStore::open(&path, Sync::Normal).expect("open");
@@ -1880,21 +1881,14 @@ mod tests {
             steps * per_step / 4096
         );
         drop(store);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    fn tempfile_dir(what: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tale-{what}-{}", tale_engine::runtime::event::new_id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        dir
     }
 
     /// `tale runs` reads a database written before calls were stored
     /// (schema 3) without upgrading it.
     #[tokio::test]
     async fn a_reader_reads_a_schema_3_database() {
-        let dir = std::env::temp_dir().join(format!("tale-v3-{}", tale_engine::runtime::event::new_id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = tempfile::tempdir().expect("dir");
+        let dir = dir.path();
         let path = dir.join("old.db");
         {
             let conn = Connection::open(&path).expect("open");
@@ -1919,6 +1913,5 @@ mod tests {
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].status, RunState::Succeeded);
         assert_eq!(runs[0].parent_run, None);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
