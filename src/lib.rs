@@ -89,7 +89,7 @@ enum Command {
         tale serve --stories flows --stories stories --db sqlite:/var/lib/tale/tale.db\n  \
         TALE_API_TOKEN=… tale serve --stories examples --listen 0.0.0.0:8080 --log-format json\n  \
         tale serve --stories flows --strict --credentials /etc/tale/credentials.yaml")]
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// List the runs stored in a database.
     #[command(after_help = "Examples:\n  \
         tale runs --db sqlite:tale.db\n  \

@@ -503,7 +503,11 @@ impl HttpExec {
             }
             (Some(p), _) => {
                 let (ct, bytes) = match self.content_type.as_str() {
-                    "json" => ("application/json".to_owned(), p.to_string().into_bytes()),
+                    // `to_vec` writes into a buffer; `to_string` goes through `Display`.
+                    "json" => (
+                        "application/json".to_owned(),
+                        serde_json::to_vec(p).map_err(|e| ActionError::Failed(e.to_string()))?,
+                    ),
                     "form" => ("application/x-www-form-urlencoded".to_owned(), form(p).into_bytes()),
                     "xml" => {
                         let text = match p {

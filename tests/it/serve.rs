@@ -24,6 +24,7 @@ pub(crate) fn args(dir: &Path) -> ServeArgs {
         listen: "127.0.0.1:0".parse().expect("addr"),
         log_format: tale::serve::LogFormat::Human,
         workers: 64,
+        threads: None,
         per_host: 16,
         sync: tale::serve::SyncMode::Normal,
         max_queued: 100_000,
@@ -945,6 +946,61 @@ async fn sighup_reloads_and_sigterm_stops_cleanly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status:?}");
+}
+
+/// `--threads 1`: one thread answers the webhooks and runs their actions,
+/// the store's writer beside it; `--threads 0` is refused before starting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_sizes_the_runtime_and_one_thread_serves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mock = Mock::start();
+    mock.route("/sink", vec![Reply::json(200, "{}")]);
+    write_story(dir.path(), "forward.yaml", &forward_story(&mock.url("/sink")));
+    let refused = Command::new(env!("CARGO_BIN_EXE_tale"))
+        .args(["serve", "--threads", "0", "--stories"])
+        .arg(dir.path().join("stories"))
+        .output()
+        .expect("run tale serve");
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--threads"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let port = crate::support::free_port();
+    let mut child = serve_process(dir.path(), port, &["--threads", "1"], &[]);
+    wait_ready(port).await;
+    // One thread, whatever the cores.
+    let metrics = client()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.lines().any(|l| l == "tale_threads 1"), "{metrics}");
+    let url = format!("http://127.0.0.1:{port}/webhook/fwd/{SECRET}");
+    let sends = (0..50).map(|i| {
+        let url = url.clone();
+        async move {
+            client()
+                .post(&url)
+                .json(&json!({"n": i}))
+                .send()
+                .await
+                .map(|r| r.status())
+        }
+    });
+    for status in futures_util::future::join_all(sends).await {
+        assert!(status.expect("post").is_success());
+    }
+    eventually("50 forwards", Duration::from_secs(20), async || {
+        mock.received().len() >= 50
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

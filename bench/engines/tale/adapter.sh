@@ -12,7 +12,9 @@
 # database there and tale serves on it instead of SQLite; .ci/postgres.sh
 # start DIR prints one), TALE_PG_NODES (PostgreSQL: this many `tale serve`
 # nodes sharing the database and the port through SO_REUSEPORT, default 1),
-# TALE_TRACES (on|off, default on as `tale serve`; off adds --no-traces).
+# TALE_TRACES (on|off, default on as `tale serve`; off adds --no-traces),
+# TALE_THREADS (`tale serve --threads`, read by tale itself; default one per
+# core; the engine is then reported as tale-tN).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
@@ -25,6 +27,8 @@ MAX_BODY="${TALE_MAX_BODY:-10485760}"
 TRACES="${TALE_TRACES:-on}"
 SUFFIX=""; [ "$TRACES" = off ] && SUFFIX="-no-traces"
 [ "$SYNC" = full ] && SUFFIX="$SUFFIX-sync-full"
+[ -n "${TALE_THREADS:-}" ] && SUFFIX="$SUFFIX-t$TALE_THREADS"
+THREADS="${TALE_THREADS:-one per core}"
 BASE="http://127.0.0.1:$PORT"
 # The webhooks' shared secret (a credential, as in production).
 SECRET="bench-secret-0123"
@@ -45,7 +49,7 @@ case "${1:-}" in
     if [ -n "${TALE_PG_SERVER:-}" ]; then
       echo "NOTES=durable PostgreSQL store ($NODES node(s) on one port, SO_REUSEPORT, --sync $SYNC), $WORKERS workers per node, every step committed before the next"
     else
-      echo "NOTES=durable SQLite store (WAL, synchronous=$SYNC), $WORKERS workers, every step committed before the next, traces $TRACES"
+      echo "NOTES=durable SQLite store (WAL, synchronous=$SYNC), $WORKERS workers, $THREADS thread(s), every step committed before the next, traces $TRACES"
     fi
     ;;
   prepare)

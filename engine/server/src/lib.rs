@@ -65,6 +65,11 @@ pub struct ServeArgs {
     /// Work items that run at once.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub workers: usize,
+    /// Threads that answer requests and run actions (default: one per
+    /// core). The SQLite store writes on a thread of its own besides: on a
+    /// small machine shared with other busy programs, fewer may do more.
+    #[arg(long, value_name = "N", env = "TALE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
     /// Requests in flight to one host at once.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub per_host: usize,
@@ -608,10 +613,11 @@ pub fn story_svg(story: &tale_engine::story::Story) -> String {
 /// `tale serve` from the command line: runs until SIGTERM or Ctrl-C.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     init_logs(args.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        rt.worker_threads(usize::from(threads));
+    }
+    let rt = rt.enable_all().build().context("cannot start the async runtime")?;
     rt.block_on(async {
         let server = start(args, None).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

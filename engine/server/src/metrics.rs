@@ -54,6 +54,7 @@ pub(crate) struct Metrics {
     pub(crate) queue_depth: Gauge,
     pub(crate) connections: Gauge,
     pub(crate) waiting: Gauge,
+    pub(crate) threads: Gauge,
     /// A cluster node's counters (PostgreSQL), by node name.
     claimed: Family<NodeLabels, Gauge>,
     lease_losses: Family<NodeLabels, Gauge>,
@@ -93,6 +94,12 @@ impl Metrics {
         registry.register("http_connections", "HTTP connections open", connections.clone());
         let waiting = Gauge::default();
         registry.register("waiting_items", "Work items waiting on a timer", waiting.clone());
+        let threads = Gauge::default();
+        registry.register(
+            "threads",
+            "Threads answering requests and running actions (--threads)",
+            threads.clone(),
+        );
         let claimed = Family::<NodeLabels, Gauge>::default();
         registry.register(
             "cluster_claimed_items",
@@ -124,6 +131,7 @@ impl Metrics {
             queue_depth,
             connections,
             waiting,
+            threads,
         })
     }
 
