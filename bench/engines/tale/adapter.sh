@@ -7,6 +7,7 @@
 # Env from the harness: BENCH_DIR, PEERS_DIR, SINK_URL, RUN_DIR.
 # Optional: TALE_BIN (default: target/release/tale of this project),
 # TALE_PORT (8090), TALE_SYNC (normal|full, default normal as `tale serve`), TALE_WORKERS (256),
+# TALE_PER_HOST (`--per-host`, default 16 as `tale serve`),
 # TALE_MAX_BODY (bytes, default 10 MiB as `tale serve`; W2 with 1,000,000 items needs ~140 MB),
 # TALE_PG_SERVER (a postgres:// URL of a server: each prepare makes a fresh
 # database there and tale serves on it instead of SQLite; .ci/postgres.sh
@@ -22,6 +23,7 @@ BIN="${TALE_BIN:-$ROOT/target/release/tale}"
 PORT="${TALE_PORT:-8090}"
 SYNC="${TALE_SYNC:-normal}"
 WORKERS="${TALE_WORKERS:-256}"
+PER_HOST="${TALE_PER_HOST:-16}"
 NODES="${TALE_PG_NODES:-1}"
 MAX_BODY="${TALE_MAX_BODY:-10485760}"
 TRACES="${TALE_TRACES:-on}"
@@ -49,7 +51,7 @@ case "${1:-}" in
     if [ -n "${TALE_PG_SERVER:-}" ]; then
       echo "NOTES=durable PostgreSQL store ($NODES node(s) on one port, SO_REUSEPORT, --sync $SYNC), $WORKERS workers per node, every step committed before the next"
     else
-      echo "NOTES=durable SQLite store (WAL, synchronous=$SYNC), $WORKERS workers, $THREADS thread(s), every step committed before the next, traces $TRACES"
+      echo "NOTES=durable SQLite store (WAL, synchronous=$SYNC), $WORKERS workers, $PER_HOST per host, $THREADS thread(s), every step committed before the next, traces $TRACES"
     fi
     ;;
   prepare)
@@ -68,7 +70,7 @@ case "${1:-}" in
     cd "$RUN_DIR/tale"
     export TALE_CREDENTIAL_BENCH="$SECRET" TALE_RESOURCE_SINK_URL="$SINK_URL" TALE_LOG="${TALE_LOG:-warn}"
     serve=("$BIN" serve --stories stories --db "$(cat "$RUN_DIR/tale/db-url")" --listen "127.0.0.1:$PORT"
-      --sync "$SYNC" --workers "$WORKERS" --max-body "$MAX_BODY" --watch 0s)
+      --sync "$SYNC" --workers "$WORKERS" --per-host "$PER_HOST" --max-body "$MAX_BODY" --watch 0s)
     if [ "$TRACES" = off ]; then serve+=(--no-traces); fi
     if [ "$NODES" = 1 ]; then exec "${serve[@]}"; fi
     # Several nodes: this shell stays the process the harness samples and
