@@ -24,7 +24,7 @@ use tale_engine::yaml;
 use super::run::{MockSpec, build_with_library, entry_of, mocks_from_json, request, runtime};
 use super::yaml_file::{FileProblems, YamlFile};
 use crate::ExitStatus;
-use tale_engine::checked::check_paths;
+use tale_engine::checked::{Checked, check_paths};
 
 mod update;
 
@@ -469,19 +469,25 @@ fn clock_start(value: Option<&J>) -> Option<i64> {
     }
 }
 
-/// Runs every case of a file that passes the filter.
-fn run_file(loaded: &Loaded, stories: &[PathBuf], filter: Option<&str>) -> Vec<Outcome> {
-    let test = &loaded.path;
-    let story_file = story_path(test, &loaded.file);
-    let dirs = library_dirs(test, &loaded.file, stories);
-    let checked = check_paths(
+/// The story a test file tests, checked with its library (`--stories` and
+/// the file's own `stories:`).
+fn check_story(loaded: &Loaded, stories: &[PathBuf]) -> Checked {
+    let story_file = story_path(&loaded.path, &loaded.file);
+    let dirs = library_dirs(&loaded.path, &loaded.file, stories);
+    check_paths(
         std::slice::from_ref(&story_file),
         &dirs,
         false,
         None,
         &[],
         &tale_actions::Registry,
-    );
+    )
+}
+
+/// Runs every case of a file that passes the filter.
+fn run_file(loaded: &Loaded, stories: &[PathBuf], filter: Option<&str>) -> Vec<Outcome> {
+    let test = &loaded.path;
+    let checked = check_story(loaded, stories);
     let errors: Vec<String> = checked
         .output
         .diagnostics
@@ -943,15 +949,7 @@ pub(crate) fn run(args: &TestArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
 fn coverage(loaded: &[Loaded], results: &[Outcome], stories: &[PathBuf], err: &mut dyn Write) -> anyhow::Result<()> {
     for l in loaded {
         let story_file = story_path(&l.path, &l.file);
-        let dirs = library_dirs(&l.path, &l.file, stories);
-        let checked = check_paths(
-            std::slice::from_ref(&story_file),
-            &dirs,
-            false,
-            None,
-            &[],
-            &tale_actions::Registry,
-        );
+        let checked = check_story(l, stories);
         let Some(story) = checked.output.stories.first() else {
             continue;
         };
