@@ -127,6 +127,13 @@ const LEASE_MS: i64 = 30_000;
 const JOB_CAPACITY: usize = 8192;
 /// At most this many transactions per SQLite commit.
 const BATCH: usize = 2048;
+/// The shortest time between the starts of two commits while steps arrive
+/// together. A commit costs about the same for one step as for twenty (it
+/// rewrites the last page of every table and index it touches), so under
+/// load a millisecond's wait saves more CPU than it costs the webhooks that
+/// wait: W1 measured +8 to +13 % events/s, -7 to -16 % CPU per event
+/// (bench/results/2026-12-07-group-commit.md).
+const GROUP_COMMIT: std::time::Duration = std::time::Duration::from_millis(1);
 /// How often the checkpointer thread copies the WAL into the database.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// WAL pages beyond which the writer checkpoints itself (SQLite's own
@@ -662,7 +669,13 @@ fn writer(
     watch: &Watch,
     commits: &std::sync::atomic::AtomicU64,
 ) {
+    let mut last_start = std::time::Instant::now();
+    let mut last_len = 0;
     while let Some(first) = rx.blocking_recv() {
+        if let Some(wait) = group_commit_wait(last_len, last_start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        last_start = std::time::Instant::now();
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match rx.try_recv() {
@@ -670,6 +683,7 @@ fn writer(
                 Err(_) => break,
             }
         }
+        last_len = batch.len();
         // A file removed or replaced: nothing written now would survive.
         // Looked at before and after each batch (two `stat`s, next to a
         // commit): a batch that committed into a file removed meanwhile is
@@ -715,6 +729,17 @@ fn writer(
             }
         }
     }
+}
+
+/// How long the writer holds the next commit back. While steps arrive
+/// together (the last commit carried several), commits start at most every
+/// [`GROUP_COMMIT`] and the steps that arrive meanwhile share the next one;
+/// a lone step (a quiet server, a chain run step by step) is not held.
+fn group_commit_wait(last_batch: usize, since_last_start: std::time::Duration) -> Option<std::time::Duration> {
+    if last_batch < 2 {
+        return None;
+    }
+    GROUP_COMMIT.checked_sub(since_last_start).filter(|d| !d.is_zero())
 }
 
 /// The checkpointer thread: every [`CHECKPOINT_EVERY`] that saw a commit,
@@ -1806,6 +1831,23 @@ mod tests {
 
     /// One process owns a database file: a second owner is refused (after
     /// the moment a previous owner gets to let go), the first keeps it.
+    #[test]
+    fn commits_are_grouped_only_while_steps_arrive_together() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        // A lone step, however soon after the last commit: at once.
+        assert_eq!(group_commit_wait(0, ms(0)), None);
+        assert_eq!(group_commit_wait(1, Duration::ZERO), None);
+        // After a commit of several: the rest of GROUP_COMMIT, then at once.
+        assert_eq!(group_commit_wait(2, Duration::ZERO), Some(GROUP_COMMIT));
+        assert_eq!(
+            group_commit_wait(30, GROUP_COMMIT / 4),
+            Some(GROUP_COMMIT - GROUP_COMMIT / 4)
+        );
+        assert_eq!(group_commit_wait(30, GROUP_COMMIT), None);
+        assert_eq!(group_commit_wait(30, GROUP_COMMIT + ms(5)), None);
+    }
+
     #[test]
     fn one_owner_per_database_file() {
         let dir = tempfile::tempdir().expect("dir");
