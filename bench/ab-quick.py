@@ -10,7 +10,8 @@ between them. Short alternating runs pair each variant with the same
 machine state, which drifts by ±15-25 % over minutes on these shared VMs;
 read the median of the per-round ratios against the first variant.
 Per run: accepted webhooks/s (wrk) and tale's CPU per event (/proc).
-Env: PEERS_DIR (/opt/peers), SHARED_BENCH (../shared/bench).
+Env: PEERS_DIR (/opt/peers), SHARED_BENCH (../shared/bench); in a variant,
+AB_RUN_ROOT=DIR puts its database under DIR (e.g. /dev/shm).
 """
 import json
 import os
@@ -81,7 +82,9 @@ def main():
     try:
         for v in variants:
             env = v["env"]
-            env.update(RUN_DIR=os.path.join(scratch, v["name"]), TALE_PORT=str(v["port"]),
+            # AB_RUN_ROOT in a variant puts its database elsewhere (a tmpfs, another disk).
+            root = env.get("AB_RUN_ROOT") and tempfile.mkdtemp(prefix="tale-abq-", dir=env["AB_RUN_ROOT"])
+            env.update(RUN_DIR=os.path.join(root or scratch, v["name"]), TALE_PORT=str(v["port"]),
                        SINK_URL=f"http://127.0.0.1:{SINK_PORT}", BENCH_DIR=BENCH, PEERS_DIR=PEERS)
             os.makedirs(env["RUN_DIR"])
             subprocess.run([ADAPTER, "prepare"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -129,6 +132,9 @@ def main():
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
         shutil.rmtree(scratch, ignore_errors=True)
+        for v in variants:
+            if v["env"].get("AB_RUN_ROOT"):
+                shutil.rmtree(os.path.dirname(v["env"]["RUN_DIR"]), ignore_errors=True)
 
 
 if __name__ == "__main__":
