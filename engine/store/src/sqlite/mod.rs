@@ -131,8 +131,8 @@ const BATCH: usize = 2048;
 /// together. A commit costs about the same for one step as for twenty (it
 /// rewrites the last page of every table and index it touches), so under
 /// load a millisecond's wait saves more CPU than it costs the webhooks that
-/// wait: W1 measured +8 to +13 % events/s, -7 to -16 % CPU per event
-/// (bench/results/2026-12-07-group-commit.md).
+/// wait: on W1, 7 to 16 % less CPU per event and a lower p99 at
+/// saturation (bench/results/2026-12-07-group-commit.md).
 const GROUP_COMMIT: std::time::Duration = std::time::Duration::from_millis(1);
 /// How often the checkpointer thread copies the WAL into the database.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
