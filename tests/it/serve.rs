@@ -98,8 +98,13 @@ pub(crate) async fn get_json(server: &Server, path: &str) -> J {
 
 /// The server's `/metrics` text.
 pub(crate) async fn metrics(server: &Server) -> String {
+    metrics_at(server.addr).await
+}
+
+/// The `/metrics` text of the server listening at `addr`.
+async fn metrics_at(addr: impl std::fmt::Display) -> String {
     client()
-        .get(format!("http://{}/metrics", server.addr))
+        .get(format!("http://{addr}/metrics"))
         .send()
         .await
         .expect("metrics")
@@ -971,14 +976,7 @@ async fn threads_sizes_the_runtime_and_one_thread_serves() {
     let mut child = serve_process(dir.path(), port, &["--threads", "1"], &[]);
     wait_ready(port).await;
     // One thread, whatever the cores.
-    let metrics = client()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_at(format!("127.0.0.1:{port}")).await;
     assert!(metrics.lines().any(|l| l == "tale_threads 1"), "{metrics}");
     let url = format!("http://127.0.0.1:{port}/webhook/fwd/{SECRET}");
     let sends = (0..50).map(|i| {

@@ -221,8 +221,6 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         .connections
         .set(app.connections.load(Ordering::Relaxed) as i64);
     app.metrics.waiting.set(app.durable.waiting() as i64);
-    let threads = tokio::runtime::Handle::current().metrics().num_workers();
-    app.metrics.threads.set(threads as i64);
     if let Some(stats) = app.store.cluster() {
         app.metrics.cluster(&stats);
     }

@@ -294,6 +294,9 @@ pub async fn start(args: &ServeArgs, clock: Option<Arc<dyn Clock>>) -> anyhow::R
     let addr = listener.local_addr()?;
     let links = Arc::new(links(args, addr));
     let metrics = Metrics::new();
+    // Fixed for the runtime's life: set once, not at every scrape.
+    let threads = tokio::runtime::Handle::current().metrics().num_workers();
+    metrics.threads.set(threads as i64);
     let http: Arc<dyn HttpClient> = Arc::new(MeteredHttp {
         inner: Arc::new(RealHttp::with_guard(
             args.per_host.max(1),

@@ -1829,8 +1829,6 @@ impl crate::backend::ServeStore for SqliteStore {
 mod tests {
     use super::*;
 
-    /// One process owns a database file: a second owner is refused (after
-    /// the moment a previous owner gets to let go), the first keeps it.
     #[test]
     fn commits_are_grouped_only_while_steps_arrive_together() {
         use std::time::Duration;
@@ -1848,6 +1846,8 @@ mod tests {
         assert_eq!(group_commit_wait(30, GROUP_COMMIT + ms(5)), None);
     }
 
+    /// One process owns a database file: a second owner is refused (after
+    /// the moment a previous owner gets to let go), the first keeps it.
     #[test]
     fn one_owner_per_database_file() {
         let dir = tempfile::tempdir().expect("dir");
