@@ -321,7 +321,22 @@ actions:
     for pair in ticks.windows(2) {
         assert_eq!(pair[1].0 - pair[0].0, 1000, "a tick was missed: {ticks:?}");
     }
-    assert_eq!(mock.received().len(), ticks.len(), "one request per tick");
+    // Every tick's run reached the sink. The node killed may have sent its
+    // tick's request and died before committing it: the node that takes
+    // the item over sends it again (at least once; a crash repeats at most
+    // one request, docs/decisions.md), so one request more is allowed.
+    let received = mock.received();
+    let runs: HashSet<String> = received
+        .iter()
+        .map(|r| serde_json::from_str::<J>(&r.body).unwrap_or(J::Null)["run"].to_string())
+        .collect();
+    assert_eq!(runs.len(), ticks.len(), "one run per tick reached the sink: {ticks:?}");
+    assert!(
+        received.len() <= ticks.len() + 1,
+        "{} requests for {} ticks: more than the killed node's one repeated",
+        received.len(),
+        ticks.len()
+    );
 }
 
 /// Deduplicate and implode fed from every node act once: the action's
