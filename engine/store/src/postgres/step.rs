@@ -479,21 +479,19 @@ async fn apply_fired(
         insert_items(tx, &items, &owners, now).await?;
         Ok::<_, StoreError>(owners.iter().map(Option::is_none).collect::<Vec<bool>>())
     };
-    let (completed, cancelled_rows, started_rows, inserted_events, handed) = tokio::join!(
-        complete,
-        cancel,
-        start,
-        insert_events(tx, &events, &traces),
-        store_items
-    );
+    let (completed, started_rows, inserted_events, handed) =
+        tokio::join!(complete, start, insert_events(tx, &events, &traces), store_items);
     cause([
         completed.as_ref().err(),
-        cancelled_rows.as_ref().err(),
         started_rows.as_ref().err(),
         inserted_events.as_ref().err(),
         handed.as_ref().err(),
     ])?;
-    let (completed, cancelled_rows, handed) = (completed?, cancelled_rows?, handed?);
+    let (completed, handed) = (completed?, handed?);
+    // Cancellations wait for the inserts: a step may add an item and cancel
+    // it, and pipelined statements reach the server in no promised order
+    // (a statement still being prepared goes out later).
+    let cancelled_rows = cancel.await?;
     for row in completed.into_iter().chain(cancelled_rows) {
         let run: Uuid = row.get(0);
         delta.entry(run).or_default().1 -= 1;
