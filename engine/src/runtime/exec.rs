@@ -14,7 +14,7 @@ pub use super::contract::{
 use super::event::{Event, EventId, Output, RunId};
 use super::http::HttpClient;
 use super::mail::Mailer;
-use super::scope::Scope;
+use super::scope::{LazyMeta, Scope};
 use super::store::{StateStore, StoreError};
 use crate::story::Edge;
 
@@ -161,11 +161,14 @@ impl Runtime {
             .actions
             .get(action)
             .ok_or_else(|| RunError::NoSuchAction(action.to_string()))?;
-        let meta = json!({
-            "run": {"id": run_id.to_string()},
-            "action": {"slug": &*a.slug, "name": a.name},
-            "story": {"id": &*story.id, "name": story.name},
-        });
+        let build = || {
+            json!({
+                "run": {"id": run_id.to_string()},
+                "action": {"slug": &*a.slug, "name": a.name},
+                "story": {"id": &*story.id, "name": story.name},
+            })
+        };
+        let meta = LazyMeta::new(&build);
         let mut scope = Scope::new(&story.globals, None);
         scope.meta = Some(&meta);
         scope.now_ms = Some(self.clock.now_ms());
@@ -262,38 +265,45 @@ impl Runtime {
                 skipped: None,
             };
         }
-        let mut meta = json!({
-            "run": {"id": run_id.to_string()},
-            "event": {"id": item.input.as_ref().map(|e| e.id.to_string())},
-            "action": {"slug": &*action.slug, "name": action.name},
-            "story": {"id": &*story.id, "name": story.name},
-        });
         // Its page in the web UI, and a signed link per prompt status.
-        let mut prompt_expires = None;
-        if let Some(links) = &self.links {
-            if action.run_link {
-                meta["run"]["link"] = J::String(links.run_link(run_id));
+        let expires = at_ms.saturating_add(self.links.as_ref().map_or(0, |l| l.prompt_ttl_ms));
+        let prompt_expires = self
+            .links
+            .as_ref()
+            .filter(|l| l.wait && !action.prompts.is_empty())
+            .map(|_| expires);
+        let build = || {
+            let mut meta = json!({
+                "run": {"id": run_id.to_string()},
+                "event": {"id": item.input.as_ref().map(|e| e.id.to_string())},
+                "action": {"slug": &*action.slug, "name": action.name},
+                "story": {"id": &*story.id, "name": story.name},
+            });
+            if let Some(links) = &self.links {
+                if action.run_link {
+                    meta["run"]["link"] = J::String(links.run_link(run_id));
+                }
+                if !action.prompts.is_empty() {
+                    let prompts: serde_json::Map<String, J> = action
+                        .prompts
+                        .iter()
+                        .map(|status| {
+                            let claim = super::links::PromptClaim {
+                                run: run_id.to_string(),
+                                action: action.slug.to_string(),
+                                input: item.input.as_ref().map(|e| e.id.to_string()),
+                                status: status.clone(),
+                                expires_ms: expires,
+                            };
+                            (status.clone(), J::String(links.prompt_link(&claim)))
+                        })
+                        .collect();
+                    meta["prompt"] = J::Object(prompts);
+                }
             }
-            if !action.prompts.is_empty() {
-                let expires = at_ms.saturating_add(links.prompt_ttl_ms);
-                let prompts: serde_json::Map<String, J> = action
-                    .prompts
-                    .iter()
-                    .map(|status| {
-                        let claim = super::links::PromptClaim {
-                            run: run_id.to_string(),
-                            action: action.slug.to_string(),
-                            input: item.input.as_ref().map(|e| e.id.to_string()),
-                            status: status.clone(),
-                            expires_ms: expires,
-                        };
-                        (status.clone(), J::String(links.prompt_link(&claim)))
-                    })
-                    .collect();
-                meta["prompt"] = J::Object(prompts);
-                prompt_expires = links.wait.then_some(expires);
-            }
-        }
+            meta
+        };
+        let meta = LazyMeta::new(&build);
         // OAuth2 tokens its templates read, fetched (or cached) now.
         let mut with_tokens = None;
         let mut tokens = Vec::new();

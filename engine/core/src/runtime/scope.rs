@@ -153,6 +153,27 @@ impl Globals {
     }
 }
 
+/// `META` (the run, event, action and story of an execution), built the
+/// first time a template reads it: most actions never do, and building it
+/// costs a dozen allocations per execution.
+pub struct LazyMeta<'a> {
+    value: std::sync::OnceLock<J>,
+    build: &'a (dyn Fn() -> J + Sync + 'a),
+}
+
+impl<'a> LazyMeta<'a> {
+    pub fn new(build: &'a (dyn Fn() -> J + Sync + 'a)) -> Self {
+        Self {
+            value: std::sync::OnceLock::new(),
+            build,
+        }
+    }
+
+    pub fn get(&self) -> &J {
+        self.value.get_or_init(self.build)
+    }
+}
+
 /// The variables of one render.
 pub struct Scope<'a> {
     pub globals: &'a Globals,
@@ -164,7 +185,7 @@ pub struct Scope<'a> {
     pub local: Option<&'a J>,
     /// The story state the action reads (`STATE`), loaded before it runs.
     pub state: Option<&'a J>,
-    pub meta: Option<&'a J>,
+    pub meta: Option<&'a LazyMeta<'a>>,
     /// Field-specific names: `request`, `response`, `LOOP`.
     pub extra: &'a [(&'a str, &'a J)],
     /// What `'now'` means in templates (ms since the epoch): the run's clock,
@@ -225,7 +246,7 @@ impl<'a> Scope<'a> {
             "STORY" => Some(&self.globals.story),
             "LOCAL" => self.local,
             "STATE" => self.state,
-            "META" => self.meta,
+            "META" => self.meta.map(LazyMeta::get),
             _ => self.input.and_then(|e| e.nearest(name)),
         }
     }
