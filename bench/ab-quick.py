@@ -10,8 +10,12 @@ between them. Short alternating runs pair each variant with the same
 machine state, which drifts by ±15-25 % over minutes on these shared VMs;
 read the median of the per-round ratios against the first variant.
 Per run: accepted webhooks/s (wrk) and tale's CPU per event (/proc).
-Env: PEERS_DIR (/opt/peers), SHARED_BENCH (../shared/bench); in a variant,
-AB_RUN_ROOT=DIR puts its database under DIR (e.g. /dev/shm).
+Two servers of one build differ by up to ±10 % for as long as they run
+(their database files, where their threads land), so every variant runs
+as AB_INSTANCES servers (default 2), each with its own database, and a
+round's figure for a variant is the mean of its servers'.
+Env: PEERS_DIR (/opt/peers), SHARED_BENCH (../shared/bench), AB_INSTANCES;
+in a variant, AB_RUN_ROOT=DIR puts its database under DIR (e.g. /dev/shm).
 """
 import json
 import os
@@ -67,12 +71,17 @@ def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
     rounds, seconds = int(sys.argv[1]), float(sys.argv[2])
+    instances = int(os.environ.get("AB_INSTANCES", "2"))
     variants = []
     for i, spec in enumerate(sys.argv[3:]):
         name, _, envs = spec.partition(":")
-        env = dict(os.environ)
-        env.update(kv.split("=", 1) for kv in envs.split())
-        variants.append({"name": name, "env": env, "port": 8191 + i})
+        servers = []
+        for k in range(instances):
+            env = dict(os.environ)
+            env.update(kv.split("=", 1) for kv in envs.split())
+            servers.append({"name": f"{name}-{k + 1}", "env": env, "port": 8191 + i * instances + k})
+        variants.append({"name": name, "servers": servers})
+    servers = [srv for v in variants for srv in v["servers"]]
     scratch = tempfile.mkdtemp(prefix="tale-abq-")
     procs = []
     sink_bin = os.path.join(PEERS, "sink-target", "release", "bench-sink")
@@ -80,7 +89,7 @@ def main():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     procs.append(sink)
     try:
-        for v in variants:
+        for v in servers:
             env = v["env"]
             # AB_RUN_ROOT in a variant puts its database elsewhere (a tmpfs, another disk).
             root = env.get("AB_RUN_ROOT") and tempfile.mkdtemp(prefix="tale-abq-", dir=env["AB_RUN_ROOT"])
@@ -104,11 +113,15 @@ def main():
             # Alternate the order too: the first of a round is not favoured.
             order = variants if r % 2 == 0 else list(reversed(variants))
             for v in order:
-                before = cpu_seconds(v["proc"].pid)
-                n = wrk(v["url"], seconds)
-                used = cpu_seconds(v["proc"].pid) - before
-                rates[v["name"]].append(n / seconds)
-                costs[v["name"]].append(used * 1e6 / max(n, 1))
+                rate, cost = [], []
+                for srv in v["servers"]:
+                    before = cpu_seconds(srv["proc"].pid)
+                    n = wrk(srv["url"], seconds)
+                    used = cpu_seconds(srv["proc"].pid) - before
+                    rate.append(n / seconds)
+                    cost.append(used * 1e6 / max(n, 1))
+                rates[v["name"]].append(statistics.mean(rate))
+                costs[v["name"]].append(statistics.mean(cost))
             line = "  ".join(f"{v['name']} {rates[v['name']][-1]:7.0f}/s {costs[v['name']][-1]:4.0f}us"
                              for v in variants)
             print(f"round {r + 1}: {line}", flush=True)
@@ -132,7 +145,7 @@ def main():
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
         shutil.rmtree(scratch, ignore_errors=True)
-        for v in variants:
+        for v in servers:
             if v["env"].get("AB_RUN_ROOT"):
                 shutil.rmtree(os.path.dirname(v["env"]["RUN_DIR"]), ignore_errors=True)
 
