@@ -17,23 +17,26 @@ use tale_engine::runtime::durable::{DurableStore, Transaction, WorkItem};
 use tale_engine::runtime::event::{Event, RunId, new_id};
 use tale_engine::runtime::memory::MemoryDurableStore;
 use tale_engine::runtime::trace::{StepStatus, StepTrace};
-use tale_store::sqlite::{SqliteStore, Sync};
+use tale_store::sqlite::{SqliteStore, Sync, WRITER_THREAD};
 
 /// Concurrent callers, as the harness's 32 connections.
 const CALLERS: usize = 32;
-/// The SQLite writer thread's name.
-const WRITER: &str = "tale-sqlite-writer";
 
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// User and system CPU seconds in a `/proc/…/stat` file (fields 14 and
+/// 15, in clock ticks: 100 per second on Linux).
+fn stat_cpu_seconds(stat: &std::path::Path) -> f64 {
+    let stat = std::fs::read_to_string(stat).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime, in clock ticks (100 per second on Linux).
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// CPU seconds of this process's threads named `name` (the SQLite writer
-/// is `tale-sqlite-writer`, 15 characters of it in `/proc`).
+fn cpu_seconds() -> f64 {
+    stat_cpu_seconds("/proc/self/stat".as_ref())
+}
+
+/// CPU seconds of this process's threads named `name` (`/proc` keeps the
+/// first 15 characters of a thread's name).
 fn thread_cpu_seconds(name: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
@@ -44,12 +47,7 @@ fn thread_cpu_seconds(name: &str) -> f64 {
             std::fs::read_to_string(t.path().join("comm"))
                 .is_ok_and(|c| name.starts_with(c.trim()) && !c.trim().is_empty())
         })
-        .map(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-            let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-            (ticks(11) + ticks(12)) / 100.0
-        })
+        .map(|t| stat_cpu_seconds(&t.path().join("stat")))
         .sum()
 }
 
@@ -144,7 +142,7 @@ struct Measured {
 
 /// Applies `events` W1 events through `CALLERS` callers.
 async fn measure(store: Arc<dyn DurableStore>, events: usize) -> Measured {
-    let (cpu, writer, wall) = (cpu_seconds(), thread_cpu_seconds(WRITER), Instant::now());
+    let (cpu, writer, wall) = (cpu_seconds(), thread_cpu_seconds(WRITER_THREAD), Instant::now());
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let callers: Vec<_> = (0..CALLERS)
         .map(|_| {
@@ -167,8 +165,8 @@ async fn measure(store: Arc<dyn DurableStore>, events: usize) -> Measured {
     Measured {
         per_second: events as f64 / wall,
         cpu_us: cpu * 1e6 / events as f64,
-        writer_us: (thread_cpu_seconds(WRITER) - writer) * 1e6 / events as f64,
-        writer_busy: (thread_cpu_seconds(WRITER) - writer) / wall,
+        writer_us: (thread_cpu_seconds(WRITER_THREAD) - writer) * 1e6 / events as f64,
+        writer_busy: (thread_cpu_seconds(WRITER_THREAD) - writer) / wall,
     }
 }
 

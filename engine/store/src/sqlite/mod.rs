@@ -125,6 +125,8 @@ CREATE INDEX traces_by_run ON traces (run_id);
 const LEASE_MS: i64 = 30_000;
 /// Transactions waiting for the writer beyond which webhooks get a 503.
 const JOB_CAPACITY: usize = 8192;
+/// The name of the thread that applies every write (profiles, `/proc`).
+pub const WRITER_THREAD: &str = "tale-sqlite-writer";
 /// At most this many transactions per SQLite commit.
 const BATCH: usize = 2048;
 /// The shortest time between the starts of two commits while steps arrive
@@ -451,12 +453,10 @@ impl SqliteStore {
                 move || checkpointer(checkpoints, &commits, &gone)
             })
             .and_then(|_| {
-                std::thread::Builder::new()
-                    .name("tale-sqlite-writer".into())
-                    .spawn(move || {
-                        let _gone = writer_gone;
-                        writer(write, rx, writer_owner, &writer_watch, &commits)
-                    })
+                std::thread::Builder::new().name(WRITER_THREAD.into()).spawn(move || {
+                    let _gone = writer_gone;
+                    writer(write, rx, writer_owner, &writer_watch, &commits)
+                })
             });
         spawned.map_err(|source| OpenError::LockFile {
             path: lock_path,
