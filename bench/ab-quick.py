@@ -89,11 +89,11 @@ def main():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     procs.append(sink)
     try:
-        for v in servers:
-            env = v["env"]
+        for srv in servers:
+            env = srv["env"]
             # AB_RUN_ROOT in a variant puts its database elsewhere (a tmpfs, another disk).
             root = env.get("AB_RUN_ROOT") and tempfile.mkdtemp(prefix="tale-abq-", dir=env["AB_RUN_ROOT"])
-            env.update(RUN_DIR=os.path.join(root or scratch, v["name"]), TALE_PORT=str(v["port"]),
+            env.update(RUN_DIR=os.path.join(root or scratch, srv["name"]), TALE_PORT=str(srv["port"]),
                        SINK_URL=f"http://127.0.0.1:{SINK_PORT}", BENCH_DIR=BENCH, PEERS_DIR=PEERS)
             os.makedirs(env["RUN_DIR"])
             subprocess.run([ADAPTER, "prepare"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -104,9 +104,9 @@ def main():
                                  stderr=open(os.path.join(env["RUN_DIR"], "engine.log"), "w"),
                                  start_new_session=True)
             procs.append(p)
-            v["proc"], v["url"] = p, info["W1_URL"]
+            srv["proc"], srv["url"] = p, info["W1_URL"]
             wait_ready(info["READY_URL"])
-            wrk(v["url"], 2)  # warm-up: connections, caches, the WAL's first pages
+            wrk(srv["url"], 2)  # warm-up: connections, caches, the WAL's first pages
         rates = {v["name"]: [] for v in variants}
         costs = {v["name"]: [] for v in variants}
         for r in range(rounds):
@@ -145,9 +145,9 @@ def main():
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
         shutil.rmtree(scratch, ignore_errors=True)
-        for v in servers:
-            if v["env"].get("AB_RUN_ROOT"):
-                shutil.rmtree(os.path.dirname(v["env"]["RUN_DIR"]), ignore_errors=True)
+        for srv in servers:
+            if srv["env"].get("AB_RUN_ROOT"):
+                shutil.rmtree(os.path.dirname(srv["env"]["RUN_DIR"]), ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -265,13 +265,15 @@ impl Runtime {
                 skipped: None,
             };
         }
-        // Its page in the web UI, and a signed link per prompt status.
+        // How long a prompted execution waits for its answer.
         let expires = at_ms.saturating_add(self.links.as_ref().map_or(0, |l| l.prompt_ttl_ms));
         let prompt_expires = self
             .links
             .as_ref()
             .filter(|l| l.wait && !action.prompts.is_empty())
             .map(|_| expires);
+        // `META`, with its page in the web UI and a signed link per prompt
+        // status.
         let build = || {
             let mut meta = json!({
                 "run": {"id": run_id.to_string()},
