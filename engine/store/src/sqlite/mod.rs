@@ -119,6 +119,14 @@ CREATE TABLE traces (
 );
 CREATE INDEX traces_by_run ON traces (run_id);
 "#,
+    // The trace of a succeeded execution that emitted one event is kept on
+    // that event's row (most executions: W1's every step), not as a row of
+    // its own with a second index entry (`fold_traces`).
+    r#"
+ALTER TABLE events ADD COLUMN trace_at INTEGER;
+ALTER TABLE events ADD COLUMN trace_us INTEGER;
+ALTER TABLE events ADD COLUMN trace_detail TEXT;
+"#,
 ];
 
 /// How long a lease lasts; for SQLite only a marker (the lock file decides).
@@ -244,6 +252,17 @@ struct PreparedEvent {
     branch: Option<&'static str>,
     output: PreparedOutput,
     at: i64,
+    /// The trace of the execution that emitted it, kept on its row.
+    trace: Option<FoldedTrace>,
+}
+
+/// What a trace stored on its event's row keeps; the rest is the event's
+/// (action, branch, its only parent as the input) or implied (succeeded,
+/// one event emitted, no error).
+struct FoldedTrace {
+    at: i64,
+    duration_us: i64,
+    detail: Option<String>,
 }
 
 /// An event's output as the writer binds it: serialised here, or (a large
@@ -275,7 +294,7 @@ struct PreparedItem {
 /// Whether the database on disk is still the one this store writes: a file
 /// removed or replaced under a running server keeps accepting writes (to an
 /// unlinked inode) that the next start never sees. Checked by the writer
-/// before its batches and by `/readyz`; a failed write is reported too.
+/// after each commit and by `/readyz`; a failed write is reported too.
 #[derive(Debug)]
 struct Watch {
     /// The database file and its WAL, with their (device, inode) at open.
@@ -339,6 +358,11 @@ impl Watch {
             }
         }
         lost.clone()
+    }
+
+    /// What [`Watch::check`] found last, without looking at the files.
+    fn found_lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn wrote(&self, result: Result<(), String>) {
@@ -469,6 +493,7 @@ impl SqliteStore {
                 conn: read.clone(),
                 columns: RUN_COLUMNS,
                 traces: true,
+                folded: true,
             },
             read,
             owner,
@@ -565,7 +590,7 @@ impl SqliteStore {
         p.cancelled = tx.cancelled.into_iter().map(Uuid::into_bytes).collect();
         p.errors = tx.errors.into_iter().map(|(run, e)| (run.into_bytes(), e)).collect();
         p.tick = tx.tick;
-        p.traces = tx.traces;
+        p.traces = fold_traces(tx.traces, &mut p.events);
         p.answers = tx
             .answers
             .into_iter()
@@ -640,7 +665,69 @@ fn prepare_event(e: &Arc<Event>) -> Result<PreparedEvent, StoreError> {
         branch: e.branch,
         output,
         at: e.created_at,
+        trace: None,
     })
+}
+
+/// Moves onto `events` the traces that their rows can carry: a succeeded
+/// execution without an error that emitted exactly one event, that event
+/// in this step (same run, action and branch, the input its only parent,
+/// or no parent for a start). Returns the traces that stay rows of their
+/// own. Saves a row and an index entry per execution in the writer.
+fn fold_traces(traces: Vec<StepTrace>, events: &mut [PreparedEvent]) -> Vec<StepTrace> {
+    let foldable = |t: &StepTrace| t.status == StepStatus::Succeeded && t.emitted == 1 && t.error.is_none();
+    fn input_of(t: &StepTrace) -> &[u8] {
+        t.input.as_ref().map_or(&[], |i| &i.as_bytes()[..])
+    }
+    let fits = |t: &StepTrace, e: &PreparedEvent| {
+        e.run == *t.run_id.as_bytes() && *e.action == *t.action && e.branch == t.branch && e.parents == input_of(t)
+    };
+    let mut host: Vec<Option<usize>> = Vec::with_capacity(traces.len());
+    if events.len() <= 16 {
+        let mut claimed = vec![false; events.len()];
+        for t in &traces {
+            let found = foldable(t)
+                .then(|| (0..events.len()).find(|&i| !claimed[i] && fits(t, &events[i])))
+                .flatten();
+            if let Some(i) = found {
+                claimed[i] = true;
+            }
+            host.push(found);
+        }
+    } else {
+        // A large step (an explode's transforms): matched through a map.
+        let mut by_input: HashMap<(&[u8], &str), std::collections::VecDeque<usize>> = HashMap::new();
+        for (i, e) in events.iter().enumerate() {
+            by_input
+                .entry((&e.parents[..], &e.action[..]))
+                .or_default()
+                .push_back(i);
+        }
+        for t in &traces {
+            let found = foldable(t)
+                .then(|| {
+                    let list = by_input.get_mut(&(input_of(t), &t.action[..]))?;
+                    let at = list.iter().position(|&i| fits(t, &events[i]))?;
+                    list.remove(at)
+                })
+                .flatten();
+            host.push(found);
+        }
+    }
+    let mut kept = Vec::new();
+    for (t, found) in traces.into_iter().zip(host) {
+        match found {
+            Some(i) => {
+                events[i].trace = Some(FoldedTrace {
+                    at: t.at_ms,
+                    duration_us: t.duration_us,
+                    detail: t.detail,
+                })
+            }
+            None => kept.push(t),
+        }
+    }
+    kept
 }
 
 /// `Ok(text)` sets, `Err(text)` pushes, `None` deletes.
@@ -685,10 +772,10 @@ fn writer(
         }
         last_len = batch.len();
         // A file removed or replaced: nothing written now would survive.
-        // Looked at before and after each batch (two `stat`s, next to a
-        // commit): a batch that committed into a file removed meanwhile is
-        // not acknowledged either.
-        if let Some(lost) = watch.check() {
+        // Looked at on disk after each batch (a `stat` per file, next to a
+        // commit), so that a batch that committed into a file removed
+        // meanwhile is not acknowledged; once found, no batch is written.
+        if let Some(lost) = watch.found_lost() {
             for job in batch {
                 let _ = job.reply.send(Err(StoreError::Failed(lost.clone())));
             }
@@ -879,9 +966,10 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
     }
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO events (id, run_id, story, action, parents, branch, output, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO events (id, run_id, story, action, parents, branch, output, created_at, trace_at, trace_us, trace_detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         for e in &p.events {
+            let trace = e.trace.as_ref();
             insert.execute(params![
                 &e.id[..],
                 &e.run[..],
@@ -890,7 +978,10 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
                 &e.parents,
                 e.branch,
                 &*e.output.text(),
-                e.at
+                e.at,
+                trace.map(|t| t.at),
+                trace.map(|t| t.duration_us),
+                trace.and_then(|t| t.detail.as_deref())
             ])?;
         }
     }
@@ -1344,29 +1435,40 @@ fn events_of_run(conn: &Connection, run: RunId) -> Result<Vec<J>, StoreError> {
     .map_err(failed)
 }
 
-fn traces_of_run(conn: &Connection, run: RunId) -> Result<Vec<StepTrace>, StoreError> {
-    conn.prepare_cached(
-        "SELECT action, input, at, duration_us, status, branch, emitted, error, detail FROM traces WHERE run_id = ?1 ORDER BY rowid",
-    )
-    .and_then(|mut s| {
-        s.query_map([&run.as_bytes()[..]], |r| {
-            let status: String = r.get(4)?;
-            Ok(StepTrace {
-                run_id: run,
-                action: r.get::<_, String>(0)?.into(),
-                input: r.get::<_, Option<Vec<u8>>>(1)?.map(|b| EventId::from(uuid_of(&b))),
-                at_ms: r.get(2)?,
-                duration_us: r.get(3)?,
-                status: StepStatus::parse(&status),
-                branch: r.get::<_, Option<String>>(5)?.map(|b| intern_branch(&b)),
-                emitted: r.get(6)?,
-                error: r.get(7)?,
-                detail: r.get(8)?,
-            })
-        })?
-        .collect()
-    })
-    .map_err(failed)
+/// A run's traces by start time: its rows in the traces table and, with
+/// `folded`, those kept on its events' rows (`fold_traces`).
+fn traces_of_run(conn: &Connection, run: RunId, folded: bool) -> Result<Vec<StepTrace>, StoreError> {
+    const ROWS: &str = "SELECT action, input, at, duration_us, status, branch, emitted, error, detail FROM traces WHERE run_id = ?1 ORDER BY rowid";
+    // Among traces of one millisecond, those on events first, each kind in
+    // the order it was written.
+    const ALL: &str = "SELECT action, input, at, duration_us, status, branch, emitted, error, detail FROM (
+             SELECT action, input, at, duration_us, status, branch, emitted, error, detail, 1 AS kind, rowid AS seq
+               FROM traces WHERE run_id = ?1
+             UNION ALL
+             SELECT action, CASE WHEN length(parents) = 16 THEN parents END, trace_at, trace_us, 'succeeded', branch, 1, NULL,
+                    trace_detail, 0, rowid
+               FROM events WHERE run_id = ?1 AND trace_at IS NOT NULL
+           ) ORDER BY at, kind, seq";
+    conn.prepare_cached(if folded { ALL } else { ROWS })
+        .and_then(|mut s| {
+            s.query_map([&run.as_bytes()[..]], |r| {
+                let status: String = r.get(4)?;
+                Ok(StepTrace {
+                    run_id: run,
+                    action: r.get::<_, String>(0)?.into(),
+                    input: r.get::<_, Option<Vec<u8>>>(1)?.map(|b| EventId::from(uuid_of(&b))),
+                    at_ms: r.get(2)?,
+                    duration_us: r.get(3)?,
+                    status: StepStatus::parse(&status),
+                    branch: r.get::<_, Option<String>>(5)?.map(|b| intern_branch(&b)),
+                    emitted: r.get(6)?,
+                    error: r.get(7)?,
+                    detail: r.get(8)?,
+                })
+            })?
+            .collect()
+        })
+        .map_err(failed)
 }
 
 fn activity(conn: &Connection, since_ms: i64) -> Result<Vec<StoryActivity>, StoreError> {
@@ -1460,6 +1562,8 @@ pub struct SqliteReader {
     columns: &'static str,
     /// Its schema has the traces table.
     traces: bool,
+    /// Its events carry their executions' traces (`fold_traces`).
+    folded: bool,
 }
 
 /// Runs `f` on a connection on tokio's blocking threads: a SQLite call
@@ -1494,6 +1598,7 @@ impl SqliteReader {
             conn: Arc::new(Mutex::new(conn)),
             columns: run_columns(version),
             traces: version >= 6,
+            folded: version >= 7,
         })
     }
 }
@@ -1693,11 +1798,14 @@ impl RunLog for SqliteReader {
         )
     }
     fn traces(&self, run: RunId) -> BoxFuture<'_, Result<Vec<StepTrace>, StoreError>> {
-        let traces = self.traces;
-        on_connection(
-            &self.conn,
-            move |c| if traces { traces_of_run(c, run) } else { Ok(Vec::new()) },
-        )
+        let (traces, folded) = (self.traces, self.folded);
+        on_connection(&self.conn, move |c| {
+            if traces {
+                traces_of_run(c, run, folded)
+            } else {
+                Ok(Vec::new())
+            }
+        })
     }
     fn activity(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<StoryActivity>, StoreError>> {
         on_connection(&self.conn, move |c| activity(c, since_ms))
@@ -1923,6 +2031,131 @@ mod tests {
             steps * per_step / 4096
         );
         drop(store);
+    }
+
+    fn trace(
+        run: RunId,
+        action: &str,
+        input: Option<&Arc<Event>>,
+        at_ms: i64,
+        status: StepStatus,
+        emitted: i64,
+    ) -> StepTrace {
+        StepTrace {
+            run_id: run,
+            action: action.into(),
+            input: input.map(|e| e.id),
+            at_ms,
+            duration_us: at_ms * 10 + 7,
+            status,
+            branch: None,
+            emitted,
+            error: (status == StepStatus::Failed).then(|| "it broke".to_owned()),
+            detail: Some(format!(r#"[{{"url":"http://127.0.0.1/{action}"}}]"#)),
+        }
+    }
+
+    fn event(run: RunId, action: &str, parents: Vec<Arc<Event>>, n: i64) -> Arc<Event> {
+        Arc::new(Event::new(
+            run,
+            "folds".into(),
+            action.into(),
+            parents,
+            serde_json::json!({ "n": n }),
+            5,
+        ))
+    }
+
+    fn trace_rows(path: &Path) -> i64 {
+        Connection::open(path)
+            .and_then(|c| c.query_row("SELECT COUNT(*) FROM traces", [], |r| r.get(0)))
+            .expect("count")
+    }
+
+    /// Traces kept on their events' rows read back as they were written,
+    /// among those kept as rows, by start time; only the latter take rows.
+    #[tokio::test]
+    async fn traces_kept_on_events_read_back_as_written() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("folds.db");
+        let store = SqliteStore::open(&path, Sync::Normal).expect("store");
+        let run = RunId::new();
+        let hook = event(run, "alert", Vec::new(), 1);
+        let shaped = event(run, "shape", vec![hook.clone()], 2);
+        // Same action, other input: must not take the other's trace.
+        let again = event(run, "shape", vec![shaped.clone()], 3);
+        let written = vec![
+            trace(run, "alert", None, 100, StepStatus::Succeeded, 1),
+            trace(run, "gate", Some(&hook), 101, StepStatus::Skipped, 0),
+            trace(run, "shape", Some(&shaped), 103, StepStatus::Succeeded, 1),
+            trace(run, "shape", Some(&hook), 102, StepStatus::Succeeded, 1),
+            // An execution that failed, or emitted twice, keeps a row.
+            trace(run, "post", Some(&shaped), 103, StepStatus::Failed, 0),
+            trace(run, "split", Some(&hook), 104, StepStatus::Succeeded, 2),
+        ];
+        store
+            .apply(
+                Transaction {
+                    started: vec![(run, "folds".into(), 5)],
+                    events: vec![hook, shaped, again],
+                    traces: written.clone(),
+                    ..Transaction::default()
+                },
+                true,
+            )
+            .await
+            .expect("step");
+        assert_eq!(trace_rows(&path), 3, "only the traces no event carries are rows");
+        let read: Vec<J> = store
+            .traces(run)
+            .await
+            .expect("traces")
+            .iter()
+            .map(StepTrace::to_json)
+            .collect();
+        let mut expected: Vec<&StepTrace> = written.iter().collect();
+        // By start time; in one millisecond, those on events first.
+        expected.sort_by_key(|t| (t.at_ms, t.emitted != 1 || t.status != StepStatus::Succeeded));
+        let expected: Vec<J> = expected.into_iter().map(StepTrace::to_json).collect();
+        assert_eq!(read, expected);
+    }
+
+    /// A large step (an explode's items transformed) is matched through a
+    /// map: every trace lands on its own event.
+    #[tokio::test]
+    async fn a_large_step_keeps_each_trace_on_its_own_event() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("large.db");
+        let store = SqliteStore::open(&path, Sync::Normal).expect("store");
+        let run = RunId::new();
+        let items: Vec<Arc<Event>> = (0..40).map(|n| event(run, "split", Vec::new(), n)).collect();
+        let shaped: Vec<Arc<Event>> = items.iter().map(|i| event(run, "shape", vec![i.clone()], 0)).collect();
+        let written: Vec<StepTrace> = items
+            .iter()
+            .enumerate()
+            .map(|(n, i)| trace(run, "shape", Some(i), 200 + n as i64, StepStatus::Succeeded, 1))
+            .collect();
+        store
+            .apply(
+                Transaction {
+                    started: vec![(run, "folds".into(), 5)],
+                    events: items.into_iter().chain(shaped).collect(),
+                    traces: written.clone(),
+                    ..Transaction::default()
+                },
+                true,
+            )
+            .await
+            .expect("step");
+        assert_eq!(trace_rows(&path), 0);
+        let read: Vec<J> = store
+            .traces(run)
+            .await
+            .expect("traces")
+            .iter()
+            .map(StepTrace::to_json)
+            .collect();
+        assert_eq!(read, written.iter().map(StepTrace::to_json).collect::<Vec<_>>());
     }
 
     /// `tale runs` reads a database written before calls were stored
