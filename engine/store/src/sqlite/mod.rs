@@ -127,6 +127,13 @@ ALTER TABLE events ADD COLUMN trace_at INTEGER;
 ALTER TABLE events ADD COLUMN trace_us INTEGER;
 ALTER TABLE events ADD COLUMN trace_detail TEXT;
 "#,
+    // Items are looked up by run only to answer a prompt (`wake_prompt`),
+    // and only a waiting item has a wake payload: most items (W1's every
+    // request) then come and go without an index entry.
+    r#"
+DROP INDEX items_by_run;
+CREATE INDEX items_waiting_by_run ON items (run_id) WHERE wake IS NOT NULL;
+"#,
 ];
 
 /// How long a lease lasts; for SQLite only a marker (the lock file decides).
@@ -2156,6 +2163,33 @@ mod tests {
             .map(StepTrace::to_json)
             .collect();
         assert_eq!(read, written.iter().map(StepTrace::to_json).collect::<Vec<_>>());
+    }
+
+    /// A database of schema 6 (every trace a row) reads its traces.
+    #[tokio::test]
+    async fn a_reader_reads_the_traces_of_a_schema_6_database() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("six.db");
+        let run = RunId::new();
+        {
+            let conn = Connection::open(&path).expect("open");
+            for sql in &MIGRATIONS[..6] {
+                conn.execute_batch(sql).expect("migrate");
+            }
+            conn.pragma_update(None, "user_version", 6).expect("version");
+            conn.execute(
+                "INSERT INTO traces (run_id, action, input, at, duration_us, status, branch, emitted, error, detail) VALUES (?1, 'shape', NULL, 9, 90, 'succeeded', NULL, 1, NULL, NULL)",
+                [&run.as_bytes()[..]],
+            )
+            .expect("trace");
+        }
+        let reader = SqliteReader::open(&path).expect("reader");
+        let traces = reader.traces(run).await.expect("traces");
+        assert_eq!(traces.len(), 1);
+        assert_eq!(
+            (&*traces[0].action, traces[0].at_ms, traces[0].emitted),
+            ("shape", 9, 1)
+        );
     }
 
     /// `tale runs` reads a database written before calls were stored
