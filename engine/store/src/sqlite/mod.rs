@@ -231,7 +231,8 @@ struct Prepared {
     exits: Vec<([u8; 16], [u8; 16])>,
     /// Runs whose completion this transaction decides (durable runs).
     settle: Vec<[u8; 16]>,
-    done: Vec<[u8; 16]>,
+    /// (item, its run).
+    done: Vec<([u8; 16], [u8; 16])>,
     events: Vec<PreparedEvent>,
     items: Vec<PreparedItem>,
     state: Vec<(String, Option<Result<String, String>>)>,
@@ -574,7 +575,7 @@ impl SqliteStore {
             p.started.push((run.into_bytes(), story, at));
         }
         for (id, run) in tx.done {
-            p.done.push(id.into_bytes());
+            p.done.push((id.into_bytes(), run.into_bytes()));
             p.settle.push(run.into_bytes());
         }
         p.settle.sort_unstable();
@@ -966,9 +967,14 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
     for e in &p.events {
         delta(&mut deltas, e.run).events += 1;
     }
-    for done in &p.done {
-        if let Some(run) = take_item(tx, done)? {
-            delta(&mut deltas, run).pending -= 1;
+    // The run of a finished item is known: a plain DELETE says whether it
+    // was there (no RETURNING row to build).
+    for (item, run) in &p.done {
+        let gone = tx
+            .prepare_cached("DELETE FROM items WHERE id = ?1")?
+            .execute([&item[..]])?;
+        if gone > 0 {
+            delta(&mut deltas, *run).pending -= 1;
         }
     }
     {
