@@ -927,6 +927,9 @@ struct RunDelta {
     events: i64,
     pending: i64,
     left: Option<i64>,
+    /// Set when the counters' own `UPDATE` also decided the run's end:
+    /// `Some` (story, status, called) if it finished the run there.
+    ended: Option<Option<(String, String, bool)>>,
 }
 
 fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusqlite::Result<Applied> {
@@ -1058,7 +1061,34 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
         .execute(params![&run[..], &**story, at, d.events, d.pending])?;
         d.left = Some(d.pending);
     }
+    // Before the counters: a run ending in this step ends with its errors.
+    for (run, error) in &p.errors {
+        tx.prepare_cached("UPDATE runs SET errors = json_insert(errors, '$[#]', ?2) WHERE id = ?1")?
+            .execute(params![&run[..], error])?;
+    }
     for d in deltas.iter_mut().filter(|d| d.left.is_none()) {
+        // A running run this step may end (its last item done, no new
+        // one): the same statement ends it when nothing is left, which is
+        // a run's last step in one statement instead of two. A run that is
+        // not running (none, or ended already) only has its counters moved.
+        if settle.contains(&d.run) && !p.items.iter().any(|i| i.run == d.run) {
+            let row: Option<(i64, String, String, bool)> = tx
+                .prepare_cached(
+                    "UPDATE runs SET events = events + ?2, pending = pending + ?3,
+                       status = CASE WHEN pending + ?3 > 0 THEN status WHEN errors = '[]' THEN 'succeeded' ELSE 'failed' END,
+                       finished_at = CASE WHEN pending + ?3 > 0 THEN finished_at ELSE ?4 END
+                     WHERE id = ?1 AND status = 'running' RETURNING pending, status, story, caller_item IS NOT NULL",
+                )?
+                .query_row(params![&d.run[..], d.events, d.pending, p.now], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()?;
+            if let Some((left, status, story, called)) = row {
+                d.left = Some(left);
+                d.ended = Some((status != "running").then_some((story, status, called)));
+                continue;
+            }
+        }
         d.left = tx
             .prepare_cached(
                 "UPDATE runs SET events = events + ?2, pending = pending + ?3 WHERE id = ?1 RETURNING pending",
@@ -1084,10 +1114,6 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
                     .execute([key])?;
             }
         }
-    }
-    for (run, error) in &p.errors {
-        tx.prepare_cached("UPDATE runs SET errors = json_insert(errors, '$[#]', ?2) WHERE id = ?1")?
-            .execute(params![&run[..], error])?;
     }
     for (child, parent, event, caller) in &p.calls {
         tx.prepare_cached("UPDATE runs SET parent_run = ?2, parent_event = ?3, caller_item = ?4 WHERE id = ?1")?
@@ -1130,23 +1156,28 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
         if p.items.iter().any(|i| i.run == *run) {
             continue;
         }
-        let pending = match deltas.iter().find(|d| d.run == *run) {
-            Some(d) => d.left,
-            None => tx
-                .prepare_cached("SELECT pending FROM runs WHERE id = ?1")?
-                .query_row([&run[..]], |r| r.get(0))
-                .optional()?,
+        let delta = deltas.iter().find(|d| d.run == *run);
+        let row = match delta.and_then(|d| d.ended.clone()) {
+            Some(ended) => ended,
+            None => {
+                let pending = match delta {
+                    Some(d) => d.left,
+                    None => tx
+                        .prepare_cached("SELECT pending FROM runs WHERE id = ?1")?
+                        .query_row([&run[..]], |r| r.get(0))
+                        .optional()?,
+                };
+                if pending.unwrap_or(0) > 0 {
+                    continue;
+                }
+                tx.prepare_cached(
+                    "UPDATE runs SET status = CASE WHEN errors = '[]' THEN 'succeeded' ELSE 'failed' END, finished_at = ?2
+                     WHERE id = ?1 AND status = 'running' RETURNING story, status, caller_item IS NOT NULL",
+                )?
+                .query_row(params![&run[..], p.now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?
+            }
         };
-        if pending.unwrap_or(0) > 0 {
-            continue;
-        }
-        let row: Option<(String, String, bool)> = tx
-            .prepare_cached(
-                "UPDATE runs SET status = CASE WHEN errors = '[]' THEN 'succeeded' ELSE 'failed' END, finished_at = ?2
-                 WHERE id = ?1 AND status = 'running' RETURNING story, status, caller_item IS NOT NULL",
-            )?
-            .query_row(params![&run[..], p.now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
         if let Some((story, status, called)) = row {
             // A called run that ends without an exit wakes its caller too.
             let waiting: Option<(Vec<u8>, String)> = if !called {
