@@ -976,6 +976,21 @@ impl Durable {
                 self.lock_waiting().remove(&item.id);
             }
             self.queued.fetch_add(1, Ordering::Relaxed);
+            // A worker free now (so none is awaited: the semaphore hands
+            // released permits to waiters first): the item starts here, not
+            // through the dispatcher's queue, one hand-off fewer. Recovered
+            // and stateful items keep the dispatcher's accounting and lanes.
+            if !item.mark
+                && !self.is_stateful(&item)
+                && let Ok(permit) = self.permits.clone().try_acquire_owned()
+            {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let _done = Dequeue(&this, 1);
+                    this.process(item, permit).await;
+                });
+                continue;
+            }
             let _ = self.ready.send(item);
         }
     }
