@@ -5,17 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde_json::{Value as J, json};
 use tale_engine::check::{CheckOptions, SourceFile, check};
 use tale_engine::runtime::build::{BuiltStory, build};
 use tale_engine::runtime::clock::{Clock, ManualClock, VirtualClock};
-use tale_engine::runtime::durable::{Delivery, Durable, Loaded};
+use tale_engine::runtime::durable::{Applied, Delivery, Durable, DurableStore, Loaded, Transaction, WorkItem};
+use tale_engine::runtime::event::{Event, RunId};
 use tale_engine::runtime::exec::{Runtime, WebhookRequest};
 use tale_engine::runtime::http::MockHttp;
 use tale_engine::runtime::mail::NoMailer;
 use tale_engine::runtime::memory::MemoryDurableStore;
 use tale_engine::runtime::redact::Redactor;
 use tale_engine::runtime::scope::Globals;
+use tale_engine::runtime::store::StoreError;
 use tale_engine::template::TemplateParser;
 
 const START: i64 = 1_800_000_000_000;
@@ -219,4 +222,103 @@ actions:
     // The next action read the real value (16 characters), not the placeholder.
     let length = stored.iter().find(|o| o.get("n").is_some()).expect("length");
     assert_eq!(length["n"], json!("16"), "{stored:?}");
+}
+
+/// A store whose commits wait at a gate the test opens.
+struct Gated {
+    inner: Arc<MemoryDurableStore>,
+    gate: Arc<tokio::sync::Semaphore>,
+    /// The runs started through it.
+    started: Arc<std::sync::Mutex<Vec<RunId>>>,
+}
+
+impl tale_engine::runtime::store::StateStore for Gated {
+    fn state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<J>, StoreError>> {
+        self.inner.state(key)
+    }
+    fn state_list<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<J>, StoreError>> {
+        self.inner.state_list(key)
+    }
+}
+
+impl DurableStore for Gated {
+    fn apply(&self, tx: Transaction, wait: bool) -> BoxFuture<'static, Result<Applied, StoreError>> {
+        let (inner, gate) = (self.inner.clone(), self.gate.clone());
+        let started = self.started.clone();
+        Box::pin(async move {
+            gate.acquire()
+                .await
+                .map_err(|e| StoreError::Failed(e.to_string()))?
+                .forget();
+            let runs: Vec<RunId> = tx.started.iter().map(|(run, _, _)| *run).collect();
+            let applied = inner.apply(tx, wait).await;
+            started.lock().expect("runs").extend(runs);
+            applied
+        })
+    }
+    fn mark_started(&self, item: uuid::Uuid) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.inner.mark_started(item)
+    }
+    fn clean_restart(&self) -> BoxFuture<'_, Result<bool, StoreError>> {
+        self.inner.clean_restart()
+    }
+    fn recover(&self) -> BoxFuture<'_, Result<Vec<WorkItem>, StoreError>> {
+        self.inner.recover()
+    }
+    fn last_tick<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
+        self.inner.last_tick(key)
+    }
+    fn run_events(&self, run: RunId) -> BoxFuture<'_, Result<Vec<Arc<Event>>, StoreError>> {
+        self.inner.run_events(run)
+    }
+}
+
+/// A webhook whose caller goes away while its step is being committed (a
+/// client that hung up): the step still commits, and the work it stored
+/// still runs, without waiting for a restart.
+#[tokio::test]
+async fn a_caller_gone_mid_commit_leaves_no_work_unstarted() {
+    let story = built(
+        r#"
+actions:
+  hook: {type: webhook, path: g, secret: s}
+  post: {type: http_request, from: hook, method: post, url: "http://127.0.0.1:9/x", payload: {n: 1}}
+"#,
+    );
+    let clock = Arc::new(VirtualClock::new(START));
+    let inner = Arc::new(MemoryDurableStore::new());
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let started = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = Arc::new(Gated {
+        inner: inner.clone(),
+        gate: gate.clone(),
+        started: started.clone(),
+    });
+    let mut runtime = Runtime::contained(Arc::new(MockHttp::default()), Arc::new(NoMailer), clock);
+    runtime.store = inner.clone();
+    runtime.library = Arc::new([(story.id.to_string(), story.clone())].into_iter().collect());
+    let durable = Durable::start(
+        Loaded::new(runtime, Arc::new(Redactor::default())),
+        store,
+        2,
+        1_000,
+        None,
+    );
+    let entry = story.default_entry().expect("entry");
+    let delivered = tokio::time::timeout(
+        Duration::from_millis(100),
+        durable.deliver_to(story.clone(), entry, request(&story, json!({}))),
+    )
+    .await;
+    assert!(delivered.is_err(), "answered before the store did: {delivered:?}");
+    // The caller is gone; the store now takes the step, and the next.
+    gate.add_permits(1_000);
+    let run = || started.lock().expect("runs").first().copied();
+    wait_for(|| run().is_some()).await;
+    let run = run().expect("a run");
+    wait_for(|| inner.run_status(run) == Some(tale_engine::runtime::memory::RunStatus::Succeeded)).await;
+    assert!(
+        inner.events(run).iter().any(|e| &*e.action == "post"),
+        "the request did not run"
+    );
 }
