@@ -377,39 +377,6 @@ pub struct Durable {
     recovered: tokio::sync::Notify,
 }
 
-/// What a step's commit needs once the store answered (`finish_apply`).
-struct AfterApply {
-    items: Vec<WorkItem>,
-    events: usize,
-    committed: Option<Vec<Arc<Event>>>,
-    calls: Vec<(RunId, usize)>,
-}
-
-/// A commit in flight for a caller that may be dropped: dropped before the
-/// store answered, it finishes in a task of its own (outside a runtime, at
-/// shutdown, the committed items wait for the next start, as after a crash).
-struct Committing {
-    this: Arc<Durable>,
-    rest: Option<(BoxFuture<'static, Result<Applied, StoreError>>, AfterApply)>,
-}
-
-impl Drop for Committing {
-    fn drop(&mut self) {
-        let Some((stored, after)) = self.rest.take() else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let this = self.this.clone();
-        runtime.spawn(async move {
-            if let Err(e) = this.finish_apply(stored.await, after) {
-                tracing::warn!("the step of a caller that went away: {e}");
-            }
-        });
-    }
-}
-
 /// One recovered item finished (however: also by a panic).
 struct Recovered<'a>(&'a Durable);
 
@@ -907,75 +874,35 @@ impl Durable {
         self.store.last_tick(&schedule_key(story, action)).await
     }
 
-    /// Commits, then starts the new items. For callers that may go away
-    /// midway (a webhook whose client hung up, a schedule aborted by a
-    /// reload): committed items must not be left with nothing to run them,
-    /// so a caller dropped before the store answered leaves the answer and
-    /// the items' start to a task of its own ([`Committing`]). A caller that
-    /// stays (nearly all) needs no task.
+    /// Commits, then starts the new items.
     async fn commit(self: &Arc<Self>, tx: Transaction, wait: bool) -> Result<Applied, StoreError> {
-        let (stored, after) = self.begin_apply(tx, wait);
-        let mut committing = Committing {
-            this: self.clone(),
-            rest: Some((stored, after)),
-        };
-        let applied = match committing.rest.as_mut() {
-            Some((stored, _)) => stored.await,
-            None => Err(StoreError::Failed("the commit was already answered".into())),
-        };
-        match committing.rest.take() {
-            Some((_, after)) => self.finish_apply(applied, after),
-            None => applied,
-        }
+        // Apply and dispatch in a task of their own: a caller that goes away
+        // (a webhook whose client hung up, a schedule aborted by a reload)
+        // must not leave committed items that nothing runs.
+        let this = self.clone();
+        let task = tokio::spawn(async move { this.apply(tx, wait).await });
+        task.await
+            .map_err(|e| StoreError::Failed(format!("the commit task failed: {e}")))?
     }
 
     /// Applies `tx` and starts the items it stored. Only for callers that
     /// are not dropped midway (the executor's own tasks); others go through
     /// [`Durable::commit`].
-    async fn apply(self: &Arc<Self>, tx: Transaction, wait: bool) -> Result<Applied, StoreError> {
-        let (stored, after) = self.begin_apply(tx, wait);
-        let applied = stored.await;
-        self.finish_apply(applied, after)
-    }
-
-    /// Hands `tx`, redacted, to the store; what is needed once it answers.
-    fn begin_apply(
-        self: &Arc<Self>,
-        mut tx: Transaction,
-        wait: bool,
-    ) -> (BoxFuture<'static, Result<Applied, StoreError>>, AfterApply) {
+    async fn apply(self: &Arc<Self>, mut tx: Transaction, wait: bool) -> Result<Applied, StoreError> {
         // Only a shared store places items by lane; the others need not know.
         if self.clustered {
             tx.stateful = tx.items.iter().filter(|i| self.is_stateful(i)).map(|i| i.id).collect();
         }
-        let after = AfterApply {
-            items: tx.items.clone(),
-            events: tx.events.len(),
-            committed: self
-                .observer
-                .as_ref()
-                .filter(|o| o.wants_steps())
-                .map(|_| tx.events.clone()),
-            calls: tx.calls.iter().map(|c| (c.child, c.depth)).collect(),
-        };
+        let mut items = tx.items.clone();
+        let events = tx.events.len();
+        let committed = self
+            .observer
+            .as_ref()
+            .filter(|o| o.wants_steps())
+            .map(|_| tx.events.clone());
+        let calls: Vec<(RunId, usize)> = tx.calls.iter().map(|c| (c.child, c.depth)).collect();
         let redactor = self.loaded.read().unwrap_or_else(|p| p.into_inner()).redactor.clone();
-        (self.store.apply(redacted(&redactor, tx), wait), after)
-    }
-
-    /// Once the store answered: starts the items it stored and woke, and
-    /// tells the observer.
-    fn finish_apply(
-        self: &Arc<Self>,
-        applied: Result<Applied, StoreError>,
-        after: AfterApply,
-    ) -> Result<Applied, StoreError> {
-        let mut applied = applied?;
-        let AfterApply {
-            mut items,
-            events,
-            committed,
-            calls,
-        } = after;
+        let mut applied = self.store.apply(redacted(&redactor, tx), wait).await?;
         if !calls.is_empty() && applied.fired {
             // Only once the child runs exist: an abandoned step leaves none.
             self.call_depth.lock().unwrap_or_else(|p| p.into_inner()).extend(calls);
