@@ -980,6 +980,9 @@ impl Durable {
             // released permits to waiters first): the item starts here, not
             // through the dispatcher's queue, one hand-off fewer. Recovered
             // and stateful items keep the dispatcher's accounting and lanes.
+            // Not strictly first come, first served: in the moment between
+            // the dispatcher taking a permit and waiting again, a new item
+            // may take a freed permit before one queued in `ready`.
             if !item.mark
                 && !self.is_stateful(&item)
                 && let Ok(permit) = self.permits.clone().try_acquire_owned()

@@ -134,6 +134,13 @@ ALTER TABLE events ADD COLUMN trace_detail TEXT;
 DROP INDEX items_by_run;
 CREATE INDEX items_waiting_by_run ON items (run_id) WHERE wake IS NOT NULL;
 "#,
+    // Traces in rows and traces on events, read back in the order they were
+    // written: within one millisecond, start time alone cannot tell (an
+    // explode's trace row comes before its folded transforms).
+    r#"
+ALTER TABLE traces ADD COLUMN seq INTEGER;
+ALTER TABLE events ADD COLUMN trace_seq INTEGER;
+"#,
 ];
 
 /// How long a lease lasts; for SQLite only a marker (the lock file decides).
@@ -239,7 +246,8 @@ struct Prepared {
     cancelled: Vec<[u8; 16]>,
     errors: Vec<([u8; 16], String)>,
     tick: Option<(String, i64)>,
-    traces: Vec<StepTrace>,
+    /// With their place in the write order ([`TRACE_SEQ`]).
+    traces: Vec<(i64, StepTrace)>,
     answers: Vec<PreparedAnswer>,
     now: i64,
 }
@@ -269,6 +277,8 @@ struct PreparedEvent {
 /// one event emitted, no error).
 struct FoldedTrace {
     at: i64,
+    /// Its place among the traces written ([`TRACE_SEQ`]).
+    seq: i64,
     duration_us: i64,
     detail: Option<String>,
 }
@@ -501,7 +511,7 @@ impl SqliteStore {
                 conn: read.clone(),
                 columns: RUN_COLUMNS,
                 traces: true,
-                folded: true,
+                layout: TraceLayout::Sequenced,
             },
             read,
             owner,
@@ -682,7 +692,12 @@ fn prepare_event(e: &Arc<Event>) -> Result<PreparedEvent, StoreError> {
 /// in this step (same run, action and branch, the input its only parent,
 /// or no parent for a start). Returns the traces that stay rows of their
 /// own. Saves a row and an index entry per execution in the writer.
-fn fold_traces(traces: Vec<StepTrace>, events: &mut [PreparedEvent]) -> Vec<StepTrace> {
+/// The order traces are written in, shared by both places they are kept:
+/// a run's traces read back by (start, seq). Counted per process: traces
+/// of one millisecond are never written by two processes.
+static TRACE_SEQ: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn fold_traces(traces: Vec<StepTrace>, events: &mut [PreparedEvent]) -> Vec<(i64, StepTrace)> {
     let foldable = |t: &StepTrace| t.status == StepStatus::Succeeded && t.emitted == 1 && t.error.is_none();
     fn input_of(t: &StepTrace) -> &[u8] {
         t.input.as_ref().map_or(&[], |i| &i.as_bytes()[..])
@@ -723,16 +738,18 @@ fn fold_traces(traces: Vec<StepTrace>, events: &mut [PreparedEvent]) -> Vec<Step
         }
     }
     let mut kept = Vec::new();
-    for (t, found) in traces.into_iter().zip(host) {
+    let first = TRACE_SEQ.fetch_add(traces.len() as i64, std::sync::atomic::Ordering::Relaxed);
+    for (seq, (t, found)) in (first..).zip(traces.into_iter().zip(host)) {
         match found {
             Some(i) => {
                 events[i].trace = Some(FoldedTrace {
                     at: t.at_ms,
+                    seq,
                     duration_us: t.duration_us,
                     detail: t.detail,
                 })
             }
-            None => kept.push(t),
+            None => kept.push((seq, t)),
         }
     }
     kept
@@ -819,7 +836,13 @@ fn writer(
                         Err(e) if broken => Err(e.to_string()),
                         _ => Ok(()),
                     });
-                    let _ = job.reply.send(r.map_err(classify));
+                    // As after a batch: committed into a file removed
+                    // meanwhile is not acknowledged.
+                    let lost = r.is_ok().then(|| watch.check()).flatten();
+                    let _ = job.reply.send(match lost {
+                        Some(why) => Err(StoreError::Failed(why)),
+                        None => r.map_err(classify),
+                    });
                 }
             }
         }
@@ -982,7 +1005,7 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
     }
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO events (id, run_id, story, action, parents, branch, output, created_at, trace_at, trace_us, trace_detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO events (id, run_id, story, action, parents, branch, output, created_at, trace_at, trace_us, trace_detail, trace_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         for e in &p.events {
             let trace = e.trace.as_ref();
@@ -997,15 +1020,16 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
                 e.at,
                 trace.map(|t| t.at),
                 trace.map(|t| t.duration_us),
-                trace.and_then(|t| t.detail.as_deref())
+                trace.and_then(|t| t.detail.as_deref()),
+                trace.map(|t| t.seq)
             ])?;
         }
     }
     if !p.traces.is_empty() {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO traces (run_id, action, input, at, duration_us, status, branch, emitted, error, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO traces (run_id, action, input, at, duration_us, status, branch, emitted, error, detail, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
-        for t in &p.traces {
+        for (seq, t) in &p.traces {
             insert.execute(params![
                 &t.run_id.as_bytes()[..],
                 &*t.action,
@@ -1016,7 +1040,8 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, p: &Prepared, owner: &str) -> rusq
                 t.branch,
                 t.emitted,
                 t.error,
-                t.detail
+                t.detail,
+                seq
             ])?;
         }
     }
@@ -1479,13 +1504,34 @@ fn events_of_run(conn: &Connection, run: RunId) -> Result<Vec<J>, StoreError> {
     .map_err(failed)
 }
 
-/// A run's traces by start time: its rows in the traces table and, with
-/// `folded`, those kept on its events' rows (`fold_traces`).
-fn traces_of_run(conn: &Connection, run: RunId, folded: bool) -> Result<Vec<StepTrace>, StoreError> {
+/// Where a database's schema keeps traces.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TraceLayout {
+    /// Schema 6: rows of the traces table only.
+    Rows,
+    /// Schemas 7–8: also on events' rows (`fold_traces`), no write order.
+    Folded,
+    /// Schema 9 on: both, with their write order (`TRACE_SEQ`).
+    Sequenced,
+}
+
+impl TraceLayout {
+    fn of(version: i64) -> Self {
+        match version {
+            ..=6 => Self::Rows,
+            7 | 8 => Self::Folded,
+            _ => Self::Sequenced,
+        }
+    }
+}
+
+/// A run's traces by start time, in the order they were written: its rows
+/// in the traces table and those kept on its events' rows (`fold_traces`).
+fn traces_of_run(conn: &Connection, run: RunId, layout: TraceLayout) -> Result<Vec<StepTrace>, StoreError> {
     const ROWS: &str = "SELECT action, input, at, duration_us, status, branch, emitted, error, detail FROM traces WHERE run_id = ?1 ORDER BY rowid";
-    // Among traces of one millisecond, those on events first, each kind in
-    // the order it was written.
-    const ALL: &str = "SELECT action, input, at, duration_us, status, branch, emitted, error, detail FROM (
+    // Written before schema 9: among traces of one millisecond, those on
+    // events first, each kind in the order it was written.
+    const FOLDED: &str = "SELECT action, input, at, duration_us, status, branch, emitted, error, detail FROM (
              SELECT action, input, at, duration_us, status, branch, emitted, error, detail, 1 AS kind, rowid AS seq
                FROM traces WHERE run_id = ?1
              UNION ALL
@@ -1493,26 +1539,40 @@ fn traces_of_run(conn: &Connection, run: RunId, folded: bool) -> Result<Vec<Step
                     trace_detail, 0, rowid
                FROM events WHERE run_id = ?1 AND trace_at IS NOT NULL
            ) ORDER BY at, kind, seq";
-    conn.prepare_cached(if folded { ALL } else { ROWS })
-        .and_then(|mut s| {
-            s.query_map([&run.as_bytes()[..]], |r| {
-                let status: String = r.get(4)?;
-                Ok(StepTrace {
-                    run_id: run,
-                    action: r.get::<_, String>(0)?.into(),
-                    input: r.get::<_, Option<Vec<u8>>>(1)?.map(|b| EventId::from(uuid_of(&b))),
-                    at_ms: r.get(2)?,
-                    duration_us: r.get(3)?,
-                    status: StepStatus::parse(&status),
-                    branch: r.get::<_, Option<String>>(5)?.map(|b| intern_branch(&b)),
-                    emitted: r.get(6)?,
-                    error: r.get(7)?,
-                    detail: r.get(8)?,
-                })
-            })?
-            .collect()
-        })
-        .map_err(failed)
+    // Traces written before the upgrade have no seq (NULL sorts first) and
+    // keep the order above.
+    const SEQUENCED: &str = "SELECT action, input, at, duration_us, status, branch, emitted, error, detail FROM (
+             SELECT action, input, at, duration_us, status, branch, emitted, error, detail, seq, 1 AS kind, rowid AS n
+               FROM traces WHERE run_id = ?1
+             UNION ALL
+             SELECT action, CASE WHEN length(parents) = 16 THEN parents END, trace_at, trace_us, 'succeeded', branch, 1, NULL,
+                    trace_detail, trace_seq, 0, rowid
+               FROM events WHERE run_id = ?1 AND trace_at IS NOT NULL
+           ) ORDER BY at, seq, kind, n";
+    conn.prepare_cached(match layout {
+        TraceLayout::Rows => ROWS,
+        TraceLayout::Folded => FOLDED,
+        TraceLayout::Sequenced => SEQUENCED,
+    })
+    .and_then(|mut s| {
+        s.query_map([&run.as_bytes()[..]], |r| {
+            let status: String = r.get(4)?;
+            Ok(StepTrace {
+                run_id: run,
+                action: r.get::<_, String>(0)?.into(),
+                input: r.get::<_, Option<Vec<u8>>>(1)?.map(|b| EventId::from(uuid_of(&b))),
+                at_ms: r.get(2)?,
+                duration_us: r.get(3)?,
+                status: StepStatus::parse(&status),
+                branch: r.get::<_, Option<String>>(5)?.map(|b| intern_branch(&b)),
+                emitted: r.get(6)?,
+                error: r.get(7)?,
+                detail: r.get(8)?,
+            })
+        })?
+        .collect()
+    })
+    .map_err(failed)
 }
 
 fn activity(conn: &Connection, since_ms: i64) -> Result<Vec<StoryActivity>, StoreError> {
@@ -1606,8 +1666,8 @@ pub struct SqliteReader {
     columns: &'static str,
     /// Its schema has the traces table.
     traces: bool,
-    /// Its events carry their executions' traces (`fold_traces`).
-    folded: bool,
+    /// Where its schema keeps traces.
+    layout: TraceLayout,
 }
 
 /// Runs `f` on a connection on tokio's blocking threads: a SQLite call
@@ -1642,7 +1702,7 @@ impl SqliteReader {
             conn: Arc::new(Mutex::new(conn)),
             columns: run_columns(version),
             traces: version >= 6,
-            folded: version >= 7,
+            layout: TraceLayout::of(version),
         })
     }
 }
@@ -1842,10 +1902,10 @@ impl RunLog for SqliteReader {
         )
     }
     fn traces(&self, run: RunId) -> BoxFuture<'_, Result<Vec<StepTrace>, StoreError>> {
-        let (traces, folded) = (self.traces, self.folded);
+        let (traces, layout) = (self.traces, self.layout);
         on_connection(&self.conn, move |c| {
             if traces {
-                traces_of_run(c, run, folded)
+                traces_of_run(c, run, layout)
             } else {
                 Ok(Vec::new())
             }
@@ -2132,10 +2192,12 @@ mod tests {
             trace(run, "alert", None, 100, StepStatus::Succeeded, 1),
             trace(run, "gate", Some(&hook), 101, StepStatus::Skipped, 0),
             trace(run, "shape", Some(&shaped), 103, StepStatus::Succeeded, 1),
+            // An execution that emitted twice keeps a row, and is read back
+            // before the folded trace written after it in its millisecond.
+            trace(run, "split", Some(&hook), 102, StepStatus::Succeeded, 2),
             trace(run, "shape", Some(&hook), 102, StepStatus::Succeeded, 1),
-            // An execution that failed, or emitted twice, keeps a row.
+            // An execution that failed keeps a row.
             trace(run, "post", Some(&shaped), 103, StepStatus::Failed, 0),
-            trace(run, "split", Some(&hook), 104, StepStatus::Succeeded, 2),
         ];
         store
             .apply(
@@ -2158,8 +2220,8 @@ mod tests {
             .map(StepTrace::to_json)
             .collect();
         let mut expected: Vec<&StepTrace> = written.iter().collect();
-        // By start time; in one millisecond, those on events first.
-        expected.sort_by_key(|t| (t.at_ms, t.emitted != 1 || t.status != StepStatus::Succeeded));
+        // By start time; in one millisecond, as written (a stable sort).
+        expected.sort_by_key(|t| t.at_ms);
         let expected: Vec<J> = expected.into_iter().map(StepTrace::to_json).collect();
         assert_eq!(read, expected);
     }
@@ -2227,6 +2289,36 @@ mod tests {
             (&*traces[0].action, traces[0].at_ms, traces[0].emitted),
             ("shape", 9, 1)
         );
+    }
+
+    /// A database of schema 8 (traces on events, no write order) reads
+    /// both kinds back, those on events first within a millisecond.
+    #[tokio::test]
+    async fn a_reader_reads_the_traces_of_a_schema_8_database() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("eight.db");
+        let run = RunId::new();
+        {
+            let conn = Connection::open(&path).expect("open");
+            for sql in &MIGRATIONS[..8] {
+                conn.execute_batch(sql).expect("migrate");
+            }
+            conn.pragma_update(None, "user_version", 8).expect("version");
+            conn.execute(
+                "INSERT INTO traces (run_id, action, input, at, duration_us, status, branch, emitted, error, detail) VALUES (?1, 'split', NULL, 9, 90, 'succeeded', NULL, 2, NULL, NULL)",
+                [&run.as_bytes()[..]],
+            )
+            .expect("trace");
+            conn.execute(
+                "INSERT INTO events (id, run_id, story, action, parents, branch, output, created_at, trace_at, trace_us, trace_detail) VALUES (?1, ?2, 's', 'shape', x'', NULL, '{}', 9, 9, 40, NULL)",
+                params![&uuid::Uuid::from_u128(1).as_bytes()[..], &run.as_bytes()[..]],
+            )
+            .expect("event");
+        }
+        let reader = SqliteReader::open(&path).expect("reader");
+        let traces = reader.traces(run).await.expect("traces");
+        let read: Vec<(&str, i64)> = traces.iter().map(|t| (&*t.action, t.emitted)).collect();
+        assert_eq!(read, [("shape", 1), ("split", 2)]);
     }
 
     /// `tale runs` reads a database written before calls were stored
