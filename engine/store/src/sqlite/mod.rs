@@ -510,7 +510,6 @@ impl SqliteStore {
             log: SqliteReader {
                 conn: read.clone(),
                 columns: RUN_COLUMNS,
-                traces: true,
                 layout: TraceLayout::Sequenced,
             },
             read,
@@ -687,16 +686,17 @@ fn prepare_event(e: &Arc<Event>) -> Result<PreparedEvent, StoreError> {
     })
 }
 
-/// Moves onto `events` the traces that their rows can carry: a succeeded
-/// execution without an error that emitted exactly one event, that event
-/// in this step (same run, action and branch, the input its only parent,
-/// or no parent for a start). Returns the traces that stay rows of their
-/// own. Saves a row and an index entry per execution in the writer.
 /// The order traces are written in, shared by both places they are kept:
 /// a run's traces read back by (start, seq). Counted per process: traces
 /// of one millisecond are never written by two processes.
 static TRACE_SEQ: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
+/// Moves onto `events` the traces that their rows can carry: a succeeded
+/// execution without an error that emitted exactly one event, that event
+/// in this step (same run, action and branch, the input its only parent,
+/// or no parent for a start). Returns the traces that stay rows of their
+/// own, each with its place in the write order. Saves a row and an index
+/// entry per execution in the writer.
 fn fold_traces(traces: Vec<StepTrace>, events: &mut [PreparedEvent]) -> Vec<(i64, StepTrace)> {
     let foldable = |t: &StepTrace| t.status == StepStatus::Succeeded && t.emitted == 1 && t.error.is_none();
     fn input_of(t: &StepTrace) -> &[u8] {
@@ -1507,6 +1507,8 @@ fn events_of_run(conn: &Connection, run: RunId) -> Result<Vec<J>, StoreError> {
 /// Where a database's schema keeps traces.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum TraceLayout {
+    /// Before schema 6: no traces.
+    None,
     /// Schema 6: rows of the traces table only.
     Rows,
     /// Schemas 7–8: also on events' rows (`fold_traces`), no write order.
@@ -1518,7 +1520,8 @@ enum TraceLayout {
 impl TraceLayout {
     fn of(version: i64) -> Self {
         match version {
-            ..=6 => Self::Rows,
+            ..=5 => Self::None,
+            6 => Self::Rows,
             7 | 8 => Self::Folded,
             _ => Self::Sequenced,
         }
@@ -1529,50 +1532,49 @@ impl TraceLayout {
 /// in the traces table and those kept on its events' rows (`fold_traces`).
 fn traces_of_run(conn: &Connection, run: RunId, layout: TraceLayout) -> Result<Vec<StepTrace>, StoreError> {
     const ROWS: &str = "SELECT action, input, at, duration_us, status, branch, emitted, error, detail FROM traces WHERE run_id = ?1 ORDER BY rowid";
-    // Written before schema 9: among traces of one millisecond, those on
-    // events first, each kind in the order it was written.
-    const FOLDED: &str = "SELECT action, input, at, duration_us, status, branch, emitted, error, detail FROM (
-             SELECT action, input, at, duration_us, status, branch, emitted, error, detail, 1 AS kind, rowid AS seq
-               FROM traces WHERE run_id = ?1
-             UNION ALL
-             SELECT action, CASE WHEN length(parents) = 16 THEN parents END, trace_at, trace_us, 'succeeded', branch, 1, NULL,
-                    trace_detail, 0, rowid
-               FROM events WHERE run_id = ?1 AND trace_at IS NOT NULL
-           ) ORDER BY at, kind, seq";
-    // Traces written before the upgrade have no seq (NULL sorts first) and
-    // keep the order above.
-    const SEQUENCED: &str = "SELECT action, input, at, duration_us, status, branch, emitted, error, detail FROM (
-             SELECT action, input, at, duration_us, status, branch, emitted, error, detail, seq, 1 AS kind, rowid AS n
-               FROM traces WHERE run_id = ?1
-             UNION ALL
-             SELECT action, CASE WHEN length(parents) = 16 THEN parents END, trace_at, trace_us, 'succeeded', branch, 1, NULL,
-                    trace_detail, trace_seq, 0, rowid
-               FROM events WHERE run_id = ?1 AND trace_at IS NOT NULL
-           ) ORDER BY at, seq, kind, n";
-    conn.prepare_cached(match layout {
+    // Both places, by start and write order. Without a write order (schemas
+    // 7–8, and what they wrote: NULL sorts first), those on events come
+    // first within a millisecond, each kind in the order it was written.
+    macro_rules! both {
+        ($seq:literal, $trace_seq:literal) => {
+            concat!(
+                "SELECT action, input, at, duration_us, status, branch, emitted, error, detail FROM (
+                   SELECT action, input, at, duration_us, status, branch, emitted, error, detail, ", $seq, " AS seq, 1 AS kind, rowid AS n
+                     FROM traces WHERE run_id = ?1
+                   UNION ALL
+                   SELECT action, CASE WHEN length(parents) = 16 THEN parents END, trace_at, trace_us, 'succeeded', branch, 1, NULL,
+                          trace_detail, ", $trace_seq, ", 0, rowid
+                     FROM events WHERE run_id = ?1 AND trace_at IS NOT NULL
+                 ) ORDER BY at, seq, kind, n"
+            )
+        };
+    }
+    let sql = match layout {
+        TraceLayout::None => return Ok(Vec::new()),
         TraceLayout::Rows => ROWS,
-        TraceLayout::Folded => FOLDED,
-        TraceLayout::Sequenced => SEQUENCED,
-    })
-    .and_then(|mut s| {
-        s.query_map([&run.as_bytes()[..]], |r| {
-            let status: String = r.get(4)?;
-            Ok(StepTrace {
-                run_id: run,
-                action: r.get::<_, String>(0)?.into(),
-                input: r.get::<_, Option<Vec<u8>>>(1)?.map(|b| EventId::from(uuid_of(&b))),
-                at_ms: r.get(2)?,
-                duration_us: r.get(3)?,
-                status: StepStatus::parse(&status),
-                branch: r.get::<_, Option<String>>(5)?.map(|b| intern_branch(&b)),
-                emitted: r.get(6)?,
-                error: r.get(7)?,
-                detail: r.get(8)?,
-            })
-        })?
-        .collect()
-    })
-    .map_err(failed)
+        TraceLayout::Folded => both!("NULL", "NULL"),
+        TraceLayout::Sequenced => both!("seq", "trace_seq"),
+    };
+    conn.prepare_cached(sql)
+        .and_then(|mut s| {
+            s.query_map([&run.as_bytes()[..]], |r| {
+                let status: String = r.get(4)?;
+                Ok(StepTrace {
+                    run_id: run,
+                    action: r.get::<_, String>(0)?.into(),
+                    input: r.get::<_, Option<Vec<u8>>>(1)?.map(|b| EventId::from(uuid_of(&b))),
+                    at_ms: r.get(2)?,
+                    duration_us: r.get(3)?,
+                    status: StepStatus::parse(&status),
+                    branch: r.get::<_, Option<String>>(5)?.map(|b| intern_branch(&b)),
+                    emitted: r.get(6)?,
+                    error: r.get(7)?,
+                    detail: r.get(8)?,
+                })
+            })?
+            .collect()
+        })
+        .map_err(failed)
 }
 
 fn activity(conn: &Connection, since_ms: i64) -> Result<Vec<StoryActivity>, StoreError> {
@@ -1664,9 +1666,7 @@ pub struct SqliteReader {
     conn: Arc<Mutex<Connection>>,
     /// The run columns of its schema version.
     columns: &'static str,
-    /// Its schema has the traces table.
-    traces: bool,
-    /// Where its schema keeps traces.
+    /// Where its schema keeps traces (if it has them).
     layout: TraceLayout,
 }
 
@@ -1701,7 +1701,6 @@ impl SqliteReader {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             columns: run_columns(version),
-            traces: version >= 6,
             layout: TraceLayout::of(version),
         })
     }
@@ -1902,14 +1901,8 @@ impl RunLog for SqliteReader {
         )
     }
     fn traces(&self, run: RunId) -> BoxFuture<'_, Result<Vec<StepTrace>, StoreError>> {
-        let (traces, layout) = (self.traces, self.layout);
-        on_connection(&self.conn, move |c| {
-            if traces {
-                traces_of_run(c, run, layout)
-            } else {
-                Ok(Vec::new())
-            }
-        })
+        let layout = self.layout;
+        on_connection(&self.conn, move |c| traces_of_run(c, run, layout))
     }
     fn activity(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<StoryActivity>, StoreError>> {
         on_connection(&self.conn, move |c| activity(c, since_ms))
@@ -1919,7 +1912,7 @@ impl RunLog for SqliteReader {
         story: &'a str,
         runs: usize,
     ) -> BoxFuture<'a, Result<Vec<ActionActivity>, StoreError>> {
-        let (story, traces) = (story.to_owned(), self.traces);
+        let (story, traces) = (story.to_owned(), self.layout != TraceLayout::None);
         on_connection(&self.conn, move |c| action_activity(c, &story, runs, traces))
     }
     fn action_events<'a>(
@@ -2264,6 +2257,17 @@ mod tests {
         assert_eq!(read, written.iter().map(StepTrace::to_json).collect::<Vec<_>>());
     }
 
+    /// A database as an older tale left it: its first `version` migrations.
+    fn database_of_schema(path: &Path, version: usize) -> Connection {
+        let conn = Connection::open(path).expect("open");
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).expect("migrate");
+        }
+        conn.pragma_update(None, "user_version", version as i64)
+            .expect("version");
+        conn
+    }
+
     /// A database of schema 6 (every trace a row) reads its traces.
     #[tokio::test]
     async fn a_reader_reads_the_traces_of_a_schema_6_database() {
@@ -2271,11 +2275,7 @@ mod tests {
         let path = dir.path().join("six.db");
         let run = RunId::new();
         {
-            let conn = Connection::open(&path).expect("open");
-            for sql in &MIGRATIONS[..6] {
-                conn.execute_batch(sql).expect("migrate");
-            }
-            conn.pragma_update(None, "user_version", 6).expect("version");
+            let conn = database_of_schema(&path, 6);
             conn.execute(
                 "INSERT INTO traces (run_id, action, input, at, duration_us, status, branch, emitted, error, detail) VALUES (?1, 'shape', NULL, 9, 90, 'succeeded', NULL, 1, NULL, NULL)",
                 [&run.as_bytes()[..]],
@@ -2299,11 +2299,7 @@ mod tests {
         let path = dir.path().join("eight.db");
         let run = RunId::new();
         {
-            let conn = Connection::open(&path).expect("open");
-            for sql in &MIGRATIONS[..8] {
-                conn.execute_batch(sql).expect("migrate");
-            }
-            conn.pragma_update(None, "user_version", 8).expect("version");
+            let conn = database_of_schema(&path, 8);
             conn.execute(
                 "INSERT INTO traces (run_id, action, input, at, duration_us, status, branch, emitted, error, detail) VALUES (?1, 'split', NULL, 9, 90, 'succeeded', NULL, 2, NULL, NULL)",
                 [&run.as_bytes()[..]],
@@ -2329,11 +2325,7 @@ mod tests {
         let dir = dir.path();
         let path = dir.join("old.db");
         {
-            let conn = Connection::open(&path).expect("open");
-            for sql in &MIGRATIONS[..3] {
-                conn.execute_batch(sql).expect("migrate");
-            }
-            conn.pragma_update(None, "user_version", 3).expect("version");
+            let conn = database_of_schema(&path, 3);
             conn.execute(
                 "INSERT INTO runs (id, story, status, started_at, events) VALUES (?1, 'old', 'succeeded', 1, 2)",
                 [&[7u8; 16][..]],
